@@ -1,0 +1,24 @@
+// The one error class slimtune throws for anything a user can fix: a stable code, the file or value
+// at fault, what was expected, and how to fix it.
+
+export type SlimtuneErrorCode =
+  | "E_ARG" // a CLI or API argument is missing or out of range
+  | "E_NOT_FOUND" // a file or folder does not exist
+  | "E_SAFETENSORS" // a safetensors file is corrupt or inconsistent
+  | "E_CONFIG" // config.json is missing a field, has a wrong value, or names an unsupported model
+  | "E_SHAPE" // a tensor has a shape other than the model requires
+  | "E_TOKENIZER" // tokenizer.json is missing or unreadable
+  | "E_DATA" // a data file is empty or malformed
+  | "E_CHECKPOINT" // a checkpoint cannot be resumed
+  | "E_ENGINE"; // the graph or ONNX Runtime rejected something (a bug if a user sees it)
+
+export class SlimtuneError extends Error {
+  override readonly name = "SlimtuneError";
+  constructor(
+    readonly code: SlimtuneErrorCode,
+    message: string,
+    readonly file?: string,
+  ) {
+    super(file ? `${file}: ${message}` : message);
+  }
+}
