@@ -1,0 +1,128 @@
+// The graph IR: values with static shapes and dtypes, produced by nodes of registered ops.
+// A graph is built once per (method, shape) and turned into ONNX by onnx-writer.ts.
+
+import { type DType, type HostArray, type Shape, numel, fmtShape, hostArray } from "./dtype.js";
+
+export type AttrValue = number | string | number[] | { float: number } | { floats: number[] } | { tensor: { dtype: DType; data: HostArray } };
+export type Attrs = Record<string, AttrValue>;
+
+export interface OpDef {
+  /** ONNX op type emitted for this node. */
+  readonly type: string;
+  readonly domain?: string;
+  /**
+   * Gradients of the node's inputs given the gradient of its output; null where an input is not
+   * differentiable (indices, masks, constant shapes). Absent: the op has no gradient at all.
+   */
+  readonly vjp?: (node: Node, dy: Value) => Array<Value | null>;
+}
+
+export interface Node {
+  readonly op: OpDef;
+  readonly inputs: readonly Value[];
+  /** Emitted as ONNX attributes. */
+  readonly attrs: Attrs;
+  /** JavaScript-side facts a VJP needs (axes, perms, slice bounds); not emitted. */
+  readonly meta: Record<string, unknown>;
+  readonly output: Value;
+}
+
+export type ValueKind = "input" | "constant" | "node";
+
+export class Value {
+  constructor(
+    readonly graph: Graph,
+    readonly id: number,
+    readonly shape: Shape,
+    readonly dtype: DType,
+    readonly kind: ValueKind,
+    readonly producer: Node | null,
+    /** Inputs and constants carry their external name; node outputs get one when emitted. */
+    readonly name: string | null,
+    readonly data: HostArray | null,
+  ) {}
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  toString(): string {
+    return `${this.name ?? `v${this.id}`}${fmtShape(this.shape)}:${this.dtype}`;
+  }
+}
+
+export class Graph {
+  private nextId = 0;
+  readonly inputs: Value[] = [];
+  readonly constants: Value[] = [];
+  readonly nodes: Node[] = [];
+  private readonly scalarCache = new Map<string, Value>();
+  private readonly names = new Set<string>();
+
+  /** A tensor fed at run time: data, and every trainable parameter. */
+  input(name: string, shape: Shape, dtype: DType = "float32"): Value {
+    this.claimName(name);
+    const v = new Value(this, this.nextId++, [...shape], dtype, "input", null, name, null);
+    this.inputs.push(v);
+    return v;
+  }
+
+  /** A tensor baked into the graph as an initializer: frozen weights, masks, tables. */
+  constant(data: HostArray, shape: Shape, dtype: DType = "float32", name?: string): Value {
+    if (data.length !== numel(shape)) {
+      throw new RangeError(`constant ${name ?? ""}: ${data.length} values for shape ${fmtShape(shape)}`);
+    }
+    const n = name ?? `const_${this.nextId}`;
+    this.claimName(n);
+    const v = new Value(this, this.nextId++, [...shape], dtype, "constant", null, n, data);
+    this.constants.push(v);
+    return v;
+  }
+
+  /** A shared scalar constant (rank 0, broadcasts anywhere). */
+  scalar(x: number, dtype: DType = "float32"): Value {
+    const key = `${dtype}:${x}`;
+    let v = this.scalarCache.get(key);
+    if (!v) {
+      v = this.constant(hostArray(dtype, [x]), [], dtype);
+      this.scalarCache.set(key, v);
+    }
+    return v;
+  }
+
+  /** An int64 vector constant, as ONNX wants for shapes, axes and slice bounds. */
+  int64s(values: readonly number[]): Value {
+    const key = `i${values.join(",")}`;
+    let v = this.scalarCache.get(key);
+    if (!v) {
+      v = this.constant(BigInt64Array.from(values, BigInt), [values.length], "int64");
+      this.scalarCache.set(key, v);
+    }
+    return v;
+  }
+
+  /** Appends a node; shape and dtype are inferred by the caller (the op's builder function). */
+  add(op: OpDef, inputs: Value[], shape: Shape, dtype: DType, attrs: Attrs = {}, meta: Record<string, unknown> = {}): Value {
+    for (const x of inputs) {
+      if (x.graph !== this) throw new Error(`${op.type}: input ${x} belongs to another graph`);
+    }
+    let output!: Value;
+    const node: Node = {
+      op,
+      inputs,
+      attrs,
+      meta,
+      get output() {
+        return output;
+      },
+    };
+    output = new Value(this, this.nextId++, [...shape], dtype, "node", node, null, null);
+    this.nodes.push(node);
+    return output;
+  }
+
+  private claimName(name: string): void {
+    if (this.names.has(name)) throw new Error(`graph already has a tensor named "${name}"`);
+    this.names.add(name);
+  }
+}

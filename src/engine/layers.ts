@@ -1,0 +1,112 @@
+// Transformer building blocks composed from primitive ops, so autodiff derives their gradients:
+// RMSNorm, SiLU, GELU, rotary embeddings, causal grouped-query attention, cross-entropy.
+
+import { add, erf, mul, neg, reciprocal, sigmoid, sqrt } from "./ops/elementwise.js";
+import type { DType } from "./dtype.js";
+import type { Value } from "./graph.js";
+import { matmul } from "./ops/matmul.js";
+import { gatherElements, logSoftmax, softmax } from "./ops/nn.js";
+import { reduceMean } from "./ops/reduce.js";
+import { concat, reshape, slice, transpose, transposeLast2 } from "./ops/shape.js";
+
+/** x / sqrt(mean(x², last axis) + eps) · w — LLaMA's RMSNorm. */
+export function rmsNorm(x: Value, weight: Value, eps: number): Value {
+  const g = x.graph;
+  const meanSquare = reduceMean(mul(x, x), [-1], true);
+  const inverseRms = reciprocal(sqrt(add(meanSquare, g.scalar(eps, x.dtype))));
+  return mul(mul(x, inverseRms), weight);
+}
+
+export function silu(x: Value): Value {
+  return mul(x, sigmoid(x));
+}
+
+/** Exact (erf) GELU. */
+export function gelu(x: Value): Value {
+  const g = x.graph;
+  return mul(mul(x, g.scalar(0.5, x.dtype)), add(g.scalar(1, x.dtype), erf(mul(x, g.scalar(Math.SQRT1_2, x.dtype)))));
+}
+
+/** The cos/sin tables of rotary embeddings for positions [0, T), as transformers computes them in float32. */
+export function ropeTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(positions * headDim);
+  const sin = new Float32Array(positions * headDim);
+  const f = Math.fround;
+  for (let i = 0; i < half; i++) {
+    const invFreq = f(1 / f(Math.pow(theta, f(f(2 * i) / headDim))));
+    for (let t = 0; t < positions; t++) {
+      const angle = f(t * invFreq);
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      cos[t * headDim + i] = cos[t * headDim + i + half] = c;
+      sin[t * headDim + i] = sin[t * headDim + i + half] = s;
+    }
+  }
+  return { cos, sin };
+}
+
+/** x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁] (transformers' convention). x: [..., T, D]. */
+export function rope(x: Value, cos: Value, sin: Value): Value {
+  const d = x.shape[x.rank - 1]!;
+  const x1 = slice(x, -1, 0, d / 2);
+  const x2 = slice(x, -1, d / 2, d);
+  return add(mul(x, cos), mul(concat([neg(x2), x1], -1), sin));
+}
+
+export interface AttentionShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/**
+ * Causal grouped-query attention. q: [B·T, H·D], k, v: [B·T, KV·D] → [B·T, H·D].
+ * Query heads that share a key-value head are stacked along the time axis, so k and v are
+ * never repeated: scores are [B, KV, rep·T, T].
+ * `keyMask` (optional, additive, [B, 1, 1, T]) hides padding keys.
+ */
+export function causalAttention(
+  q: Value,
+  k: Value,
+  v: Value,
+  s: AttentionShape,
+  rot: { cos: Value; sin: Value },
+  keyMask?: Value,
+): Value {
+  const g = q.graph;
+  const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
+  const rep = H / KV;
+  const heads = (x: Value, n: number) => transpose(reshape(x, [B, T, n, D]), [0, 2, 1, 3]); // (B, n, T, D)
+  const qh = mul(rope(heads(q, H), rot.cos, rot.sin), g.scalar(1 / Math.sqrt(D), q.dtype));
+  const kh = rope(heads(k, KV), rot.cos, rot.sin);
+  const vh = heads(v, KV);
+  const qGrouped = reshape(qh, [B, KV, rep * T, D]);
+  let scores = add(matmul(qGrouped, transposeLast2(kh)), causalMask(g, T, rep, q.dtype)); // (B, KV, rep·T, T)
+  if (keyMask) scores = add(scores, reshape(keyMask, [B, 1, 1, T]));
+  const out = matmul(softmax(scores, -1), vh); // (B, KV, rep·T, D)
+  return reshape(transpose(reshape(out, [B, H, T, D]), [0, 2, 1, 3]), [B * T, H * D]);
+}
+
+const MASKED = -1e30;
+
+function causalMask(g: Value["graph"], T: number, rep: number, dtype: DType): Value {
+  const data = dtype === "float64" ? new Float64Array(rep * T * T) : new Float32Array(rep * T * T);
+  for (let r = 0; r < rep; r++) {
+    for (let i = 0; i < T; i++) {
+      const row = (r * T + i) * T;
+      for (let j = i + 1; j < T; j++) data[row + j] = MASKED;
+    }
+  }
+  return g.constant(data, [rep * T, T], dtype);
+}
+
+/** Per-row negative log-likelihood of `targets` ([N] int64) under `logits` ([N, V]). */
+export function crossEntropy(logits: Value, targets: Value): Value {
+  const n = logits.shape[0]!;
+  const logProbs = logSoftmax(logits, -1);
+  const picked = gatherElements(logProbs, reshape(targets, [n, 1]), 1);
+  return neg(reshape(picked, [n]));
+}

@@ -1,0 +1,95 @@
+// The one module that imports onnxruntime: compiles graphs into sessions and runs them.
+
+import * as ort from "onnxruntime-node";
+import { SlimtuneError } from "../errors.js";
+import { type DType, type HostArray, type Shape, fmtShape, numel } from "./dtype.js";
+import type { Graph } from "./graph.js";
+import { type GraphOutputs, toOnnxBytes } from "./onnx-writer.js";
+
+export interface HostTensor {
+  data: HostArray;
+  shape: Shape;
+}
+
+export interface SessionOptions {
+  /** Threads for one op; defaults to every core (2 here). */
+  threads?: number;
+  optimization?: "disabled" | "basic" | "extended" | "all";
+  /** Session config entries, e.g. { "session.qdq_matmulnbits_accuracy_level": "0" }. */
+  config?: Record<string, string>;
+}
+
+const ortType: Record<DType, ort.Tensor.Type> = {
+  float32: "float32",
+  float16: "float16",
+  float64: "float64",
+  int64: "int64",
+  int32: "int32",
+  int8: "int8",
+  uint8: "uint8",
+  bool: "bool",
+};
+
+/** A graph turned into an ONNX Runtime session, with its input and output signatures. */
+export class CompiledGraph {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly inputs: ReadonlyMap<string, { shape: Shape; dtype: DType }>,
+    readonly outputNames: readonly string[],
+    readonly onnxBytes: number,
+  ) {}
+
+  static async compile(graph: Graph, outputs: GraphOutputs, opts: SessionOptions = {}): Promise<CompiledGraph> {
+    const bytes = toOnnxBytes(graph, outputs);
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: opts.threads ?? 0,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+      graphOptimizationLevel: opts.optimization ?? "all",
+      ...(opts.config ? { extra: { ...nestConfig(opts.config) } } : {}),
+    };
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, sessionOptions);
+    } catch (e) {
+      throw new SlimtuneError("E_ENGINE", `ONNX Runtime rejected a generated graph: ${(e as Error).message}`);
+    }
+    const inputs = new Map(graph.inputs.map((v) => [v.name!, { shape: v.shape, dtype: v.dtype }]));
+    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength);
+  }
+
+  /** Runs the graph; every declared input must be fed with its exact shape. */
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[] = this.outputNames): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, sig] of this.inputs) {
+      const t = feeds[name];
+      if (!t) throw new SlimtuneError("E_ENGINE", `missing feed "${name}" ${fmtShape(sig.shape)}`);
+      if (t.data.length !== numel(sig.shape)) {
+        throw new SlimtuneError("E_ENGINE", `feed "${name}" has ${t.data.length} values; the graph expects ${fmtShape(sig.shape)}`);
+      }
+      ortFeeds[name] = new ort.Tensor(ortType[sig.dtype], t.data as never, sig.shape as number[]);
+    }
+    const result = await this.session.run(ortFeeds, outputs as string[]);
+    const out: Record<string, HostTensor> = {};
+    for (const name of outputs) {
+      const t = result[name]!;
+      out[name] = { data: t.data as HostArray, shape: t.dims };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** "session.x" → { session: { x } }, the shape onnxruntime's `extra` option takes. */
+function nestConfig(config: Record<string, string>): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const dot = key.indexOf(".");
+    const group = key.slice(0, dot);
+    (out[group] ??= {})[key.slice(dot + 1)] = value;
+  }
+  return out;
+}
