@@ -1,0 +1,57 @@
+// The two graphs every method runs: a training step (loss + gradients of the trainable inputs)
+// and a scoring pass (per-token negative log-likelihood, for perplexity).
+
+import { type Graph, type GraphOutputs, type Value, crossEntropy, grad, reduceMean, reshape } from "../../engine/index.js";
+import type { LlamaConfig } from "../../formats/hf-config.js";
+import { llamaHidden, llamaLogits } from "./graph.js";
+import type { ParamSource } from "./params.js";
+
+export const IDS = "input_ids";
+export const TARGETS = "targets";
+export const gradName = (param: string) => `grad:${param}`;
+
+export interface LmGraph {
+  graph: Graph;
+  outputs: GraphOutputs;
+}
+
+/** ids [B, T] → mean cross-entropy "loss" and "grad:<name>" for each input named in `wrt`. */
+export function buildLmTrainGraph(
+  config: LlamaConfig,
+  params: ParamSource,
+  batch: number,
+  seq: number,
+  wrt: readonly string[],
+  opts: { logits?: boolean } = {},
+): LmGraph {
+  const g = params.graph;
+  const { loss, logits } = lmLoss(config, params, batch, seq);
+  const byName = new Map(g.inputs.map((v) => [v.name!, v]));
+  const targets = wrt.map((name) => {
+    const v = byName.get(name);
+    if (!v) throw new Error(`"${name}" is not a graph input; trainable tensors must be inputs`);
+    return v;
+  });
+  const outputs: GraphOutputs = { loss };
+  grad(loss, targets).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  if (opts.logits) outputs.logits = logits;
+  return { graph: g, outputs };
+}
+
+/** ids [B, T], targets [B·T] → per-token negative log-likelihood "nll" [B·T]. */
+export function buildLmScoreGraph(config: LlamaConfig, params: ParamSource, batch: number, seq: number): LmGraph {
+  const g = params.graph;
+  const ids = g.input(IDS, [batch, seq], "int64");
+  const targets = g.input(TARGETS, [batch * seq], "int64");
+  const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
+  return { graph: g, outputs: { nll: crossEntropy(logits, targets) } };
+}
+
+function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: number): { loss: Value; logits: Value } {
+  const g = params.graph;
+  const ids = g.input(IDS, [batch, seq], "int64");
+  const targets = g.input(TARGETS, [batch * seq], "int64");
+  const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
+  const loss = reshape(reduceMean(crossEntropy(logits, targets), [0]), []);
+  return { loss, logits };
+}
