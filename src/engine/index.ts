@@ -11,3 +11,4 @@ export * from "./layers.js";
 export { grad } from "./autodiff.js";
 export { toOnnxBytes, OPSET, type GraphOutputs } from "./onnx-writer.js";
 export { CompiledGraph, type HostTensor, type SessionOptions } from "./runtime.js";
+export { GraphCache } from "./graph-cache.js";

@@ -1,0 +1,21 @@
+// What every tuning method gives the trainer: the tensors that train, how a graph gets its
+// weights, and how the result is saved.
+
+import type { Graph } from "../engine/index.js";
+import type { LlamaConfig } from "../formats/hf-config.js";
+import type { HostParam, ParamSource } from "../models/llama/params.js";
+
+export interface TuningMethod {
+  readonly name: string;
+  readonly config: LlamaConfig;
+  /** Tensors that train, by name; the optimizer updates them in place. */
+  readonly trainable: ReadonlyMap<string, HostParam>;
+  /** Weights for a new graph: trainable tensors as inputs named as in `trainable`, the rest frozen. */
+  params(graph: Graph): ParamSource;
+  /** Which trainable tensors get weight decay. */
+  decay(name: string): boolean;
+  /** Writes what training produced (a model folder, an adapter) into `outDir`. */
+  save(outDir: string): void;
+  /** Parameters of the whole model, trainable or not. */
+  readonly totalParameters: number;
+}
