@@ -1,0 +1,282 @@
+// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2), with transformers' defaults.
+
+import fs from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { SlimtuneError } from "../errors.js";
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2";
+
+export interface LlamaConfig {
+  modelType: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  tieWordEmbeddings: boolean;
+  maxPositionEmbeddings: number;
+  /** q/k/v projections carry a bias (llama with attention_bias, and always for qwen2). */
+  attentionBias: boolean;
+  /** o_proj carries a bias (only llama with attention_bias; qwen2 has none). */
+  outputBias: boolean;
+  /** gate/up/down projections carry a bias (llama's mlp_bias). */
+  mlpBias: boolean;
+  bosTokenId?: number;
+  eosTokenId?: number;
+  /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */
+  eosTokenIds?: number[];
+  hiddenAct: string;
+  /** Attention window in tokens (mistral, qwen2 with use_sliding_window); absent means full attention. */
+  slidingWindow?: number;
+  raw: Record<string, unknown>;
+}
+
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2"];
+
+// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config).
+const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768 };
+
+const positiveInt = z.number().int().positive();
+const tokenId = z.number().int().nonnegative();
+const ropeDefault = z.looseObject({ rope_type: z.literal("default").optional(), type: z.literal("default").optional() });
+
+const configSchema = z.looseObject({
+  hidden_size: positiveInt,
+  intermediate_size: positiveInt,
+  num_hidden_layers: positiveInt,
+  num_attention_heads: positiveInt,
+  num_key_value_heads: positiveInt.nullish(),
+  head_dim: positiveInt.nullish(),
+  vocab_size: positiveInt,
+  rms_norm_eps: z.number().positive().nullish(),
+  rope_theta: z.number().positive().nullish(),
+  rope_parameters: z.looseObject({ rope_type: z.string().optional(), rope_theta: z.number().positive().optional() }).nullish(),
+  rope_scaling: z.unknown().optional(),
+  tie_word_embeddings: z.boolean().nullish(),
+  max_position_embeddings: positiveInt.nullish(),
+  attention_bias: z.boolean().nullish(),
+  mlp_bias: z.boolean().nullish(),
+  bos_token_id: tokenId.nullish(),
+  eos_token_id: z.union([tokenId, z.array(tokenId).min(1)]).nullish(),
+  hidden_act: z.string().nullish(),
+  sliding_window: positiveInt.nullish(),
+  use_sliding_window: z.boolean().nullish(),
+});
+
+const positiveIntFields = [
+  "hidden_size",
+  "intermediate_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "vocab_size",
+  "max_position_embeddings",
+  "sliding_window",
+];
+const expectations: Record<string, string> = {
+  ...Object.fromEntries(positiveIntFields.map((f) => [f, "a positive integer"])),
+  num_key_value_heads: "a positive integer or null",
+  head_dim: "a positive integer or null",
+  rms_norm_eps: "a positive number",
+  rope_theta: "a positive number",
+  rope_parameters: 'an object like {"rope_type": "default", "rope_theta": 10000}',
+  tie_word_embeddings: "true or false",
+  attention_bias: "true or false",
+  mlp_bias: "true or false",
+  use_sliding_window: "true or false",
+  bos_token_id: "a non-negative integer token id",
+  eos_token_id: "a token id or a list of token ids",
+  hidden_act: 'a string ("silu")',
+};
+
+function configError(file: string, message: string): SlimtuneError {
+  return new SlimtuneError("E_CONFIG", message, file);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, json: Record<string, unknown>): string {
+  const field = issue.path.map(String).join(".");
+  const top = String(issue.path[0] ?? "");
+  const present = issue.path.length > 0 && Object.hasOwn(json, top);
+  const expected = expectations[top] ?? "a valid value";
+  const got = present ? `is ${JSON.stringify(json[top])}` : "is missing";
+  return `field "${field}" ${got}; expected ${expected} — fix config.json (compare with the model's original config)`;
+}
+
+/** Validates a parsed config.json; `file` is only used in error messages. */
+export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw configError(file, "must be a JSON object; re-download the model's config.json");
+  }
+  const raw = json as Record<string, unknown>;
+  const modelType = raw.model_type;
+  if (typeof modelType !== "string" || !(supportedTypes as readonly string[]).includes(modelType)) {
+    const shown = typeof modelType === "string" ? `"${modelType}"` : modelType === undefined ? "(missing)" : JSON.stringify(modelType);
+    throw configError(
+      file,
+      `unsupported model_type ${shown} in config.json; slimtune supports the LLaMA family: ${supportedTypes.join(", ")}`,
+    );
+  }
+  const type = modelType as LlamaModelType;
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw configError(file, describeIssue(issue, raw));
+  }
+  const c = parsed.data;
+
+  const hiddenAct = c.hidden_act ?? "silu";
+  if (hiddenAct !== "silu") {
+    throw configError(file, `hidden_act "${hiddenAct}" is not supported; the LLaMA family uses "silu" (SwiGLU)`);
+  }
+  if (c.rope_scaling !== undefined && c.rope_scaling !== null && !ropeDefault.safeParse(c.rope_scaling).success) {
+    throw configError(
+      file,
+      `rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported yet; slimtune implements plain RoPE only (rope_scaling null) — use a model without RoPE scaling`,
+    );
+  }
+  const ropeType = c.rope_parameters?.rope_type;
+  if (ropeType !== undefined && ropeType !== "default") {
+    throw configError(
+      file,
+      `rope_parameters.rope_type "${ropeType}" is not supported yet; slimtune implements plain RoPE only ("default")`,
+    );
+  }
+
+  const numHeads = c.num_attention_heads;
+  const numKvHeads = c.num_key_value_heads ?? numHeads;
+  if (numHeads % numKvHeads !== 0) {
+    throw configError(
+      file,
+      `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}; grouped-query attention needs each key/value head shared by a whole number of query heads — fix config.json`,
+    );
+  }
+  let headDim = c.head_dim ?? undefined;
+  if (headDim === undefined) {
+    if (c.hidden_size % numHeads !== 0) {
+      throw configError(
+        file,
+        `hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${numHeads} and head_dim is absent; add "head_dim" to config.json`,
+      );
+    }
+    headDim = c.hidden_size / numHeads;
+  }
+  if (headDim % 2 !== 0) {
+    throw configError(file, `head_dim ${headDim} is odd; rotary embeddings need an even head_dim — fix config.json`);
+  }
+
+  const eosIds = c.eos_token_id === null || c.eos_token_id === undefined ? undefined : [c.eos_token_id].flat();
+  const attentionBias = type === "qwen2" ? true : type === "llama" ? (c.attention_bias ?? false) : false;
+  const slidingWindow =
+    type === "mistral"
+      ? c.sliding_window === undefined
+        ? 4096 // MistralConfig's default when the key is absent
+        : (c.sliding_window ?? undefined)
+      : type === "qwen2" && c.use_sliding_window
+        ? (c.sliding_window ?? undefined)
+        : undefined;
+
+  const config: LlamaConfig = {
+    modelType: type,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numLayers: c.num_hidden_layers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: c.vocab_size,
+    rmsNormEps: c.rms_norm_eps ?? 1e-6,
+    ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
+    tieWordEmbeddings: c.tie_word_embeddings ?? false,
+    maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
+    attentionBias,
+    outputBias: type === "llama" && attentionBias,
+    mlpBias: type === "llama" && (c.mlp_bias ?? false),
+    hiddenAct,
+    raw: { ...raw },
+  };
+  if (c.bos_token_id !== null && c.bos_token_id !== undefined) config.bosTokenId = c.bos_token_id;
+  if (eosIds) {
+    config.eosTokenId = eosIds[0];
+    config.eosTokenIds = eosIds;
+  }
+  if (slidingWindow !== undefined) config.slidingWindow = slidingWindow;
+  return config;
+}
+
+/** Reads `<modelDir>/config.json`. */
+export function readLlamaConfig(modelDir: string): LlamaConfig {
+  if (!fs.statSync(modelDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new SlimtuneError(
+      "E_NOT_FOUND",
+      `model folder "${modelDir}" does not exist; pass a folder with config.json, model.safetensors and tokenizer.json`,
+    );
+  }
+  const file = path.join(modelDir, "config.json");
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    throw new SlimtuneError(
+      "E_NOT_FOUND",
+      `config.json is missing from the model folder; copy it from the original Hugging Face model`,
+      file,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new SlimtuneError("E_CONFIG", `is not valid JSON (${(err as Error).message}); re-download it`, file);
+  }
+  return parseLlamaConfig(json, file);
+}
+
+const architectures: Record<LlamaModelType, string> = {
+  llama: "LlamaForCausalLM",
+  mistral: "MistralForCausalLM",
+  qwen2: "Qwen2ForCausalLM",
+};
+
+/** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
+export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const raw = config.raw;
+  const out: Record<string, unknown> = {
+    architectures: [architectures[config.modelType as LlamaModelType] ?? "LlamaForCausalLM"],
+    ...raw,
+    model_type: config.modelType,
+    hidden_size: config.hiddenSize,
+    intermediate_size: config.intermediateSize,
+    num_hidden_layers: config.numLayers,
+    num_attention_heads: config.numHeads,
+    num_key_value_heads: config.numKvHeads,
+    head_dim: config.headDim,
+    vocab_size: config.vocabSize,
+    rms_norm_eps: config.rmsNormEps,
+    tie_word_embeddings: config.tieWordEmbeddings,
+    max_position_embeddings: config.maxPositionEmbeddings,
+    hidden_act: config.hiddenAct,
+  };
+  // transformers v5 writes rope_parameters instead of rope_theta; update whichever the source used.
+  const ropeParameters = raw.rope_parameters;
+  if (typeof ropeParameters === "object" && ropeParameters !== null) {
+    out.rope_parameters = { ...ropeParameters, rope_theta: config.ropeTheta };
+  } else {
+    out.rope_theta = config.ropeTheta;
+  }
+  if (config.modelType === "llama") {
+    out.attention_bias = config.attentionBias;
+    out.mlp_bias = config.mlpBias;
+  }
+  if (config.modelType === "mistral" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
+    out.sliding_window = config.slidingWindow ?? null;
+  }
+  if (config.bosTokenId !== undefined) out.bos_token_id = config.bosTokenId;
+  const eosIds = config.eosTokenIds;
+  if (eosIds && eosIds.length > 1 && eosIds[0] === config.eosTokenId) out.eos_token_id = eosIds;
+  else if (config.eosTokenId !== undefined) out.eos_token_id = config.eosTokenId;
+  return { ...out, ...overrides };
+}

@@ -1,0 +1,324 @@
+// Reads and writes .safetensors files, validating the header as strictly as the Rust reference reader.
+
+import fs from "node:fs";
+import { SlimtuneError } from "../errors.js";
+import { writeFileAtomic } from "../util/atomic.js";
+
+export type SafetensorsDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
+
+export const safetensorsDTypeSizes: Readonly<Record<SafetensorsDType, number>> = {
+  F64: 8,
+  I64: 8,
+  F32: 4,
+  I32: 4,
+  F16: 2,
+  BF16: 2,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
+
+export interface SafetensorsEntry {
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** Byte offsets relative to the start of the data buffer; `end` is exclusive. */
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsTensor {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  data: ArrayBufferView;
+}
+
+// Same cap as the Rust reader (MAX_HEADER_SIZE); a larger header means a corrupt length field.
+const maxHeaderBytes = 100_000_000;
+const reexport = "the file is truncated or corrupt — re-download or re-export it";
+
+function isDType(value: unknown): value is SafetensorsDType {
+  return typeof value === "string" && Object.hasOwn(safetensorsDTypeSizes, value);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function fmt(values: readonly number[]): string {
+  return `[${values.join(", ")}]`;
+}
+
+export class SafetensorsFile {
+  private constructor(
+    readonly path: string,
+    readonly metadata: Record<string, string>,
+    readonly entries: Map<string, SafetensorsEntry>,
+    private readonly data: Uint8Array,
+  ) {}
+
+  static open(filePath: string): SafetensorsFile {
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(filePath);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") {
+        throw new SlimtuneError("E_NOT_FOUND", "file does not exist; check the path or the model folder", filePath);
+      }
+      if (code === "ERR_FS_FILE_TOO_LARGE") {
+        throw new SlimtuneError(
+          "E_SAFETENSORS",
+          "file is larger than the 2 GiB Node.js can read at once; save the model in shards (model-0000N-of-0000M.safetensors + index)",
+          filePath,
+        );
+      }
+      if (code === "EISDIR") {
+        throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
+      }
+      throw err;
+    }
+    return SafetensorsFile.fromBytes(filePath, bytes);
+  }
+
+  /** Parses an in-memory file; `filePath` is only used in error messages. */
+  static fromBytes(filePath: string, input: Uint8Array): SafetensorsFile {
+    // A plain Uint8Array view: Buffer#slice does not copy, and float32() relies on slice() copying.
+    const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+    const fail = (message: string): never => {
+      throw new SlimtuneError("E_SAFETENSORS", message, filePath);
+    };
+    if (bytes.byteLength < 8) {
+      fail(`file is ${bytes.byteLength} bytes, shorter than the 8-byte header length; ${reexport}`);
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const headerLength = view.getBigUint64(0, true);
+    if (headerLength > BigInt(maxHeaderBytes)) {
+      fail(`header length ${headerLength} exceeds the 100 MB limit; ${reexport}`);
+    }
+    const n = Number(headerLength);
+    if (8 + n > bytes.byteLength) {
+      fail(`header length ${n} runs past the end of the ${bytes.byteLength}-byte file; ${reexport}`);
+    }
+    let text = "";
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    } catch {
+      fail(`header is not valid UTF-8; ${reexport}`);
+    }
+    let header: unknown;
+    try {
+      header = JSON.parse(text);
+    } catch (err) {
+      fail(`header is not valid JSON (${(err as Error).message}); ${reexport}`);
+    }
+    if (typeof header !== "object" || header === null || Array.isArray(header)) {
+      fail(`header must be a JSON object mapping tensor names to entries; ${reexport}`);
+    }
+    const data = bytes.subarray(8 + n);
+    const { metadata, entries } = parseHeader(header as Record<string, unknown>, data.byteLength, fail);
+    return new SafetensorsFile(filePath, metadata, entries, data);
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  private entry(name: string): SafetensorsEntry {
+    const entry = this.entries.get(name);
+    if (!entry) {
+      throw new SlimtuneError(
+        "E_SAFETENSORS",
+        `no tensor named "${name}"; the file has ${this.entries.size} tensors (e.g. ${this.names().slice(0, 3).map((s) => `"${s}"`).join(", ")})`,
+        this.path,
+      );
+    }
+    return entry;
+  }
+
+  /** The tensor's bytes as a view into the file buffer (do not mutate). */
+  raw(name: string): Uint8Array {
+    const { begin, end } = this.entry(name);
+    return this.data.subarray(begin, end);
+  }
+
+  /** A fresh Float32Array with the tensor's values; F16, BF16 and F64 are converted. */
+  float32(name: string): Float32Array {
+    const entry = this.entry(name);
+    const bytes = this.raw(name);
+    const count = elementCount(entry.shape);
+    // Copy first: the slice is aligned, whereas the file offset may not be a multiple of the element size.
+    const aligned = bytes.slice().buffer;
+    switch (entry.dtype) {
+      case "F32":
+        return new Float32Array(aligned, 0, count);
+      case "F64":
+        return Float32Array.from(new Float64Array(aligned, 0, count));
+      case "F16":
+        return f16ToF32(new Uint16Array(aligned, 0, count));
+      case "BF16":
+        return bf16ToF32(new Uint16Array(aligned, 0, count));
+      default:
+        throw new SlimtuneError(
+          "E_SAFETENSORS",
+          `tensor "${name}" has dtype ${entry.dtype}; expected a floating-point dtype (F32, F16, BF16, F64) — a quantized checkpoint needs its own loader`,
+          this.path,
+        );
+    }
+  }
+}
+
+function parseHeader(
+  header: Record<string, unknown>,
+  dataBytes: number,
+  fail: (message: string) => never,
+): { metadata: Record<string, string>; entries: Map<string, SafetensorsEntry> } {
+  const metadata: Record<string, string> = {};
+  const entries = new Map<string, SafetensorsEntry>();
+  for (const [name, value] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        fail(`"__metadata__" must be an object of string values; ${reexport}`);
+      }
+      for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof v !== "string") {
+          fail(`"__metadata__" field "${key}" is ${JSON.stringify(v)}, expected a string; ${reexport}`);
+        }
+        metadata[key] = v as string;
+      }
+      continue;
+    }
+    const where = `tensor "${name}"`;
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      fail(`${where}: entry must be an object with dtype, shape and data_offsets; ${reexport}`);
+    }
+    const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
+    if (!isDType(dtype)) {
+      fail(
+        `${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(safetensorsDTypeSizes).join(", ")} — convert the tensor or re-export the file`,
+      );
+    }
+    if (!Array.isArray(shape) || !shape.every(isCount)) {
+      fail(`${where}: shape ${JSON.stringify(shape)} must be an array of non-negative integers; ${reexport}`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
+      fail(`${where}: data_offsets ${JSON.stringify(offsets)} must be two non-negative integers [begin, end]; ${reexport}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const dims = shape as number[];
+    if (begin > end) fail(`${where}: data_offsets ${fmt([begin, end])} has begin after end; ${reexport}`);
+    if (end > dataBytes) {
+      fail(`${where}: data_offsets ${fmt([begin, end])} end past the ${dataBytes} bytes of data; ${reexport}`);
+    }
+    const expected = elementCount(dims) * safetensorsDTypeSizes[dtype as SafetensorsDType];
+    if (!Number.isSafeInteger(expected) || end - begin !== expected) {
+      fail(
+        `${where}: data_offsets ${fmt([begin, end])} span ${end - begin} bytes, but shape ${fmt(dims)} of ${dtype} needs ${expected}; ${reexport}`,
+      );
+    }
+    entries.set(name, { dtype: dtype as SafetensorsDType, shape: dims, begin, end });
+  }
+  checkCoverage(entries, dataBytes, fail);
+  return { metadata, entries };
+}
+
+// The reference reader rejects gaps, overlaps and trailing bytes; overlapping tensors would alias memory.
+function checkCoverage(
+  entries: Map<string, SafetensorsEntry>,
+  dataBytes: number,
+  fail: (message: string) => never,
+): void {
+  const sorted = [...entries].sort(([, a], [, b]) => a.begin - b.begin || a.end - b.end);
+  let cursor = 0;
+  for (const [name, { begin, end }] of sorted) {
+    if (begin !== cursor) {
+      const problem = begin < cursor ? "overlaps the previous tensor" : `leaves a gap after byte ${cursor}`;
+      fail(`tensor "${name}": data_offsets ${fmt([begin, end])} ${problem}; ${reexport}`);
+    }
+    cursor = end;
+  }
+  if (cursor !== dataBytes) {
+    fail(`tensors cover ${cursor} of the ${dataBytes} data bytes; trailing bytes are not allowed; ${reexport}`);
+  }
+}
+
+let f16Table: Float32Array | undefined;
+
+// A 65,536-entry table makes conversion a single lookup and handles subnormals, Inf and NaN exactly.
+function f16Lookup(): Float32Array {
+  if (f16Table) return f16Table;
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const mantissa = h & 0x3ff;
+    if (exponent === 0) table[h] = sign * mantissa * 2 ** -24;
+    else if (exponent === 31) table[h] = mantissa ? NaN : sign * Infinity;
+    else table[h] = sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  }
+  f16Table = table;
+  return table;
+}
+
+function f16ToF32(halves: Uint16Array): Float32Array {
+  const table = f16Lookup();
+  const out = new Float32Array(halves.length);
+  for (let i = 0; i < halves.length; i++) out[i] = table[halves[i]!]!;
+  return out;
+}
+
+function bf16ToF32(halves: Uint16Array): Float32Array {
+  const bits = new Uint32Array(halves.length);
+  for (let i = 0; i < halves.length; i++) bits[i] = halves[i]! << 16;
+  return new Float32Array(bits.buffer);
+}
+
+/** Writes tensors in the given order (header space-padded to 8 bytes) via writeFileAtomic. */
+export function writeSafetensors(
+  filePath: string,
+  tensors: readonly SafetensorsTensor[],
+  metadata?: Record<string, string>,
+): void {
+  const fail = (message: string): never => {
+    throw new SlimtuneError("E_ARG", message, filePath);
+  };
+  const header: Record<string, unknown> = {};
+  if (metadata) {
+    for (const [key, value] of Object.entries(metadata)) {
+      if (typeof value !== "string") fail(`metadata field "${key}" must be a string, got ${JSON.stringify(value)}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const { name, dtype, shape, data } of tensors) {
+    if (name === "__metadata__" || Object.hasOwn(header, name)) {
+      fail(`tensor name "${name}" is reserved or used twice; give every tensor a unique name`);
+    }
+    if (!isDType(dtype)) fail(`tensor "${name}": unknown dtype ${JSON.stringify(dtype)}`);
+    if (!shape.every(isCount)) fail(`tensor "${name}": shape ${JSON.stringify(shape)} must be non-negative integers`);
+    const expected = elementCount(shape) * safetensorsDTypeSizes[dtype];
+    if (data.byteLength !== expected) {
+      fail(
+        `tensor "${name}": data has ${data.byteLength} bytes, but shape ${fmt(shape)} of ${dtype} needs ${expected}; pass data matching the shape`,
+      );
+    }
+    header[name] = { dtype, shape, data_offsets: [offset, offset + expected] };
+    chunks.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    offset += expected;
+  }
+  let json = JSON.stringify(header);
+  const jsonBytes = Buffer.byteLength(json, "utf8");
+  json += " ".repeat((8 - (jsonBytes % 8)) % 8);
+  const headerBytes = Buffer.from(json, "utf8");
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
+  writeFileAtomic(filePath, [prefix, headerBytes, ...chunks]);
+}

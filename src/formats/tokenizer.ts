@@ -1,0 +1,79 @@
+// Loads a model folder's tokenizer.json with @huggingface/tokenizers behind a small text-in, ids-out interface.
+
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { SlimtuneError } from "../errors.js";
+
+export interface TextTokenizer {
+  /** Token ids for `text` with no BOS or other special tokens added. */
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+  /** One past the largest token id, i.e. the embedding rows the model needs. */
+  vocabSize: number;
+  eosTokenId?: number;
+}
+
+async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
+    if (!required && missing) return undefined;
+    const problem = missing ? "does not exist" : `cannot be read (${(err as Error).message})`;
+    throw new SlimtuneError(
+      "E_TOKENIZER",
+      `${problem}; copy ${path.basename(file)} from the original Hugging Face model into the folder`,
+      file,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new SlimtuneError("E_TOKENIZER", `is not valid JSON (${(err as Error).message}); re-download it`, file);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new SlimtuneError("E_TOKENIZER", "must be a JSON object; re-download it", file);
+  }
+  return json as Record<string, unknown>;
+}
+
+function tokenContent(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (typeof value === "object" && value !== null && typeof (value as { content?: unknown }).content === "string") {
+    return (value as { content: string }).content;
+  }
+  return undefined;
+}
+
+/** Loads `<modelDir>/tokenizer.json` (and tokenizer_config.json when present). */
+export async function loadTokenizer(modelDir: string): Promise<TextTokenizer> {
+  const file = path.join(modelDir, "tokenizer.json");
+  const json = (await readJson(file, true))!;
+  const config = (await readJson(path.join(modelDir, "tokenizer_config.json"), false)) ?? {};
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(json, config);
+  } catch (err) {
+    throw new SlimtuneError(
+      "E_TOKENIZER",
+      `cannot build a tokenizer from it (${(err as Error).message}); it must be a Hugging Face tokenizers file — re-download it`,
+      file,
+    );
+  }
+  let maxId = -1;
+  for (const id of tokenizer.get_vocab(true).values()) maxId = Math.max(maxId, id);
+  if (maxId < 0) throw new SlimtuneError("E_TOKENIZER", "has an empty vocabulary; re-download it", file);
+
+  const eosName = tokenContent(config.eos_token);
+  const eosTokenId = eosName === undefined ? undefined : tokenizer.token_to_id(eosName);
+  const result: TextTokenizer = {
+    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids,
+    decode: (ids) => tokenizer.decode(ids),
+    vocabSize: maxId + 1,
+  };
+  if (eosTokenId !== undefined) result.eosTokenId = eosTokenId;
+  return result;
+}

@@ -1,0 +1,35 @@
+// Shared test fixtures for format tests: paths into ../shared and throwaway temp folders.
+
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, expect } from "vitest";
+import { SlimtuneError } from "../../src/errors.js";
+import type { SlimtuneErrorCode } from "../../src/errors.js";
+
+export const sharedDir = fileURLToPath(new URL("../../../shared/", import.meta.url));
+export const refModelDir = path.join(sharedDir, "models/ref-llama-5m");
+export const wikitextTest = path.join(sharedDir, "data/wikitext-2/test.txt");
+
+/** A fresh temp folder for this test file, removed after all its tests. */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `slimtune-${prefix}-`));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Runs `fn`, expecting a SlimtuneError with `code` whose message contains every string in `mentions`. */
+export function expectSlimtuneError(fn: () => unknown, code: SlimtuneErrorCode, ...mentions: string[]): SlimtuneError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(SlimtuneError);
+  const err = caught as SlimtuneError;
+  expect(err.code).toBe(code);
+  for (const m of mentions) expect(err.message).toContain(m);
+  return err;
+}
