@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// The slimtune command line: one sub-command per job.
+
+import { defineCommand, runMain } from "citty";
+
+const main = defineCommand({
+  meta: { name: "slimtune", version: "0.1.0", description: "Compress and fine-tune transformer language models on ONNX Runtime" },
+  subCommands: {
+    eval: () => import("./commands/eval.js").then((m) => m.default),
+    finetune: () => import("./commands/finetune.js").then((m) => m.default),
+    demo: () => import("./commands/demo.js").then((m) => m.default),
+  },
+});
+
+void runMain(main);
