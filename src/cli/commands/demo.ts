@@ -16,7 +16,7 @@ import { tokenizeFile } from "../../data/text-file.js";
 import { defaultTrainOptions } from "../../train/loop.js";
 import { publishInto } from "../../util/publish.js";
 import { intArg, runAction } from "../args.js";
-import { createProgress } from "../progress.js";
+import { type Progress, createProgress } from "../progress.js";
 import { runTraining } from "./finetune.js";
 
 /** The fixtures folder `shared/` beside the repository (or the working directory). */
@@ -61,9 +61,15 @@ export default defineCommand({
       say(`model ${modelDir}: ${model.parameterCount.toLocaleString("en")} parameters, ${mib(4 * model.parameterCount)} MiB as float32`);
 
       const score = async (label: string): Promise<PerplexityResult> => {
-        const bar = createProgress(label, 1);
-        const r = await perplexity(frozenScoring(model), new GraphCache(), test, { ctx: 256, onProgress: (d, t) => bar.update(d / t) });
-        bar.stop();
+        let bar: Progress | null = null;
+        const r = await perplexity(frozenScoring(model), new GraphCache(), test, {
+          ctx: 256,
+          onProgress: (done, total) => {
+            bar ??= createProgress(label, total);
+            bar.update(done);
+          },
+        });
+        (bar as Progress | null)?.stop();
         say(`${label}: perplexity ${r.perplexity.toFixed(2)} on ${r.tokens} WikiText-2 test tokens (${r.seconds.toFixed(1)} s)`);
         return r;
       };
