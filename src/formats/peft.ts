@@ -1,0 +1,315 @@
+// Hugging Face PEFT LoRA adapter folders (adapter_config.json + adapter_model.safetensors), written
+// so PEFT, vLLM and llama.cpp's convert_lora_to_gguf.py load them as they are (formats.md §2).
+
+import fs from "node:fs";
+import path from "node:path";
+import { SlimtuneError } from "../errors.js";
+import { replaceDirAtomic, writeFileAtomic } from "../util/atomic.js";
+import { llamaParamShapes } from "../models/llama/weights.js";
+import type { LlamaConfig } from "./hf-config.js";
+import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
+
+export const PEFT_CONFIG_FILE = "adapter_config.json";
+export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";
+
+/** A tensor as slimtune holds it: float32 values, PyTorch shape. */
+export interface PeftTensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** The LoRA settings slimtune writes and reads; the rest of adapter_config.json stays at PEFT's defaults. */
+export interface PeftLoraConfig {
+  r: number;
+  loraAlpha: number;
+  /** Module names matched as PEFT does (exact, or a `.name` suffix), or one regex matched against whole paths. */
+  targetModules: string[] | string;
+  /** The base model (hub id or folder); llama.cpp's converter needs it. */
+  baseModelNameOrPath: string | null;
+  /** scale = α/√r instead of α/r. */
+  useRslora?: boolean;
+  revision?: string | null;
+}
+
+export interface PeftAdapter {
+  config: PeftLoraConfig;
+  /** adapter_config.json as read, every key (snake_case). */
+  raw: Record<string, unknown>;
+  /** Keyed `base_model.model.<module path>.lora_A.weight` / `.lora_B.weight`, sorted by key. */
+  tensors: Map<string, PeftTensor>;
+}
+
+// PEFT's saved key: PeftModel → LoraModel → the HF model, adapter name stripped (formats.md §2.3-2.4).
+const KEY_PREFIX = "base_model.model.";
+const KEY_RE = /^(.+)\.lora_([AB])\.weight$/;
+
+export function loraKeys(modulePath: string): { a: string; b: string } {
+  return { a: `${KEY_PREFIX}${modulePath}.lora_A.weight`, b: `${KEY_PREFIX}${modulePath}.lora_B.weight` };
+}
+
+/** The module path and half of a saved LoRA key, or null if it is not a `lora_A/B.weight` key. */
+export function parseLoraKey(key: string): { modulePath: string; half: "A" | "B" } | null {
+  const m = KEY_RE.exec(key);
+  if (!m) return null;
+  const full = m[1]!;
+  return { modulePath: full.startsWith(KEY_PREFIX) ? full.slice(KEY_PREFIX.length) : full, half: m[2] as "A" | "B" };
+}
+
+/** scale = α/r, or α/√r under rsLoRA (PEFT's LoraLayer.update_layer). */
+export function loraScale(config: Pick<PeftLoraConfig, "r" | "loraAlpha" | "useRslora">): number {
+  return config.useRslora ? config.loraAlpha / Math.sqrt(config.r) : config.loraAlpha / config.r;
+}
+
+/**
+ * adapter_config.json as PEFT 0.17's `LoraConfig.save_pretrained` writes it: every field of the
+ * dataclass explicit (so no reader falls back to a different default), minus `runtime_config`.
+ * `peft_version` is left out: it records the writing PEFT's version and we are not PEFT.
+ */
+export function peftConfigJson(config: PeftLoraConfig): Record<string, unknown> {
+  return {
+    alpha_pattern: {},
+    auto_mapping: null,
+    base_model_name_or_path: config.baseModelNameOrPath,
+    bias: "none",
+    corda_config: null,
+    eva_config: null,
+    exclude_modules: null,
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: null,
+    loftq_config: {},
+    lora_alpha: config.loraAlpha,
+    lora_bias: false,
+    lora_dropout: 0,
+    megatron_config: null,
+    megatron_core: "megatron.core",
+    modules_to_save: null,
+    peft_type: "LORA",
+    qalora_group_size: 16,
+    r: config.r,
+    rank_pattern: {},
+    revision: config.revision ?? null,
+    // PEFT keeps a set and writes it in arbitrary order; sorted keeps our output reproducible.
+    target_modules: typeof config.targetModules === "string" ? config.targetModules : [...new Set(config.targetModules)].sort(),
+    target_parameters: null,
+    task_type: "CAUSAL_LM",
+    trainable_token_indices: null,
+    use_dora: false,
+    use_qalora: false,
+    use_rslora: config.useRslora ?? false,
+  };
+}
+
+/** Python's json.dumps(obj, indent=2, sort_keys=True): sorted keys at every level, non-ASCII escaped. */
+function pythonJson(value: unknown): string {
+  const sorted = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sorted);
+    if (v !== null && typeof v === "object") {
+      return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])]));
+    }
+    return v;
+  };
+  return JSON.stringify(sorted(value), null, 2).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * Writes a PEFT LoRA adapter folder, replacing `outDir` atomically. Tensors must be complete
+ * A [r, K] / B [N, r] pairs under their saved keys (see `loraKeys`).
+ */
+export function savePeftAdapter(outDir: string, config: PeftLoraConfig, tensors: ReadonlyMap<string, PeftTensor>): void {
+  if (!(Number.isInteger(config.r) && config.r >= 1)) throw new SlimtuneError("E_ARG", `LoRA rank r = ${config.r} must be a positive integer`);
+  if (!(Number.isFinite(config.loraAlpha) && config.loraAlpha > 0)) {
+    throw new SlimtuneError("E_ARG", `lora_alpha = ${config.loraAlpha} must be a positive number`);
+  }
+  checkPairs(config.r, tensors, (code, message) => new SlimtuneError(code === "E_SAFETENSORS" ? "E_ARG" : code, message, outDir));
+  const names = [...tensors.keys()].sort();
+  replaceDirAtomic(outDir, (tmp) => {
+    writeSafetensors(
+      path.join(tmp, PEFT_WEIGHTS_FILE),
+      names.map((name) => {
+        const t = tensors.get(name)!;
+        return { name, dtype: "F32", shape: t.shape, data: t.data };
+      }),
+      { format: "pt" },
+    );
+    // Python writes the float default as 0.0; JSON.stringify cannot tell 0 from 0.0.
+    const json = pythonJson(peftConfigJson(config)).replace('\n  "lora_dropout": 0,\n', '\n  "lora_dropout": 0.0,\n');
+    writeFileAtomic(path.join(tmp, PEFT_CONFIG_FILE), json);
+  });
+}
+
+export interface LoadPeftOptions {
+  /** Check every tensor's shape against this model's linear layers ([r, K] and [N, r]). */
+  config?: LlamaConfig;
+}
+
+/** Reads and validates a PEFT LoRA adapter folder. */
+export function loadPeftAdapter(dir: string, opts: LoadPeftOptions = {}): PeftAdapter {
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new SlimtuneError("E_NOT_FOUND", "adapter folder not found; pass a PEFT adapter folder with adapter_config.json and adapter_model.safetensors", dir);
+  }
+  const configFile = path.join(dir, PEFT_CONFIG_FILE);
+  const weightsFile = path.join(dir, PEFT_WEIGHTS_FILE);
+  const { config, raw } = readConfig(configFile);
+  if (!fs.existsSync(weightsFile)) {
+    const hint = fs.existsSync(path.join(dir, "adapter_model.bin"))
+      ? "the folder has adapter_model.bin (pickle), which slimtune does not read; re-save it with PEFT's save_pretrained(safe_serialization=True)"
+      : "the folder holds no adapter weights; copy adapter_model.safetensors next to adapter_config.json";
+    throw new SlimtuneError("E_NOT_FOUND", `file does not exist; ${hint}`, weightsFile);
+  }
+  const file = SafetensorsFile.open(weightsFile);
+  const tensors = new Map<string, PeftTensor>();
+  for (const key of file.names().sort()) {
+    const parsed = parseLoraKey(key);
+    if (!parsed) {
+      // vLLM's words for the same rejection; llama.cpp's converter aborts on such keys too.
+      throw new SlimtuneError(
+        "E_SAFETENSORS",
+        `unsupported LoRA weight "${key}": slimtune reads only <module>.lora_A.weight and <module>.lora_B.weight (no DoRA magnitudes, embedding LoRA, biases or modules_to_save)`,
+        weightsFile,
+      );
+    }
+    const saved = loraKeys(parsed.modulePath)[parsed.half === "A" ? "a" : "b"];
+    if (tensors.has(saved)) throw new SlimtuneError("E_SAFETENSORS", `"${key}" appears twice (with and without the base_model.model. prefix)`, weightsFile);
+    tensors.set(saved, { data: file.float32(key), shape: [...file.entries.get(key)!.shape] });
+  }
+  if (tensors.size === 0) throw new SlimtuneError("E_SAFETENSORS", "holds no LoRA tensors; re-save the adapter", weightsFile);
+  checkPairs(config.r, tensors, (code, message) => new SlimtuneError(code, message, weightsFile));
+  if (opts.config) checkAgainstModel(weightsFile, tensors, opts.config);
+  return { config, raw, tensors };
+}
+
+type MakeError = (code: "E_SHAPE" | "E_SAFETENSORS", message: string) => SlimtuneError;
+
+/** Every module has both halves, A is [r, K] and B is [N, r] with the config's r. */
+function checkPairs(r: number, tensors: ReadonlyMap<string, PeftTensor>, error: MakeError): void {
+  for (const [key, t] of tensors) {
+    const parsed = parseLoraKey(key);
+    if (!parsed) throw error("E_SAFETENSORS", `unsupported LoRA weight "${key}"; keys must end in .lora_A.weight or .lora_B.weight`);
+    const { a, b } = loraKeys(parsed.modulePath);
+    if (key !== (parsed.half === "A" ? a : b)) throw error("E_SAFETENSORS", `"${key}" must be spelled "${parsed.half === "A" ? a : b}", as PEFT saves it`);
+    const other = parsed.half === "A" ? b : a;
+    if (!tensors.has(other)) throw error("E_SAFETENSORS", `"${key}" has no partner "${other}"; every LoRA module needs both lora_A and lora_B`);
+    const expected = parsed.half === "A" ? `[${r}, K]` : `[N, ${r}]`;
+    const rankAxis = parsed.half === "A" ? 0 : 1;
+    if (t.shape.length !== 2 || t.shape[rankAxis] !== r) {
+      throw error("E_SHAPE", `"${key}" has shape [${t.shape.join(", ")}], expected ${expected} for r = ${r}; the tensors and adapter_config.json's r disagree`);
+    }
+    if (t.data.length !== t.shape[0]! * t.shape[1]!) {
+      throw error("E_SHAPE", `"${key}" has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
+    }
+  }
+}
+
+/** A [r, K] and B [N, r] must fit the model's W [N, K] at the same module path. */
+function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor>, config: LlamaConfig): void {
+  const linears = llamaLinearShapes(config);
+  for (const [key, t] of tensors) {
+    const { modulePath, half } = parseLoraKey(key)!;
+    const w = linears.get(modulePath);
+    if (!w) {
+      throw new SlimtuneError(
+        "E_SHAPE",
+        `"${key}" adapts "${modulePath}", which is not a linear layer of this ${config.numLayers}-layer ${config.modelType} model; use the adapter with the base model it was trained on`,
+        file,
+      );
+    }
+    const [N, K] = w;
+    const ok = half === "A" ? t.shape[1] === K : t.shape[0] === N;
+    if (!ok) {
+      const expected = half === "A" ? `[r, ${K}]` : `[${N}, r]`;
+      throw new SlimtuneError(
+        "E_SHAPE",
+        `"${key}" has shape [${t.shape.join(", ")}], but ${modulePath} is [${N}, ${K}] (out, in) so lora_${half} must be ${expected}; use the adapter with the base model it was trained on`,
+        file,
+      );
+    }
+  }
+}
+
+/** [N, K] of every linear layer the LLaMA graph routes through ParamSource.linear (not embeddings, not lm_head). */
+export function llamaLinearShapes(config: LlamaConfig): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const [name, shape] of llamaParamShapes(config)) {
+    if (shape.length !== 2 || !name.endsWith(".weight") || name === "model.embed_tokens.weight" || name === "lm_head.weight") continue;
+    out.set(name.slice(0, -".weight".length), [shape[0]!, shape[1]!]);
+  }
+  return out;
+}
+
+// Options that change what the adapter computes; a folder using them would load but compute wrongly.
+const unsupported: Array<[key: string, isDefault: (v: unknown) => boolean, what: string]> = [
+  ["use_dora", (v) => v === undefined || v === false, "DoRA (use_dora: true)"],
+  ["fan_in_fan_out", (v) => v === undefined || v === false, "fan_in_fan_out: true (GPT-2 Conv1D layers)"],
+  ["lora_bias", (v) => v === undefined || v === false, "lora_bias: true"],
+  ["use_qalora", (v) => v === undefined || v === false, "QA-LoRA (use_qalora: true)"],
+  ["modules_to_save", isEmpty, "modules_to_save (fully trained extra modules)"],
+  ["rank_pattern", isEmpty, "rank_pattern (per-module ranks)"],
+  ["alpha_pattern", isEmpty, "alpha_pattern (per-module alphas)"],
+  ["layers_to_transform", isEmpty, "layers_to_transform"],
+  ["layer_replication", isEmpty, "layer_replication"],
+  ["exclude_modules", isEmpty, "exclude_modules"],
+  ["trainable_token_indices", isEmpty, "trainable_token_indices"],
+  ["target_parameters", isEmpty, "target_parameters"],
+];
+
+function isEmpty(v: unknown): boolean {
+  if (v === undefined || v === null) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return typeof v === "object" && Object.keys(v).length === 0;
+}
+
+function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string, unknown> } {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new SlimtuneError("E_NOT_FOUND", "file does not exist; a PEFT adapter folder needs adapter_config.json beside adapter_model.safetensors", file);
+    }
+    throw err;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new SlimtuneError("E_CONFIG", `is not valid JSON (${(err as Error).message}); re-save the adapter`, file);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new SlimtuneError("E_CONFIG", "must be a JSON object; re-save the adapter", file);
+  }
+  const raw = json as Record<string, unknown>;
+  const fail = (message: string): never => {
+    throw new SlimtuneError("E_CONFIG", message, file);
+  };
+  if (raw.peft_type !== "LORA") {
+    fail(`peft_type is ${JSON.stringify(raw.peft_type)}, expected "LORA"; slimtune loads LoRA adapters only`);
+  }
+  const { r, lora_alpha: alpha, target_modules: targets, use_rslora: rslora } = raw;
+  if (!(typeof r === "number" && Number.isInteger(r) && r >= 1)) fail(`r is ${JSON.stringify(r)}, expected a positive integer (vLLM requires it too)`);
+  if (!(typeof alpha === "number" && Number.isFinite(alpha) && alpha > 0)) {
+    fail(`lora_alpha is ${JSON.stringify(alpha)}, expected a positive number (vLLM and llama.cpp require it too)`);
+  }
+  const targetOk = typeof targets === "string" || (Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === "string"));
+  if (!targetOk) fail(`target_modules is ${JSON.stringify(targets)}, expected a list of module names or a regex (vLLM requires it too)`);
+  if (rslora !== undefined && typeof rslora !== "boolean") fail(`use_rslora is ${JSON.stringify(rslora)}, expected true or false`);
+  for (const [key, isDefault, what] of unsupported) {
+    if (!isDefault(raw[key])) fail(`${key} is ${JSON.stringify(raw[key])}: slimtune does not support ${what}; retrain without it`);
+  }
+  const base = raw.base_model_name_or_path;
+  const revision = raw.revision;
+  return {
+    raw,
+    config: {
+      r: r as number,
+      loraAlpha: alpha as number,
+      targetModules: typeof targets === "string" ? targets : [...(targets as string[])],
+      baseModelNameOrPath: typeof base === "string" ? base : null,
+      useRslora: rslora === true,
+      revision: typeof revision === "string" ? revision : null,
+    },
+  };
+}
