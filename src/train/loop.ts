@@ -1,24 +1,21 @@
-// The one training loop every method reuses (nanoGPT's shape): schedule → forward/backward →
-// accumulate → clip → AdamW → log → periodic held-out eval and checkpoint. Resumable.
+// The one training loop every method and task reuses (nanoGPT's shape): schedule → forward/backward
+// → accumulate → clip → AdamW → log → periodic held-out eval and checkpoint. Resumable.
 
 import path from "node:path";
 import { SlimtuneError } from "../errors.js";
-import { type CompiledGraph, type HostTensor, Graph, GraphCache } from "../engine/index.js";
-import { perplexity, type PerplexityResult, type ScoringModel } from "../eval/perplexity.js";
+import { type CompiledGraph, type HostTensor, GraphCache } from "../engine/index.js";
 import type { TuningMethod } from "../methods/method.js";
-import { buildLmTrainGraph, gradName, IDS, TARGETS } from "../models/llama/lm-graphs.js";
+import { gradName } from "../models/llama/lm-graphs.js";
 import { Rng } from "../util/rng.js";
 import { AdamW } from "./adamw.js";
 import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { clipByGlobalNorm } from "./clip.js";
 import { MetricsLog } from "./metrics-log.js";
 import { learningRateAt } from "./schedule.js";
-import { TextBatches, splitHeldOut } from "./text-batches.js";
+import type { BatchSampler, TaskEval, TrainTask } from "./task.js";
 
 export interface TrainOptions {
   steps: number;
-  batch: number;
-  seq: number;
   lr: number;
   warmupSteps: number;
   minLrRatio: number;
@@ -28,11 +25,8 @@ export interface TrainOptions {
   /** Micro-batches per optimizer step. */
   accumulate: number;
   seed: number;
-  /** Held-out fraction of the tokens (the tail), scored every `evalEvery` steps; 0 disables. */
-  heldOut: number;
+  /** Held-out evaluation every N steps (and always before and after); 0: only before and after. */
   evalEvery: number;
-  /** Cap on held-out tokens scored per eval, to keep evals short. */
-  evalTokens: number;
   checkpointEvery: number;
   /** Run folder: checkpoint/ and metrics.jsonl live here, and the result is published here. */
   outDir: string;
@@ -41,8 +35,6 @@ export interface TrainOptions {
 }
 
 export const defaultTrainOptions: Omit<TrainOptions, "outDir" | "steps"> = {
-  batch: 8,
-  seq: 256,
   lr: 1e-4,
   warmupSteps: 10,
   minLrRatio: 0.1,
@@ -50,9 +42,7 @@ export const defaultTrainOptions: Omit<TrainOptions, "outDir" | "steps"> = {
   clip: 1,
   accumulate: 1,
   seed: 0,
-  heldOut: 0.05,
   evalEvery: 50,
-  evalTokens: 32_768,
   checkpointEvery: 50,
   resume: false,
 };
@@ -67,7 +57,7 @@ export interface StepReport {
 
 export interface TrainHooks {
   onStep?: (report: StepReport, totalSteps: number) => void;
-  onEval?: (step: number, result: PerplexityResult) => void;
+  onEval?: (step: number, result: TaskEval) => void;
   /** Polled after every step: true writes a checkpoint and stops (Ctrl-C). */
   shouldStop?: () => boolean;
 }
@@ -84,29 +74,25 @@ export interface TrainSummary {
   tokensPerSecond: number;
   firstLoss: number | null;
   lastLoss: number | null;
-  heldOutBefore: PerplexityResult | null;
-  heldOutAfter: PerplexityResult | null;
+  heldOutBefore: TaskEval | null;
+  heldOutAfter: TaskEval | null;
   outDir: string;
 }
 
-export async function train(method: TuningMethod, tokens: Int32Array, opts: TrainOptions, hooks: TrainHooks = {}): Promise<TrainSummary> {
+export async function train(method: TuningMethod, task: TrainTask, opts: TrainOptions, hooks: TrainHooks = {}): Promise<TrainSummary> {
   validate(opts);
-  const { batch: B, seq: T } = opts;
-  const split = opts.heldOut > 0 ? splitHeldOut(tokens, opts.heldOut, T) : { train: tokens, heldOut: new Int32Array(0) };
-  const heldOut = split.heldOut.subarray(0, Math.min(split.heldOut.length, opts.evalTokens));
-  const rng = new Rng(opts.seed);
-  const trainable = method.trainable;
+  const trainable = new Map([...method.trainable, ...task.extraTrainable]);
   const optimizer = new AdamW(new Map([...trainable].map(([k, p]) => [k, p.data])), {
     weightDecay: opts.weightDecay,
-    decay: (name) => method.decay(name),
+    decay: (name) => (task.extraTrainable.has(name) ? true : method.decay(name)),
   });
-  const fixed = { batch: B, seq: T, seed: opts.seed, accumulate: opts.accumulate };
+  const fixed = { ...task.fixed, seed: opts.seed, accumulate: opts.accumulate };
   const checkpointDir = path.join(opts.outDir, "checkpoint");
 
   let startStep = 0;
   let elapsedBefore = 0;
   let tokensSeen = 0;
-  let sampler: Rng = rng;
+  let rng = new Rng(opts.seed);
   if (opts.resume) {
     if (!hasCheckpoint(checkpointDir)) {
       throw new SlimtuneError("E_CHECKPOINT", "--resume: no checkpoint here; run without --resume to start", checkpointDir);
@@ -115,22 +101,22 @@ export async function train(method: TuningMethod, tokens: Int32Array, opts: Trai
     startStep = state.step;
     elapsedBefore = state.elapsedSeconds;
     tokensSeen = state.tokensSeen;
-    sampler = Rng.fromState(state.rng);
+    rng = Rng.fromState(state.rng);
   }
-  const batches = new TextBatches(split.train, { batch: B, seq: T, rng: sampler });
+  const sampler = task.sampler(rng);
   const log = new MetricsLog(path.join(opts.outDir, "metrics.jsonl"), { append: opts.resume });
 
   const cache = new GraphCache({ threads: opts.threads });
   const names = [...trainable.keys()];
-  const step = await cache.get(`${method.name}:train:${B}x${T}`, () =>
-    buildLmTrainGraph(method.config, method.params(new Graph()), B, T, names),
-  );
+  const stepFor = (shape: string) => {
+    const spec = task.stepGraph(method, names, shape);
+    return cache.get(spec.key, spec.build);
+  };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
-  const scoring: ScoringModel = { config: method.config, params: (g) => method.params(g), weightFeeds, cacheKey: method.name };
   const evaluate = async (at: number) => {
-    if (heldOut.length < 2) return null;
-    const result = await perplexity(scoring, cache, heldOut, { ctx: T, batch: B });
-    log.write({ kind: "eval", step: at, held_out_loss: result.meanNll, held_out_perplexity: result.perplexity, tokens: result.tokens });
+    const result = await task.evaluate(method, cache, weightFeeds());
+    if (!result) return null;
+    log.write({ kind: "eval", step: at, held_out_loss: result.loss, ...prefixed(result.metrics), examples: result.examples });
     hooks.onEval?.(at, result);
     return result;
   };
@@ -141,13 +127,14 @@ export async function train(method: TuningMethod, tokens: Int32Array, opts: Trai
   let lastLoss: number | null = null;
   let done = startStep;
   let stopped = false;
+  let ranTokens = 0;
   const checkpoint = () => {
     const state: CheckpointState = {
       format: "slimtune-checkpoint",
       version: 1,
       method: method.name,
       step: done,
-      rng: sampler.getState(),
+      rng: rng.getState(),
       fixed,
       elapsedSeconds: elapsedBefore + (performance.now() - started) / 1000,
       tokensSeen,
@@ -158,16 +145,18 @@ export async function train(method: TuningMethod, tokens: Int32Array, opts: Trai
   for (let s = startStep; s < opts.steps; s++) {
     const t0 = performance.now();
     const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: opts.warmupSteps, totalSteps: opts.steps, minRatio: opts.minLrRatio });
-    const { loss, grads } = await forwardBackward(step, batches, weightFeeds(), names, opts.accumulate, B, T);
+    const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate);
     const gradNorm = clipByGlobalNorm(grads, opts.clip);
-    if (Number.isFinite(gradNorm) && Number.isFinite(loss)) optimizer.step(grads, lr);
+    const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
+    if (finite) optimizer.step(grads, lr);
     done = s + 1;
-    tokensSeen += B * T * opts.accumulate;
+    tokensSeen += tokens;
+    ranTokens += tokens;
     const seconds = (performance.now() - t0) / 1000;
-    const report = { step: done, loss, lr, gradNorm, tokensPerSecond: (B * T * opts.accumulate) / seconds };
+    const report = { step: done, loss, lr, gradNorm, tokensPerSecond: tokens / seconds };
     firstLoss ??= loss;
     lastLoss = loss;
-    log.write({ kind: "train", step: done, loss, lr, grad_norm: gradNorm, tokens_per_s: report.tokensPerSecond, skipped: !Number.isFinite(gradNorm) });
+    log.write({ kind: "train", step: done, loss, lr, grad_norm: gradNorm, tokens_per_s: report.tokensPerSecond, skipped: !finite });
     hooks.onStep?.(report, opts.steps);
     if (opts.evalEvery > 0 && done % opts.evalEvery === 0 && done < opts.steps) await evaluate(done);
     if (opts.checkpointEvery > 0 && done % opts.checkpointEvery === 0) checkpoint();
@@ -181,7 +170,6 @@ export async function train(method: TuningMethod, tokens: Int32Array, opts: Trai
   const seconds = (performance.now() - started) / 1000;
   log.close();
   await cache.clear();
-  const ranTokens = (done - startStep) * B * T * opts.accumulate;
   return {
     method: method.name,
     steps: done,
@@ -200,21 +188,26 @@ export async function train(method: TuningMethod, tokens: Int32Array, opts: Trai
   };
 }
 
+function prefixed(metrics: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`held_out_${k}`, v]));
+}
+
 /** Runs `accumulate` micro-batches and returns the mean loss and mean gradients. */
 async function forwardBackward(
-  step: CompiledGraph,
-  batches: TextBatches,
+  stepFor: (shape: string) => Promise<CompiledGraph>,
+  sampler: BatchSampler,
   weights: Record<string, HostTensor>,
   names: readonly string[],
   accumulate: number,
-  B: number,
-  T: number,
-): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+): Promise<{ loss: number; grads: Map<string, Float32Array>; tokens: number }> {
   let loss = 0;
+  let tokens = 0;
   let grads: Map<string, Float32Array> | null = null;
   for (let micro = 0; micro < accumulate; micro++) {
-    const { inputs, targets } = batches.next();
-    const out = await step.run({ ...weights, [IDS]: { data: inputs, shape: [B, T] }, [TARGETS]: { data: targets, shape: [B * T] } });
+    const batch = sampler.next();
+    tokens += batch.tokens;
+    const step = await stepFor(batch.shape);
+    const out = await step.run({ ...weights, ...batch.feeds });
     loss += (out.loss!.data[0] as number) / accumulate;
     if (!grads) {
       grads = new Map(names.map((n) => [n, out[gradName(n)]!.data as Float32Array]));
@@ -223,7 +216,7 @@ async function forwardBackward(
       for (const n of names) addScaled(grads.get(n)!, out[gradName(n)]!.data as Float32Array, 1 / accumulate);
     }
   }
-  return { loss, grads: grads! };
+  return { loss, grads: grads!, tokens };
 }
 
 function scale(x: Float32Array, a: number): void {
@@ -237,13 +230,10 @@ function addScaled(acc: Float32Array, x: Float32Array, a: number): void {
 function validate(o: TrainOptions): void {
   const positive: Array<[string, number]> = [
     ["--steps", o.steps],
-    ["--batch", o.batch],
-    ["--seq", o.seq],
     ["--accumulate", o.accumulate],
   ];
   for (const [flag, v] of positive) {
     if (!(Number.isInteger(v) && v >= 1)) throw new SlimtuneError("E_ARG", `${flag} ${v} must be a positive integer`);
   }
   if (!(o.lr > 0)) throw new SlimtuneError("E_ARG", `--lr ${o.lr} must be a positive number, e.g. --lr 1e-4`);
-  if (!(o.heldOut >= 0 && o.heldOut < 0.5)) throw new SlimtuneError("E_ARG", `--held-out ${o.heldOut} must be in [0, 0.5)`);
 }

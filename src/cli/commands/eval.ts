@@ -1,23 +1,32 @@
-// `slimtune eval`: perplexity of a model folder on a text file.
+// `slimtune eval`: perplexity on a text file, or accuracy on a labelled TSV, of a model folder
+// (float or quantized) with an optional adapter.
 
 import { defineCommand } from "citty";
-import { GraphCache } from "../../engine/index.js";
-import { perplexity } from "../../eval/perplexity.js";
-import { loadTokenizer } from "../../formats/tokenizer.js";
-import { LlamaModel } from "../../models/llama/model.js";
-import { frozenScoring } from "../../models/llama/scoring.js";
+import { tokenizeExamples } from "../../data/examples.js";
 import { tokenizeFile } from "../../data/text-file.js";
+import { readLabelledTsv } from "../../data/tsv.js";
+import { GraphCache } from "../../engine/index.js";
+import { accuracy } from "../../eval/classify.js";
+import { perplexity } from "../../eval/perplexity.js";
+import { scoringFor } from "../../eval/scoring.js";
+import { SlimtuneError } from "../../errors.js";
+import { loadTokenizer } from "../../formats/tokenizer.js";
+import { HEAD } from "../../models/llama/cls-graphs.js";
+import { loadBase } from "../../models/load.js";
+import { findClassifierHead } from "../../train/classifier-head.js";
 import { intArg, printJson, requiredArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
 
 export default defineCommand({
-  meta: { name: "eval", description: "Perplexity of a model on a text file (non-overlapping windows of --ctx tokens)" },
+  meta: { name: "eval", description: "Perplexity on a text file (--task lm) or accuracy on a labelled TSV (--task classify)" },
   args: {
-    model: { type: "string", description: "Hugging Face model folder (config.json, model.safetensors, tokenizer.json)" },
-    data: { type: "string", description: "UTF-8 text file to score" },
-    ctx: { type: "string", description: "Window length in tokens", default: "256" },
-    "max-tokens": { type: "string", description: "Score only the first N tokens" },
-    batch: { type: "string", description: "Windows per forward pass", default: "8" },
+    model: { type: "string", description: "Model folder: float Hugging Face folder or a quantized one" },
+    adapter: { type: "string", description: "Adapter folder from finetune (PEFT LoRA or PEQA scales)" },
+    task: { type: "string", description: "lm or classify", default: "lm" },
+    data: { type: "string", description: "UTF-8 text file (lm) or text<TAB>label TSV with a header (classify)" },
+    ctx: { type: "string", description: "lm: window length in tokens", default: "256" },
+    "max-tokens": { type: "string", description: "lm: score only the first N tokens" },
+    batch: { type: "string", description: "Windows or examples per forward pass", default: "8" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print one JSON object on stdout" },
   },
@@ -25,30 +34,51 @@ export default defineCommand({
     runAction(async () => {
       const modelDir = requiredArg("model", args.model);
       const dataFile = requiredArg("data", args.data);
-      const ctx = intArg("ctx", args.ctx, 256, 2);
-      const maxTokens = args["max-tokens"] ? intArg("max-tokens", args["max-tokens"], 0, 2) : undefined;
       const batch = intArg("batch", args.batch, 8);
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
-      const model = LlamaModel.load(modelDir);
+      const base = loadBase(modelDir);
+      const scoring = scoringFor(base, args.adapter);
       const tokenizer = await loadTokenizer(modelDir);
-      const tokens = tokenizeFile(dataFile, tokenizer, maxTokens);
+      const cache = new GraphCache({ threads });
       let progress: Progress | null = null;
-      const result = await perplexity(frozenScoring(model), new GraphCache({ threads }), tokens, {
-        ctx,
-        batch,
-        onProgress: (done, total) => {
-          progress ??= createProgress("eval windows", total);
-          progress.update(done);
-        },
-      });
-      (progress as Progress | null)?.stop();
-      if (args.json) {
-        printJson({ model: modelDir, data: dataFile, ctx, ...result, tokens_per_s: result.tokens / result.seconds });
-      } else {
-        process.stdout.write(
-          `perplexity ${result.perplexity.toFixed(3)} (mean NLL ${result.meanNll.toFixed(4)}) over ${result.tokens} predicted tokens ` +
-            `in ${result.windows} windows of ${ctx}; ${result.seconds.toFixed(1)} s, ${(result.tokens / result.seconds).toFixed(0)} tokens/s\n`,
-        );
+      const onProgress = (done: number, total: number) => {
+        progress ??= createProgress(args.task === "lm" ? "eval windows" : "eval examples", total);
+        progress.update(done);
+      };
+      if (args.task === "lm") {
+        const ctx = intArg("ctx", args.ctx, 256, 2);
+        const maxTokens = args["max-tokens"] ? intArg("max-tokens", args["max-tokens"], 0, 2) : undefined;
+        const tokens = tokenizeFile(dataFile, tokenizer, maxTokens);
+        const r = await perplexity(scoring, cache, tokens, { ctx, batch, onProgress });
+        (progress as Progress | null)?.stop();
+        if (args.json) {
+          printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ctx, ...r, tokens_per_s: r.tokens / r.seconds });
+        } else {
+          process.stdout.write(
+            `${scoring.description}: perplexity ${r.perplexity.toFixed(3)} (mean NLL ${r.meanNll.toFixed(4)}) over ${r.tokens} predicted tokens ` +
+              `in ${r.windows} windows of ${ctx}; ${r.seconds.toFixed(1)} s, ${(r.tokens / r.seconds).toFixed(0)} tokens/s\n`,
+          );
+        }
+        return;
       }
+      if (args.task !== "classify") throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
+      const head = findClassifierHead([args.adapter, modelDir].filter((d): d is string => Boolean(d)));
+      if (!head) {
+        throw new SlimtuneError("E_NOT_FOUND", "no classifier.json/classifier.safetensors beside the model or adapter; train one with finetune --task classify", args.adapter ?? modelDir);
+      }
+      const { examples, numLabels } = readLabelledTsv(dataFile);
+      if (numLabels > head.numLabels) {
+        throw new SlimtuneError("E_DATA", `data has labels up to ${numLabels - 1}, but the classifier in ${head.dir} has ${head.numLabels} labels`, dataFile);
+      }
+      const headFeed = { data: head.head, shape: [head.numLabels, scoring.config.hiddenSize] };
+      const r = await accuracy(
+        { ...scoring, numLabels: head.numLabels, weightFeeds: () => ({ ...scoring.weightFeeds(), [HEAD]: headFeed }) },
+        cache,
+        tokenizeExamples(examples, tokenizer),
+        { batch, maxLen: head.maxLen, padId: head.padId, onProgress },
+      );
+      (progress as Progress | null)?.stop();
+      if (args.json) printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ...r });
+      else process.stdout.write(`${scoring.description}: accuracy ${(100 * r.accuracy).toFixed(2)} % on ${r.examples} examples (loss ${r.loss.toFixed(4)}); ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(0)} tokens/s\n`);
     }),
 });

@@ -1,88 +1,134 @@
-// `slimtune finetune`: trains a model on a text file with one of the tuning methods.
+// `slimtune finetune`: trains a model with one of the tuning methods, on a text file (language
+// modelling) or a labelled TSV (classification). Resumable; Ctrl-C checkpoints.
 
 import { defineCommand } from "citty";
-import { SlimtuneError } from "../../errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
-import { fullFineTuning } from "../../methods/full/index.js";
+import { findMethod, methods } from "../../methods/registry.js";
 import type { TuningMethod } from "../../methods/method.js";
-import { LlamaModel } from "../../models/llama/model.js";
+import { loadBase } from "../../models/load.js";
 import { tokenizeFile } from "../../data/text-file.js";
+import { lmTask } from "../../train/lm-task.js";
+import { classifyTask } from "../../train/classify-task.js";
+import { findClassifierHead } from "../../train/classifier-head.js";
+import { readLabelledTsv } from "../../data/tsv.js";
+import { tokenizeExamples } from "../../data/examples.js";
+import { SlimtuneError } from "../../errors.js";
 import { defaultTrainOptions, train, type TrainOptions, type TrainSummary } from "../../train/loop.js";
+import type { TaskEval, TrainTask } from "../../train/task.js";
 import { publishInto } from "../../util/publish.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
 import { createProgress, type Progress } from "../progress.js";
 
-const methods: Record<string, (model: LlamaModel) => TuningMethod> = {
-  full: fullFineTuning,
-};
-
 const d = defaultTrainOptions;
 
 export default defineCommand({
-  meta: { name: "finetune", description: "Fine-tune a model on a text file; writes the result to --out, resumable with --resume" },
+  meta: { name: "finetune", description: "Fine-tune a model; writes the result to --out, resumable with --resume" },
   args: {
-    method: { type: "string", description: `Tuning method: ${Object.keys(methods).join(", ")}`, default: "full" },
-    model: { type: "string", description: "Hugging Face model folder" },
-    data: { type: "string", description: "UTF-8 text file to train on" },
-    out: { type: "string", description: "Output folder: the tuned model, checkpoint/ and metrics.jsonl" },
+    method: { type: "string", description: methods.map((m) => `${m.name}: ${m.summary}`).join("; "), default: "full" },
+    model: { type: "string", description: "Model folder (float Hugging Face folder, or a quantized one for peqa/qlora)" },
+    task: { type: "string", description: "lm (text file, next-token loss) or classify (labelled TSV)", default: "lm" },
+    data: { type: "string", description: "Training data: a UTF-8 text file (lm) or a text<TAB>label TSV with a header (classify)" },
+    "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy" },
+    "max-len": { type: "string", description: "classify: tokens kept per example", default: "128" },
+    "num-labels": { type: "string", description: "classify: number of classes (default: largest label + 1)" },
+    "eval-examples": { type: "string", description: "classify: dev examples scored per eval (default: all)" },
+    out: { type: "string", description: "Output folder: the result, checkpoint/ and metrics.jsonl" },
     steps: { type: "string", description: "Optimizer steps", default: "100" },
-    batch: { type: "string", description: "Sequences per micro-batch", default: String(d.batch) },
-    seq: { type: "string", description: "Tokens per sequence", default: String(d.seq) },
+    batch: { type: "string", description: "Sequences per micro-batch", default: "8" },
+    seq: { type: "string", description: "Tokens per sequence", default: "256" },
     lr: { type: "string", description: "Peak learning rate", default: String(d.lr) },
     warmup: { type: "string", description: "Linear warm-up steps", default: String(d.warmupSteps) },
     "min-lr-ratio": { type: "string", description: "Final learning rate as a fraction of the peak (cosine decay)", default: String(d.minLrRatio) },
     "weight-decay": { type: "string", description: "AdamW decoupled weight decay", default: String(d.weightDecay) },
     clip: { type: "string", description: "Max global gradient norm (0: off)", default: String(d.clip) },
     accumulate: { type: "string", description: "Micro-batches per optimizer step", default: String(d.accumulate) },
-    seed: { type: "string", description: "Seed for batch sampling", default: String(d.seed) },
-    "held-out": { type: "string", description: "Fraction of the data (its tail) held out for eval", default: String(d.heldOut) },
+    seed: { type: "string", description: "Seed for batch sampling and initialisation", default: String(d.seed) },
+    "held-out": { type: "string", description: "Fraction of the data (its tail) held out for eval", default: "0.05" },
     "eval-every": { type: "string", description: "Held-out eval every N steps (0: only before and after)", default: String(d.evalEvery) },
-    "eval-tokens": { type: "string", description: "Held-out tokens scored per eval", default: String(d.evalTokens) },
+    "eval-tokens": { type: "string", description: "Held-out tokens scored per eval", default: "32768" },
     "checkpoint-every": { type: "string", description: "Checkpoint every N steps", default: String(d.checkpointEvery) },
+    rank: { type: "string", description: "LoRA rank", default: "8" },
+    alpha: { type: "string", description: "LoRA alpha (scale = alpha / rank)", default: "16" },
+    targets: { type: "string", description: "LoRA target modules, comma-separated", default: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj" },
+    adapter: { type: "string", description: "Start from this adapter folder" },
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
   },
   run: ({ args }) =>
     runAction(async () => {
-      const makeMethod = methods[args.method];
-      if (!makeMethod) {
-        throw new SlimtuneError("E_ARG", `unknown --method "${args.method}"; choose one of: ${Object.keys(methods).join(", ")}`);
-      }
+      const definition = findMethod(args.method);
       const modelDir = requiredArg("model", args.model);
       const dataFile = requiredArg("data", args.data);
+      const seed = intArg("seed", args.seed, d.seed, 0);
       const opts: TrainOptions = {
         outDir: requiredArg("out", args.out),
         steps: intArg("steps", args.steps, 100),
-        batch: intArg("batch", args.batch, d.batch),
-        seq: intArg("seq", args.seq, d.seq, 2),
         lr: floatArg("lr", args.lr, d.lr),
         warmupSteps: intArg("warmup", args.warmup, d.warmupSteps, 0),
         minLrRatio: floatArg("min-lr-ratio", args["min-lr-ratio"], d.minLrRatio),
         weightDecay: floatArg("weight-decay", args["weight-decay"], d.weightDecay),
         clip: floatArg("clip", args.clip, d.clip),
         accumulate: intArg("accumulate", args.accumulate, d.accumulate),
-        seed: intArg("seed", args.seed, d.seed, 0),
-        heldOut: floatArg("held-out", args["held-out"], d.heldOut),
+        seed,
         evalEvery: intArg("eval-every", args["eval-every"], d.evalEvery, 0),
-        evalTokens: intArg("eval-tokens", args["eval-tokens"], d.evalTokens, 2),
         checkpointEvery: intArg("checkpoint-every", args["checkpoint-every"], d.checkpointEvery, 0),
         resume: Boolean(args.resume),
         threads: args.threads ? intArg("threads", args.threads, 0) : undefined,
       };
-      const model = LlamaModel.load(modelDir);
+      const heldOut = floatArg("held-out", args["held-out"], 0.05);
+      const base = loadBase(modelDir);
+      const method = definition.create(base, {
+        rank: intArg("rank", args.rank, 8),
+        alpha: floatArg("alpha", args.alpha, 16),
+        targets: args.targets.split(",").map((t) => t.trim()).filter(Boolean),
+        seed,
+        adapter: args.adapter,
+      });
       const tokenizer = await loadTokenizer(modelDir);
-      const tokens = tokenizeFile(dataFile, tokenizer);
-      const method = makeMethod(model);
-      const summary = await runTraining(method, tokens, opts);
-      if (!summary.stopped) publishInto(opts.outDir, (tmp) => method.save(tmp));
+      const batch = intArg("batch", args.batch, 8);
+      let task: TrainTask;
+      if (args.task === "lm") {
+        task = lmTask(tokenizeFile(dataFile, tokenizer), {
+          batch,
+          seq: intArg("seq", args.seq, 256, 2),
+          heldOut,
+          evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2),
+        });
+      } else if (args.task === "classify") {
+        const train = tokenizeExamples(readLabelledTsv(dataFile).examples, tokenizer);
+        const devFile = args["eval-data"];
+        const dev = devFile ? readLabelledTsv(devFile) : null;
+        const numLabels = args["num-labels"]
+          ? intArg("num-labels", args["num-labels"], 2, 2)
+          : Math.max(...train.map((e) => e.label + 1), dev?.numLabels ?? 2);
+        const head = args.adapter ? findClassifierHead([args.adapter]) : findClassifierHead([modelDir]);
+        task = classifyTask(method.config, train, dev ? tokenizeExamples(dev.examples, tokenizer) : [], {
+          batch,
+          maxLen: intArg("max-len", args["max-len"], 128, 2),
+          numLabels,
+          padId: method.config.eosTokenId ?? 0,
+          seed,
+          head: head?.head,
+          evalExamples: args["eval-examples"] ? intArg("eval-examples", args["eval-examples"], 1) : undefined,
+        });
+      } else {
+        throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
+      }
+      const summary = await runTraining(method, task, opts);
+      if (!summary.stopped) {
+        publishInto(opts.outDir, (tmp) => {
+          method.save(tmp);
+          task.saveExtra(tmp);
+        });
+      }
       report(summary, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
     }),
 });
 
 /** Trains with a progress bar; Ctrl-C (SIGINT/SIGTERM) checkpoints and stops cleanly. */
-export async function runTraining(method: TuningMethod, tokens: Int32Array, opts: TrainOptions): Promise<TrainSummary> {
+export async function runTraining(method: TuningMethod, task: TrainTask, opts: TrainOptions): Promise<TrainSummary> {
   let stopRequested = false;
   const onSignal = () => {
     if (stopRequested) process.exit(130);
@@ -93,12 +139,12 @@ export async function runTraining(method: TuningMethod, tokens: Int32Array, opts
   process.on("SIGTERM", onSignal);
   let progress: Progress | null = null;
   try {
-    return await train(method, tokens, opts, {
+    return await train(method, task, opts, {
       onStep: (r, total) => {
         progress ??= createProgress(`${method.name} fine-tuning`, total);
         progress.update(r.step, { loss: r.loss.toFixed(4), "tok/s": Math.round(r.tokensPerSecond) });
       },
-      onEval: (step, r) => process.stderr.write(`${progress ? "\n" : ""}step ${step}: held-out loss ${r.meanNll.toFixed(4)}, perplexity ${r.perplexity.toFixed(2)}\n`),
+      onEval: (step, r) => process.stderr.write(`${progress ? "\n" : ""}step ${step}: held-out loss ${r.loss.toFixed(4)}${describeMetrics(r)}\n`),
       shouldStop: () => stopRequested,
     });
   } finally {
@@ -106,6 +152,12 @@ export async function runTraining(method: TuningMethod, tokens: Int32Array, opts
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+export function describeMetrics(r: TaskEval): string {
+  return Object.entries(r.metrics)
+    .map(([k, v]) => `, ${k} ${v.toFixed(k === "accuracy" ? 4 : 2)}`)
+    .join("");
 }
 
 function report(s: TrainSummary, json: boolean): void {
@@ -119,7 +171,7 @@ function report(s: TrainSummary, json: boolean): void {
     `train loss ${s.firstLoss?.toFixed(4) ?? "-"} → ${s.lastLoss?.toFixed(4) ?? "-"}`,
   ];
   if (s.heldOutBefore && s.heldOutAfter) {
-    lines.push(`held-out perplexity ${s.heldOutBefore.perplexity.toFixed(2)} → ${s.heldOutAfter.perplexity.toFixed(2)}`);
+    lines.push(`held-out loss ${s.heldOutBefore.loss.toFixed(4)} → ${s.heldOutAfter.loss.toFixed(4)}${describeMetrics(s.heldOutAfter)}`);
   }
   lines.push(s.stopped ? `stopped; checkpoint in ${s.outDir}/checkpoint (resume with --resume)` : `saved to ${s.outDir}`);
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -1,0 +1,87 @@
+// Sequence classification as a training task: random batches of labelled examples, a trained
+// `score` head beside the method's tensors, accuracy on a dev set.
+
+import path from "node:path";
+import { SlimtuneError } from "../errors.js";
+import { Graph } from "../engine/index.js";
+import { type TokenizedExample, accuracy, padBatch } from "../eval/classify.js";
+import { writeSafetensors } from "../formats/safetensors.js";
+import { buildClsTrainGraph, HEAD, LABELS, LAST } from "../models/llama/cls-graphs.js";
+import { IDS } from "../models/llama/lm-graphs.js";
+import type { HostParam } from "../models/llama/params.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { Rng } from "../util/rng.js";
+import type { TrainTask } from "./task.js";
+import type { LlamaConfig } from "../formats/hf-config.js";
+
+export const CLASSIFIER_TENSORS = "classifier.safetensors";
+export const CLASSIFIER_CONFIG = "classifier.json";
+
+export interface ClassifyTaskOptions {
+  batch: number;
+  maxLen: number;
+  numLabels: number;
+  padId: number;
+  /** Seeds the head's initialisation (normal, std 0.02 as transformers does). */
+  seed: number;
+  /** Start from an existing head instead (e.g. resuming an adapter). */
+  head?: Float32Array;
+  /** Dev examples scored per evaluation (all when larger than the set). */
+  evalExamples?: number;
+}
+
+export function classifyTask(config: LlamaConfig, train: TokenizedExample[], dev: TokenizedExample[], opts: ClassifyTaskOptions): TrainTask {
+  const { batch: B, maxLen, numLabels: L } = opts;
+  for (const [set, name] of [[train, "training"], [dev, "dev"]] as const) {
+    const bad = set.find((e) => e.label >= L);
+    if (bad) throw new SlimtuneError("E_DATA", `${name} data has label ${bad.label}, but the head has ${L} labels (0…${L - 1}); pass --num-labels ${bad.label + 1}`);
+  }
+  const headData = opts.head ? Float32Array.from(opts.head) : new Float32Array(L * config.hiddenSize);
+  if (opts.head && opts.head.length !== L * config.hiddenSize) {
+    throw new SlimtuneError("E_SHAPE", `classification head has ${opts.head.length} values; ${L} labels × hidden ${config.hiddenSize} need ${L * config.hiddenSize}`);
+  }
+  if (!opts.head) new Rng(opts.seed + 7919).fillNormal(headData, 0.02);
+  const head: HostParam = { data: headData, shape: [L, config.hiddenSize] };
+  const devSet = dev.slice(0, opts.evalExamples ?? dev.length);
+  return {
+    kind: "classify",
+    fixed: { task: "classify", batch: B, max_len: maxLen, num_labels: L },
+    extraTrainable: new Map([[HEAD, head]]),
+    stepGraph: (method, trainable, shape) => {
+      const T = Number(shape.split("x")[1]);
+      return {
+        key: `${method.name}:cls-train:${shape}`,
+        build: () => buildClsTrainGraph(method.config, method.params(new Graph()), L, B, T, trainable),
+      };
+    },
+    sampler: (rng) => ({
+      next: () => {
+        const picked = Array.from({ length: B }, () => train[rng.int(train.length)]!);
+        const p = padBatch(picked, maxLen, opts.padId);
+        return {
+          feeds: {
+            [IDS]: { data: p.ids, shape: [B, p.T] },
+            [LAST]: { data: p.last, shape: [B] },
+            [LABELS]: { data: p.labels, shape: [B] },
+          },
+          tokens: p.tokens,
+          shape: `${B}x${p.T}`,
+        };
+      },
+    }),
+    evaluate: async (method, cache, weights) => {
+      if (devSet.length === 0) return null;
+      const r = await accuracy(
+        { config: method.config, numLabels: L, params: (g) => method.params(g), weightFeeds: () => weights, cacheKey: method.name },
+        cache,
+        devSet,
+        { batch: B, maxLen, padId: opts.padId },
+      );
+      return { loss: r.loss, metrics: { accuracy: r.accuracy }, examples: r.examples, seconds: r.seconds };
+    },
+    saveExtra: (outDir) => {
+      writeSafetensors(path.join(outDir, CLASSIFIER_TENSORS), [{ name: HEAD, dtype: "F32", shape: head.shape, data: head.data }], { format: "pt" });
+      writeFileAtomic(path.join(outDir, CLASSIFIER_CONFIG), `${JSON.stringify({ num_labels: L, max_len: maxLen, pad_token_id: opts.padId }, null, 2)}\n`);
+    },
+  };
+}
