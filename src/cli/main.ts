@@ -9,6 +9,7 @@ const main = defineCommand({
     eval: () => import("./commands/eval.js").then((m) => m.default),
     finetune: () => import("./commands/finetune.js").then((m) => m.default),
     demo: () => import("./commands/demo.js").then((m) => m.default),
+    quantize: () => import("./commands/quantize.js").then((m) => m.default),
   },
 });
 

@@ -1,15 +1,16 @@
 // Element types the engine knows, with their ONNX codes and JavaScript storage.
 
-export type DType = "float32" | "float64" | "float16" | "int64" | "int32" | "int8" | "uint8" | "bool";
+export type DType = "float32" | "float64" | "float16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
 export type Shape = readonly number[];
 
-export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
+export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array;
 
 /** ONNX TensorProto.DataType codes. */
 export const onnxTypeCode: Record<DType, number> = {
   float32: 1,
   uint8: 2,
   int8: 3,
+  int16: 5,
   int32: 6,
   int64: 7,
   bool: 9,
@@ -68,6 +69,8 @@ export function hostArray(dtype: DType, values: ArrayLike<number>): HostArray {
       return BigInt64Array.from(Array.from(values, (x) => BigInt(x)));
     case "int32":
       return Int32Array.from(values);
+    case "int16":
+      return Int16Array.from(values);
     case "int8":
       return Int8Array.from(values);
     case "uint8":

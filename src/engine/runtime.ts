@@ -25,6 +25,7 @@ const ortType: Record<DType, ort.Tensor.Type> = {
   float64: "float64",
   int64: "int64",
   int32: "int32",
+  int16: "int16",
   int8: "int8",
   uint8: "uint8",
   bool: "bool",

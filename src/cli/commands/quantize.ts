@@ -1,0 +1,131 @@
+// `slimtune quantize`: round-to-nearest (GPTQ checkpoint) or NF4 quantization of a model folder, with a size report.
+
+import fs from "node:fs";
+import path from "node:path";
+import { defineCommand } from "citty";
+import { SlimtuneError } from "../../errors.js";
+import { isQuantizedFolder, saveQuantizedFolder } from "../../formats/gptq.js";
+import { readLlamaConfig } from "../../formats/hf-config.js";
+import { LlamaModel } from "../../models/llama/model.js";
+import { llamaParamShapes } from "../../models/llama/weights.js";
+import { quantizeModel, sizeReport } from "../../quant/quantize-model.js";
+import type { RtnStats } from "../../quant/rtn.js";
+import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.js";
+import { type QuantScheme, type QuantSpec, quantizableLinears } from "../../quant/types.js";
+import { printJson, requiredArg, runAction } from "../args.js";
+import { createProgress } from "../progress.js";
+
+function parseScheme(value: string | undefined): QuantScheme {
+  const scheme = value ?? "rtn";
+  if (scheme !== "rtn" && scheme !== "nf4") {
+    throw new SlimtuneError("E_ARG", `--scheme "${scheme}" is unknown; use rtn (integer codes, written as a GPTQ checkpoint) or nf4 (QLoRA's 4-bit NormalFloat)`);
+  }
+  return scheme;
+}
+
+function parseBits(value: string | undefined): QuantSpec["bits"] {
+  const bits = Number(value ?? "4");
+  if (!isQuantBits(bits)) throw new SlimtuneError("E_ARG", `--bits "${value}" is not supported; use 2, 3, 4 or 8 (the widths GPTQ loaders accept)`);
+  return bits;
+}
+
+function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSpec["groupSize"] {
+  if (value === undefined || value === "") return scheme === "nf4" ? 64 : "channel";
+  if (value === "channel" || value === "-1") return "channel";
+  const g = Number(value);
+  if (!Number.isInteger(g) || g < 1) {
+    throw new SlimtuneError("E_ARG", `--group-size "${value}" must be a positive integer (32, 64, 128, …) or "channel"`);
+  }
+  return g;
+}
+
+/** Bytes of the float model's weights: model.safetensors, or every shard listed in the index. */
+function floatWeightBytes(dir: string): number {
+  const single = path.join(dir, "model.safetensors");
+  if (fs.existsSync(single)) return fs.statSync(single).size;
+  const index = JSON.parse(fs.readFileSync(path.join(dir, "model.safetensors.index.json"), "utf8")) as { weight_map: Record<string, string> };
+  let total = 0;
+  for (const shard of new Set(Object.values(index.weight_map))) total += fs.statSync(path.join(dir, shard)).size;
+  return total;
+}
+
+function fmtBytes(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+export default defineCommand({
+  meta: { name: "quantize", description: "Quantize every linear layer of a model folder (RTN → GPTQ checkpoint, or NF4) and report its size" },
+  args: {
+    model: { type: "string", description: "Hugging Face model folder (config.json, model.safetensors, tokenizer.json)" },
+    bits: { type: "string", description: "Bits per weight: 2, 3, 4 or 8 (nf4: 4)", default: "4" },
+    "group-size": { type: "string", description: 'Input columns per scale: 32, 64, 128 … or "channel" (default: channel for rtn, 64 for nf4)' },
+    scheme: { type: "string", description: "rtn (integer codes, written as a GPTQ v1 checkpoint) or nf4 (slimtune-nf4 folder)", default: "rtn" },
+    sym: { type: "boolean", description: "Symmetric RTN: zero point fixed at 2^(bits-1)" },
+    out: { type: "string", description: "Output folder (replaced atomically)" },
+    json: { type: "boolean", description: "Print one JSON object on stdout" },
+  },
+  run: ({ args }) =>
+    runAction(async () => {
+      const modelDir = requiredArg("model", args.model);
+      const outDir = requiredArg("out", args.out);
+      const scheme = parseScheme(args.scheme);
+      const spec: QuantSpec = { scheme, bits: parseBits(args.bits), groupSize: parseGroupSize(args["group-size"], scheme), symmetric: Boolean(args.sym) };
+      checkQuantSpec(spec);
+      const stat = fs.statSync(modelDir, { throwIfNoEntry: false });
+      if (!stat) throw new SlimtuneError("E_NOT_FOUND", `--model "${modelDir}" does not exist; pass a Hugging Face model folder with config.json and model.safetensors`);
+      if (!stat.isDirectory()) throw new SlimtuneError("E_ARG", `--model "${modelDir}" is a file; pass the model folder that contains config.json and model.safetensors`);
+      if (isQuantizedFolder(modelDir)) {
+        throw new SlimtuneError("E_ARG", `--model "${modelDir}" is already quantized (its config has a quantization_config); pass the float model it came from`);
+      }
+      if (path.resolve(outDir) === path.resolve(modelDir)) {
+        throw new SlimtuneError("E_ARG", `--out "${outDir}" is the --model folder; write the quantized model to a new folder`);
+      }
+      // Check every layer's K before loading weights, so a bad --group-size fails at once.
+      const config = readLlamaConfig(modelDir);
+      const shapes = llamaParamShapes(config);
+      for (const module of quantizableLinears(config)) resolveGroupSize(spec, shapes.get(`${module}.weight`)![1]!, module);
+
+      const started = Date.now();
+      const model = LlamaModel.load(modelDir);
+      const stats: RtnStats = { groups: 0, zeroPointsAtZero: 0 };
+      const progress = createProgress("quantize layers", quantizableLinears(config).length);
+      const qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
+      progress.stop();
+      saveQuantizedFolder(outDir, qm);
+      const report = sizeReport(qm);
+      const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
+      const floatBytes = floatWeightBytes(modelDir);
+      const format = scheme === "nf4" ? "slimtune-nf4" : "gptq";
+      const widened = scheme === "rtn" && !spec.symmetric ? stats.zeroPointsAtZero : 0;
+      const seconds = (Date.now() - started) / 1000;
+      if (args.json) {
+        printJson({
+          model: modelDir,
+          out: outDir,
+          format,
+          ...spec,
+          fileBytes,
+          floatFileBytes: floatBytes,
+          ratio: floatBytes / fileBytes,
+          bitsPerWeight: report.bitsPerWeight,
+          bitsPerWeightModel: report.bitsPerWeightModel,
+          zeroPointsWidened: widened,
+          groups: stats.groups,
+          seconds,
+          report,
+        });
+        return;
+      }
+      const group = spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
+      const kind = scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
+      const lines = [
+        `quantized ${qm.linears.size} linear layers to ${kind}, ${group} → ${outDir} (${format}) in ${seconds.toFixed(1)} s`,
+        `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
+        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""} (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
+      ];
+      if (widened > 0) {
+        lines.push(`zero points: ${widened} of ${stats.groups} groups had z = 0, widened to z = 1 so GPTQ v1 loaders read them correctly`);
+      }
+      process.stdout.write(`${lines.join("\n")}\n`);
+    }),
+});

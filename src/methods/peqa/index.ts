@@ -1,0 +1,37 @@
+// PEQA (Kim et al. 2023): a b-bit model whose integer codes and zero points stay frozen while its
+// scales train. The result is a task adapter of scale vectors for one shared integer model.
+
+import type { Graph } from "../../engine/index.js";
+import type { HostParam } from "../../models/llama/params.js";
+import { QuantizedParams, scaleName, scaleShape } from "../../parts/quantized-params.js";
+import type { QuantizedModel } from "../../quant/types.js";
+import type { TuningMethod } from "../method.js";
+import { type PeqaAdapter, savePeqaAdapter } from "./adapter.js";
+
+/** Scale tensors of the base, copied (so training never edits the base), or an adapter's. */
+export function initialScales(qm: QuantizedModel, from?: PeqaAdapter): Map<string, HostParam> {
+  const out = new Map<string, HostParam>();
+  for (const [p, q] of qm.linears) {
+    const name = scaleName(p);
+    const init = from?.scales.get(name)?.data ?? q.scales;
+    out.set(name, { data: Float32Array.from(init), shape: scaleShape(qm, p) });
+  }
+  return out;
+}
+
+export function peqaMethod(qm: QuantizedModel, opts: { from?: PeqaAdapter } = {}): TuningMethod {
+  const scales = initialScales(qm, opts.from);
+  let total = 0;
+  for (const q of qm.linears.values()) total += q.outFeatures * q.inFeatures;
+  for (const d of qm.dense.values()) total += d.data.length;
+  return {
+    name: "peqa",
+    config: qm.config,
+    trainable: scales,
+    params: (graph: Graph) => new QuantizedParams(graph, qm, { scaleInputs: true }),
+    // Decay would pull scales toward zero, i.e. shrink every weight: never wanted here.
+    decay: () => false,
+    save: (outDir: string) => savePeqaAdapter(outDir, qm, scales),
+    totalParameters: total,
+  };
+}

@@ -1,0 +1,60 @@
+// Deterministic synthetic weights and tiny models for quantization tests.
+
+import { parseLlamaConfig } from "../../src/formats/hf-config.js";
+import type { HostParam } from "../../src/models/llama/params.js";
+import { llamaParamShapes } from "../../src/models/llama/weights.js";
+import type { LlamaModel } from "../../src/models/llama/model.js";
+
+/** `count` N(0, 1) float32 values from a seeded generator (Box–Muller over a 32-bit LCG). */
+export function gaussian(count: number, seed: number): Float32Array {
+  let state = seed >>> 0 || 1;
+  const uniform = (): number => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 0.5) / 4294967296;
+  };
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(uniform()));
+    const t = 2 * Math.PI * uniform();
+    out[i] = r * Math.cos(t);
+    if (i + 1 < count) out[i + 1] = r * Math.sin(t);
+  }
+  return out;
+}
+
+/** Random codes below 2^bits. */
+export function randomCodes(count: number, bits: number, seed: number): Uint8Array {
+  let state = seed >>> 0 || 1;
+  const out = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out[i] = state >>> (32 - bits);
+  }
+  return out;
+}
+
+/** A 1-layer model with random weights; qwen2 gives q/k/v biases. Every K and N is a multiple of 32. */
+export function tinyModel(modelType: "llama" | "qwen2", seed = 1): Pick<LlamaModel, "config" | "weights" | "sourceDir"> {
+  const config = parseLlamaConfig(
+    {
+      model_type: modelType,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      head_dim: 32,
+      vocab_size: 96,
+      tie_word_embeddings: modelType === "llama",
+    },
+    "tiny/config.json",
+  );
+  const weights = new Map<string, HostParam>();
+  let i = 0;
+  for (const [name, shape] of llamaParamShapes(config)) {
+    const data = gaussian(shape.reduce((a, b) => a * b, 1), seed * 1000 + i++);
+    for (let j = 0; j < data.length; j++) data[j] = data[j]! * 0.05;
+    weights.set(name, { data, shape });
+  }
+  return { config, weights, sourceDir: null };
+}
