@@ -7,6 +7,20 @@ import { SlimtuneError } from "../errors.js";
 
 export type LlamaModelType = "llama" | "mistral" | "qwen2";
 
+/** Widths of one decoder layer: query heads, key/value heads, MLP channels (0 removes the sub-block). */
+export interface LayerShape {
+  numHeads: number;
+  numKvHeads: number;
+  intermediateSize: number;
+}
+
+export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
+
+/** Layer i's widths: its pruned shape if the model has one, else the global widths. */
+export function layerShape(config: LlamaConfig, i: number): LayerShape {
+  return config.layerShapes?.[i] ?? { numHeads: config.numHeads, numKvHeads: config.numKvHeads, intermediateSize: config.intermediateSize };
+}
+
 export interface LlamaConfig {
   modelType: string;
   hiddenSize: number;
@@ -33,6 +47,11 @@ export interface LlamaConfig {
   hiddenAct: string;
   /** Attention window in tokens (mistral, qwen2 with use_sliding_window); absent means full attention. */
   slidingWindow?: number;
+  /**
+   * Per-layer widths of a structurally pruned model (config.json "slimtune_layer_shapes"); absent
+   * means every layer has the global widths. transformers cannot load such a model.
+   */
+  layerShapes?: LayerShape[];
   raw: Record<string, unknown>;
 }
 
@@ -204,7 +223,27 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     config.eosTokenIds = eosIds;
   }
   if (slidingWindow !== undefined) config.slidingWindow = slidingWindow;
+  if (raw[LAYER_SHAPES_KEY] !== undefined && raw[LAYER_SHAPES_KEY] !== null) config.layerShapes = parseLayerShapes(raw[LAYER_SHAPES_KEY], config, file);
   return config;
+}
+
+const layerShapeSchema = z.array(
+  z.object({ num_attention_heads: z.number().int().nonnegative(), num_key_value_heads: z.number().int().nonnegative(), intermediate_size: z.number().int().nonnegative() }),
+);
+
+function parseLayerShapes(value: unknown, config: LlamaConfig, file: string): LayerShape[] {
+  const parsed = layerShapeSchema.safeParse(value);
+  if (!parsed.success || parsed.data.length !== config.numLayers) {
+    throw configError(file, `"${LAYER_SHAPES_KEY}" must list ${config.numLayers} objects {num_attention_heads, num_key_value_heads, intermediate_size}, one per layer`);
+  }
+  return parsed.data.map((l, i) => {
+    const heads = l.num_attention_heads;
+    const kv = l.num_key_value_heads;
+    if ((heads === 0) !== (kv === 0) || (kv > 0 && heads % kv !== 0) || heads > config.numHeads || l.intermediate_size > config.intermediateSize) {
+      throw configError(file, `"${LAYER_SHAPES_KEY}"[${i}] = ${JSON.stringify(l)}: heads must be a multiple of key/value heads (both 0 or both > 0) and no layer may be wider than the global widths`);
+    }
+    return { numHeads: heads, numKvHeads: kv, intermediateSize: l.intermediate_size };
+  });
 }
 
 /** Reads `<modelDir>/config.json`. */
@@ -273,6 +312,15 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
   }
   if (config.modelType === "mistral" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
     out.sliding_window = config.slidingWindow ?? null;
+  }
+  if (config.layerShapes) {
+    out[LAYER_SHAPES_KEY] = config.layerShapes.map((l) => ({
+      num_attention_heads: l.numHeads,
+      num_key_value_heads: l.numKvHeads,
+      intermediate_size: l.intermediateSize,
+    }));
+  } else {
+    delete out[LAYER_SHAPES_KEY];
   }
   if (config.bosTokenId !== undefined) out.bos_token_id = config.bosTokenId;
   const eosIds = config.eosTokenIds;

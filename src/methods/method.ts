@@ -1,7 +1,8 @@
 // What every tuning method gives the trainer: the tensors that train, how a graph gets its
 // weights, and how the result is saved.
 
-import type { Graph } from "../engine/index.js";
+import type { Graph, HostTensor } from "../engine/index.js";
+import type { Rng } from "../util/rng.js";
 import type { LlamaConfig } from "../formats/hf-config.js";
 import type { HostParam, ParamSource } from "../models/llama/params.js";
 
@@ -10,8 +11,13 @@ export interface TuningMethod {
   readonly config: LlamaConfig;
   /** Tensors that train, by name; the optimizer updates them in place. */
   readonly trainable: ReadonlyMap<string, HostParam>;
-  /** Weights for a new graph: trainable tensors as inputs named as in `trainable`, the rest frozen. */
-  params(graph: Graph): ParamSource;
+  /**
+   * Weights for a new graph: trainable tensors as inputs named as in `trainable`, the rest frozen.
+   * "train" graphs may add stochastic parts (gate noise) fed by `stepFeeds`.
+   */
+  params(graph: Graph, mode?: "train" | "eval"): ParamSource;
+  /** Fresh per-step inputs of "train" graphs (noise), drawn from the run's seeded generator. */
+  stepFeeds?(rng: Rng): Record<string, HostTensor>;
   /** Which trainable tensors get weight decay. */
   decay(name: string): boolean;
   /** Writes what training produced (a model folder, an adapter) into `outDir`. */

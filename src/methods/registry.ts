@@ -9,6 +9,7 @@ import { loadPeqaAdapter } from "./peqa/adapter.js";
 import { peqaMethod } from "./peqa/index.js";
 import { denseLoraBase, loraForDenseModel, loraFromAdapter } from "./lora/index.js";
 import { qloraFromAdapter, qloraMethod } from "./qlora/index.js";
+import { fineGatesMethod } from "./finegates/index.js";
 
 /** What `finetune` loaded: a float model folder, or a quantized one. */
 export type LoadedBase = { kind: "float"; model: LlamaModel } | { kind: "quantized"; model: QuantizedModel };
@@ -20,6 +21,11 @@ export interface MethodOptions {
   seed: number;
   /** Start from this adapter folder instead of the method's initial values. */
   adapter?: string;
+  /** FineGates: fraction of each gate vector to switch off, penalty weight, gate noise σ, LoRA rank inside the gates (0: none). */
+  targetSparsity: number;
+  lambda: number;
+  gateSigma: number;
+  gateLoraRank: number;
 }
 
 export interface MethodDefinition {
@@ -54,6 +60,21 @@ export const methods: MethodDefinition[] = [
       const qm = asQuantized(base, "qlora");
       return o.adapter ? qloraFromAdapter(qm, o.adapter) : qloraMethod(qm, { rank: o.rank, alpha: o.alpha, targetModules: o.targets, seed: o.seed });
     },
+  },
+  {
+    name: "finegates",
+    summary: "stochastic row/column gates (+ LoRA with --lora-rank) that adapt the model; the gated-off structure is removed at the end",
+    needs: "float",
+    create: (base, o) =>
+      fineGatesMethod(asFloat(base), {
+        targetSparsity: o.targetSparsity,
+        lambda: o.lambda,
+        sigma: o.gateSigma,
+        loraRank: o.gateLoraRank,
+        loraAlpha: o.alpha,
+        targets: o.targets,
+        seed: o.seed,
+      }),
   },
   {
     name: "peqa",

@@ -51,7 +51,7 @@ export function classifyTask(config: LlamaConfig, train: TokenizedExample[], dev
       const T = Number(shape.split("x")[1]);
       return {
         key: `${method.name}:cls-train:${shape}`,
-        build: () => buildClsTrainGraph(method.config, method.params(new Graph()), L, B, T, trainable),
+        build: () => buildClsTrainGraph(method.config, method.params(new Graph(), "train"), L, B, T, trainable),
       };
     },
     sampler: (rng) => ({

@@ -27,7 +27,7 @@ export function lmTask(tokens: Int32Array, opts: LmTaskOptions): TrainTask {
     extraTrainable: new Map(),
     stepGraph: (method, trainable) => ({
       key: `${method.name}:lm-train:${B}x${T}`,
-      build: () => buildLmTrainGraph(method.config, method.params(new Graph()), B, T, trainable),
+      build: () => buildLmTrainGraph(method.config, method.params(new Graph(), "train"), B, T, trainable),
     }),
     sampler: (rng) => {
       const batches = new TextBatches(split.train, { batch: B, seq: T, rng });

@@ -145,7 +145,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   for (let s = startStep; s < opts.steps; s++) {
     const t0 = performance.now();
     const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: opts.warmupSteps, totalSteps: opts.steps, minRatio: opts.minLrRatio });
-    const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate);
+    const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
     const gradNorm = clipByGlobalNorm(grads, opts.clip);
     const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
     if (finite) optimizer.step(grads, lr);
@@ -199,6 +199,7 @@ async function forwardBackward(
   weights: Record<string, HostTensor>,
   names: readonly string[],
   accumulate: number,
+  stepFeeds: () => Record<string, HostTensor>,
 ): Promise<{ loss: number; grads: Map<string, Float32Array>; tokens: number }> {
   let loss = 0;
   let tokens = 0;
@@ -207,7 +208,7 @@ async function forwardBackward(
     const batch = sampler.next();
     tokens += batch.tokens;
     const step = await stepFor(batch.shape);
-    const out = await step.run({ ...weights, ...batch.feeds });
+    const out = await step.run({ ...weights, ...batch.feeds, ...stepFeeds() });
     loss += (out.loss!.data[0] as number) / accumulate;
     if (!grads) {
       grads = new Map(names.map((n) => [n, out[gradName(n)]!.data as Float32Array]));

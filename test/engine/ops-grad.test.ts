@@ -22,6 +22,8 @@ const cases: Case[] = [
   ["reciprocal", (_g, [a]) => E.reciprocal(a!), [{ shape: [5], map: pos }]],
   ["sigmoid", (_g, [a]) => E.sigmoid(a!), [{ shape: [6] }]],
   ["tanh", (_g, [a]) => E.tanh(a!), [{ shape: [6] }]],
+  ["abs", (_g, [a]) => E.abs(a!), [{ shape: [6], map: (x) => x + Math.sign(x) * 0.1 }]],
+  ["clip", (_g, [a]) => E.clip(a!, -0.5, 0.7), [{ shape: [12], map: (x) => (Math.abs(x + 0.5) < 0.01 || Math.abs(x - 0.7) < 0.01 ? x + 0.05 : x) }]],
   ["where", (g, [a, b]) => E.where(E.less(a!, g.scalar(0, "float64")), a!, b!), [{ shape: [8] }, { shape: [8] }]],
   ["matmul (batched, broadcast)", (_g, [a, b]) => E.matmul(a!, b!), [{ shape: [2, 3, 4, 5] }, { shape: [3, 5, 2] }]],
   ["gemm", (_g, [a, b]) => E.gemm(a!, b!, { alpha: 0.5 }), [{ shape: [3, 4] }, { shape: [4, 5] }]],

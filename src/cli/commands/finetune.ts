@@ -51,6 +51,10 @@ export default defineCommand({
     alpha: { type: "string", description: "LoRA alpha (scale = alpha / rank)", default: "16" },
     targets: { type: "string", description: "LoRA target modules, comma-separated", default: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj" },
     adapter: { type: "string", description: "Start from this adapter folder" },
+    "target-sparsity": { type: "string", description: "finegates: fraction of gates to switch off", default: "0.2" },
+    lambda: { type: "string", description: "finegates: weight of the relaxed-L0 penalty", default: "0.01" },
+    "gate-sigma": { type: "string", description: "finegates: std of the gate noise", default: "0.5" },
+    "lora-rank": { type: "string", description: "finegates: rank of a LoRA branch inside the gates (0: none)", default: "0" },
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
@@ -84,6 +88,10 @@ export default defineCommand({
         targets: args.targets.split(",").map((t) => t.trim()).filter(Boolean),
         seed,
         adapter: args.adapter,
+        targetSparsity: floatArg("target-sparsity", args["target-sparsity"], 0.2),
+        lambda: floatArg("lambda", args.lambda, 0.01),
+        gateSigma: floatArg("gate-sigma", args["gate-sigma"], 0.5),
+        gateLoraRank: intArg("lora-rank", args["lora-rank"], 0, 0),
       });
       const tokenizer = await loadTokenizer(modelDir);
       const batch = intArg("batch", args.batch, 8);

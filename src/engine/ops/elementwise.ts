@@ -121,3 +121,29 @@ const Equal: OpDef = { type: "Equal" };
 const Less: OpDef = { type: "Less" };
 export const equal = (a: Value, b: Value) => binary(Equal, a, b, "bool");
 export const less = (a: Value, b: Value) => binary(Less, a, b, "bool");
+
+const Greater: OpDef = { type: "Greater" };
+const And: OpDef = { type: "And" };
+const Sign: OpDef = { type: "Sign" };
+export const greater = (a: Value, b: Value) => binary(Greater, a, b, "bool");
+export const and = (a: Value, b: Value) => binary(And, a, b, "bool");
+export const sign = (x: Value) => unary(Sign, x);
+
+const Abs: OpDef = { type: "Abs", vjp: (node, dy) => [mul(dy, sign(node.inputs[0]!))] };
+export const abs = (x: Value) => unary(Abs, x);
+
+const Clip: OpDef = {
+  type: "Clip",
+  vjp: (node, dy) => {
+    const [x, lo, hi] = node.inputs as [Value, Value, Value];
+    // The gradient passes where x lies strictly inside [lo, hi] (PyTorch's clamp does the same).
+    const inside = cast(and(greater(x, lo), less(x, hi)), x.dtype);
+    return [mul(dy, inside), null, null];
+  },
+};
+
+/** clamp(x, lo, hi) with constant bounds. */
+export function clip(x: Value, lo: number, hi: number): Value {
+  const g = x.graph;
+  return g.add(Clip, [x, g.scalar(lo, x.dtype), g.scalar(hi, x.dtype)], x.shape, x.dtype);
+}

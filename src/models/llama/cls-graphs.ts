@@ -2,7 +2,7 @@
 // linear head `score` on the hidden state of each sequence's last non-padding token. Sequences
 // are right-padded, so causal attention keeps padding out of every real token's view.
 
-import { type Graph, type GraphOutputs, type Value, crossEntropy, gather, gemm, grad, reduceMean, reshape } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, add, crossEntropy, gather, gemm, grad, reduceMean, reshape } from "../../engine/index.js";
 import type { LlamaConfig } from "../../formats/hf-config.js";
 import { llamaHidden } from "./graph.js";
 import { gradName, IDS } from "./lm-graphs.js";
@@ -36,7 +36,9 @@ export function buildClsTrainGraph(
   const loss = reshape(reduceMean(crossEntropy(logits, labels), [0]), []);
   const byName = new Map(g.inputs.map((v) => [v.name!, v]));
   const outputs: GraphOutputs = { loss };
-  grad(loss, wrt.map((n) => byName.get(n)!)).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  const penalty = params.penalty?.() ?? null;
+  if (penalty) outputs.penalty = penalty;
+  grad(penalty ? add(loss, penalty) : loss, wrt.map((n) => byName.get(n)!)).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
   return { graph: g, outputs };
 }
 

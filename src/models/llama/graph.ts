@@ -3,7 +3,7 @@
 // → RMSNorm → tied or separate LM head.
 
 import { type Value, add, causalAttention, gather, gemm, mul, reshape, rmsNorm, ropeTables, silu } from "../../engine/index.js";
-import type { LlamaConfig } from "../../formats/hf-config.js";
+import { type LlamaConfig, layerShape } from "../../formats/hf-config.js";
 import type { ParamSource } from "./params.js";
 
 export interface DecoderInputs {
@@ -20,20 +20,26 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
   const C = config.hiddenSize;
   const tables = ropeTables(T, config.headDim, config.ropeTheta);
   const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
-  const shape = { batch: B, seq: T, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim };
 
   let x = reshape(gather(p.tensor("model.embed_tokens.weight"), inputs.ids), [B * T, C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
     const pre = `model.layers.${i}`;
-    const h = rmsNorm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
-    const q = p.linear(`${pre}.self_attn.q_proj`, h);
-    const k = p.linear(`${pre}.self_attn.k_proj`, h);
-    const v = p.linear(`${pre}.self_attn.v_proj`, h);
-    const attn = causalAttention(q, k, v, shape, rot, inputs.keyMask); // (B·T, H·D)
-    x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
-    const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
-    const mlp = mul(silu(p.linear(`${pre}.mlp.gate_proj`, h2)), p.linear(`${pre}.mlp.up_proj`, h2));
-    x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
+    const widths = layerShape(config, i);
+    // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
+    if (widths.numHeads > 0) {
+      const h = rmsNorm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
+      const q = p.linear(`${pre}.self_attn.q_proj`, h);
+      const k = p.linear(`${pre}.self_attn.k_proj`, h);
+      const v = p.linear(`${pre}.self_attn.v_proj`, h);
+      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
+      const attn = causalAttention(q, k, v, shape, rot, inputs.keyMask); // (B·T, H·D)
+      x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
+    }
+    if (widths.intermediateSize > 0) {
+      const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
+      const mlp = mul(silu(p.linear(`${pre}.mlp.gate_proj`, h2)), p.linear(`${pre}.mlp.up_proj`, h2));
+      x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
+    }
   }
   return rmsNorm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
 }

@@ -1,7 +1,7 @@
 // The two graphs every method runs: a training step (loss + gradients of the trainable inputs)
 // and a scoring pass (per-token negative log-likelihood, for perplexity).
 
-import { type Graph, type GraphOutputs, type Value, crossEntropy, grad, reduceMean, reshape } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, add, crossEntropy, grad, reduceMean, reshape } from "../../engine/index.js";
 import type { LlamaConfig } from "../../formats/hf-config.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
 import type { ParamSource } from "./params.js";
@@ -15,7 +15,10 @@ export interface LmGraph {
   outputs: GraphOutputs;
 }
 
-/** ids [B, T] → mean cross-entropy "loss" and "grad:<name>" for each input named in `wrt`. */
+/**
+ * ids [B, T] → mean cross-entropy "loss" and "grad:<name>" for each input named in `wrt`; a
+ * method's penalty (output "penalty") is added to the loss that is differentiated.
+ */
 export function buildLmTrainGraph(
   config: LlamaConfig,
   params: ParamSource,
@@ -33,7 +36,9 @@ export function buildLmTrainGraph(
     return v;
   });
   const outputs: GraphOutputs = { loss };
-  grad(loss, targets).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  const penalty = params.penalty?.() ?? null;
+  if (penalty) outputs.penalty = penalty;
+  grad(penalty ? add(loss, penalty) : loss, targets).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
   if (opts.logits) outputs.logits = logits;
   return { graph: g, outputs };
 }

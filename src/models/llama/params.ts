@@ -14,6 +14,8 @@ export interface ParamSource {
   tensor(name: string): Value;
   /** y = x Wᵀ (+ b) for the module at `path` (e.g. "model.layers.0.mlp.up_proj"); x: [N, in]. */
   linear(path: string, x: Value): Value;
+  /** A regularizer the method adds to the training loss (e.g. FineGates' L0 term), once the model is built. */
+  penalty?(): Value | null;
 }
 
 /**

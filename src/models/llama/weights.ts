@@ -5,7 +5,7 @@ import path from "node:path";
 import { SlimtuneError } from "../../errors.js";
 import { SafetensorsFile, writeSafetensors } from "../../formats/safetensors.js";
 import { toHfConfigJson } from "../../formats/hf-config.js";
-import type { LlamaConfig } from "../../formats/hf-config.js";
+import { type LlamaConfig, layerShape } from "../../formats/hf-config.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../util/atomic.js";
 
 const weightsFile = "model.safetensors";
@@ -14,11 +14,12 @@ const copiedFiles = ["tokenizer.json", "tokenizer_config.json", "generation_conf
 
 /** Every parameter of `LlamaForCausalLM` (HF names) and its PyTorch shape, e.g. q_proj [H·hd, C]. */
 export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
-  const { hiddenSize: C, intermediateSize: F, numHeads: H, numKvHeads: KV, headDim: hd, vocabSize: V } = config;
+  const { hiddenSize: C, headDim: hd, vocabSize: V } = config;
   const shapes = new Map<string, number[]>();
   shapes.set("model.embed_tokens.weight", [V, C]);
   for (let i = 0; i < config.numLayers; i++) {
     const p = `model.layers.${i}`;
+    const { numHeads: H, numKvHeads: KV, intermediateSize: F } = layerShape(config, i);
     shapes.set(`${p}.input_layernorm.weight`, [C]);
     const attention: Array<[string, number, number, boolean]> = [
       ["q_proj", H * hd, C, config.attentionBias],
