@@ -38,3 +38,8 @@ export async function runAction(body: () => Promise<void>): Promise<void> {
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
+
+/** Peak resident memory of this process, MiB. */
+export function peakRssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}

@@ -20,6 +20,14 @@ export interface TuningMethod {
   stepFeeds?(rng: Rng): Record<string, HostTensor>;
   /** Which trainable tensors get weight decay. */
   decay(name: string): boolean;
+  /** Learning-rate multiplier per trainable tensor (default 1). */
+  lrScale?(name: string): number;
+  /**
+   * Called once after the last step, before the final evaluation: a method whose deployed form
+   * differs from its training form (FineGates hardening its gates) makes them equal here, so the
+   * final numbers describe what `save` writes.
+   */
+  finalize?(): void;
   /** Writes what training produced (a model folder, an adapter) into `outDir`. */
   save(outDir: string): void;
   /** Parameters of the whole model, trainable or not. */

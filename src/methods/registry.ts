@@ -25,7 +25,10 @@ export interface MethodOptions {
   targetSparsity: number;
   lambda: number;
   gateSigma: number;
+  gateLrScale: number;
   gateLoraRank: number;
+  residualGates: boolean;
+  hardenToTarget: boolean;
 }
 
 export interface MethodDefinition {
@@ -70,9 +73,12 @@ export const methods: MethodDefinition[] = [
         targetSparsity: o.targetSparsity,
         lambda: o.lambda,
         sigma: o.gateSigma,
+        gateLrScale: o.gateLrScale,
         loraRank: o.gateLoraRank,
         loraAlpha: o.alpha,
         targets: o.targets,
+        residualGates: o.residualGates,
+        hardenToTarget: o.hardenToTarget,
         seed: o.seed,
       }),
   },

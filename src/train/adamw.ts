@@ -9,6 +9,8 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Which parameters get weight decay; by default all but norm weights and biases. */
   decay?: (name: string) => boolean;
+  /** Per-parameter multiplier of the learning rate (e.g. gates that must travel further); default 1. */
+  lrScale?: (name: string) => number;
 }
 
 export interface AdamWState {
@@ -28,6 +30,7 @@ export class AdamW {
   private readonly m = new Map<string, Float32Array>();
   private readonly v = new Map<string, Float32Array>();
   private readonly decayed = new Set<string>();
+  private readonly lrScales = new Map<string, number>();
   private t = 0;
 
   constructor(params: Map<string, Float32Array>, opts: AdamWOptions = {}) {
@@ -47,6 +50,8 @@ export class AdamW {
       this.m.set(name, new Float32Array(p.length));
       this.v.set(name, new Float32Array(p.length));
       if (decay(name)) this.decayed.add(name);
+      const scale = opts.lrScale?.(name) ?? 1;
+      if (scale !== 1) this.lrScales.set(name, scale);
     }
   }
 
@@ -72,14 +77,15 @@ export class AdamW {
     const c1 = 1 - b1;
     const c2 = 1 - b2;
     const eps = this.eps;
-    const stepSize = lr / (1 - Math.pow(b1, t));
     const invBc2Sqrt = 1 / Math.sqrt(1 - Math.pow(b2, t));
     for (const [name, p] of this.params) {
       const g = grads.get(name);
       if (!g) continue;
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
-      const keep = this.decayed.has(name) ? 1 - lr * this.weightDecay : 1;
+      const lrHere = lr * (this.lrScales.get(name) ?? 1);
+      const stepSize = lrHere / (1 - Math.pow(b1, t));
+      const keep = this.decayed.has(name) ? 1 - lrHere * this.weightDecay : 1;
       const n = p.length;
       for (let i = 0; i < n; i++) {
         const gi = g[i]!;

@@ -76,6 +76,8 @@ export interface TrainSummary {
   lastLoss: number | null;
   heldOutBefore: TaskEval | null;
   heldOutAfter: TaskEval | null;
+  /** Peak resident memory of this process so far, MiB. */
+  peakRssMb: number;
   outDir: string;
 }
 
@@ -85,6 +87,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const optimizer = new AdamW(new Map([...trainable].map(([k, p]) => [k, p.data])), {
     weightDecay: opts.weightDecay,
     decay: (name) => (task.extraTrainable.has(name) ? true : method.decay(name)),
+    lrScale: (name) => (task.extraTrainable.has(name) ? 1 : (method.lrScale?.(name) ?? 1)),
   });
   const fixed = { ...task.fixed, seed: opts.seed, accumulate: opts.accumulate };
   const checkpointDir = path.join(opts.outDir, "checkpoint");
@@ -166,6 +169,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     }
   }
   checkpoint();
+  if (!stopped) method.finalize?.();
   const heldOutAfter = stopped ? null : await evaluate(done);
   const seconds = (performance.now() - started) / 1000;
   log.close();
@@ -184,6 +188,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     lastLoss,
     heldOutBefore,
     heldOutAfter,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
     outDir: opts.outDir,
   };
 }

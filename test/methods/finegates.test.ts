@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { fineGatesMethod, defaultFineGatesOptions, type FineGatesMethod } from "../../src/methods/finegates/index.js";
-import { gateName, noiseName } from "../../src/methods/finegates/gated-params.js";
+import { channelGate, headGate, residualGate } from "../../src/methods/finegates/gated-params.js";
 import { buildLmTrainGraph, gradName, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { DenseParams } from "../../src/models/llama/params.js";
@@ -42,10 +42,10 @@ describe("FineGates", () => {
     // Directional derivatives along a random ±1 direction over a whole tensor: the signal is large
     // enough for float32 differences (single entries drown in rounding).
     const probes = [
-      gateName("model.layers.0.mlp.up_proj", "row"),
-      gateName("model.layers.2.self_attn.o_proj", "col"),
-      gateName("model.layers.5.self_attn.q_proj", "col"),
-      gateName("model.layers.3.mlp.down_proj", "row"),
+      channelGate("model.layers.0"),
+      headGate("model.layers.2"),
+      residualGate("model.layers.5.mlp.up_proj", "col"),
+      residualGate("model.layers.3.mlp.down_proj", "row"),
       ...(loraRank ? ["base_model.model.model.layers.1.mlp.gate_proj.lora_B.weight"] : []),
     ];
     for (const name of probes) {
@@ -73,20 +73,19 @@ describe("FineGates", () => {
     beforeAll(() => {
       method = fineGatesMethod(model, { ...defaultFineGatesOptions, loraRank: 4, seed: 1 });
       const rng = new Rng(2);
-      const D = model.config.headDim;
-      const set = (path: string, side: "row" | "col", from: number, to: number, v: number) =>
-        method.trainable.get(gateName(path, side))!.data.fill(v, from, to);
+      const set = (name: string, from: number, to: number, v: number) => method.trainable.get(name)!.data.fill(v, from, to);
       for (const [name, p] of method.trainable) {
         // Random open/partly open gates everywhere, some closed outright.
         if (name.startsWith("finegates.")) p.data.forEach((_, i) => (p.data[i] = rng.uniform() < 0.1 ? -0.7 : rng.uniform() * 0.8 - 0.2));
         else if (name.includes("lora_B")) rng.fillNormal(p.data, 0.01);
       }
-      // Layer 0: close query head 1 (o columns), and kv head 3 through its v rows (heads 6 and 7).
-      set("model.layers.0.self_attn.o_proj", "col", 1 * D, 2 * D, -0.6);
-      set("model.layers.0.self_attn.v_proj", "row", 3 * D, 4 * D, -0.9);
-      // Layer 1: close every head; layer 2: close every MLP channel.
-      set("model.layers.1.self_attn.o_proj", "col", 0, 8 * D, -0.5);
-      set("model.layers.2.mlp.up_proj", "row", 0, 704, -0.5);
+      // Layer 0: heads 1, 6 and 7 closed (6 and 7 make up kv group 3); others open.
+      set(headGate("model.layers.0"), 0, 8, 0.3);
+      set(headGate("model.layers.0"), 1, 2, -0.6);
+      set(headGate("model.layers.0"), 6, 8, -0.9);
+      // Layer 1: every head closed; layer 2: every MLP channel closed.
+      set(headGate("model.layers.1"), 0, 8, -0.5);
+      set(channelGate("model.layers.2"), 0, 704, -0.5);
     });
 
     it("removes heads, key/value groups and MLP channels by the structure rules", () => {
@@ -118,6 +117,19 @@ describe("FineGates", () => {
       gated.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - after[i]!))));
       expect(worst).toBeLessThan(1e-4);
     });
+  });
+
+  it("hardening closes the lowest channels and whole key/value groups up to the target, and removal then matches", async () => {
+    const method = fineGatesMethod(model, { ...defaultFineGatesOptions, targetSparsity: 0.3, seed: 4 });
+    const rng = new Rng(8);
+    for (const [name, p] of method.trainable) p.data.forEach((_, i) => (p.data[i] = rng.uniform() - 0.3));
+    method.hardenGates();
+    const { report } = method.prune();
+    for (const l of report.layers) {
+      expect(l.channels[1]).toBe(704 - Math.round(0.3 * 704));
+      expect(l.kvHeads[1]).toBe(3); // round(0.3 · 4) = 1 group of 2 heads
+      expect(l.heads[1]).toBe(6);
+    }
   });
 
   it.each([0, 1, -0.1, 1.5])("rejects target sparsity %s", (t) => {

@@ -14,7 +14,7 @@ import { loadTokenizer } from "../../formats/tokenizer.js";
 import { HEAD } from "../../models/llama/cls-graphs.js";
 import { loadBase } from "../../models/load.js";
 import { findClassifierHead } from "../../train/classifier-head.js";
-import { intArg, printJson, requiredArg, runAction } from "../args.js";
+import { intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
 
 export default defineCommand({
@@ -52,7 +52,7 @@ export default defineCommand({
         const r = await perplexity(scoring, cache, tokens, { ctx, batch, onProgress });
         (progress as Progress | null)?.stop();
         if (args.json) {
-          printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ctx, ...r, tokens_per_s: r.tokens / r.seconds });
+          printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ctx, ...r, tokens_per_s: r.tokens / r.seconds, peak_rss_mb: peakRssMb() });
         } else {
           process.stdout.write(
             `${scoring.description}: perplexity ${r.perplexity.toFixed(3)} (mean NLL ${r.meanNll.toFixed(4)}) over ${r.tokens} predicted tokens ` +
@@ -78,7 +78,7 @@ export default defineCommand({
         { batch, maxLen: head.maxLen, padId: head.padId, onProgress },
       );
       (progress as Progress | null)?.stop();
-      if (args.json) printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ...r });
+      if (args.json) printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ...r, peak_rss_mb: peakRssMb() });
       else process.stdout.write(`${scoring.description}: accuracy ${(100 * r.accuracy).toFixed(2)} % on ${r.examples} examples (loss ${r.loss.toFixed(4)}); ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(0)} tokens/s\n`);
     }),
 });

@@ -1,6 +1,8 @@
 // `slimtune finetune`: trains a model with one of the tuning methods, on a text file (language
 // modelling) or a labelled TSV (classification). Resumable; Ctrl-C checkpoints.
 
+import fs from "node:fs";
+import path from "node:path";
 import { defineCommand } from "citty";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { findMethod, methods } from "../../methods/registry.js";
@@ -54,6 +56,9 @@ export default defineCommand({
     "target-sparsity": { type: "string", description: "finegates: fraction of gates to switch off", default: "0.2" },
     lambda: { type: "string", description: "finegates: weight of the relaxed-L0 penalty", default: "0.01" },
     "gate-sigma": { type: "string", description: "finegates: std of the gate noise", default: "0.5" },
+    "gate-lr-scale": { type: "string", description: "finegates: gates' learning rate as a multiple of --lr", default: "20" },
+    "residual-gates": { type: "boolean", description: "finegates: also gate residual-side rows/columns (adaptation only)", default: true },
+    harden: { type: "boolean", description: "finegates: close the lowest channels/groups up to the target after training (else only gates at 0 go)", default: true },
     "lora-rank": { type: "string", description: "finegates: rank of a LoRA branch inside the gates (0: none)", default: "0" },
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
@@ -91,7 +96,10 @@ export default defineCommand({
         targetSparsity: floatArg("target-sparsity", args["target-sparsity"], 0.2),
         lambda: floatArg("lambda", args.lambda, 0.01),
         gateSigma: floatArg("gate-sigma", args["gate-sigma"], 0.5),
+        gateLrScale: floatArg("gate-lr-scale", args["gate-lr-scale"], 20),
         gateLoraRank: intArg("lora-rank", args["lora-rank"], 0, 0),
+        residualGates: args["residual-gates"] !== false,
+        hardenToTarget: args.harden !== false,
       });
       const tokenizer = await loadTokenizer(modelDir);
       const batch = intArg("batch", args.batch, 8);
@@ -124,13 +132,15 @@ export default defineCommand({
         throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
       }
       const summary = await runTraining(method, task, opts);
+      let files: Record<string, number> = {};
       if (!summary.stopped) {
-        publishInto(opts.outDir, (tmp) => {
+        const written = publishInto(opts.outDir, (tmp) => {
           method.save(tmp);
           task.saveExtra(tmp);
         });
+        files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(opts.outDir, f)).size]));
       }
-      report(summary, Boolean(args.json));
+      report({ ...summary, files }, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
     }),
 });
@@ -168,7 +178,7 @@ export function describeMetrics(r: TaskEval): string {
     .join("");
 }
 
-function report(s: TrainSummary, json: boolean): void {
+function report(s: TrainSummary & { files: Record<string, number> }, json: boolean): void {
   if (json) {
     printJson(s);
     return;
@@ -181,6 +191,9 @@ function report(s: TrainSummary, json: boolean): void {
   if (s.heldOutBefore && s.heldOutAfter) {
     lines.push(`held-out loss ${s.heldOutBefore.loss.toFixed(4)} → ${s.heldOutAfter.loss.toFixed(4)}${describeMetrics(s.heldOutAfter)}`);
   }
+  lines.push(`peak memory ${s.peakRssMb.toFixed(0)} MiB`);
+  const bytes = Object.values(s.files).reduce((a, b) => a + b, 0);
+  if (bytes > 0) lines.push(`wrote ${Object.keys(s.files).join(", ")} (${bytes.toLocaleString("en")} bytes)`);
   lines.push(s.stopped ? `stopped; checkpoint in ${s.outDir}/checkpoint (resume with --resume)` : `saved to ${s.outDir}`);
   process.stdout.write(`${lines.join("\n")}\n`);
 }

@@ -1,9 +1,13 @@
-// Stochastic gates (Gaussian-relaxed Bernoulli, STG) on the rows and columns of linear layers:
-// y = z_r ⊙ (W (z_c ⊙ x) + b), with z = clamp(μ + 0.5 + ε, 0, 1), ε ~ N(0, σ²) while training
-// and ε = 0 in evaluation. The relaxed-L0 penalty λ·|mean Φ((μ + 0.5)/σ) − (1 − target)| per gate
-// vector pulls each vector's expected open fraction toward the target.
+// Stochastic gates (Gaussian-relaxed Bernoulli, STG): z = clamp(μ + 0.5 + ε, 0, 1), ε ~ N(0, σ²)
+// while training, ε = 0 in evaluation. Gates sit where removal can act on them:
+// - one gate per MLP channel (the down_proj column gate, shared with the gate/up rows it implies),
+// - one gate per attention head (the o_proj column gates of that head, tied),
+// - per-dimension row/column gates on the residual side (q/k/v/gate/up inputs, o/down outputs),
+//   which adapt the model but cannot remove anything and so carry no penalty.
+// The relaxed-L0 penalty λ·|mean Φ((μ + 0.5)/σ) − (1 − target)| per channel or head vector pulls
+// each layer's expected open fraction toward the target.
 
-import { type Graph, type Value, abs, add, clip, erf, mul, reduceMean, reshape, sub } from "../../engine/index.js";
+import { type Graph, type Value, abs, add, clip, erf, expand, mul, reduceMean, reshape, sub } from "../../engine/index.js";
 import type { ParamSource } from "../../models/llama/params.js";
 
 export interface GateSettings {
@@ -12,21 +16,35 @@ export interface GateSettings {
   targetSparsity: number;
 }
 
-export const gateName = (path: string, side: "row" | "col") => `finegates.${path}.${side}_mu`;
-export const noiseName = (path: string, side: "row" | "col") => `finegates_noise.${path}.${side}`;
+/** The gate vectors of a model: name → length, and what each one gates. */
+export interface GateLayout {
+  /** Per layer: MLP channel count and head count / head dim (0 when the sub-block is absent). */
+  layers: Array<{ prefix: string; channels: number; heads: number; headDim: number }>;
+  /** Residual-side gates: module path → [N, K] of the layer. */
+  residual: Map<string, readonly [number, number]>;
+}
+
+export const channelGate = (layerPrefix: string) => `finegates.${layerPrefix}.mlp.channels_mu`;
+export const headGate = (layerPrefix: string) => `finegates.${layerPrefix}.self_attn.heads_mu`;
+export const residualGate = (path: string, side: "row" | "col") => `finegates.${path}.${side}_mu`;
+export const noiseOf = (gate: string) => gate.replace(/^finegates\./, "finegates_noise.");
+
+export const INPUT_SIDE = /\.(q_proj|k_proj|v_proj|gate_proj|up_proj)$/;
+export const OUTPUT_SIDE = /\.(o_proj|down_proj)$/;
 
 export class GatedParams implements ParamSource {
   readonly graph: Graph;
   private readonly terms: Value[] = [];
+  private readonly byPrefix: Map<string, GateLayout["layers"][number]>;
 
   constructor(
     private readonly base: ParamSource,
-    /** Gated layers: module path → [N, K]. */
-    private readonly layers: ReadonlyMap<string, readonly [number, number]>,
+    private readonly layout: GateLayout,
     private readonly settings: GateSettings,
     private readonly training: boolean,
   ) {
     this.graph = base.graph;
+    this.byPrefix = new Map(layout.layers.map((l) => [l.prefix, l]));
   }
 
   tensor(name: string): Value {
@@ -34,12 +52,19 @@ export class GatedParams implements ParamSource {
   }
 
   linear(path: string, x: Value): Value {
-    const shape = this.layers.get(path);
-    if (!shape) return this.base.linear(path, x);
-    const [N, K] = shape;
-    const col = this.gate(path, "col", K);
-    const row = this.gate(path, "row", N);
-    return mul(this.base.linear(path, mul(x, col)), row);
+    const prefix = path.replace(/\.(self_attn|mlp)\.\w+$/, "");
+    const layer = this.byPrefix.get(prefix);
+    const residual = this.layout.residual.get(path);
+    let input = x;
+    if (residual && INPUT_SIDE.test(path)) input = mul(input, this.gate(residualGate(path, "col"), residual[1], false));
+    if (layer && path.endsWith(".mlp.down_proj")) input = mul(input, this.gate(channelGate(prefix), layer.channels, true));
+    if (layer && path.endsWith(".self_attn.o_proj")) {
+      const { heads, headDim } = layer;
+      const perHead = reshape(this.gate(headGate(prefix), heads, true), [heads, 1]);
+      input = mul(input, reshape(expand(perHead, [heads, headDim]), [heads * headDim]));
+    }
+    const y = this.base.linear(path, input);
+    return residual && OUTPUT_SIDE.test(path) ? mul(y, this.gate(residualGate(path, "row"), residual[0], false)) : y;
   }
 
   penalty(): Value | null {
@@ -49,17 +74,15 @@ export class GatedParams implements ParamSource {
     return mul(total, this.graph.scalar(this.settings.lambda));
   }
 
-  private gate(path: string, side: "row" | "col", n: number): Value {
+  private gate(name: string, n: number, penalized: boolean): Value {
     const g = this.graph;
     const { sigma, targetSparsity } = this.settings;
-    const mu = g.input(gateName(path, side), [n]);
-    const shifted = add(mu, g.scalar(0.5));
-    const z = clip(this.training ? add(shifted, g.input(noiseName(path, side), [n])) : shifted, 0, 1);
-    if (this.training) {
+    const shifted = add(g.input(name, [n]), g.scalar(0.5));
+    const z = clip(this.training ? add(shifted, g.input(noiseOf(name), [n])) : shifted, 0, 1);
+    if (this.training && penalized) {
       // P(z > 0) = Φ((μ + 0.5)/σ) = ½(1 + erf((μ + 0.5)/(σ√2)))
       const open = mul(add(erf(mul(shifted, g.scalar(1 / (sigma * Math.SQRT2)))), g.scalar(1)), g.scalar(0.5));
-      const meanOpen = reshape(reduceMean(open, [0]), []);
-      this.terms.push(abs(sub(meanOpen, g.scalar(1 - targetSparsity))));
+      this.terms.push(abs(sub(reshape(reduceMean(open, [0]), []), g.scalar(1 - targetSparsity))));
     }
     return z;
   }

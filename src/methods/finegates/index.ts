@@ -10,16 +10,31 @@ import { LlamaModel } from "../../models/llama/model.js";
 import { DenseParams, type HostParam } from "../../models/llama/params.js";
 import { writeFileAtomic } from "../../util/atomic.js";
 import type { Rng } from "../../util/rng.js";
-import { LORA_ALL_TARGETS, loraForDenseModel, matchTargets, mergeLora } from "../lora/index.js";
+import { LORA_ALL_TARGETS, loraForDenseModel, mergeLora } from "../lora/index.js";
+import { layerShape } from "../../formats/hf-config.js";
 import type { TuningMethod } from "../method.js";
-import { GatedParams, type GateSettings, gateName, gateValues, noiseName } from "./gated-params.js";
+import { type GateLayout, GatedParams, type GateSettings, INPUT_SIDE, OUTPUT_SIDE, channelGate, gateValues, headGate, noiseOf, residualGate } from "./gated-params.js";
 import { type LayerGates, type PruneReport, pruneWithGates } from "./prune.js";
 
 export interface FineGatesOptions extends GateSettings {
+  /**
+   * Gates' learning rate as a multiple of the run's: a gate must travel from μ = 0.5 (open) to
+   * −0.5 (closed), which Adam's ~lr-per-step moves cannot do in a short run at an adapter's lr.
+   */
+  gateLrScale: number;
   /** 0: gates only; > 0: a LoRA branch of this rank inside the gates. */
   loraRank: number;
   loraAlpha: number;
+  /** LoRA target modules. */
   targets: string[];
+  /** Per-dimension gates on the residual side too (adaptation only; never removed). */
+  residualGates: boolean;
+  /**
+   * After training, close the lowest-gated MLP channels and key/value groups of each layer up to
+   * the target (gates already at 0 count first). Without it only gates that reached 0 are removed,
+   * which a short run rarely produces: the mean-targeting penalty shrinks gates together.
+   */
+  hardenToTarget: boolean;
   seed: number;
 }
 
@@ -27,16 +42,21 @@ export const defaultFineGatesOptions: Omit<FineGatesOptions, "seed"> = {
   targetSparsity: 0.2,
   lambda: 1e-2,
   sigma: 0.5,
+  gateLrScale: 20,
   loraRank: 0,
   loraAlpha: 16,
   targets: [...LORA_ALL_TARGETS],
+  residualGates: true,
+  hardenToTarget: true,
 };
 
 export interface FineGatesMethod extends TuningMethod {
-  /** Evaluation-mode gate values of every gated layer. */
+  /** Evaluation-mode gates as row/column vectors of each linear layer. */
   gates(): Map<string, LayerGates>;
   /** The dense model with LoRA merged and gates folded and removed. */
   prune(): { model: LlamaModel; report: PruneReport };
+  /** Closes (μ = −0.5) the lowest channels and key/value groups of each layer up to the target; returns how many units it closed. */
+  hardenGates(): { channels: number; heads: number };
 }
 
 export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): FineGatesMethod {
@@ -46,31 +66,55 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
   }
   if (!(lambda >= 0)) throw new SlimtuneError("E_ARG", `--lambda ${lambda} must be >= 0`);
   if (!(sigma > 0)) throw new SlimtuneError("E_ARG", `--gate-sigma ${sigma} must be > 0`);
+  const config = model.config;
+  const layout: GateLayout = { layers: [], residual: new Map() };
+  for (let i = 0; i < config.numLayers; i++) {
+    const { numHeads, intermediateSize } = layerShape(config, i);
+    layout.layers.push({ prefix: `model.layers.${i}`, channels: intermediateSize, heads: numHeads, headDim: config.headDim });
+  }
   const modulePaths = [...model.weights.keys()].filter((n) => /\.(self_attn|mlp)\.\w+_proj\.weight$/.test(n)).map((n) => n.slice(0, -".weight".length));
-  const layers = new Map<string, readonly [number, number]>();
-  for (const p of matchTargets(modulePaths, opts.targets)) {
-    const [N, K] = model.weights.get(`${p}.weight`)!.shape as [number, number];
-    layers.set(p, [N, K]);
+  if (opts.residualGates) {
+    for (const p of modulePaths) layout.residual.set(p, model.weights.get(`${p}.weight`)!.shape as [number, number]);
   }
   const lora = opts.loraRank > 0 ? loraForDenseModel(model, { rank: opts.loraRank, alpha: opts.loraAlpha, targetModules: opts.targets, seed: opts.seed }) : null;
 
   // μ = 0.5 puts every gate at clamp(1 + ε): open.
   const gateParams = new Map<string, HostParam>();
-  for (const [p, [N, K]] of layers) {
-    gateParams.set(gateName(p, "row"), { data: new Float32Array(N).fill(0.5), shape: [N] });
-    gateParams.set(gateName(p, "col"), { data: new Float32Array(K).fill(0.5), shape: [K] });
+  const open = (n: number): HostParam => ({ data: new Float32Array(n).fill(0.5), shape: [n] });
+  for (const l of layout.layers) {
+    if (l.channels > 0) gateParams.set(channelGate(l.prefix), open(l.channels));
+    if (l.heads > 0) gateParams.set(headGate(l.prefix), open(l.heads));
+  }
+  for (const [p, [N, K]] of layout.residual) {
+    if (OUTPUT_SIDE.test(p)) gateParams.set(residualGate(p, "row"), open(N));
+    if (INPUT_SIDE.test(p)) gateParams.set(residualGate(p, "col"), open(K));
   }
   const trainable = new Map<string, HostParam>([...gateParams, ...(lora?.trainable ?? [])]);
   const frozen = (g: Graph) => new DenseParams(g, model.weights, new Set());
-  const noise = new Map([...layers].flatMap(([p, [N, K]]) => [
-    [noiseName(p, "row"), new Float32Array(N)],
-    [noiseName(p, "col"), new Float32Array(K)],
-  ]));
+  const noise = new Map([...gateParams].map(([name, p]) => [noiseOf(name), new Float32Array(p.data.length)]));
+  const z = (name: string) => gateValues(gateParams.get(name)!.data);
 
+  /** Evaluation-mode gates as per-layer row/column vectors, the form removal folds into weights. */
   const gates = () => {
     const out = new Map<string, LayerGates>();
-    for (const p of layers.keys()) {
-      out.set(p, { row: gateValues(gateParams.get(gateName(p, "row"))!.data), col: gateValues(gateParams.get(gateName(p, "col"))!.data) });
+    const ones = (n: number) => new Float32Array(n).fill(1);
+    const entry = (p: string) => {
+      let e = out.get(p);
+      if (!e) {
+        const [N, K] = model.weights.get(`${p}.weight`)!.shape as [number, number];
+        const r = layout.residual.has(p);
+        e = { row: r && OUTPUT_SIDE.test(p) ? z(residualGate(p, "row")) : ones(N), col: r && INPUT_SIDE.test(p) ? z(residualGate(p, "col")) : ones(K) };
+        out.set(p, e);
+      }
+      return e;
+    };
+    for (const p of layout.residual.keys()) entry(p);
+    for (const l of layout.layers) {
+      if (l.channels > 0) entry(`${l.prefix}.mlp.down_proj`).col = z(channelGate(l.prefix));
+      if (l.heads > 0) {
+        const perHead = z(headGate(l.prefix));
+        entry(`${l.prefix}.self_attn.o_proj`).col = Float32Array.from({ length: l.heads * l.headDim }, (_, j) => perHead[Math.floor(j / l.headDim)]!);
+      }
     }
     return out;
   };
@@ -84,13 +128,44 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     return pruneWithGates(base, gates());
   };
 
+  const hardenGates = () => {
+    const closed = { channels: 0, heads: 0 };
+    const closeLowest = (units: number, count: number, score: (i: number) => number, close: (i: number) => void) => {
+      const order = [...Array(units).keys()].sort((a, b) => score(a) - score(b));
+      for (const i of order.slice(0, count)) close(i);
+      return count;
+    };
+    for (const l of layout.layers) {
+      if (l.channels > 0) {
+        const mu = gateParams.get(channelGate(l.prefix))!.data;
+        const already = mu.filter((m) => m <= -0.5).length;
+        const count = Math.max(already, Math.round(targetSparsity * l.channels));
+        closed.channels += closeLowest(l.channels, count, (i) => mu[i]!, (i) => (mu[i] = Math.min(mu[i]!, -0.5))) - already;
+      }
+      const { numKvHeads } = layerShape(config, Number(l.prefix.split(".").pop()));
+      if (l.heads > 0 && numKvHeads > 0) {
+        // Heads go by whole key/value groups, so GQA's groups stay equal and k/v rows go too.
+        const mu = gateParams.get(headGate(l.prefix))!.data;
+        const rep = l.heads / numKvHeads;
+        const groupScore = (g: number) => Math.max(...mu.subarray(g * rep, (g + 1) * rep));
+        const already = [...Array(numKvHeads).keys()].filter((g) => groupScore(g) <= -0.5).length;
+        const count = Math.max(already, Math.round(targetSparsity * numKvHeads));
+        const n = closeLowest(numKvHeads, count, groupScore, (g) => {
+          for (let h = g * rep; h < (g + 1) * rep; h++) mu[h] = Math.min(mu[h]!, -0.5);
+        });
+        closed.heads += (n - already) * rep;
+      }
+    }
+    return closed;
+  };
+
   let total = model.parameterCount;
   for (const t of trainable.values()) total += t.data.length;
   return {
     name: opts.loraRank > 0 ? "finegates-lora" : "finegates",
     config: model.config,
     trainable,
-    params: (graph: Graph, mode = "eval") => new GatedParams(lora ? lora.params(graph) : frozen(graph), layers, { sigma, lambda, targetSparsity }, mode === "train"),
+    params: (graph: Graph, mode = "eval") => new GatedParams(lora ? lora.params(graph) : frozen(graph), layout, { sigma, lambda, targetSparsity }, mode === "train"),
     stepFeeds: (rng: Rng): Record<string, HostTensor> => {
       const feeds: Record<string, HostTensor> = {};
       for (const [name, buf] of noise) {
@@ -101,6 +176,7 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     },
     // Decay would drag μ toward 0, i.e. half-closed gates; LoRA factors decay as in the LoRA method.
     decay: (name) => !name.startsWith("finegates."),
+    lrScale: (name) => (name.startsWith("finegates.") ? opts.gateLrScale : 1),
     save: (outDir: string) => {
       const { model: pruned, report } = prune();
       pruned.save(outDir);
@@ -111,8 +187,12 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
       );
       writeFileAtomic(path.join(outDir, "finegates.json"), `${JSON.stringify({ target_sparsity: targetSparsity, lambda, sigma, lora_rank: opts.loraRank, ...report }, null, 1)}\n`);
     },
+    finalize: () => {
+      if (opts.hardenToTarget) hardenGates();
+    },
     totalParameters: total,
     gates,
     prune,
+    hardenGates,
   };
 }
