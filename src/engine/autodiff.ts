@@ -25,9 +25,10 @@ export function grad(loss: Value, wrt: readonly Value[]): Value[] {
     if (!needed.has(node)) continue;
     const dy = grads.get(node.output);
     if (!dy) continue;
-    if (!node.op.vjp) throw new Error(`op ${node.op.type} has no gradient but lies between the loss and a parameter`);
-    const dxs = node.op.vjp(node, dy);
-    node.inputs.forEach((x, j) => {
+    const custom = g.customVjps.get(node.output);
+    if (!custom && !node.op.vjp) throw new Error(`op ${node.op.type} has no gradient but lies between the loss and a parameter`);
+    const dxs = custom ? custom.vjp(dy) : node.op.vjp!(node, dy);
+    (custom ? custom.inputs : node.inputs).forEach((x, j) => {
       const dx = dxs[j];
       if (!dx || !isFloat(x.dtype)) return;
       if (!sameShape(dx.shape, x.shape)) {

@@ -57,6 +57,8 @@ export class Graph {
   readonly constants: Value[] = [];
   readonly nodes: Node[] = [];
   private readonly scalarCache = new Map<string, Value>();
+  /** Values whose gradient a hand-written rule gives directly, skipping the nodes that compute them. */
+  readonly customVjps = new Map<Value, { inputs: Value[]; vjp: (dy: Value) => Array<Value | null> }>();
   private readonly names = new Set<string>();
 
   /** A tensor fed at run time: data, and every trainable parameter. */
@@ -119,6 +121,14 @@ export class Graph {
     output = new Value(this, this.nextId++, [...shape], dtype, "node", node, null, null);
     this.nodes.push(node);
     return output;
+  }
+
+  /**
+   * Declares d(output)/d(inputs) by a rule instead of by differentiating the nodes between them:
+   * for composites whose own gradient is much cheaper than the chain rule's (cross-entropy).
+   */
+  defineVjp(output: Value, inputs: Value[], vjp: (dy: Value) => Array<Value | null>): void {
+    this.customVjps.set(output, { inputs, vjp });
   }
 
   private claimName(name: string): void {

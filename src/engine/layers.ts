@@ -5,9 +5,9 @@ import { add, erf, mul, neg, reciprocal, sigmoid, sqrt } from "./ops/elementwise
 import type { DType } from "./dtype.js";
 import type { Value } from "./graph.js";
 import { matmul } from "./ops/matmul.js";
-import { gatherElements, logSoftmax, softmax } from "./ops/nn.js";
+import { gatherElements, logSoftmax, scatterElementsAdd, softmax } from "./ops/nn.js";
 import { reduceMean } from "./ops/reduce.js";
-import { concat, reshape, slice, transpose, transposeLast2 } from "./ops/shape.js";
+import { concat, expand, reshape, slice, transpose, transposeLast2 } from "./ops/shape.js";
 
 /** x / sqrt(mean(x², last axis) + eps) · w — LLaMA's RMSNorm. */
 export function rmsNorm(x: Value, weight: Value, eps: number): Value {
@@ -101,6 +101,24 @@ function causalMask(g: Value["graph"], T: number, rep: number, dtype: DType): Va
     }
   }
   return g.constant(data, [rep * T, T], dtype);
+}
+
+/**
+ * Mean negative log-likelihood over rows, with the gradient written directly as
+ * (softmax(logits) − onehot(targets)) · dy/N: three passes over [N, V] instead of the chain
+ * rule's seven (the logits are the largest tensor of a language model's step).
+ */
+export function crossEntropyMean(logits: Value, targets: Value): Value {
+  const g = logits.graph;
+  const n = logits.shape[0]!;
+  const loss = reshape(reduceMean(crossEntropy(logits, targets), [0]), []);
+  g.defineVjp(loss, [logits], (dy) => {
+    const perRow = mul(dy, g.scalar(1 / n, dy.dtype)); // scalar
+    const probs = mul(softmax(logits, -1), perRow);
+    const idx = reshape(targets, [n, 1]);
+    return [scatterElementsAdd(probs, idx, expand(reshape(neg(perRow), [1, 1]), [n, 1]), 1)];
+  });
+  return loss;
 }
 
 /** Per-row negative log-likelihood of `targets` ([N] int64) under `logits` ([N, V]). */

@@ -49,6 +49,8 @@ const cases: Case[] = [
     return E.rope(x!, g.constant(Float64Array.from(cos), [3, 4], "float64"), g.constant(Float64Array.from(sin), [3, 4], "float64"));
   }, [{ shape: [2, 3, 4] }]],
   ["crossEntropy", (_g, [l, t]) => E.crossEntropy(l!, t!), [{ shape: [4, 6] }, { shape: [4], dtype: "int64", data: ids([5, 0, 2, 2]) }]],
+  ["crossEntropyMean (hand-written VJP)", (_g, [l, t]) => E.crossEntropyMean(l!, t!), [{ shape: [4, 6] }, { shape: [4], dtype: "int64", data: ids([5, 0, 2, 2]) }]],
+  ["scatterElementsAdd", (_g, [x, i, u]) => E.scatterElementsAdd(x!, i!, u!, 1), [{ shape: [3, 4] }, { shape: [3, 1], dtype: "int64", data: ids([2, 0, 3]) }, { shape: [3, 1] }]],
   ["causal GQA attention", (g, [q, k, v]) => {
     const { cos, sin } = E.ropeTables(3, 4, 10000);
     const rot = { cos: g.constant(Float64Array.from(cos), [3, 4], "float64"), sin: g.constant(Float64Array.from(sin), [3, 4], "float64") };

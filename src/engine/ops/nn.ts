@@ -62,7 +62,19 @@ export function gather(table: Value, ids: Value): Value {
   return table.graph.add(Gather, [table, ids], [...ids.shape, ...table.shape.slice(1)], table.dtype, { axis: 0 });
 }
 
-const ScatterElementsAdd: OpDef = { type: "ScatterElements" };
+const ScatterElementsAdd: OpDef = {
+  type: "ScatterElements",
+  vjp: (node, dy) => {
+    const [, idx] = node.inputs as [Value, Value];
+    return [dy, null, gatherElements(dy, idx, node.meta.axis as number)];
+  },
+};
+
+/** x with `updates` added at `idx` along `axis` (duplicates summed). */
+export function scatterElementsAdd(x: Value, idx: Value, updates: Value, axis: number): Value {
+  const a = normAxis(axis, x.rank);
+  return x.graph.add(ScatterElementsAdd, [x, idx, updates], x.shape, x.dtype, { axis: a, reduction: "add" }, { axis: a });
+}
 
 const GatherElements: OpDef = {
   type: "GatherElements",
@@ -70,7 +82,7 @@ const GatherElements: OpDef = {
     const [x, idx] = node.inputs as [Value, Value];
     const axis = node.meta.axis as number;
     const g = dy.graph;
-    return [g.add(ScatterElementsAdd, [zerosLike(x), idx, dy], x.shape, x.dtype, { axis, reduction: "add" }), null];
+    return [g.add(ScatterElementsAdd, [zerosLike(x), idx, dy], x.shape, x.dtype, { axis, reduction: "add" }, { axis }), null];
   },
 };
 

@@ -2,7 +2,7 @@
 // linear head `score` on the hidden state of each sequence's last non-padding token. Sequences
 // are right-padded, so causal attention keeps padding out of every real token's view.
 
-import { type Graph, type GraphOutputs, type Value, add, crossEntropy, gather, gemm, grad, reduceMean, reshape } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, add, crossEntropyMean, gather, gemm, grad } from "../../engine/index.js";
 import type { LlamaConfig } from "../../formats/hf-config.js";
 import { llamaHidden } from "./graph.js";
 import { gradName, IDS } from "./lm-graphs.js";
@@ -33,7 +33,7 @@ export function buildClsTrainGraph(
   const head = g.input(HEAD, [numLabels, config.hiddenSize]);
   const logits = classify(config, params, head, batch, seq);
   const labels = g.input(LABELS, [batch], "int64");
-  const loss = reshape(reduceMean(crossEntropy(logits, labels), [0]), []);
+  const loss = crossEntropyMean(logits, labels);
   const byName = new Map(g.inputs.map((v) => [v.name!, v]));
   const outputs: GraphOutputs = { loss };
   const penalty = params.penalty?.() ?? null;

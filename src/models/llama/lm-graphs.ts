@@ -1,7 +1,7 @@
 // The two graphs every method runs: a training step (loss + gradients of the trainable inputs)
 // and a scoring pass (per-token negative log-likelihood, for perplexity).
 
-import { type Graph, type GraphOutputs, type Value, add, crossEntropy, grad, reduceMean, reshape } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, add, crossEntropy, crossEntropyMean, grad } from "../../engine/index.js";
 import type { LlamaConfig } from "../../formats/hf-config.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
 import type { ParamSource } from "./params.js";
@@ -57,6 +57,6 @@ function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: nu
   const ids = g.input(IDS, [batch, seq], "int64");
   const targets = g.input(TARGETS, [batch * seq], "int64");
   const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
-  const loss = reshape(reduceMean(crossEntropy(logits, targets), [0]), []);
+  const loss = crossEntropyMean(logits, targets);
   return { loss, logits };
 }
