@@ -55,6 +55,12 @@ describe("classification on ref-llama-5m", () => {
     devSet = tokenizeExamples(readLabelledTsv(path.join(SST2, "dev.tsv")).examples, tok);
   });
 
+  it("refuses data whose labels the head cannot represent", () => {
+    expect(() => classifyTask(model.config, [{ ids: Int32Array.of(1, 2), label: 2 }], [], { batch: 2, maxLen: 16, numLabels: 2, padId: 0, seed: 0 })).toThrow(
+      expect.objectContaining({ code: "E_DATA", message: expect.stringMatching(/label 2.*2 labels.*--num-labels 3/) }),
+    );
+  });
+
   it("padding does not change a sequence's logits", async () => {
     const head = new Float32Array(2 * 256);
     new Rng(1).fillNormal(head, 0.02);
