@@ -19,6 +19,12 @@ export interface SessionOptions {
   config?: Record<string, string>;
   /** ORT's CPU memory arena: faster allocation, but it keeps its high-water mark (default on). */
   memoryArena?: boolean;
+  /**
+   * ORT's memory-pattern planning (default off here). With it on, the arena held 14.3 GB for a
+   * SmolLM2-shape training step of which 5.6 GB was ever used; off, peak RSS fell 12.4 → 7.8 GB
+   * there and 1.34 → 0.77 GB on ref-llama-5m, with no measurable change in step time.
+   */
+  memoryPattern?: boolean;
 }
 
 const ortType: Record<DType, ort.Tensor.Type> = {
@@ -50,6 +56,7 @@ export class CompiledGraph {
       executionMode: "sequential",
       graphOptimizationLevel: opts.optimization ?? "all",
       enableCpuMemArena: opts.memoryArena ?? true,
+      enableMemPattern: opts.memoryPattern ?? false,
       ...(opts.config ? { extra: { ...nestConfig(opts.config) } } : {}),
     };
     let session: ort.InferenceSession;
