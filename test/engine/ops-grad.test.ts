@@ -42,8 +42,10 @@ const cases: Case[] = [
   ["gatherElements", (_g, [x, i]) => E.gatherElements(x!, i!, 1), [{ shape: [3, 4] }, { shape: [3, 1], dtype: "int64", data: ids([2, 0, 3]) }]],
   ["softmax", (_g, [a]) => E.softmax(a!, -1), [{ shape: [3, 5] }]],
   ["logSoftmax", (_g, [a]) => E.logSoftmax(a!, -1), [{ shape: [3, 5] }]],
-  ["rmsNorm", (_g, [x, w]) => E.rmsNorm(x!, w!, 1e-5), [{ shape: [4, 6] }, { shape: [6] }]],
+  ["rmsNorm (hand-written VJP)", (_g, [x, w]) => E.rmsNorm(x!, w!, 1e-5), [{ shape: [4, 6] }, { shape: [6] }]],
   ["silu", (_g, [x]) => E.silu(x!), [{ shape: [7] }]],
+  ["siluGate (hand-written VJP)", (_g, [a, b]) => E.siluGate(a!, b!), [{ shape: [3, 5] }, { shape: [3, 5] }]],
+  ["rmsNorm on [B, T, C] (hand-written VJP)", (_g, [x, w]) => E.rmsNorm(x!, w!, 1e-5), [{ shape: [2, 3, 6] }, { shape: [6] }]],
   ["rope", (g, [x]) => {
     const { cos, sin } = E.ropeTables(3, 4, 10000);
     return E.rope(x!, g.constant(Float64Array.from(cos), [3, 4], "float64"), g.constant(Float64Array.from(sin), [3, 4], "float64"));

@@ -2,7 +2,7 @@
 // embeddings → N × (RMSNorm → GQA attention with RoPE → residual → RMSNorm → SwiGLU → residual)
 // → RMSNorm → tied or separate LM head.
 
-import { type Value, add, causalAttention, gather, gemm, mul, reshape, rmsNorm, ropeTables, silu } from "../../engine/index.js";
+import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
 import { type LlamaConfig, layerShape } from "../../formats/hf-config.js";
 import type { ParamSource } from "./params.js";
 
@@ -37,7 +37,7 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
     }
     if (widths.intermediateSize > 0) {
       const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
-      const mlp = mul(silu(p.linear(`${pre}.mlp.gate_proj`, h2)), p.linear(`${pre}.mlp.up_proj`, h2));
+      const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
       x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
     }
   }
