@@ -147,7 +147,8 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
 
   for (let s = startStep; s < opts.steps; s++) {
     const t0 = performance.now();
-    const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: opts.warmupSteps, totalSteps: opts.steps, minRatio: opts.minLrRatio });
+    // A run shorter than the warm-up simply warms up for all of it.
+    const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
     const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
     const gradNorm = clipByGlobalNorm(grads, opts.clip);
     const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);

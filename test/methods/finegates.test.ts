@@ -24,7 +24,7 @@ describe("FineGates", () => {
   });
 
   it.each([0, 4])("gate gradients (lora rank %i) match finite differences of loss + penalty", async (loraRank) => {
-    const method = fineGatesMethod(model, { ...defaultFineGatesOptions, loraRank, lambda: 0.5, targetSparsity: 0.3, seed: 3 });
+    const method = fineGatesMethod(model, { ...defaultFineGatesOptions, loraRank, lambda: 0.5, sigma: 0.5, targetSparsity: 0.3, seed: 3 });
     const rng = new Rng(5);
     // Keep every gate well inside (0, 1) (μ + 0.5 ∈ (0.3, 0.6), noise std 0.05) so no probe crosses the clamp.
     for (const [name, p] of method.trainable) if (name.startsWith("finegates.")) p.data.forEach((_, i) => (p.data[i] = -0.2 + 0.3 * rng.uniform()));
