@@ -45,7 +45,11 @@ export async function perplexity(model: ScoringModel, cache: GraphCache, tokens:
 
   // Windows of equal length share a graph; only the tail chunk and the short last window differ.
   const byLength = new Map<number, Array<{ start: number; length: number }>>();
-  for (const w of windows) byLength.set(w.length, [...(byLength.get(w.length) ?? []), w]);
+  for (const w of windows) {
+    const group = byLength.get(w.length);
+    if (group) group.push(w);
+    else byLength.set(w.length, [w]);
+  }
   for (const [length, group] of byLength) {
     const T = length - 1;
     for (let i = 0; i < group.length; i += maxBatch) {
