@@ -78,25 +78,11 @@ async function finetune(row) {
   const quiet = await H.waitQuiet({ maxWaitS: a["max-wait"], what: `${row.name} training` });
   const r = await H.cli(args, { label: `train ${row.name}` });
   const s = r.json;
-  const step = H.stepThroughput(out, 3);
+  const record = H.trainRecord(r, out, row.lr());
   const metric = row.lm ? "perplexity" : "accuracy";
-  H.log(`  ${row.name}: loss ${s.firstLoss?.toFixed(4)} → ${s.lastLoss?.toFixed(4)}; held-out ${metric} ${s.heldOutBefore?.metrics[metric]?.toFixed(4)} → ${s.heldOutAfter?.metrics[metric]?.toFixed(4)}; ${Math.round(step?.medianTokensPerS)} tok/s median step; peak RSS ${s.peakRssMb.toFixed(0)} MiB`);
+  H.log(`  ${row.name}: loss ${s.firstLoss?.toFixed(4)} → ${s.lastLoss?.toFixed(4)}; held-out ${metric} ${s.heldOutBefore?.metrics[metric]?.toFixed(4)} → ${s.heldOutAfter?.metrics[metric]?.toFixed(4)}; ${Math.round(record.stepTokensPerS)} tok/s median step; peak RSS ${s.peakRssMb.toFixed(0)} MiB`);
   return {
-    out,
-    command: r.command,
-    lr: row.lr(),
-    trainableParameters: s.trainableParameters,
-    totalParameters: s.totalParameters,
-    tokensSeen: s.tokensSeen,
-    seconds: s.seconds,
-    runTokensPerS: s.tokensPerSecond,
-    stepTokensPerS: step?.medianTokensPerS ?? null,
-    peakRssMb: s.peakRssMb,
-    firstLoss: s.firstLoss,
-    lastLoss: s.lastLoss,
-    heldOutBefore: s.heldOutBefore,
-    heldOutAfter: s.heldOutAfter,
-    files: s.files,
+    ...record,
     writtenBytes: H.sumValues(s.files),
     otherCpu: r.run.otherCpu,
     quiet,

@@ -119,24 +119,10 @@ async function train(row, lr, { heldOut = 0, tag = "" } = {}) {
   const quiet = heldOut > 0 ? null : await H.waitQuiet({ maxWaitS: a["max-wait"], what: `${row.name} training` });
   const r = await H.cli(trainArgs(row, model, out, lr, extra), { label: `train ${row.name} lr ${lr}` });
   const s = r.json;
-  const step = H.stepThroughput(out, 3);
-  H.log(`  ${row.name}: ${s.steps} steps, loss ${s.firstLoss?.toFixed(4)} → ${s.lastLoss?.toFixed(4)}, ${Math.round(s.tokensPerSecond)} tok/s over the run, ${Math.round(step?.medianTokensPerS)} tok/s median step, peak RSS ${s.peakRssMb.toFixed(0)} MiB`);
+  const record = H.trainRecord(r, out, lr);
+  H.log(`  ${row.name}: ${s.steps} steps, loss ${s.firstLoss?.toFixed(4)} → ${s.lastLoss?.toFixed(4)}, ${Math.round(s.tokensPerSecond)} tok/s over the run, ${Math.round(record.stepTokensPerS)} tok/s median step, peak RSS ${s.peakRssMb.toFixed(0)} MiB`);
   return {
-    out,
-    command: r.command,
-    lr,
-    trainableParameters: s.trainableParameters,
-    totalParameters: s.totalParameters,
-    tokensSeen: s.tokensSeen,
-    seconds: s.seconds,
-    runTokensPerS: s.tokensPerSecond,
-    stepTokensPerS: step?.medianTokensPerS ?? null,
-    peakRssMb: s.peakRssMb,
-    firstLoss: s.firstLoss,
-    lastLoss: s.lastLoss,
-    heldOutBefore: s.heldOutBefore,
-    heldOutAfter: s.heldOutAfter,
-    files: s.files,
+    ...record,
     adapterBytes: H.sumValues(s.files),
     wallS: r.run.wallS,
     otherCpu: r.run.otherCpu,

@@ -383,3 +383,26 @@ export function writeJson(file, value) {
 export function ensureBuilt() {
   if (!fs.existsSync(cliPath)) throw new Error(`${cliPath} is missing; build first: npx tsc -p tsconfig.build.json`);
 }
+
+/** The fields both experiments record from a `finetune --json` run (its output folder, command, speed, memory, losses, files). */
+export function trainRecord(r, out, lr) {
+  const s = r.json;
+  const step = stepThroughput(out, 3);
+  return {
+    out,
+    command: r.command,
+    lr,
+    trainableParameters: s.trainableParameters,
+    totalParameters: s.totalParameters,
+    tokensSeen: s.tokensSeen,
+    seconds: s.seconds,
+    runTokensPerS: s.tokensPerSecond,
+    stepTokensPerS: step?.medianTokensPerS ?? null,
+    peakRssMb: s.peakRssMb,
+    firstLoss: s.firstLoss,
+    lastLoss: s.lastLoss,
+    heldOutBefore: s.heldOutBefore,
+    heldOutAfter: s.heldOutAfter,
+    files: s.files,
+  };
+}

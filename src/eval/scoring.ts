@@ -9,16 +9,13 @@ import type { LoadedBase } from "../methods/registry.js";
 import { denseLoraBase, loraFromAdapter } from "../methods/lora/index.js";
 import { isPeqaAdapter, loadPeqaAdapter } from "../methods/peqa/adapter.js";
 import { quantizedLoraBase } from "../methods/qlora/index.js";
-import { DenseParams } from "../models/llama/params.js";
+import { frozenScoring } from "../models/llama/scoring.js";
 import { QuantizedParams } from "../parts/quantized-params.js";
 import type { ScoringModel } from "./perplexity.js";
 
 export function scoringFor(base: LoadedBase, adapterDir?: string): ScoringModel & { description: string } {
   if (!adapterDir) {
-    if (base.kind === "float") {
-      const m = base.model;
-      return { config: m.config, params: (g) => new DenseParams(g, m.weights, new Set()), weightFeeds: () => ({}), cacheKey: "float", description: "float model" };
-    }
+    if (base.kind === "float") return { ...frozenScoring(base.model), description: "float model" };
     const qm = base.model;
     return {
       config: qm.config,
