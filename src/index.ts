@@ -1,37 +1,58 @@
-// slimtune's public API, re-exported by name.
+// slimtune's public API, re-exported by name, layer by layer (docs/architecture.md).
 
-export { SlimtuneError, type SlimtuneErrorCode } from "./errors.js";
+// core
+export { SlimtuneError, type SlimtuneErrorCode } from "./core/errors.js";
+export { Rng } from "./core/rng.js";
+// engine
 export * as engine from "./engine/index.js";
-export { LlamaModel } from "./models/llama/model.js";
-export { DenseParams, type ParamSource, type HostParam } from "./models/llama/params.js";
-export { buildLmTrainGraph, buildLmScoreGraph } from "./models/llama/lm-graphs.js";
-export { frozenScoring } from "./models/llama/scoring.js";
-export { llamaParamShapes, loadLlamaWeights, saveLlamaFolder } from "./models/llama/weights.js";
-export { readLlamaConfig, parseLlamaConfig, type LlamaConfig } from "./formats/hf-config.js";
+// arch
+export type { LlamaConfig, LayerShape } from "./arch/llama/config.js";
+export { llamaParamShapes, linearLayers, linearPaths, LINEAR_MODULES, type LinearLayer } from "./arch/llama/shapes.js";
+export type { HostParam, ParamSource, FloatWeights } from "./arch/params.js";
+// quant
+export type { QuantSpec, QuantizedModel, QuantizedLinear, QuantBits } from "./quant/types.js";
+export { quantizeModel, type QuantPlan } from "./quant/quantize-model.js";
+export { quantizeLinear, dequantize } from "./quant/kinds/index.js";
+export { sizeReport, type SizeReport } from "./quant/size.js";
+// formats
+export { readLlamaConfig, parseLlamaConfig } from "./formats/hf-config.js";
+export { loadLlamaWeights, saveLlamaFolder } from "./formats/hf-folder.js";
 export { SafetensorsFile, writeSafetensors } from "./formats/safetensors.js";
 export { loadTokenizer, type TextTokenizer } from "./formats/tokenizer.js";
+export { saveQuantizedFolder, loadQuantizedFolder, isQuantizedFolder } from "./formats/quantized/index.js";
+export { savePeftAdapter, loadPeftAdapter } from "./formats/peft.js";
+export { savePeqaAdapter, loadPeqaAdapter } from "./formats/peqa-adapter.js";
+// models
+export { LlamaModel } from "./models/llama/model.js";
+export { DenseParams } from "./models/llama/params.js";
+export { buildLmTrainGraph, buildLmScoreGraph } from "./models/llama/lm-graphs.js";
+export { frozenScoring } from "./models/llama/scoring.js";
+export { loadBase, type LoadedBase } from "./models/load.js";
+export type { ScoringModel, ClassifierModel } from "./models/scoring.js";
+// data
 export { tokenizeFile } from "./data/text-file.js";
-export { perplexity, type PerplexityResult, type ScoringModel } from "./eval/perplexity.js";
-export { train, defaultTrainOptions, type TrainOptions, type TrainSummary, type TrainHooks } from "./train/loop.js";
-export { AdamW } from "./train/adamw.js";
-export type { TuningMethod } from "./methods/method.js";
+export { readLabelledTsv } from "./data/tsv.js";
+// eval
+export { perplexity, type PerplexityResult } from "./eval/perplexity.js";
+export { accuracy } from "./eval/classify.js";
+// prune
+export { removeStructure, type LayerKeep, type PruneReport } from "./prune/surgery.js";
+// methods
+export { methods, findMethod, scoringFor, methodScoring, loadAdapter } from "./methods/registry.js";
+export type { TuningMethod, MethodDefinition } from "./methods/method.js";
+export { withDefaults } from "./methods/flags.js";
 export { fullFineTuning } from "./methods/full/index.js";
-export { lmTask, type LmTaskOptions } from "./train/lm-task.js";
-export { classifyTask, type ClassifyTaskOptions } from "./train/classify-task.js";
-export type { TrainTask, TaskEval } from "./train/task.js";
-export { methods, findMethod, type MethodDefinition } from "./methods/registry.js";
 export { loraMethod, loraForDenseModel, loraFromAdapter, mergeLora } from "./methods/lora/index.js";
 export { qloraMethod } from "./methods/qlora/index.js";
 export { peqaMethod } from "./methods/peqa/index.js";
-export { savePeqaAdapter, loadPeqaAdapter } from "./methods/peqa/adapter.js";
 export { PeqaTasks } from "./methods/peqa/tasks.js";
 export { fineGatesMethod, defaultFineGatesOptions } from "./methods/finegates/index.js";
-export { pruneWithGates } from "./methods/finegates/prune.js";
-export { quantizeModel, quantizeLinear, sizeReport } from "./quant/quantize-model.js";
-export { dequantize } from "./quant/rtn.js";
-export type { QuantSpec, QuantizedModel, QuantizedLinear } from "./quant/types.js";
-export { saveQuantizedFolder, loadQuantizedFolder, isQuantizedFolder } from "./formats/gptq.js";
-export { savePeftAdapter, loadPeftAdapter } from "./formats/peft.js";
-export { loadBase } from "./models/load.js";
-export { scoringFor } from "./eval/scoring.js";
-export { accuracy } from "./eval/classify.js";
+export { pruneWithGates } from "./methods/finegates/removal.js";
+// train
+export { train, defaultTrainOptions, type TrainOptions, type TrainSummary, type TrainHooks } from "./train/loop.js";
+export { AdamW } from "./train/adamw.js";
+export { lmTask, type LmTaskOptions } from "./train/lm-task.js";
+export { classifyTask, type ClassifyTaskOptions } from "./train/classify-task.js";
+export type { TrainTask, TaskEval } from "./train/task.js";
+// recipes
+export { runPeqaDemo } from "./recipes/peqa-demo.js";

@@ -1,6 +1,6 @@
 // Typed parsing of CLI flag values (citty hands over strings), and the error printer every command shares.
 
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 
 export function intArg(flag: string, value: string | undefined, fallback: number, min = 1): number {
   if (value === undefined || value === "") return fallback;

@@ -1,7 +1,7 @@
 // Reads a plain-text data file and tokenizes it whole (no BOS), as the perplexity protocol wants.
 
 import fs from "node:fs";
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 
 export function readTextFile(file: string): string {

@@ -1,6 +1,6 @@
 // Labelled text in a TSV file with a header (`sentence<TAB>label`, as GLUE's SST-2 ships it).
 
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import { readTextFile } from "./text-file.js";
 
 export interface LabelledExample {

@@ -1,7 +1,7 @@
 // Transformer building blocks composed from primitive ops, so autodiff derives their gradients:
-// RMSNorm, SiLU, GELU, rotary embeddings, causal grouped-query attention, cross-entropy.
+// RMSNorm, SiLU, rotary embeddings, causal grouped-query attention, cross-entropy.
 
-import { add, erf, mul, neg, reciprocal, sigmoid, sqrt, sub } from "./ops/elementwise.js";
+import { add, mul, neg, reciprocal, sigmoid, sqrt, sub } from "./ops/elementwise.js";
 import type { DType } from "./dtype.js";
 import type { Value } from "./graph.js";
 import { matmul } from "./ops/matmul.js";
@@ -48,12 +48,6 @@ export function siluGate(gate: Value, up: Value): Value {
     return [mul(mul(dy, up), slope), mul(dy, act)];
   });
   return y;
-}
-
-/** Exact (erf) GELU. */
-export function gelu(x: Value): Value {
-  const g = x.graph;
-  return mul(mul(x, g.scalar(0.5, x.dtype)), add(g.scalar(1, x.dtype), erf(mul(x, g.scalar(Math.SQRT1_2, x.dtype)))));
 }
 
 /** The cos/sin tables of rotary embeddings for positions [0, T), as transformers computes them in float32. */

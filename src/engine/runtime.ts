@@ -1,7 +1,7 @@
 // The one module that imports onnxruntime: compiles graphs into sessions and runs them.
 
 import * as ort from "onnxruntime-node";
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import { type DType, type HostArray, type Shape, fmtShape, numel } from "./dtype.js";
 import type { Graph } from "./graph.js";
 import { type GraphOutputs, toOnnxBytes } from "./onnx-writer.js";

@@ -1,50 +1,11 @@
-// Padded classification batches (right padding, lengths bucketed to a few static shapes) and
-// accuracy over a labelled set.
+// Accuracy (and mean loss) of a classifier over a labelled set, in length-sorted padded batches.
 
-import { type GraphCache, type HostTensor, Graph } from "../engine/index.js";
-import type { LlamaConfig } from "../formats/hf-config.js";
+import { padBatch } from "../data/cls-batches.js";
+import type { TokenizedExample } from "../data/examples.js";
+import { type GraphCache, Graph } from "../engine/index.js";
 import { buildClsScoreGraph, LAST } from "../models/llama/cls-graphs.js";
 import { IDS } from "../models/llama/lm-graphs.js";
-import type { ParamSource } from "../models/llama/params.js";
-
-export interface TokenizedExample {
-  ids: Int32Array;
-  label: number;
-}
-
-/** Padded length for a batch whose longest example has `len` tokens: 16, 32, 64, … up to `maxLen`. */
-export function bucketLength(len: number, maxLen: number): number {
-  let t = 16;
-  while (t < len && t < maxLen) t *= 2;
-  return Math.min(t, maxLen);
-}
-
-/** ids [B, T] right-padded with `padId`, the flat index of each last real token, and the labels. */
-export function padBatch(examples: readonly TokenizedExample[], maxLen: number, padId: number) {
-  const B = examples.length;
-  const T = bucketLength(Math.max(...examples.map((e) => Math.min(e.ids.length, maxLen))), maxLen);
-  const ids = new BigInt64Array(B * T).fill(BigInt(padId));
-  const last = new BigInt64Array(B);
-  const labels = new BigInt64Array(B);
-  let tokens = 0;
-  examples.forEach((e, b) => {
-    const n = Math.max(1, Math.min(e.ids.length, T));
-    for (let t = 0; t < Math.min(n, e.ids.length); t++) ids[b * T + t] = BigInt(e.ids[t]!);
-    last[b] = BigInt(b * T + n - 1);
-    labels[b] = BigInt(e.label);
-    tokens += n;
-  });
-  return { B, T, ids, last, labels, tokens };
-}
-
-export interface ClassifierModel {
-  config: LlamaConfig;
-  numLabels: number;
-  params(graph: Graph): ParamSource;
-  /** Feeds for the graph's weight inputs, including the head "score.weight". */
-  weightFeeds(): Record<string, HostTensor>;
-  cacheKey: string;
-}
+import type { ClassifierModel } from "../models/scoring.js";
 
 export interface AccuracyResult {
   accuracy: number;

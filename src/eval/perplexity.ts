@@ -1,11 +1,10 @@
 // Perplexity over a token stream: non-overlapping windows of `ctx` tokens, each predicting its
 // tokens 2..L from the ones before, batched through one cached scoring graph per shape.
 
-import { type GraphCache, type HostTensor, Graph } from "../engine/index.js";
-import type { LlamaConfig } from "../formats/hf-config.js";
+import { evalWindows } from "../data/text-batches.js";
+import { type GraphCache, Graph } from "../engine/index.js";
 import { buildLmScoreGraph, IDS, TARGETS } from "../models/llama/lm-graphs.js";
-import type { ParamSource } from "../models/llama/params.js";
-import { evalWindows } from "../train/text-batches.js";
+import type { ScoringModel } from "../models/scoring.js";
 
 export interface PerplexityResult {
   perplexity: number;
@@ -15,16 +14,6 @@ export interface PerplexityResult {
   tokens: number;
   windows: number;
   seconds: number;
-}
-
-export interface ScoringModel {
-  config: LlamaConfig;
-  /** Weights for a new graph. */
-  params(graph: Graph): ParamSource;
-  /** Feeds for the graph's weight inputs (trainable tensors, when scoring during training). */
-  weightFeeds(): Record<string, HostTensor>;
-  /** Distinguishes cached graphs of different weight layouts. */
-  cacheKey: string;
 }
 
 export interface PerplexityOptions {

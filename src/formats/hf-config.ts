@@ -3,57 +3,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
+import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2";
-
-/** Widths of one decoder layer: query heads, key/value heads, MLP channels (0 removes the sub-block). */
-export interface LayerShape {
-  numHeads: number;
-  numKvHeads: number;
-  intermediateSize: number;
-}
+export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
+export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
-
-/** Layer i's widths: its pruned shape if the model has one, else the global widths. */
-export function layerShape(config: LlamaConfig, i: number): LayerShape {
-  return config.layerShapes?.[i] ?? { numHeads: config.numHeads, numKvHeads: config.numKvHeads, intermediateSize: config.intermediateSize };
-}
-
-export interface LlamaConfig {
-  modelType: string;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  tieWordEmbeddings: boolean;
-  maxPositionEmbeddings: number;
-  /** q/k/v projections carry a bias (llama with attention_bias, and always for qwen2). */
-  attentionBias: boolean;
-  /** o_proj carries a bias (only llama with attention_bias; qwen2 has none). */
-  outputBias: boolean;
-  /** gate/up/down projections carry a bias (llama's mlp_bias). */
-  mlpBias: boolean;
-  bosTokenId?: number;
-  eosTokenId?: number;
-  /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */
-  eosTokenIds?: number[];
-  hiddenAct: string;
-  /** Attention window in tokens (mistral, qwen2 with use_sliding_window); absent means full attention. */
-  slidingWindow?: number;
-  /**
-   * Per-layer widths of a structurally pruned model (config.json "slimtune_layer_shapes"); absent
-   * means every layer has the global widths. transformers cannot load such a model.
-   */
-  layerShapes?: LayerShape[];
-  raw: Record<string, unknown>;
-}
 
 const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2"];
 

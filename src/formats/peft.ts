@@ -3,14 +3,19 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { SlimtuneError } from "../errors.js";
-import { replaceDirAtomic, writeFileAtomic } from "../util/atomic.js";
-import { llamaParamShapes } from "../models/llama/weights.js";
-import type { LlamaConfig } from "./hf-config.js";
+import { SlimtuneError } from "../core/errors.js";
+import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
+import { linearLayers } from "../arch/llama/shapes.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
+import type { LlamaConfig } from "../arch/llama/config.js";
 
 export const PEFT_CONFIG_FILE = "adapter_config.json";
 export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";
+
+/** True when `dir` holds a PEFT adapter (its adapter_config.json). */
+export function isPeftAdapter(dir: string): boolean {
+  return fs.existsSync(path.join(dir, PEFT_CONFIG_FILE));
+}
 
 /** A tensor as slimtune holds it: float32 values, PyTorch shape. */
 export interface PeftTensor {
@@ -206,7 +211,7 @@ function checkPairs(r: number, tensors: ReadonlyMap<string, PeftTensor>, error: 
 
 /** A [r, K] and B [N, r] must fit the model's W [N, K] at the same module path. */
 function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor>, config: LlamaConfig): void {
-  const linears = llamaLinearShapes(config);
+  const linears = new Map(linearLayers(config).map((l) => [l.path, [l.outFeatures, l.inFeatures] as const]));
   for (const [key, t] of tensors) {
     const { modulePath, half } = parseLoraKey(key)!;
     const w = linears.get(modulePath);
@@ -228,16 +233,6 @@ function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor
       );
     }
   }
-}
-
-/** [N, K] of every linear layer the LLaMA graph routes through ParamSource.linear (not embeddings, not lm_head). */
-export function llamaLinearShapes(config: LlamaConfig): Map<string, [number, number]> {
-  const out = new Map<string, [number, number]>();
-  for (const [name, shape] of llamaParamShapes(config)) {
-    if (shape.length !== 2 || !name.endsWith(".weight") || name === "model.embed_tokens.weight" || name === "lm_head.weight") continue;
-    out.set(name.slice(0, -".weight".length), [shape[0]!, shape[1]!]);
-  }
-  return out;
 }
 
 // Options that change what the adapter computes; a folder using them would load but compute wrongly.

@@ -1,8 +1,8 @@
 // Reads and writes .safetensors files, validating the header as strictly as the Rust reference reader.
 
 import fs from "node:fs";
-import { SlimtuneError } from "../errors.js";
-import { writeFileAtomic } from "../util/atomic.js";
+import { SlimtuneError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic.js";
 
 export type SafetensorsDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 

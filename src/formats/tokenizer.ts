@@ -1,9 +1,10 @@
 // Loads a model folder's tokenizer.json with @huggingface/tokenizers behind a small text-in, ids-out interface.
 
+import fsSync from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 
 export interface TextTokenizer {
   /** Token ids for `text` with no BOS or other special tokens added. */
@@ -76,4 +77,28 @@ export async function loadTokenizer(modelDir: string): Promise<TextTokenizer> {
   };
   if (eosTokenId !== undefined) result.eosTokenId = eosTokenId;
   return result;
+}
+
+/**
+ * Every tokenizer file a Hugging Face model folder may carry (tokenizers' JSON, sentencepiece's
+ * model, GPT-2-style vocab and merges) plus the configs that go with them. Every folder slimtune
+ * writes copies these from its source, so the result tokenizes as the source did.
+ */
+export const TOKENIZER_FILES: readonly string[] = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "generation_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+];
+
+/** Copies the tokenizer files `sourceDir` has into `toDir` (nothing when the model was built in memory). */
+export function copyTokenizerFiles(sourceDir: string | null, toDir: string): void {
+  if (sourceDir === null) return;
+  for (const file of TOKENIZER_FILES) {
+    const from = path.join(sourceDir, file);
+    if (fsSync.existsSync(from)) fsSync.copyFileSync(from, path.join(toDir, file));
+  }
 }

@@ -1,10 +1,12 @@
-// What every tuning method gives the trainer: the tensors that train, how a graph gets its
-// weights, and how the result is saved.
+// What every tuning method gives the trainer (the tensors that train, how a graph gets its weights,
+// how the result is saved), and the definition each method folder exports to the registry.
 
 import type { Graph, HostTensor } from "../engine/index.js";
-import type { Rng } from "../util/rng.js";
-import type { LlamaConfig } from "../formats/hf-config.js";
-import type { HostParam, ParamSource } from "../models/llama/params.js";
+import type { Rng } from "../core/rng.js";
+import type { HostParam, ParamSource } from "../arch/params.js";
+import type { LlamaConfig } from "../arch/llama/config.js";
+import type { LoadedBase } from "../models/load.js";
+import type { FlagSpecs, FlagValues } from "./flags.js";
 
 export interface TuningMethod {
   readonly name: string;
@@ -32,4 +34,38 @@ export interface TuningMethod {
   save(outDir: string): void;
   /** Parameters of the whole model, trainable or not. */
   readonly totalParameters: number;
+}
+
+/** Options every method may use, whatever its own flags. */
+export interface MethodContext {
+  /** Seeds initialisation (LoRA's A, …). */
+  seed: number;
+  /** Start from this saved result instead of the method's initial values. */
+  adapter?: string;
+}
+
+/**
+ * One tuning method, as its folder exports it: what it is, the flags it owns (with their defaults,
+ * in one place), how to create it on a loaded base, and how to recognise and load what it saved.
+ * The registry is a list of these; the CLI derives `finetune`'s flags and `eval --adapter` from them.
+ */
+export interface MethodDefinition<F extends FlagSpecs = FlagSpecs> {
+  name: string;
+  summary: string;
+  /** Which kind of model folder --model must be. */
+  needs: "float" | "quantized";
+  flags: F;
+  create(base: LoadedBase, opts: FlagValues<F>, ctx: MethodContext): TuningMethod;
+  /** For methods whose result is an adapter on an unchanged base (LoRA, PEQA): how to find and load one. */
+  adapter?: {
+    /** True when `dir` holds this method's adapter (whatever base it is for). */
+    detect(dir: string): boolean;
+    /** The adapter on `base`, ready to evaluate or to train further; a typed error when it does not fit. */
+    load(base: LoadedBase, dir: string): TuningMethod;
+  };
+}
+
+/** Defines a method with its flag types checked against `create` (use instead of a bare object literal). */
+export function defineMethod<F extends FlagSpecs>(definition: MethodDefinition<F>): MethodDefinition<F> {
+  return definition;
 }

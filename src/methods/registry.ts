@@ -1,96 +1,25 @@
-// Every tuning method slimtune offers, in one list: adding a method is one folder plus one line here.
+// Every tuning method slimtune offers, in one list: adding a method is one folder plus one line
+// here. Adapter folders are recognised by asking each definition, and any method turns into
+// something the scoring code can evaluate.
 
-import { SlimtuneError } from "../errors.js";
-import type { LlamaModel } from "../models/llama/model.js";
-import type { QuantizedModel } from "../quant/types.js";
-import { fullFineTuning } from "./full/index.js";
-import type { TuningMethod } from "./method.js";
-import { loadPeqaAdapter } from "./peqa/adapter.js";
-import { peqaMethod } from "./peqa/index.js";
-import { denseLoraBase, loraForDenseModel, loraFromAdapter } from "./lora/index.js";
-import { qloraFromAdapter, qloraMethod } from "./qlora/index.js";
-import { fineGatesMethod } from "./finegates/index.js";
+import fs from "node:fs";
+import { SlimtuneError } from "../core/errors.js";
+import { baseScoring } from "../models/base-scoring.js";
+import type { LoadedBase } from "../models/load.js";
+import type { ScoringModel } from "../models/scoring.js";
+import { fineGatesDefinition } from "./finegates/index.js";
+import { fullDefinition } from "./full/index.js";
+import { loraDefinition } from "./lora/index.js";
+import type { MethodDefinition, TuningMethod } from "./method.js";
+import { peqaDefinition } from "./peqa/index.js";
+import { qloraDefinition } from "./qlora/index.js";
 
-/** What `finetune` loaded: a float model folder, or a quantized one. */
-export type LoadedBase = { kind: "float"; model: LlamaModel } | { kind: "quantized"; model: QuantizedModel };
-
-export interface MethodOptions {
-  rank: number;
-  alpha: number;
-  targets: string[];
-  seed: number;
-  /** Start from this adapter folder instead of the method's initial values. */
-  adapter?: string;
-  /** FineGates: fraction of each gate vector to switch off, penalty weight, gate noise σ, LoRA rank inside the gates (0: none). */
-  targetSparsity: number;
-  lambda: number;
-  gateSigma: number;
-  gateLrScale: number;
-  gateLoraRank: number;
-  residualGates: boolean;
-  hardenToTarget: boolean;
-}
-
-export interface MethodDefinition {
-  name: string;
-  summary: string;
-  /** Which kind of model folder --model must be. */
-  needs: "float" | "quantized";
-  create(base: LoadedBase, opts: MethodOptions): TuningMethod;
-}
-
-export const methods: MethodDefinition[] = [
-  {
-    name: "full",
-    summary: "every weight trains (float model)",
-    needs: "float",
-    create: (base) => fullFineTuning(asFloat(base)),
-  },
-  {
-    name: "lora",
-    summary: "frozen float base + trainable rank-r B·A on the --targets layers (PEFT adapter folder)",
-    needs: "float",
-    create: (base, o) =>
-      o.adapter
-        ? loraFromAdapter(denseLoraBase(asFloat(base)), o.adapter)
-        : loraForDenseModel(asFloat(base), { rank: o.rank, alpha: o.alpha, targetModules: o.targets, seed: o.seed }),
-  },
-  {
-    name: "qlora",
-    summary: "frozen quantized base (RTN or NF4) + trainable LoRA branches (PEFT adapter folder)",
-    needs: "quantized",
-    create: (base, o) => {
-      const qm = asQuantized(base, "qlora");
-      return o.adapter ? qloraFromAdapter(qm, o.adapter) : qloraMethod(qm, { rank: o.rank, alpha: o.alpha, targetModules: o.targets, seed: o.seed });
-    },
-  },
-  {
-    name: "finegates",
-    summary: "stochastic row/column gates (+ LoRA with --lora-rank) that adapt the model; the gated-off structure is removed at the end",
-    needs: "float",
-    create: (base, o) =>
-      fineGatesMethod(asFloat(base), {
-        targetSparsity: o.targetSparsity,
-        lambda: o.lambda,
-        sigma: o.gateSigma,
-        gateLrScale: o.gateLrScale,
-        loraRank: o.gateLoraRank,
-        loraAlpha: o.alpha,
-        targets: o.targets,
-        residualGates: o.residualGates,
-        hardenToTarget: o.hardenToTarget,
-        seed: o.seed,
-      }),
-  },
-  {
-    name: "peqa",
-    summary: "scales of a quantized model train; codes and zeros stay frozen (a task = scale vectors)",
-    needs: "quantized",
-    create: (base, opts) => {
-      const qm = asQuantized(base, "peqa");
-      return peqaMethod(qm, { from: opts.adapter ? loadPeqaAdapter(opts.adapter, qm) : undefined });
-    },
-  },
+export const methods: readonly MethodDefinition[] = [
+  fullDefinition,
+  loraDefinition,
+  qloraDefinition,
+  fineGatesDefinition,
+  peqaDefinition,
 ];
 
 export function findMethod(name: string): MethodDefinition {
@@ -99,14 +28,34 @@ export function findMethod(name: string): MethodDefinition {
   return m;
 }
 
-function asFloat(base: LoadedBase): LlamaModel {
-  if (base.kind !== "float") throw new SlimtuneError("E_ARG", "this method needs a float model folder; --model points at a quantized one");
-  return base.model;
+/**
+ * The method whose saved adapter `dir` holds, loaded onto `base`. Several methods may share an
+ * adapter format (LoRA and QLoRA both write PEFT folders): the one made for the base's kind wins.
+ */
+export function loadAdapter(base: LoadedBase, dir: string): { definition: MethodDefinition; method: TuningMethod } {
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new SlimtuneError("E_NOT_FOUND", "adapter folder not found", dir);
+  const candidates = methods.filter((d) => d.adapter?.detect(dir));
+  const definition = candidates.find((d) => d.needs === base.kind) ?? candidates[0];
+  if (!definition) {
+    const known = methods.filter((d) => d.adapter).map((d) => d.name).join(", ");
+    throw new SlimtuneError("E_CONFIG", `no adapter here that a method recognises (${known}: adapter_config.json for LoRA/QLoRA, peqa_adapter.json for PEQA); pass an adapter folder that finetune wrote`, dir);
+  }
+  return { definition, method: definition.adapter!.load(base, dir) };
 }
 
-function asQuantized(base: LoadedBase, method: string): QuantizedModel {
-  if (base.kind !== "quantized") {
-    throw new SlimtuneError("E_ARG", `--method ${method} needs a quantized model folder; make one with: slimtune quantize --model DIR --bits 4 --out QDIR`);
-  }
-  return base.model;
+/** A tuning method as a ScoringModel: its trainable tensors fed as inputs, the rest frozen. */
+export function methodScoring(method: TuningMethod): ScoringModel {
+  return {
+    config: method.config,
+    params: (g) => method.params(g, "eval"),
+    weightFeeds: () => Object.fromEntries(method.trainable),
+    cacheKey: method.name,
+  };
+}
+
+/** A model folder's base, with an optional adapter folder on top, ready for perplexity() or accuracy(). */
+export function scoringFor(base: LoadedBase, adapterDir?: string): ScoringModel & { description: string } {
+  if (!adapterDir) return baseScoring(base);
+  const { definition, method } = loadAdapter(base, adapterDir);
+  return { ...methodScoring(method), description: `${definition.name} adapter on a ${base.kind} model` };
 }

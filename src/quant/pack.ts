@@ -6,7 +6,7 @@
 // straddling scheme of §1.4: 32 codes fill 3 words, v10 is split 2 + 1 bits across words A/B and v21
 // 1 + 2 bits across B/C. GPTQ: qweight packs along K (axis 0 of [K, N]), qzeros along N (axis 1 of [G, N]).
 
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import type { QuantBits } from "./types.js";
 
 function checkLength(count: number, bits: number, what: string): number {

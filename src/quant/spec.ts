@@ -1,6 +1,6 @@
 // Validation of a QuantSpec, alone and against a layer's input width K, with errors that say how to fix it.
 
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import type { QuantBits, QuantSpec } from "./types.js";
 
 export const quantBitWidths: readonly QuantBits[] = [2, 3, 4, 8];

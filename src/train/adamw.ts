@@ -1,6 +1,7 @@
 // AdamW with torch.optim.AdamW semantics over named Float32Array parameters, updated in place.
 
-import { SlimtuneError } from "../errors.js";
+import { isNormOrBias } from "../arch/llama/names.js";
+import { SlimtuneError } from "../core/errors.js";
 
 export interface AdamWOptions {
   beta1?: number;
@@ -19,7 +20,7 @@ export interface AdamWState {
   v: Map<string, Float32Array>;
 }
 
-export const defaultDecay = (name: string): boolean => !(name.endsWith("norm.weight") || name.endsWith("bias"));
+export const defaultDecay = (name: string): boolean => !isNormOrBias(name);
 
 export class AdamW {
   readonly beta1: number;

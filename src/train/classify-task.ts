@@ -2,20 +2,19 @@
 // `score` head beside the method's tensors, accuracy on a dev set.
 
 import path from "node:path";
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import { Graph } from "../engine/index.js";
-import { type TokenizedExample, accuracy, padBatch } from "../eval/classify.js";
-import { writeSafetensors } from "../formats/safetensors.js";
+import { accuracy } from "../eval/classify.js";
+import { saveClassifierHead } from "../formats/classifier-head.js";
 import { buildClsTrainGraph, HEAD, LABELS, LAST } from "../models/llama/cls-graphs.js";
 import { IDS } from "../models/llama/lm-graphs.js";
-import type { HostParam } from "../models/llama/params.js";
-import { writeFileAtomic } from "../util/atomic.js";
-import { Rng } from "../util/rng.js";
+import { writeFileAtomic } from "../core/atomic.js";
+import { Rng } from "../core/rng.js";
 import type { TrainTask } from "./task.js";
-import type { LlamaConfig } from "../formats/hf-config.js";
-
-export const CLASSIFIER_TENSORS = "classifier.safetensors";
-export const CLASSIFIER_CONFIG = "classifier.json";
+import type { HostParam } from "../arch/params.js";
+import type { LlamaConfig } from "../arch/llama/config.js";
+import { padBatch } from "../data/cls-batches.js";
+import type { TokenizedExample } from "../data/examples.js";
 
 export interface ClassifyTaskOptions {
   batch: number;
@@ -80,8 +79,7 @@ export function classifyTask(config: LlamaConfig, train: TokenizedExample[], dev
       return { loss: r.loss, metrics: { accuracy: r.accuracy }, examples: r.examples, seconds: r.seconds };
     },
     saveExtra: (outDir) => {
-      writeSafetensors(path.join(outDir, CLASSIFIER_TENSORS), [{ name: HEAD, dtype: "F32", shape: head.shape, data: head.data }], { format: "pt" });
-      writeFileAtomic(path.join(outDir, CLASSIFIER_CONFIG), `${JSON.stringify({ num_labels: L, max_len: maxLen, pad_token_id: opts.padId }, null, 2)}\n`);
+      saveClassifierHead(outDir, head, { maxLen, padId: opts.padId });
     },
   };
 }

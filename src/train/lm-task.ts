@@ -6,7 +6,7 @@ import { perplexity } from "../eval/perplexity.js";
 import type { TuningMethod } from "../methods/method.js";
 import { buildLmTrainGraph, IDS, TARGETS } from "../models/llama/lm-graphs.js";
 import type { TrainTask } from "./task.js";
-import { TextBatches, splitHeldOut } from "./text-batches.js";
+import { TextBatches, splitHeldOut } from "../data/text-batches.js";
 
 export interface LmTaskOptions {
   batch: number;

@@ -2,13 +2,13 @@
 // → accumulate → clip → AdamW → log → periodic held-out eval and checkpoint. Resumable.
 
 import path from "node:path";
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 import { type CompiledGraph, type HostTensor, GraphCache } from "../engine/index.js";
 import type { TuningMethod } from "../methods/method.js";
 import { gradName } from "../models/llama/lm-graphs.js";
-import { Rng } from "../util/rng.js";
+import { Rng } from "../core/rng.js";
 import { AdamW } from "./adamw.js";
-import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "../formats/checkpoint.js";
 import { clipByGlobalNorm } from "./clip.js";
 import { MetricsLog } from "./metrics-log.js";
 import { learningRateAt } from "./schedule.js";
@@ -100,7 +100,8 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     if (!hasCheckpoint(checkpointDir)) {
       throw new SlimtuneError("E_CHECKPOINT", "--resume: no checkpoint here; run without --resume to start", checkpointDir);
     }
-    const state = loadCheckpoint(checkpointDir, { method: method.name, fixed }, trainable, optimizer);
+    const { state, moments } = loadCheckpoint(checkpointDir, { method: method.name, fixed }, trainable);
+    optimizer.importState(moments);
     startStep = state.step;
     elapsedBefore = state.elapsedSeconds;
     tokensSeen = state.tokensSeen;
@@ -142,7 +143,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       elapsedSeconds: elapsedBefore + (performance.now() - started) / 1000,
       tokensSeen,
     };
-    saveCheckpoint(checkpointDir, state, trainable, optimizer);
+    saveCheckpoint(checkpointDir, state, trainable, optimizer.exportState());
   };
 
   for (let s = startStep; s < opts.steps; s++) {

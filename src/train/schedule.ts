@@ -1,6 +1,6 @@
 // Learning rate per step: linear warm-up to the peak, then cosine decay to peak * minRatio.
 
-import { SlimtuneError } from "../errors.js";
+import { SlimtuneError } from "../core/errors.js";
 
 export interface ScheduleOptions {
   peak: number;

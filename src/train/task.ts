@@ -3,8 +3,8 @@
 
 import type { GraphCache, GraphOutputs, Graph, HostTensor } from "../engine/index.js";
 import type { TuningMethod } from "../methods/method.js";
-import type { HostParam } from "../models/llama/params.js";
-import type { Rng } from "../util/rng.js";
+import type { Rng } from "../core/rng.js";
+import type { HostParam } from "../arch/params.js";
 
 export interface TaskEval {
   /** Mean loss on the held-out data. */

@@ -3,7 +3,7 @@
 
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { f16BitsToF32, f32ToF16Bits, float16ToFloat32, float32ToFloat16, roundToF16 } from "../../src/formats/f16.js";
+import { f16BitsToF32, f32ToF16Bits, float16ToFloat32, float32ToFloat16, roundToF16 } from "../../src/core/f16.js";
 import { SafetensorsFile, writeSafetensors } from "../../src/formats/safetensors.js";
 import { tempDir } from "./helpers.js";
 

@@ -5,8 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, expect } from "vitest";
-import { SlimtuneError } from "../../src/errors.js";
-import type { SlimtuneErrorCode } from "../../src/errors.js";
+import { SlimtuneError } from "../../src/core/errors.js";
+import type { SlimtuneErrorCode } from "../../src/core/errors.js";
 
 export const sharedDir = fileURLToPath(new URL("../../../shared/", import.meta.url));
 export const refModelDir = path.join(sharedDir, "models/ref-llama-5m");

@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { SlimtuneError } from "../../src/errors.js";
+import { SlimtuneError } from "../../src/core/errors.js";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
 import { refModelDir, tempDir, wikitextTest } from "./helpers.js";
 

@@ -8,7 +8,7 @@ import { channelGate, headGate, residualGate } from "../../src/methods/finegates
 import { buildLmTrainGraph, gradName, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { DenseParams } from "../../src/models/llama/params.js";
-import { Rng } from "../../src/util/rng.js";
+import { Rng } from "../../src/core/rng.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
 
 const B = 1;

@@ -8,16 +8,18 @@ import { CompiledGraph, Graph, GraphCache, type HostTensor } from "../../src/eng
 import { perplexity } from "../../src/eval/perplexity.js";
 import { PEFT_WEIGHTS_FILE, loadPeftAdapter, loraKeys, savePeftAdapter } from "../../src/formats/peft.js";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
-import { type LoraMethod, denseLoraBase, loraForDenseModel, loraFromAdapter, loraMethod, loraScoring, mergeLora } from "../../src/methods/lora/index.js";
+import { type LoraMethod, denseLoraBase, loraForDenseModel, loraFromAdapter, loraMethod, mergeLora } from "../../src/methods/lora/index.js";
+import { methodScoring } from "../../src/methods/registry.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { buildLmTrainGraph, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
-import { DenseParams, type ParamSource } from "../../src/models/llama/params.js";
+import { DenseParams } from "../../src/models/llama/params.js";
 import { frozenScoring } from "../../src/models/llama/scoring.js";
 import { lmTask } from "../../src/train/lm-task.js";
 import { defaultTrainOptions, train } from "../../src/train/loop.js";
-import { Rng } from "../../src/util/rng.js";
+import { Rng } from "../../src/core/rng.js";
 import { expectSlimtuneError } from "../formats/helpers.js";
 import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import type { ParamSource } from "../../src/arch/params.js";
 
 const T = 32;
 let tokens: Int32Array;
@@ -106,7 +108,7 @@ describe("LoRA method", () => {
     expect(identical(await methodLogits(m), await baseLogits())).toBe(true);
     // and as a ScoringModel (what `eval --adapter` runs): the same perplexity as the frozen base
     const sample = tokens.subarray(0, 1025);
-    const viaLora = await perplexity(loraScoring(m), new GraphCache(), sample, { ctx: 128 });
+    const viaLora = await perplexity(methodScoring(m), new GraphCache(), sample, { ctx: 128 });
     const viaBase = await perplexity(frozenScoring(model), new GraphCache(), sample, { ctx: 128 });
     expect(viaLora.meanNll).toBe(viaBase.meanNll);
   });

@@ -5,16 +5,16 @@ import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { GraphCache } from "../../src/engine/index.js";
 import { perplexity } from "../../src/eval/perplexity.js";
-import { scoringFor } from "../../src/eval/scoring.js";
-import { loadPeqaAdapter, savePeqaAdapter } from "../../src/methods/peqa/adapter.js";
+import { loadPeqaAdapter, savePeqaAdapter } from "../../src/formats/peqa-adapter.js";
 import { initialScales } from "../../src/methods/peqa/index.js";
 import { PeqaTasks } from "../../src/methods/peqa/tasks.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
-import { saveQuantizedFolder } from "../../src/formats/gptq.js";
+import { saveQuantizedFolder } from "../../src/formats/quantized/index.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import type { QuantizedModel } from "../../src/quant/types.js";
-import { Rng } from "../../src/util/rng.js";
+import { Rng } from "../../src/core/rng.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
+import { scoringFor } from "../../src/methods/registry.js";
 
 const tokens = Int32Array.from({ length: 1200 }, (_, i) => (i * 7919 + 13) % 4000);
 

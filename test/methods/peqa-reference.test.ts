@@ -8,12 +8,12 @@ import { CompiledGraph, Graph, gemm } from "../../src/engine/index.js";
 import { peqaMethod } from "../../src/methods/peqa/index.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { buildLmTrainGraph, gradName, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
-import { quantizedLinear } from "../../src/parts/quantized-linear.js";
-import { scaleName } from "../../src/parts/quantized-params.js";
-import { quantizeLinear, quantizeModel } from "../../src/quant/quantize-model.js";
-import { dequantize } from "../../src/quant/rtn.js";
+import { quantizedLinear } from "../../src/models/parts/quantized-linear.js";
+import { quantizeModel } from "../../src/quant/quantize-model.js";
+import { dequantize, quantizeLinear } from "../../src/quant/kinds/index.js";
 import type { QuantSpec, QuantizedModel } from "../../src/quant/types.js";
 import { REF_MODEL } from "../helpers/paths.js";
+import { scaleName } from "../../src/quant/scales.js";
 
 interface Reference {
   input_ids: number[][];

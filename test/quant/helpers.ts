@@ -1,9 +1,9 @@
 // Deterministic synthetic weights and tiny models for quantization tests.
 
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
-import type { HostParam } from "../../src/models/llama/params.js";
-import { llamaParamShapes } from "../../src/models/llama/weights.js";
+import { llamaParamShapes } from "../../src/arch/llama/shapes.js";
 import type { LlamaModel } from "../../src/models/llama/model.js";
+import type { HostParam } from "../../src/arch/params.js";
 
 /** `count` N(0, 1) float32 values from a seeded generator (Box–Muller over a 32-bit LCG). */
 export function gaussian(count: number, seed: number): Float32Array {

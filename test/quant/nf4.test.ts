@@ -1,8 +1,8 @@
 // NF4: QLoRA's code book, nearest-code rounding, blockwise absmax along K, and dequantization.
 
 import { describe, expect, it } from "vitest";
-import { nearestNf4Code, nf4Codebook, quantizeNf4 } from "../../src/quant/nf4.js";
-import { dequantize } from "../../src/quant/rtn.js";
+import { nearestNf4Code, nf4Codebook, quantizeNf4 } from "../../src/quant/kinds/nf4.js";
+import { dequantize } from "../../src/quant/kinds/index.js";
 import type { QuantSpec } from "../../src/quant/types.js";
 import { expectSlimtuneError } from "../formats/helpers.js";
 import { gaussian } from "./helpers.js";

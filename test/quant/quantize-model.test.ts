@@ -2,9 +2,11 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { LlamaModel } from "../../src/models/llama/model.js";
-import { quantizeModel, sizeReport } from "../../src/quant/quantize-model.js";
-import type { RtnStats } from "../../src/quant/rtn.js";
-import { type QuantBits, type QuantSpec, quantizableLinears } from "../../src/quant/types.js";
+import { quantizeModel } from "../../src/quant/quantize-model.js";
+import { sizeReport } from "../../src/quant/size.js";
+import { linearPaths } from "../../src/arch/llama/shapes.js";
+import type { RtnStats } from "../../src/quant/kinds/rtn.js";
+import type { QuantBits, QuantSpec } from "../../src/quant/types.js";
 import { expectSlimtuneError, refModelDir } from "../formats/helpers.js";
 import { tinyModel } from "./helpers.js";
 
@@ -24,7 +26,7 @@ describe("quantizeModel on ref-llama-5m", () => {
   it("quantizes the 42 block linears and keeps the rest dense, reporting progress", () => {
     const calls: Array<[number, number, string]> = [];
     const qm = quantizeModel(model, spec(4, "channel"), (done, total, layer) => calls.push([done, total, layer]));
-    expect([...qm.linears.keys()]).toEqual(quantizableLinears(model.config));
+    expect([...qm.linears.keys()]).toEqual(linearPaths(model.config));
     expect(qm.linears.size).toBe(42);
     expect([...qm.dense.keys()].sort()).toEqual([...model.weights.keys()].filter((n) => !n.includes("_proj")).sort());
     expect(qm.dense.get("model.embed_tokens.weight")!.data).toBe(model.weights.get("model.embed_tokens.weight")!.data);

@@ -3,10 +3,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { tokenizeExamples } from "../../src/data/examples.js";
+import { tokenizeExamples, type TokenizedExample } from "../../src/data/examples.js";
 import { readLabelledTsv } from "../../src/data/tsv.js";
 import { Graph, GraphCache } from "../../src/engine/index.js";
-import { type TokenizedExample, accuracy, padBatch } from "../../src/eval/classify.js";
+import { accuracy } from "../../src/eval/classify.js";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
 import { fullFineTuning } from "../../src/methods/full/index.js";
 import { buildClsScoreGraph, HEAD, LAST } from "../../src/models/llama/cls-graphs.js";
@@ -15,8 +15,9 @@ import { LlamaModel } from "../../src/models/llama/model.js";
 import { DenseParams } from "../../src/models/llama/params.js";
 import { classifyTask } from "../../src/train/classify-task.js";
 import { defaultTrainOptions, train } from "../../src/train/loop.js";
-import { Rng } from "../../src/util/rng.js";
+import { Rng } from "../../src/core/rng.js";
 import { REF_MODEL, SHARED, scratchDir } from "../helpers/paths.js";
+import { padBatch } from "../../src/data/cls-batches.js";
 
 const SST2 = path.join(SHARED, "data", "sst-2");
 

@@ -8,14 +8,14 @@ import { readLabelledTsv } from "../../data/tsv.js";
 import { GraphCache } from "../../engine/index.js";
 import { accuracy } from "../../eval/classify.js";
 import { perplexity } from "../../eval/perplexity.js";
-import { scoringFor } from "../../eval/scoring.js";
-import { SlimtuneError } from "../../errors.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { HEAD } from "../../models/llama/cls-graphs.js";
 import { loadBase } from "../../models/load.js";
-import { findClassifierHead } from "../../train/classifier-head.js";
+import { findClassifierHead } from "../../formats/classifier-head.js";
 import { intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
+import { scoringFor } from "../../methods/registry.js";
 
 export default defineCommand({
   meta: { name: "eval", description: "Perplexity on a text file (--task lm) or accuracy on a labelled TSV (--task classify)" },

@@ -11,14 +11,15 @@ import { loadBase } from "../../models/load.js";
 import { tokenizeFile } from "../../data/text-file.js";
 import { lmTask } from "../../train/lm-task.js";
 import { classifyTask } from "../../train/classify-task.js";
-import { findClassifierHead } from "../../train/classifier-head.js";
+import { findClassifierHead } from "../../formats/classifier-head.js";
 import { readLabelledTsv } from "../../data/tsv.js";
 import { tokenizeExamples } from "../../data/examples.js";
-import { SlimtuneError } from "../../errors.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { defaultTrainOptions, train, type TrainOptions, type TrainSummary } from "../../train/loop.js";
 import type { TaskEval, TrainTask } from "../../train/task.js";
-import { publishInto } from "../../util/publish.js";
+import { publishInto } from "../../core/publish.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
+import { methodArgs, parseMethodFlags } from "../method-flags.js";
 import { createProgress, type Progress } from "../progress.js";
 
 const d = defaultTrainOptions;
@@ -49,17 +50,8 @@ export default defineCommand({
     "eval-every": { type: "string", description: "Held-out eval every N steps (0: only before and after)", default: String(d.evalEvery) },
     "eval-tokens": { type: "string", description: "Held-out tokens scored per eval", default: "32768" },
     "checkpoint-every": { type: "string", description: "Checkpoint every N steps", default: String(d.checkpointEvery) },
-    rank: { type: "string", description: "LoRA rank", default: "8" },
-    alpha: { type: "string", description: "LoRA alpha (scale = alpha / rank)", default: "16" },
-    targets: { type: "string", description: "LoRA target modules, comma-separated", default: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj" },
-    adapter: { type: "string", description: "Start from this adapter folder" },
-    "target-sparsity": { type: "string", description: "finegates: fraction of gates to switch off", default: "0.2" },
-    lambda: { type: "string", description: "finegates: weight of the relaxed-L0 penalty", default: "0.01" },
-    "gate-sigma": { type: "string", description: "finegates: std of the gate noise", default: "0.1" },
-    "gate-lr-scale": { type: "string", description: "finegates: gates' learning rate as a multiple of --lr", default: "20" },
-    "residual-gates": { type: "boolean", description: "finegates: also gate residual-side rows/columns (adaptation only)", default: true },
-    harden: { type: "boolean", description: "finegates: close the lowest channels/groups up to the target after training (else only gates at 0 go)", default: true },
-    "lora-rank": { type: "string", description: "finegates: rank of a LoRA branch inside the gates (0: none)", default: "0" },
+    adapter: { type: "string", description: "Start from this adapter folder (lora, qlora, peqa)" },
+    ...methodArgs(methods),
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
@@ -87,20 +79,7 @@ export default defineCommand({
       };
       const heldOut = floatArg("held-out", args["held-out"], 0.05);
       const base = loadBase(modelDir);
-      const method = definition.create(base, {
-        rank: intArg("rank", args.rank, 8),
-        alpha: floatArg("alpha", args.alpha, 16),
-        targets: args.targets.split(",").map((t) => t.trim()).filter(Boolean),
-        seed,
-        adapter: args.adapter,
-        targetSparsity: floatArg("target-sparsity", args["target-sparsity"], 0.2),
-        lambda: floatArg("lambda", args.lambda, 0.01),
-        gateSigma: floatArg("gate-sigma", args["gate-sigma"], 0.1),
-        gateLrScale: floatArg("gate-lr-scale", args["gate-lr-scale"], 20),
-        gateLoraRank: intArg("lora-rank", args["lora-rank"], 0, 0),
-        residualGates: args["residual-gates"] !== false,
-        hardenToTarget: args.harden !== false,
-      });
+      const method = definition.create(base, parseMethodFlags(definition, args), { seed, adapter: args.adapter });
       const tokenizer = await loadTokenizer(modelDir);
       const batch = intArg("batch", args.batch, 8);
       let task: TrainTask;

@@ -3,15 +3,18 @@
 import fs from "node:fs";
 import path from "node:path";
 import { defineCommand } from "citty";
-import { SlimtuneError } from "../../errors.js";
-import { isQuantizedFolder, saveQuantizedFolder } from "../../formats/gptq.js";
+import { linearLayers } from "../../arch/llama/shapes.js";
+import { SlimtuneError } from "../../core/errors.js";
+import { readJsonObject } from "../../core/json.js";
 import { readLlamaConfig } from "../../formats/hf-config.js";
+import { isQuantizedFolder, saveQuantizedFolder } from "../../formats/quantized/index.js";
 import { LlamaModel } from "../../models/llama/model.js";
-import { llamaParamShapes } from "../../models/llama/weights.js";
-import { quantizeModel, sizeReport } from "../../quant/quantize-model.js";
-import type { RtnStats } from "../../quant/rtn.js";
+import { defaultNf4BlockSize } from "../../quant/kinds/nf4.js";
+import type { RtnStats } from "../../quant/kinds/rtn.js";
+import { quantizeModel } from "../../quant/quantize-model.js";
+import { sizeReport } from "../../quant/size.js";
 import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.js";
-import { type QuantScheme, type QuantSpec, quantizableLinears } from "../../quant/types.js";
+import type { QuantScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
 
@@ -30,7 +33,7 @@ function parseBits(value: string | undefined): QuantSpec["bits"] {
 }
 
 function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSpec["groupSize"] {
-  if (value === undefined || value === "") return scheme === "nf4" ? 64 : "channel";
+  if (value === undefined || value === "") return scheme === "nf4" ? defaultNf4BlockSize : "channel";
   if (value === "channel" || value === "-1") return "channel";
   const g = Number(value);
   if (!Number.isInteger(g) || g < 1) {
@@ -43,9 +46,10 @@ function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSp
 function floatWeightBytes(dir: string): number {
   const single = path.join(dir, "model.safetensors");
   if (fs.existsSync(single)) return fs.statSync(single).size;
-  const index = JSON.parse(fs.readFileSync(path.join(dir, "model.safetensors.index.json"), "utf8")) as { weight_map: Record<string, string> };
+  // LlamaModel.load has already validated the index and every shard it names.
+  const index = readJsonObject(path.join(dir, "model.safetensors.index.json"), { missingFix: "re-download the model" });
   let total = 0;
-  for (const shard of new Set(Object.values(index.weight_map))) total += fs.statSync(path.join(dir, shard)).size;
+  for (const shard of new Set(Object.values(index.weight_map as Record<string, string>))) total += fs.statSync(path.join(dir, shard)).size;
   return total;
 }
 
@@ -82,13 +86,13 @@ export default defineCommand({
       }
       // Check every layer's K before loading weights, so a bad --group-size fails at once.
       const config = readLlamaConfig(modelDir);
-      const shapes = llamaParamShapes(config);
-      for (const module of quantizableLinears(config)) resolveGroupSize(spec, shapes.get(`${module}.weight`)![1]!, module);
+      const layers = linearLayers(config);
+      for (const l of layers) resolveGroupSize(spec, l.inFeatures, l.path);
 
       const started = Date.now();
       const model = LlamaModel.load(modelDir);
       const stats: RtnStats = { groups: 0, zeroPointsAtZero: 0 };
-      const progress = createProgress("quantize layers", quantizableLinears(config).length);
+      const progress = createProgress("quantize layers", layers.length);
       const qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
       progress.stop();
       saveQuantizedFolder(outDir, qm);

@@ -1,4 +1,4 @@
-// Reductions over static axes (ReduceSum, ReduceMean, ReduceMax) with keepdims.
+// Reductions over static axes (ReduceSum, ReduceMean) with keepdims.
 
 import { type DType, normAxis } from "../dtype.js";
 import type { OpDef, Value } from "../graph.js";
@@ -31,8 +31,6 @@ const ReduceMean: OpDef = {
   },
 };
 
-const ReduceMax: OpDef = { type: "ReduceMax" };
-
 function reduce(op: OpDef, x: Value, axes: readonly number[], keepDims: boolean, dtype: DType = x.dtype): Value {
   const norm = [...new Set(axes.map((a) => normAxis(a, x.rank)))].sort((a, b) => a - b);
   const g = x.graph;
@@ -41,4 +39,3 @@ function reduce(op: OpDef, x: Value, axes: readonly number[], keepDims: boolean,
 
 export const reduceSum = (x: Value, axes: readonly number[], keepDims = false) => reduce(ReduceSum, x, axes, keepDims);
 export const reduceMean = (x: Value, axes: readonly number[], keepDims = false) => reduce(ReduceMean, x, axes, keepDims);
-export const reduceMax = (x: Value, axes: readonly number[], keepDims = false) => reduce(ReduceMax, x, axes, keepDims);

@@ -8,7 +8,8 @@
 // each layer's expected open fraction toward the target.
 
 import { type Graph, type Value, abs, add, clip, erf, expand, mul, reduceMean, reshape, sub } from "../../engine/index.js";
-import type { ParamSource } from "../../models/llama/params.js";
+import { READS_RESIDUAL, WRITES_RESIDUAL, linearModuleOf } from "../../arch/llama/shapes.js";
+import type { ParamSource } from "../../arch/params.js";
 
 export interface GateSettings {
   sigma: number;
@@ -29,8 +30,10 @@ export const headGate = (layerPrefix: string) => `finegates.${layerPrefix}.self_
 export const residualGate = (path: string, side: "row" | "col") => `finegates.${path}.${side}_mu`;
 export const noiseOf = (gate: string) => gate.replace(/^finegates\./, "finegates_noise.");
 
-export const INPUT_SIDE = /\.(q_proj|k_proj|v_proj|gate_proj|up_proj)$/;
-export const OUTPUT_SIDE = /\.(o_proj|down_proj)$/;
+/** Layers whose input is the residual stream: a column gate there adapts what they read. */
+export const isInputSide = (path: string): boolean => READS_RESIDUAL.has(linearModuleOf(path)!);
+/** Layers whose output joins the residual stream: a row gate there adapts what they write. */
+export const isOutputSide = (path: string): boolean => WRITES_RESIDUAL.has(linearModuleOf(path)!);
 
 export class GatedParams implements ParamSource {
   readonly graph: Graph;
@@ -56,7 +59,7 @@ export class GatedParams implements ParamSource {
     const layer = this.byPrefix.get(prefix);
     const residual = this.layout.residual.get(path);
     let input = x;
-    if (residual && INPUT_SIDE.test(path)) input = mul(input, this.gate(residualGate(path, "col"), residual[1], false));
+    if (residual && isInputSide(path)) input = mul(input, this.gate(residualGate(path, "col"), residual[1], false));
     if (layer && path.endsWith(".mlp.down_proj")) input = mul(input, this.gate(channelGate(prefix), layer.channels, true));
     if (layer && path.endsWith(".self_attn.o_proj")) {
       const { heads, headDim } = layer;
@@ -64,7 +67,7 @@ export class GatedParams implements ParamSource {
       input = mul(input, reshape(expand(perHead, [heads, headDim]), [heads * headDim]));
     }
     const y = this.base.linear(path, input);
-    return residual && OUTPUT_SIDE.test(path) ? mul(y, this.gate(residualGate(path, "row"), residual[0], false)) : y;
+    return residual && isOutputSide(path) ? mul(y, this.gate(residualGate(path, "row"), residual[0], false)) : y;
   }
 
   penalty(): Value | null {

@@ -3,53 +3,48 @@
 // penalty, after which gated-off rows and columns are physically removed.
 
 import path from "node:path";
-import { SlimtuneError } from "../../errors.js";
+import { layerShape } from "../../arch/llama/config.js";
+import { linearLayers } from "../../arch/llama/shapes.js";
+import type { HostParam } from "../../arch/params.js";
+import { writeFileAtomic } from "../../core/atomic.js";
+import { SlimtuneError } from "../../core/errors.js";
+import type { Rng } from "../../core/rng.js";
 import type { Graph, HostTensor } from "../../engine/index.js";
 import { writeSafetensors } from "../../formats/safetensors.js";
 import { LlamaModel } from "../../models/llama/model.js";
-import { DenseParams, type HostParam } from "../../models/llama/params.js";
-import { writeFileAtomic } from "../../util/atomic.js";
-import type { Rng } from "../../util/rng.js";
-import { LORA_ALL_TARGETS, loraForDenseModel, mergeLora } from "../lora/index.js";
-import { layerShape } from "../../formats/hf-config.js";
-import type { TuningMethod } from "../method.js";
-import { type GateLayout, GatedParams, type GateSettings, INPUT_SIDE, OUTPUT_SIDE, channelGate, gateValues, headGate, noiseOf, residualGate } from "./gated-params.js";
-import { type LayerGates, type PruneReport, pruneWithGates } from "./prune.js";
+import { DenseParams } from "../../models/llama/params.js";
+import type { PruneReport } from "../../prune/surgery.js";
+import { floatBase } from "../base.js";
+import { type FlagValues, boolFlag, flagDefaults, floatFlag, intFlag } from "../flags.js";
+import { loraFlags, loraForDenseModel, mergeLora } from "../lora/index.js";
+import { type TuningMethod, defineMethod } from "../method.js";
+import { type GateLayout, GatedParams, channelGate, gateValues, headGate, isInputSide, isOutputSide, noiseOf, residualGate } from "./gated-params.js";
+import { type LayerGates, pruneWithGates } from "./removal.js";
 
-export interface FineGatesOptions extends GateSettings {
-  /**
-   * Gates' learning rate as a multiple of the run's: a gate must travel from μ = 0.5 (open) to
-   * −0.5 (closed), which Adam's ~lr-per-step moves cannot do in a short run at an adapter's lr.
-   */
-  gateLrScale: number;
-  /** 0: gates only; > 0: a LoRA branch of this rank inside the gates. */
-  loraRank: number;
-  loraAlpha: number;
-  /** LoRA target modules. */
-  targets: string[];
-  /** Per-dimension gates on the residual side too (adaptation only; never removed). */
-  residualGates: boolean;
-  /**
-   * After training, close the lowest-gated MLP channels and key/value groups of each layer up to
-   * the target (gates already at 0 count first). Without it only gates that reached 0 are removed,
-   * which a short run rarely produces: the mean-targeting penalty shrinks gates together.
-   */
-  hardenToTarget: boolean;
-  seed: number;
-}
-
-export const defaultFineGatesOptions: Omit<FineGatesOptions, "seed"> = {
-  targetSparsity: 0.2,
-  lambda: 1e-2,
+/**
+ * FineGates' flags, the one place their defaults live. Gate learning rate: a gate must travel from
+ * μ = 0.5 (open) to −0.5 (closed), which Adam's ~lr-per-step moves cannot do in a short run at an
+ * adapter's lr. Hardening: after training, close the lowest-gated MLP channels and key/value groups
+ * of each layer up to the target (gates already at 0 count first); without it only gates that
+ * reached 0 are removed, which a short run rarely produces (the mean-targeting penalty shrinks
+ * gates together).
+ */
+export const fineGatesFlags = {
+  targetSparsity: floatFlag(0.2, "finegates: fraction of each layer's channels and heads to remove", { min: 0 }),
+  lambda: floatFlag(1e-2, "finegates: weight of the relaxed-L0 penalty", { min: 0 }),
   // methods.md's σ ≈ 0.1; measured on SST-2 (docs/results/finegates.md) it also beats 0.5 by 6 points.
-  sigma: 0.1,
-  gateLrScale: 20,
-  loraRank: 0,
-  loraAlpha: 16,
-  targets: [...LORA_ALL_TARGETS],
-  residualGates: true,
-  hardenToTarget: true,
+  sigma: floatFlag(0.1, "finegates: std of the gate noise", { min: 0, cli: "gate-sigma" }),
+  gateLrScale: floatFlag(20, "finegates: gates' learning rate as a multiple of --lr", { min: 0 }),
+  loraRank: intFlag(0, "finegates: rank of a LoRA branch inside the gates (0: none)", { min: 0 }),
+  loraAlpha: loraFlags.alpha,
+  targets: loraFlags.targets,
+  residualGates: boolFlag(true, "finegates: also gate residual-side rows/columns (adaptation only, never removed)"),
+  hardenToTarget: boolFlag(true, "finegates: close the lowest channels/groups up to the target after training (else only gates at 0 go)", { cli: "harden" }),
 };
+
+export type FineGatesOptions = FlagValues<typeof fineGatesFlags> & { seed: number };
+
+export const defaultFineGatesOptions: Omit<FineGatesOptions, "seed"> = flagDefaults(fineGatesFlags);
 
 export interface FineGatesMethod extends TuningMethod {
   /** Evaluation-mode gates as row/column vectors of each linear layer. */
@@ -73,9 +68,8 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     const { numHeads, intermediateSize } = layerShape(config, i);
     layout.layers.push({ prefix: `model.layers.${i}`, channels: intermediateSize, heads: numHeads, headDim: config.headDim });
   }
-  const modulePaths = [...model.weights.keys()].filter((n) => /\.(self_attn|mlp)\.\w+_proj\.weight$/.test(n)).map((n) => n.slice(0, -".weight".length));
   if (opts.residualGates) {
-    for (const p of modulePaths) layout.residual.set(p, model.weights.get(`${p}.weight`)!.shape as [number, number]);
+    for (const l of linearLayers(config)) layout.residual.set(l.path, [l.outFeatures, l.inFeatures]);
   }
   const lora = opts.loraRank > 0 ? loraForDenseModel(model, { rank: opts.loraRank, alpha: opts.loraAlpha, targetModules: opts.targets, seed: opts.seed }) : null;
 
@@ -87,8 +81,8 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     if (l.heads > 0) gateParams.set(headGate(l.prefix), open(l.heads));
   }
   for (const [p, [N, K]] of layout.residual) {
-    if (OUTPUT_SIDE.test(p)) gateParams.set(residualGate(p, "row"), open(N));
-    if (INPUT_SIDE.test(p)) gateParams.set(residualGate(p, "col"), open(K));
+    if (isOutputSide(p)) gateParams.set(residualGate(p, "row"), open(N));
+    if (isInputSide(p)) gateParams.set(residualGate(p, "col"), open(K));
   }
   const trainable = new Map<string, HostParam>([...gateParams, ...(lora?.trainable ?? [])]);
   const frozen = (g: Graph) => new DenseParams(g, model.weights, new Set());
@@ -104,7 +98,7 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
       if (!e) {
         const [N, K] = model.weights.get(`${p}.weight`)!.shape as [number, number];
         const r = layout.residual.has(p);
-        e = { row: r && OUTPUT_SIDE.test(p) ? z(residualGate(p, "row")) : ones(N), col: r && INPUT_SIDE.test(p) ? z(residualGate(p, "col")) : ones(K) };
+        e = { row: r && isOutputSide(p) ? z(residualGate(p, "row")) : ones(N), col: r && isInputSide(p) ? z(residualGate(p, "col")) : ones(K) };
         out.set(p, e);
       }
       return e;
@@ -197,3 +191,11 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     hardenGates,
   };
 }
+
+export const fineGatesDefinition = defineMethod({
+  name: "finegates",
+  summary: "stochastic row/column gates (+ LoRA with --lora-rank) that adapt the model; the gated-off structure is removed at the end",
+  needs: "float",
+  flags: fineGatesFlags,
+  create: (base, o, ctx) => fineGatesMethod(floatBase(base, "finegates"), { ...o, seed: ctx.seed }),
+});

@@ -1,10 +1,12 @@
 // Full fine-tuning: every weight trains; the result is a complete Hugging Face model folder.
 
+import { isNormOrBias } from "../../arch/llama/names.js";
 import type { Graph } from "../../engine/index.js";
 import type { LlamaModel } from "../../models/llama/model.js";
 import { DenseParams } from "../../models/llama/params.js";
-import { defaultDecay } from "../../train/adamw.js";
-import type { TuningMethod } from "../method.js";
+import { floatBase } from "../base.js";
+import { type TuningMethod, defineMethod } from "../method.js";
+
 
 export function fullFineTuning(model: LlamaModel): TuningMethod {
   const names = new Set(model.weights.keys());
@@ -13,8 +15,16 @@ export function fullFineTuning(model: LlamaModel): TuningMethod {
     config: model.config,
     trainable: model.weights,
     params: (graph: Graph) => new DenseParams(graph, model.weights, names),
-    decay: defaultDecay,
+    decay: (name) => !isNormOrBias(name),
     save: (outDir: string) => model.save(outDir),
     totalParameters: model.parameterCount,
   };
 }
+
+export const fullDefinition = defineMethod({
+  name: "full",
+  summary: "every weight trains (float model)",
+  needs: "float",
+  flags: {},
+  create: (base) => fullFineTuning(floatBase(base, "full")),
+});

@@ -2,22 +2,22 @@
 // the result is a Hugging Face PEFT adapter folder (formats.md §2) that PEFT, vLLM and llama.cpp load.
 
 import path from "node:path";
+import type { LlamaConfig } from "../../arch/llama/config.js";
+import { LINEAR_MODULES, linearLayers } from "../../arch/llama/shapes.js";
+import type { HostParam, ParamSource } from "../../arch/params.js";
+import { SlimtuneError } from "../../core/errors.js";
+import { Rng } from "../../core/rng.js";
 import type { Graph } from "../../engine/index.js";
-import { SlimtuneError } from "../../errors.js";
-import type { ScoringModel } from "../../eval/perplexity.js";
-import type { LlamaConfig } from "../../formats/hf-config.js";
-import { type PeftLoraConfig, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, loadPeftAdapter, loraKeys, loraScale, savePeftAdapter } from "../../formats/peft.js";
+import { type PeftLoraConfig, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, isPeftAdapter, loadPeftAdapter, loraKeys, loraScale, savePeftAdapter } from "../../formats/peft.js";
 import type { LlamaModel } from "../../models/llama/model.js";
-import { DenseParams, type HostParam, type ParamSource } from "../../models/llama/params.js";
-import { Rng } from "../../util/rng.js";
-import type { TuningMethod } from "../method.js";
+import { DenseParams } from "../../models/llama/params.js";
+import { floatBase } from "../base.js";
+import { floatFlag, intFlag, listFlag } from "../flags.js";
+import { type TuningMethod, defineMethod } from "../method.js";
 import { type LoraBranch, LoraParams } from "./lora-params.js";
 
 export { LoraParams, type LoraBranch } from "./lora-params.js";
 export { mergeLora, type LoraDelta } from "./merge.js";
-
-/** Every linear layer of a LLaMA block (PEFT's "all-linear" for llama, minus lm_head). */
-export const LORA_ALL_TARGETS: readonly string[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 /** What LoRA needs from the model it adapts; the base stays frozen, whatever its storage. */
 export interface LoraBase {
@@ -70,7 +70,7 @@ export function loraMethod(base: LoraBase, opts: LoraOptions, name = "lora"): Lo
   const { rank, alpha } = opts;
   if (!(Number.isInteger(rank) && rank >= 1)) throw new SlimtuneError("E_ARG", `--rank ${rank} must be a positive integer, e.g. --rank 8`);
   if (!(Number.isFinite(alpha) && alpha > 0)) throw new SlimtuneError("E_ARG", `--alpha ${alpha} must be a positive number, e.g. --alpha 16`);
-  const targetModules = opts.targetModules ?? [...LORA_ALL_TARGETS];
+  const targetModules = opts.targetModules ?? [...LINEAR_MODULES];
   const targets = matchTargets(base.modulePaths, targetModules);
   const useRslora = opts.useRslora ?? false;
   const scale = loraScale({ r: rank, loraAlpha: alpha, useRslora });
@@ -157,27 +157,22 @@ function copyInitial(trainable: Map<string, HostParam>, initial: ReadonlyMap<str
   }
 }
 
-/** A LlamaModel as a frozen LoRA base: every weight baked in as a constant. */
+/** A float model as a frozen LoRA base: every weight baked in as a constant. */
 export function denseLoraBase(model: LlamaModel, baseName?: string | null): LoraBase {
-  const modulePaths: string[] = [];
-  for (const [name, w] of model.weights) {
-    if (w.shape.length === 2 && name.endsWith(".weight") && name !== "model.embed_tokens.weight" && name !== "lm_head.weight") {
-      modulePaths.push(name.slice(0, -".weight".length));
-    }
-  }
-  const shape = (p: string): number[] => {
-    const w = model.weights.get(`${p}.weight`);
-    if (!w) throw new SlimtuneError("E_ARG", `the model has no linear layer "${p}"`);
-    return w.shape;
+  const layers = new Map(linearLayers(model.config).map((l) => [l.path, l]));
+  const layer = (p: string) => {
+    const l = layers.get(p);
+    if (!l) throw new SlimtuneError("E_ARG", `the model has no linear layer "${p}"`);
+    return l;
   };
   return {
     config: model.config,
     params: (g) => new DenseParams(g, model.weights, new Set()),
     totalParameters: model.parameterCount,
     baseName: baseName !== undefined ? baseName : model.sourceDir ? path.resolve(model.sourceDir) : null,
-    modulePaths,
-    outFeatures: (p) => shape(p)[0]!,
-    inFeatures: (p) => shape(p)[1]!,
+    modulePaths: [...layers.keys()],
+    outFeatures: (p) => layer(p).outFeatures,
+    inFeatures: (p) => layer(p).inFeatures,
   };
 }
 
@@ -211,12 +206,26 @@ export function loraFromAdapter(base: LoraBase, adapterDir: string, opts: { seed
   );
 }
 
-/** A LoRA method as a ScoringModel for perplexity(): the adapter is fed as inputs, the base frozen. */
-export function loraScoring(method: LoraMethod): ScoringModel {
-  return {
-    config: method.config,
-    params: (g) => method.params(g),
-    weightFeeds: () => Object.fromEntries(method.trainable),
-    cacheKey: method.name,
-  };
-}
+/** LoRA's own flags; QLoRA shares them, FineGates takes alpha and targets for its inner branch. */
+export const loraFlags = {
+  rank: intFlag(8, "LoRA rank", { min: 1 }),
+  alpha: floatFlag(16, "LoRA alpha (scale = alpha / rank)", { min: 0 }),
+  targets: listFlag(LINEAR_MODULES, "LoRA target modules, comma-separated"),
+};
+
+export const loraDefinition = defineMethod({
+  name: "lora",
+  summary: "frozen float base + trainable rank-r B·A on the --targets layers (PEFT adapter folder)",
+  needs: "float",
+  flags: loraFlags,
+  create: (base, o, ctx) => {
+    const model = floatBase(base, "lora");
+    return ctx.adapter
+      ? loraFromAdapter(denseLoraBase(model), ctx.adapter)
+      : loraForDenseModel(model, { rank: o.rank, alpha: o.alpha, targetModules: o.targets, seed: ctx.seed });
+  },
+  adapter: {
+    detect: isPeftAdapter,
+    load: (base, dir) => loraFromAdapter(denseLoraBase(floatBase(base, "lora")), dir),
+  },
+});

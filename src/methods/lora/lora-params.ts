@@ -3,7 +3,7 @@
 // ParamSource (dense float, or a frozen quantized base for QLoRA).
 
 import { type Graph, type Value, add, gemm } from "../../engine/index.js";
-import type { ParamSource } from "../../models/llama/params.js";
+import type { ParamSource } from "../../arch/params.js";
 
 export interface LoraBranch {
   /** Graph input names: PEFT keys `base_model.model.<path>.lora_A.weight` / `.lora_B.weight`. */

@@ -1,8 +1,8 @@
 // Folding a LoRA adapter into dense weights, W ← W + scale·B·A, for exporting a plain model.
 
-import { SlimtuneError } from "../../errors.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { parseLoraKey } from "../../formats/peft.js";
-import type { HostParam } from "../../models/llama/params.js";
+import type { HostParam } from "../../arch/params.js";
 
 export interface LoraDelta {
   /** α/r (or α/√r); `LoraMethod.scale`, or `loraScale(adapter.config)` for a loaded adapter. */

@@ -1,14 +1,15 @@
 // One shared integer model, many tasks: each task is a set of PEQA scale vectors, and switching
 // tasks only swaps the scale inputs fed to the same compiled graphs — nothing is rebuilt.
 
-import { SlimtuneError } from "../../errors.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { type GraphCache, GraphCache as Cache } from "../../engine/index.js";
-import { type PerplexityOptions, type PerplexityResult, type ScoringModel, perplexity } from "../../eval/perplexity.js";
-import type { HostParam } from "../../models/llama/params.js";
-import { QuantizedParams } from "../../parts/quantized-params.js";
+import { type PerplexityOptions, type PerplexityResult, perplexity } from "../../eval/perplexity.js";
+import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import type { QuantizedModel } from "../../quant/types.js";
-import { type PeqaAdapter, loadPeqaAdapter } from "./adapter.js";
+import { type PeqaAdapter, loadPeqaAdapter } from "../../formats/peqa-adapter.js";
 import { initialScales } from "./index.js";
+import type { HostParam } from "../../arch/params.js";
+import type { ScoringModel } from "../../models/scoring.js";
 
 export class PeqaTasks {
   private readonly tasks = new Map<string, Record<string, HostParam>>();

@@ -1,9 +1,13 @@
 // QLoRA-style tuning: LoRA branches on a frozen quantized base (RTN codes or NF4), saved as a PEFT
 // adapter whose base is the quantized folder.
 
-import { QuantizedParams } from "../../parts/quantized-params.js";
+import { SlimtuneError } from "../../core/errors.js";
+import { isPeftAdapter } from "../../formats/peft.js";
+import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import type { QuantizedModel } from "../../quant/types.js";
-import { type LoraBase, type LoraMethod, type LoraOptions, loraFromAdapter, loraMethod } from "../lora/index.js";
+import { quantizedBase } from "../base.js";
+import { defineMethod } from "../method.js";
+import { type LoraBase, type LoraMethod, type LoraOptions, loraFlags, loraFromAdapter, loraMethod } from "../lora/index.js";
 
 export function quantizedLoraBase(qm: QuantizedModel): LoraBase {
   let total = 0;
@@ -11,7 +15,7 @@ export function quantizedLoraBase(qm: QuantizedModel): LoraBase {
   for (const d of qm.dense.values()) total += d.data.length;
   const layer = (p: string) => {
     const q = qm.linears.get(p);
-    if (!q) throw new Error(`quantized model has no linear layer "${p}"`);
+    if (!q) throw new SlimtuneError("E_ARG", `quantized model has no quantized linear layer "${p}"`);
     return q;
   };
   return {
@@ -33,3 +37,18 @@ export function qloraMethod(qm: QuantizedModel, opts: LoraOptions): LoraMethod {
 export function qloraFromAdapter(qm: QuantizedModel, adapterDir: string): LoraMethod {
   return loraFromAdapter(quantizedLoraBase(qm), adapterDir, { name: "qlora" });
 }
+
+export const qloraDefinition = defineMethod({
+  name: "qlora",
+  summary: "frozen quantized base (RTN or NF4) + trainable LoRA branches (PEFT adapter folder)",
+  needs: "quantized",
+  flags: loraFlags,
+  create: (base, o, ctx) => {
+    const qm = quantizedBase(base, "qlora");
+    return ctx.adapter ? qloraFromAdapter(qm, ctx.adapter) : qloraMethod(qm, { rank: o.rank, alpha: o.alpha, targetModules: o.targets, seed: ctx.seed });
+  },
+  adapter: {
+    detect: isPeftAdapter,
+    load: (base, dir) => qloraFromAdapter(quantizedBase(base, "qlora"), dir),
+  },
+});

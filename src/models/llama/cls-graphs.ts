@@ -3,10 +3,10 @@
 // are right-padded, so causal attention keeps padding out of every real token's view.
 
 import { type Graph, type GraphOutputs, type Value, add, crossEntropyMean, gather, gemm, grad } from "../../engine/index.js";
-import type { LlamaConfig } from "../../formats/hf-config.js";
 import { llamaHidden } from "./graph.js";
 import { gradName, IDS } from "./lm-graphs.js";
-import type { ParamSource } from "./params.js";
+import type { ParamSource } from "../../arch/params.js";
+import type { LlamaConfig } from "../../arch/llama/config.js";
 
 export const LAST = "last_index";
 export const LABELS = "labels";

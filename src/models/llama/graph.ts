@@ -3,8 +3,8 @@
 // → RMSNorm → tied or separate LM head.
 
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
-import { type LlamaConfig, layerShape } from "../../formats/hf-config.js";
-import type { ParamSource } from "./params.js";
+import type { ParamSource } from "../../arch/params.js";
+import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 
 export interface DecoderInputs {
   /** Token ids, [B, T] int64. */

@@ -2,9 +2,9 @@
 // and a scoring pass (per-token negative log-likelihood, for perplexity).
 
 import { type Graph, type GraphOutputs, type Value, add, crossEntropy, crossEntropyMean, grad } from "../../engine/index.js";
-import type { LlamaConfig } from "../../formats/hf-config.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
-import type { ParamSource } from "./params.js";
+import type { ParamSource } from "../../arch/params.js";
+import type { LlamaConfig } from "../../arch/llama/config.js";
 
 export const IDS = "input_ids";
 export const TARGETS = "targets";

@@ -1,12 +1,14 @@
 // A LLaMA-family model loaded from a Hugging Face folder: config, float weights, tokenizer location.
 
 import fs from "node:fs";
-import { SlimtuneError } from "../../errors.js";
-import { type LlamaConfig, readLlamaConfig } from "../../formats/hf-config.js";
-import type { HostParam } from "./params.js";
-import { llamaParamShapes, loadLlamaWeights, saveLlamaFolder } from "./weights.js";
+import { SlimtuneError } from "../../core/errors.js";
+import type { LlamaConfig } from "../../arch/llama/config.js";
+import { llamaParamShapes } from "../../arch/llama/shapes.js";
+import type { FloatWeights, HostParam } from "../../arch/params.js";
+import { readLlamaConfig } from "../../formats/hf-config.js";
+import { loadLlamaWeights, saveLlamaFolder } from "../../formats/hf-folder.js";
 
-export class LlamaModel {
+export class LlamaModel implements FloatWeights {
   constructor(
     readonly config: LlamaConfig,
     /** Every parameter by its transformers name; training updates these arrays in place. */

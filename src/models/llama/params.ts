@@ -1,22 +1,7 @@
-// Where a model graph gets its weights: the seam through which methods (PEQA, LoRA, gates…)
-// replace plain linear layers without touching the model's code.
+// Dense float weights as a ParamSource: the graph's view of a float model.
 
+import type { HostParam, ParamSource } from "../../arch/params.js";
 import { type Graph, type Value, add, gemm } from "../../engine/index.js";
-
-export interface HostParam {
-  data: Float32Array;
-  shape: number[];
-}
-
-export interface ParamSource {
-  readonly graph: Graph;
-  /** A plain tensor: embeddings, norm weights. */
-  tensor(name: string): Value;
-  /** y = x Wᵀ (+ b) for the module at `path` (e.g. "model.layers.0.mlp.up_proj"); x: [N, in]. */
-  linear(path: string, x: Value): Value;
-  /** A regularizer the method adds to the training loss (e.g. FineGates' L0 term), once the model is built. */
-  penalty?(): Value | null;
-}
 
 /**
  * Dense float weights. Names in `asInputs` become graph inputs, fed at run time (trainable, or

@@ -1,0 +1,51 @@
+// The LLaMA family's configuration as slimtune holds it: global widths, per-layer widths of a pruned
+// model, biases, RoPE and token ids. config.json is parsed into this by formats/hf-config.ts.
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2";
+
+/** Widths of one decoder layer: query heads, key/value heads, MLP channels (0 removes the sub-block). */
+export interface LayerShape {
+  numHeads: number;
+  numKvHeads: number;
+  intermediateSize: number;
+}
+
+/** Layer i's widths: its pruned shape if the model has one, else the global widths. */
+export function layerShape(config: LlamaConfig, i: number): LayerShape {
+  return config.layerShapes?.[i] ?? { numHeads: config.numHeads, numKvHeads: config.numKvHeads, intermediateSize: config.intermediateSize };
+}
+
+export interface LlamaConfig {
+  modelType: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  tieWordEmbeddings: boolean;
+  maxPositionEmbeddings: number;
+  /** q/k/v projections carry a bias (llama with attention_bias, and always for qwen2). */
+  attentionBias: boolean;
+  /** o_proj carries a bias (only llama with attention_bias; qwen2 has none). */
+  outputBias: boolean;
+  /** gate/up/down projections carry a bias (llama's mlp_bias). */
+  mlpBias: boolean;
+  bosTokenId?: number;
+  eosTokenId?: number;
+  /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */
+  eosTokenIds?: number[];
+  hiddenAct: string;
+  /** Attention window in tokens (mistral, qwen2 with use_sliding_window); absent means full attention. */
+  slidingWindow?: number;
+  /**
+   * Per-layer widths of a structurally pruned model (config.json "slimtune_layer_shapes"); absent
+   * means every layer has the global widths. transformers cannot load such a model.
+   */
+  layerShapes?: LayerShape[];
+  raw: Record<string, unknown>;
+}
+

@@ -1,0 +1,104 @@
+// Tensors of a model folder: one model.safetensors, or the shards listed by
+// model.safetensors.index.json, opened lazily and checked for dtype and shape before any use.
+
+import fs from "node:fs";
+import path from "node:path";
+import { SlimtuneError } from "../core/errors.js";
+import { isJsonObject, readJsonObject } from "../core/json.js";
+import { SafetensorsFile, type SafetensorsDType, type SafetensorsEntry } from "./safetensors.js";
+
+export const weightsFile = "model.safetensors";
+export const indexFile = "model.safetensors.index.json";
+
+/** Tensors of a folder: model.safetensors, or the shards listed by model.safetensors.index.json. */
+export class FolderTensors {
+  private readonly open = new Map<string, SafetensorsFile>();
+
+  private constructor(
+    private readonly dir: string,
+    private readonly single: string | null,
+    private readonly weightMap: Map<string, string>,
+  ) {}
+
+  static open(dir: string): FolderTensors {
+    const single = path.join(dir, weightsFile);
+    if (fs.existsSync(single)) return new FolderTensors(dir, single, new Map());
+    const index = path.join(dir, indexFile);
+    if (!fs.existsSync(index)) {
+      throw new SlimtuneError("E_NOT_FOUND", `model folder "${dir}" has neither ${weightsFile} nor ${indexFile}; re-export it with slimtune quantize`);
+    }
+    const json = readJsonObject(index, { code: "E_SAFETENSORS", missingFix: "re-download it", invalidFix: "re-download it" });
+    const weightMap = json.weight_map;
+    if (!isJsonObject(weightMap)) {
+      throw new SlimtuneError("E_SAFETENSORS", `"weight_map" must be an object mapping tensor names to shard files; re-download it`, index);
+    }
+    const files = new Map<string, string>();
+    for (const [name, shard] of Object.entries(weightMap)) {
+      if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) {
+        throw new SlimtuneError("E_SAFETENSORS", `weight_map entry "${name}" is ${JSON.stringify(shard)}; expected a shard file name in the same folder — re-download it`, index);
+      }
+      files.set(name, path.join(dir, shard));
+    }
+    return new FolderTensors(dir, null, files);
+  }
+
+  /** The file that should hold `name` (for error messages). */
+  fileOf(name: string): string {
+    return this.single ?? this.weightMap.get(name) ?? path.join(this.dir, indexFile);
+  }
+
+  private fileFor(name: string): SafetensorsFile {
+    const file = this.fileOf(name);
+    let st = this.open.get(file);
+    if (!st) {
+      st = SafetensorsFile.open(file);
+      this.open.set(file, st);
+    }
+    return st;
+  }
+
+  has(name: string): boolean {
+    if (this.single === null && !this.weightMap.has(name)) return false;
+    return this.fileFor(name).entries.has(name);
+  }
+
+  /** The entry of `name`, or E_SAFETENSORS naming the tensor and the file (with `why` saying what it is for). */
+  entry(name: string, why: string): SafetensorsEntry {
+    const entry = this.single === null && !this.weightMap.has(name) ? undefined : this.fileFor(name).entries.get(name);
+    if (!entry) {
+      const file = this.fileOf(name);
+      throw new SlimtuneError("E_SAFETENSORS", `missing tensor "${name}" in ${path.basename(file)} (${why}); the folder is incomplete or was written for a different config.json — re-export it`, file);
+    }
+    return entry;
+  }
+
+  /** Checks that `name` exists with one of `dtypes` and exactly `shape`; returns its entry. */
+  check(name: string, dtypes: readonly SafetensorsDType[], shape: readonly number[], why: string): SafetensorsEntry {
+    const entry = this.entry(name, why);
+    const file = this.fileOf(name);
+    if (!dtypes.includes(entry.dtype)) {
+      throw new SlimtuneError("E_SAFETENSORS", `tensor "${name}" has dtype ${entry.dtype}; expected ${dtypes.join(" or ")} (${why}) — re-export the folder`, file);
+    }
+    if (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i])) {
+      throw new SlimtuneError(
+        "E_SHAPE",
+        `tensor "${name}" has shape [${entry.shape.join(", ")}]; config.json and quantization_config imply [${shape.join(", ")}] (${why}) — the tensors and config come from different models`,
+        file,
+      );
+    }
+    return entry;
+  }
+
+  /** Checks dtype and shape, then returns a copy of the raw bytes (aligned, safe to view as any typed array). */
+  bytes(name: string, dtypes: readonly SafetensorsDType[], shape: readonly number[], why: string): { dtype: SafetensorsDType; bytes: ArrayBuffer } {
+    const { dtype } = this.check(name, dtypes, shape, why);
+    return { dtype, bytes: this.fileFor(name).raw(name).slice().buffer };
+  }
+
+  /** A float tensor (F32, F16, BF16 or F64) as float32, after the shape check. */
+  float32(name: string, shape: readonly number[], why: string): Float32Array {
+    this.check(name, ["F32", "F16", "BF16", "F64"], shape, why);
+    return this.fileFor(name).float32(name);
+  }
+}
+

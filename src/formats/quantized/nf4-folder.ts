@@ -1,0 +1,157 @@
+// slimtune-nf4: our folder layout for NF4-quantized LLaMA-family models (no standard file format
+// stores bitsandbytes NF4 weights outside a PyTorch state dict, so we define one; version 1).
+//
+// Folder: config.json, model.safetensors, tokenizer files. No quantize_config.json (GPTQ tools
+// would take it for a GPTQ config). transformers rejects the unknown quant_method instead of
+// loading wrong weights.
+//
+// config.json = the model's Hugging Face config plus
+//   "torch_dtype": "float32",
+//   "quantization_config": {
+//     "quant_method": "slimtune-nf4",   // selects this layout
+//     "format_version": 1,
+//     "bits": 4,
+//     "quant_type": "nf4",              // QLoRA's NormalFloat-4 code book
+//     "block_size": 64,                 // input columns per absmax block (divides every K); -1 = all of K
+//     "double_quant": false,            // absmax stored as plain float32
+//     "nibble_order": "high_first",     // see nf4_codes
+//     "codebook": [16 numbers]          // value of each code 0…15 (informational; the reader checks it)
+//   }
+//
+// model.safetensors, per quantized linear <mod> (every q/k/v/o/gate/up/down projection of the
+// blocks; W is [N, K] = [out, in]; G = K / block_size):
+//   <mod>.nf4_codes  U8  [N, K/2]  two 4-bit codes per byte along K: input column 2j in the HIGH
+//                                  nibble, 2j+1 in the LOW nibble — bitsandbytes' order, so a row's
+//                                  bytes equal bitsandbytes' packed bytes for that row
+//   <mod>.absmax     F32 [N, G]    absmax of each block
+//   <mod>.bias       F32 [N]       only for layers with a bias
+//   Ŵ[n, k] = absmax[n, floor(k / block_size)] · codebook[code(n, k)]
+// Every other parameter (embeddings, norms, lm_head) is F32 under its transformers name.
+// A save → load round trip is exact (codes and absmax are stored losslessly).
+
+import path from "node:path";
+import type { LlamaConfig } from "../../arch/llama/config.js";
+import { linearLayers } from "../../arch/llama/shapes.js";
+import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
+import { SlimtuneError } from "../../core/errors.js";
+import { nf4Codebook } from "../../quant/kinds/nf4.js";
+import { checkQuantSpec, quantGroupSizes } from "../../quant/spec.js";
+import { type Nf4Linear, type QuantSpec, type QuantizedLinear, type QuantizedModel, sameSpec } from "../../quant/types.js";
+import { FolderTensors, weightsFile } from "../folder-tensors.js";
+import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
+import { copyTokenizerFiles } from "../tokenizer.js";
+import { checkQuantizedLinears, denseTensors, linearShape, loadDense, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
+
+export const nf4QuantMethod = "slimtune-nf4";
+const formatVersion = 1;
+
+export function nf4QuantizationConfig(spec: QuantSpec): Record<string, unknown> {
+  return {
+    quant_method: nf4QuantMethod,
+    format_version: formatVersion,
+    bits: 4,
+    quant_type: "nf4",
+    block_size: spec.groupSize === "channel" ? -1 : spec.groupSize,
+    double_quant: false,
+    nibble_order: "high_first",
+    codebook: Array.from(nf4Codebook),
+  };
+}
+
+/** Two codes per byte along each row, even column in the high nibble. */
+export function packNf4Codes(codes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(codes.length >>> 1);
+  for (let i = 0; i < out.length; i++) out[i] = ((codes[2 * i]! & 0xf) << 4) | (codes[2 * i + 1]! & 0xf);
+  return out;
+}
+
+export function unpackNf4Codes(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length * 2);
+  for (let i = 0; i < bytes.length; i++) {
+    out[2 * i] = bytes[i]! >>> 4;
+    out[2 * i + 1] = bytes[i]! & 0xf;
+  }
+  return out;
+}
+
+/** Writes `qm` (scheme nf4) to `outDir` in the slimtune-nf4 layout, replacing it atomically. */
+export function saveNf4Folder(outDir: string, qm: QuantizedModel): void {
+  checkQuantSpec(qm.spec);
+  if (qm.spec.scheme !== "nf4") {
+    throw new SlimtuneError("E_ARG", `slimtune-nf4 stores NF4 codes, not scheme "${qm.spec.scheme}"; save integer (rtn) models with saveGptqFolder or saveQuantizedFolder`);
+  }
+  checkQuantizedLinears(qm);
+  // Version 1 records one block size for the whole folder (no per-module overrides).
+  for (const [module, q] of qm.linears) {
+    if (!sameSpec(q.spec, qm.spec)) {
+      throw new SlimtuneError("E_ARG", `layer "${module}" uses ${JSON.stringify(q.spec)} but the model ${JSON.stringify(qm.spec)}; a slimtune-nf4 folder holds one block size — quantize every layer with the same NF4 spec`);
+    }
+  }
+  if (qm.linears.size !== linearLayers(qm.config).length) {
+    throw new SlimtuneError("E_ARG", "a slimtune-nf4 folder quantizes every linear layer; keep none in float");
+  }
+  const tensors: SafetensorsTensor[] = [...denseTensors(qm)];
+  for (const [module, q] of qm.linears) {
+    const { outFeatures: n, inFeatures: k, groupSize: bs } = q;
+    if (k % 2 !== 0) throw new SlimtuneError("E_SHAPE", `layer "${module}" has K = ${k}; packing two NF4 codes per byte needs an even K`);
+    tensors.push({ name: `${module}.nf4_codes`, dtype: "U8", shape: [n, k / 2], data: packNf4Codes(q.codes) });
+    tensors.push({ name: `${module}.absmax`, dtype: "F32", shape: [n, k / bs], data: q.scales });
+    if (q.bias) tensors.push({ name: `${module}.bias`, dtype: "F32", shape: [n], data: q.bias });
+  }
+  const config = quantizedConfigJson(qm.config, nf4QuantizationConfig(qm.spec), "float32");
+  replaceDirAtomic(outDir, (tmp) => {
+    writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    writeSafetensors(path.join(tmp, weightsFile), sortForWriting(tensors), { format: "pt" });
+    copyTokenizerFiles(qm.sourceDir, tmp);
+  });
+}
+
+function nf4BlockSize(quant: Record<string, unknown>, file: string): number {
+  const fail = (message: string): never => {
+    throw new SlimtuneError("E_CONFIG", `quantization_config: ${message}`, file);
+  };
+  if (quant.quant_method !== nf4QuantMethod) fail(`"quant_method" is ${JSON.stringify(quant.quant_method)}; expected "${nf4QuantMethod}"`);
+  if (quant.format_version !== formatVersion) {
+    fail(`"format_version" is ${JSON.stringify(quant.format_version)}; this slimtune reads version ${formatVersion} — upgrade slimtune or re-export the folder`);
+  }
+  if (quant.bits !== 4) fail(`"bits" is ${JSON.stringify(quant.bits)}; NF4 is 4-bit — expected 4`);
+  if (quant.quant_type !== undefined && quant.quant_type !== "nf4") fail(`"quant_type" is ${JSON.stringify(quant.quant_type)}; expected "nf4"`);
+  if (quant.double_quant !== undefined && quant.double_quant !== false) fail(`"double_quant" is ${JSON.stringify(quant.double_quant)}; version 1 stores absmax as float32 — expected false`);
+  if (quant.nibble_order !== undefined && quant.nibble_order !== "high_first") fail(`"nibble_order" is ${JSON.stringify(quant.nibble_order)}; expected "high_first"`);
+  const book = quant.codebook;
+  if (book !== undefined && (!Array.isArray(book) || book.length !== 16 || book.some((v, i) => typeof v !== "number" || Math.abs(v - nf4Codebook[i]!) > 1e-7))) {
+    fail(`"codebook" differs from QLoRA's NF4 values; this folder was written with another code book — re-export it with slimtune quantize --scheme nf4`);
+  }
+  const bs = quant.block_size;
+  if (typeof bs !== "number" || (bs !== -1 && !quantGroupSizes.includes(bs))) {
+    fail(`"block_size" is ${JSON.stringify(bs)}; expected -1 (one block per row) or one of ${quantGroupSizes.join(", ")}`);
+  }
+  return bs as number;
+}
+
+function loadNf4Linear(tensors: FolderTensors, config: LlamaConfig, module: string, blockSize: number, quantFile: string): Nf4Linear {
+  const [n, k] = linearShape(config, module);
+  const bs = blockSize === -1 ? k : blockSize;
+  if (k % bs !== 0 || k % 2 !== 0) {
+    throw new SlimtuneError("E_CONFIG", `quantization_config: "block_size" ${blockSize} does not divide the ${k} input columns (K) of ${module} (or K is odd); the folder is inconsistent — re-export it`, quantFile);
+  }
+  const packed = new Uint8Array(tensors.bytes(`${module}.nf4_codes`, ["U8"], [n, k / 2], "packed NF4 codes").bytes);
+  const absmax = tensors.float32(`${module}.absmax`, [n, k / bs], "block absmax");
+  const hasBias = linearLayers(config).find((l) => l.path === module)!.bias;
+  const bias = hasBias ? tensors.float32(`${module}.bias`, [n], "bias") : null;
+  const spec: QuantSpec = { scheme: "nf4", bits: 4, groupSize: blockSize === -1 ? "channel" : blockSize, symmetric: true };
+  return { kind: "nf4", spec, outFeatures: n, inFeatures: k, groupSize: bs, codes: unpackNf4Codes(packed), scales: absmax, zeros: null, bias };
+}
+
+/** Reads a slimtune-nf4 folder into a QuantizedModel (exactly what was saved). */
+export function loadNf4Folder(dir: string): QuantizedModel {
+  const { config, quant, quantFile } = readQuantFolderConfig(dir);
+  const blockSize = nf4BlockSize(quant, quantFile);
+  const tensors = FolderTensors.open(dir);
+  const modules = linearLayers(config).map((l) => l.path);
+  const linears = new Map<string, QuantizedLinear>();
+  for (const module of modules) linears.set(module, loadNf4Linear(tensors, config, module, blockSize, quantFile));
+  const dense = loadDense(tensors, config, new Set(modules));
+  const spec: QuantSpec = { scheme: "nf4", bits: 4, groupSize: blockSize === -1 ? "channel" : blockSize, symmetric: true };
+  return { config, spec, linears, dense, sourceDir: dir };
+}

@@ -1,0 +1,64 @@
+// ONNX Runtime's com.microsoft MatMulNBits on a frozen integer layer: Y = A · dequant(B)ᵀ with
+// dequant = (code − zero) · scale per block, for evaluation (no gradient). 2, 4 and 8 bits; 3-bit
+// codes are widened to 4 (same values), since ORT refuses 3.
+
+import { type OpDef, type Value } from "../../engine/index.js";
+import type { RtnLinear } from "../../quant/types.js";
+
+const MatMulNBits: OpDef = { type: "MatMulNBits", domain: "com.microsoft" };
+
+/** Blocks must be a power of two in [16, 128]; per-channel layers reuse one scale across blocks. */
+function blockSizeFor(q: RtnLinear): number {
+  if (q.groupSize !== q.inFeatures) return q.groupSize;
+  for (const b of [128, 64, 32, 16]) if (q.inFeatures % b === 0) return b;
+  return 0;
+}
+
+export function canUseMatMulNBits(q: RtnLinear): boolean {
+  const b = blockSizeFor(q);
+  return b >= 16 && b <= 128 && (b & (b - 1)) === 0 && q.groupSize % b === 0;
+}
+
+export function matMulNBits(x: Value, q: RtnLinear, name: string): Value {
+  const g = x.graph;
+  const { outFeatures: N, inFeatures: K, groupSize } = q;
+  const bits = q.spec.bits === 3 ? 4 : q.spec.bits;
+  const block = blockSizeFor(q);
+  const blocks = K / block;
+  const perGroup = groupSize / block;
+  const G = K / groupSize;
+  const blob = (block * bits) / 8;
+  const packed = new Uint8Array(N * blocks * blob);
+  const scales = new Float32Array(N * blocks);
+  const zpRow = Math.ceil((blocks * bits) / 8);
+  const zeroPoints = new Uint8Array(N * zpRow);
+  for (let n = 0; n < N; n++) {
+    for (let kb = 0; kb < blocks; kb++) {
+      const grp = Math.floor(kb / perGroup);
+      scales[n * blocks + kb] = q.scales[n * G + grp]!;
+      packBits(zeroPoints, n * zpRow, kb, q.zeros[n * G + grp]!, bits);
+      for (let j = 0; j < block; j++) {
+        packBits(packed, (n * blocks + kb) * blob, j, q.codes[n * K + kb * block + j]!, bits);
+      }
+    }
+  }
+  const attrs = { K, N, bits, block_size: block, accuracy_level: 0 };
+  return g.add(
+    MatMulNBits,
+    [
+      x,
+      g.constant(packed, [N, blocks, blob], "uint8", `${name}.nbits_weight`),
+      g.constant(scales, [N * blocks], "float32", `${name}.nbits_scales`),
+      g.constant(zeroPoints, [N * zpRow], "uint8", `${name}.nbits_zeros`),
+    ],
+    [x.shape[0]!, N],
+    "float32",
+    attrs,
+  );
+}
+
+/** Writes value `v` as the `index`-th `bits`-wide field of `out` from byte `offset`, low bits first. */
+function packBits(out: Uint8Array, offset: number, index: number, v: number, bits: number): void {
+  const bit = index * bits;
+  out[offset + (bit >> 3)]! |= v << (bit & 7);
+}

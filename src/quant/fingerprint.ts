@@ -1,0 +1,17 @@
+// A fingerprint of what a quantized model's scales are valid for: the codes and zero points of
+// every layer. PEQA adapters record it so they are never applied to another base.
+
+import { createHash } from "node:crypto";
+import type { QuantizedModel } from "./types.js";
+
+/** sha256 over every layer's path, shape, bits, codes and zero points. */
+export function codesFingerprint(qm: QuantizedModel): string {
+  const h = createHash("sha256");
+  for (const p of [...qm.linears.keys()].sort()) {
+    const q = qm.linears.get(p)!;
+    h.update(`${p}:${q.outFeatures}x${q.inFeatures}/${q.groupSize}:${q.spec.bits}\n`);
+    h.update(q.codes);
+    if (q.zeros) h.update(q.zeros);
+  }
+  return `sha256:${h.digest("hex")}`;
+}
