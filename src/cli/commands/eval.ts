@@ -1,27 +1,46 @@
 // `slimtune eval`: perplexity on a text file, or accuracy on a labelled TSV, of a model folder
 // (float or quantized) with an optional adapter.
 
+import fs from "node:fs";
+import path from "node:path";
 import { defineCommand } from "citty";
 import { tokenizeExamples } from "../../data/examples.js";
 import { tokenizeFile } from "../../data/text-file.js";
 import { readLabelledTsv } from "../../data/tsv.js";
 import { GraphCache } from "../../engine/index.js";
 import { accuracy } from "../../eval/classify.js";
+import { klToReference } from "../../eval/kl.js";
 import { perplexity } from "../../eval/perplexity.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { HEAD } from "../../models/llama/cls-graphs.js";
-import { loadBase } from "../../models/load.js";
+import { type LoadedBase, loadBase } from "../../models/load.js";
 import { findClassifierHead } from "../../formats/classifier-head.js";
 import { intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
 import { scoringFor } from "../../methods/registry.js";
+
+/** The --reference folder, checked to predict over the same tokens as the model. */
+function loadReference(dir: string, modelDir: string): LoadedBase {
+  const reference = loadBase(dir);
+  const read = (d: string) => {
+    const f = path.join(d, "tokenizer.json");
+    return fs.existsSync(f) ? fs.readFileSync(f) : null;
+  };
+  const a = read(dir);
+  const b = read(modelDir);
+  if (a && b && !a.equals(b)) {
+    throw new SlimtuneError("E_CONFIG", `--reference has another tokenizer.json than --model ${modelDir}; the two would score different token streams — pass the float model this one was made from`, path.join(dir, "tokenizer.json"));
+  }
+  return reference;
+}
 
 export default defineCommand({
   meta: { name: "eval", description: "Perplexity on a text file (--task lm) or accuracy on a labelled TSV (--task classify)" },
   args: {
     model: { type: "string", description: "Model folder: float Hugging Face folder or a quantized one" },
     adapter: { type: "string", description: "Adapter folder from finetune (PEFT LoRA or PEQA scales)" },
+    reference: { type: "string", description: "lm: a reference model folder (the float original): adds KL(reference ‖ model), top-1 agreement and both perplexities" },
     task: { type: "string", description: "lm or classify", default: "lm" },
     data: { type: "string", description: "UTF-8 text file (lm) or text<TAB>label TSV with a header (classify)" },
     ctx: { type: "string", description: "lm: window length in tokens", default: "256" },
@@ -49,6 +68,20 @@ export default defineCommand({
         const ctx = intArg("ctx", args.ctx, 256, 2);
         const maxTokens = args["max-tokens"] ? intArg("max-tokens", args["max-tokens"], 0, 2) : undefined;
         const tokens = tokenizeFile(dataFile, tokenizer, maxTokens);
+        if (args.reference) {
+          const reference = loadReference(args.reference, modelDir);
+          const k = await klToReference(scoring, scoringFor(reference), { model: cache, reference: new GraphCache({ threads }) }, tokens, { ctx, onProgress });
+          (progress as Progress | null)?.stop();
+          if (args.json) {
+            printJson({ model: modelDir, adapter: args.adapter ?? null, reference: args.reference, data: dataFile, ctx, ...k, tokens_per_s: k.tokens / k.seconds, peak_rss_mb: peakRssMb() });
+          } else {
+            process.stdout.write(
+              `${scoring.description} vs ${args.reference}: KL ${k.meanKl.toFixed(5)} nats/token (p99 ${k.klP99.toFixed(4)}), top-1 agreement ${(100 * k.top1Agreement).toFixed(2)} %, ` +
+                `perplexity ${k.perplexity.toFixed(3)} vs ${k.referencePerplexity.toFixed(3)} (Δ ${k.deltaPerplexity >= 0 ? "+" : ""}${k.deltaPerplexity.toFixed(3)}) over ${k.tokens} predicted tokens; ${k.seconds.toFixed(1)} s\n`,
+            );
+          }
+          return;
+        }
         const r = await perplexity(scoring, cache, tokens, { ctx, batch, onProgress });
         (progress as Progress | null)?.stop();
         if (args.json) {

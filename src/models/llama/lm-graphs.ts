@@ -1,7 +1,7 @@
 // The two graphs every method runs: a training step (loss + gradients of the trainable inputs)
 // and a scoring pass (per-token negative log-likelihood, for perplexity).
 
-import { type Graph, type GraphOutputs, type Value, add, crossEntropy, crossEntropyMean, grad } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, add, crossEntropy, crossEntropyMean, grad, logSoftmax } from "../../engine/index.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
 import type { ParamSource } from "../../arch/params.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
@@ -50,6 +50,14 @@ export function buildLmScoreGraph(config: LlamaConfig, params: ParamSource, batc
   const targets = g.input(TARGETS, [batch * seq], "int64");
   const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
   return { graph: g, outputs: { nll: crossEntropy(logits, targets) } };
+}
+
+/** ids [B, T] → next-token log-probabilities "logprobs" [B·T, V] (for KL to a reference model). */
+export function buildLmLogProbGraph(config: LlamaConfig, params: ParamSource, batch: number, seq: number): LmGraph {
+  const g = params.graph;
+  const ids = g.input(IDS, [batch, seq], "int64");
+  const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
+  return { graph: g, outputs: { logprobs: logSoftmax(logits, -1) } };
 }
 
 function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: number): { loss: Value; logits: Value } {
