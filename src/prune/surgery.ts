@@ -112,3 +112,32 @@ function selectCols(weights: Map<string, HostParam>, path: string, cols: number[
   for (let n = 0; n < N; n++) cols.forEach((c, i) => (out[n * cols.length + i] = w.data[n * K + c]!));
   weights.set(`${path}.weight`, { data: out, shape: [N, cols.length] });
 }
+
+/**
+ * The model with the groups that `keep` drops switched off in place of being cut out: the o_proj
+ * columns of every removed head and the down_proj columns of every removed channel are zeroed (a
+ * removed key/value group removes all the heads that read it). It computes exactly what the pruned
+ * model computes, at the original widths: the check that surgery changes nothing else.
+ */
+export function maskStructure(model: LlamaModel, keep: readonly LayerKeep[]): LlamaModel {
+  const config = model.config;
+  const D = config.headDim;
+  const weights = new Map(model.weights);
+  const zeroCols = (path: string, cols: number[]) => {
+    const w = weights.get(`${path}.weight`)!;
+    const [N, K] = w.shape as [number, number];
+    const data = Float32Array.from(w.data);
+    for (let n = 0; n < N; n++) for (const c of cols) data[n * K + c] = 0;
+    weights.set(`${path}.weight`, { data, shape: w.shape });
+  };
+  keep.forEach((k, i) => {
+    checkKeep(config, i, k);
+    const p = layerPrefix(i);
+    const { numHeads: H, intermediateSize: F } = layerShape(config, i);
+    const heads = new Set(k.heads);
+    const channels = new Set(k.channels);
+    if (H > 0) zeroCols(`${p}.self_attn.o_proj`, [...Array(H).keys()].filter((h) => !heads.has(h)).flatMap((h) => Array.from({ length: D }, (_, d) => h * D + d)));
+    if (F > 0) zeroCols(`${p}.mlp.down_proj`, [...Array(F).keys()].filter((j) => !channels.has(j)));
+  });
+  return new LlamaModel(config, weights, model.sourceDir);
+}
