@@ -3,18 +3,17 @@
 // penalty, after which gated-off rows and columns are physically removed.
 
 import path from "node:path";
+import { floatBase } from "../base.js";
 import { layerShape } from "../../arch/llama/config.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
-import { writeFileAtomic } from "../../core/atomic.js";
 import { SlimtuneError } from "../../core/errors.js";
 import type { Rng } from "../../core/rng.js";
 import type { Graph, HostTensor } from "../../engine/index.js";
-import { writeSafetensors } from "../../formats/safetensors.js";
+import { type FineGatesRun, isFineGatesRun, loadFineGatesRun, saveFineGatesRun } from "../../formats/finegates-run.js";
 import { LlamaModel } from "../../models/llama/model.js";
 import { DenseParams } from "../../models/llama/params.js";
 import type { PruneReport } from "../../prune/surgery.js";
-import { floatBase } from "../base.js";
 import { type FlagValues, boolFlag, flagDefaults, floatFlag, intFlag } from "../flags.js";
 import { loraFlags, loraForDenseModel, mergeLora } from "../lora/index.js";
 import { type TuningMethod, defineMethod } from "../method.js";
@@ -55,7 +54,11 @@ export interface FineGatesMethod extends TuningMethod {
   hardenGates(): { channels: number; heads: number };
 }
 
-export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): FineGatesMethod {
+/**
+ * FineGates on `model`. `initial` (gate μ and LoRA factors by name, e.g. a saved run's tensors)
+ * replaces the fresh initialisation; every tensor must fit this model's layout.
+ */
+export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions, initial?: { tensors: ReadonlyMap<string, HostParam>; source: string }): FineGatesMethod {
   const { targetSparsity, lambda, sigma } = opts;
   if (!(targetSparsity > 0 && targetSparsity < 1)) {
     throw new SlimtuneError("E_ARG", `--target-sparsity ${targetSparsity} must lie strictly between 0 and 1, e.g. 0.3 to remove 30 %`);
@@ -71,7 +74,16 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
   if (opts.residualGates) {
     for (const l of linearLayers(config)) layout.residual.set(l.path, [l.outFeatures, l.inFeatures]);
   }
-  const lora = opts.loraRank > 0 ? loraForDenseModel(model, { rank: opts.loraRank, alpha: opts.loraAlpha, targetModules: opts.targets, seed: opts.seed }) : null;
+  const lora =
+    opts.loraRank > 0
+      ? loraForDenseModel(model, {
+          rank: opts.loraRank,
+          alpha: opts.loraAlpha,
+          targetModules: opts.targets,
+          seed: opts.seed,
+          ...(initial ? { initialTensors: new Map([...initial.tensors].filter(([n]) => !n.startsWith("finegates."))), initialSource: initial.source } : {}),
+        })
+      : null;
 
   // μ = 0.5 puts every gate at clamp(1 + ε): open.
   const gateParams = new Map<string, HostParam>();
@@ -84,7 +96,11 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     if (isOutputSide(p)) gateParams.set(residualGate(p, "row"), open(N));
     if (isInputSide(p)) gateParams.set(residualGate(p, "col"), open(K));
   }
+  if (initial) restoreGates(gateParams, initial.tensors, initial.source);
   const trainable = new Map<string, HostParam>([...gateParams, ...(lora?.trainable ?? [])]);
+  /** μ as training left them, before hardening closes the lowest units: what a saved run keeps. */
+  let trained: Map<string, HostParam> | null = null;
+  const snapshot = () => new Map([...trainable].map(([n, p]) => [n, { data: Float32Array.from(p.data), shape: p.shape }]));
   const frozen = (g: Graph) => new DenseParams(g, model.weights, new Set());
   const noise = new Map([...gateParams].map(([name, p]) => [noiseOf(name), new Float32Array(p.data.length)]));
   const z = (name: string) => gateValues(gateParams.get(name)!.data);
@@ -175,15 +191,25 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
     save: (outDir: string) => {
       const { model: pruned, report } = prune();
       pruned.save(outDir);
-      writeSafetensors(
-        path.join(outDir, "finegates.safetensors"),
-        [...gateParams].map(([name, p]) => ({ name, dtype: "F32" as const, shape: p.shape, data: p.data })),
-        { format: "pt" },
-      );
-      writeFileAtomic(path.join(outDir, "finegates.json"), `${JSON.stringify({ target_sparsity: targetSparsity, lambda, sigma, lora_rank: opts.loraRank, ...report }, null, 1)}\n`);
+      const runConfig = {
+        format: "slimtune-finegates" as const,
+        version: 2 as const,
+        base_model: model.sourceDir ? path.resolve(model.sourceDir) : null,
+        target_sparsity: targetSparsity,
+        lambda,
+        sigma,
+        lora_rank: opts.loraRank,
+        lora_alpha: opts.loraAlpha,
+        lora_targets: [...opts.targets],
+        residual_gates: opts.residualGates,
+        hardened: trained !== null,
+      };
+      saveFineGatesRun(outDir, runConfig, trained ?? trainable, { ...report });
     },
     finalize: () => {
-      if (opts.hardenToTarget) hardenGates();
+      if (!opts.hardenToTarget) return;
+      trained = snapshot();
+      hardenGates();
     },
     totalParameters: total,
     gates,
@@ -192,10 +218,58 @@ export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions): Fine
   };
 }
 
+/** Copies a run's gate μ into `gates`, checking that the run was made on a model of this layout. */
+function restoreGates(gates: Map<string, HostParam>, tensors: ReadonlyMap<string, HostParam>, source: string): void {
+  for (const name of tensors.keys()) {
+    if (name.startsWith("finegates.") && !gates.has(name)) {
+      throw new SlimtuneError("E_SHAPE", `gate "${name}" has no place in this model; the run was made on another base — pass the model it was trained on`, source);
+    }
+  }
+  for (const [name, p] of gates) {
+    const t = tensors.get(name);
+    if (!t) throw new SlimtuneError("E_SAFETENSORS", `missing gate "${name}"; re-run finetune --method finegates`, source);
+    if (t.data.length !== p.data.length) {
+      throw new SlimtuneError("E_SHAPE", `gate "${name}" has ${t.data.length} values, this model needs ${p.data.length}; pass the model the run was trained on`, source);
+    }
+    p.data.set(t.data);
+  }
+}
+
+/**
+ * A saved FineGates run on its (unpruned) base: the gates as trained, before hardening. `eval` scores
+ * it as the gated model; `prune --from-gates` hardens and removes. `targetSparsity` overrides the
+ * run's target for hardening.
+ */
+export function fineGatesFromRun(model: LlamaModel, run: FineGatesRun, overrides: { targetSparsity?: number } = {}): FineGatesMethod {
+  const c = run.config;
+  return fineGatesMethod(
+    model,
+    {
+      ...defaultFineGatesOptions,
+      targetSparsity: overrides.targetSparsity ?? c.target_sparsity,
+      lambda: c.lambda,
+      sigma: c.sigma,
+      loraRank: c.lora_rank,
+      loraAlpha: c.lora_alpha,
+      targets: c.lora_targets,
+      residualGates: c.residual_gates,
+      hardenToTarget: c.hardened,
+      seed: 0,
+    },
+    { tensors: run.tensors, source: path.join(run.dir, "finegates.safetensors") },
+  );
+}
+
 export const fineGatesDefinition = defineMethod({
   name: "finegates",
   summary: "stochastic row/column gates (+ LoRA with --lora-rank) that adapt the model; the gated-off structure is removed at the end",
   needs: "float",
   flags: fineGatesFlags,
-  create: (base, o, ctx) => fineGatesMethod(floatBase(base, "finegates"), { ...o, seed: ctx.seed }),
+  create: (base, o, ctx) =>
+    ctx.adapter ? fineGatesFromRun(floatBase(base, "finegates"), loadFineGatesRun(ctx.adapter)) : fineGatesMethod(floatBase(base, "finegates"), { ...o, seed: ctx.seed }),
+  // A run folder as an "adapter" on the unpruned base: the gated model before hardening.
+  adapter: {
+    detect: isFineGatesRun,
+    load: (base, dir) => fineGatesFromRun(floatBase(base, "finegates"), loadFineGatesRun(dir)),
+  },
 });

@@ -1,0 +1,56 @@
+// The loss that importance is measured on, from a data file: language-modelling windows of a text
+// file, or labelled examples of a TSV measured through a classifier head (one saved beside the
+// model, else a linear probe fitted on the frozen model).
+
+import type { FloatWeights } from "../arch/params.js";
+import { SlimtuneError } from "../core/errors.js";
+import { Rng } from "../core/rng.js";
+import { tokenizeExamples } from "../data/examples.js";
+import { tokenizeFile } from "../data/text-file.js";
+import { readLabelledTsv } from "../data/tsv.js";
+import { findClassifierHead } from "../formats/classifier-head.js";
+import type { TextTokenizer } from "../formats/tokenizer.js";
+import { probeHead } from "./classify-probe.js";
+import type { LossSource } from "./gradients.js";
+
+export type TaskKind = "lm" | "classify";
+
+export interface TaskSourceOptions {
+  task: string;
+  dataFile: string;
+  batch: number;
+  /** lm: tokens per window. */
+  seq: number;
+  /** classify: tokens kept per example. */
+  maxLen: number;
+  /** classify: classes (default: the data's largest label + 1). */
+  numLabels?: number;
+  /** classify: folders searched for a saved classifier head before fitting a probe. */
+  headDirs?: string[];
+  /** classify: examples the probe is fitted on (a seeded sample). */
+  probeExamples?: number;
+  seed: number;
+  threads?: number;
+}
+
+export function parseTask(task: string): TaskKind {
+  if (task !== "lm" && task !== "classify") throw new SlimtuneError("E_ARG", `unknown --task "${task}"; choose lm (text file) or classify (labelled TSV)`);
+  return task;
+}
+
+export async function taskSource(model: FloatWeights, tokenizer: TextTokenizer, opts: TaskSourceOptions): Promise<LossSource & { headSource?: string }> {
+  const task = parseTask(opts.task);
+  if (task === "lm") return { kind: "lm", tokens: tokenizeFile(opts.dataFile, tokenizer), batch: opts.batch, seq: opts.seq };
+  const { examples: raw, numLabels: found } = readLabelledTsv(opts.dataFile);
+  const examples = tokenizeExamples(raw, tokenizer);
+  const saved = findClassifierHead(opts.headDirs ?? []);
+  const numLabels = opts.numLabels ?? saved?.numLabels ?? Math.max(2, found);
+  if (found > numLabels) throw new SlimtuneError("E_DATA", `data has labels up to ${found - 1}, but the head has ${numLabels}; pass --num-labels ${found}`, opts.dataFile);
+  const padId = model.config.eosTokenId ?? 0;
+  const common = { kind: "classify" as const, examples, batch: opts.batch, maxLen: opts.maxLen, padId, numLabels };
+  if (saved && saved.numLabels === numLabels) return { ...common, head: saved.head, headSource: saved.dir };
+  const rng = new Rng(opts.seed + 104729);
+  const picked = Array.from({ length: Math.min(examples.length, opts.probeExamples ?? 1024) }, () => examples[rng.int(examples.length)]!);
+  const head = await probeHead(model, picked, { numLabels, maxLen: opts.maxLen, padId, batch: opts.batch, threads: opts.threads });
+  return { ...common, head, headSource: `a linear probe fitted on ${picked.length} examples` };
+}
