@@ -17,6 +17,10 @@ import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.
 import type { QuantScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
+import { describeAllocation, mixedPrecisionArgs, mixedPrecisionFromArgs, parseBudget } from "../mixed-precision-args.js";
+import { writeMixedPrecisionReport } from "../../recipes/mixed-precision/index.js";
+import { allocationPlan } from "../../quant/budget.js";
+import { loadTokenizer } from "../../formats/tokenizer.js";
 
 function parseScheme(value: string | undefined): QuantScheme {
   const scheme = value ?? "rtn";
@@ -67,6 +71,9 @@ export default defineCommand({
     sym: { type: "boolean", description: "Symmetric RTN: zero point fixed at 2^(bits-1)" },
     out: { type: "string", description: "Output folder (replaced atomically)" },
     json: { type: "boolean", description: "Print one JSON object on stdout" },
+    // Mixed precision under a budget (rtn only): per-layer bits instead of --bits.
+    ...mixedPrecisionArgs,
+    threads: { type: "string", description: "ONNX Runtime threads for importance (default: all cores)" },
   },
   run: ({ args }) =>
     runAction(async () => {
@@ -91,11 +98,15 @@ export default defineCommand({
 
       const started = Date.now();
       const model = LlamaModel.load(modelDir);
+      const budget = parseBudget(args);
+      if (budget && scheme !== "rtn") throw new SlimtuneError("E_ARG", "--budget-mb/--avg-bits choose per-layer bits, which only --scheme rtn (GPTQ) stores; drop --scheme nf4");
+      const mixed = budget ? await mixedPrecisionFromArgs(args, budget, model, modelDir, await loadTokenizer(modelDir), spec, { trials: 0 }) : null;
       const stats: RtnStats = { groups: 0, zeroPointsAtZero: 0 };
       const progress = createProgress("quantize layers", layers.length);
-      const qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
+      const qm = quantizeModel(model, mixed ? allocationPlan(mixed.budgetModel, mixed.allocation) : spec, (done) => progress.update(done), stats);
       progress.stop();
       saveQuantizedFolder(outDir, qm);
+      if (mixed) writeMixedPrecisionReport(outDir, mixed, `${path.basename(modelDir)}: held-out loss against stored bytes`);
       const report = sizeReport(qm);
       const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
       const floatBytes = floatWeightBytes(modelDir);
@@ -117,16 +128,18 @@ export default defineCommand({
           groups: stats.groups,
           seconds,
           report,
+          ...(mixed ? { mixedPrecision: { mode: mixed.mode, allocation: mixed.allocation, units: mixed.units, bytes: mixed.bytes, avgBits: mixed.avgBits, trials: mixed.trials.length } } : {}),
         });
         return;
       }
       const group = spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
-      const kind = scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
+      const kind = scheme === "nf4" ? "NF4" : `${mixed ? "mixed-precision" : `${spec.bits}-bit`} ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
       const lines = [
         `quantized ${qm.linears.size} linear layers to ${kind}, ${group} → ${outDir} (${format}) in ${seconds.toFixed(1)} s`,
         `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
         `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""} (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
       ];
+      if (mixed) lines.push(...describeAllocation(mixed));
       if (widened > 0) {
         lines.push(`zero points: ${widened} of ${stats.groups} groups had z = 0, widened to z = 1 so GPTQ v1 loaders read them correctly`);
       }
