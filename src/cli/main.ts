@@ -11,6 +11,7 @@ const main = defineCommand({
     demo: () => import("./commands/demo.js").then((m) => m.default),
     quantize: () => import("./commands/quantize.js").then((m) => m.default),
     prune: () => import("./commands/prune.js").then((m) => m.default),
+    qpruner: () => import("./commands/qpruner.js").then((m) => m.default),
   },
 });
 

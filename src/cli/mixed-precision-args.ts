@@ -81,6 +81,42 @@ function describeTrial(t: EvaluatedTrial, best: EvaluatedTrial, done: number, to
   return `trial ${done}/${total} (${what}): bits ${t.bits.join(",")} · ${(t.bytes / 1e6).toFixed(3)} MB · ${t.avgBits.toFixed(2)} bits/weight · loss ${t.loss.toFixed(4)} (before recovery ${t.lossBefore.toFixed(4)})${t.fits ? "" : " · over budget"} · best so far ${best.loss.toFixed(4)}\n`;
 }
 
+/** The allocation settings the flags ask for (everything but the data source and the trial folder). */
+export function parseMixedOptions(args: Args, budget: Budget, base: BaseSpec, defaults: { trials: number }) {
+  const choices = parseBitChoices(String(args["bit-widths"] ?? "2,3,4,8").split(",").map((s) => Number(s.trim())));
+  const trials = intArg("trials", str(args.trials), defaults.trials, 0);
+  const mode = (str(args.allocation) ?? (trials > 0 ? "bo" : "importance")) as AllocationMode;
+  if (!(allocationModes as readonly string[]).includes(mode)) throw new SlimtuneError("E_ARG", `--allocation "${mode}" is unknown; choose ${allocationModes.join(", ")}`);
+  if (mode === "bo" && trials < 1) throw new SlimtuneError("E_ARG", "--allocation bo needs --trials N (N ≥ 1 allocations to evaluate)");
+  const recovery = parseRecovery(args);
+  return {
+    budget,
+    base,
+    choices,
+    mode,
+    samples: intArg("samples", str(args.samples), 8),
+    seed: recovery.seed,
+    threads: args.threads ? intArg("threads", args.threads, 1) : undefined,
+    trials,
+    roundSize: intArg("round-size", str(args["round-size"]), 2),
+    randomStarts: intArg("random-starts", str(args["random-starts"]), 2, 0),
+    workers: str(args.workers) !== undefined ? intArg("workers", str(args.workers), 0, 0) : os.availableParallelism(),
+    referenceUniform: Boolean(args["reference-uniform"]),
+    recovery,
+    task: parseTask(String(args.task ?? "lm")),
+    dataFile: str(args.data),
+    numLabels: str(args["num-labels"]) ? intArg("num-labels", str(args["num-labels"]), 2, 2) : undefined,
+  };
+}
+
+/** Progress lines of the allocation on stderr. */
+export function mixedProgress(prefix = "") {
+  return {
+    onStage: (s: string) => process.stderr.write(`${prefix}${s}\n`),
+    onTrial: (t: EvaluatedTrial, best: EvaluatedTrial, done: number, total: number) => process.stderr.write(`${prefix}${describeTrial(t, best, done, total)}`),
+  };
+}
+
 /** Runs the allocation the flags ask for on `model` (saved in `modelDir`, which trials reload). */
 export async function mixedPrecisionFromArgs(
   args: Args,
@@ -89,44 +125,22 @@ export async function mixedPrecisionFromArgs(
   modelDir: string,
   tokenizer: TextTokenizer,
   base: BaseSpec,
-  defaults: { trials: number; stagePrefix?: string },
+  defaults: { trials: number },
 ): Promise<MixedPrecisionResult> {
-  const choices = parseBitChoices(String(args["bit-widths"] ?? "2,3,4,8").split(",").map((s) => Number(s.trim())));
+  const o = parseMixedOptions(args, budget, base, defaults);
   // Budget bounds first: they need no data.
-  checkBudget(budgetModel(model, base, choices), budget);
-  const trials = intArg("trials", str(args.trials), defaults.trials, 0);
-  const mode = (str(args.allocation) ?? (trials > 0 ? "bo" : "importance")) as AllocationMode;
-  if (!(allocationModes as readonly string[]).includes(mode)) throw new SlimtuneError("E_ARG", `--allocation "${mode}" is unknown; choose ${allocationModes.join(", ")}`);
-  if (mode === "bo" && trials < 1) throw new SlimtuneError("E_ARG", "--allocation bo needs --trials N (N ≥ 1 allocations to evaluate)");
-  const task = parseTask(String(args.task ?? "lm"));
-  const dataFile = str(args.data);
-  if (mode !== "uniform" && !dataFile) throw new SlimtuneError("E_ARG", `--allocation ${mode} measures importance on task data; pass --data (a text file, or a labelled TSV with --task classify)`);
-  const recovery = parseRecovery(args);
-  const threads = args.threads ? intArg("threads", args.threads, 1) : undefined;
-  const numLabels = str(args["num-labels"]) ? intArg("num-labels", str(args["num-labels"]), 2, 2) : undefined;
+  checkBudget(budgetModel(model, base, o.choices), budget);
+  if (o.mode !== "uniform" && !o.dataFile) throw new SlimtuneError("E_ARG", `--allocation ${o.mode} measures importance on task data; pass --data (a text file, or a labelled TSV with --task classify)`);
+  const r = o.recovery;
   const source =
-    mode === "uniform"
+    o.mode === "uniform"
       ? undefined
-      : await taskSource(model, tokenizer, { task, dataFile: dataFile!, batch: recovery.batch, seq: recovery.seq, maxLen: recovery.maxLen, numLabels, headDirs: [modelDir], seed: recovery.seed, threads });
-  const cores = os.availableParallelism();
-  const prefix = defaults.stagePrefix ?? "";
+      : await taskSource(model, tokenizer, { task: o.task, dataFile: o.dataFile!, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: o.numLabels, headDirs: [modelDir], seed: r.seed, threads: o.threads });
   return allocateBits(model, {
-    budget,
-    base,
-    choices,
-    mode,
+    ...o,
     source,
-    samples: intArg("samples", str(args.samples), 8),
-    seed: recovery.seed,
-    threads,
-    trials,
-    roundSize: intArg("round-size", str(args["round-size"]), 2),
-    randomStarts: intArg("random-starts", str(args["random-starts"]), 2, 0),
-    workers: str(args.workers) !== undefined ? intArg("workers", str(args.workers), 0, 0) : cores,
-    referenceUniform: Boolean(args["reference-uniform"]),
-    trial: dataFile ? { modelDir, task, dataFile, numLabels, recovery } : undefined,
-    onStage: (s) => process.stderr.write(`${prefix}${s}\n`),
-    onTrial: (t, best, done, total) => process.stderr.write(`${prefix}${describeTrial(t, best, done, total)}`),
+    trial: o.dataFile ? { modelDir, task: o.task, dataFile: o.dataFile, numLabels: o.numLabels, recovery: r } : undefined,
+    ...mixedProgress(),
   });
 }
 

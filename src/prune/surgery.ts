@@ -58,7 +58,15 @@ export function removeStructure(model: LlamaModel, keep: readonly LayerKeep[]): 
     layerShapes.push({ numHeads: k.heads.length, numKvHeads: k.kvHeads.length, intermediateSize: k.channels.length });
     report.push({ heads: [H, k.heads.length], kvHeads: [KV, k.kvHeads.length], channels: [F, k.channels.length] });
   });
-  const pruned = new LlamaModel({ ...config, layerShapes }, weights, model.sourceDir);
+  // Equal widths everywhere are a plain config (transformers, GPTQModel and llama.cpp load it as is);
+  // only per-layer widths need slimtune's "slimtune_layer_shapes".
+  const first = layerShapes[0]!;
+  const uniform = layerShapes.every((l) => l.numHeads === first.numHeads && l.numKvHeads === first.numKvHeads && l.intermediateSize === first.intermediateSize) && first.numHeads > 0 && first.intermediateSize > 0;
+  const prunedConfig: LlamaConfig = uniform
+    ? { ...config, numHeads: first.numHeads, numKvHeads: first.numKvHeads, intermediateSize: first.intermediateSize }
+    : { ...config, layerShapes };
+  if (uniform) delete prunedConfig.layerShapes;
+  const pruned = new LlamaModel(prunedConfig, weights, model.sourceDir);
   const blocks = (m: LlamaModel) => [...m.weights].filter(([n]) => n.startsWith("model.layers.")).reduce((s, [, w]) => s + w.data.length, 0);
   return {
     model: pruned,

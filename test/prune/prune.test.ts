@@ -1,6 +1,8 @@
 // Structured pruning: the surgery against the masked model, importance against finite differences
 // of the loss, the ratio schedules, and the errors for bad plans and short calibration data.
 
+import fs from "node:fs";
+import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { layerShape } from "../../src/arch/llama/config.js";
 import { linearPath } from "../../src/arch/llama/shapes.js";
@@ -13,7 +15,7 @@ import { type LayerScores, randomScores, scoreGroups, taskGradientAccumulator, t
 import { defaultPlanOptions, planPruning } from "../../src/prune/plan.js";
 import { maskStructure, removeStructure } from "../../src/prune/surgery.js";
 import { Rng } from "../../src/core/rng.js";
-import { REF_MODEL } from "../helpers/paths.js";
+import { REF_MODEL, scratchDir } from "../helpers/paths.js";
 
 const B = 2;
 // Scaling a slice by 1 ± 0.1: large enough that float32 rounding of the loss (~1e-6) stays below 1 % of the change.
@@ -55,6 +57,22 @@ describe("structured pruning", () => {
     });
     expect(worst).toBeLessThan(1e-4);
     expect(moved, "pruning must change the predictions").toBeGreaterThan(1e-2);
+  });
+
+  it("equal widths in every layer give a plain config (no per-layer shapes) that round-trips", async () => {
+    const plan = planPruning(model.config, randomScores(model.config, 2), { ...defaultPlanOptions, ratio: 0.2 });
+    const { model: pruned } = removeStructure(model, plan.keep);
+    expect(pruned.config.layerShapes).toBeUndefined();
+    expect([pruned.config.numHeads, pruned.config.numKvHeads, pruned.config.intermediateSize]).toEqual([6, 3, 576]);
+    const dir = scratchDir("uniform-prune");
+    pruned.save(dir);
+    const raw = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+    expect(raw.slimtune_layer_shapes).toBeUndefined();
+    expect([raw.num_attention_heads, raw.num_key_value_heads, raw.intermediate_size, raw.head_dim]).toEqual([6, 3, 576, 32]);
+    const reloaded = LlamaModel.load(dir);
+    const a = await logitsOf(pruned);
+    const b = await logitsOf(reloaded);
+    expect(a).toEqual(b);
   });
 
   describe("importance against finite differences of the loss", () => {

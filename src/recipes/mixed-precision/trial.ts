@@ -9,21 +9,14 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { SlimtuneError } from "../../core/errors.js";
-import { Rng } from "../../core/rng.js";
-import { tokenizeExamples } from "../../data/examples.js";
-import { tokenizeFile } from "../../data/text-file.js";
-import { readLabelledTsv } from "../../data/tsv.js";
-import type { TokenizedExample } from "../../data/examples.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { qloraMethod } from "../../methods/qlora/index.js";
 import { LlamaModel } from "../../models/llama/model.js";
 import { type Allocation, type BaseSpec, type BudgetModel, allocationAvgBits, allocationBytes, allocationPlan, budgetModel } from "../../quant/budget.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import type { QuantBits } from "../../quant/types.js";
-import { classifyTask } from "../../train/classify-task.js";
-import { lmTask } from "../../train/lm-task.js";
 import { train } from "../../train/loop.js";
-import type { TrainTask } from "../../train/task.js";
+import { loadTaskData } from "../task-data.js";
 
 /** How each trial recovers and is scored. */
 export interface RecoverySettings {
@@ -87,19 +80,6 @@ export interface TrialOutcome {
   seconds: number;
 }
 
-/** Labelled examples split into training and a seeded held-out sample. */
-export function splitExamples(examples: readonly TokenizedExample[], heldOut: number, seed: number): { train: TokenizedExample[]; heldOut: TokenizedExample[] } {
-  const order = examples.map((_, i) => i);
-  const rng = new Rng(seed + 7);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const n = Math.max(1, Math.round(heldOut * examples.length));
-  if (n >= examples.length) throw new SlimtuneError("E_DATA", `holding out ${n} of ${examples.length} examples leaves none to train on; lower the held-out fraction or pass more data`);
-  return { heldOut: order.slice(0, n).map((i) => examples[i]!), train: order.slice(n).map((i) => examples[i]!) };
-}
-
 export interface TrialRunner {
   budget: BudgetModel;
   evaluate(bits: Allocation): Promise<TrialOutcome>;
@@ -111,25 +91,18 @@ export async function createTrialRunner(setup: TrialSetup): Promise<TrialRunner>
   const tokenizer = await loadTokenizer(setup.modelDir);
   const r = setup.recovery;
   const bm = budgetModel(model, setup.base, setup.choices);
-  let makeTask: () => TrainTask;
-  if (setup.task === "lm") {
-    const tokens = tokenizeFile(setup.dataFile, tokenizer);
-    makeTask = () => lmTask(tokens, { batch: r.batch, seq: r.seq, heldOut: r.heldOut, evalTokens: r.evalTokens });
-  } else {
-    const { examples, numLabels } = readLabelledTsv(setup.dataFile);
-    const split = splitExamples(tokenizeExamples(examples, tokenizer), r.heldOut, r.seed);
-    const labels = setup.numLabels ?? Math.max(2, numLabels);
-    // A fresh task per trial: the classification head trains in place.
-    makeTask = () =>
-      classifyTask(model.config, split.train, split.heldOut, {
-        batch: r.batch,
-        maxLen: r.maxLen,
-        numLabels: labels,
-        padId: model.config.eosTokenId ?? 0,
-        seed: r.seed,
-        evalExamples: r.evalExamples,
-      });
-  }
+  const data = loadTaskData(tokenizer, {
+    task: setup.task,
+    dataFile: setup.dataFile,
+    numLabels: setup.numLabels,
+    batch: r.batch,
+    seq: r.seq,
+    maxLen: r.maxLen,
+    heldOut: r.heldOut,
+    evalTokens: r.evalTokens,
+    evalExamples: r.evalExamples,
+    seed: r.seed,
+  });
   return {
     budget: bm,
     evaluate: async (bits) => {
@@ -138,7 +111,7 @@ export async function createTrialRunner(setup: TrialSetup): Promise<TrialRunner>
       const method = qloraMethod(qm, { rank: r.rank, alpha: r.alpha, seed: r.seed });
       const outDir = fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-trial-"));
       try {
-        const s = await train(method, makeTask(), {
+        const s = await train(method, data.task(model.config), {
           steps: r.steps,
           lr: r.lr,
           warmupSteps: r.warmup,

@@ -1,0 +1,138 @@
+// `slimtune qpruner`: prune → per-layer bits under a memory budget (importance start + Bayesian
+// optimisation) → LoRA recovery → a GPTQ folder with a PEFT adapter (or merged with --merge).
+// Progress on stderr shows the stage, each trial and the best loss so far.
+
+import { defineCommand } from "citty";
+import { SlimtuneError } from "../../core/errors.js";
+import { loadTokenizer } from "../../formats/tokenizer.js";
+import { type ImportanceKind, type TaylorVariant, importanceKinds, taylorVariants } from "../../prune/importance.js";
+import { type Schedule, defaultPlanOptions, schedules } from "../../prune/plan.js";
+import { taskSource } from "../../prune/task-source.js";
+import { checkQuantSpec } from "../../quant/spec.js";
+import { runQPruner } from "../../recipes/qpruner/index.js";
+import { floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
+import { describeAllocation, mixedPrecisionArgs, mixedProgress, parseBudget, parseMixedOptions } from "../mixed-precision-args.js";
+import { createProgress, type Progress } from "../progress.js";
+import { describePrune, floatModelArg, oneOf, outArg, ratioArg } from "./prune.js";
+import { describeMetrics } from "./finetune.js";
+
+export default defineCommand({
+  meta: { name: "qpruner", description: "QPruner: structured pruning, per-layer bits under a memory budget by Bayesian optimisation, LoRA recovery → GPTQ folder + PEFT adapter" },
+  args: {
+    model: { type: "string", description: "Float model folder" },
+    ...mixedPrecisionArgs,
+    "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy after the final recovery (default: a held-out sample of --data)" },
+    ratio: { type: "string", description: "Fraction of the decoder blocks' linear parameters to prune, in (0, 1)", default: "0.2" },
+    importance: { type: "string", description: `Pruning importance: ${importanceKinds.join(", ")}`, default: "taylor" },
+    taylor: { type: "string", description: "taylor: element or vector", default: "element" },
+    schedule: { type: "string", description: "layer or global", default: "layer" },
+    "keep-first": { type: "string", description: "Leave the first N layers unpruned", default: "0" },
+    "keep-last": { type: "string", description: "Leave the last N layers unpruned", default: "0" },
+    "group-size": { type: "string", description: 'Quantization group size: 32, 64, 128 … or "channel" (pruned widths are kept multiples of it)', default: "32" },
+    sym: { type: "boolean", description: "Symmetric RTN" },
+    steps: { type: "string", description: "Final LoRA recovery steps", default: "200" },
+    lr: { type: "string", description: "Final recovery learning rate", default: "1e-3" },
+    warmup: { type: "string", description: "Final recovery warm-up steps", default: "10" },
+    "eval-tokens": { type: "string", description: "lm: held-out tokens scored after the recovery", default: "32768" },
+    merge: { type: "boolean", description: "Merge the adapter into the weights (each layer re-quantized at its bits) instead of writing adapter/" },
+    threads: { type: "string", description: "ONNX Runtime threads for pruning and the final recovery (default: all cores)" },
+    out: { type: "string", description: "Output folder (replaced atomically)" },
+    json: { type: "boolean", description: "Print one JSON object on stdout" },
+  },
+  run: ({ args }) =>
+    runAction(async () => {
+      const modelDir = requiredArg("model", args.model);
+      const out = outArg(requiredArg("out", args.out), modelDir);
+      const dataFile = requiredArg("data", args.data);
+      const budget = parseBudget(args);
+      if (!budget) throw new SlimtuneError("E_ARG", "qpruner needs a memory budget: --budget-mb X (everything stored) or --avg-bits B");
+      const groupArg = args["group-size"];
+      const groupSize: number | "channel" = groupArg === "channel" || groupArg === "-1" ? "channel" : Number(groupArg);
+      if (groupSize !== "channel" && !(Number.isInteger(groupSize) && groupSize > 0)) throw new SlimtuneError("E_ARG", `--group-size "${groupArg}" must be a positive integer (32, 64, 128, …) or "channel"`);
+      const base = { scheme: "rtn" as const, groupSize, symmetric: Boolean(args.sym) };
+      checkQuantSpec({ ...base, bits: 4 });
+      const mixed = parseMixedOptions(args, budget, base, { trials: 16 });
+      const r = mixed.recovery;
+      const model = floatModelArg(modelDir);
+      const tokenizer = await loadTokenizer(modelDir);
+      const prune = {
+        ratio: ratioArg(args.ratio),
+        schedule: oneOf<Schedule>("schedule", args.schedule, schedules),
+        keepFirst: intArg("keep-first", args["keep-first"], 0, 0),
+        keepLast: intArg("keep-last", args["keep-last"], 0, 0),
+        // Every pruned width must hold whole quantization groups (and GPTQ's 32-column words).
+        channelMultiple: Math.max(defaultPlanOptions.channelMultiple, groupSize === "channel" ? 1 : groupSize),
+        allowEmptyLayers: false,
+        importance: oneOf<ImportanceKind>("importance", args.importance, importanceKinds),
+        taylor: oneOf<TaylorVariant>("taylor", args.taylor, taylorVariants),
+        samples: mixed.samples,
+        seed: r.seed,
+        threads: mixed.threads,
+      };
+      const source = await taskSource(model, tokenizer, { task: mixed.task, dataFile, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: mixed.numLabels, headDirs: [modelDir], seed: r.seed, threads: mixed.threads });
+      const evalFile = args["eval-data"];
+      if (evalFile && mixed.task !== "classify") throw new SlimtuneError("E_ARG", "--eval-data is for --task classify; with --task lm the tail of --data is held out");
+      let progress: Progress | null = null;
+      const steps = intArg("steps", args.steps, 200);
+      const result = await runQPruner(
+        model,
+        tokenizer,
+        {
+          prune,
+          source,
+          mixed: { ...mixed, recovery: r },
+          data: {
+            task: mixed.task,
+            dataFile,
+            evalFile,
+            numLabels: mixed.numLabels,
+            batch: r.batch,
+            seq: r.seq,
+            maxLen: r.maxLen,
+            heldOut: r.heldOut,
+            evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2),
+            seed: r.seed,
+          },
+          recovery: { steps, lr: floatArg("lr", args.lr, 1e-3), warmup: intArg("warmup", args.warmup, 10, 0), rank: r.rank, alpha: r.alpha, seed: r.seed, threads: mixed.threads },
+          merge: Boolean(args.merge),
+          outDir: out,
+        },
+        {
+          ...mixedProgress(),
+          onStep: (s, total) => {
+            progress ??= createProgress("recovery", total);
+            progress.update(s.step, { loss: s.loss.toFixed(4) });
+          },
+          onEval: (step, e) => {
+            (progress as Progress | null)?.stop();
+            process.stderr.write(`recovery step ${step}: held-out loss ${e.loss.toFixed(4)}${describeMetrics(e)}\n`);
+          },
+        },
+      );
+      (progress as Progress | null)?.stop();
+      const rec = result.recovery;
+      const summary = {
+        model: modelDir,
+        out,
+        prune: result.prune.report,
+        allocation: { mode: result.mixed.mode, units: result.mixed.units, bits: result.mixed.allocation, bytes: result.mixed.bytes, avgBits: result.mixed.avgBits, trials: result.mixed.trials.length, bestTrialLoss: result.mixed.best?.loss ?? null, start: result.mixed.start },
+        recovery: { steps: rec.steps, heldOutBefore: rec.heldOutBefore, heldOutAfter: rec.heldOutAfter, tokensPerSecond: rec.tokensPerSecond, merged: Boolean(args.merge) },
+        files: result.files,
+        modelBytes: result.modelBytes,
+        seconds: result.seconds,
+        peakRssMb: peakRssMb(),
+      };
+      if (args.json) {
+        printJson(summary);
+        return;
+      }
+      const lines = [
+        `QPruner → ${out} in ${result.seconds.total.toFixed(0)} s (prune ${result.seconds.prune.toFixed(0)} s, allocate ${result.seconds.allocate.toFixed(0)} s, recover ${result.seconds.recover.toFixed(0)} s)`,
+        ...describePrune(result.prune.report),
+        ...describeAllocation(result.mixed),
+      ];
+      if (rec.heldOutBefore && rec.heldOutAfter) lines.push(`recovery: held-out loss ${rec.heldOutBefore.loss.toFixed(4)} → ${rec.heldOutAfter.loss.toFixed(4)}${describeMetrics(rec.heldOutAfter)}`);
+      lines.push(`model.safetensors ${result.modelBytes.toLocaleString("en")} bytes${args.merge ? " (adapter merged)" : `; adapter in ${out}/adapter`}; peak memory ${summary.peakRssMb.toFixed(0)} MiB`);
+      process.stdout.write(`${lines.join("\n")}\n`);
+    }),
+});
