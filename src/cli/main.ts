@@ -12,6 +12,7 @@ const main = defineCommand({
     quantize: () => import("./commands/quantize.js").then((m) => m.default),
     prune: () => import("./commands/prune.js").then((m) => m.default),
     qpruner: () => import("./commands/qpruner.js").then((m) => m.default),
+    "pruning-adapter": () => import("./commands/pruning-adapter.js").then((m) => m.default),
   },
 });
 

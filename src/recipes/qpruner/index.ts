@@ -22,6 +22,7 @@ import { type StepReport, type TrainSummary, train } from "../../train/loop.js";
 import type { TaskEval } from "../../train/task.js";
 import { type MixedPrecisionOptions, type MixedPrecisionResult, allocateBits, mixedPrecisionJson, writeMixedPrecisionReport } from "../mixed-precision/index.js";
 import type { RecoverySettings } from "../mixed-precision/trial.js";
+import { folderSizes } from "../folder-sizes.js";
 import { type TaskDataOptions, loadTaskData } from "../task-data.js";
 
 export interface RecoveryOptions {
@@ -143,14 +144,7 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
       writeMixedPrecisionReport(tmp, mixed, `QPruner: ${(100 * o.prune.ratio).toFixed(0)} % pruned, held-out loss against stored bytes`);
       writeFileAtomic(path.join(tmp, "qpruner.json"), `${JSON.stringify(report, null, 1)}\n`);
     });
-    const files: Record<string, number> = {};
-    const walk = (dir: string, prefix: string) => {
-      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) walk(path.join(dir, e.name), `${prefix}${e.name}/`);
-        else files[`${prefix}${e.name}`] = fs.statSync(path.join(dir, e.name)).size;
-      }
-    };
-    walk(o.outDir, "");
+    const files = folderSizes(o.outDir);
     const t1 = performance.now();
     return {
       prune: pruned,
