@@ -14,6 +14,8 @@ export type { QuantSpec, QuantizedModel, QuantizedLinear, QuantBits } from "./qu
 export { quantizeModel, type QuantPlan } from "./quant/quantize-model.js";
 export { quantizeLinear, dequantize } from "./quant/kinds/index.js";
 export { sizeReport, type SizeReport } from "./quant/size.js";
+export { budgetModel, allocationBytes, allocationAvgBits, allocationPlan, checkBudget, type Budget, type BudgetModel, type Allocation } from "./quant/budget.js";
+export { fisherSensitivity, greedyAllocation } from "./quant/allocation.js";
 // formats
 export { readLlamaConfig, parseLlamaConfig } from "./formats/hf-config.js";
 export { loadLlamaWeights, saveLlamaFolder } from "./formats/hf-folder.js";
@@ -22,6 +24,7 @@ export { loadTokenizer, type TextTokenizer } from "./formats/tokenizer.js";
 export { saveQuantizedFolder, loadQuantizedFolder, isQuantizedFolder } from "./formats/quantized/index.js";
 export { savePeftAdapter, loadPeftAdapter } from "./formats/peft.js";
 export { savePeqaAdapter, loadPeqaAdapter } from "./formats/peqa-adapter.js";
+export { loadFineGatesRun, isFineGatesRun } from "./formats/finegates-run.js";
 // models
 export { LlamaModel } from "./models/llama/model.js";
 export { DenseParams } from "./models/llama/params.js";
@@ -36,7 +39,11 @@ export { readLabelledTsv } from "./data/tsv.js";
 export { perplexity, type PerplexityResult } from "./eval/perplexity.js";
 export { accuracy } from "./eval/classify.js";
 // prune
-export { removeStructure, type LayerKeep, type PruneReport } from "./prune/surgery.js";
+export { removeStructure, maskStructure, type LayerKeep, type PruneReport } from "./prune/surgery.js";
+export { accumulateGradients, type LossSource, type GradientStats } from "./prune/gradients.js";
+export { groupImportance, type ImportanceKind, type LayerScores } from "./prune/importance.js";
+export { planPruning, type PlanOptions, type PrunePlan } from "./prune/plan.js";
+export { pruneModel, type PruneOptions, type PruneResult } from "./prune/prune-model.js";
 // methods
 export { methods, findMethod, scoringFor, methodScoring, loadAdapter } from "./methods/registry.js";
 export type { TuningMethod, MethodDefinition } from "./methods/method.js";
@@ -46,7 +53,7 @@ export { loraMethod, loraForDenseModel, loraFromAdapter, mergeLora } from "./met
 export { qloraMethod } from "./methods/qlora/index.js";
 export { peqaMethod } from "./methods/peqa/index.js";
 export { PeqaTasks } from "./methods/peqa/tasks.js";
-export { fineGatesMethod, defaultFineGatesOptions } from "./methods/finegates/index.js";
+export { fineGatesMethod, fineGatesFromRun, defaultFineGatesOptions } from "./methods/finegates/index.js";
 export { pruneWithGates } from "./methods/finegates/removal.js";
 // train
 export { train, defaultTrainOptions, type TrainOptions, type TrainSummary, type TrainHooks } from "./train/loop.js";
@@ -56,3 +63,8 @@ export { classifyTask, type ClassifyTaskOptions } from "./train/classify-task.js
 export type { TrainTask, TaskEval } from "./train/task.js";
 // recipes
 export { runPeqaDemo } from "./recipes/peqa-demo.js";
+export { allocateBits, type MixedPrecisionOptions, type MixedPrecisionResult } from "./recipes/mixed-precision/index.js";
+export { GaussianProcess, expectedImprovement } from "./recipes/mixed-precision/gp.js";
+export { bayesOpt } from "./recipes/mixed-precision/bayes-opt.js";
+export { runQPruner } from "./recipes/qpruner/index.js";
+export { runPruningAdapter } from "./recipes/pruning-adapter/index.js";
