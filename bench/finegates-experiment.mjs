@@ -53,7 +53,12 @@ const ROWS = [
   { name: "fg30-sigma0.1", label: "FineGates 0.3, --gate-sigma 0.1", method: "finegates", sparsity: 0.3, optional: true, lr: () => a["lr-finegates"], extra: ["--target-sparsity", "0.3", "--gate-sigma", "0.1"] },
   { name: "fg30-noharden", label: "FineGates 0.3, --no-harden", method: "finegates", sparsity: 0.3, optional: true, lr: () => a["lr-finegates"], extra: ["--target-sparsity", "0.3", "--no-harden"] },
   { name: "fg40-lora", label: "FineGates 0.4 + LoRA r 8", method: "finegates", sparsity: 0.4, optional: true, lr: () => a["lr-finegates"], extra: ["--target-sparsity", "0.4", "--lora-rank", "8"] },
+  // train → harden → train: FineGates for 2/3 of the budget, then LoRA on the pruned folder for the rest.
+  { name: "fg40-lora-recover", label: "FineGates 0.4 + LoRA r 8, then LoRA r 8 on the pruned model", method: "finegates", sparsity: 0.4, optional: true, recoverShare: 1 / 3, lr: () => a["lr-finegates"], extra: ["--target-sparsity", "0.4", "--lora-rank", "8"] },
+  { name: "fg40-recover", label: "FineGates 0.4, then LoRA r 8 on the pruned model", method: "finegates", sparsity: 0.4, optional: true, recoverShare: 1 / 3, lr: () => a["lr-finegates"], extra: ["--target-sparsity", "0.4"] },
 ];
+/** Steps of a row's FineGates phase (the rest of the budget goes to recovery). */
+const gateSteps = (row) => (row.recoverShare ? Math.round(a.steps * (1 - row.recoverShare)) : a.steps);
 if (a.list) {
   for (const r of ROWS) process.stdout.write(`${r.name.padEnd(14)} ${r.label}${r.optional ? " (only with --rows)" : ""}\n`);
   process.exit(0);
@@ -71,10 +76,10 @@ H.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, on
 async function finetune(row) {
   const out = path.join(a.work, `run-${row.name}`);
   fs.rmSync(out, { recursive: true, force: true });
-  const common = ["finetune", "--method", row.method, "--model", H.baseModel, "--lr", String(row.lr()), "--warmup", String(Math.min(a.warmup, row.lm ? a["lm-steps"] : a.steps)), "--eval-every", "0", "--checkpoint-every", "0", ...row.extra];
+  const common = ["finetune", "--method", row.method, "--model", H.baseModel, "--lr", String(row.lr()), "--warmup", String(Math.min(a.warmup, row.lm ? a["lm-steps"] : gateSteps(row))), "--eval-every", "0", "--checkpoint-every", "0", ...row.extra];
   const args = row.lm
     ? [...common, "--data", H.wikiValid, "--steps", String(a["lm-steps"]), "--batch", String(a["lm-batch"]), "--seq", String(a["lm-seq"]), "--held-out", "0.05", "--out", out]
-    : [...common, "--task", "classify", "--data", H.sstTrain, "--eval-data", H.sstDev, "--steps", String(a.steps), "--batch", String(a.batch), "--max-len", String(a["max-len"]), "--out", out];
+    : [...common, "--task", "classify", "--data", H.sstTrain, "--eval-data", H.sstDev, "--steps", String(gateSteps(row)), "--batch", String(a.batch), "--max-len", String(a["max-len"]), "--out", out];
   const quiet = await H.waitQuiet({ maxWaitS: a["max-wait"], what: `${row.name} training` });
   const r = await H.cli(args, { label: `train ${row.name}` });
   const s = r.json;
@@ -165,7 +170,16 @@ for (const row of selected) {
   if (!row.lm) {
     // accuracy of the saved model: the pruned folder (FineGates, full) or base + adapter (LoRA)
     res.gatedAccuracy = res.train.heldOutAfter?.metrics.accuracy ?? null; // in-process, before removal
-    const saved = row.method === "lora" ? await evalClassify(H.baseModel, out, "eval accuracy") : await evalClassify(out, null, "eval accuracy");
+    if (row.recoverShare) {
+      // LoRA on the pruned folder (it carries the classifier head) for the rest of the budget.
+      const recoverOut = path.join(a.work, `run-${row.name}-recover`);
+      fs.rmSync(recoverOut, { recursive: true, force: true });
+      const steps = a.steps - gateSteps(row);
+      const r = await H.cli(["finetune", "--method", "lora", "--rank", "8", "--alpha", "16", "--model", out, "--lr", String(a["lr-lora"]), "--warmup", String(Math.min(a.warmup, steps)), "--eval-every", "0", "--checkpoint-every", "0", "--task", "classify", "--data", H.sstTrain, "--eval-data", H.sstDev, "--steps", String(steps), "--batch", String(a.batch), "--max-len", String(a["max-len"]), "--out", recoverOut], { label: `recover ${row.name}` });
+      res.recover = H.trainRecord(r, recoverOut, a["lr-lora"]);
+    }
+    const saved =
+      row.method === "lora" ? await evalClassify(H.baseModel, out, "eval accuracy") : row.recoverShare ? await evalClassify(out, path.join(a.work, `run-${row.name}-recover`), "eval accuracy") : await evalClassify(out, null, "eval accuracy");
     res.accuracy = saved.accuracy;
     res.evalCommand = saved.command;
     H.log(`  dev accuracy of the saved model ${(100 * saved.accuracy).toFixed(2)} % (in training, before removal: ${res.gatedAccuracy === null ? "–" : (100 * res.gatedAccuracy).toFixed(2)} %)`);
