@@ -4,14 +4,12 @@
 import { defineCommand } from "citty";
 import { SlimtuneError } from "../../core/errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
-import { type ImportanceKind, type TaylorVariant, importanceKinds, taylorVariants } from "../../prune/importance.js";
-import { type Schedule, defaultPlanOptions, schedules } from "../../prune/plan.js";
 import { parseTask, taskSource } from "../../prune/task-source.js";
 import { runPruningAdapter } from "../../recipes/pruning-adapter/index.js";
 import { floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describeMetrics } from "./finetune.js";
-import { describePrune, floatModelArg, oneOf, outArg, ratioArg } from "./prune.js";
+import { describePrune, floatModelArg, needsData, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
 
 export default defineCommand({
   meta: { name: "pruning-adapter", description: "Pruning-Adapter: prune by importance on the task, then train a LoRA adapter on the pruned frozen model" },
@@ -21,13 +19,7 @@ export default defineCommand({
     data: { type: "string", description: "Training data: a labelled TSV (classify) or a text file (lm); importance is measured on it too" },
     "eval-data": { type: "string", description: "classify: dev TSV scored after training (default: a held-out sample of --data)" },
     "num-labels": { type: "string", description: "classify: number of classes (default: largest label + 1)" },
-    ratio: { type: "string", description: "Fraction of the decoder blocks' linear parameters to prune, in (0, 1)", default: "0.3" },
-    importance: { type: "string", description: `Pruning importance: ${importanceKinds.join(", ")}`, default: "task-gradient" },
-    taylor: { type: "string", description: "taylor: element or vector", default: "element" },
-    schedule: { type: "string", description: "layer or global", default: "layer" },
-    "keep-first": { type: "string", description: "Leave the first N layers unpruned", default: "0" },
-    "keep-last": { type: "string", description: "Leave the last N layers unpruned", default: "0" },
-    "channel-multiple": { type: "string", description: "Kept MLP channels per layer are a multiple of this", default: String(defaultPlanOptions.channelMultiple) },
+    ...pruneArgs({ ratio: "0.3", importance: "task-gradient" }),
     samples: { type: "string", description: "Batches whose gradients give the importance", default: "16" },
     rank: { type: "string", description: "LoRA rank", default: "8" },
     alpha: { type: "string", description: "LoRA alpha", default: "16" },
@@ -58,23 +50,10 @@ export default defineCommand({
       const seq = intArg("seq", args.seq, 256, 2);
       const maxLen = intArg("max-len", args["max-len"], 64, 2);
       const numLabels = args["num-labels"] ? intArg("num-labels", args["num-labels"], 2, 2) : undefined;
-      const prune = {
-        ratio: ratioArg(args.ratio),
-        schedule: oneOf<Schedule>("schedule", args.schedule, schedules),
-        keepFirst: intArg("keep-first", args["keep-first"], 0, 0),
-        keepLast: intArg("keep-last", args["keep-last"], 0, 0),
-        channelMultiple: intArg("channel-multiple", args["channel-multiple"], defaultPlanOptions.channelMultiple),
-        allowEmptyLayers: false,
-        importance: oneOf<ImportanceKind>("importance", args.importance, importanceKinds),
-        taylor: oneOf<TaylorVariant>("taylor", args.taylor, taylorVariants),
-        samples: intArg("samples", args.samples, 16),
-        seed,
-        threads,
-      };
+      const prune = parsePruneFlags(args, { samples: intArg("samples", args.samples, 16), seed, threads });
       const model = floatModelArg(modelDir);
       const tokenizer = await loadTokenizer(modelDir);
-      const needsData = prune.importance === "taylor" || prune.importance === "task-gradient";
-      const source = needsData ? await taskSource(model, tokenizer, { task, dataFile, batch, seq, maxLen, numLabels, headDirs: [modelDir], seed, threads }) : undefined;
+      const source = needsData(prune.importance) ? await taskSource(model, tokenizer, { task, dataFile, batch, seq, maxLen, numLabels, headDirs: [modelDir], seed, threads }) : undefined;
       let progress: Progress | null = null;
       const r = await runPruningAdapter(
         model,

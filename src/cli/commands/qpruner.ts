@@ -5,15 +5,13 @@
 import { defineCommand } from "citty";
 import { SlimtuneError } from "../../core/errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
-import { type ImportanceKind, type TaylorVariant, importanceKinds, taylorVariants } from "../../prune/importance.js";
-import { type Schedule, defaultPlanOptions, schedules } from "../../prune/plan.js";
 import { taskSource } from "../../prune/task-source.js";
 import { checkQuantSpec } from "../../quant/spec.js";
 import { runQPruner } from "../../recipes/qpruner/index.js";
 import { floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { describeAllocation, mixedPrecisionArgs, mixedProgress, parseBudget, parseMixedOptions } from "../mixed-precision-args.js";
 import { createProgress, type Progress } from "../progress.js";
-import { describePrune, floatModelArg, oneOf, outArg, ratioArg } from "./prune.js";
+import { describePrune, floatModelArg, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
 import { describeMetrics } from "./finetune.js";
 
 export default defineCommand({
@@ -22,12 +20,7 @@ export default defineCommand({
     model: { type: "string", description: "Float model folder" },
     ...mixedPrecisionArgs,
     "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy after the final recovery (default: a held-out sample of --data)" },
-    ratio: { type: "string", description: "Fraction of the decoder blocks' linear parameters to prune, in (0, 1)", default: "0.2" },
-    importance: { type: "string", description: `Pruning importance: ${importanceKinds.join(", ")}`, default: "taylor" },
-    taylor: { type: "string", description: "taylor: element or vector", default: "element" },
-    schedule: { type: "string", description: "layer or global", default: "layer" },
-    "keep-first": { type: "string", description: "Leave the first N layers unpruned", default: "0" },
-    "keep-last": { type: "string", description: "Leave the last N layers unpruned", default: "0" },
+    ...pruneArgs({ ratio: "0.2", importance: "taylor" }),
     "group-size": { type: "string", description: 'Quantization group size: 32, 64, 128 … or "channel" (pruned widths are kept multiples of it)', default: "32" },
     sym: { type: "boolean", description: "Symmetric RTN" },
     steps: { type: "string", description: "Final LoRA recovery steps", default: "200" },
@@ -55,20 +48,8 @@ export default defineCommand({
       const r = mixed.recovery;
       const model = floatModelArg(modelDir);
       const tokenizer = await loadTokenizer(modelDir);
-      const prune = {
-        ratio: ratioArg(args.ratio),
-        schedule: oneOf<Schedule>("schedule", args.schedule, schedules),
-        keepFirst: intArg("keep-first", args["keep-first"], 0, 0),
-        keepLast: intArg("keep-last", args["keep-last"], 0, 0),
-        // Every pruned width must hold whole quantization groups (and GPTQ's 32-column words).
-        channelMultiple: Math.max(defaultPlanOptions.channelMultiple, groupSize === "channel" ? 1 : groupSize),
-        allowEmptyLayers: false,
-        importance: oneOf<ImportanceKind>("importance", args.importance, importanceKinds),
-        taylor: oneOf<TaylorVariant>("taylor", args.taylor, taylorVariants),
-        samples: mixed.samples,
-        seed: r.seed,
-        threads: mixed.threads,
-      };
+      // Every pruned width must hold whole quantization groups (and GPTQ's 32-column words).
+      const prune = parsePruneFlags(args, { samples: mixed.samples, seed: r.seed, threads: mixed.threads, minChannelMultiple: groupSize === "channel" ? 1 : groupSize });
       const source = await taskSource(model, tokenizer, { task: mixed.task, dataFile, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: mixed.numLabels, headDirs: [modelDir], seed: r.seed, threads: mixed.threads });
       const evalFile = args["eval-data"];
       if (evalFile && mixed.task !== "classify") throw new SlimtuneError("E_ARG", "--eval-data is for --task classify; with --task lm the tail of --data is held out");
