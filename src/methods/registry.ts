@@ -38,7 +38,7 @@ export function loadAdapter(base: LoadedBase, dir: string): { definition: Method
   const definition = candidates.find((d) => d.needs === base.kind) ?? candidates[0];
   if (!definition) {
     const known = methods.filter((d) => d.adapter).map((d) => d.name).join(", ");
-    throw new SlimtuneError("E_CONFIG", `no adapter here that a method recognises (${known}: adapter_config.json for LoRA/QLoRA, peqa_adapter.json for PEQA); pass an adapter folder that finetune wrote`, dir);
+    throw new SlimtuneError("E_CONFIG", `no adapter here that a method recognises (${known}: adapter_config.json for LoRA/QLoRA, peqa_adapter.json for PEQA, finegates.json for a FineGates run); pass an adapter folder that finetune wrote`, dir);
   }
   return { definition, method: definition.adapter!.load(base, dir) };
 }
