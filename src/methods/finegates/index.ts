@@ -3,7 +3,6 @@
 // penalty, after which gated-off rows and columns are physically removed.
 
 import path from "node:path";
-import { floatBase } from "../base.js";
 import { layerShape } from "../../arch/llama/config.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
@@ -14,6 +13,7 @@ import { type FineGatesRun, isFineGatesRun, loadFineGatesRun, saveFineGatesRun }
 import { LlamaModel } from "../../models/llama/model.js";
 import { DenseParams } from "../../models/llama/params.js";
 import type { PruneReport } from "../../prune/surgery.js";
+import { floatBase } from "../base.js";
 import { type FlagValues, boolFlag, flagDefaults, floatFlag, intFlag } from "../flags.js";
 import { loraFlags, loraForDenseModel, mergeLora } from "../lora/index.js";
 import { type TuningMethod, defineMethod } from "../method.js";
