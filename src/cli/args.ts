@@ -43,3 +43,16 @@ export function printJson(value: unknown): void {
 export function peakRssMb(): number {
   return process.resourceUsage().maxRSS / 1024;
 }
+
+/**
+ * Ctrl-C / SIGTERM exit the process (code 130) so that "exit" handlers run: recipes remove their work
+ * folders there, and worker processes exit when their parent disconnects. Nothing is published then.
+ */
+export function exitOnSignal(): void {
+  const stop = () => {
+    process.stderr.write("\nstopped; nothing was written to --out\n");
+    process.exit(130);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}

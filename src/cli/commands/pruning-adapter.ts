@@ -6,7 +6,7 @@ import { SlimtuneError } from "../../core/errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { parseTask, taskSource } from "../../prune/task-source.js";
 import { runPruningAdapter } from "../../recipes/pruning-adapter/index.js";
-import { floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
+import { exitOnSignal, floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describeMetrics } from "./finetune.js";
 import { describePrune, floatModelArg, needsData, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
@@ -39,6 +39,7 @@ export default defineCommand({
   },
   run: ({ args }) =>
     runAction(async () => {
+      exitOnSignal();
       const modelDir = requiredArg("model", args.model);
       const out = outArg(requiredArg("out", args.out), modelDir);
       const dataFile = requiredArg("data", args.data);

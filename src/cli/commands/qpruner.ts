@@ -8,7 +8,7 @@ import { loadTokenizer } from "../../formats/tokenizer.js";
 import { taskSource } from "../../prune/task-source.js";
 import { checkQuantSpec } from "../../quant/spec.js";
 import { runQPruner } from "../../recipes/qpruner/index.js";
-import { floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
+import { exitOnSignal, floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { describeAllocation, mixedPrecisionArgs, mixedProgress, parseBudget, parseMixedOptions } from "../mixed-precision-args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describePrune, floatModelArg, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
@@ -34,6 +34,7 @@ export default defineCommand({
   },
   run: ({ args }) =>
     runAction(async () => {
+      exitOnSignal();
       const modelDir = requiredArg("model", args.model);
       const out = outArg(requiredArg("out", args.out), modelDir);
       const dataFile = requiredArg("data", args.data);

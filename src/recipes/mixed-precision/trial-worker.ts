@@ -7,13 +7,19 @@ import { createTrialRunner } from "./trial.js";
 import type { WorkerReply, WorkerRequest } from "./workers.js";
 
 let runner: Promise<TrialRunner> | null = null;
-const send = (m: WorkerReply) => process.send!(m);
+// The parent may be gone by the time a trial ends (Ctrl-C): then there is no one to answer.
+const send = (m: WorkerReply) => {
+  if (process.connected) process.send!(m, (err: Error | null) => err && process.exit(0));
+};
 const failure = (id: number, err: unknown): WorkerReply => ({
   type: "error",
   id,
   code: err instanceof SlimtuneError ? err.code : null,
   message: err instanceof Error ? (err instanceof SlimtuneError ? err.message : (err.stack ?? err.message)) : String(err),
 });
+
+// The parent went away (finished, or stopped with Ctrl-C): nothing is left to evaluate for.
+process.on("disconnect", () => process.exit(0));
 
 process.on("message", (msg: WorkerRequest) => {
   if (msg.type === "init") {

@@ -49,6 +49,8 @@ export async function runPruningAdapter(model: LlamaModel, tokenizer: TextTokeni
   const method = loraForDenseModel(pruned.model, { rank: o.adapter.rank, alpha: o.adapter.alpha, seed: o.adapter.seed }, path.resolve(o.outDir));
   const task = loadTaskData(tokenizer, o.data).task(pruned.model.config);
   const work = fs.mkdtempSync(path.join(path.dirname(path.resolve(o.outDir)), `.${path.basename(o.outDir)}.pa-`));
+  const cleanup = () => fs.rmSync(work, { recursive: true, force: true });
+  process.once("exit", cleanup);
   let training: TrainSummary;
   try {
     training = await train(
@@ -72,7 +74,8 @@ export async function runPruningAdapter(model: LlamaModel, tokenizer: TextTokeni
       { onStep: hooks.onStep, onEval: hooks.onEval },
     );
   } finally {
-    fs.rmSync(work, { recursive: true, force: true });
+    process.off("exit", cleanup);
+    cleanup();
   }
   const tTrain = performance.now();
   const report = {

@@ -82,6 +82,9 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
   const t0 = performance.now();
   // Work folder beside the output: the pruned float model the trial workers load.
   const work = fs.mkdtempSync(path.join(path.dirname(path.resolve(o.outDir)), `.${path.basename(o.outDir)}.qpruner-`));
+  // Also on process.exit (the CLI exits on Ctrl-C), so no work folder is left behind.
+  const cleanup = () => fs.rmSync(work, { recursive: true, force: true });
+  process.once("exit", cleanup);
   try {
     hooks.onStage?.(`[1/3] prune ${(100 * o.prune.ratio).toFixed(0)} % by ${o.prune.importance} importance`);
     const pruned = await pruneModel(model, { ...o.prune, source: o.source });
@@ -155,6 +158,7 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
       seconds: { prune: (tPrune - t0) / 1000, allocate: (tAllocate - tPrune) / 1000, recover: (tRecover - tAllocate) / 1000, total: (t1 - t0) / 1000 },
     };
   } finally {
-    fs.rmSync(work, { recursive: true, force: true });
+    process.off("exit", cleanup);
+    cleanup();
   }
 }
