@@ -10,6 +10,8 @@ import { REF_MODEL, SHARED, WIKITEXT_TEST, WIKITEXT_VALID, scratchDir } from "..
 
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
 const SST_TRAIN = path.join(SHARED, "data", "sst-2", "train.tsv");
+// Whole pipelines: ~30–50 s on an idle 2-core machine, several times that when it is shared.
+const LONG = 600_000;
 
 /** Runs the CLI without blocking the test worker (long runs would starve vitest's RPC). */
 function slimtune(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -56,7 +58,7 @@ describe("slimtune prune", () => {
     expect(s.report.layers[0].kvHeads).toEqual([4, 2]);
     expect(s.report.layers[0].channels).toEqual([704, 352]);
     expect((await slimtune(["eval", "--model", out, "--data", WIKITEXT_TEST, "--max-tokens", "1024"])).code).toBe(0);
-  });
+  }, LONG);
 });
 
 describe("slimtune qpruner", () => {
@@ -80,7 +82,7 @@ describe("slimtune qpruner", () => {
     expect(Object.keys(config.quantization_config.dynamic ?? {}).length).toBeGreaterThan(0);
     const e = await slimtune(["eval", "--model", out, "--data", WIKITEXT_TEST, "--max-tokens", "1024", "--json"]);
     expect(e.code, e.stderr).toBe(0);
-  });
+  }, LONG);
 });
 
 describe("bad input: a typed error naming the value and the fix, nothing written", () => {
