@@ -139,7 +139,7 @@ export async function mixedPrecisionFromArgs(
   return allocateBits(model, {
     ...o,
     source,
-    trial: o.dataFile ? { modelDir, task: o.task, dataFile: o.dataFile, numLabels: o.numLabels, recovery: r } : undefined,
+    trial: o.dataFile ? { modelDir, task: o.task, dataFile: o.dataFile, numLabels: o.numLabels, ...(source?.kind === "classify" ? { head: source.head } : {}), recovery: r } : undefined,
     ...mixedProgress(),
   });
 }

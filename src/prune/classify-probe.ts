@@ -4,6 +4,7 @@
 // through this head; a random head would make the gradients a random projection of the task.
 
 import type { FloatWeights } from "../arch/params.js";
+import { Rng } from "../core/rng.js";
 import { padBatch } from "../data/cls-batches.js";
 import type { TokenizedExample } from "../data/examples.js";
 import { Graph, GraphCache } from "../engine/index.js";
@@ -80,8 +81,10 @@ export function fitSoftmaxProbe(features: Float32Array, labels: Int32Array, C: n
   return Float32Array.from(W);
 }
 
-/** A probe head [numLabels, C] for `model` on `examples`. */
-export async function probeHead(model: FloatWeights, examples: readonly TokenizedExample[], opts: ProbeOptions): Promise<Float32Array> {
-  const features = await lastTokenFeatures(model, examples, opts);
-  return fitSoftmaxProbe(features, Int32Array.from(examples, (e) => e.label), model.config.hiddenSize, opts.numLabels, opts.iterations, opts.l2);
+/** A probe head [numLabels, C] for `model`, fitted on a seeded sample of up to `count` of `examples`. */
+export async function probeHead(model: FloatWeights, examples: readonly TokenizedExample[], opts: ProbeOptions & { count: number; seed: number }): Promise<Float32Array> {
+  const rng = new Rng(opts.seed + 104729);
+  const picked = Array.from({ length: Math.min(examples.length, opts.count) }, () => examples[rng.int(examples.length)]!);
+  const features = await lastTokenFeatures(model, picked, opts);
+  return fitSoftmaxProbe(features, Int32Array.from(picked, (e) => e.label), model.config.hiddenSize, opts.numLabels, opts.iterations, opts.l2);
 }

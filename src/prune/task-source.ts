@@ -4,7 +4,6 @@
 
 import type { FloatWeights } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
-import { Rng } from "../core/rng.js";
 import { tokenizeExamples } from "../data/examples.js";
 import { tokenizeFile } from "../data/text-file.js";
 import { readLabelledTsv } from "../data/tsv.js";
@@ -49,8 +48,7 @@ export async function taskSource(model: FloatWeights, tokenizer: TextTokenizer, 
   const padId = model.config.eosTokenId ?? 0;
   const common = { kind: "classify" as const, examples, batch: opts.batch, maxLen: opts.maxLen, padId, numLabels };
   if (saved && saved.numLabels === numLabels) return { ...common, head: saved.head, headSource: saved.dir };
-  const rng = new Rng(opts.seed + 104729);
-  const picked = Array.from({ length: Math.min(examples.length, opts.probeExamples ?? 1024) }, () => examples[rng.int(examples.length)]!);
-  const head = await probeHead(model, picked, { numLabels, maxLen: opts.maxLen, padId, batch: opts.batch, threads: opts.threads });
-  return { ...common, head, headSource: `a linear probe fitted on ${picked.length} examples` };
+  const count = Math.min(examples.length, opts.probeExamples ?? 1024);
+  const head = await probeHead(model, examples, { numLabels, maxLen: opts.maxLen, padId, batch: opts.batch, threads: opts.threads, count, seed: opts.seed });
+  return { ...common, head, headSource: `a linear probe fitted on ${count} examples` };
 }

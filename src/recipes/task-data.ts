@@ -28,6 +28,8 @@ export interface TaskDataOptions {
   evalTokens: number;
   /** classify: dev examples scored per evaluation (default: all). */
   evalExamples?: number;
+  /** classify: the head [numLabels, C] every task starts from (default: random, std 0.02). */
+  head?: Float32Array;
   seed: number;
 }
 
@@ -71,6 +73,7 @@ export function loadTaskData(tokenizer: TextTokenizer, o: TaskDataOptions): Task
         padId: config.eosTokenId ?? 0,
         seed: o.seed,
         evalExamples: o.evalExamples,
+        ...(o.head ? { head: o.head } : {}),
       }),
     scoredOn: o.evalFile ?? `a held-out ${(100 * o.heldOut).toFixed(0)} % sample of ${o.dataFile}`,
   };

@@ -38,7 +38,7 @@ export interface MixedPrecisionOptions {
   /** BO: also evaluate every uniform allocation (over budget too), as references for the front. */
   referenceUniform: boolean;
   /** BO: the model folder, task and data each trial recovers on. */
-  trial?: { modelDir: string; task: "lm" | "classify"; dataFile: string; numLabels?: number; recovery: RecoverySettings };
+  trial?: { modelDir: string; task: "lm" | "classify"; dataFile: string; numLabels?: number; head?: Float32Array; recovery: RecoverySettings };
   onStage?: (stage: string) => void;
   onTrial?: (t: EvaluatedTrial, best: EvaluatedTrial, done: number, total: number) => void;
 }
@@ -107,7 +107,8 @@ export async function allocateBits(model: FloatWeights, opts: MixedPrecisionOpti
 
   if (!opts.trial) throw new SlimtuneError("E_ARG", "Bayesian optimisation needs the trial setup (model folder, task data)");
   if (!(Number.isInteger(opts.trials) && opts.trials >= 1)) throw new SlimtuneError("E_ARG", `--trials ${opts.trials} must be a positive integer`);
-  const setup: TrialSetup = { ...opts.trial, base: opts.base, choices: bm.choices, threads: 1 };
+  const { head, ...trial } = opts.trial;
+  const setup: TrialSetup = { ...trial, ...(head ? { head: Array.from(head) } : {}), base: opts.base, choices: bm.choices, threads: 1 };
   opts.onStage?.(opts.workers > 0 ? `Bayesian optimisation: ${opts.trials} trials on ${opts.workers} worker processes` : `Bayesian optimisation: ${opts.trials} trials in this process`);
   const evaluator: TrialEvaluator = opts.workers > 0 ? await workerPool(setup, opts.workers) : await sequentialEvaluator(setup);
   const evaluated: EvaluatedTrial[] = [];

@@ -60,6 +60,8 @@ export interface TrialSetup {
   task: "lm" | "classify";
   dataFile: string;
   numLabels?: number;
+  /** classify: the head every trial starts from (a probe fitted on the model), as plain numbers for IPC. */
+  head?: number[];
   base: BaseSpec;
   choices: QuantBits[];
   recovery: RecoverySettings;
@@ -101,6 +103,7 @@ export async function createTrialRunner(setup: TrialSetup): Promise<TrialRunner>
     heldOut: r.heldOut,
     evalTokens: r.evalTokens,
     evalExamples: r.evalExamples,
+    ...(setup.head ? { head: Float32Array.from(setup.head) } : {}),
     seed: r.seed,
   });
   return {

@@ -12,6 +12,7 @@ import { loraMethod, mergeLora } from "../../methods/lora/index.js";
 import { quantizedLoraBase } from "../../methods/qlora/index.js";
 import type { LlamaModel } from "../../models/llama/model.js";
 import type { LossSource } from "../../prune/gradients.js";
+import { probeHead } from "../../prune/classify-probe.js";
 import { type PruneOptions, type PruneResult, pruneModel } from "../../prune/prune-model.js";
 import { allocationPlan } from "../../quant/budget.js";
 import { dequantize, quantizeLinear } from "../../quant/kinds/index.js";
@@ -90,13 +91,23 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
     const pruned = await pruneModel(model, { ...o.prune, source: o.source });
     const prunedDir = path.join(work, "pruned");
     pruned.model.save(prunedDir);
+    // Classification: every trial and the final recovery start from a linear probe fitted on the
+    // pruned model, so the loss measures what quantization does to its features rather than how
+    // far a random head gets in a few steps.
+    let source = o.source;
+    let head: Float32Array | undefined;
+    if (source?.kind === "classify") {
+      hooks.onStage?.("      classifier head: a linear probe fitted on the pruned float model");
+      head = await probeHead(pruned.model, source.examples, { numLabels: source.numLabels, maxLen: source.maxLen, padId: source.padId, batch: source.batch, threads: o.recovery.threads, count: 1024, seed: o.recovery.seed });
+      source = { ...source, head };
+    }
     const tPrune = performance.now();
 
     hooks.onStage?.(`[2/3] allocate bits (${o.mixed.mode})`);
     const mixed = await allocateBits(pruned.model, {
       ...o.mixed,
-      source: o.source,
-      trial: { modelDir: prunedDir, task: o.data.task, dataFile: o.data.dataFile, numLabels: o.data.numLabels, recovery: o.mixed.recovery },
+      source,
+      trial: { modelDir: prunedDir, task: o.data.task, dataFile: o.data.dataFile, numLabels: o.data.numLabels, head, recovery: o.mixed.recovery },
       onStage: (s) => hooks.onStage?.(`      ${s}`),
       onTrial: hooks.onTrial,
     });
@@ -106,7 +117,7 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
     const qm = quantizeModel(pruned.model, allocationPlan(mixed.budgetModel, mixed.allocation));
     // The adapter's base is the folder written here, not the float model.
     const method = loraMethod({ ...quantizedLoraBase(qm), baseName: path.resolve(o.outDir) }, { rank: o.recovery.rank, alpha: o.recovery.alpha, seed: o.recovery.seed }, "qlora");
-    const task = loadTaskData(tokenizer, o.data).task(qm.config);
+    const task = loadTaskData(tokenizer, { ...o.data, ...(head ? { head } : {}) }).task(qm.config);
     const recovery = await train(
       method,
       task,
@@ -134,7 +145,7 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
       base_model: model.sourceDir ? path.resolve(model.sourceDir) : null,
       prune: { importance: o.prune.importance, ratio: o.prune.ratio, schedule: o.prune.schedule, keep_first: o.prune.keepFirst, keep_last: o.prune.keepLast, ...pruned.report },
       mixed_precision: mixedPrecisionJson(mixed),
-      recovery: { steps: recovery.steps, lr: o.recovery.lr, rank: o.recovery.rank, alpha: o.recovery.alpha, held_out_before: recovery.heldOutBefore, held_out_after: recovery.heldOutAfter, merged: o.merge },
+      recovery: { steps: recovery.steps, lr: o.recovery.lr, rank: o.recovery.rank, alpha: o.recovery.alpha, head_init: head ? "linear probe on the pruned float model (1024 examples)" : null, held_out_before: recovery.heldOutBefore, held_out_after: recovery.heldOutAfter, merged: o.merge },
       size: sizeReport(final),
     };
     replaceDirAtomic(o.outDir, (tmp) => {
