@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// QPruner experiment (docs/results/qpruner.md): ref-llama-5m pruned 20 % (Taylor on SST-2), then
-// uniform 4-bit, uniform 3-bit, importance-only mixed and BO mixed at the bytes of each uniform
-// point, each followed by the same LoRA recovery; SST-2 dev accuracy, and WikiText-2 perplexity / KL
-// of the compressed model itself (no adapter). The BO rows also evaluate every uniform allocation
-// with the trial objective, and their trials make the Pareto front (bytes vs held-out loss).
+// QPruner experiment (docs/results/qpruner.md): ref-llama-5m pruned 20 % (Taylor importance on the
+// task), then uniform 4-bit, uniform 3-bit, importance-only mixed and BO mixed at the bytes of each
+// uniform point, each followed by the same LoRA recovery. --task lm (default): the task is WikiText-2
+// (train on valid, the objective on its held-out tail), scored by test perplexity and KL to the float
+// model with the adapter; --task classify: SST-2, scored by dev accuracy. Both also report the
+// compressed model's own WikiText-2 perplexity and KL (no adapter). The BO rows also evaluate every
+// uniform allocation with the trial objective; their trials make the Pareto front (bytes vs loss).
 // One more row runs every stage once at the SmolLM2-135M shape (random weights) for wall time and
 // memory, not quality.
 //
@@ -18,9 +20,10 @@ import * as H from "./lib/harness.mjs";
 
 const USAGE = "node bench/qpruner-experiment.mjs [--rows a,b] [--trials 16] [--merge]";
 const SPEC = {
+  task: { type: "string", default: "lm", help: "lm (WikiText-2) or classify (SST-2)" },
   ratio: { type: "float", default: 0.2, help: "pruning ratio of every row" },
   steps: { type: "int", default: 300, help: "final LoRA recovery steps of every row" },
-  batch: { type: "int", default: 16, help: "SST-2 examples per step" },
+  batch: { type: "int", default: 16, help: "SST-2 examples per step (lm: 8 sequences of 128)" },
   "max-len": { type: "int", default: 64, help: "SST-2 tokens kept per example" },
   lr: { type: "float", default: 1e-3, help: "LoRA learning rate (final and trials)" },
   trials: { type: "int", default: 16, help: "BO trials per BO row" },
@@ -32,9 +35,11 @@ const SPEC = {
   list: { type: "bool", default: false, help: "list the rows and exit" },
   merge: { type: "bool", default: false, help: "update only the rows run in an existing --out JSON" },
   work: { type: "string", default: path.join(os.tmpdir(), "slimtune-qpruner"), help: "scratch folder" },
-  out: { type: "string", default: path.join(H.root, "bench/results/qpruner.json"), help: "JSON results" },
+  out: { type: "string", default: null, help: "JSON results (default bench/results/qpruner-<task>.json)" },
 };
 const a = H.parseFlags(process.argv.slice(2), SPEC, USAGE);
+const lm = a.task === "lm";
+a.out ??= path.join(H.root, `bench/results/qpruner-${lm ? "lm" : "sst2"}.json`);
 
 const ROWS = [
   { name: "u3", label: "uniform 3-bit", args: () => ["--allocation", "uniform", "--avg-bits", "3"] },
@@ -64,10 +69,13 @@ H.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, co
 let all = a.merge && fs.existsSync(a.out) ? JSON.parse(fs.readFileSync(a.out, "utf8")).rows : [];
 const bytesOf = (name) => all.find((r) => r.name === name)?.allocation?.bytes;
 
+const taskArgs = lm
+  ? ["--task", "lm", "--data", H.wikiValid, "--batch", "8", "--seq", "128", "--eval-tokens", "16384"]
+  : ["--task", "classify", "--data", H.sstTrain, "--eval-data", H.sstDev, "--batch", String(a.batch), "--max-len", String(a["max-len"])];
 const common = [
-  "--model", H.baseModel, "--task", "classify", "--data", H.sstTrain, "--eval-data", H.sstDev, "--ratio", String(a.ratio), "--importance", "taylor",
-  "--group-size", String(a["group-size"]), "--steps", String(a.steps), "--batch", String(a.batch), "--max-len", String(a["max-len"]), "--lr", String(a.lr),
-  "--recovery-steps", String(a["recovery-steps"]), "--recovery-lr", String(a.lr), "--samples", "16", "--workers", String(a.workers), "--seed", "0",
+  "--model", H.baseModel, ...taskArgs, "--ratio", String(a.ratio), "--importance", "taylor", "--group-size", String(a["group-size"]),
+  "--steps", String(a.steps), "--lr", String(a.lr), "--recovery-steps", String(a["recovery-steps"]), "--recovery-lr", String(a.lr),
+  "--samples", "16", "--workers", String(a.workers), "--seed", "0",
 ];
 
 async function qprunerRow(row) {
@@ -84,7 +92,8 @@ async function qprunerRow(row) {
     prune: s.prune,
     allocation: s.allocation,
     recovery: s.recovery,
-    accuracy: s.recovery.heldOutAfter.metrics.accuracy,
+    accuracy: s.recovery.heldOutAfter.metrics.accuracy ?? null,
+    heldOutPerplexity: s.recovery.heldOutAfter.metrics.perplexity ?? null,
     modelBytes: s.modelBytes,
     adapterBytes: Object.entries(s.files).filter(([f]) => f.startsWith("adapter/")).reduce((t, [, b]) => t + b, 0),
     seconds: s.seconds,
@@ -95,7 +104,12 @@ async function qprunerRow(row) {
   res.trials = mp.trials;
   const k = await H.cli(["eval", "--model", out, "--reference", H.baseModel, "--data", H.wikiTest, "--max-tokens", String(a["kl-tokens"])], { label: `${row.name}: perplexity and KL of the compressed model` });
   res.lm = { perplexity: k.json.perplexity, referencePerplexity: k.json.referencePerplexity, meanKl: k.json.meanKl, top1: k.json.top1Agreement, tokens: k.json.tokens };
-  H.log(`  ${row.name}: bits ${s.allocation.bits.join(",")} (${s.allocation.avgBits.toFixed(3)} bits/weight, ${s.allocation.bytes} bytes) → SST-2 dev ${(100 * res.accuracy).toFixed(2)} %, WikiText-2 ppl ${res.lm.perplexity.toFixed(2)}, KL ${res.lm.meanKl.toFixed(4)}`);
+  if (lm) {
+    // The deployed model: the compressed folder with its recovery adapter.
+    const t = await H.cli(["eval", "--model", out, "--adapter", path.join(out, "adapter"), "--reference", H.baseModel, "--data", H.wikiTest, "--max-tokens", String(a["kl-tokens"])], { label: `${row.name}: with the adapter` });
+    res.adapted = { perplexity: t.json.perplexity, meanKl: t.json.meanKl, top1: t.json.top1Agreement, tokens: t.json.tokens };
+  }
+  H.log(`  ${row.name}: bits ${s.allocation.bits.join(",")} (${s.allocation.avgBits.toFixed(3)} bits/weight, ${s.allocation.bytes} bytes) → ${lm ? `test ppl with adapter ${res.adapted.perplexity.toFixed(2)}` : `SST-2 dev ${(100 * res.accuracy).toFixed(2)} %`}, compressed model ppl ${res.lm.perplexity.toFixed(2)}, KL ${res.lm.meanKl.toFixed(4)}`);
   return res;
 }
 
@@ -137,9 +151,9 @@ async function smollmRow(row) {
 const selected = a.rows ? a.rows.map((n) => ROWS.find((r) => r.name === n) ?? (() => { throw new Error(`unknown row ${n}`); })()) : ROWS;
 const save = () =>
   H.writeJson(a.out, {
-    experiment: "qpruner",
+    experiment: `qpruner-${a.task}`,
     machine,
-    settings: { model: H.baseModel, ratio: a.ratio, steps: a.steps, batch: a.batch, maxLen: a["max-len"], lr: a.lr, trials: a.trials, recoverySteps: a["recovery-steps"], workers: a.workers, groupSize: a["group-size"], klTokens: a["kl-tokens"] },
+    settings: { task: a.task, model: H.baseModel, ratio: a.ratio, steps: a.steps, batch: a.batch, maxLen: a["max-len"], lr: a.lr, trials: a.trials, recoverySteps: a["recovery-steps"], workers: a.workers, groupSize: a["group-size"], klTokens: a["kl-tokens"] },
     command: `node bench/qpruner-experiment.mjs ${process.argv.slice(2).join(" ")}`.trim(),
     wallSeconds: (Date.now() - started) / 1000,
     rows: all,
@@ -156,18 +170,16 @@ for (const row of selected) {
 const q = all.filter((r) => r.allocation);
 process.stdout.write(
   H.mdTable(
-    ["row", "bits per layer", "code bits/weight", "stored bytes (allocation)", "model.safetensors", "SST-2 dev acc", "held-out loss before → after recovery", "WikiText-2 ppl (compressed, no adapter)", "KL to float", "top-1"],
+    ["row", "bits per layer", "code bits/weight", "stored bytes (allocation)", "model.safetensors", lm ? "WikiText-2 test ppl (with adapter)" : "SST-2 dev acc", lm ? "KL to float (with adapter)" : "held-out loss before → after recovery", "compressed model: ppl / KL / top-1 (no adapter)"],
     q.map((r) => [
       r.label,
       r.allocation.bits.join(","),
       H.fmt.f(r.allocation.avgBits, 3),
       H.fmt.int(r.allocation.bytes),
       H.fmt.int(r.modelBytes),
-      H.fmt.pct(r.accuracy, 2),
-      `${H.fmt.f(r.recovery.heldOutBefore.loss, 4)} → ${H.fmt.f(r.recovery.heldOutAfter.loss, 4)}`,
-      H.fmt.f(r.lm.perplexity, 2),
-      H.fmt.f(r.lm.meanKl, 4),
-      H.fmt.pct(r.lm.top1, 2),
+      lm ? H.fmt.f(r.adapted?.perplexity, 2) : H.fmt.pct(r.accuracy, 2),
+      lm ? H.fmt.f(r.adapted?.meanKl, 4) : `${H.fmt.f(r.recovery.heldOutBefore.loss, 4)} → ${H.fmt.f(r.recovery.heldOutAfter.loss, 4)}`,
+      `${H.fmt.f(r.lm.perplexity, 2)} / ${H.fmt.f(r.lm.meanKl, 4)} / ${H.fmt.pct(r.lm.top1, 2)}`,
     ]),
   ) + "\n\n",
 );
@@ -182,9 +194,10 @@ if (points.length) {
   const uniforms = pts.filter((p) => p.origin === "uniform");
   const nonUniformFront = P.paretoFront(pts.filter((p) => p.origin !== "uniform")).map((i) => pts.filter((p) => p.origin !== "uniform")[i]);
   const dominance = uniforms.map((u) => ({ uniform: u.label, bytes: u.bytes, loss: u.loss, dominatedByMixed: P.dominatedBy(nonUniformFront.filter((f) => f !== u), u) }));
-  const svg = P.paretoSvg(pts, { title: "QPruner on ref-llama-5m (20 % pruned): held-out SST-2 loss after 30 LoRA steps vs bytes" });
-  fs.writeFileSync(path.join(path.dirname(a.out), "qpruner-pareto.svg"), svg);
-  H.writeJson(path.join(path.dirname(a.out), "qpruner-pareto.json"), { points: uniq, front, dominance });
+  const svg = P.paretoSvg(pts, { title: `QPruner on ref-llama-5m (20 % pruned): held-out ${lm ? "WikiText-2" : "SST-2"} loss after ${a["recovery-steps"]} LoRA steps vs bytes`, lossLabel: "held-out loss after the trial's recovery" });
+  const stem = a.out.replace(/\.json$/, "");
+  fs.writeFileSync(`${stem}-pareto.svg`, svg);
+  H.writeJson(`${stem}-pareto.json`, { points: uniq, front, dominance });
   process.stdout.write(`${H.mdTable(["uniform point", "bytes", "trial loss", "dominated by a mixed allocation"], dominance.map((d) => [d.uniform, H.fmt.int(d.bytes), H.fmt.f(d.loss, 4), d.dominatedByMixed ? "yes" : "no"]))}\n`);
 }
 const sm = all.find((r) => r.name === "smollm");
