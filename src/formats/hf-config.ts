@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { SlimtuneError } from "../core/errors.js";
+import { parseFields } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 
 export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
@@ -20,7 +21,7 @@ const positiveInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
 const ropeDefault = z.looseObject({ rope_type: z.literal("default").optional(), type: z.literal("default").optional() });
 
-const configSchema = z.looseObject({
+const configShape = {
   hidden_size: positiveInt,
   intermediate_size: positiveInt,
   num_hidden_layers: positiveInt,
@@ -41,19 +42,17 @@ const configSchema = z.looseObject({
   hidden_act: z.string().nullish(),
   sliding_window: positiveInt.nullish(),
   use_sliding_window: z.boolean().nullish(),
-});
+};
 
-const positiveIntFields = [
-  "hidden_size",
-  "intermediate_size",
-  "num_hidden_layers",
-  "num_attention_heads",
-  "vocab_size",
-  "max_position_embeddings",
-  "sliding_window",
-];
-const expectations: Record<string, string> = {
-  ...Object.fromEntries(positiveIntFields.map((f) => [f, "a positive integer"])),
+const expectations: { [K in keyof typeof configShape]: string } = {
+  hidden_size: "a positive integer",
+  intermediate_size: "a positive integer",
+  num_hidden_layers: "a positive integer",
+  num_attention_heads: "a positive integer",
+  vocab_size: "a positive integer",
+  max_position_embeddings: "a positive integer",
+  sliding_window: "a positive integer",
+  rope_scaling: "null or a RoPE scaling object",
   num_key_value_heads: "a positive integer or null",
   head_dim: "a positive integer or null",
   rms_norm_eps: "a positive number",
@@ -72,15 +71,6 @@ function configError(file: string, message: string): SlimtuneError {
   return new SlimtuneError("E_CONFIG", message, file);
 }
 
-function describeIssue(issue: z.core.$ZodIssue, json: Record<string, unknown>): string {
-  const field = issue.path.map(String).join(".");
-  const top = String(issue.path[0] ?? "");
-  const present = issue.path.length > 0 && Object.hasOwn(json, top);
-  const expected = expectations[top] ?? "a valid value";
-  const got = present ? `is ${JSON.stringify(json[top])}` : "is missing";
-  return `field "${field}" ${got}; expected ${expected} — fix config.json (compare with the model's original config)`;
-}
-
 /** Validates a parsed config.json; `file` is only used in error messages. */
 export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
@@ -96,12 +86,11 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     );
   }
   const type = modelType as LlamaModelType;
-  const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw configError(file, describeIssue(issue, raw));
-  }
-  const c = parsed.data;
+  const c = parseFields(raw, configShape, expectations, {
+    file,
+    label: (field) => `field "${field}"`,
+    fix: "fix config.json (compare with the model's original config)",
+  });
 
   const hiddenAct = c.hidden_act ?? "silu";
   if (hiddenAct !== "silu") {
