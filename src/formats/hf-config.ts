@@ -6,6 +6,7 @@ import { z } from "zod";
 import { SlimtuneError } from "../core/errors.js";
 import { parseFields } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
+import type { Llama3RopeScaling } from "../arch/llama/config.js";
 
 export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 export { layerShape } from "../arch/llama/config.js";
@@ -20,6 +21,45 @@ const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistr
 const positiveInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
 const ropeDefault = z.looseObject({ rope_type: z.literal("default").optional(), type: z.literal("default").optional() });
+const ropeLlama3 = z.looseObject({
+  rope_type: z.literal("llama3").optional(),
+  type: z.literal("llama3").optional(),
+  factor: z.number().positive(),
+  low_freq_factor: z.number().positive(),
+  high_freq_factor: z.number().positive(),
+  original_max_position_embeddings: z.number().int().positive(),
+});
+
+/**
+ * Plain RoPE (rope_scaling null or rope_type "default"), or Llama 3's scaling, from rope_scaling
+ * (transformers ≤ 4) or rope_parameters (transformers 5). Other scalings are refused.
+ */
+function parseRopeScaling(ropeScaling: unknown, ropeParameters: Record<string, unknown> | null | undefined, file: string): Llama3RopeScaling | undefined {
+  const source = ropeScaling ?? (ropeParameters && ropeParameters.rope_type !== undefined && ropeParameters.rope_type !== "default" ? ropeParameters : null);
+  const where = ropeScaling !== undefined && ropeScaling !== null ? "rope_scaling" : "rope_parameters";
+  if (source === null || source === undefined || ropeDefault.safeParse(source).success) return undefined;
+  const type = (source as Record<string, unknown>).rope_type ?? (source as Record<string, unknown>).type;
+  if (type !== "llama3") {
+    throw configError(
+      file,
+      where === "rope_parameters"
+        ? `rope_parameters.rope_type "${String(type)}" is not supported yet; slimtune implements plain RoPE ("default") and Llama 3's scaling ("llama3")`
+        : `rope_scaling ${JSON.stringify(source)} is not supported yet; slimtune implements plain RoPE (rope_scaling null) and Llama 3's scaling (rope_type "llama3")`,
+    );
+  }
+  const parsed = ropeLlama3.safeParse(source);
+  if (!parsed.success) {
+    throw configError(
+      file,
+      `${where} ${JSON.stringify(source)}: rope_type "llama3" needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings (positive numbers, as Llama 3.x configs give them); other forms are not supported yet`,
+    );
+  }
+  const p = parsed.data;
+  if (p.high_freq_factor <= p.low_freq_factor) {
+    throw configError(file, `${where}: high_freq_factor ${p.high_freq_factor} must exceed low_freq_factor ${p.low_freq_factor} (Llama 3 uses 4 and 1)`);
+  }
+  return { type: "llama3", factor: p.factor, lowFreqFactor: p.low_freq_factor, highFreqFactor: p.high_freq_factor, originalMaxPositions: p.original_max_position_embeddings };
+}
 
 const configShape = {
   hidden_size: positiveInt,
@@ -96,19 +136,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   if (hiddenAct !== "silu") {
     throw configError(file, `hidden_act "${hiddenAct}" is not supported; the LLaMA family uses "silu" (SwiGLU)`);
   }
-  if (c.rope_scaling !== undefined && c.rope_scaling !== null && !ropeDefault.safeParse(c.rope_scaling).success) {
-    throw configError(
-      file,
-      `rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported yet; slimtune implements plain RoPE only (rope_scaling null) — use a model without RoPE scaling`,
-    );
-  }
-  const ropeType = c.rope_parameters?.rope_type;
-  if (ropeType !== undefined && ropeType !== "default") {
-    throw configError(
-      file,
-      `rope_parameters.rope_type "${ropeType}" is not supported yet; slimtune implements plain RoPE only ("default")`,
-    );
-  }
+  const ropeScaling = parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
 
   const numHeads = c.num_attention_heads;
   const numKvHeads = c.num_key_value_heads ?? numHeads;
@@ -154,6 +182,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     vocabSize: c.vocab_size,
     rmsNormEps: c.rms_norm_eps ?? 1e-6,
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
+    ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
     attentionBias,

@@ -4,6 +4,7 @@
 
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
+import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 
 export interface DecoderInputs {
@@ -18,7 +19,7 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
   const C = config.hiddenSize;
-  const tables = ropeTables(T, config.headDim, config.ropeTheta);
+  const tables = ropeTables(T, config.headDim, config.ropeTheta, ropeInvFreq(config));
   const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
 
   let x = reshape(gather(p.tensor("model.embed_tokens.weight"), inputs.ids), [B * T, C]); // (B·T, C)
