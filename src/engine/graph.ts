@@ -60,6 +60,12 @@ export class Graph {
   /** Values whose gradient a hand-written rule gives directly, skipping the nodes that compute them. */
   readonly customVjps = new Map<Value, { inputs: Value[]; vjp: (dy: Value) => Array<Value | null> }>();
   private readonly names = new Set<string>();
+  /**
+   * ONNX Runtime graph optimizers this graph must run without (session config
+   * "optimization.disable_specified_optimizers"), e.g. ConstantFolding where folding would turn
+   * compressed frozen weights into float32 copies.
+   */
+  readonly disabledOptimizers = new Set<string>();
 
   /** A tensor fed at run time: data, and every trainable parameter. */
   input(name: string, shape: Shape, dtype: DType = "float32"): Value {
