@@ -95,7 +95,7 @@ export class FolderTensors {
   /** Checks dtype and shape, then returns a copy of the raw bytes (aligned, safe to view as any typed array). */
   bytes(name: string, dtypes: readonly SafetensorsDType[], shape: readonly number[], why: string): { dtype: SafetensorsDType; bytes: ArrayBuffer } {
     const { dtype } = this.check(name, dtypes, shape, why);
-    return { dtype, bytes: this.fileFor(name).raw(name).slice().buffer };
+    return { dtype, bytes: this.fileFor(name).raw(name).buffer as ArrayBuffer };
   }
 
   /** A float tensor (F32, F16, BF16 or F64) as float32, after the shape check. */
