@@ -51,6 +51,15 @@ export class Value {
   }
 }
 
+/** A run of nodes [start, end) computing y = fn(x) that the backward recomputes. */
+export interface Segment {
+  x: Value;
+  y: Value;
+  fn: (x: Value) => Value;
+  start: number;
+  end: number;
+}
+
 export class Graph {
   private nextId = 0;
   readonly inputs: Value[] = [];
@@ -66,6 +75,8 @@ export class Graph {
    * compressed frozen weights into float32 copies.
    */
   readonly disabledOptimizers = new Set<string>();
+  /** Segments whose activations the backward recomputes instead of keeping (see `checkpointed`). */
+  readonly segments: Segment[] = [];
 
   /** A tensor fed at run time: data, and every trainable parameter. */
   input(name: string, shape: Shape, dtype: DType = "float32"): Value {
@@ -135,6 +146,21 @@ export class Graph {
    */
   defineVjp(output: Value, inputs: Value[], vjp: (dy: Value) => Array<Value | null>): void {
     this.customVjps.set(output, { inputs, vjp });
+  }
+
+  /**
+   * y = fn(x), marked for activation checkpointing: when grad() differentiates through it, it
+   * builds fn again from x in the backward and differentiates that copy, so the forward's
+   * intermediate values die as soon as the forward is done with them. Peak memory then holds each
+   * segment's input plus one segment's activations, for one more forward pass of each segment.
+   * fn must build its nodes from x and from values created outside it, and nothing built inside
+   * it but y may be used outside it.
+   */
+  checkpointed(x: Value, fn: (x: Value) => Value): Value {
+    const start = this.nodes.length;
+    const y = fn(x);
+    this.segments.push({ x, y, fn, start, end: this.nodes.length });
+    return y;
   }
 
   private claimName(name: string): void {

@@ -12,6 +12,8 @@ export interface DecoderInputs {
   ids: Value;
   /** Additive key mask [B, 1, 1, T]: 0 for real tokens, a large negative for padding. */
   keyMask?: Value;
+  /** Mark each decoder layer for recomputation in the backward (activation checkpointing). */
+  checkpoint?: boolean;
 }
 
 /** Final normalised hidden states, [B·T, C]. */
@@ -24,6 +26,12 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
 
   let x = reshape(gather(p.tensor("model.embed_tokens.weight"), inputs.ids), [B * T, C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
+    x = inputs.checkpoint ? g.checkpointed(x, (xi) => block(i, xi)) : block(i, x);
+  }
+  return rmsNorm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+
+  /** Decoder layer i on the residual stream x. */
+  function block(i: number, x: Value): Value {
     const pre = `model.layers.${i}`;
     const widths = layerShape(config, i);
     // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
@@ -41,8 +49,8 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
       const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
       x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
     }
+    return x;
   }
-  return rmsNorm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */

@@ -11,7 +11,7 @@
 // dequantizations stay two). Peak memory then holds the codes plus one layer's float weight at a
 // time; the price is one extra dequantization per layer per step.
 
-import { type Value, add, cast, gather, gemm, mul, reduceSum, reshape } from "../../engine/index.js";
+import { type Graph, type Value, add, cast, gather, gemm, mul, reduceSum, reshape } from "../../engine/index.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
 import type { Nf4Linear, QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { canUseMatMulNBits, matMulNBits } from "./matmul-nbits.js";
@@ -23,25 +23,29 @@ export interface QuantLinearGraphOptions {
   fused?: boolean;
 }
 
-type Builder<L extends QuantizedLinear> = (x: Value, q: L, name: string, opts: QuantLinearGraphOptions) => Value;
+/**
+ * Builds a layer's constants once and returns the function that applies the layer to an input, so
+ * applying it again (a checkpointed block rebuilt in the backward) reuses the same constants.
+ */
+type Builder<L extends QuantizedLinear> = (g: Graph, q: L, name: string, opts: QuantLinearGraphOptions) => (x: Value) => Value;
 
 /** Keeps compressed constants compressed in ORT (see the header). */
-function keepCompressed(x: Value): void {
-  x.graph.disabledOptimizers.add("ConstantFolding");
-  x.graph.disabledOptimizers.add("CommonSubexpressionElimination");
+function keepCompressed(g: Graph): void {
+  g.disabledOptimizers.add("ConstantFolding");
+  g.disabledOptimizers.add("CommonSubexpressionElimination");
 }
 
-const rtnLinear: Builder<RtnLinear> = (x, q, name, opts) => {
-  const g = x.graph;
+const rtnLinear: Builder<RtnLinear> = (g, q, name, opts) => {
   const { outFeatures: N, inFeatures: K, groupSize } = q;
-  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(x, q, name);
-  keepCompressed(x);
+  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name);
+  keepCompressed(g);
   const codes = g.constant(...centeredCodes(q), `${name}.centered_codes`);
   const levels = () => cast(codes, "float32");
-  if (K / groupSize === 1) {
-    // Per channel: (W̄ − z) is exact in int8 for b ≤ 7 (int16 otherwise); scales multiply the output.
-    const s = opts.scales ?? g.constant(q.scales, [N], "float32", `${name}.scales`);
-    const sv = reshape(s, [N]);
+  if (K / groupSize !== 1) return groupScaledLinear(g, q, name, opts, levels);
+  // Per channel: (W̄ − z) is exact in int8 for b ≤ 7 (int16 otherwise); scales multiply the output.
+  const s = opts.scales ?? g.constant(q.scales, [N], "float32", `${name}.scales`);
+  const sv = reshape(s, [N]);
+  return (x) => {
     const z = gemm(x, levels(), { transB: true }); // (M, N)
     const y = mul(z, sv);
     g.defineVjp(y, [x, s], (dy) => {
@@ -50,17 +54,15 @@ const rtnLinear: Builder<RtnLinear> = (x, q, name, opts) => {
       return [dx, ds];
     });
     return y;
-  }
-  return groupScaledLinear(x, q, name, opts, levels);
+  };
 };
 
-const nf4Linear: Builder<Nf4Linear> = (x, q, name, opts) => {
-  const g = x.graph;
-  keepCompressed(x);
+const nf4Linear: Builder<Nf4Linear> = (g, q, name, opts) => {
+  keepCompressed(g);
   const book = g.constant(nf4Codebook, [16], "float32", `${name}.codebook`);
   // One byte per code; Gather wants int32 indices, cast where each dequantization needs them.
   const codes = g.constant(q.codes, [q.outFeatures, q.inFeatures], "uint8", `${name}.codes`);
-  return groupScaledLinear(x, q, name, opts, () => gather(book, cast(codes, "int32")));
+  return groupScaledLinear(g, q, name, opts, () => gather(book, cast(codes, "int32")));
 };
 
 const builders: { [K in QuantizedLinear["kind"]]: Builder<Extract<QuantizedLinear, { kind: K }>> } = {
@@ -68,33 +70,35 @@ const builders: { [K in QuantizedLinear["kind"]]: Builder<Extract<QuantizedLinea
   nf4: nf4Linear,
 };
 
-export function quantizedLinear(x: Value, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions = {}): Value {
-  const build = builders[q.kind] as Builder<QuantizedLinear>;
-  const y = build(x, q, name, opts);
-  return q.bias ? add(y, x.graph.constant(q.bias, [q.outFeatures], "float32", `${name}.bias`)) : y;
+/** The layer as a function of its input, its constants created once in `g`. */
+export function quantizedLinear(g: Graph, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions = {}): (x: Value) => Value {
+  const apply = (builders[q.kind] as Builder<QuantizedLinear>)(g, q, name, opts);
+  const bias = q.bias ? g.constant(q.bias, [q.outFeatures], "float32", `${name}.bias`) : null;
+  return (x) => (bias ? add(apply(x), bias) : apply(x));
 }
 
 /**
  * y = x Ŵᵀ with Ŵ = levels ⊙ s per group of input columns; the backward rebuilds Ŵ from the codes:
  * dx = dy Ŵ, and for trainable scales ds = Σ_group (dyᵀ x) ⊙ levels.
  */
-function groupScaledLinear(x: Value, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions, levels: () => Value): Value {
-  const g = x.graph;
+function groupScaledLinear(g: Graph, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions, levels: () => Value): (x: Value) => Value {
   const { outFeatures: N, inFeatures: K, groupSize } = q;
   const G = K / groupSize;
   const s = opts.scales ?? g.constant(q.scales, [N, G], "float32", `${name}.scales`);
   const s3 = reshape(s, [N, G, 1]);
   const weight = (l: Value) => reshape(mul(reshape(l, [N, G, groupSize]), s3), [N, K]);
-  const y = gemm(x, weight(levels()), { transB: true });
-  g.defineVjp(y, [x, s], (dy) => {
-    const l = levels();
-    const dx = gemm(dy, weight(l));
-    if (s.kind !== "input") return [dx, null];
-    const dW = gemm(dy, x, { transA: true }); // (N, K)
-    const ds = reduceSum(mul(reshape(dW, [N, G, groupSize]), reshape(l, [N, G, groupSize])), [2]);
-    return [dx, reshape(ds, s.shape)];
-  });
-  return y;
+  return (x) => {
+    const y = gemm(x, weight(levels()), { transB: true });
+    g.defineVjp(y, [x, s], (dy) => {
+      const l = levels();
+      const dx = gemm(dy, weight(l));
+      if (s.kind !== "input") return [dx, null];
+      const dW = gemm(dy, x, { transA: true }); // (N, K)
+      const ds = reduceSum(mul(reshape(dW, [N, G, groupSize]), reshape(l, [N, G, groupSize])), [2]);
+      return [dx, reshape(ds, s.shape)];
+    });
+    return y;
+  };
 }
 
 function centeredCodes(q: RtnLinear): [Int8Array | Int16Array, number[], "int8" | "int16"] {

@@ -18,6 +18,8 @@ export interface QuantizedParamsOptions {
 
 export class QuantizedParams implements ParamSource {
   private readonly dense: DenseParams;
+  /** Each layer built once, applied as often as the graph calls it (a checkpointed block twice). */
+  private readonly layers = new Map<string, (x: Value) => Value>();
 
   constructor(
     readonly graph: Graph,
@@ -36,7 +38,12 @@ export class QuantizedParams implements ParamSource {
     const q = this.qm.linears.get(path);
     // A layer the quantization plan left in float is an ordinary dense linear.
     if (!q) return this.dense.linear(path, x);
-    const scales = this.opts.scaleInputs ? this.graph.input(scaleName(path), scaleShape(q)) : undefined;
-    return quantizedLinear(x, q, path, { scales, fused: this.opts.fused && !this.opts.scaleInputs });
+    let layer = this.layers.get(path);
+    if (!layer) {
+      const scales = this.opts.scaleInputs ? this.graph.input(scaleName(path), scaleShape(q)) : undefined;
+      layer = quantizedLinear(this.graph, q, path, { scales, fused: this.opts.fused && !this.opts.scaleInputs });
+      this.layers.set(path, layer);
+    }
+    return layer(x);
   }
 }
