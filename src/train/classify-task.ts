@@ -47,6 +47,7 @@ export function classifyTask(config: LlamaConfig, train: TokenizedExample[], dev
     fixed: { task: "classify", batch: B, max_len: maxLen, num_labels: L },
     extraTrainable: new Map([[HEAD, head]]),
     stepGraph: (method, trainable, shape, o) => {
+      if (o.replicas > 1) throw new SlimtuneError("E_ARG", "--parallel splits language-modelling batches; classification batches are padded per batch — train with --parallel 1");
       const T = Number(shape.split("x")[1]);
       return {
         key: `${method.name}:cls-train:${shape}${o.checkpoint ? ":ckpt" : ""}`,

@@ -30,6 +30,8 @@ export interface BatchSampler {
 export interface StepGraphOptions {
   /** Recompute each decoder layer in the backward instead of keeping its activations. */
   checkpoint: boolean;
+  /** Split each batch into this many independent chains that run at once (language modelling). */
+  replicas: number;
 }
 
 export interface TrainTask {

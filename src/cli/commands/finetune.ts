@@ -47,6 +47,7 @@ export default defineCommand({
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     "checkpoint-activations": { type: "boolean", description: "Recompute each layer in the backward instead of keeping its activations (less memory, about one more forward per step)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
+    parallel: { type: "string", description: "lm: run each batch as N parts at once, one core each (same results)", default: "1" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
   },
   run: ({ args }) =>
@@ -71,6 +72,7 @@ export default defineCommand({
         resume: Boolean(args.resume),
         threads: args.threads ? intArg("threads", args.threads, 0) : undefined,
         checkpointActivations: Boolean(args["checkpoint-activations"]),
+        parallel: intArg("parallel", args.parallel, 1),
       };
       const batch = intArg("batch", args.batch, 8);
       let task: JobTask;
