@@ -4,7 +4,7 @@
 
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
-import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 
 export interface DecoderInputs {
   /** Token ids, [B, T] int64. */
@@ -17,11 +17,27 @@ export interface DecoderInputs {
 export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: DecoderInputs): Value {
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
-  const C = config.hiddenSize;
   const tables = ropeTables(T, config.headDim, config.ropeTheta);
   const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
+  return llamaBlocks(config, p, inputs.ids, (_i, q, k, v, widths) => {
+    const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
+    return causalAttention(q, k, v, shape, rot, inputs.keyMask);
+  });
+}
 
-  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), inputs.ids), [B * T, C]); // (B·T, C)
+/**
+ * Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] (after the projections, before RoPE) →
+ * [B·T, H·D]. The full-sequence graphs use causal attention over the window; the generation graphs
+ * attend over a key/value cache.
+ */
+export type LayerAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
+
+/** Embeddings → the decoder layers → the final RMSNorm: hidden states [B·T, C] for ids [B, T]. */
+export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, attend: LayerAttention): Value {
+  const [B, T] = ids.shape as [number, number];
+  const C = config.hiddenSize;
+  const rows = ids.graph.dims.mul(B, T);
+  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [rows, C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
     const pre = `model.layers.${i}`;
     const widths = layerShape(config, i);
@@ -31,8 +47,7 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
       const q = p.linear(`${pre}.self_attn.q_proj`, h);
       const k = p.linear(`${pre}.self_attn.k_proj`, h);
       const v = p.linear(`${pre}.self_attn.v_proj`, h);
-      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
-      const attn = causalAttention(q, k, v, shape, rot, inputs.keyMask); // (B·T, H·D)
+      const attn = attend(i, q, k, v, widths); // (B·T, H·D)
       x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
     }
     if (widths.intermediateSize > 0) {
