@@ -9,10 +9,16 @@ import { SlimtuneError } from "../core/errors.js";
 export interface TextTokenizer {
   /** Token ids for `text` with no BOS or other special tokens added. */
   encode(text: string): number[];
+  /**
+   * Token ids of a prompt as transformers tokenizes it: with BOS only when tokenizer_config.json's
+   * add_bos_token says so or, without that key, when tokenizer.json's post-processor adds it.
+   */
+  encodePrompt(text: string): number[];
   decode(ids: number[]): string;
   /** One past the largest token id, i.e. the embedding rows the model needs. */
   vocabSize: number;
   eosTokenId?: number;
+  bosTokenId?: number;
 }
 
 async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
@@ -54,6 +60,11 @@ export async function loadTokenizer(modelDir: string): Promise<TextTokenizer> {
   const file = path.join(modelDir, "tokenizer.json");
   const json = (await readJson(file, true))!;
   const config = (await readJson(path.join(modelDir, "tokenizer_config.json"), false)) ?? {};
+  return buildTokenizer(json, config, file);
+}
+
+/** A tokenizer from the contents of tokenizer.json and tokenizer_config.json; `file` is named in errors. */
+export function buildTokenizer(json: Record<string, unknown>, config: Record<string, unknown>, file: string): TextTokenizer {
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(json, config);
@@ -68,14 +79,26 @@ export async function loadTokenizer(modelDir: string): Promise<TextTokenizer> {
   for (const id of tokenizer.get_vocab(true).values()) maxId = Math.max(maxId, id);
   if (maxId < 0) throw new SlimtuneError("E_TOKENIZER", "has an empty vocabulary; re-download it", file);
 
-  const eosName = tokenContent(config.eos_token);
-  const eosTokenId = eosName === undefined ? undefined : tokenizer.token_to_id(eosName);
+  const idOf = (value: unknown) => {
+    const name = tokenContent(value);
+    return name === undefined ? undefined : tokenizer.token_to_id(name);
+  };
+  const eosTokenId = idOf(config.eos_token);
+  const bosTokenId = idOf(config.bos_token);
+  const addBos = config.add_bos_token;
+  const encode = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids;
   const result: TextTokenizer = {
-    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids,
+    encode,
+    encodePrompt: (text) => {
+      if (typeof addBos !== "boolean") return tokenizer.encode(text, { add_special_tokens: true }).ids;
+      const ids = encode(text);
+      return addBos && bosTokenId !== undefined ? [bosTokenId, ...ids] : ids;
+    },
     decode: (ids) => tokenizer.decode(ids),
     vocabSize: maxId + 1,
   };
   if (eosTokenId !== undefined) result.eosTokenId = eosTokenId;
+  if (bosTokenId !== undefined) result.bosTokenId = bosTokenId;
   return result;
 }
 

@@ -50,8 +50,11 @@ describe("a graph with symbolic batch, sequence and past", () => {
 
   it("writes dim_param names for symbolic dims", () => {
     const model = fromBinary(ModelProtoSchema, E.toOnnxBytes(g, outputs));
-    const dims = (name: string) =>
-      [...model.graph!.input, ...model.graph!.output].find((v) => v.name === name)!.type!.value.value!.shape!.dim.map((d) => d.value.value);
+    const dims = (name: string) => {
+      const type = [...model.graph!.input, ...model.graph!.output].find((v) => v.name === name)!.type!.value;
+      if (type.case !== "tensorType") throw new Error(`${name} is not a tensor`);
+      return type.value.shape!.dim.map((d) => d.value.value);
+    };
     expect(dims("x")).toEqual(["batch_size", "sequence_length", 6n]);
     expect(dims("present")).toEqual(["batch_size", 2n, "past_sequence_length + sequence_length", 3n]);
     expect(dims("flat")).toEqual(["2 x batch_size", "past_sequence_length + sequence_length", 3n]);

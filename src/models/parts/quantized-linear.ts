@@ -15,6 +15,8 @@ export interface QuantLinearGraphOptions {
   scales?: Value;
   /** Frozen inference through MatMulNBits when the layer allows it. */
   fused?: boolean;
+  /** MatMulNBits' accuracy_level: 0 exact (default), 4 int8 activations (generation). */
+  accuracyLevel?: 0 | 4;
 }
 
 type Builder<L extends QuantizedLinear> = (x: Value, q: L, name: string, opts: QuantLinearGraphOptions) => Value;
@@ -23,7 +25,7 @@ const rtnLinear: Builder<RtnLinear> = (x, q, name, opts) => {
   const g = x.graph;
   const { outFeatures: N, inFeatures: K, groupSize } = q;
   const G = K / groupSize;
-  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(x, q, name);
+  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(x, q, name, opts.accuracyLevel);
   const centered = cast(g.constant(...centeredCodes(q), `${name}.centered_codes`), "float32");
   if (G === 1) {
     // Per-channel: (W̄ − z) is exact in int8 for b ≤ 7 (int16 otherwise); scales multiply the output.
