@@ -11,6 +11,7 @@ const main = defineCommand({
     demo: () => import("./commands/demo.js").then((m) => m.default),
     quantize: () => import("./commands/quantize.js").then((m) => m.default),
     generate: () => import("./commands/generate.js").then((m) => m.default),
+    export: () => import("./commands/export.js").then((m) => m.default),
   },
 });
 

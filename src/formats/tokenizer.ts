@@ -5,6 +5,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { SlimtuneError } from "../core/errors.js";
+import { readGgufHeader } from "./gguf/reader.js";
+import { tokenizerFromGguf } from "./gguf/tokenizer.js";
 
 export interface TextTokenizer {
   /** Token ids for `text` with no BOS or other special tokens added. */
@@ -55,12 +57,41 @@ function tokenContent(value: unknown): string | undefined {
   return undefined;
 }
 
-/** Loads `<modelDir>/tokenizer.json` (and tokenizer_config.json when present). */
+/** Loads `<modelDir>/tokenizer.json` (and tokenizer_config.json when present), or a GGUF file's tokenizer. */
 export async function loadTokenizer(modelDir: string): Promise<TextTokenizer> {
+  if (isGgufFile(modelDir)) {
+    const { json, config } = tokenizerFromGguf(readGgufHeader(modelDir).metadata, modelDir);
+    return buildTokenizer(json, config, modelDir);
+  }
   const file = path.join(modelDir, "tokenizer.json");
   const json = (await readJson(file, true))!;
   const config = (await readJson(path.join(modelDir, "tokenizer_config.json"), false)) ?? {};
   return buildTokenizer(json, config, file);
+}
+
+/** True when `p` names a GGUF file (models can be loaded from one). */
+export function isGgufFile(p: string): boolean {
+  return p.toLowerCase().endsWith(".gguf") && (fsSync.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false);
+}
+
+/** tokenizer.json and tokenizer_config.json of a model folder or GGUF file, as JSON. */
+export function readTokenizerFiles(source: string): { json: Record<string, unknown>; config: Record<string, unknown>; file: string } {
+  if (isGgufFile(source)) return { ...tokenizerFromGguf(readGgufHeader(source).metadata, source), file: source };
+  const file = path.join(source, "tokenizer.json");
+  const read = (f: string, required: boolean): Record<string, unknown> | undefined => {
+    if (!fsSync.existsSync(f)) {
+      if (!required) return undefined;
+      throw new SlimtuneError("E_TOKENIZER", `does not exist; copy ${path.basename(f)} from the original Hugging Face model into the folder`, f);
+    }
+    try {
+      const v = JSON.parse(fsSync.readFileSync(f, "utf8")) as unknown;
+      if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch {
+      // reported below
+    }
+    throw new SlimtuneError("E_TOKENIZER", "is not a JSON object; re-download it", f);
+  };
+  return { json: read(file, true)!, config: read(path.join(source, "tokenizer_config.json"), false) ?? {}, file };
 }
 
 /** A tokenizer from the contents of tokenizer.json and tokenizer_config.json; `file` is named in errors. */
@@ -117,9 +148,18 @@ export const TOKENIZER_FILES: readonly string[] = [
   "merges.txt",
 ];
 
-/** Copies the tokenizer files `sourceDir` has into `toDir` (nothing when the model was built in memory). */
+/**
+ * Copies the tokenizer files `sourceDir` has into `toDir` (nothing when the model was built in
+ * memory); a model loaded from GGUF gets tokenizer.json and tokenizer_config.json rebuilt from it.
+ */
 export function copyTokenizerFiles(sourceDir: string | null, toDir: string): void {
   if (sourceDir === null) return;
+  if (isGgufFile(sourceDir)) {
+    const { json, config } = readTokenizerFiles(sourceDir);
+    fsSync.writeFileSync(path.join(toDir, "tokenizer.json"), JSON.stringify(json));
+    fsSync.writeFileSync(path.join(toDir, "tokenizer_config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    return;
+  }
   for (const file of TOKENIZER_FILES) {
     const from = path.join(sourceDir, file);
     if (fsSync.existsSync(from)) fsSync.copyFileSync(from, path.join(toDir, file));
