@@ -60,9 +60,17 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   const tensors: GgufTensor[] = [];
   let keptCodes = 0;
   for (const [name, shape] of shapes) {
-    if (arch === "deci" && isRemoved(config, name) && /\.(input_layernorm|self_attn)\./.test(name)) continue;
     const g = ggufTensorName(name);
     const ne = [...shape].reverse();
+    if (arch === "deci" && isRemoved(config, name) && /\.(input_layernorm|self_attn)\./.test(name)) {
+      // deci writes no attention for a layer without heads, except layer 0: llama.cpp takes the head
+      // size from layer 0's head count, so that layer gets one all-zero head (it adds exactly 0).
+      if (layerOf(name) !== 0) continue;
+      const dims = ne.map((d) => (d === 0 ? config.headDim : d));
+      const data = new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(name.endsWith("layernorm.weight") ? 1 : 0);
+      tensors.push({ name: g, ne: dims, type: GGML_TYPES.F32, data: encodeRows(GGML_TYPES.F32, data) });
+      continue;
+    }
     const q = direct.get(name.replace(/\.weight$/, ""));
     const heads = qkHeads(config, name);
     if (q && name.endsWith(".weight")) {
@@ -118,15 +126,17 @@ function isUniform(config: LlamaConfig): boolean {
 /**
  * Widths as written. deci: each layer's own, except that a layer without an MLP gets 32 zero
  * channels (llama.cpp's deci graph skips the rest of a layer whose n_ff is 0, attention output
- * included). pad: every layer at the widest layer's widths, with the widest GQA group.
+ * included) and layer 0 without heads gets one zero head (llama.cpp reads the head size only when
+ * layer 0 has heads). pad: every layer at the widest layer's widths, with the widest GQA group.
  */
 function ggufWidths(config: LlamaConfig, layout: PrunedLayout | null): GgufLayerWidths {
   const layers = Array.from({ length: config.numLayers }, (_, i) => layerShape(config, i));
   if (layout !== "pad") {
+    const deci = layout === "deci";
     return {
-      heads: layers.map((w) => w.numHeads),
-      kvHeads: layers.map((w) => (w.numHeads > 0 ? w.numKvHeads : 0)),
-      ff: layers.map((w) => (layout === "deci" && w.intermediateSize === 0 ? 32 : w.intermediateSize)),
+      heads: layers.map((w, i) => (deci && i === 0 && w.numHeads === 0 ? 1 : w.numHeads)),
+      kvHeads: layers.map((w, i) => (deci && i === 0 && w.numHeads === 0 ? 1 : w.numHeads > 0 ? w.numKvHeads : 0)),
+      ff: layers.map((w) => (deci && w.intermediateSize === 0 ? 32 : w.intermediateSize)),
     };
   }
   const kv = Math.max(...layers.map((w) => w.numKvHeads));

@@ -97,8 +97,15 @@ class HeaderReader {
   i64(field: string): bigint {
     return this.need(8, field).getBigInt64(0, true);
   }
+  /** A length or count that must fit both a cap and the bytes left in the file (`each` bytes per item). */
+  length(field: string, cap: number, each: number): number {
+    const n = this.count(field, cap);
+    const left = this.size - this.pos;
+    if (n * each > left) this.fail(field, `claims ${n}, but only ${left} bytes are left in the file (truncated or corrupt GGUF)`);
+    return n;
+  }
   string(field: string): string {
-    const n = this.count(`${field} (string length)`, Math.min(MAX_STRING_BYTES, this.size - this.pos - 8));
+    const n = this.length(`${field} (string length)`, MAX_STRING_BYTES, 1);
     const view = this.need(n, field);
     try {
       return this.decoder.decode(new Uint8Array(view.buffer, view.byteOffset, n));
@@ -154,7 +161,7 @@ export function readGgufHeader(file: string): GgufFile {
       const ofId = r.i32(`${key} (array element type)`);
       const of = typeNames[ofId];
       if (!of || of === "array") r.fail(key, `is an array of type ${ofId}; nested arrays and unknown types are not GGUF`);
-      const n = r.count(`${key} (array length)`, Math.min(MAX_ARRAY_LENGTH, Math.floor((r.size - r.pos) / scalarBytes[of])));
+      const n = r.length(`${key} (array length)`, MAX_ARRAY_LENGTH, scalarBytes[of]);
       const values: Array<number | bigint | string | boolean> = new Array(n);
       for (let j = 0; j < n; j++) values[j] = r.scalar(of, `${key}[${j}]`);
       metadata.set(key, { type, of, value: values });
