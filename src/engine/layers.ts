@@ -4,7 +4,7 @@
 
 import { add, and, cast, cos, equal, lessOrEqual, mul, neg, reciprocal, sigmoid, sin, sqrt, sub, where } from "./ops/elementwise.js";
 import type { DType } from "./dtype.js";
-import type { Value } from "./graph.js";
+import type { OpDef, Value } from "./graph.js";
 import { matmul } from "./ops/matmul.js";
 import { gatherElements, logSoftmax, scatterElementsAdd, softmax } from "./ops/nn.js";
 import { cumSum, reduceMean, reduceSum } from "./ops/reduce.js";
@@ -123,6 +123,37 @@ export function causalAttention(
 
 const MASKED = -1e30;
 
+const SimplifiedLayerNormalization: OpDef = { type: "SimplifiedLayerNormalization" };
+const RotaryEmbedding: OpDef = { type: "RotaryEmbedding", domain: "com.microsoft" };
+
+/**
+ * RMSNorm as ONNX Runtime's single fused kernel (inference only, no gradient): what rmsNorm
+ * computes in seven nodes, for graphs run one token at a time where every node's overhead counts.
+ */
+export function rmsNormFused(x: Value, weight: Value, eps: number): Value {
+  return x.graph.add(SimplifiedLayerNormalization, [x, weight], x.shape, x.dtype, { axis: -1, epsilon: { float: eps }, stash_type: 1 });
+}
+
+/** Half-width cos/sin tables [positions, D/2] for ONNX Runtime's RotaryEmbedding. */
+export function ropeHalfTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const { cos, sin } = ropeTables(positions, headDim, theta);
+  const half = headDim / 2;
+  const pick = (t: Float32Array) => {
+    const out = new Float32Array(positions * half);
+    for (let p = 0; p < positions; p++) out.set(t.subarray(p * headDim, p * headDim + half), p * half);
+    return out;
+  };
+  return { cos: pick(cos), sin: pick(sin) };
+}
+
+/**
+ * RoPE as ONNX Runtime's fused kernel (com.microsoft.RotaryEmbedding, rotate-half layout):
+ * x [B, H, T, D] rotated by the angles at `positions` [B, T], read from tables [maxPos, D/2].
+ */
+export function ropeFused(x: Value, positions: Value, tables: { cos: Value; sin: Value }): Value {
+  return x.graph.add(RotaryEmbedding, [x, positions, tables.cos, tables.sin], x.shape, x.dtype, { interleaved: 0 });
+}
+
 /**
  * cos/sin of rotary embeddings at run-time positions (int64 [B, T]), each [B, 1, T, D] to broadcast
  * over heads: angle = position · θ^(−2i/D) in float32, duplicated over both halves, as transformers.
@@ -163,7 +194,8 @@ export interface CachedAttentionShape {
 /**
  * Grouped-query attention of T new tokens over a key/value cache. q: [B·T, H·D], k, v: [B·T, KV·D]
  * (projections, before RoPE); past: keys (after RoPE) and values [B, KV, P, D], or null before the
- * first token; rot from ropeAt; mask from cacheMask. Returns the output [B·T, H·D] and the cache
+ * first token; rot: cos/sin from ropeAt, or a function that rotates [B, n, T, D] (ropeFused);
+ * mask from cacheMask. Returns the output [B·T, H·D] and the cache
  * with the new tokens appended, [B, KV, P + T, D]. Query heads that share a key/value head form one
  * axis of size H / KV, so the cache is never repeated.
  */
@@ -172,7 +204,7 @@ export function cachedAttention(
   k: Value,
   v: Value,
   s: CachedAttentionShape,
-  rot: { cos: Value; sin: Value },
+  rot: { cos: Value; sin: Value } | ((x: Value) => Value),
   mask: Value,
   past: { key: Value; value: Value } | null,
 ): { out: Value; key: Value; value: Value } {
@@ -180,8 +212,9 @@ export function cachedAttention(
   const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
   const rep = H / KV;
   const heads = (x: Value, n: number) => transpose(reshape(x, [B, T, n, D]), [0, 2, 1, 3]); // (B, n, T, D)
-  const qh = mul(rope(heads(q, H), rot.cos, rot.sin), g.scalar(1 / Math.sqrt(D), q.dtype));
-  const key = past ? concat([past.key, rope(heads(k, KV), rot.cos, rot.sin)], 2) : rope(heads(k, KV), rot.cos, rot.sin); // (B, KV, P+T, D)
+  const rotate = typeof rot === "function" ? rot : (x: Value) => rope(x, rot.cos, rot.sin);
+  const qh = mul(rotate(heads(q, H)), g.scalar(1 / Math.sqrt(D), q.dtype));
+  const key = past ? concat([past.key, rotate(heads(k, KV))], 2) : rotate(heads(k, KV)); // (B, KV, P+T, D)
   const value = past ? concat([past.value, heads(v, KV)], 2) : heads(v, KV);
   const total = key.shape[2]!;
   const q5 = reshape(qh, [B, KV, rep, T, D]);

@@ -25,7 +25,7 @@ import { prunedRefModel } from "../helpers/pruned.js";
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 24;
 /** Tokens scored in CI; bench/gguf-perplexity.mjs runs the first 65,536 (the same protocol). */
-const PPL_TOKENS = 2048;
+const PPL_TOKENS = 1024;
 
 describe("GGUF export loads in llama.cpp and computes what slimtune computes", () => {
   const dir = scratchDir("gguf");

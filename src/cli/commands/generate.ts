@@ -10,9 +10,16 @@ import { loadTokenizer } from "../../formats/tokenizer.js";
 import { loadBase } from "../../models/load.js";
 import { floatArg, intArg, printJson, runAction } from "../args.js";
 
-function readPrompt(prompt: string | undefined, file: string | undefined): string {
-  if ((prompt === undefined) === (file === undefined)) throw new SlimtuneError("E_ARG", "give exactly one of --prompt TEXT or --prompt-file FILE");
+function readPrompt(prompt: string | undefined, file: string | undefined, ids: string | undefined): string | number[] {
+  if ([prompt, file, ids].filter((x) => x !== undefined).length !== 1) {
+    throw new SlimtuneError("E_ARG", "give exactly one of --prompt TEXT, --prompt-file FILE or --prompt-ids 1,2,3");
+  }
   if (prompt !== undefined) return prompt;
+  if (ids !== undefined) {
+    const list = ids.split(",").map((x) => Number(x.trim()));
+    if (list.some((x) => !Number.isInteger(x) || x < 0)) throw new SlimtuneError("E_ARG", `--prompt-ids "${ids}" must be comma-separated token ids, e.g. --prompt-ids 572,286,1612`);
+    return list;
+  }
   if (!fs.existsSync(file!)) throw new SlimtuneError("E_NOT_FOUND", "prompt file not found", file);
   return fs.readFileSync(file!, "utf8");
 }
@@ -24,12 +31,14 @@ export default defineCommand({
     adapter: { type: "string", description: "Adapter folder from finetune (LoRA, QLoRA or PEQA)" },
     prompt: { type: "string", description: "Prompt text (tokenized as transformers does: BOS only if the tokenizer config adds one)" },
     "prompt-file": { type: "string", description: "Read the prompt from a UTF-8 file" },
+    "prompt-ids": { type: "string", description: "The prompt as token ids, comma-separated (no tokenizer involved)" },
     "max-new-tokens": { type: "string", description: "Tokens to generate at most", default: "64" },
     temperature: { type: "string", description: "0 = greedy; > 0 samples", default: "0" },
     "top-k": { type: "string", description: "Sample from the k most likely tokens (0 = all)", default: "50" },
     "top-p": { type: "string", description: "Sample from the smallest set reaching probability p", default: "1" },
     "repetition-penalty": { type: "string", description: "> 1 discourages repeating context tokens", default: "1" },
     seed: { type: "string", description: "Sampling seed", default: "0" },
+    "ignore-eos": { type: "boolean", description: "Keep generating past end-of-sequence tokens (benchmarks)" },
     stop: { type: "string", description: "Stop before this string (repeat the flag for several)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print one JSON object (prompt_ids, ids, text, prefill/decode tokens per second)" },
@@ -37,7 +46,7 @@ export default defineCommand({
   run: ({ args, rawArgs }) =>
     runAction(async () => {
       if (!args.model) throw new SlimtuneError("E_ARG", "--model is required; see slimtune generate --help");
-      const prompt = readPrompt(args.prompt, args["prompt-file"]);
+      const prompt = readPrompt(args.prompt, args["prompt-file"], args["prompt-ids"]);
       const maxNewTokens = Number(args["max-new-tokens"]);
       if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
         throw new SlimtuneError("E_ARG", `--max-new-tokens "${args["max-new-tokens"]}" must be a positive integer, e.g. --max-new-tokens 64`);
@@ -64,6 +73,7 @@ export default defineCommand({
         repetitionPenalty,
         seed,
         stop,
+        ...(args["ignore-eos"] ? { eosTokenIds: [] } : {}),
         ...(args.json ? {} : { onText: (delta: string) => process.stdout.write(delta) }),
       });
       await generator.release();

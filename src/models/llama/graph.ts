@@ -32,8 +32,11 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
  */
 export type LayerAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
 
+/** RMSNorm as the graph computes it: rmsNorm (differentiable) or rmsNormFused (inference). */
+export type NormFn = (x: Value, weight: Value, eps: number) => Value;
+
 /** Embeddings → the decoder layers → the final RMSNorm: hidden states [B·T, C] for ids [B, T]. */
-export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, attend: LayerAttention): Value {
+export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, attend: LayerAttention, norm: NormFn = rmsNorm): Value {
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
   const rows = ids.graph.dims.mul(B, T);
@@ -43,7 +46,7 @@ export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, att
     const widths = layerShape(config, i);
     // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
     if (widths.numHeads > 0) {
-      const h = rmsNorm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
+      const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
       const q = p.linear(`${pre}.self_attn.q_proj`, h);
       const k = p.linear(`${pre}.self_attn.k_proj`, h);
       const v = p.linear(`${pre}.self_attn.v_proj`, h);
@@ -51,12 +54,12 @@ export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, att
       x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
     }
     if (widths.intermediateSize > 0) {
-      const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
+      const h2 = norm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
       const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
       x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
     }
   }
-  return rmsNorm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+  return norm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */

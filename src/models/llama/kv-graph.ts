@@ -4,7 +4,7 @@
 // graph: input_ids, attention_mask [B, P + T], position_ids, past_key_values.{i}.key/value →
 // logits, present.{i}.key/value.
 
-import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, ropeAt, take } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
 import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import type { ParamSource } from "../../arch/params.js";
 import { llamaBlocks } from "./graph.js";
@@ -52,16 +52,28 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     opts.past ? { key: g.input(pastName(i, "key"), [B, KV, P, D]), value: g.input(pastName(i, "value"), [B, KV, P, D]) } : null,
   );
 
-  const rot = ropeAt(positions, D, config.ropeTheta);
+  // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
+  // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
+  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
+  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta);
+  const half = [config.maxPositionEmbeddings, D / 2];
+  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
+  const rotate = (x: Value) => ropeFused(x, positions, rot);
   const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
-  const hidden = llamaBlocks(config, p, ids, (i, q, k, v, widths) => {
-    const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
-    const { out, key, value } = cachedAttention(q, k, v, shape, rot, mask, past[i]!);
-    outputs[presentName(i, "key")] = key;
-    outputs[presentName(i, "value")] = value;
-    return out;
-  });
+  const hidden = llamaBlocks(
+    config,
+    p,
+    ids,
+    (i, q, k, v, widths) => {
+      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
+      const { out, key, value } = cachedAttention(q, k, v, shape, rotate, mask, past[i]!);
+      outputs[presentName(i, "key")] = key;
+      outputs[presentName(i, "value")] = value;
+      return out;
+    },
+    rmsNormFused,
+  );
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
