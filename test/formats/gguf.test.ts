@@ -5,6 +5,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { GGUFValueType, gguf } from "@huggingface/gguf";
 import { describe, expect, it } from "vitest";
 import { SlimtuneError } from "../../src/core/errors.js";
 import { GGML_TYPES, decodeRows, encodeRows } from "../../src/formats/gguf/ggml-types.js";
@@ -109,6 +110,18 @@ describe("GGUF files", () => {
     expect(g.tensors.get("n")!.offset - g.tensors.get("q")!.offset).toBe(128); // 102 bytes padded to 32
     expect(Array.from(readTensor(g, "n"))).toEqual([1, 2, 3, 4, 5]);
     expect(Array.from(readTensor(g, "q")).every((v) => Math.abs(v - 0.25) < 1e-3)).toBe(true);
+  });
+
+  it("a second, independent parser (@huggingface/gguf) reads the same keys, types and tensor infos", async () => {
+    const file = path.join(dir, "ok.gguf");
+    const theirs = await gguf(file, { allowLocalFile: true, typedMetadata: true });
+    expect(theirs.typedMetadata["a.u32"]).toMatchObject({ value: 7, type: GGUFValueType.UINT32 });
+    expect(theirs.typedMetadata["a.f32"]).toMatchObject({ value: 0.5, type: GGUFValueType.FLOAT32 });
+    expect(theirs.typedMetadata["a.strings"]).toMatchObject({ value: ["x", "Ġy", ""], type: GGUFValueType.ARRAY, subType: GGUFValueType.STRING });
+    const ours = readGgufHeader(file);
+    expect(theirs.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype, Number(theirs.tensorDataOffset + t.offset)])).toEqual(
+      [...ours.tensors.values()].map((t) => [t.name, t.ne, t.type.id, t.offset]),
+    );
   });
 
   it("refuses a truncated file: in the header, and in the data", () => {
