@@ -2,7 +2,7 @@
 // RMSNorm, SiLU, rotary embeddings, causal grouped-query attention, cross-entropy; and, for
 // generation, attention over a key/value cache with run-time positions and lengths.
 
-import { add, and, cast, cos, equal, lessOrEqual, mul, neg, reciprocal, sigmoid, sin, sqrt, sub, where } from "./ops/elementwise.js";
+import { add, and, equal, lessOrEqual, mul, neg, reciprocal, sigmoid, sqrt, sub, where } from "./ops/elementwise.js";
 import type { DType } from "./dtype.js";
 import type { OpDef, Value } from "./graph.js";
 import { matmul } from "./ops/matmul.js";
@@ -51,21 +51,14 @@ export function siluGate(gate: Value, up: Value): Value {
   return y;
 }
 
-/** RoPE's inverse frequencies θ^(−2i/D), i < D/2, rounded as transformers computes them in float32. */
-function ropeInverseFrequencies(headDim: number, theta: number): Float32Array {
-  const f = Math.fround;
-  return Float32Array.from({ length: headDim / 2 }, (_, i) => f(1 / f(Math.pow(theta, f(f(2 * i) / headDim)))));
-}
-
 /** The cos/sin tables of rotary embeddings for positions [0, T), as transformers computes them in float32. */
 export function ropeTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const cos = new Float32Array(positions * headDim);
   const sin = new Float32Array(positions * headDim);
   const f = Math.fround;
-  const inverse = ropeInverseFrequencies(headDim, theta);
   for (let i = 0; i < half; i++) {
-    const invFreq = inverse[i]!;
+    const invFreq = f(1 / f(Math.pow(theta, f(f(2 * i) / headDim))));
     for (let t = 0; t < positions; t++) {
       const angle = f(t * invFreq);
       const c = Math.cos(angle);
@@ -155,19 +148,6 @@ export function ropeFused(x: Value, positions: Value, tables: { cos: Value; sin:
 }
 
 /**
- * cos/sin of rotary embeddings at run-time positions (int64 [B, T]), each [B, 1, T, D] to broadcast
- * over heads: angle = position · θ^(−2i/D) in float32, duplicated over both halves, as transformers.
- */
-export function ropeAt(positions: Value, headDim: number, theta: number): { cos: Value; sin: Value } {
-  const g = positions.graph;
-  const [B, T] = positions.shape as [number, number];
-  const inverse = g.constant(ropeInverseFrequencies(headDim, theta), [headDim / 2]);
-  const angles = mul(reshape(cast(positions, "float32"), [B, 1, T, 1]), inverse); // (B, 1, T, D/2)
-  const both = concat([angles, angles], -1); // (B, 1, T, D)
-  return { cos: cos(both), sin: sin(both) };
-}
-
-/**
  * The additive mask of attention over a cache, [B, 1, 1, T, P + T]: query t (at index P + t) sees
  * key j when j ≤ P + t and `keep` [B, P + T] (int64, 1 = real token, 0 = padding) is 1 at j.
  * `past` is P, a dim (0 when there is no cache yet).
@@ -194,8 +174,8 @@ export interface CachedAttentionShape {
 /**
  * Grouped-query attention of T new tokens over a key/value cache. q: [B·T, H·D], k, v: [B·T, KV·D]
  * (projections, before RoPE); past: keys (after RoPE) and values [B, KV, P, D], or null before the
- * first token; rot: cos/sin from ropeAt, or a function that rotates [B, n, T, D] (ropeFused);
- * mask from cacheMask. Returns the output [B·T, H·D] and the cache
+ * first token; `rotate` applies RoPE to [B, n, T, D] at the tokens' positions (ropeFused); mask
+ * from cacheMask. Returns the output [B·T, H·D] and the cache
  * with the new tokens appended, [B, KV, P + T, D]. Query heads that share a key/value head form one
  * axis of size H / KV, so the cache is never repeated.
  */
@@ -204,7 +184,7 @@ export function cachedAttention(
   k: Value,
   v: Value,
   s: CachedAttentionShape,
-  rot: { cos: Value; sin: Value } | ((x: Value) => Value),
+  rotate: (x: Value) => Value,
   mask: Value,
   past: { key: Value; value: Value } | null,
 ): { out: Value; key: Value; value: Value } {
@@ -212,7 +192,6 @@ export function cachedAttention(
   const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
   const rep = H / KV;
   const heads = (x: Value, n: number) => transpose(reshape(x, [B, T, n, D]), [0, 2, 1, 3]); // (B, n, T, D)
-  const rotate = typeof rot === "function" ? rot : (x: Value) => rope(x, rot.cos, rot.sin);
   const qh = mul(rotate(heads(q, H)), g.scalar(1 / Math.sqrt(D), q.dtype));
   const key = past ? concat([past.key, rotate(heads(k, KV))], 2) : rotate(heads(k, KV)); // (B, KV, P+T, D)
   const value = past ? concat([past.value, heads(v, KV)], 2) : heads(v, KV);

@@ -61,5 +61,4 @@ export default defineCommand({
 function report(json: boolean | undefined, value: Record<string, unknown>, line: string): void {
   if (json) printJson(value);
   else process.stdout.write(`${line}\n`);
-  void fs;
 }
