@@ -55,6 +55,15 @@ export class Value {
   }
 }
 
+/** A run of nodes [start, end) computing y = fn(x) that the backward recomputes. */
+export interface Segment {
+  x: Value;
+  y: Value;
+  fn: (x: Value) => Value;
+  start: number;
+  end: number;
+}
+
 export class Graph {
   private nextId = 0;
   readonly inputs: Value[] = [];
@@ -70,6 +79,14 @@ export class Graph {
   readonly symbolSources = new Map<string, { input: Value; axis: number }>();
   /** Run-time values of symbolic dims, built once (ops/shape.ts dimValue). */
   readonly dimValues = new Map<number, Value>();
+  /**
+   * ONNX Runtime graph optimizers this graph must run without (session config
+   * "optimization.disable_specified_optimizers"), e.g. ConstantFolding where folding would turn
+   * compressed frozen weights into float32 copies.
+   */
+  readonly disabledOptimizers = new Set<string>();
+  /** Segments whose activations the backward recomputes instead of keeping (see `checkpointed`). */
+  readonly segments: Segment[] = [];
 
   /** The id of a named symbolic size, e.g. g.sym("batch_size"). */
   sym(name: string): number {
@@ -157,6 +174,21 @@ export class Graph {
     for (const d of shape) {
       if (!this.dims.knows(d)) throw new RangeError(`${what}: dimension ${d} is neither a size nor a symbol of this graph`);
     }
+  }
+
+  /**
+   * y = fn(x), marked for activation checkpointing: when grad() differentiates through it, it
+   * builds fn again from x in the backward and differentiates that copy, so the forward's
+   * intermediate values die as soon as the forward is done with them. Peak memory then holds each
+   * segment's input plus one segment's activations, for one more forward pass of each segment.
+   * fn must build its nodes from x and from values created outside it, and nothing built inside
+   * it but y may be used outside it.
+   */
+  checkpointed(x: Value, fn: (x: Value) => Value): Value {
+    const start = this.nodes.length;
+    const y = fn(x);
+    this.segments.push({ x, y, fn, start, end: this.nodes.length });
+    return y;
   }
 
   private claimName(name: string): void {

@@ -52,13 +52,13 @@ export function siluGate(gate: Value, up: Value): Value {
 }
 
 /** The cos/sin tables of rotary embeddings for positions [0, T), as transformers computes them in float32. */
-export function ropeTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(positions: number, headDim: number, theta: number, invFreqs?: Float32Array): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const cos = new Float32Array(positions * headDim);
   const sin = new Float32Array(positions * headDim);
   const f = Math.fround;
   for (let i = 0; i < half; i++) {
-    const invFreq = f(1 / f(Math.pow(theta, f(f(2 * i) / headDim))));
+    const invFreq = invFreqs?.[i] ?? f(1 / f(Math.pow(theta, f(f(2 * i) / headDim))));
     for (let t = 0; t < positions; t++) {
       const angle = f(t * invFreq);
       const c = Math.cos(angle);
@@ -128,8 +128,8 @@ export function rmsNormFused(x: Value, weight: Value, eps: number): Value {
 }
 
 /** Half-width cos/sin tables [positions, D/2] for ONNX Runtime's RotaryEmbedding. */
-export function ropeHalfTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
-  const { cos, sin } = ropeTables(positions, headDim, theta);
+export function ropeHalfTables(positions: number, headDim: number, theta: number, invFreqs?: Float32Array): { cos: Float32Array; sin: Float32Array } {
+  const { cos, sin } = ropeTables(positions, headDim, theta, invFreqs);
   const half = headDim / 2;
   const pick = (t: Float32Array) => {
     const out = new Float32Array(positions * half);

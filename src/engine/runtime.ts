@@ -53,6 +53,11 @@ export class CompiledGraph {
 
   static async compile(graph: Graph, outputs: GraphOutputs, opts: SessionOptions = {}): Promise<CompiledGraph> {
     const bytes = toOnnxBytes(graph, outputs);
+    const config = { ...opts.config };
+    if (graph.disabledOptimizers.size > 0) {
+      const prior = config["optimization.disable_specified_optimizers"];
+      config["optimization.disable_specified_optimizers"] = [...(prior ? prior.split(";") : []), ...graph.disabledOptimizers].join(";");
+    }
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: opts.threads ?? 0,
       interOpNumThreads: 1,
@@ -60,7 +65,7 @@ export class CompiledGraph {
       graphOptimizationLevel: opts.optimization ?? "all",
       enableCpuMemArena: opts.memoryArena ?? true,
       enableMemPattern: opts.memoryPattern ?? false,
-      ...(opts.config ? { extra: { ...nestConfig(opts.config) } } : {}),
+      ...(Object.keys(config).length > 0 ? { extra: { ...nestConfig(config) } } : {}),
     };
     let session: ort.InferenceSession;
     try {

@@ -32,6 +32,8 @@ export interface TrainOptions {
   outDir: string;
   resume: boolean;
   threads?: number;
+  /** Recompute each decoder layer in the backward (less memory, about one more forward per step). */
+  checkpointActivations?: boolean;
 }
 
 export const defaultTrainOptions: Omit<TrainOptions, "outDir" | "steps"> = {
@@ -113,7 +115,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const cache = new GraphCache({ threads: opts.threads });
   const names = [...trainable.keys()];
   const stepFor = (shape: string) => {
-    const spec = task.stepGraph(method, names, shape);
+    const spec = task.stepGraph(method, names, shape, { checkpoint: opts.checkpointActivations ?? false });
     return cache.get(spec.key, spec.build);
   };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);

@@ -87,7 +87,7 @@ describe("quantized layer graph forms agree with the dequantized weight", () => 
     const run = async (fused: boolean | "dense") => {
       const g = new Graph();
       const xv = g.input("x", [M, K]);
-      const y = fused === "dense" ? gemm(xv, g.constant(dequantize(q), [N, K]), { transB: true }) : quantizedLinear(xv, q, "layer", { fused });
+      const y = fused === "dense" ? gemm(xv, g.constant(dequantize(q), [N, K]), { transB: true }) : quantizedLinear(g, q, "layer", { fused })(xv);
       const c = await CompiledGraph.compile(g, { y });
       return (await c.run({ x: { data: x, shape: [M, K] } })).y!.data as Float32Array;
     };

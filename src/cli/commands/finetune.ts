@@ -53,6 +53,7 @@ export default defineCommand({
     adapter: { type: "string", description: "Start from this adapter folder (lora, qlora, peqa)" },
     ...methodArgs(methods),
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
+    "checkpoint-activations": { type: "boolean", description: "Recompute each layer in the backward instead of keeping its activations (less memory, about one more forward per step)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
   },
@@ -76,6 +77,7 @@ export default defineCommand({
         checkpointEvery: intArg("checkpoint-every", args["checkpoint-every"], d.checkpointEvery, 0),
         resume: Boolean(args.resume),
         threads: args.threads ? intArg("threads", args.threads, 0) : undefined,
+        checkpointActivations: Boolean(args["checkpoint-activations"]),
       };
       const heldOut = floatArg("held-out", args["held-out"], 0.05);
       const base = loadBase(modelDir);

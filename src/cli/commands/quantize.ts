@@ -5,7 +5,7 @@ import path from "node:path";
 import { defineCommand } from "citty";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { readJsonObject } from "../../core/json.js";
+import { readWeightMap } from "../../formats/folder-tensors.js";
 import { readLlamaConfig } from "../../formats/hf-config.js";
 import { isQuantizedFolder, saveQuantizedFolder } from "../../formats/quantized/index.js";
 import { LlamaModel } from "../../models/llama/model.js";
@@ -46,10 +46,8 @@ function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSp
 function floatWeightBytes(dir: string): number {
   const single = path.join(dir, "model.safetensors");
   if (fs.existsSync(single)) return fs.statSync(single).size;
-  // LlamaModel.load has already validated the index and every shard it names.
-  const index = readJsonObject(path.join(dir, "model.safetensors.index.json"), { missingFix: "re-download the model" });
   let total = 0;
-  for (const shard of new Set(Object.values(index.weight_map as Record<string, string>))) total += fs.statSync(path.join(dir, shard)).size;
+  for (const shard of new Set(readWeightMap(dir).values())) total += fs.statSync(shard).size;
   return total;
 }
 

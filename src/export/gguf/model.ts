@@ -46,6 +46,9 @@ export interface GgufExportReport {
 /** Writes `base` (with adapters already merged) as a GGUF model file; the tokenizer comes from `tokenizerSource`. */
 export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: string, opts: GgufExportOptions): GgufExportReport {
   const config = base.model.config;
+  if (config.ropeScaling) {
+    throw new SlimtuneError("E_ARG", "the model uses Llama 3 RoPE scaling, which slimtune does not write to GGUF yet (llama.cpp needs a rope_freqs tensor); export it with --format onnx");
+  }
   const type = TYPE_OF[opts.dtype];
   const uniform = isUniform(config);
   const layout: PrunedLayout | null = uniform ? null : (opts.pruned ?? "deci");

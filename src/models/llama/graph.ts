@@ -1,9 +1,11 @@
 // The LLaMA-family decoder as a graph (LlamaForCausalLM's math, transformers' tensor names):
 // embeddings → N × (RMSNorm → GQA attention with RoPE → residual → RMSNorm → SwiGLU → residual)
-// → RMSNorm → tied or separate LM head.
+// → RMSNorm → tied or separate LM head. The layers are shared by the full-sequence graphs (training,
+// scoring) and the key/value-cache graphs of generation (kv-graph.ts); only attention differs.
 
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
+import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 
 export interface DecoderInputs {
@@ -11,18 +13,21 @@ export interface DecoderInputs {
   ids: Value;
   /** Additive key mask [B, 1, 1, T]: 0 for real tokens, a large negative for padding. */
   keyMask?: Value;
+  /** Mark each decoder layer for recomputation in the backward (activation checkpointing). */
+  checkpoint?: boolean;
 }
 
 /** Final normalised hidden states, [B·T, C]. */
 export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: DecoderInputs): Value {
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
-  const tables = ropeTables(T, config.headDim, config.ropeTheta);
+  const tables = ropeTables(T, config.headDim, config.ropeTheta, ropeInvFreq(config));
   const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
-  return llamaBlocks(config, p, inputs.ids, (_i, q, k, v, widths) => {
+  const attend: LayerAttention = (_i, q, k, v, widths) => {
     const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
     return causalAttention(q, k, v, shape, rot, inputs.keyMask);
-  });
+  };
+  return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
 }
 
 /**
@@ -36,12 +41,25 @@ export type LayerAttention = (layer: number, q: Value, k: Value, v: Value, width
 export type NormFn = (x: Value, weight: Value, eps: number) => Value;
 
 /** Embeddings → the decoder layers → the final RMSNorm: hidden states [B·T, C] for ids [B, T]. */
-export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, attend: LayerAttention, norm: NormFn = rmsNorm): Value {
+export function llamaBlocks(
+  config: LlamaConfig,
+  p: ParamSource,
+  ids: Value,
+  attend: LayerAttention,
+  opts: { norm?: NormFn; checkpoint?: boolean } = {},
+): Value {
+  const g = p.graph;
+  const norm = opts.norm ?? rmsNorm;
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
-  const rows = ids.graph.dims.mul(B, T);
-  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [rows, C]); // (B·T, C)
+  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
+    x = opts.checkpoint ? g.checkpointed(x, (xi) => block(i, xi)) : block(i, x);
+  }
+  return norm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+
+  /** Decoder layer i on the residual stream x. */
+  function block(i: number, x: Value): Value {
     const pre = `model.layers.${i}`;
     const widths = layerShape(config, i);
     // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
@@ -50,16 +68,15 @@ export function llamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, att
       const q = p.linear(`${pre}.self_attn.q_proj`, h);
       const k = p.linear(`${pre}.self_attn.k_proj`, h);
       const v = p.linear(`${pre}.self_attn.v_proj`, h);
-      const attn = attend(i, q, k, v, widths); // (B·T, H·D)
-      x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
+      x = add(x, p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths))); // attention: (B·T, H·D)
     }
     if (widths.intermediateSize > 0) {
       const h2 = norm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
       const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
       x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
     }
+    return x;
   }
-  return norm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */

@@ -7,6 +7,7 @@
 import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
 import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import type { ParamSource } from "../../arch/params.js";
+import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { llamaBlocks } from "./graph.js";
 
 export const INPUT_IDS = "input_ids";
@@ -55,7 +56,7 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
   // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
   // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
-  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta);
+  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
   const half = [config.maxPositionEmbeddings, D / 2];
   const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
   const rotate = (x: Value) => ropeFused(x, positions, rot);
@@ -72,7 +73,7 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
       outputs[presentName(i, "value")] = value;
       return out;
     },
-    rmsNormFused,
+    { norm: rmsNormFused },
   );
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).

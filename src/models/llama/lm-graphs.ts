@@ -2,6 +2,7 @@
 // and a scoring pass (per-token negative log-likelihood, for perplexity).
 
 import { type Graph, type GraphOutputs, type Value, add, crossEntropy, crossEntropyMean, grad, logSoftmax } from "../../engine/index.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
 import type { ParamSource } from "../../arch/params.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
@@ -25,10 +26,10 @@ export function buildLmTrainGraph(
   batch: number,
   seq: number,
   wrt: readonly string[],
-  opts: { logits?: boolean } = {},
+  opts: { logits?: boolean; checkpoint?: boolean } = {},
 ): LmGraph {
   const g = params.graph;
-  const { loss, logits } = lmLoss(config, params, batch, seq);
+  const { loss, logits } = lmLoss(config, params, batch, seq, opts.checkpoint ?? false);
   const byName = new Map(g.inputs.map((v) => [v.name!, v]));
   const targets = wrt.map((name) => {
     const v = byName.get(name);
@@ -36,9 +37,9 @@ export function buildLmTrainGraph(
     return v;
   });
   const outputs: GraphOutputs = { loss };
-  const penalty = params.penalty?.() ?? null;
+  const penalty = trainingPenalty(params, opts.checkpoint ?? false);
   if (penalty) outputs.penalty = penalty;
-  grad(penalty ? add(loss, penalty) : loss, targets).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  grad(penalty ? add(loss, penalty) : loss, targets, { checkpoint: opts.checkpoint ?? false }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
   if (opts.logits) outputs.logits = logits;
   return { graph: g, outputs };
 }
@@ -60,11 +61,23 @@ export function buildLmLogProbGraph(config: LlamaConfig, params: ParamSource, ba
   return { graph: g, outputs: { logprobs: logSoftmax(logits, -1) } };
 }
 
-function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: number): { loss: Value; logits: Value } {
+/**
+ * The method's regularizer, if any. Penalty terms (FineGates' gate probabilities) are built inside
+ * the decoder layers but summed outside them, which a recomputed layer cannot offer.
+ */
+export function trainingPenalty(params: ParamSource, checkpoint: boolean): Value | null {
+  const penalty = params.penalty?.() ?? null;
+  if (penalty && checkpoint) {
+    throw new SlimtuneError("E_ARG", "--checkpoint-activations does not work with a method that adds a penalty inside the layers (finegates); train it without checkpointing");
+  }
+  return penalty;
+}
+
+function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: number, checkpoint: boolean): { loss: Value; logits: Value } {
   const g = params.graph;
   const ids = g.input(IDS, [batch, seq], "int64");
   const targets = g.input(TARGETS, [batch * seq], "int64");
-  const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
+  const logits = llamaLogits(config, params, llamaHidden(config, params, { ids, checkpoint }));
   const loss = crossEntropyMean(logits, targets);
   return { loss, logits };
 }

@@ -27,6 +27,8 @@ export interface QuantizedParamsOptions {
 
 export class QuantizedParams implements ParamSource {
   private readonly dense: DenseParams;
+  /** Each layer built once, applied as often as the graph calls it (a checkpointed block twice). */
+  private readonly layers = new Map<string, (x: Value) => Value>();
 
   constructor(
     readonly graph: Graph,
@@ -45,12 +47,19 @@ export class QuantizedParams implements ParamSource {
     const q = this.qm.linears.get(path);
     // A layer the quantization plan left in float is an ordinary dense linear.
     if (!q) return this.dense.linear(path, x);
-    const scales = this.opts.scaleInputs ? this.graph.input(scaleName(path), scaleShape(q)) : undefined;
-    const fused = this.opts.fused && !this.opts.scaleInputs;
-    if (fused && this.opts.dequantizeUnfused && !(q.kind === "rtn" && canUseMatMulNBits(q))) {
-      const y = gemm(x, this.graph.constant(dequantize(q), [q.outFeatures, q.inFeatures], "float32", `${path}.dequantized`), { transB: true });
-      return q.bias ? add(y, this.graph.constant(q.bias, [q.outFeatures], "float32", `${path}.bias`)) : y;
+    let layer = this.layers.get(path);
+    if (!layer) {
+      const scales = this.opts.scaleInputs ? this.graph.input(scaleName(path), scaleShape(q)) : undefined;
+      const fused = this.opts.fused && !this.opts.scaleInputs;
+      if (fused && this.opts.dequantizeUnfused && !(q.kind === "rtn" && canUseMatMulNBits(q))) {
+        const w = this.graph.constant(dequantize(q), [q.outFeatures, q.inFeatures], "float32", `${path}.dequantized`);
+        const b = q.bias ? this.graph.constant(q.bias, [q.outFeatures], "float32", `${path}.bias`) : null;
+        layer = (x) => (b ? add(gemm(x, w, { transB: true }), b) : gemm(x, w, { transB: true }));
+      } else {
+        layer = quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
+      }
+      this.layers.set(path, layer);
     }
-    return quantizedLinear(x, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
+    return layer(x);
   }
 }
