@@ -22,10 +22,14 @@ export { loadTokenizer, type TextTokenizer } from "./formats/tokenizer.js";
 export { saveQuantizedFolder, loadQuantizedFolder, isQuantizedFolder } from "./formats/quantized/index.js";
 export { savePeftAdapter, loadPeftAdapter } from "./formats/peft.js";
 export { savePeqaAdapter, loadPeqaAdapter } from "./formats/peqa-adapter.js";
+export { readGgufHeader, readTensor, type GgufFile } from "./formats/gguf/reader.js";
+export { writeGguf, type GgufValue, type GgufTensor } from "./formats/gguf/writer.js";
+export { readLlamaGguf } from "./formats/gguf/llama.js";
 // models
 export { LlamaModel } from "./models/llama/model.js";
 export { DenseParams } from "./models/llama/params.js";
 export { buildLmTrainGraph, buildLmScoreGraph } from "./models/llama/lm-graphs.js";
+export { buildKvGraph, type KvGraphOptions } from "./models/llama/kv-graph.js";
 export { frozenScoring } from "./models/llama/scoring.js";
 export { loadBase, type LoadedBase } from "./models/load.js";
 export type { ScoringModel, ClassifierModel } from "./models/scoring.js";
@@ -35,6 +39,7 @@ export { readLabelledTsv } from "./data/tsv.js";
 // eval
 export { perplexity, type PerplexityResult } from "./eval/perplexity.js";
 export { accuracy } from "./eval/classify.js";
+export { Generator, type GenerateOptions, type GenerateResult } from "./eval/generate.js";
 // prune
 export { removeStructure, type LayerKeep, type PruneReport } from "./prune/surgery.js";
 // methods
@@ -54,5 +59,10 @@ export { AdamW } from "./train/adamw.js";
 export { lmTask, type LmTaskOptions } from "./train/lm-task.js";
 export { classifyTask, type ClassifyTaskOptions } from "./train/classify-task.js";
 export type { TrainTask, TaskEval } from "./train/task.js";
+// export
+export { deployedModel, generationScoring, dequantizedModel } from "./export/deploy.js";
+export { exportGguf, type GgufDtype, type GgufExportOptions } from "./export/gguf/model.js";
+export { exportGgufLora } from "./export/gguf/lora.js";
+export { exportOnnx, type OnnxDtype } from "./export/onnx/index.js";
 // recipes
 export { runPeqaDemo } from "./recipes/peqa-demo.js";

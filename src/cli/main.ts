@@ -10,6 +10,8 @@ const main = defineCommand({
     finetune: () => import("./commands/finetune.js").then((m) => m.default),
     demo: () => import("./commands/demo.js").then((m) => m.default),
     quantize: () => import("./commands/quantize.js").then((m) => m.default),
+    generate: () => import("./commands/generate.js").then((m) => m.default),
+    export: () => import("./commands/export.js").then((m) => m.default),
   },
 });
 

@@ -21,6 +21,8 @@ export interface QuantLinearGraphOptions {
   scales?: Value;
   /** Frozen inference through MatMulNBits when the layer allows it. */
   fused?: boolean;
+  /** MatMulNBits' accuracy_level: 0 exact (default), 4 int8 activations (generation). */
+  accuracyLevel?: 0 | 4;
 }
 
 /**
@@ -37,7 +39,7 @@ function keepCompressed(g: Graph): void {
 
 const rtnLinear: Builder<RtnLinear> = (g, q, name, opts) => {
   const { outFeatures: N, inFeatures: K, groupSize } = q;
-  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name);
+  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name, opts.accuracyLevel);
   keepCompressed(g);
   const codes = g.constant(...centeredCodes(q), `${name}.centered_codes`);
   const levels = () => cast(codes, "float32");

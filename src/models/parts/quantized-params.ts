@@ -3,10 +3,12 @@
 // constants or graph inputs (PEQA trains them, task switching swaps them).
 
 import type { ParamSource } from "../../arch/params.js";
-import type { Graph, Value } from "../../engine/index.js";
+import { type Graph, type Value, add, gemm } from "../../engine/index.js";
+import { dequantize } from "../../quant/kinds/index.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
 import type { QuantizedModel } from "../../quant/types.js";
 import { DenseParams } from "../llama/params.js";
+import { canUseMatMulNBits } from "./matmul-nbits.js";
 import { quantizedLinear } from "./quantized-linear.js";
 
 export interface QuantizedParamsOptions {
@@ -14,6 +16,13 @@ export interface QuantizedParamsOptions {
   scaleInputs?: boolean;
   /** Frozen inference through MatMulNBits where the layer allows it (ignored with scaleInputs). */
   fused?: boolean;
+  /** MatMulNBits' accuracy_level (4 for generation speed; default 0, exact). */
+  accuracyLevel?: 0 | 4;
+  /**
+   * Layers MatMulNBits cannot take (NF4, odd group sizes) become float constants dequantized once
+   * on the host: one-token generation runs cannot afford dequantizing in the graph every step.
+   */
+  dequantizeUnfused?: boolean;
 }
 
 export class QuantizedParams implements ParamSource {
@@ -41,7 +50,14 @@ export class QuantizedParams implements ParamSource {
     let layer = this.layers.get(path);
     if (!layer) {
       const scales = this.opts.scaleInputs ? this.graph.input(scaleName(path), scaleShape(q)) : undefined;
-      layer = quantizedLinear(this.graph, q, path, { scales, fused: this.opts.fused && !this.opts.scaleInputs });
+      const fused = this.opts.fused && !this.opts.scaleInputs;
+      if (fused && this.opts.dequantizeUnfused && !(q.kind === "rtn" && canUseMatMulNBits(q))) {
+        const w = this.graph.constant(dequantize(q), [q.outFeatures, q.inFeatures], "float32", `${path}.dequantized`);
+        const b = q.bias ? this.graph.constant(q.bias, [q.outFeatures], "float32", `${path}.bias`) : null;
+        layer = (x) => (b ? add(gemm(x, w, { transB: true }), b) : gemm(x, w, { transB: true }));
+      } else {
+        layer = quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
+      }
       this.layers.set(path, layer);
     }
     return layer(x);
