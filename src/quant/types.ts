@@ -38,6 +38,11 @@ export interface RtnLinear extends GridLinear {
   kind: "rtn";
   /** Integer zero points z, [N, G]. */
   zeros: Uint8Array;
+  /**
+   * GPTQ act-order (desc_act): the group of each input column, g_idx [K], each group holding exactly
+   * groupSize columns. Absent: column k is in group ⌊k / groupSize⌋.
+   */
+  groupIndex?: Int32Array;
 }
 
 /** W ≈ absmax ⊙ codebook[W̄]: QLoRA's 4-bit NormalFloat. */
