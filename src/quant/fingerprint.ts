@@ -12,6 +12,7 @@ export function codesFingerprint(qm: QuantizedModel): string {
     h.update(`${p}:${q.outFeatures}x${q.inFeatures}/${q.groupSize}:${q.spec.bits}\n`);
     h.update(q.codes);
     if (q.zeros) h.update(q.zeros);
+    if (q.kind === "rtn" && q.groupIndex) h.update(new Uint8Array(q.groupIndex.buffer, q.groupIndex.byteOffset, q.groupIndex.byteLength));
   }
   return `sha256:${h.digest("hex")}`;
 }

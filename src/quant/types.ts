@@ -63,6 +63,8 @@ export interface QuantizedModel {
   dense: Map<string, HostParam>;
   /** Folder it came from (tokenizer files are copied from here). */
   sourceDir: string | null;
+  /** How the codes were found (absent: RTN), recorded in the folder's quantization_config. */
+  method?: { name: string; config?: Record<string, unknown> };
 }
 
 export function sameSpec(a: QuantSpec, b: QuantSpec): boolean {

@@ -238,7 +238,7 @@ describe("what loadGptqFolder rejects", () => {
   });
   const configCases: Array<[string, (q: Record<string, unknown>) => void, string[]]> = [
     ["bits 5", (q) => (q.bits = 5), ['"bits" is 5', "2, 3, 4 or 8"]],
-    ["desc_act true", (q) => (q.desc_act = true), ['"desc_act" is true', "act-order"]],
+    ["desc_act not a boolean", (q) => (q.desc_act = "yes"), ['"desc_act" is "yes"', "true or false"]],
     ["sym missing", (q) => delete q.sym, ['"sym"', "true or false"]],
     ["group_size 48", (q) => (q.group_size = 48), ['"group_size" is 48']],
     ["group_size 128 does not divide K = 64", (q) => (q.group_size = 128), ['"group_size" 128', "64 input columns (K)", "model.layers.0.self_attn.q_proj"]],
@@ -301,6 +301,24 @@ describe("what loadGptqFolder rejects", () => {
     editTensors(folder, edit);
     const err = expectSlimtuneError(() => loadGptqFolder(folder), code, ...mentions);
     expect(err.message).toContain("model.safetensors");
+  });
+
+  it("desc_act true: reads an act-order g_idx, refuses groups of the wrong size or out of range", () => {
+    const perm = new Int32Array(64).map((_, i) => (i % 2 ? 1 : 0));
+    const ok = copyOf(base, "act-order-ok");
+    editConfig(ok, (q) => (q.desc_act = true));
+    editTensors(ok, (t) => t.map((x) => (x.name === `${Q0}.g_idx` ? { ...x, data: perm } : x)));
+    expect(Array.from((loadGptqFolder(ok).linears.get(Q0) as { groupIndex?: Int32Array }).groupIndex!)).toEqual(Array.from(perm));
+    const cases: Array<[string, Int32Array, string[]]> = [
+      ["uneven", new Int32Array(64).map((_, i) => (i < 40 ? 0 : 1)), ["puts 40 input rows in group 0", "group_size = 32"]],
+      ["out of range", new Int32Array(64).map((_, i) => (i === 7 ? 2 : i % 2)), ["input row 7 to group 2", "groups 0…1"]],
+    ];
+    for (const [label, gIdx, mentions] of cases) {
+      const folder = copyOf(base, `act-order-${label.replace(/\W+/g, "-")}`);
+      editConfig(folder, (q) => (q.desc_act = true));
+      editTensors(folder, (t) => t.map((x) => (x.name === `${Q0}.g_idx` ? { ...x, data: gIdx } : x)));
+      expectSlimtuneError(() => loadGptqFolder(folder), "E_SAFETENSORS", ...mentions);
+    }
   });
 
   it("E_SAFETENSORS: sym true with zero points other than 2^(b−1)", () => {

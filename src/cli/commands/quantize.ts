@@ -17,6 +17,7 @@ import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.
 import type { QuantScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
+import { type MethodResult, parseQuantizeMethod, quantizeByMethod, quantizeMethodArgs } from "../quantize-methods.js";
 
 function parseScheme(value: string | undefined): QuantScheme {
   const scheme = value ?? "rtn";
@@ -67,12 +68,14 @@ export default defineCommand({
     sym: { type: "boolean", description: "Symmetric RTN: zero point fixed at 2^(bits-1)" },
     out: { type: "string", description: "Output folder (replaced atomically)" },
     json: { type: "boolean", description: "Print one JSON object on stdout" },
+    ...quantizeMethodArgs,
   },
   run: ({ args }) =>
     runAction(async () => {
       const modelDir = requiredArg("model", args.model);
       const outDir = requiredArg("out", args.out);
       const scheme = parseScheme(args.scheme);
+      const method = parseQuantizeMethod(args.method);
       const spec: QuantSpec = { scheme, bits: parseBits(args.bits), groupSize: parseGroupSize(args["group-size"], scheme), symmetric: Boolean(args.sym) };
       checkQuantSpec(spec);
       const stat = fs.statSync(modelDir, { throwIfNoEntry: false });
@@ -92,9 +95,16 @@ export default defineCommand({
       const started = Date.now();
       const model = LlamaModel.load(modelDir);
       const stats: RtnStats = { groups: 0, zeroPointsAtZero: 0 };
-      const progress = createProgress("quantize layers", layers.length);
-      const qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
-      progress.stop();
+      let byMethod: MethodResult | null = null;
+      let qm;
+      if (method === "rtn") {
+        const progress = createProgress("quantize layers", layers.length);
+        qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
+        progress.stop();
+      } else {
+        byMethod = await quantizeByMethod(method, modelDir, model, spec, args, stats);
+        qm = byMethod.qm;
+      }
       saveQuantizedFolder(outDir, qm);
       const report = sizeReport(qm);
       const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
@@ -107,6 +117,7 @@ export default defineCommand({
           model: modelDir,
           out: outDir,
           format,
+          method,
           ...spec,
           fileBytes,
           floatFileBytes: floatBytes,
@@ -117,6 +128,7 @@ export default defineCommand({
           groups: stats.groups,
           seconds,
           report,
+          ...(byMethod ? { methodReport: byMethod.report } : {}),
         });
         return;
       }
@@ -127,6 +139,7 @@ export default defineCommand({
         `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
         `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""} (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
       ];
+      if (byMethod) lines.push(...byMethod.lines);
       if (widened > 0) {
         lines.push(`zero points: ${widened} of ${stats.groups} groups had z = 0, widened to z = 1 so GPTQ v1 loaders read them correctly`);
       }

@@ -154,6 +154,9 @@ export function checkQuantizedLinears(qm: QuantizedModel): void {
     if (!Number.isInteger(groups) || q.codes.length !== n * k || q.scales.length !== n * groups || (q.zeros && q.zeros.length !== n * groups)) {
       throw new SlimtuneError("E_SHAPE", `quantized layer "${module}" has codes/scales/zeros of the wrong length for [${n}, ${k}] with groups of ${q.groupSize}`);
     }
+    if (q.kind === "rtn" && q.groupIndex && q.groupIndex.length !== k) {
+      throw new SlimtuneError("E_SHAPE", `quantized layer "${module}" has a g_idx of ${q.groupIndex.length} entries; it needs one per input column (${k})`);
+    }
     if (q.bias && q.bias.length !== n) {
       throw new SlimtuneError("E_SHAPE", `bias of "${module}" has ${q.bias.length} values; expected ${n}`);
     }

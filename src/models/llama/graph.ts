@@ -22,26 +22,38 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
   const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
 
   let x = reshape(gather(p.tensor("model.embed_tokens.weight"), inputs.ids), [B * T, C]); // (B·T, C)
-  for (let i = 0; i < config.numLayers; i++) {
-    const pre = `model.layers.${i}`;
-    const widths = layerShape(config, i);
-    // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
-    if (widths.numHeads > 0) {
-      const h = rmsNorm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
-      const q = p.linear(`${pre}.self_attn.q_proj`, h);
-      const k = p.linear(`${pre}.self_attn.k_proj`, h);
-      const v = p.linear(`${pre}.self_attn.v_proj`, h);
-      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
-      const attn = causalAttention(q, k, v, shape, rot, inputs.keyMask); // (B·T, H·D)
-      x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
-    }
-    if (widths.intermediateSize > 0) {
-      const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
-      const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
-      x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
-    }
-  }
+  for (let i = 0; i < config.numLayers; i++) x = llamaBlock(config, p, x, i, { batch: B, seq: T, rot, keyMask: inputs.keyMask });
   return rmsNorm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+}
+
+export interface BlockContext {
+  batch: number;
+  seq: number;
+  /** RoPE tables [T, headDim] as graph values. */
+  rot: { cos: Value; sin: Value };
+  keyMask?: Value;
+}
+
+/** Decoder layer `i` on hidden states x [B·T, C]: x + attn(norm(x)), then + mlp(norm(·)). */
+export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: number, ctx: BlockContext): Value {
+  const pre = `model.layers.${i}`;
+  const widths = layerShape(config, i);
+  // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
+  if (widths.numHeads > 0) {
+    const h = rmsNorm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
+    const q = p.linear(`${pre}.self_attn.q_proj`, h);
+    const k = p.linear(`${pre}.self_attn.k_proj`, h);
+    const v = p.linear(`${pre}.self_attn.v_proj`, h);
+    const shape = { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
+    const attn = causalAttention(q, k, v, shape, ctx.rot, ctx.keyMask); // (B·T, H·D)
+    x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
+  }
+  if (widths.intermediateSize > 0) {
+    const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
+    const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
+    x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
+  }
+  return x;
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */

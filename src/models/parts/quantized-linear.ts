@@ -2,10 +2,12 @@
 // - RTN, trainable per-channel scales (PEQA): y = ((W̄ − z) x) ⊙ s — integer-weight matmul, then scale;
 // - RTN per group, or trainable per-group scales: the weight is dequantized in the graph, then one Gemm;
 // - RTN frozen inference: ONNX Runtime's MatMulNBits on the packed codes (2, 4, 8 bits; 3 is widened);
+// - RTN with GPTQ act-order (g_idx): the input columns are gathered into group order once, and the
+//   layer runs as the same layer with its columns permuted (contiguous groups), by any path above;
 // - NF4: codebook gather × absmax in the graph, then one Gemm.
 // A new kind adds one builder to the table below.
 
-import { type Value, add, cast, gather, gemm, mul, reshape } from "../../engine/index.js";
+import { type Value, add, cast, gather, gemm, mul, reshape, transpose } from "../../engine/index.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
 import type { Nf4Linear, QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { canUseMatMulNBits, matMulNBits } from "./matmul-nbits.js";
@@ -20,6 +22,10 @@ export interface QuantLinearGraphOptions {
 type Builder<L extends QuantizedLinear> = (x: Value, q: L, name: string, opts: QuantLinearGraphOptions) => Value;
 
 const rtnLinear: Builder<RtnLinear> = (x, q, name, opts) => {
+  if (q.groupIndex) {
+    const { layer, perm } = groupOrdered(q);
+    return rtnLinear(permuteColumns(x, perm, `${name}.act_order_perm`), layer, name, opts);
+  }
   const g = x.graph;
   const { outFeatures: N, inFeatures: K, groupSize } = q;
   const G = K / groupSize;
@@ -59,6 +65,23 @@ function groupScaled(levels: Value, q: QuantizedLinear, name: string, opts: Quan
   const G = K / groupSize;
   const s = reshape(opts.scales ?? g.constant(q.scales, [N, G], "float32", `${name}.scales`), [N, G, 1]);
   return reshape(mul(reshape(levels, [N, G, groupSize]), s), [N, K]);
+}
+
+/** An act-order layer with its columns sorted by group (stable): y = x·Ŵᵀ = x[:, perm]·Ŵ[:, perm]ᵀ. */
+function groupOrdered(q: RtnLinear): { layer: RtnLinear; perm: Int32Array } {
+  const gIdx = q.groupIndex!;
+  const { outFeatures: N, inFeatures: K } = q;
+  const perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => gIdx[a]! - gIdx[b]! || a - b);
+  const codes = new Uint8Array(N * K);
+  for (let n = 0; n < N; n++) for (let j = 0; j < K; j++) codes[n * K + j] = q.codes[n * K + perm[j]!]!;
+  const { groupIndex: _dropped, ...rest } = q;
+  return { layer: { ...rest, codes }, perm };
+}
+
+/** x [M, K] → x[:, perm] (a row gather on xᵀ, so gradients flow back through Gather's VJP). */
+function permuteColumns(x: Value, perm: Int32Array, name: string): Value {
+  const idx = x.graph.constant(BigInt64Array.from(perm, (v) => BigInt(v)), [perm.length], "int64", name);
+  return transpose(gather(transpose(x, [1, 0]), idx), [1, 0]);
 }
 
 function centeredCodes(q: RtnLinear): [Int8Array | Int16Array, number[], "int8" | "int16"] {
