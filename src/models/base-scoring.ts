@@ -14,6 +14,6 @@ export function baseScoring(base: LoadedBase): ScoringModel & { description: str
     params: (g) => new QuantizedParams(g, qm, { fused: true }),
     weightFeeds: () => ({}),
     cacheKey: "quantized",
-    description: `${qm.spec.scheme} ${qm.spec.bits}-bit model (MatMulNBits where possible)`,
+    description: qm.spec.scheme === "reallm" ? "ReALLM model (low-rank + vector-quantized residual)" : `${qm.spec.scheme} ${qm.spec.bits}-bit model (MatMulNBits where possible)`,
   };
 }

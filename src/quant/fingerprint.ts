@@ -9,6 +9,12 @@ export function codesFingerprint(qm: QuantizedModel): string {
   const h = createHash("sha256");
   for (const p of [...qm.linears.keys()].sort()) {
     const q = qm.linears.get(p)!;
+    if (q.kind === "reallm") {
+      // PEQA never adapts these; hashed whole so a fingerprint still tells two models apart.
+      h.update(`${p}:${q.outFeatures}x${q.inFeatures}:${JSON.stringify(q.spec)}\n`);
+      h.update(q.vqCodes);
+      continue;
+    }
     h.update(`${p}:${q.outFeatures}x${q.inFeatures}/${q.groupSize}:${q.spec.bits}\n`);
     h.update(q.codes);
     if (q.zeros) h.update(q.zeros);

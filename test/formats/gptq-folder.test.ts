@@ -12,7 +12,7 @@ import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { dequantize } from "../../src/quant/kinds/index.js";
 import type { QuantBits, QuantSpec, QuantizedModel } from "../../src/quant/types.js";
-import { tinyModel } from "../quant/helpers.js";
+import { tinyModel, grid } from "../quant/helpers.js";
 import { expectSlimtuneError, refModelDir, tempDir } from "./helpers.js";
 
 const dir = tempDir("gptq");
@@ -65,8 +65,9 @@ function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 function expectRoundTrip(qm: QuantizedModel, loaded: QuantizedModel): void {
   expect(loaded.spec).toEqual(qm.spec);
   expect([...loaded.linears.keys()]).toEqual([...qm.linears.keys()]);
-  for (const [name, q] of qm.linears) {
-    const l = loaded.linears.get(name)!;
+  for (const [name, layer] of qm.linears) {
+    const q = grid(layer);
+    const l = grid(loaded.linears.get(name));
     expect([l.outFeatures, l.inFeatures, l.groupSize]).toEqual([q.outFeatures, q.inFeatures, q.groupSize]);
     expect(firstDiff(l.codes, q.codes), `${name} codes`).toBe(-1);
     expect(firstDiff(l.zeros!, q.zeros!), `${name} zeros`).toBe(-1);
@@ -141,7 +142,7 @@ describe("save → load round trip on ref-llama-5m", () => {
 
   it("packs qweight, qzeros (stored z − 1) and g_idx as the readers expect (checked from raw words)", () => {
     const out = path.join(dir, "rt-4-64");
-    const q = quantizeModel(model, rtn(4, 64)).linears.get(Q0)!;
+    const q = grid(quantizeModel(model, rtn(4, 64)).linears.get(Q0));
     const st = SafetensorsFile.open(path.join(out, "model.safetensors"));
     const qweight = new Uint32Array(st.raw(`${Q0}.qweight`).slice().buffer); // [32, 256]
     const qzeros = new Uint32Array(st.raw(`${Q0}.qzeros`).slice().buffer); // [4, 32]
@@ -187,8 +188,8 @@ describe("save → load round trip on ref-llama-5m", () => {
       q.checkpoint_format = "gptq_v2";
       q.format = "gptq_v2";
     });
-    const v1 = loadGptqFolder(path.join(dir, "rt-4-channel")).linears.get(Q0)!;
-    expect(Array.from(loadGptqFolder(v2).linears.get(Q0)!.zeros!)).toEqual(Array.from(v1.zeros!, (z) => z - 1));
+    const v1 = grid(loadGptqFolder(path.join(dir, "rt-4-channel")).linears.get(Q0));
+    expect(Array.from(grid(loadGptqFolder(v2).linears.get(Q0)).zeros!)).toEqual(Array.from(v1.zeros!, (z) => z - 1));
   });
 });
 
@@ -201,7 +202,7 @@ describe("biases (qwen2 q/k/v) are stored F16 and come back rounded", () => {
     const loaded = loadGptqFolder(out);
     expectRoundTrip(qm, loaded);
     const bias = tiny.weights.get("model.layers.0.self_attn.k_proj.bias")!.data;
-    expect(Array.from(loaded.linears.get("model.layers.0.self_attn.k_proj")!.bias!)).toEqual(Array.from(bias, roundToF16));
+    expect(Array.from(grid(loaded.linears.get("model.layers.0.self_attn.k_proj")).bias!)).toEqual(Array.from(bias, roundToF16));
     expect(SafetensorsFile.open(path.join(out, "model.safetensors")).entries.get("model.layers.0.self_attn.k_proj.bias")).toMatchObject({ dtype: "F16", shape: [32] });
     expect(loaded.dense.has("lm_head.weight")).toBe(true);
   });
@@ -210,7 +211,7 @@ describe("biases (qwen2 q/k/v) are stored F16 and come back rounded", () => {
 describe("what saveGptqFolder refuses", () => {
   it("a zero point of 0 (v1 cannot store it)", () => {
     const qm = quantizeModel(tinyModel("llama"), rtn(4, 32));
-    qm.linears.get(Q0)!.zeros![3] = 0;
+    grid(qm.linears.get(Q0)).zeros![3] = 0;
     expectSlimtuneError(() => saveGptqFolder(path.join(dir, "z0"), qm), "E_ARG", "zero point 0", Q0, "v1SafeZeros");
     expect(fs.existsSync(path.join(dir, "z0"))).toBe(false);
   });
@@ -220,7 +221,7 @@ describe("what saveGptqFolder refuses", () => {
   });
   it("a scale that overflows float16", () => {
     const qm = quantizeModel(tinyModel("llama"), rtn(4, 32));
-    qm.linears.get(Q0)!.scales[0] = 1e6;
+    grid(qm.linears.get(Q0)).scales[0] = 1e6;
     expectSlimtuneError(() => saveGptqFolder(path.join(dir, "big"), qm), "E_ARG", "1000000", "float16");
   });
   it("a missing layer", () => {

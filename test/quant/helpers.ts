@@ -4,6 +4,7 @@ import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { llamaParamShapes } from "../../src/arch/llama/shapes.js";
 import type { LlamaModel } from "../../src/models/llama/model.js";
 import type { HostParam } from "../../src/arch/params.js";
+import { type GridLinear, type QuantizedLinear, isGridLinear } from "../../src/quant/types.js";
 
 /** `count` N(0, 1) float32 values from a seeded generator (Box–Muller over a 32-bit LCG). */
 export function gaussian(count: number, seed: number): Float32Array {
@@ -57,4 +58,10 @@ export function tinyModel(modelType: "llama" | "qwen2", seed = 1): Pick<LlamaMod
     weights.set(name, { data, shape });
   }
   return { config, weights, sourceDir: null };
+}
+
+/** A layer known to be on a grid (RTN or NF4), for tests that read codes, scales and zeros. */
+export function grid(q: QuantizedLinear | undefined): GridLinear {
+  if (!q || !isGridLinear(q)) throw new Error(`expected an RTN or NF4 layer, got ${q?.kind ?? "none"}`);
+  return q;
 }

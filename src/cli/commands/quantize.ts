@@ -14,12 +14,12 @@ import type { RtnStats } from "../../quant/kinds/rtn.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { sizeReport } from "../../quant/size.js";
 import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.js";
-import type { QuantScheme, QuantSpec } from "../../quant/types.js";
+import type { GridScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
 import { type MethodResult, parseQuantizeMethod, quantizeByMethod, quantizeMethodArgs } from "../quantize-methods.js";
 
-function parseScheme(value: string | undefined): QuantScheme {
+function parseScheme(value: string | undefined): GridScheme {
   const scheme = value ?? "rtn";
   if (scheme !== "rtn" && scheme !== "nf4") {
     throw new SlimtuneError("E_ARG", `--scheme "${scheme}" is unknown; use rtn (integer codes, written as a GPTQ checkpoint) or nf4 (QLoRA's 4-bit NormalFloat)`);
@@ -33,7 +33,7 @@ function parseBits(value: string | undefined): QuantSpec["bits"] {
   return bits;
 }
 
-function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSpec["groupSize"] {
+function parseGroupSize(value: string | undefined, scheme: GridScheme): QuantSpec["groupSize"] {
   if (value === undefined || value === "") return scheme === "nf4" ? defaultNf4BlockSize : "channel";
   if (value === "channel" || value === "-1") return "channel";
   const g = Number(value);

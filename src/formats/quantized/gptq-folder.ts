@@ -35,7 +35,7 @@ import { float32ToFloat16 } from "../../core/f16.js";
 import { parseFields } from "../../core/json.js";
 import { packAlongAxis, transpose, unpackAlongAxis } from "../../quant/pack.js";
 import { checkQuantSpec, isQuantBits, quantGroupSizes } from "../../quant/spec.js";
-import { type QuantBits, type QuantSpec, type QuantizedLinear, type QuantizedModel, type RtnLinear, sameSpec } from "../../quant/types.js";
+import { type QuantBits, type QuantSpec, type QuantizedLinear, type QuantizedModel, type RtnLinear, gridLayer, gridSpecOf, sameSpec } from "../../quant/types.js";
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
@@ -108,7 +108,7 @@ function gptqTensors(module: string, q: RtnLinear): SafetensorsTensor[] {
 const descActOf = (q: QuantizedLinear) => q.kind === "rtn" && q.groupIndex !== undefined;
 
 /** The `dynamic` rules of `qm`: overrides for layers whose spec (or desc_act) differs from the default, "-:" for float layers. */
-function dynamicRules(qm: QuantizedModel, descAct: boolean): Map<string, DynamicRule> {
+function dynamicRules(qm: QuantizedModel, defaults: QuantSpec, descAct: boolean): Map<string, DynamicRule> {
   const rules = new Map<string, DynamicRule>();
   for (const { path: module } of linearLayers(qm.config)) {
     const q = qm.linears.get(module);
@@ -116,11 +116,12 @@ function dynamicRules(qm: QuantizedModel, descAct: boolean): Map<string, Dynamic
       rules.set(module, { skip: true });
       continue;
     }
-    if (sameSpec(q.spec, qm.spec) && descActOf(q) === descAct) continue;
+    const spec = gridLayer(q, module, "a GPTQ checkpoint").spec;
+    if (sameSpec(spec, defaults) && descActOf(q) === descAct) continue;
     const o: { bits?: number; group_size?: number; sym?: boolean; desc_act?: boolean } = {};
-    if (q.spec.bits !== qm.spec.bits) o.bits = q.spec.bits;
-    if (q.spec.groupSize !== qm.spec.groupSize) o.group_size = q.spec.groupSize === "channel" ? -1 : q.spec.groupSize;
-    if (q.spec.symmetric !== qm.spec.symmetric) o.sym = q.spec.symmetric;
+    if (spec.bits !== defaults.bits) o.bits = spec.bits;
+    if (spec.groupSize !== defaults.groupSize) o.group_size = spec.groupSize === "channel" ? -1 : spec.groupSize;
+    if (spec.symmetric !== defaults.symmetric) o.sym = spec.symmetric;
     if (descActOf(q) !== descAct) o.desc_act = descActOf(q);
     rules.set(module, { skip: false, overrides: o });
   }
@@ -129,7 +130,8 @@ function dynamicRules(qm: QuantizedModel, descAct: boolean): Map<string, Dynamic
 
 /** Writes `qm` (every quantized layer rtn) to `outDir` as a GPTQ v1 folder, replacing it atomically. */
 export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
-  checkQuantSpec(qm.spec);
+  const defaults = gridSpecOf(qm, "a GPTQ checkpoint");
+  checkQuantSpec(defaults);
   const notRtn = [...qm.linears].find(([, q]) => q.kind !== "rtn");
   if (qm.spec.scheme !== "rtn" || notRtn) {
     const what = notRtn ? `layer "${notRtn[0]}" has scheme "${notRtn[1].kind}"` : `the model's scheme is "${qm.spec.scheme}"`;
@@ -140,7 +142,7 @@ export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
   for (const [module, q] of qm.linears) tensors.push(...gptqTensors(module, q as RtnLinear));
   const all = [...qm.linears.values()];
   const descAct = all.filter(descActOf).length * 2 > all.length;
-  const quant = gptqQuantizationConfig(qm.spec, buildDynamic(dynamicRules(qm, descAct)), { descAct, method: qm.method });
+  const quant = gptqQuantizationConfig(defaults, buildDynamic(dynamicRules(qm, defaults, descAct)), { descAct, method: qm.method });
   const config = quantizedConfigJson(qm.config, quant, "float16");
   replaceDirAtomic(outDir, (tmp) => {
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);

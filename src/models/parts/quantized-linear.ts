@@ -4,12 +4,16 @@
 // - RTN frozen inference: ONNX Runtime's MatMulNBits on the packed codes (2, 4, 8 bits; 3 is widened);
 // - RTN with GPTQ act-order (g_idx): the input columns are gathered into group order once, and the
 //   layer runs as the same layer with its columns permuted (contiguous groups), by any path above;
-// - NF4: codebook gather × absmax in the graph, then one Gemm.
+// - NF4: codebook gather × absmax in the graph, then one Gemm;
+// - ReALLM: y = x·Q̂ᵀ + (x·L₂ᵀ)·L₁ᵀ, L₁/L₂ constants or graph inputs (trained); Q̂ either dequantized
+//   once on the host into a constant ("dequantized", the default) or rebuilt in the graph from its
+//   codes by a codebook Gather times the block scales ("gather").
 // A new kind adds one builder to the table below.
 
 import { type Value, add, cast, gather, gemm, mul, reshape, transpose } from "../../engine/index.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
-import type { Nf4Linear, QuantizedLinear, RtnLinear } from "../../quant/types.js";
+import { blockScale, dequantizeVq } from "../../quant/kinds/reallm.js";
+import type { GridLinear, Nf4Linear, QuantizedLinear, ReallmLinear, RtnLinear } from "../../quant/types.js";
 import { canUseMatMulNBits, matMulNBits } from "./matmul-nbits.js";
 
 export interface QuantLinearGraphOptions {
@@ -17,6 +21,10 @@ export interface QuantLinearGraphOptions {
   scales?: Value;
   /** Frozen inference through MatMulNBits when the layer allows it. */
   fused?: boolean;
+  /** ReALLM: L₁ [N, r] and L₂ [r, K] as graph values (inputs when they train); default constants. */
+  lowRank?: { l1: Value; l2: Value };
+  /** ReALLM: how Q̂ enters the graph (default "dequantized"). */
+  vq?: "dequantized" | "gather";
 }
 
 type Builder<L extends QuantizedLinear> = (x: Value, q: L, name: string, opts: QuantLinearGraphOptions) => Value;
@@ -47,9 +55,35 @@ const nf4Linear: Builder<Nf4Linear> = (x, q, name, opts) => {
   return gemm(x, groupScaled(levels, q, name, opts), { transB: true });
 };
 
+const reallmLinear: Builder<ReallmLinear> = (x, q, name, opts) => {
+  const g = x.graph;
+  const { outFeatures: N, inFeatures: K, spec } = q;
+  let y: Value;
+  if (opts.vq === "gather") {
+    const d = spec.vqDim;
+    const bs = spec.blockSize;
+    const book = g.constant(q.codebook, [1 << spec.codeBits, d], "float32", `${name}.vq_codebook`);
+    const entries = gather(book, g.constant(Int32Array.from(q.vqCodes), [N, K / d], "int32", `${name}.vq_codes`)); // [N, K/d, d]
+    const scales = new Float32Array(N * (K / bs));
+    for (let r = 0; r < N; r++) for (let b = 0; b < K / bs; b++) scales[r * (K / bs) + b] = blockScale(q, r, b);
+    const s = g.constant(scales, [N, K / bs, 1], "float32", `${name}.vq_scales`);
+    const qPermuted = reshape(mul(reshape(entries, [N, K / bs, bs]), s), [N, K]); // columns in permuted order
+    const xp = q.perm ? permuteColumns(x, q.perm, `${name}.vq_perm`) : x;
+    y = gemm(xp, qPermuted, { transB: true });
+  } else {
+    y = gemm(x, g.constant(dequantizeVq(q), [N, K], "float32", `${name}.vq_weight`), { transB: true });
+  }
+  const r = spec.rank;
+  if (r === 0) return y;
+  const l1 = opts.lowRank?.l1 ?? g.constant(q.l1, [N, r], "float32", `${name}.lowrank_l1`);
+  const l2 = opts.lowRank?.l2 ?? g.constant(q.l2, [r, K], "float32", `${name}.lowrank_l2`);
+  return add(y, gemm(gemm(x, l2, { transB: true }), l1, { transB: true }));
+};
+
 const builders: { [K in QuantizedLinear["kind"]]: Builder<Extract<QuantizedLinear, { kind: K }>> } = {
   rtn: rtnLinear,
   nf4: nf4Linear,
+  reallm: reallmLinear,
 };
 
 export function quantizedLinear(x: Value, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions = {}): Value {
@@ -59,7 +93,7 @@ export function quantizedLinear(x: Value, q: QuantizedLinear, name: string, opts
 }
 
 /** levels [N, K] × scales per group [N, G] → the dequantized weight [N, K]. */
-function groupScaled(levels: Value, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions): Value {
+function groupScaled(levels: Value, q: GridLinear, name: string, opts: QuantLinearGraphOptions): Value {
   const g = levels.graph;
   const { outFeatures: N, inFeatures: K, groupSize } = q;
   const G = K / groupSize;

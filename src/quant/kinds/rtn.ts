@@ -178,6 +178,9 @@ export function rtnStorage(q: RtnLinear): LayerStorage {
     scaleBytes: 2 * groups,
     zeroBits: groups * q.spec.bits,
     groupIndexBytes: 4 * q.inFeatures,
+    codebookBytes: 0,
+    permutationBytes: 0,
+    lowRankBytes: 0,
     biasBytes: q.bias ? 2 * q.bias.length : 0,
   };
 }
