@@ -16,6 +16,7 @@ import { readLabelledTsv } from "../../data/tsv.js";
 import { tokenizeExamples } from "../../data/examples.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { defaultTrainOptions, train, type TrainOptions, type TrainSummary } from "../../train/loop.js";
+import { AdamW } from "../../train/adamw.js";
 import type { TaskEval, TrainTask } from "../../train/task.js";
 import { publishInto } from "../../core/publish.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
@@ -83,8 +84,10 @@ export default defineCommand({
       const tokenizer = await loadTokenizer(modelDir);
       const batch = intArg("batch", args.batch, 8);
       let task: TrainTask;
+      let textTokens: Int32Array;
       if (args.task === "lm") {
-        task = lmTask(tokenizeFile(dataFile, tokenizer), {
+        textTokens = tokenizeFile(dataFile, tokenizer);
+        task = lmTask(textTokens, {
           batch,
           seq: intArg("seq", args.seq, 256, 2),
           heldOut,
@@ -92,6 +95,7 @@ export default defineCommand({
         });
       } else if (args.task === "classify") {
         const train = tokenizeExamples(readLabelledTsv(dataFile).examples, tokenizer);
+        textTokens = Int32Array.from(train.flatMap((e) => Array.from(e.ids)));
         const devFile = args["eval-data"];
         const dev = devFile ? readLabelledTsv(devFile) : null;
         const numLabels = args["num-labels"]
@@ -110,6 +114,18 @@ export default defineCommand({
       } else {
         throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
       }
+      // A method's own first phase (ReALLM's block-wise fit), skipped when resuming a run.
+      const prepared =
+        method.prepare && !opts.resume
+          ? await method.prepare({
+              tokens: textTokens,
+              seq: intArg("seq", args.seq, 256, 2),
+              seed,
+              threads: opts.threads,
+              optimizer: (params) => new AdamW(params),
+              log: (m) => process.stderr.write(`${m}\n`),
+            })
+          : null;
       const summary = await runTraining(method, task, opts);
       let files: Record<string, number> = {};
       if (!summary.stopped) {
@@ -119,7 +135,7 @@ export default defineCommand({
         });
         files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(opts.outDir, f)).size]));
       }
-      report({ ...summary, files }, Boolean(args.json));
+      report({ ...summary, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
     }),
 });

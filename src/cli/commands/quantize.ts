@@ -106,10 +106,11 @@ export default defineCommand({
         qm = byMethod.qm;
       }
       saveQuantizedFolder(outDir, qm);
+      byMethod?.afterSave?.(outDir);
       const report = sizeReport(qm);
       const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
       const floatBytes = floatWeightBytes(modelDir);
-      const format = scheme === "nf4" ? "slimtune-nf4" : "gptq";
+      const format = method === "reallm" ? "slimtune-reallm" : scheme === "nf4" ? "slimtune-nf4" : "gptq";
       const widened = scheme === "rtn" && !spec.symmetric ? stats.zeroPointsAtZero : 0;
       const seconds = (Date.now() - started) / 1000;
       if (args.json) {
@@ -132,12 +133,12 @@ export default defineCommand({
         });
         return;
       }
-      const group = spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
-      const kind = scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
+      const group = method === "reallm" ? "shapes chosen per matrix" : spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
+      const kind = method === "reallm" ? "ReALLM (low-rank + vector-quantized residual)" : scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
       const lines = [
         `quantized ${qm.linears.size} linear layers to ${kind}, ${group} → ${outDir} (${format}) in ${seconds.toFixed(1)} s`,
         `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
-        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""} (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
+        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""}, ${report.bitsPerWeightAll.toFixed(3)} with everything stored (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
       ];
       if (byMethod) lines.push(...byMethod.lines);
       if (widened > 0) {
