@@ -81,6 +81,9 @@ describe("slimtune quantize", () => {
     ["gptq without --calib", () => ({ "--method": "gptq" }), "E_ARG", /--calib is required/],
     ["gptq calibration text too short", () => ({ "--method": "gptq", "--calib": tinyText(), "--calib-samples": "128" }), "E_DATA", /tiny\.txt: calibration text has \d+ tokens, fewer than --calib-samples 128 × --calib-seq 256/],
     ["gptq with nf4", () => ({ "--method": "gptq", "--calib": wikiValid, "--scheme": "nf4" }), "E_ARG", /--method gptq writes integer codes/],
+    ["reallm budget below the smallest shape", () => ({ "--method": "reallm", "--bits-per-weight": "0.3" }), "E_ARG", /--bits-per-weight 0\.3 is below the smallest ReALLM shape for model\.layers\.0\.self_attn\.q_proj.*raise --bits-per-weight/],
+    ["reallm rank that does not fit the budget", () => ({ "--method": "reallm", "--rank": "100" }), "E_ARG", /--rank 100 does not fit 3 bits per weight on model\.layers\.0\.self_attn\.q_proj \[256, 256\].*the largest rank that fits is \d+/],
+    ["lqlora rank above min(N, K)", () => ({ "--method": "lqlora", "--rank": "300" }), "E_ARG", /--rank 300 must be an integer from 1 to min\(N, K\) = 256/],
   ];
   it.each(errors)("exit 2: %s", (_label, flags, code, mentions) => {
     const all = { "--model": refModelDir, "--out": path.join(dir, "never"), ...flags() };
