@@ -40,6 +40,7 @@ const SPEC = {
   "lr-peqa": { type: "float", default: 2e-3, help: "PEQA learning rate" },
   "block-steps": { type: "int", default: 50, help: "ReALLM block-wise steps per block before end-to-end tuning" },
   "no-peer": { type: "bool", default: false, help: "skip the PyTorch peer" },
+  "max-wait": { type: "int", default: 60, help: "seconds to wait for a quiet machine before each timed run" },
   threads: { type: "int", default: 0, help: "ORT threads (0: all cores)" },
   work: { type: "string", default: path.join(os.tmpdir(), "slimtune-low-bit"), help: "scratch folder for models" },
   out: { type: "string", default: path.join(H.root, "bench/results/low-bit.json"), help: "JSON results" },
@@ -158,7 +159,7 @@ async function tuneRow(row) {
   if (!fs.existsSync(base)) throw new Error(`base ${row.base} is missing: run --phase notrain --rows ${row.base} first`);
   const out = path.join(a.work, `tuned-${row.id}`);
   fs.rmSync(out, { recursive: true, force: true });
-  await H.waitQuiet({ what: `${row.id} fine-tuning` });
+  await H.waitQuiet({ what: `${row.id} fine-tuning`, maxWaitS: a["max-wait"] });
   const args = ["finetune", "--method", row.method, "--model", base, "--data", valid, "--out", out, "--steps", String(a.steps), "--batch", String(a.batch), "--seq", String(a.seq), "--lr", String(row.lr), "--eval-every", "0", ...(row.extra ?? []), ...threads];
   const t = await H.cli(args, { label: row.id });
   const record = H.trainRecord(t, out, row.lr);
@@ -167,7 +168,7 @@ async function tuneRow(row) {
   const k = await klEval(evalModel, adapter);
   let peer = null;
   if (row.peer && !a["no-peer"]) {
-    await H.waitQuiet({ what: `${row.id} peer` });
+    await H.waitQuiet({ what: `${row.id} peer`, maxWaitS: a["max-wait"] });
     const p = await H.peer({ method: row.peer.method, bits: row.peer.bits, batch: a.batch, seq: a.seq, threads: 2 });
     peer = { ...p.json, command: p.command, otherCpu: p.run.otherCpu };
   }

@@ -5,7 +5,6 @@
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Rng } from "../../src/core/rng.js";
-import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { loadReallmFolder, saveReallmFolder } from "../../src/formats/quantized/index.js";
 import { quantizedLinear } from "../../src/models/parts/quantized-linear.js";
 import { dequantize, quantizeLinear } from "../../src/quant/kinds/index.js";
@@ -18,7 +17,7 @@ import { sizeReport } from "../../src/quant/size.js";
 import type { ReallmLinear, ReallmSpec } from "../../src/quant/types.js";
 import { vqQuantize } from "../../src/quant/vq.js";
 import { expectSlimtuneError, tempDir } from "../formats/helpers.js";
-import { gaussian, tinyModel } from "./helpers.js";
+import { expectLinearGraph, gaussian, tinyModel } from "./helpers.js";
 
 const gemm = new HostGemm({ threads: 1 });
 const nearest = new NearestCentroid({ threads: 1 });
@@ -156,23 +155,8 @@ describe("ReALLM layers and folders", () => {
 
   it("runs in the graph as x·Ŵᵀ, with Q̂ dequantized at load or gathered from its codebook", async () => {
     const q: ReallmLinear = { ...layer, perm: Int32Array.from({ length: layer.inFeatures }, (_, i) => (i % 32 < 16 ? i + 16 : i - 16)), spec: { ...layer.spec, permuted: true } };
-    const M = 3;
-    const { inFeatures: K, outFeatures: N } = q;
-    const x = gaussian(M * K, 8);
-    const w = dequantizeReallm(q);
     for (const vq of ["dequantized", "gather"] as const) {
-      const g = new Graph();
-      const y = quantizedLinear(g.input("x", [M, K]), q, "l", { vq });
-      const compiled = await CompiledGraph.compile(g, { y });
-      const got = (await compiled.run({ x: { data: x, shape: [M, K] } })).y!.data as Float32Array;
-      await compiled.release();
-      for (let m = 0; m < M; m++) {
-        for (let nn = 0; nn < N; nn++) {
-          let want = 0;
-          for (let kk = 0; kk < K; kk++) want += x[m * K + kk]! * w[nn * K + kk]!;
-          expect(got[m * N + nn]).toBeCloseTo(want, 4);
-        }
-      }
+      await expectLinearGraph((x) => quantizedLinear(x, q, "l", { vq }), dequantizeReallm(q), 3, q.inFeatures, q.outFeatures, 4);
     }
   });
 

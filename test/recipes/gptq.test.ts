@@ -5,7 +5,6 @@
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { calibrationWindows } from "../../src/data/calibration.js";
-import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { loadGptqFolder, saveGptqFolder } from "../../src/formats/quantized/index.js";
 import { readJsonObject } from "../../src/core/json.js";
 import { quantizedLinear } from "../../src/models/parts/quantized-linear.js";
@@ -15,7 +14,7 @@ import { HostGemm } from "../../src/quant/linalg/host-gemm.js";
 import type { QuantSpec, RtnLinear } from "../../src/quant/types.js";
 import { gptqQuantizeModel } from "../../src/recipes/gptq.js";
 import { expectSlimtuneError, tempDir } from "../formats/helpers.js";
-import { gaussian, tinyModel, grid } from "../quant/helpers.js";
+import { expectLinearGraph, grid, tinyModel } from "../quant/helpers.js";
 
 const dir = tempDir("gptq-model");
 const gemm = new HostGemm({ threads: 1 });
@@ -73,25 +72,8 @@ describe("gptqQuantizeModel", () => {
     }
 
     // y = x·Ŵᵀ through the permuted path (fused MatMulNBits and in-graph dequantization).
-    const M = 5;
-    const K = down.inFeatures;
-    const N = down.outFeatures;
-    const x = gaussian(M * K, 9);
-    const w = dequantize(down);
     for (const fused of [true, false]) {
-      const g = new Graph();
-      const xv = g.input("x", [M, K]);
-      const y = quantizedLinear(xv, down, "down", { fused });
-      const compiled = await CompiledGraph.compile(g, { y });
-      const got = (await compiled.run({ x: { data: x, shape: [M, K] } })).y!.data as Float32Array;
-      await compiled.release();
-      for (let m = 0; m < M; m++) {
-        for (let n = 0; n < N; n++) {
-          let want = 0;
-          for (let k = 0; k < K; k++) want += x[m * K + k]! * w[n * K + k]!;
-          expect(got[m * N + n]).toBeCloseTo(want, 3);
-        }
-      }
+      await expectLinearGraph((x) => quantizedLinear(x, down, "down", { fused }), dequantize(down), 5, down.inFeatures, down.outFeatures, 3, 9);
     }
   });
 
