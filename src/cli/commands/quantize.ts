@@ -134,7 +134,7 @@ export default defineCommand({
         return;
       }
       const group = method === "reallm" ? "shapes chosen per matrix" : spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
-      const kind = method === "reallm" ? "ReALLM (low-rank + vector-quantized residual)" : scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
+      const kind = method === "reallm" ? "ReALLM (low-rank + vector-quantized residual)" : scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} ${method === "gptq" ? "GPTQ" : "RTN"}${method === "lqlora" ? " + LQ-LoRA low-rank part" : ""}`;
       const lines = [
         `quantized ${qm.linears.size} linear layers to ${kind}, ${group} → ${outDir} (${format}) in ${seconds.toFixed(1)} s`,
         `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
