@@ -12,6 +12,7 @@ import type { TaskEval } from "../train/task.js";
 
 type FromWorker =
   | { type: "start"; method: string; total: number }
+  | { type: "log"; message: string }
   | { type: "step"; report: StepReport; total: number }
   | { type: "eval"; step: number; result: TaskEval }
   | { type: "done"; result: FinetuneResult }
@@ -51,6 +52,7 @@ export function runInWorker(job: FinetuneJob, hooks: WorkerHooks = {}): Promise<
   return new Promise((resolve, reject) => {
     worker.on("message", (m: FromWorker) => {
       if (m.type === "start") hooks.onStart?.(m.method, m.total);
+      else if (m.type === "log") process.stderr.write(`${m.message}\n`);
       else if (m.type === "step") hooks.onStep?.(m.report, m.total);
       else if (m.type === "eval") hooks.onEval?.(m.step, m.result);
       else if (m.type === "done") {
@@ -77,6 +79,7 @@ if (!isMainThread && parentPort && (workerData as { job?: FinetuneJob })?.job) {
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   runFinetuneJob(job, {
     onStart: (method, total) => post({ type: "start", method, total }),
+    onLog: (message) => post({ type: "log", message }),
     onStep: (report, total) => post({ type: "step", report, total }),
     onEval: (step, result) => post({ type: "eval", step, result }),
     shouldStop: () => Atomics.load(stop, 0) === 1,

@@ -5,6 +5,7 @@
 
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
+import { describeSpec } from "../quant/types.js";
 import { mergeLora } from "../methods/lora/merge.js";
 import { loadAdapter, scoringFor } from "../methods/registry.js";
 import type { TuningMethod } from "../methods/method.js";
@@ -50,7 +51,7 @@ export function generationScoring(base: LoadedBase, adapterDir?: string): Scorin
 }
 
 function describe(base: LoadedBase): string {
-  return base.kind === "float" ? "a float model" : `a ${base.model.spec.scheme} ${base.model.spec.bits}-bit model`;
+  return base.kind === "float" ? "a float model" : `a ${describeSpec(base.model.spec)} model`;
 }
 
 /** The quantized model with each layer's scales replaced by the PEQA method's tuned ones. */

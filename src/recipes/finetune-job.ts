@@ -18,6 +18,7 @@ import { loadBase } from "../models/load.js";
 import { classifyTask } from "../train/classify-task.js";
 import { lmTask } from "../train/lm-task.js";
 import { type TrainHooks, type TrainOptions, type TrainSummary, train } from "../train/loop.js";
+import { AdamW } from "../train/adamw.js";
 import type { TrainTask } from "../train/task.js";
 
 export type JobTask =
@@ -36,21 +37,32 @@ export interface FinetuneJob {
 
 export interface FinetuneResult {
   summary: TrainSummary;
+  /** What the method's own first phase reported (ReALLM's block-wise fit), when it has one. */
+  prepared?: Record<string, unknown>;
   /** Files published into the run folder, with their sizes (empty when the run was stopped). */
   files: Record<string, number>;
 }
 
-export async function runFinetuneJob(job: FinetuneJob, hooks: TrainHooks & { onStart?: (method: string, totalSteps: number) => void } = {}): Promise<FinetuneResult> {
+export interface JobHooks extends TrainHooks {
+  onStart?: (method: string, totalSteps: number) => void;
+  /** A line about the method's own first phase. */
+  onLog?: (message: string) => void;
+}
+
+export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Promise<FinetuneResult> {
   const definition = findMethod(job.method);
   const base = loadBase(job.modelDir);
   const method = definition.create(base, job.methodOptions, { seed: job.train.seed, adapter: job.adapter });
   const tokenizer = await loadTokenizer(job.modelDir);
   const t = job.task;
   let task: TrainTask;
+  let textTokens: Int32Array;
   if (t.kind === "lm") {
-    task = lmTask(tokenizeFile(t.dataFile, tokenizer), { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
+    textTokens = tokenizeFile(t.dataFile, tokenizer);
+    task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
   } else {
     const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
+    textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));
     const dev = t.evalFile ? readLabelledTsv(t.evalFile) : null;
     const numLabels = t.numLabels ?? Math.max(...examples.map((e) => e.label + 1), dev?.numLabels ?? 2);
     const head = findClassifierHead(job.adapter ? [job.adapter] : [job.modelDir]);
@@ -65,6 +77,18 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: TrainHooks & { onS
     });
   }
   if (!(job.train.steps >= 1)) throw new SlimtuneError("E_ARG", `--steps ${job.train.steps} must be a positive integer`);
+  // A method's own first phase (ReALLM's block-wise fit), skipped when resuming a run.
+  const prepared =
+    method.prepare && !job.train.resume
+      ? await method.prepare({
+          tokens: textTokens,
+          seq: t.kind === "lm" ? t.seq : t.maxLen,
+          seed: job.train.seed,
+          threads: job.train.threads,
+          optimizer: (params) => new AdamW(params),
+          log: (m) => hooks.onLog?.(m),
+        })
+      : null;
   hooks.onStart?.(method.name, job.train.steps);
   const summary = await train(method, task, job.train, hooks);
   let files: Record<string, number> = {};
@@ -76,5 +100,5 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: TrainHooks & { onS
     });
     files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(out, f)).size]));
   }
-  return { summary, files };
+  return { summary, files, ...(prepared ? { prepared } : {}) };
 }

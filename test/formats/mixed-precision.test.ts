@@ -16,7 +16,7 @@ import { scoringFor } from "../../src/methods/registry.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { sizeReport } from "../../src/quant/size.js";
-import type { QuantSpec } from "../../src/quant/types.js";
+import { type QuantSpec, gridLayer } from "../../src/quant/types.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
 
 const spec = (bits: QuantSpec["bits"], groupSize: QuantSpec["groupSize"] = "channel"): QuantSpec => ({ scheme: "rtn", bits, groupSize, symmetric: false });
@@ -47,8 +47,9 @@ describe("a mixed-precision GPTQ model", () => {
     expect(matchDynamic(dynamic, "model.layers.2.mlp.gate_up_proj")?.rule).toEqual({ skip: false, overrides: { bits: 2 } });
     expect(matchDynamic(dynamic, "model.layers.2.self_attn.q_proj")).toBeNull();
     const loaded = loadQuantizedFolder(dir);
-    for (const [p, q] of qm.linears) {
-      const l = loaded.linears.get(p)!;
+    for (const [p, layer] of qm.linears) {
+      const q = gridLayer(layer, p, "test");
+      const l = gridLayer(loaded.linears.get(p)!, p, "test");
       expect(l.spec, p).toEqual(q.spec);
       expect(Buffer.from(l.codes).equals(Buffer.from(q.codes)), p).toBe(true);
       expect(Buffer.from(l.zeros!).equals(Buffer.from(q.zeros!)), p).toBe(true);

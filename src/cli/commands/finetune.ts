@@ -99,8 +99,8 @@ export default defineCommand({
         throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
       }
       const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
-      const { summary, files } = await runWithProgress(job);
-      report({ ...summary, files }, Boolean(args.json));
+      const { summary, files, prepared } = await runWithProgress(job);
+      report({ ...summary, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
     }),
 });

@@ -14,11 +14,12 @@ import type { RtnStats } from "../../quant/kinds/rtn.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { sizeReport } from "../../quant/size.js";
 import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.js";
-import type { QuantScheme, QuantSpec } from "../../quant/types.js";
+import type { GridScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
+import { type MethodResult, parseQuantizeMethod, quantizeByMethod, quantizeMethodArgs } from "../quantize-methods.js";
 
-function parseScheme(value: string | undefined): QuantScheme {
+function parseScheme(value: string | undefined): GridScheme {
   const scheme = value ?? "rtn";
   if (scheme !== "rtn" && scheme !== "nf4") {
     throw new SlimtuneError("E_ARG", `--scheme "${scheme}" is unknown; use rtn (integer codes, written as a GPTQ checkpoint) or nf4 (QLoRA's 4-bit NormalFloat)`);
@@ -32,7 +33,7 @@ function parseBits(value: string | undefined): QuantSpec["bits"] {
   return bits;
 }
 
-function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSpec["groupSize"] {
+function parseGroupSize(value: string | undefined, scheme: GridScheme): QuantSpec["groupSize"] {
   if (value === undefined || value === "") return scheme === "nf4" ? defaultNf4BlockSize : "channel";
   if (value === "channel" || value === "-1") return "channel";
   const g = Number(value);
@@ -65,12 +66,14 @@ export default defineCommand({
     sym: { type: "boolean", description: "Symmetric RTN: zero point fixed at 2^(bits-1)" },
     out: { type: "string", description: "Output folder (replaced atomically)" },
     json: { type: "boolean", description: "Print one JSON object on stdout" },
+    ...quantizeMethodArgs,
   },
   run: ({ args }) =>
     runAction(async () => {
       const modelDir = requiredArg("model", args.model);
       const outDir = requiredArg("out", args.out);
       const scheme = parseScheme(args.scheme);
+      const method = parseQuantizeMethod(args.method);
       const spec: QuantSpec = { scheme, bits: parseBits(args.bits), groupSize: parseGroupSize(args["group-size"], scheme), symmetric: Boolean(args.sym) };
       checkQuantSpec(spec);
       const stat = fs.statSync(modelDir, { throwIfNoEntry: false });
@@ -90,14 +93,22 @@ export default defineCommand({
       const started = Date.now();
       const model = LlamaModel.load(modelDir);
       const stats: RtnStats = { groups: 0, zeroPointsAtZero: 0 };
-      const progress = createProgress("quantize layers", layers.length);
-      const qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
-      progress.stop();
+      let byMethod: MethodResult | null = null;
+      let qm;
+      if (method === "rtn") {
+        const progress = createProgress("quantize layers", layers.length);
+        qm = quantizeModel(model, spec, (done) => progress.update(done), stats);
+        progress.stop();
+      } else {
+        byMethod = await quantizeByMethod(method, modelDir, model, spec, args, stats);
+        qm = byMethod.qm;
+      }
       saveQuantizedFolder(outDir, qm);
+      byMethod?.afterSave?.(outDir);
       const report = sizeReport(qm);
       const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
       const floatBytes = floatWeightBytes(modelDir);
-      const format = scheme === "nf4" ? "slimtune-nf4" : "gptq";
+      const format = method === "reallm" ? "slimtune-reallm" : scheme === "nf4" ? "slimtune-nf4" : "gptq";
       const widened = scheme === "rtn" && !spec.symmetric ? stats.zeroPointsAtZero : 0;
       const seconds = (Date.now() - started) / 1000;
       if (args.json) {
@@ -105,6 +116,7 @@ export default defineCommand({
           model: modelDir,
           out: outDir,
           format,
+          method,
           ...spec,
           fileBytes,
           floatFileBytes: floatBytes,
@@ -115,16 +127,18 @@ export default defineCommand({
           groups: stats.groups,
           seconds,
           report,
+          ...(byMethod ? { methodReport: byMethod.report } : {}),
         });
         return;
       }
-      const group = spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
-      const kind = scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
+      const group = method === "reallm" ? "shapes chosen per matrix" : spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
+      const kind = method === "reallm" ? "ReALLM (low-rank + vector-quantized residual)" : scheme === "nf4" ? "NF4" : `${spec.bits}-bit ${spec.symmetric ? "symmetric" : "asymmetric"} ${method === "gptq" ? "GPTQ" : "RTN"}${method === "lqlora" ? " + LQ-LoRA low-rank part" : ""}`;
       const lines = [
         `quantized ${qm.linears.size} linear layers to ${kind}, ${group} → ${outDir} (${format}) in ${seconds.toFixed(1)} s`,
         `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
-        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""} (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
+        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""}, ${report.bitsPerWeightAll.toFixed(3)} with everything stored (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
       ];
+      if (byMethod) lines.push(...byMethod.lines);
       if (widened > 0) {
         lines.push(`zero points: ${widened} of ${stats.groups} groups had z = 0, widened to z = 1 so GPTQ v1 loaders read them correctly`);
       }

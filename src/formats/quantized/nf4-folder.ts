@@ -38,7 +38,7 @@ import { SlimtuneError } from "../../core/errors.js";
 import { parseFields } from "../../core/json.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
 import { checkQuantSpec, quantGroupSizes } from "../../quant/spec.js";
-import { type Nf4Linear, type QuantSpec, type QuantizedLinear, type QuantizedModel, sameSpec } from "../../quant/types.js";
+import { type Nf4Linear, type QuantSpec, type QuantizedLinear, type QuantizedModel, gridLayer, gridSpecOf, sameSpec } from "../../quant/types.js";
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
@@ -78,9 +78,10 @@ export function unpackNf4Codes(bytes: Uint8Array): Uint8Array {
 
 /** Writes `qm` (scheme nf4) to `outDir` in the slimtune-nf4 layout, replacing it atomically. */
 export function saveNf4Folder(outDir: string, qm: QuantizedModel): void {
-  checkQuantSpec(qm.spec);
-  if (qm.spec.scheme !== "nf4") {
-    throw new SlimtuneError("E_ARG", `slimtune-nf4 stores NF4 codes, not scheme "${qm.spec.scheme}"; save integer (rtn) models with saveGptqFolder or saveQuantizedFolder`);
+  const spec = gridSpecOf(qm, "a slimtune-nf4 folder");
+  checkQuantSpec(spec);
+  if (spec.scheme !== "nf4") {
+    throw new SlimtuneError("E_ARG", `slimtune-nf4 stores NF4 codes, not scheme "${spec.scheme}"; save integer (rtn) models with saveGptqFolder or saveQuantizedFolder`);
   }
   checkQuantizedLinears(qm);
   // Version 1 records one block size for the whole folder (no per-module overrides).
@@ -93,14 +94,15 @@ export function saveNf4Folder(outDir: string, qm: QuantizedModel): void {
     throw new SlimtuneError("E_ARG", "a slimtune-nf4 folder quantizes every linear layer; keep none in float");
   }
   const tensors: SafetensorsTensor[] = [...denseTensors(qm)];
-  for (const [module, q] of qm.linears) {
+  for (const [module, layer] of qm.linears) {
+    const q = gridLayer(layer, module, "a slimtune-nf4 folder");
     const { outFeatures: n, inFeatures: k, groupSize: bs } = q;
     if (k % 2 !== 0) throw new SlimtuneError("E_SHAPE", `layer "${module}" has K = ${k}; packing two NF4 codes per byte needs an even K`);
     tensors.push({ name: `${module}.nf4_codes`, dtype: "U8", shape: [n, k / 2], data: packNf4Codes(q.codes) });
     tensors.push({ name: `${module}.absmax`, dtype: "F32", shape: [n, k / bs], data: q.scales });
     if (q.bias) tensors.push({ name: `${module}.bias`, dtype: "F32", shape: [n], data: q.bias });
   }
-  const config = quantizedConfigJson(qm.config, nf4QuantizationConfig(qm.spec), "float32");
+  const config = quantizedConfigJson(qm.config, nf4QuantizationConfig(spec), "float32");
   replaceDirAtomic(outDir, (tmp) => {
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
     writeSafetensors(path.join(tmp, weightsFile), sortForWriting(tensors), { format: "pt" });

@@ -54,29 +54,44 @@ export function llamaBlocks(
   const C = config.hiddenSize;
   let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
-    x = opts.checkpoint ? g.checkpointed(x, (xi) => block(i, xi)) : block(i, x);
+    x = opts.checkpoint ? g.checkpointed(x, (xi) => llamaLayer(config, p, xi, i, attend, norm)) : llamaLayer(config, p, x, i, attend, norm);
   }
   return norm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+}
 
-  /** Decoder layer i on the residual stream x. */
-  function block(i: number, x: Value): Value {
-    const pre = `model.layers.${i}`;
-    const widths = layerShape(config, i);
-    // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
-    if (widths.numHeads > 0) {
-      const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
-      const q = p.linear(`${pre}.self_attn.q_proj`, h);
-      const k = p.linear(`${pre}.self_attn.k_proj`, h);
-      const v = p.linear(`${pre}.self_attn.v_proj`, h);
-      x = add(x, p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths))); // attention: (B·T, H·D)
-    }
-    if (widths.intermediateSize > 0) {
-      const h2 = norm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
-      const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
-      x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
-    }
-    return x;
+/** Decoder layer i on the residual stream x [B·T, C]: x + attn(norm(x)), then + mlp(norm(·)). */
+export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: number, attend: LayerAttention, norm: NormFn = rmsNorm): Value {
+  const pre = `model.layers.${i}`;
+  const widths = layerShape(config, i);
+  // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
+  if (widths.numHeads > 0) {
+    const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
+    const q = p.linear(`${pre}.self_attn.q_proj`, h);
+    const k = p.linear(`${pre}.self_attn.k_proj`, h);
+    const v = p.linear(`${pre}.self_attn.v_proj`, h);
+    x = add(x, p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths))); // attention: (B·T, H·D)
   }
+  if (widths.intermediateSize > 0) {
+    const h2 = norm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
+    const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
+    x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
+  }
+  return x;
+}
+
+export interface BlockContext {
+  batch: number;
+  seq: number;
+  /** RoPE tables [T, headDim] as graph values. */
+  rot: { cos: Value; sin: Value };
+  keyMask?: Value;
+}
+
+/** Decoder layer `i` on hidden states x [B·T, C] with causal attention over the window (one block as its own graph). */
+export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: number, ctx: BlockContext): Value {
+  const attend: LayerAttention = (_i, q, k, v, widths) =>
+    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask);
+  return llamaLayer(config, p, x, i, attend);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */
