@@ -10,7 +10,7 @@
 //   --models ref-llama-5m,smollm2-135m-shape --steps N --warmup N (default per model: 10/3 for
 //   ref-llama-5m, 3/2 for the SmolLM shape, whose first two runs fault in ~15 GB of fresh memory)
 //   --no-peer --no-profile --profile-only --profile-model NAME --profile-options JSON (extra ORT session options
-//   for the profiled run, e.g. '{"enableMemPattern":false}') --python PATH --out FILE
+//   for the profiled run, e.g. '{"enableMemPattern":false}') --out FILE (the peer's python: SLIMTUNE_PYTHON, default /usr/bin/python3)
 //   --quiet PCT --max-wait S (this VM's cores are shared with other sessions: before each
 //   measurement wait up to 60 s, S in all (default 240), for others to use < PCT % (default 25)).
 // Every slimtune measurement runs in its own child node process (this script with --child), so
@@ -18,17 +18,15 @@
 // Results: a table on stdout, bench/results/train-step.json and train-step-profile.json (the raw
 // ORT trace goes to the OS temp folder).
 
-import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import * as H from "./lib/harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
+const { root, shared } = H;
 const dist = path.join(root, "dist");
-const shared = process.env.SLIMTUNE_SHARED ?? path.resolve(root, "../shared");
-const peerScript = path.join(shared, "bench/torch_peer.py");
 
 const MODELS = {
   "ref-llama-5m": { dir: path.join(shared, "models/ref-llama-5m"), random: false, steps: 10, warmup: 3 },
@@ -39,7 +37,7 @@ const MODELS = {
 // flags
 
 function parseArgs(argv) {
-  const a = { quiet: 25, maxWait: 240, batch: 8, seq: 256, threads: 2, models: Object.keys(MODELS), steps: null, warmup: null, peer: true, profile: true, profileModel: null, python: null, out: path.join(here, "results/train-step.json"), child: null, model: null };
+  const a = { quiet: 25, maxWait: 240, batch: 8, seq: 256, threads: 2, models: Object.keys(MODELS), steps: null, warmup: null, peer: true, profile: true, profileModel: null, out: path.join(here, "results/train-step.json"), child: null, model: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -69,7 +67,6 @@ function parseArgs(argv) {
         }
         process.exit(0);
       case "--profile-model": a.profileModel = v(); break;
-      case "--python": a.python = v(); break;
       case "--profile-options": a.profileOptions = v(); break;
       case "--out": a.out = path.resolve(v()); break;
       case "--child": a.child = v(); break;
@@ -83,43 +80,20 @@ function parseArgs(argv) {
   return a;
 }
 
-/** Machine-wide CPU time from /proc/stat (ms, all cores): busy and total. Other sessions share this VM's cores. */
-function cpuStat() {
-  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
-  const tick = 10; // USER_HZ = 100
-  return { busy: (user + nice + system + irq + softirq + steal) * tick, total: (user + nice + system + idle + iowait + irq + softirq + steal) * tick };
-}
-
-/** Share of the machine's CPU used by other processes between two cpuStat() samples, given our own CPU ms. */
-function foreignLoad(s0, s1, ownMs) {
-  const total = s1.total - s0.total;
-  return total > 0 ? Math.max(0, Math.min(1, (s1.busy - s0.busy - ownMs) / total)) : 0;
-}
-
-const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]; // as torch_peer.py
+const { cpuStat, foreignLoad, log } = H;
+/** The middle element, as torch_peer.py takes its median (no averaging of the two middle ones). */
+const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 const r1 = (x) => Math.round(x * 10) / 10;
 const r2 = (x) => Math.round(x * 100) / 100;
-const log = (...xs) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...xs);
 
 // ---------------------------------------------------------------------------------------------
 // the library, from dist/
 
 async function lib() {
-  const imp = (p) => import(path.join(dist, p));
-  const [engine, model, hf, weights, full, lm, params, adamw, rng, writer] = await Promise.all([
-    imp("engine/index.js"),
-    imp("models/llama/model.js"),
-    imp("formats/hf-config.js"),
-    imp("models/llama/weights.js"),
-    imp("methods/full/index.js"),
-    imp("models/llama/lm-graphs.js"),
-    imp("models/llama/params.js"),
-    imp("train/adamw.js"),
-    imp("util/rng.js"),
-    imp("engine/onnx-writer.js"),
-  ]);
-  return { ...engine, ...model, ...hf, ...weights, ...full, ...lm, ...params, ...adamw, ...rng, ...writer };
+  // The public API only, so moving files inside src/ never breaks the benchmark.
+  const api = await import(path.join(dist, "index.js"));
+  const lm = await import(path.join(dist, "models/llama/lm-graphs.js"));
+  return { ...api.engine, ...api, IDS: lm.IDS, TARGETS: lm.TARGETS, gradName: lm.gradName };
 }
 
 /** ref-llama-5m from its folder; the SmolLM shape from config.json with N(0, 0.02²) weights (seeded) and unit norms. */
@@ -455,66 +429,26 @@ function summariseProfile(events, phaseOf, wallMs) {
 // ---------------------------------------------------------------------------------------------
 // parent
 
-const timeBin = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : null;
-
-/**
- * Runs a command that prints one JSON line; returns it with `window`: the child's wall and CPU time
- * (GNU time) and the share of the machine other processes used meanwhile (/proc/stat).
- */
-function runJson(cmd, args, label) {
-  return new Promise((resolve, reject) => {
-    log(`${label}: ${[cmd, ...args].join(" ")}`);
-    const [c, as] = timeBin ? [timeBin, ["-f", "__TIME__ %e %U %S %M", cmd, ...args]] : [cmd, args];
-    const stat0 = cpuStat();
-    const p = spawn(c, as, { stdio: ["ignore", "pipe", "pipe"], cwd: root });
-    let out = "", err = "";
-    p.stdout.on("data", (d) => (out += d));
-    let pending = "";
-    p.stderr.on("data", (d) => {
-      err += d;
-      pending += d;
-      const lines = pending.split("\n");
-      pending = lines.pop();
-      for (const l of lines) if (!l.startsWith("__TIME__")) process.stderr.write(`${l}\n`);
-    });
-    p.on("close", (code) => {
-      const stat1 = cpuStat();
-      const line = out.trim().split("\n").filter((l) => l.startsWith("{")).at(-1);
-      if (code !== 0 || !line) return reject(new Error(`${label} failed (exit ${code}): ${err.slice(-2000)}`));
-      const res = JSON.parse(line);
-      const t = err.match(/__TIME__ ([\d.]+) ([\d.]+) ([\d.]+) (\d+)/);
-      if (t) {
-        const [wall, user, sys, maxKb] = t.slice(1).map(Number);
-        res.window = { wall_s: wall, cpu_user_s: user, cpu_sys_s: sys, max_rss_mb_gnu_time: r1(maxKb / 1024), foreign_cpu_load_pct: Math.round(100 * foreignLoad(stat0, stat1, (user + sys) * 1000)) };
-      }
-      resolve(res);
-    });
-  });
+/** Runs a command that prints one JSON line; returns it with `window`: wall and CPU time and other processes' CPU share meanwhile. */
+async function runJson(cmd, args, label, env) {
+  log(`${label}: ${[cmd, ...args].join(" ")}`);
+  const run = await H.runTimed(cmd, args, { env, echoPrefix: "" });
+  const line = run.stdout.trim().split("\n").filter((l) => l.startsWith("{")).at(-1);
+  if (run.code !== 0 || !line) throw new Error(`${label} failed (exit ${run.code}): ${run.stderr.slice(-2000)}`);
+  const res = JSON.parse(line);
+  res.window = { wall_s: r2(run.wallS), cpu_user_s: run.userS, cpu_sys_s: run.sysS, max_rss_mb_gnu_time: r1(run.maxRssMb), foreign_cpu_load_pct: Math.round(100 * run.otherCpu) };
+  return res;
 }
 
-const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 let waitedS = 0;
 const waits = [];
 
-/**
- * Other sessions share this VM's two cores and can keep them busy for minutes. Before each
- * measurement wait (at most 60 s each, --max-wait in all) until other processes use less than
- * --quiet % of the CPU over 2 s; what was seen goes into the results.
- */
+/** Waits (at most 60 s each, --max-wait in all) for other processes to use less than --quiet % of the CPU. */
 async function waitQuiet(a, label) {
-  const t0 = Date.now();
-  let load = 0;
-  for (;;) {
-    const s0 = cpuStat();
-    await sleep(2000);
-    load = foreignLoad(s0, cpuStat(), 0);
-    const waited = (Date.now() - t0) / 1000;
-    if (load * 100 < a.quiet || waited >= 60 || waitedS + waited >= a.maxWait) break;
-    if (Math.round(waited) % 10 < 2) log(`  waiting for a quiet machine before ${label}: other processes use ${Math.round(100 * load)}% of the CPU`);
-  }
-  const waited = (Date.now() - t0) / 1000;
-  waitedS += waited;
-  waits.push({ before: label, waited_s: Math.round(waited), foreign_cpu_load_pct_at_start: Math.round(100 * load) });
+  const left = Math.max(0, a.maxWait - waitedS);
+  const seen = await H.waitQuiet({ threshold: a.quiet / 100, pollS: 5, maxWaitS: Math.min(60, left), what: label, samples: 1 });
+  waitedS += seen.waitedS;
+  waits.push({ before: label, waited_s: Math.round(seen.waitedS), foreign_cpu_load_pct_at_start: Math.round(100 * seen.busy) });
 }
 
 function child(a, kind, model, extra = []) {
@@ -525,49 +459,19 @@ function child(a, kind, model, extra = []) {
   return waitQuiet(a, label).then(() => runJson(process.execPath, [...args, ...extra], label));
 }
 
-function findPython(flag) {
-  const candidates = flag ? [flag] : ["/usr/bin/python3", "python3"];
-  for (const py of candidates) {
-    try {
-      const v = execFileSync(py, ["-c", "import torch; print(torch.__version__)"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-      return { python: py, torch: v };
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error(`no python with torch among ${candidates.join(", ")}; install python3-torch or pass --python`);
-}
-
-async function peer(a, py, model, threads, forward) {
+async function peer(a, model, threads, forward) {
   const spec = MODELS[model];
-  const args = ["-u", "OPENBLAS_CORETYPE", "-u", "OPENBLAS_L2_SIZE", py, peerScript, "--model", spec.dir, "--method", "full",
-    "--batch", `${a.batch}`, "--seq", `${a.seq}`, "--steps", `${a.steps ?? spec.steps}`, "--warmup", `${a.warmup ?? spec.warmup}`, "--threads", `${threads}`];
-  if (spec.random) args.push("--random");
-  if (forward) args.push("--forward-only");
   const label = `peer ${forward ? "forward" : "train"} ${model} t${threads}`;
   await waitQuiet(a, label);
-  const res = await runJson("env", args, label);
-  res.command = ["env", ...args].join(" ");
-  log(`  → ${res.tokens_per_s} tok/s, ${res.step_ms_median} ms, RSS ${res.peak_rss_mb} MB; other processes ${res.window?.foreign_cpu_load_pct ?? "?"}% of the CPU over the whole run`);
-  return res;
+  const { json, run, command } = await H.peer({ model: spec.dir, random: spec.random, method: "full", batch: a.batch, seq: a.seq, steps: a.steps ?? spec.steps, warmup: a.warmup ?? spec.warmup, threads, forwardOnly: forward });
+  return { ...json, command, window: { wall_s: r2(run.wallS), foreign_cpu_load_pct: Math.round(100 * run.otherCpu) } };
 }
 
-async function peerBest(a, py, model, forward) {
+async function peerBest(a, model, forward) {
   const runs = [];
-  for (const t of [1, 2]) runs.push(await peer(a, py, model, t, forward));
+  for (const t of [1, 2]) runs.push(await peer(a, model, t, forward));
   const best = runs.reduce((p, q) => (q.tokens_per_s > p.tokens_per_s ? q : p));
   return { best, runs };
-}
-
-function cpuModel() {
-  const m = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.*)$/m);
-  return m ? m[1] : "unknown";
-}
-
-function table(headers, rows) {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => `${r[i]}`.length)));
-  const line = (cells) => `| ${cells.map((c, i) => `${c}`.padEnd(w[i])).join(" | ")} |`;
-  return [line(headers), `|${w.map((x) => "-".repeat(x + 2)).join("|")}|`, ...rows.map(line)].join("\n");
 }
 
 async function parent(a) {
@@ -575,9 +479,9 @@ async function parent(a) {
   if (!fs.existsSync(path.join(dist, "engine/index.js"))) throw new Error("dist/ is missing: run npx tsc -p tsconfig.build.json first");
   fs.mkdirSync(path.dirname(a.out), { recursive: true });
   fs.mkdirSync(path.join(here, "results"), { recursive: true });
-  const py = a.peer ? findPython(a.python) : null;
+  const machine = H.machineInfo();
+  if (a.peer && !machine.torch) throw new Error(`no torch for ${H.python}; install python3-torch (see ../shared/bench/torch_peer.py) or pass --no-peer`);
   const L = await lib();
-  const ortVersion = JSON.parse(fs.readFileSync(path.join(root, "node_modules/onnxruntime-node/package.json"), "utf8")).version;
   const results = [];
   for (const model of a.profileOnly ? [] : a.models) {
     log(`=== ${model}`);
@@ -586,8 +490,8 @@ async function parent(a) {
     const gemmRes = await child(a, "gemm", model);
     const train = await child(a, "train", model);
     const forward = await child(a, "forward", model);
-    const peerTrain = py ? await peerBest(a, py.python, model, false) : null;
-    const peerFwd = py ? await peerBest(a, py.python, model, true) : null;
+    const peerTrain = a.peer ? await peerBest(a, model, false) : null;
+    const peerFwd = a.peer ? await peerBest(a, model, true) : null;
     const fwdGemm = gemmRes.results.find((r) => r.threads === a.threads && r.op.startsWith("fwd"));
     const achieved = (f, ms) => r1(f / ms / 1e6);
     results.push({
@@ -622,8 +526,8 @@ async function parent(a) {
     benchmark: "train-step",
     date: new Date().toISOString(),
     command: `node bench/train-step.mjs ${process.argv.slice(2).join(" ")}`.trim(),
-    machine: { nproc: os.cpus().length, cpu: cpuModel(), mem_gb: r1(os.totalmem() / 2 ** 30) },
-    versions: { node: process.version, "onnxruntime-node": ortVersion, torch: py?.torch ?? null, python: py?.python ?? null },
+    machine: { nproc: machine.cores, cpu: machine.cpu, mem_gb: machine.memGiB },
+    versions: { node: machine.node, "onnxruntime-node": machine.onnxruntimeNode, torch: machine.torch, python: H.python, commit: machine.commit },
     settings: { batch: a.batch, seq: a.seq, slimtune_threads: a.threads, peer_threads: "best of 1 and 2", optimizer: "AdamW lr 1e-4, weight decay 0.01 on all params (torch defaults)" },
     flop_formula: flopModel({ hiddenSize: 1, intermediateSize: 1, numHeads: 1, numKvHeads: 1, headDim: 1, vocabSize: 1, numLayers: 1 }, 1, 1).formula,
     results,
@@ -650,7 +554,7 @@ async function parent(a) {
     }
   }
   console.log(`\nbatch ${a.batch} × seq ${a.seq}; slimtune threads ${a.threads}; peer: best of threads 1 and 2; ${report.machine.cpu}, ${report.machine.nproc} cores`);
-  console.log(table(["model", "mode", "slimtune tok/s", "peer tok/s", "peer by threads", "ratio", "slimtune RSS MB", "peer RSS MB", "slimtune GFLOPS", "peer GFLOPS", "ORT GEMM GFLOPS", "other load s/p"], rows));
+  console.log(H.mdTable(["model", "mode", "slimtune tok/s", "peer tok/s", "peer by threads", "ratio", "slimtune RSS MB", "peer RSS MB", "slimtune GFLOPS", "peer GFLOPS", "ORT GEMM GFLOPS", "other load s/p"], rows));
   console.log(`\nGFLOPS: ${report.flop_formula}. ORT GEMM = plain Gemm [B·T, C]×[F, C]ᵀ, ${a.threads} threads, same run.`);
   console.log("other load s/p: CPU share used by other processes on this shared VM (slimtune: median over timed steps; peer: whole process).");
   console.log("\nslimtune train step split (median ms): graph run / AdamW; plain Gemm GFLOPS (fwd x·Wᵀ, dX dy·W, dW dyᵀ·x):");
@@ -661,10 +565,10 @@ async function parent(a) {
   if (profile) {
     console.log(`\nORT profile, ${profileModel} train step (3rd run): wall ${profile.run_wall_ms} ms, model_run ${profile.model_run_ms} ms, kernels ${profile.kernel_total_ms} ms; other processes ${profile.foreign_cpu_load_pct}% of the CPU`);
     console.log(`ORT memory: peak in use ${profile.ort_mem_in_use_peak_mb} MB, arena held ${profile.ort_arena_held_mb} MB; profile process peak RSS ${profile.peak_rss_mb} MB`);
-    console.log(table(["phase", "kernels", "ms", "%"], profile.by_phase.map((x) => [x.phase, x.count, x.ms, x.pct])));
-    console.log(table(["op", "count", "ms", "%"], profile.by_op.slice(0, 10).map((x) => [x.op, x.count, x.ms, x.pct])));
-    console.log(table(["op (phase)", "count", "ms", "%"], profile.by_op_and_phase.slice(0, 12).map((x) => [`${x.op} (${x.phase})`, x.count, x.ms, x.pct])));
-    console.log(table(["op, input shapes (phase)", "count", "ms", "%"], profile.by_signature.slice(0, 15).map((x) => [`${x.op} ${x.shapes} (${x.phase})`, x.count, x.ms, x.pct])));
+    console.log(H.mdTable(["phase", "kernels", "ms", "%"], profile.by_phase.map((x) => [x.phase, x.count, x.ms, x.pct])));
+    console.log(H.mdTable(["op", "count", "ms", "%"], profile.by_op.slice(0, 10).map((x) => [x.op, x.count, x.ms, x.pct])));
+    console.log(H.mdTable(["op (phase)", "count", "ms", "%"], profile.by_op_and_phase.slice(0, 12).map((x) => [`${x.op} (${x.phase})`, x.count, x.ms, x.pct])));
+    console.log(H.mdTable(["op, input shapes (phase)", "count", "ms", "%"], profile.by_signature.slice(0, 15).map((x) => [`${x.op} ${x.shapes} (${x.phase})`, x.count, x.ms, x.pct])));
   }
   console.log(`\nwrote ${path.relative(root, a.out)} (${report.wall_s} s)`);
 }

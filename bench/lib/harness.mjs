@@ -96,6 +96,12 @@ export function cpuStat() {
   return { busy: (user + nice + system + irq + softirq + steal) * tick, total: (user + nice + system + idle + iowait + irq + softirq + steal) * tick };
 }
 
+/** Share of the machine's CPU used by other processes between two cpuStat() samples, given our own CPU ms. */
+export function foreignLoad(s0, s1, ownMs) {
+  const total = s1.total - s0.total;
+  return total > 0 ? Math.max(0, Math.min(1, (s1.busy - s0.busy - ownMs) / total)) : 0;
+}
+
 /** CPU ticks used so far by every process: pid → { name, ticks }. */
 function processTicks() {
   const out = new Map();
@@ -264,9 +270,10 @@ export async function cli(args, { label } = {}) {
 }
 
 /** One PyTorch peer run (OpenBLAS tuning variables unset, as the peer's header asks). */
-export async function peer({ method, bits = 4, rank = 8, batch, seq, steps = 10, warmup = 3, threads, forwardOnly = false }) {
-  const args = [peerScript, "--model", baseModel, "--method", method, "--bits", String(bits), "--rank", String(rank), "--batch", String(batch), "--seq", String(seq), "--steps", String(steps), "--warmup", String(warmup), "--threads", String(threads)];
+export async function peer({ model = baseModel, random = false, method, bits = 4, rank = 8, batch, seq, steps = 10, warmup = 3, threads, forwardOnly = false }) {
+  const args = [peerScript, "--model", model, "--method", method, "--bits", String(bits), "--rank", String(rank), "--batch", String(batch), "--seq", String(seq), "--steps", String(steps), "--warmup", String(warmup), "--threads", String(threads)];
   if (forwardOnly) args.push("--forward-only");
+  if (random) args.push("--random");
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;

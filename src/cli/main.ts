@@ -13,6 +13,8 @@ const main = defineCommand({
     prune: () => import("./commands/prune.js").then((m) => m.default),
     qpruner: () => import("./commands/qpruner.js").then((m) => m.default),
     "pruning-adapter": () => import("./commands/pruning-adapter.js").then((m) => m.default),
+    generate: () => import("./commands/generate.js").then((m) => m.default),
+    export: () => import("./commands/export.js").then((m) => m.default),
   },
 });
 

@@ -10,6 +10,7 @@ export type SlimtuneErrorCode =
   | "E_TOKENIZER" // tokenizer.json is missing or unreadable
   | "E_DATA" // a data file is empty or malformed
   | "E_CHECKPOINT" // a checkpoint cannot be resumed
+  | "E_GGUF" // a GGUF file is corrupt, truncated or holds what slimtune cannot read
   | "E_ENGINE"; // the graph or ONNX Runtime rejected something (a bug if a user sees it)
 
 export class SlimtuneError extends Error {

@@ -18,9 +18,13 @@ export const onnxTypeCode: Record<DType, number> = {
   float64: 11,
 };
 
+/** Element count of a static shape; a symbolic dim (negative, see dims.ts) has no count here. */
 export function numel(shape: Shape): number {
   let n = 1;
-  for (const d of shape) n *= d;
+  for (const d of shape) {
+    if (d < 0) throw new RangeError(`numel of ${fmtShape(shape)}: a symbolic dim has no static count`);
+    n *= d;
+  }
   return n;
 }
 
@@ -33,7 +37,7 @@ export function sameShape(a: Shape, b: Shape): boolean {
 }
 
 export function fmtShape(shape: Shape): string {
-  return `[${shape.join(", ")}]`;
+  return `[${shape.map((d) => (d < 0 ? "?" : String(d))).join(", ")}]`;
 }
 
 /** Resolves a possibly negative axis against a rank. */

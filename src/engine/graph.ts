@@ -1,7 +1,10 @@
-// The graph IR: values with static shapes and dtypes, produced by nodes of registered ops.
-// A graph is built once per (method, shape) and turned into ONNX by onnx-writer.ts.
+// The graph IR: values with shapes and dtypes, produced by nodes of registered ops. Training graphs
+// are static (built once per method and shape); generation and exported graphs may name some sizes
+// symbolically (dims.ts) so one session serves every batch, sequence and past length.
+// A graph is turned into ONNX by onnx-writer.ts.
 
 import { type DType, type HostArray, type Shape, numel, fmtShape, hostArray } from "./dtype.js";
+import { SymbolTable } from "./dims.js";
 
 export type AttrValue = number | string | number[] | { float: number } | { floats: number[] } | { tensor: { dtype: DType; data: HostArray } };
 export type Attrs = Record<string, AttrValue>;
@@ -47,8 +50,18 @@ export class Value {
   }
 
   toString(): string {
-    return `${this.name ?? `v${this.id}`}${fmtShape(this.shape)}:${this.dtype}`;
+    const dims = this.shape.map((d) => (d < 0 ? this.graph.dims.name(d) : String(d)));
+    return `${this.name ?? `v${this.id}`}[${dims.join(", ")}]:${this.dtype}`;
   }
+}
+
+/** A run of nodes [start, end) computing y = fn(x) that the backward recomputes. */
+export interface Segment {
+  x: Value;
+  y: Value;
+  fn: (x: Value) => Value;
+  start: number;
+  end: number;
 }
 
 export class Graph {
@@ -60,12 +73,36 @@ export class Graph {
   /** Values whose gradient a hand-written rule gives directly, skipping the nodes that compute them. */
   readonly customVjps = new Map<Value, { inputs: Value[]; vjp: (dy: Value) => Array<Value | null> }>();
   private readonly names = new Set<string>();
+  /** Symbolic sizes of this graph (empty for static graphs). */
+  readonly dims = new SymbolTable();
+  /** Where each base symbol can be read at run time: the first input that has it as a dim. */
+  readonly symbolSources = new Map<string, { input: Value; axis: number }>();
+  /** Run-time values of symbolic dims, built once (ops/shape.ts dimValue). */
+  readonly dimValues = new Map<number, Value>();
+  /**
+   * ONNX Runtime graph optimizers this graph must run without (session config
+   * "optimization.disable_specified_optimizers"), e.g. ConstantFolding where folding would turn
+   * compressed frozen weights into float32 copies.
+   */
+  readonly disabledOptimizers = new Set<string>();
+  /** Segments whose activations the backward recomputes instead of keeping (see `checkpointed`). */
+  readonly segments: Segment[] = [];
 
-  /** A tensor fed at run time: data, and every trainable parameter. */
+  /** The id of a named symbolic size, e.g. g.sym("batch_size"). */
+  sym(name: string): number {
+    return this.dims.symbol(name);
+  }
+
+  /** A tensor fed at run time: data, and every trainable parameter. Dims may be symbolic. */
   input(name: string, shape: Shape, dtype: DType = "float32"): Value {
+    this.checkShape(`input ${name}`, shape);
     this.claimName(name);
     const v = new Value(this, this.nextId++, [...shape], dtype, "input", null, name, null);
     this.inputs.push(v);
+    shape.forEach((d, axis) => {
+      const base = this.dims.baseName(d);
+      if (base !== null && !this.symbolSources.has(base)) this.symbolSources.set(base, { input: v, axis });
+    });
     return v;
   }
 
@@ -108,6 +145,7 @@ export class Graph {
     for (const x of inputs) {
       if (x.graph !== this) throw new Error(`${op.type}: input ${x} belongs to another graph`);
     }
+    this.checkShape(op.type, shape);
     let output!: Value;
     const node: Node = {
       op,
@@ -129,6 +167,28 @@ export class Graph {
    */
   defineVjp(output: Value, inputs: Value[], vjp: (dy: Value) => Array<Value | null>): void {
     this.customVjps.set(output, { inputs, vjp });
+  }
+
+  /** Every dim is a static size or a symbol of this graph (catches arithmetic on symbol ids). */
+  private checkShape(what: string, shape: Shape): void {
+    for (const d of shape) {
+      if (!this.dims.knows(d)) throw new RangeError(`${what}: dimension ${d} is neither a size nor a symbol of this graph`);
+    }
+  }
+
+  /**
+   * y = fn(x), marked for activation checkpointing: when grad() differentiates through it, it
+   * builds fn again from x in the backward and differentiates that copy, so the forward's
+   * intermediate values die as soon as the forward is done with them. Peak memory then holds each
+   * segment's input plus one segment's activations, for one more forward pass of each segment.
+   * fn must build its nodes from x and from values created outside it, and nothing built inside
+   * it but y may be used outside it.
+   */
+  checkpointed(x: Value, fn: (x: Value) => Value): Value {
+    const start = this.nodes.length;
+    const y = fn(x);
+    this.segments.push({ x, y, fn, start, end: this.nodes.length });
+    return y;
   }
 
   private claimName(name: string): void {

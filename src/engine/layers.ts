@@ -1,13 +1,14 @@
 // Transformer building blocks composed from primitive ops, so autodiff derives their gradients:
-// RMSNorm, SiLU, rotary embeddings, causal grouped-query attention, cross-entropy.
+// RMSNorm, SiLU, rotary embeddings, causal grouped-query attention, cross-entropy; and, for
+// generation, attention over a key/value cache with run-time positions and lengths.
 
-import { add, mul, neg, reciprocal, sigmoid, sqrt, sub } from "./ops/elementwise.js";
+import { add, and, equal, lessOrEqual, mul, neg, reciprocal, sigmoid, sqrt, sub, where } from "./ops/elementwise.js";
 import type { DType } from "./dtype.js";
-import type { Value } from "./graph.js";
+import type { OpDef, Value } from "./graph.js";
 import { matmul } from "./ops/matmul.js";
 import { gatherElements, logSoftmax, scatterElementsAdd, softmax } from "./ops/nn.js";
-import { reduceMean, reduceSum } from "./ops/reduce.js";
-import { concat, expand, reshape, slice, transpose, transposeLast2 } from "./ops/shape.js";
+import { cumSum, reduceMean, reduceSum } from "./ops/reduce.js";
+import { concat, dimValue, expand, reshape, slice, transpose, transposeLast2 } from "./ops/shape.js";
 
 /**
  * x / sqrt(mean(x², last axis) + eps) · w — LLaMA's RMSNorm, with its gradient written out:
@@ -51,13 +52,13 @@ export function siluGate(gate: Value, up: Value): Value {
 }
 
 /** The cos/sin tables of rotary embeddings for positions [0, T), as transformers computes them in float32. */
-export function ropeTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(positions: number, headDim: number, theta: number, invFreqs?: Float32Array): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const cos = new Float32Array(positions * headDim);
   const sin = new Float32Array(positions * headDim);
   const f = Math.fround;
   for (let i = 0; i < half; i++) {
-    const invFreq = f(1 / f(Math.pow(theta, f(f(2 * i) / headDim))));
+    const invFreq = invFreqs?.[i] ?? f(1 / f(Math.pow(theta, f(f(2 * i) / headDim))));
     for (let t = 0; t < positions; t++) {
       const angle = f(t * invFreq);
       const c = Math.cos(angle);
@@ -114,6 +115,94 @@ export function causalAttention(
 }
 
 const MASKED = -1e30;
+
+const SimplifiedLayerNormalization: OpDef = { type: "SimplifiedLayerNormalization" };
+const RotaryEmbedding: OpDef = { type: "RotaryEmbedding", domain: "com.microsoft" };
+
+/**
+ * RMSNorm as ONNX Runtime's single fused kernel (inference only, no gradient): what rmsNorm
+ * computes in seven nodes, for graphs run one token at a time where every node's overhead counts.
+ */
+export function rmsNormFused(x: Value, weight: Value, eps: number): Value {
+  return x.graph.add(SimplifiedLayerNormalization, [x, weight], x.shape, x.dtype, { axis: -1, epsilon: { float: eps }, stash_type: 1 });
+}
+
+/** Half-width cos/sin tables [positions, D/2] for ONNX Runtime's RotaryEmbedding. */
+export function ropeHalfTables(positions: number, headDim: number, theta: number, invFreqs?: Float32Array): { cos: Float32Array; sin: Float32Array } {
+  const { cos, sin } = ropeTables(positions, headDim, theta, invFreqs);
+  const half = headDim / 2;
+  const pick = (t: Float32Array) => {
+    const out = new Float32Array(positions * half);
+    for (let p = 0; p < positions; p++) out.set(t.subarray(p * headDim, p * headDim + half), p * half);
+    return out;
+  };
+  return { cos: pick(cos), sin: pick(sin) };
+}
+
+/**
+ * RoPE as ONNX Runtime's fused kernel (com.microsoft.RotaryEmbedding, rotate-half layout):
+ * x [B, H, T, D] rotated by the angles at `positions` [B, T], read from tables [maxPos, D/2].
+ */
+export function ropeFused(x: Value, positions: Value, tables: { cos: Value; sin: Value }): Value {
+  return x.graph.add(RotaryEmbedding, [x, positions, tables.cos, tables.sin], x.shape, x.dtype, { interleaved: 0 });
+}
+
+/**
+ * The additive mask of attention over a cache, [B, 1, 1, T, P + T]: query t (at index P + t) sees
+ * key j when j ≤ P + t and `keep` [B, P + T] (int64, 1 = real token, 0 = padding) is 1 at j.
+ * `past` is P, a dim (0 when there is no cache yet).
+ */
+export function cacheMask(keep: Value, seq: number, past: number): Value {
+  const g = keep.graph;
+  const [B, total] = keep.shape as [number, number];
+  const one = g.scalar(1, "int64");
+  const index = (x: Value) => sub(cumSum(add(mul(x, g.scalar(0, "int64")), one), 1), one); // 0, 1, … along axis 1
+  const keyIndex = reshape(index(keep), [B, 1, total]);
+  const queries = add(index(expand(reshape(one, [1, 1]), [B, seq])), dimValue(g, past)); // (B, T): P + t
+  const visible = and(lessOrEqual(keyIndex, reshape(queries, [B, seq, 1])), reshape(equal(keep, one), [B, 1, total])); // (B, T, P+T)
+  return reshape(where(visible, g.scalar(0), g.scalar(MASKED)), [B, 1, 1, seq, total]);
+}
+
+export interface CachedAttentionShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/**
+ * Grouped-query attention of T new tokens over a key/value cache. q: [B·T, H·D], k, v: [B·T, KV·D]
+ * (projections, before RoPE); past: keys (after RoPE) and values [B, KV, P, D], or null before the
+ * first token; `rotate` applies RoPE to [B, n, T, D] at the tokens' positions (ropeFused); mask
+ * from cacheMask. Returns the output [B·T, H·D] and the cache
+ * with the new tokens appended, [B, KV, P + T, D]. Query heads that share a key/value head form one
+ * axis of size H / KV, so the cache is never repeated.
+ */
+export function cachedAttention(
+  q: Value,
+  k: Value,
+  v: Value,
+  s: CachedAttentionShape,
+  rotate: (x: Value) => Value,
+  mask: Value,
+  past: { key: Value; value: Value } | null,
+): { out: Value; key: Value; value: Value } {
+  const g = q.graph;
+  const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
+  const rep = H / KV;
+  const heads = (x: Value, n: number) => transpose(reshape(x, [B, T, n, D]), [0, 2, 1, 3]); // (B, n, T, D)
+  const qh = mul(rotate(heads(q, H)), g.scalar(1 / Math.sqrt(D), q.dtype));
+  const key = past ? concat([past.key, rotate(heads(k, KV))], 2) : rotate(heads(k, KV)); // (B, KV, P+T, D)
+  const value = past ? concat([past.value, heads(v, KV)], 2) : heads(v, KV);
+  const total = key.shape[2]!;
+  const q5 = reshape(qh, [B, KV, rep, T, D]);
+  const k5 = reshape(key, [B, KV, 1, total, D]);
+  const v5 = reshape(value, [B, KV, 1, total, D]);
+  const scores = add(matmul(q5, transposeLast2(k5)), mask); // (B, KV, rep, T, P+T)
+  const out = reshape(matmul(softmax(scores, -1), v5), [B, H, T, D]);
+  return { out: reshape(transpose(out, [0, 2, 1, 3]), [g.dims.mul(B, T), H * D]), key, value };
+}
 
 function causalMask(g: Value["graph"], T: number, rep: number, dtype: DType): Value {
   const data = dtype === "float64" ? new Float64Array(rep * T * T) : new Float32Array(rep * T * T);

@@ -1,4 +1,5 @@
 // Serialises a graph to an ONNX ModelProto (opset 21, plus com.microsoft for quantized kernels).
+// Symbolic dims of inputs and outputs are written as dim_param names ("batch_size", "past + seq").
 
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
@@ -112,7 +113,11 @@ function attribute(name: string, a: AttrValue): AttributeProto {
 
 function valueInfo(name: string, v: Value): ValueInfoProto {
   const shape = create(TensorShapeProtoSchema, {
-    dim: v.shape.map((d) => create(TensorShapeProto_DimensionSchema, { value: { case: "dimValue", value: BigInt(d) } })),
+    dim: v.shape.map((d) =>
+      create(TensorShapeProto_DimensionSchema, {
+        value: d >= 0 ? { case: "dimValue", value: BigInt(d) } : { case: "dimParam", value: v.graph.dims.name(d) },
+      }),
+    ),
   });
   const type = create(TypeProtoSchema, {
     value: { case: "tensorType", value: create(TypeProto_TensorSchema, { elemType: onnxTypeCode[v.dtype], shape }) },

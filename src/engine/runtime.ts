@@ -3,6 +3,7 @@
 import * as ort from "onnxruntime-node";
 import { SlimtuneError } from "../core/errors.js";
 import { type DType, type HostArray, type Shape, fmtShape, numel } from "./dtype.js";
+import { type SymbolTable, isStaticShape } from "./dims.js";
 import type { Graph } from "./graph.js";
 import { type GraphOutputs, toOnnxBytes } from "./onnx-writer.js";
 
@@ -25,6 +26,11 @@ export interface SessionOptions {
    * there and 1.34 → 0.77 GB on ref-llama-5m, with no measurable change in step time.
    */
   memoryPattern?: boolean;
+  /**
+   * Run independent branches of the graph at once on this many inter-op threads (ORT's parallel
+   * executor), each op then using `threads` intra-op threads. Default 1: one op at a time.
+   */
+  interOpThreads?: number;
 }
 
 const ortType: Record<DType, ort.Tensor.Type> = {
@@ -46,18 +52,25 @@ export class CompiledGraph {
     readonly inputs: ReadonlyMap<string, { shape: Shape; dtype: DType }>,
     readonly outputNames: readonly string[],
     readonly onnxBytes: number,
+    /** Checks the sizes fed for symbolic dims; null for static graphs. */
+    private readonly dims: SymbolTable | null,
   ) {}
 
   static async compile(graph: Graph, outputs: GraphOutputs, opts: SessionOptions = {}): Promise<CompiledGraph> {
     const bytes = toOnnxBytes(graph, outputs);
+    const config = { ...opts.config };
+    if (graph.disabledOptimizers.size > 0) {
+      const prior = config["optimization.disable_specified_optimizers"];
+      config["optimization.disable_specified_optimizers"] = [...(prior ? prior.split(";") : []), ...graph.disabledOptimizers].join(";");
+    }
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: opts.threads ?? 0,
-      interOpNumThreads: 1,
-      executionMode: "sequential",
+      interOpNumThreads: opts.interOpThreads ?? 1,
+      executionMode: (opts.interOpThreads ?? 1) > 1 ? "parallel" : "sequential",
       graphOptimizationLevel: opts.optimization ?? "all",
       enableCpuMemArena: opts.memoryArena ?? true,
       enableMemPattern: opts.memoryPattern ?? false,
-      ...(opts.config ? { extra: { ...nestConfig(opts.config) } } : {}),
+      ...(Object.keys(config).length > 0 ? { extra: { ...nestConfig(config) } } : {}),
     };
     let session: ort.InferenceSession;
     try {
@@ -66,20 +79,28 @@ export class CompiledGraph {
       throw new SlimtuneError("E_ENGINE", `ONNX Runtime rejected a generated graph: ${(e as Error).message}`);
     }
     const inputs = new Map(graph.inputs.map((v) => [v.name!, { shape: v.shape, dtype: v.dtype }]));
-    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength);
+    const symbolic = graph.inputs.some((v) => !isStaticShape(v.shape));
+    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength, symbolic ? graph.dims : null);
   }
 
-  /** Runs the graph; every declared input must be fed with its exact shape. */
+  /**
+   * Runs the graph; every declared input must be fed with its exact shape. Inputs with symbolic
+   * dims take any size there, as long as every symbol has one value across all feeds.
+   */
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[] = this.outputNames): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
+    const bound = new Map<string, number>();
+    const compound: Array<() => void> = [];
     for (const [name, sig] of this.inputs) {
       const t = feeds[name];
       if (!t) throw new SlimtuneError("E_ENGINE", `missing feed "${name}" ${fmtShape(sig.shape)}`);
-      if (t.data.length !== numel(sig.shape)) {
-        throw new SlimtuneError("E_ENGINE", `feed "${name}" has ${t.data.length} values; the graph expects ${fmtShape(sig.shape)}`);
+      const dims = this.dims && !isStaticShape(sig.shape) ? this.bindDims(name, sig.shape, t, bound, compound) : sig.shape;
+      if (t.data.length !== numel(dims)) {
+        throw new SlimtuneError("E_ENGINE", `feed "${name}" has ${t.data.length} values; the graph expects ${fmtShape(dims)}`);
       }
-      ortFeeds[name] = new ort.Tensor(ortType[sig.dtype], t.data as never, sig.shape as number[]);
+      ortFeeds[name] = new ort.Tensor(ortType[sig.dtype], t.data as never, dims as number[]);
     }
+    for (const check of compound) check();
     const result = await this.session.run(ortFeeds, outputs as string[]);
     const out: Record<string, HostTensor> = {};
     for (const name of outputs) {
@@ -87,6 +108,27 @@ export class CompiledGraph {
       out[name] = { data: t.data as HostArray, shape: t.dims };
     }
     return out;
+  }
+
+  /** The feed's own shape, checked against the signature and the sizes symbols already have. */
+  private bindDims(name: string, sig: Shape, t: HostTensor, bound: Map<string, number>, compound: Array<() => void>): Shape {
+    const dims = this.dims!;
+    const bad = () => new SlimtuneError("E_ENGINE", `feed "${name}" has shape ${fmtShape(t.shape)}; the graph expects [${sig.map((d) => (d < 0 ? dims.name(d) : d)).join(", ")}]`);
+    if (t.shape.length !== sig.length) throw bad();
+    sig.forEach((d, i) => {
+      const size = t.shape[i]!;
+      if (d >= 0) {
+        if (size !== d) throw bad();
+        return;
+      }
+      const base = dims.baseName(d);
+      if (base !== null && !bound.has(base)) bound.set(base, size);
+      // A compound dim (past + seq) is checked once every feed has bound its symbols.
+      compound.push(() => {
+        if (dims.evaluate(d, bound) !== size) throw bad();
+      });
+    });
+    return t.shape;
   }
 
   async release(): Promise<void> {

@@ -47,6 +47,16 @@ export async function klToReference(
       `the reference has a vocabulary of ${reference.config.vocabSize} tokens, the model ${model.config.vocabSize}; KL needs both to predict over the same tokens — pass the float model this one was made from as --reference`,
     );
   }
+  for (const key of ["bosTokenId", "eosTokenId"] as const) {
+    const a = reference.config[key];
+    const b = model.config[key];
+    if (a !== undefined && b !== undefined && a !== b) {
+      throw new SlimtuneError(
+        "E_CONFIG",
+        `the reference's ${key === "bosTokenId" ? "bos_token_id" : "eos_token_id"} is ${a}, the model's ${b}: they come from different tokenizer configurations, so their predictions are not comparable — pass the float model this one was made from as --reference`,
+      );
+    }
+  }
   const started = performance.now();
   const V = model.config.vocabSize;
   const windows = evalWindows(tokens, opts.ctx);

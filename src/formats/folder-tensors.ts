@@ -4,11 +4,25 @@
 import fs from "node:fs";
 import path from "node:path";
 import { SlimtuneError } from "../core/errors.js";
-import { isJsonObject, readJsonObject } from "../core/json.js";
+import { z } from "zod";
+import { parseFields, readJsonObject } from "../core/json.js";
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsEntry } from "./safetensors.js";
 
 export const weightsFile = "model.safetensors";
 export const indexFile = "model.safetensors.index.json";
+
+/** A sharded folder's index (model.safetensors.index.json): each tensor's shard, as a path in `dir`. */
+export function readWeightMap(dir: string): Map<string, string> {
+  const index = path.join(dir, indexFile);
+  const json = readJsonObject(index, { code: "E_SAFETENSORS", missingFix: "re-download the model", invalidFix: "re-download it" });
+  const { weight_map: weightMap } = parseFields(
+    json,
+    { weight_map: z.record(z.string(), z.string().regex(/^[^/\\]+$/)) },
+    { weight_map: "an object mapping tensor names to shard file names in the same folder" },
+    { file: index, code: "E_SAFETENSORS", fix: "re-download it" },
+  );
+  return new Map(Object.entries(weightMap).map(([name, shard]) => [name, path.join(dir, shard)]));
+}
 
 /** Tensors of a folder: model.safetensors, or the shards listed by model.safetensors.index.json. */
 export class FolderTensors {
@@ -27,18 +41,7 @@ export class FolderTensors {
     if (!fs.existsSync(index)) {
       throw new SlimtuneError("E_NOT_FOUND", `model folder "${dir}" has neither ${weightsFile} nor ${indexFile}; re-export it with slimtune quantize`);
     }
-    const json = readJsonObject(index, { code: "E_SAFETENSORS", missingFix: "re-download it", invalidFix: "re-download it" });
-    const weightMap = json.weight_map;
-    if (!isJsonObject(weightMap)) {
-      throw new SlimtuneError("E_SAFETENSORS", `"weight_map" must be an object mapping tensor names to shard files; re-download it`, index);
-    }
-    const files = new Map<string, string>();
-    for (const [name, shard] of Object.entries(weightMap)) {
-      if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) {
-        throw new SlimtuneError("E_SAFETENSORS", `weight_map entry "${name}" is ${JSON.stringify(shard)}; expected a shard file name in the same folder — re-download it`, index);
-      }
-      files.set(name, path.join(dir, shard));
-    }
+    const files = readWeightMap(dir);
     return new FolderTensors(dir, null, files);
   }
 
@@ -92,7 +95,7 @@ export class FolderTensors {
   /** Checks dtype and shape, then returns a copy of the raw bytes (aligned, safe to view as any typed array). */
   bytes(name: string, dtypes: readonly SafetensorsDType[], shape: readonly number[], why: string): { dtype: SafetensorsDType; bytes: ArrayBuffer } {
     const { dtype } = this.check(name, dtypes, shape, why);
-    return { dtype, bytes: this.fileFor(name).raw(name).slice().buffer };
+    return { dtype, bytes: this.fileFor(name).raw(name).buffer as ArrayBuffer };
   }
 
   /** A float tensor (F32, F16, BF16 or F64) as float32, after the shape check. */

@@ -4,7 +4,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { SlimtuneError } from "../core/errors.js";
+import { parseFields } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
+import type { Llama3RopeScaling } from "../arch/llama/config.js";
 
 export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 export { layerShape } from "../arch/llama/config.js";
@@ -19,8 +21,47 @@ const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistr
 const positiveInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
 const ropeDefault = z.looseObject({ rope_type: z.literal("default").optional(), type: z.literal("default").optional() });
+const ropeLlama3 = z.looseObject({
+  rope_type: z.literal("llama3").optional(),
+  type: z.literal("llama3").optional(),
+  factor: z.number().positive(),
+  low_freq_factor: z.number().positive(),
+  high_freq_factor: z.number().positive(),
+  original_max_position_embeddings: z.number().int().positive(),
+});
 
-const configSchema = z.looseObject({
+/**
+ * Plain RoPE (rope_scaling null or rope_type "default"), or Llama 3's scaling, from rope_scaling
+ * (transformers ≤ 4) or rope_parameters (transformers 5). Other scalings are refused.
+ */
+function parseRopeScaling(ropeScaling: unknown, ropeParameters: Record<string, unknown> | null | undefined, file: string): Llama3RopeScaling | undefined {
+  const source = ropeScaling ?? (ropeParameters && ropeParameters.rope_type !== undefined && ropeParameters.rope_type !== "default" ? ropeParameters : null);
+  const where = ropeScaling !== undefined && ropeScaling !== null ? "rope_scaling" : "rope_parameters";
+  if (source === null || source === undefined || ropeDefault.safeParse(source).success) return undefined;
+  const type = (source as Record<string, unknown>).rope_type ?? (source as Record<string, unknown>).type;
+  if (type !== "llama3") {
+    throw configError(
+      file,
+      where === "rope_parameters"
+        ? `rope_parameters.rope_type "${String(type)}" is not supported yet; slimtune implements plain RoPE ("default") and Llama 3's scaling ("llama3")`
+        : `rope_scaling ${JSON.stringify(source)} is not supported yet; slimtune implements plain RoPE (rope_scaling null) and Llama 3's scaling (rope_type "llama3")`,
+    );
+  }
+  const parsed = ropeLlama3.safeParse(source);
+  if (!parsed.success) {
+    throw configError(
+      file,
+      `${where} ${JSON.stringify(source)}: rope_type "llama3" needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings (positive numbers, as Llama 3.x configs give them); other forms are not supported yet`,
+    );
+  }
+  const p = parsed.data;
+  if (p.high_freq_factor <= p.low_freq_factor) {
+    throw configError(file, `${where}: high_freq_factor ${p.high_freq_factor} must exceed low_freq_factor ${p.low_freq_factor} (Llama 3 uses 4 and 1)`);
+  }
+  return { type: "llama3", factor: p.factor, lowFreqFactor: p.low_freq_factor, highFreqFactor: p.high_freq_factor, originalMaxPositions: p.original_max_position_embeddings };
+}
+
+const configShape = {
   hidden_size: positiveInt,
   intermediate_size: positiveInt,
   num_hidden_layers: positiveInt,
@@ -41,19 +82,17 @@ const configSchema = z.looseObject({
   hidden_act: z.string().nullish(),
   sliding_window: positiveInt.nullish(),
   use_sliding_window: z.boolean().nullish(),
-});
+};
 
-const positiveIntFields = [
-  "hidden_size",
-  "intermediate_size",
-  "num_hidden_layers",
-  "num_attention_heads",
-  "vocab_size",
-  "max_position_embeddings",
-  "sliding_window",
-];
-const expectations: Record<string, string> = {
-  ...Object.fromEntries(positiveIntFields.map((f) => [f, "a positive integer"])),
+const expectations: { [K in keyof typeof configShape]: string } = {
+  hidden_size: "a positive integer",
+  intermediate_size: "a positive integer",
+  num_hidden_layers: "a positive integer",
+  num_attention_heads: "a positive integer",
+  vocab_size: "a positive integer",
+  max_position_embeddings: "a positive integer",
+  sliding_window: "a positive integer",
+  rope_scaling: "null or a RoPE scaling object",
   num_key_value_heads: "a positive integer or null",
   head_dim: "a positive integer or null",
   rms_norm_eps: "a positive number",
@@ -72,15 +111,6 @@ function configError(file: string, message: string): SlimtuneError {
   return new SlimtuneError("E_CONFIG", message, file);
 }
 
-function describeIssue(issue: z.core.$ZodIssue, json: Record<string, unknown>): string {
-  const field = issue.path.map(String).join(".");
-  const top = String(issue.path[0] ?? "");
-  const present = issue.path.length > 0 && Object.hasOwn(json, top);
-  const expected = expectations[top] ?? "a valid value";
-  const got = present ? `is ${JSON.stringify(json[top])}` : "is missing";
-  return `field "${field}" ${got}; expected ${expected} — fix config.json (compare with the model's original config)`;
-}
-
 /** Validates a parsed config.json; `file` is only used in error messages. */
 export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
@@ -96,30 +126,17 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     );
   }
   const type = modelType as LlamaModelType;
-  const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw configError(file, describeIssue(issue, raw));
-  }
-  const c = parsed.data;
+  const c = parseFields(raw, configShape, expectations, {
+    file,
+    label: (field) => `field "${field}"`,
+    fix: "fix config.json (compare with the model's original config)",
+  });
 
   const hiddenAct = c.hidden_act ?? "silu";
   if (hiddenAct !== "silu") {
     throw configError(file, `hidden_act "${hiddenAct}" is not supported; the LLaMA family uses "silu" (SwiGLU)`);
   }
-  if (c.rope_scaling !== undefined && c.rope_scaling !== null && !ropeDefault.safeParse(c.rope_scaling).success) {
-    throw configError(
-      file,
-      `rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported yet; slimtune implements plain RoPE only (rope_scaling null) — use a model without RoPE scaling`,
-    );
-  }
-  const ropeType = c.rope_parameters?.rope_type;
-  if (ropeType !== undefined && ropeType !== "default") {
-    throw configError(
-      file,
-      `rope_parameters.rope_type "${ropeType}" is not supported yet; slimtune implements plain RoPE only ("default")`,
-    );
-  }
+  const ropeScaling = parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
 
   const numHeads = c.num_attention_heads;
   const numKvHeads = c.num_key_value_heads ?? numHeads;
@@ -165,6 +182,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     vocabSize: c.vocab_size,
     rmsNormEps: c.rms_norm_eps ?? 1e-6,
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
+    ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
     attentionBias,

@@ -7,7 +7,7 @@ import { SlimtuneError } from "../core/errors.js";
 import type { LlamaConfig } from "../arch/llama/config.js";
 import { llamaParamShapes } from "../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
-import { indexFile, weightsFile } from "./folder-tensors.js";
+import { indexFile, readWeightMap, weightsFile } from "./folder-tensors.js";
 import { toHfConfigJson } from "./hf-config.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
 import { copyTokenizerFiles } from "./tokenizer.js";
@@ -34,28 +34,7 @@ function weightFiles(modelDir: string): Map<string, string> | string {
       `model folder "${modelDir}" has neither ${weightsFile} nor ${indexFile}; slimtune reads safetensors weights — convert .bin/.pth checkpoints with transformers' save_pretrained(safe_serialization=True)`,
     );
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(index, "utf8"));
-  } catch (err) {
-    throw new SlimtuneError("E_SAFETENSORS", `is not valid JSON (${(err as Error).message}); re-download it`, index);
-  }
-  const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) {
-    throw new SlimtuneError("E_SAFETENSORS", `"weight_map" must be an object mapping tensor names to shard files; re-download it`, index);
-  }
-  const files = new Map<string, string>();
-  for (const [name, shard] of Object.entries(weightMap)) {
-    if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) {
-      throw new SlimtuneError(
-        "E_SAFETENSORS",
-        `weight_map entry "${name}" is ${JSON.stringify(shard)}; expected a shard file name in the same folder — re-download it`,
-        index,
-      );
-    }
-    files.set(name, path.join(modelDir, shard));
-  }
-  return files;
+  return readWeightMap(modelDir);
 }
 
 /** Loads every parameter of `config` as float32, checking presence and shape; extra tensors are ignored. */

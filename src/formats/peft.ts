@@ -3,7 +3,9 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 import { SlimtuneError } from "../core/errors.js";
+import { parseFields, readJsonObject } from "../core/json.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import { linearLayers } from "../arch/llama/shapes.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
@@ -257,54 +259,44 @@ function isEmpty(v: unknown): boolean {
   return typeof v === "object" && Object.keys(v).length === 0;
 }
 
+const configShape = {
+  peft_type: z.literal("LORA"),
+  r: z.number().int().min(1),
+  lora_alpha: z.number().positive(),
+  target_modules: z.union([z.string(), z.array(z.string()).min(1)]),
+  use_rslora: z.boolean().optional(),
+  base_model_name_or_path: z.string().nullish(),
+  revision: z.string().nullish(),
+};
+const configExpected = {
+  peft_type: '"LORA"; slimtune loads LoRA adapters only',
+  r: "a positive integer (vLLM requires it too)",
+  lora_alpha: "a positive number (vLLM and llama.cpp require it too)",
+  target_modules: "a list of module names or a regex (vLLM requires it too)",
+  use_rslora: "true or false",
+  base_model_name_or_path: "a model id or folder, or null",
+  revision: "a revision string, or null",
+};
+
 function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string, unknown> } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new SlimtuneError("E_NOT_FOUND", "file does not exist; a PEFT adapter folder needs adapter_config.json beside adapter_model.safetensors", file);
-    }
-    throw err;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new SlimtuneError("E_CONFIG", `is not valid JSON (${(err as Error).message}); re-save the adapter`, file);
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new SlimtuneError("E_CONFIG", "must be a JSON object; re-save the adapter", file);
-  }
-  const raw = json as Record<string, unknown>;
-  const fail = (message: string): never => {
-    throw new SlimtuneError("E_CONFIG", message, file);
-  };
-  if (raw.peft_type !== "LORA") {
-    fail(`peft_type is ${JSON.stringify(raw.peft_type)}, expected "LORA"; slimtune loads LoRA adapters only`);
-  }
-  const { r, lora_alpha: alpha, target_modules: targets, use_rslora: rslora } = raw;
-  if (!(typeof r === "number" && Number.isInteger(r) && r >= 1)) fail(`r is ${JSON.stringify(r)}, expected a positive integer (vLLM requires it too)`);
-  if (!(typeof alpha === "number" && Number.isFinite(alpha) && alpha > 0)) {
-    fail(`lora_alpha is ${JSON.stringify(alpha)}, expected a positive number (vLLM and llama.cpp require it too)`);
-  }
-  const targetOk = typeof targets === "string" || (Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === "string"));
-  if (!targetOk) fail(`target_modules is ${JSON.stringify(targets)}, expected a list of module names or a regex (vLLM requires it too)`);
-  if (rslora !== undefined && typeof rslora !== "boolean") fail(`use_rslora is ${JSON.stringify(rslora)}, expected true or false`);
+  const raw = readJsonObject(file, {
+    missingFix: "a PEFT adapter folder needs adapter_config.json beside adapter_model.safetensors",
+    invalidFix: "re-save the adapter",
+  });
+  // PEFT's own key names, as PEFT users know them (adapter_config.json: "r is 0; expected …").
+  const c = parseFields(raw, configShape, configExpected, { file, label: (f) => f, missing: "undefined", fix: "re-save the adapter with PEFT or slimtune" });
   for (const [key, isDefault, what] of unsupported) {
-    if (!isDefault(raw[key])) fail(`${key} is ${JSON.stringify(raw[key])}: slimtune does not support ${what}; retrain without it`);
+    if (!isDefault(raw[key])) throw new SlimtuneError("E_CONFIG", `${key} is ${JSON.stringify(raw[key])}: slimtune does not support ${what}; retrain without it`, file);
   }
-  const base = raw.base_model_name_or_path;
-  const revision = raw.revision;
   return {
     raw,
     config: {
-      r: r as number,
-      loraAlpha: alpha as number,
-      targetModules: typeof targets === "string" ? targets : [...(targets as string[])],
-      baseModelNameOrPath: typeof base === "string" ? base : null,
-      useRslora: rslora === true,
-      revision: typeof revision === "string" ? revision : null,
+      r: c.r,
+      loraAlpha: c.lora_alpha,
+      targetModules: typeof c.target_modules === "string" ? c.target_modules : [...c.target_modules],
+      baseModelNameOrPath: c.base_model_name_or_path ?? null,
+      useRslora: c.use_rslora === true,
+      revision: c.revision ?? null,
     },
   };
 }

@@ -14,7 +14,7 @@ import { SlimtuneError } from "../core/errors.js";
 import { parseFields, readJsonObject } from "../core/json.js";
 import { codesFingerprint } from "../quant/fingerprint.js";
 import { scaleName, scaleShape } from "../quant/scales.js";
-import type { QuantizedModel } from "../quant/types.js";
+import { type QuantizedModel, gridLayer, gridSpecOf } from "../quant/types.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 export const PEQA_CONFIG = "peqa_adapter.json";
@@ -50,14 +50,15 @@ export interface PeqaAdapter {
 }
 
 export function savePeqaAdapter(outDir: string, qm: QuantizedModel, scales: ReadonlyMap<string, HostParam>): void {
+  const spec = gridSpecOf(qm, "a PEQA adapter");
   const config: PeqaAdapterConfig = {
     format: "slimtune-peqa",
     version: 1,
     base_model: qm.sourceDir,
     base_fingerprint: codesFingerprint(qm),
-    scheme: qm.spec.scheme,
-    bits: qm.spec.bits,
-    group_size: qm.spec.groupSize,
+    scheme: spec.scheme,
+    bits: spec.bits,
+    group_size: spec.groupSize,
     layers: [...qm.linears.keys()],
   };
   replaceDirAtomic(outDir, (tmp) => {
@@ -93,7 +94,7 @@ export function loadPeqaAdapter(dir: string, qm: QuantizedModel): PeqaAdapter {
   const scales = new Map<string, HostParam>();
   for (const [p, q] of qm.linears) {
     const name = scaleName(p);
-    const shape = scaleShape(q);
+    const shape = scaleShape(gridLayer(q, p, "a PEQA adapter"));
     const entry = tensors.entries.get(name);
     if (!entry) throw new SlimtuneError("E_SAFETENSORS", `missing tensor "${name}"`, tensors.path);
     if (entry.shape.join(",") !== shape.join(",")) {

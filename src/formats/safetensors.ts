@@ -56,41 +56,80 @@ function fmt(values: readonly number[]): string {
   return `[${values.join(", ")}]`;
 }
 
+/** Where a file's tensor bytes come from: the open file (read on demand) or an in-memory copy. */
+interface ByteSource {
+  /** Bytes [begin, end) of the data section (after the header). */
+  read(begin: number, end: number): Uint8Array;
+}
+
 export class SafetensorsFile {
   private constructor(
     readonly path: string,
     readonly metadata: Record<string, string>,
     readonly entries: Map<string, SafetensorsEntry>,
-    private readonly data: Uint8Array,
+    private readonly data: ByteSource,
   ) {}
 
+  /**
+   * Opens a file and validates its header; tensor bytes are read from disk only when asked for,
+   * so files of any size (a 1 B-parameter model's 5 GB) open without holding them in memory.
+   */
   static open(filePath: string): SafetensorsFile {
-    let bytes: Buffer;
+    let fd: number;
     try {
-      bytes = fs.readFileSync(filePath);
+      fd = fs.openSync(filePath, "r");
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") {
-        throw new SlimtuneError("E_NOT_FOUND", "file does not exist; check the path or the model folder", filePath);
-      }
-      if (code === "ERR_FS_FILE_TOO_LARGE") {
-        throw new SlimtuneError(
-          "E_SAFETENSORS",
-          "file is larger than the 2 GiB Node.js can read at once; save the model in shards (model-0000N-of-0000M.safetensors + index)",
-          filePath,
-        );
-      }
-      if (code === "EISDIR") {
-        throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
-      }
+      if (code === "ENOENT") throw new SlimtuneError("E_NOT_FOUND", "file does not exist; check the path or the model folder", filePath);
+      if (code === "EISDIR") throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
       throw err;
     }
-    return SafetensorsFile.fromBytes(filePath, bytes);
+    try {
+      if (fs.fstatSync(fd).isDirectory()) throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
+      const size = fs.fstatSync(fd).size;
+      const readAt = (position: number, length: number): Uint8Array => {
+        const out = new Uint8Array(length);
+        let done = 0;
+        while (done < length) {
+          const n = fs.readSync(fd, out, done, length - done, position + done);
+          if (n === 0) throw new SlimtuneError("E_SAFETENSORS", `file ended at byte ${position + done} while ${length} bytes were expected there; ${reexport}`, filePath);
+          done += n;
+        }
+        return out;
+      };
+      const fail = (message: string): never => {
+        throw new SlimtuneError("E_SAFETENSORS", message, filePath);
+      };
+      if (size < 8) fail(`file is ${size} bytes, shorter than the 8-byte header length; ${reexport}`);
+      const n = checkedHeaderLength(readAt(0, 8), size, fail);
+      const { metadata, entries } = parseHeaderBytes(readAt(8, n), size - 8 - n, fail);
+      const dataStart = 8 + n;
+      // Each read reopens the file: a SafetensorsFile holds no descriptor, so nothing leaks if it is dropped.
+      const source: ByteSource = {
+        read: (begin, end) => {
+          const rfd = fs.openSync(filePath, "r");
+          try {
+            const out = new Uint8Array(end - begin);
+            let done = 0;
+            while (done < out.length) {
+              const got = fs.readSync(rfd, out, done, out.length - done, dataStart + begin + done);
+              if (got === 0) throw new SlimtuneError("E_SAFETENSORS", `file shrank while being read (byte ${dataStart + begin + done}); ${reexport}`, filePath);
+              done += got;
+            }
+            return out;
+          } finally {
+            fs.closeSync(rfd);
+          }
+        },
+      };
+      return new SafetensorsFile(filePath, metadata, entries, source);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** Parses an in-memory file; `filePath` is only used in error messages. */
   static fromBytes(filePath: string, input: Uint8Array): SafetensorsFile {
-    // A plain Uint8Array view: Buffer#slice does not copy, and float32() relies on slice() copying.
     const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
     const fail = (message: string): never => {
       throw new SlimtuneError("E_SAFETENSORS", message, filePath);
@@ -98,33 +137,10 @@ export class SafetensorsFile {
     if (bytes.byteLength < 8) {
       fail(`file is ${bytes.byteLength} bytes, shorter than the 8-byte header length; ${reexport}`);
     }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const headerLength = view.getBigUint64(0, true);
-    if (headerLength > BigInt(maxHeaderBytes)) {
-      fail(`header length ${headerLength} exceeds the 100 MB limit; ${reexport}`);
-    }
-    const n = Number(headerLength);
-    if (8 + n > bytes.byteLength) {
-      fail(`header length ${n} runs past the end of the ${bytes.byteLength}-byte file; ${reexport}`);
-    }
-    let text = "";
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
-    } catch {
-      fail(`header is not valid UTF-8; ${reexport}`);
-    }
-    let header: unknown;
-    try {
-      header = JSON.parse(text);
-    } catch (err) {
-      fail(`header is not valid JSON (${(err as Error).message}); ${reexport}`);
-    }
-    if (typeof header !== "object" || header === null || Array.isArray(header)) {
-      fail(`header must be a JSON object mapping tensor names to entries; ${reexport}`);
-    }
+    const n = checkedHeaderLength(bytes.subarray(0, 8), bytes.byteLength, fail);
     const data = bytes.subarray(8 + n);
-    const { metadata, entries } = parseHeader(header as Record<string, unknown>, data.byteLength, fail);
-    return new SafetensorsFile(filePath, metadata, entries, data);
+    const { metadata, entries } = parseHeaderBytes(bytes.subarray(8, 8 + n), data.byteLength, fail);
+    return new SafetensorsFile(filePath, metadata, entries, { read: (begin, end) => data.slice(begin, end) });
   }
 
   names(): string[] {
@@ -143,19 +159,18 @@ export class SafetensorsFile {
     return entry;
   }
 
-  /** The tensor's bytes as a view into the file buffer (do not mutate). */
+  /** The tensor's bytes, a fresh copy (read from disk for an opened file). */
   raw(name: string): Uint8Array {
     const { begin, end } = this.entry(name);
-    return this.data.subarray(begin, end);
+    return this.data.read(begin, end);
   }
 
   /** A fresh Float32Array with the tensor's values; F16, BF16 and F64 are converted. */
   float32(name: string): Float32Array {
     const entry = this.entry(name);
-    const bytes = this.raw(name);
     const count = elementCount(entry.shape);
-    // Copy first: the slice is aligned, whereas the file offset may not be a multiple of the element size.
-    const aligned = bytes.slice().buffer;
+    // raw() returns a fresh, aligned copy, whereas the file offset may not be a multiple of the element size.
+    const aligned = this.raw(name).buffer;
     switch (entry.dtype) {
       case "F32":
         return new Float32Array(aligned, 0, count);
@@ -173,6 +188,39 @@ export class SafetensorsFile {
         );
     }
   }
+}
+
+/** The header length from the first 8 bytes, bounded by the cap and the file size before anything is read. */
+function checkedHeaderLength(prefix: Uint8Array, fileBytes: number, fail: (message: string) => never): number {
+  const headerLength = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (headerLength > BigInt(maxHeaderBytes)) fail(`header length ${headerLength} exceeds the 100 MB limit; ${reexport}`);
+  const n = Number(headerLength);
+  if (8 + n > fileBytes) fail(`header length ${n} runs past the end of the ${fileBytes}-byte file; ${reexport}`);
+  return n;
+}
+
+/** Decodes and validates the JSON header against the size of the data section. */
+function parseHeaderBytes(
+  headerBytes: Uint8Array,
+  dataBytes: number,
+  fail: (message: string) => never,
+): { metadata: Record<string, string>; entries: Map<string, SafetensorsEntry> } {
+  let text = "";
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+  } catch {
+    fail(`header is not valid UTF-8; ${reexport}`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (err) {
+    fail(`header is not valid JSON (${(err as Error).message}); ${reexport}`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    fail(`header must be a JSON object mapping tensor names to entries; ${reexport}`);
+  }
+  return parseHeader(header as Record<string, unknown>, dataBytes, fail);
 }
 
 function parseHeader(

@@ -30,10 +30,27 @@ export interface TuningMethod {
    * final numbers describe what `save` writes.
    */
   finalize?(): void;
+  /**
+   * Work the method does before the task's training loop starts (ReALLM's block-wise fitting of its
+   * low-rank factors to the float model's block outputs); returns what to report, or null.
+   */
+  prepare?(ctx: PrepareContext): Promise<Record<string, unknown> | null>;
   /** Writes what training produced (a model folder, an adapter) into `outDir`. */
   save(outDir: string): void;
   /** Parameters of the whole model, trainable or not. */
   readonly totalParameters: number;
+}
+
+/** What `prepare` gets: the training text and an optimizer (AdamW, injected from train/, which sits above methods/). */
+export interface PrepareContext {
+  /** The training text's token ids (language modelling). */
+  tokens: Int32Array;
+  /** Tokens per window. */
+  seq: number;
+  seed: number;
+  threads?: number;
+  optimizer(params: Map<string, Float32Array>): { step(grads: Map<string, Float32Array>, lr: number): void };
+  log(message: string): void;
 }
 
 /** Options every method may use, whatever its own flags. */

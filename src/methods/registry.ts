@@ -13,6 +13,8 @@ import { loraDefinition } from "./lora/index.js";
 import type { MethodDefinition, TuningMethod } from "./method.js";
 import { peqaDefinition } from "./peqa/index.js";
 import { qloraDefinition } from "./qlora/index.js";
+import { lqloraDefinition } from "./lqlora/index.js";
+import { reallmDefinition } from "./reallm/index.js";
 
 export const methods: readonly MethodDefinition[] = [
   fullDefinition,
@@ -20,6 +22,8 @@ export const methods: readonly MethodDefinition[] = [
   qloraDefinition,
   fineGatesDefinition,
   peqaDefinition,
+  lqloraDefinition,
+  reallmDefinition,
 ];
 
 export function findMethod(name: string): MethodDefinition {

@@ -1,19 +1,30 @@
 // A loaded model folder as a ScoringModel, with no adapter: float weights baked in, or a quantized
-// model through its fastest frozen form (MatMulNBits where the layer allows it).
+// model through its fastest frozen form (MatMulNBits where the layer allows it). For generation the
+// integer kernels run at accuracy level 4 and other kinds are dequantized once into float.
 
 import { frozenScoring } from "./llama/scoring.js";
 import type { LoadedBase } from "./load.js";
 import { QuantizedParams } from "./parts/quantized-params.js";
 import type { ScoringModel } from "./scoring.js";
+import { describeSpec } from "../quant/types.js";
 
-export function baseScoring(base: LoadedBase): ScoringModel & { description: string } {
+export function baseScoring(base: LoadedBase, opts: { generation?: boolean } = {}): ScoringModel & { description: string } {
   if (base.kind === "float") return { ...frozenScoring(base.model), description: "float model" };
   const qm = base.model;
+  if (opts.generation) {
+    return {
+      config: qm.config,
+      params: (g) => new QuantizedParams(g, qm, { fused: true, accuracyLevel: 4, dequantizeUnfused: true }),
+      weightFeeds: () => ({}),
+      cacheKey: "quantized-generation",
+      description: `${describeSpec(qm.spec)} model (MatMulNBits at accuracy level 4 where possible, else dequantized)`,
+    };
+  }
   return {
     config: qm.config,
     params: (g) => new QuantizedParams(g, qm, { fused: true }),
     weightFeeds: () => ({}),
     cacheKey: "quantized",
-    description: `${qm.spec.scheme} ${qm.spec.bits}-bit model (MatMulNBits where possible)`,
+    description: `${describeSpec(qm.spec)} model (MatMulNBits where possible)`,
   };
 }

@@ -1,8 +1,11 @@
-// Opens any model folder slimtune understands: a float Hugging Face folder or a quantized one.
+// Opens any model slimtune understands: a float Hugging Face folder, a quantized one, or a GGUF file
+// (dequantized to float, with its tokenizer rebuilt from the file).
 
 import fs from "node:fs";
 import { SlimtuneError } from "../core/errors.js";
+import { readLlamaGguf } from "../formats/gguf/llama.js";
 import { isQuantizedFolder, loadQuantizedFolder } from "../formats/quantized/index.js";
+import { isGgufFile } from "../formats/tokenizer.js";
 import type { QuantizedModel } from "../quant/types.js";
 import { LlamaModel } from "./llama/model.js";
 
@@ -10,8 +13,12 @@ import { LlamaModel } from "./llama/model.js";
 export type LoadedBase = { kind: "float"; model: LlamaModel } | { kind: "quantized"; model: QuantizedModel };
 
 export function loadBase(dir: string): LoadedBase {
+  if (isGgufFile(dir)) {
+    const { config, weights } = readLlamaGguf(dir);
+    return { kind: "float", model: new LlamaModel(config, weights, dir) };
+  }
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-    throw new SlimtuneError("E_NOT_FOUND", "model folder not found; pass a Hugging Face model folder with config.json and model.safetensors", dir);
+    throw new SlimtuneError("E_NOT_FOUND", "model folder not found; pass a Hugging Face model folder with config.json and model.safetensors, or a .gguf file", dir);
   }
   return isQuantizedFolder(dir) ? { kind: "quantized", model: loadQuantizedFolder(dir) } : { kind: "float", model: LlamaModel.load(dir) };
 }

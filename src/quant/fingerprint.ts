@@ -9,9 +9,16 @@ export function codesFingerprint(qm: QuantizedModel): string {
   const h = createHash("sha256");
   for (const p of [...qm.linears.keys()].sort()) {
     const q = qm.linears.get(p)!;
+    if (q.kind === "reallm") {
+      // PEQA never adapts these; hashed whole so a fingerprint still tells two models apart.
+      h.update(`${p}:${q.outFeatures}x${q.inFeatures}:${JSON.stringify(q.spec)}\n`);
+      h.update(q.vqCodes);
+      continue;
+    }
     h.update(`${p}:${q.outFeatures}x${q.inFeatures}/${q.groupSize}:${q.spec.bits}\n`);
     h.update(q.codes);
     if (q.zeros) h.update(q.zeros);
+    if (q.kind === "rtn" && q.groupIndex) h.update(new Uint8Array(q.groupIndex.buffer, q.groupIndex.byteOffset, q.groupIndex.byteLength));
   }
   return `sha256:${h.digest("hex")}`;
 }

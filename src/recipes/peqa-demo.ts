@@ -5,25 +5,21 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { publishInto } from "../core/publish.js";
 import { tokenizeFile } from "../data/text-file.js";
 import { GraphCache } from "../engine/index.js";
 import { type PerplexityResult, perplexity } from "../eval/perplexity.js";
 import { loadPeqaAdapter } from "../formats/peqa-adapter.js";
-import { saveQuantizedFolder } from "../formats/quantized/index.js";
+import { loadQuantizedFolder, saveQuantizedFolder } from "../formats/quantized/index.js";
 import { loadTokenizer } from "../formats/tokenizer.js";
-import { peqaMethod } from "../methods/peqa/index.js";
 import { PeqaTasks } from "../methods/peqa/tasks.js";
-import type { TuningMethod } from "../methods/method.js";
 import { scoringFor } from "../methods/registry.js";
 import { LlamaModel } from "../models/llama/model.js";
 import type { ScoringModel } from "../models/scoring.js";
 import { quantizeModel } from "../quant/quantize-model.js";
 import { sizeReport } from "../quant/size.js";
 import type { QuantBits } from "../quant/types.js";
-import { lmTask } from "../train/lm-task.js";
-import { type TrainOptions, type TrainSummary, defaultTrainOptions, train } from "../train/loop.js";
-import type { TrainTask } from "../train/task.js";
+import { defaultTrainOptions } from "../train/loop.js";
+import { type FinetuneJob, type FinetuneResult, runFinetuneJob } from "./finetune-job.js";
 
 export interface PeqaDemoOptions {
   modelDir: string;
@@ -42,8 +38,8 @@ export interface PeqaDemoHooks {
   say(line: string): void;
   /** Progress of a scoring pass. */
   onScoreProgress?(label: string, done: number, total: number): void;
-  /** Runs the training (the CLI adds its progress bar and Ctrl-C handling). */
-  train?(method: TuningMethod, task: TrainTask, opts: TrainOptions): Promise<TrainSummary>;
+  /** Runs the tuning job (default in this thread; the CLI runs it in a worker with a progress line). */
+  finetune?(job: FinetuneJob): Promise<FinetuneResult>;
 }
 
 export interface PeqaDemoResult {
@@ -64,7 +60,6 @@ export async function runPeqaDemo(o: PeqaDemoOptions, hooks: PeqaDemoHooks): Pro
   const model = LlamaModel.load(o.modelDir);
   const tokenizer = await loadTokenizer(o.modelDir);
   const test = tokenizeFile(o.testFile, tokenizer, o.evalTokens);
-  const valid = tokenizeFile(o.trainFile, tokenizer);
   const floatBytes = fs.statSync(path.join(o.modelDir, "model.safetensors")).size;
   say(`model ${o.modelDir}: ${model.parameterCount.toLocaleString("en")} parameters, ${mib(floatBytes)} MiB`);
 
@@ -75,20 +70,23 @@ export async function runPeqaDemo(o: PeqaDemoOptions, hooks: PeqaDemoHooks): Pro
   };
   const float = await score("float32", scoringFor({ kind: "float", model }));
 
-  const qm = quantizeModel(model, { scheme: "rtn", bits: o.bits, groupSize: "channel", symmetric: false });
   const quantDir = path.join(o.outDir, `rtn${o.bits}`);
-  saveQuantizedFolder(quantDir, qm);
+  saveQuantizedFolder(quantDir, quantizeModel(model, { scheme: "rtn", bits: o.bits, groupSize: "channel", symmetric: false }));
+  // What is on disk from here on (scales rounded to float16, as GPTQ stores them).
+  const qm = loadQuantizedFolder(quantDir);
   const size = sizeReport(qm);
   const quantBytes = fs.statSync(path.join(quantDir, "model.safetensors")).size;
   say(`quantized to ${o.bits} bits per channel (RTN) → ${quantDir}: ${mib(quantBytes)} MiB, ${size.bitsPerWeight.toFixed(2)} bits/weight in the linear layers`);
   const rtn = await score(`RTN ${o.bits}-bit`, scoringFor({ kind: "quantized", model: qm }));
 
-  const method = peqaMethod(qm);
   const adapterDir = path.join(o.outDir, `peqa${o.bits}-tuned`);
-  const task = lmTask(valid, { batch: 8, seq: 256, heldOut: 0, evalTokens: 0 });
-  const trainOpts: TrainOptions = { ...defaultTrainOptions, steps: o.steps, lr: 2e-3, warmupSteps: 5, evalEvery: 0, checkpointEvery: 0, outDir: adapterDir };
-  const summary = await (hooks.train ?? train)(method, task, trainOpts);
-  publishInto(adapterDir, (tmp) => method.save(tmp));
+  const { summary } = await (hooks.finetune ?? runFinetuneJob)({
+    modelDir: quantDir,
+    method: "peqa",
+    methodOptions: {},
+    task: { kind: "lm", dataFile: o.trainFile, batch: 8, seq: 256, heldOut: 0, evalTokens: 0 },
+    train: { ...defaultTrainOptions, steps: o.steps, lr: 2e-3, warmupSteps: 5, evalEvery: 0, checkpointEvery: 0, outDir: adapterDir },
+  });
   const adapterBytes = fs.statSync(path.join(adapterDir, "adapter_model.safetensors")).size;
   say(
     `PEQA: ${summary.steps} steps on ${path.basename(o.trainFile)}, ${summary.trainableParameters.toLocaleString("en")} trainable scales, ` +

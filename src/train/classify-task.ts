@@ -46,11 +46,12 @@ export function classifyTask(config: LlamaConfig, train: TokenizedExample[], dev
     kind: "classify",
     fixed: { task: "classify", batch: B, max_len: maxLen, num_labels: L },
     extraTrainable: new Map([[HEAD, head]]),
-    stepGraph: (method, trainable, shape) => {
+    stepGraph: (method, trainable, shape, o) => {
+      if (o.replicas > 1) throw new SlimtuneError("E_ARG", "--parallel splits language-modelling batches; classification batches are padded per batch — train with --parallel 1");
       const T = Number(shape.split("x")[1]);
       return {
-        key: `${method.name}:cls-train:${shape}`,
-        build: () => buildClsTrainGraph(method.config, method.params(new Graph(), "train"), L, B, T, trainable),
+        key: `${method.name}:cls-train:${shape}${o.checkpoint ? ":ckpt" : ""}`,
+        build: () => buildClsTrainGraph(method.config, method.params(new Graph(), "train"), L, B, T, trainable, { checkpoint: o.checkpoint }),
       };
     },
     sampler: (rng) => ({

@@ -25,9 +25,9 @@ export function lmTask(tokens: Int32Array, opts: LmTaskOptions): TrainTask {
     kind: "lm",
     fixed: { task: "lm", batch: B, seq: T },
     extraTrainable: new Map(),
-    stepGraph: (method, trainable) => ({
-      key: `${method.name}:lm-train:${B}x${T}`,
-      build: () => buildLmTrainGraph(method.config, method.params(new Graph(), "train"), B, T, trainable),
+    stepGraph: (method, trainable, _shape, o) => ({
+      key: `${method.name}:lm-train:${B}x${T}${o.checkpoint ? ":ckpt" : ""}:r${o.replicas}`,
+      build: () => buildLmTrainGraph(method.config, method.params(new Graph(), "train"), B, T, trainable, { checkpoint: o.checkpoint, replicas: o.replicas }),
     }),
     sampler: (rng) => {
       const batches = new TextBatches(split.train, { batch: B, seq: T, rng });

@@ -32,6 +32,13 @@ export interface TrainOptions {
   outDir: string;
   resume: boolean;
   threads?: number;
+  /** Recompute each decoder layer in the backward (less memory, about one more forward per step). */
+  checkpointActivations?: boolean;
+  /**
+   * Run each language-modelling batch as this many half-batches at once, one core each (ORT's
+   * parallel executor) instead of one batch on every core; same loss and gradients. Default 1.
+   */
+  parallel?: number;
 }
 
 export const defaultTrainOptions: Omit<TrainOptions, "outDir" | "steps"> = {
@@ -110,15 +117,18 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const sampler = task.sampler(rng);
   const log = new MetricsLog(path.join(opts.outDir, "metrics.jsonl"), { append: opts.resume });
 
-  const cache = new GraphCache({ threads: opts.threads });
+  const parallel = opts.parallel ?? 1;
+  const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel } : { threads: opts.threads });
+  // Held-out scoring runs one chain: it gets every core again.
+  const evalCache = parallel > 1 ? new GraphCache({ threads: opts.threads }) : cache;
   const names = [...trainable.keys()];
   const stepFor = (shape: string) => {
-    const spec = task.stepGraph(method, names, shape);
+    const spec = task.stepGraph(method, names, shape, { checkpoint: opts.checkpointActivations ?? false, replicas: parallel });
     return cache.get(spec.key, spec.build);
   };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
   const evaluate = async (at: number) => {
-    const result = await task.evaluate(method, cache, weightFeeds());
+    const result = await task.evaluate(method, evalCache, weightFeeds());
     if (!result) return null;
     log.write({ kind: "eval", step: at, held_out_loss: result.loss, ...prefixed(result.metrics), examples: result.examples });
     hooks.onEval?.(at, result);
@@ -176,6 +186,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const seconds = (performance.now() - started) / 1000;
   log.close();
   await cache.clear();
+  if (evalCache !== cache) await evalCache.clear();
   return {
     method: method.name,
     steps: done,

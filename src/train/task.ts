@@ -27,6 +27,13 @@ export interface BatchSampler {
   next(): Batch;
 }
 
+export interface StepGraphOptions {
+  /** Recompute each decoder layer in the backward instead of keeping its activations. */
+  checkpoint: boolean;
+  /** Split each batch into this many independent chains that run at once (language modelling). */
+  replicas: number;
+}
+
 export interface TrainTask {
   readonly kind: string;
   /** Settings that must not change across a resume. */
@@ -34,7 +41,7 @@ export interface TrainTask {
   /** Tensors the task itself adds to the method's (a classification head). */
   readonly extraTrainable: ReadonlyMap<string, HostParam>;
   /** The step graph for batches of `shape`: "loss" and "grad:<name>" for each name in `trainable`. */
-  stepGraph(method: TuningMethod, trainable: readonly string[], shape: string): { key: string; build: () => { graph: Graph; outputs: GraphOutputs } };
+  stepGraph(method: TuningMethod, trainable: readonly string[], shape: string, opts: StepGraphOptions): { key: string; build: () => { graph: Graph; outputs: GraphOutputs } };
   sampler(rng: Rng): BatchSampler;
   /** Held-out evaluation with the current weights (`weights` feeds every trainable tensor). */
   evaluate(method: TuningMethod, cache: GraphCache, weights: Record<string, HostTensor>): Promise<TaskEval | null>;

@@ -99,3 +99,43 @@ describe("slimtune finetune --method full", () => {
     expect(ev.code, ev.stderr).toBe(0);
   });
 });
+
+describe("slimtune finetune stays responsive (training runs in a worker thread)", () => {
+  it("answers Ctrl-C at once, checkpoints after the step, exits 130; a second Ctrl-C stops at once", async () => {
+    const out = path.join(scratchDir("sigint"), "run");
+    // Steps of ~1 s on batch 8 × 256: long enough that an answer during a step shows the main thread is free.
+    const args = ["finetune", "--method", "full", "--model", REF_MODEL, "--data", WIKITEXT_VALID, "--out", out,
+      "--steps", "200", "--batch", "8", "--seq", "256", "--checkpoint-every", "0", "--eval-every", "0", "--held-out", "0"];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const metrics = path.join(out, "metrics.jsonl");
+    const deadline = Date.now() + 90_000;
+    while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, "utf8").includes('"kind":"train"')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const sent = Date.now();
+    child.kill("SIGINT");
+    while (!stderr.includes("stopping after this step") && Date.now() - sent < 10_000) await new Promise((r) => setTimeout(r, 20));
+    expect(stderr).toContain("stopping after this step");
+    expect(Date.now() - sent).toBeLessThan(1000);
+    const code = await new Promise((r) => child.once("exit", (c) => r(c)));
+    expect(code).toBe(130);
+    const state = JSON.parse(fs.readFileSync(path.join(out, "checkpoint", "state.json"), "utf8"));
+    expect(state.step).toBeGreaterThanOrEqual(1);
+    expect(state.step).toBeLessThan(200);
+
+    const again = spawn(process.execPath, [CLI, ...args, "--resume"], { stdio: ["ignore", "ignore", "pipe"] });
+    let err2 = "";
+    again.stderr!.on("data", (d) => (err2 += d));
+    const before = fs.readFileSync(metrics, "utf8").split("\n").length;
+    while (fs.readFileSync(metrics, "utf8").split("\n").length <= before && Date.now() < deadline + 60_000) await new Promise((r) => setTimeout(r, 50));
+    again.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 100));
+    const stopAt = Date.now();
+    again.kill("SIGINT");
+    const signal = await new Promise((r) => again.once("exit", (_c, sig) => r(sig)));
+    expect(signal).toBe("SIGINT"); // a shell reports 130
+
+    expect(Date.now() - stopAt).toBeLessThan(3000);
+    expect(err2).toContain("stopped");
+  });
+});

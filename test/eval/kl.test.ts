@@ -51,4 +51,10 @@ describe("klToReference", () => {
     const other = { ...float, config: { ...float.config, vocabSize: 32000 } };
     await expect(klToReference(float, other, caches(), tokens, { ctx: 256 })).rejects.toMatchObject({ code: "E_CONFIG", message: expect.stringMatching(/32000.*4096/) });
   });
+
+  it("refuses a reference from another tokenizer configuration (end-of-sequence id)", async () => {
+    const float = scoringFor({ kind: "float", model });
+    const other = { ...float, config: { ...float.config, eosTokenId: 2 } };
+    await expect(klToReference(float, other, caches(), tokens, { ctx: 256 })).rejects.toMatchObject({ code: "E_CONFIG", message: expect.stringMatching(/eos_token_id is 2, the model's 4095/) });
+  });
 });

@@ -12,7 +12,7 @@ import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { dequantize } from "../../src/quant/kinds/index.js";
 import type { QuantBits, QuantSpec, QuantizedModel } from "../../src/quant/types.js";
-import { tinyModel } from "../quant/helpers.js";
+import { tinyModel, grid } from "../quant/helpers.js";
 import { expectSlimtuneError, refModelDir, tempDir } from "./helpers.js";
 
 const dir = tempDir("gptq");
@@ -65,8 +65,9 @@ function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 function expectRoundTrip(qm: QuantizedModel, loaded: QuantizedModel): void {
   expect(loaded.spec).toEqual(qm.spec);
   expect([...loaded.linears.keys()]).toEqual([...qm.linears.keys()]);
-  for (const [name, q] of qm.linears) {
-    const l = loaded.linears.get(name)!;
+  for (const [name, layer] of qm.linears) {
+    const q = grid(layer);
+    const l = grid(loaded.linears.get(name));
     expect([l.outFeatures, l.inFeatures, l.groupSize]).toEqual([q.outFeatures, q.inFeatures, q.groupSize]);
     expect(firstDiff(l.codes, q.codes), `${name} codes`).toBe(-1);
     expect(firstDiff(l.zeros!, q.zeros!), `${name} zeros`).toBe(-1);
@@ -141,7 +142,7 @@ describe("save → load round trip on ref-llama-5m", () => {
 
   it("packs qweight, qzeros (stored z − 1) and g_idx as the readers expect (checked from raw words)", () => {
     const out = path.join(dir, "rt-4-64");
-    const q = quantizeModel(model, rtn(4, 64)).linears.get(Q0)!;
+    const q = grid(quantizeModel(model, rtn(4, 64)).linears.get(Q0));
     const st = SafetensorsFile.open(path.join(out, "model.safetensors"));
     const qweight = new Uint32Array(st.raw(`${Q0}.qweight`).slice().buffer); // [32, 256]
     const qzeros = new Uint32Array(st.raw(`${Q0}.qzeros`).slice().buffer); // [4, 32]
@@ -187,8 +188,8 @@ describe("save → load round trip on ref-llama-5m", () => {
       q.checkpoint_format = "gptq_v2";
       q.format = "gptq_v2";
     });
-    const v1 = loadGptqFolder(path.join(dir, "rt-4-channel")).linears.get(Q0)!;
-    expect(Array.from(loadGptqFolder(v2).linears.get(Q0)!.zeros!)).toEqual(Array.from(v1.zeros!, (z) => z - 1));
+    const v1 = grid(loadGptqFolder(path.join(dir, "rt-4-channel")).linears.get(Q0));
+    expect(Array.from(grid(loadGptqFolder(v2).linears.get(Q0)).zeros!)).toEqual(Array.from(v1.zeros!, (z) => z - 1));
   });
 });
 
@@ -201,7 +202,7 @@ describe("biases (qwen2 q/k/v) are stored F16 and come back rounded", () => {
     const loaded = loadGptqFolder(out);
     expectRoundTrip(qm, loaded);
     const bias = tiny.weights.get("model.layers.0.self_attn.k_proj.bias")!.data;
-    expect(Array.from(loaded.linears.get("model.layers.0.self_attn.k_proj")!.bias!)).toEqual(Array.from(bias, roundToF16));
+    expect(Array.from(grid(loaded.linears.get("model.layers.0.self_attn.k_proj")).bias!)).toEqual(Array.from(bias, roundToF16));
     expect(SafetensorsFile.open(path.join(out, "model.safetensors")).entries.get("model.layers.0.self_attn.k_proj.bias")).toMatchObject({ dtype: "F16", shape: [32] });
     expect(loaded.dense.has("lm_head.weight")).toBe(true);
   });
@@ -210,7 +211,7 @@ describe("biases (qwen2 q/k/v) are stored F16 and come back rounded", () => {
 describe("what saveGptqFolder refuses", () => {
   it("a zero point of 0 (v1 cannot store it)", () => {
     const qm = quantizeModel(tinyModel("llama"), rtn(4, 32));
-    qm.linears.get(Q0)!.zeros![3] = 0;
+    grid(qm.linears.get(Q0)).zeros![3] = 0;
     expectSlimtuneError(() => saveGptqFolder(path.join(dir, "z0"), qm), "E_ARG", "zero point 0", Q0, "v1SafeZeros");
     expect(fs.existsSync(path.join(dir, "z0"))).toBe(false);
   });
@@ -220,7 +221,7 @@ describe("what saveGptqFolder refuses", () => {
   });
   it("a scale that overflows float16", () => {
     const qm = quantizeModel(tinyModel("llama"), rtn(4, 32));
-    qm.linears.get(Q0)!.scales[0] = 1e6;
+    grid(qm.linears.get(Q0)).scales[0] = 1e6;
     expectSlimtuneError(() => saveGptqFolder(path.join(dir, "big"), qm), "E_ARG", "1000000", "float16");
   });
   it("a missing layer", () => {
@@ -238,7 +239,7 @@ describe("what loadGptqFolder rejects", () => {
   });
   const configCases: Array<[string, (q: Record<string, unknown>) => void, string[]]> = [
     ["bits 5", (q) => (q.bits = 5), ['"bits" is 5', "2, 3, 4 or 8"]],
-    ["desc_act true", (q) => (q.desc_act = true), ['"desc_act" is true', "act-order"]],
+    ["desc_act not a boolean", (q) => (q.desc_act = "yes"), ['"desc_act" is "yes"', "true or false"]],
     ["sym missing", (q) => delete q.sym, ['"sym"', "true or false"]],
     ["group_size 48", (q) => (q.group_size = 48), ['"group_size" is 48']],
     ["group_size 128 does not divide K = 64", (q) => (q.group_size = 128), ['"group_size" 128', "64 input columns (K)", "model.layers.0.self_attn.q_proj"]],
@@ -301,6 +302,24 @@ describe("what loadGptqFolder rejects", () => {
     editTensors(folder, edit);
     const err = expectSlimtuneError(() => loadGptqFolder(folder), code, ...mentions);
     expect(err.message).toContain("model.safetensors");
+  });
+
+  it("desc_act true: reads an act-order g_idx, refuses groups of the wrong size or out of range", () => {
+    const perm = new Int32Array(64).map((_, i) => (i % 2 ? 1 : 0));
+    const ok = copyOf(base, "act-order-ok");
+    editConfig(ok, (q) => (q.desc_act = true));
+    editTensors(ok, (t) => t.map((x) => (x.name === `${Q0}.g_idx` ? { ...x, data: perm } : x)));
+    expect(Array.from((loadGptqFolder(ok).linears.get(Q0) as { groupIndex?: Int32Array }).groupIndex!)).toEqual(Array.from(perm));
+    const cases: Array<[string, Int32Array, string[]]> = [
+      ["uneven", new Int32Array(64).map((_, i) => (i < 40 ? 0 : 1)), ["puts 40 input rows in group 0", "group_size = 32"]],
+      ["out of range", new Int32Array(64).map((_, i) => (i === 7 ? 2 : i % 2)), ["input row 7 to group 2", "groups 0…1"]],
+    ];
+    for (const [label, gIdx, mentions] of cases) {
+      const folder = copyOf(base, `act-order-${label.replace(/\W+/g, "-")}`);
+      editConfig(folder, (q) => (q.desc_act = true));
+      editTensors(folder, (t) => t.map((x) => (x.name === `${Q0}.g_idx` ? { ...x, data: gIdx } : x)));
+      expectSlimtuneError(() => loadGptqFolder(folder), "E_SAFETENSORS", ...mentions);
+    }
   });
 
   it("E_SAFETENSORS: sym true with zero points other than 2^(b−1)", () => {

@@ -12,7 +12,7 @@ import { nf4Codebook } from "../../src/quant/kinds/nf4.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import type { QuantSpec, QuantizedModel } from "../../src/quant/types.js";
 import { expectSlimtuneError, refModelDir, tempDir } from "./helpers.js";
-import { tinyModel } from "../quant/helpers.js";
+import { tinyModel, grid } from "../quant/helpers.js";
 
 const dir = tempDir("nf4-format");
 const nf4 = (groupSize: QuantSpec["groupSize"] = 64): QuantSpec => ({ scheme: "nf4", bits: 4, groupSize, symmetric: true });
@@ -27,8 +27,9 @@ function same(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
 function expectIdentical(a: QuantizedModel, b: QuantizedModel): void {
   expect(b.spec).toEqual(a.spec);
   expect([...b.linears.keys()]).toEqual([...a.linears.keys()]);
-  for (const [name, q] of a.linears) {
-    const l = b.linears.get(name)!;
+  for (const [name, layer] of a.linears) {
+    const q = grid(layer);
+    const l = grid(b.linears.get(name));
     expect([l.outFeatures, l.inFeatures, l.groupSize, l.zeros]).toEqual([q.outFeatures, q.inFeatures, q.groupSize, null]);
     expect(same(l.codes, q.codes), `${name} codes`).toBe(true);
     expect(same(l.scales, q.scales), `${name} absmax`).toBe(true);
@@ -81,7 +82,7 @@ describe("ref-llama-5m round trip", () => {
     expect(st.entries.get("model.layers.0.mlp.down_proj.nf4_codes")).toMatchObject({ shape: [256, 352] });
     expect(st.entries.get("model.layers.0.mlp.down_proj.absmax")).toMatchObject({ shape: [256, 11] });
     const bytes = st.raw(`${Q0}.nf4_codes`);
-    const codes = qm.linears.get(Q0)!.codes;
+    const codes = grid(qm.linears.get(Q0)).codes;
     expect(bytes[0]).toBe((codes[0]! << 4) | codes[1]!);
     expect(bytes[128 + 5]).toBe((codes[256 + 10]! << 4) | codes[256 + 11]!);
   });
@@ -107,7 +108,7 @@ describe("biases and an untied lm_head", () => {
     saveNf4Folder(out, qm);
     const loaded = loadNf4Folder(out);
     expectIdentical(qm, loaded);
-    expect(loaded.linears.get("model.layers.0.self_attn.v_proj")!.bias).not.toBeNull();
+    expect(grid(loaded.linears.get("model.layers.0.self_attn.v_proj")).bias).not.toBeNull();
     expect(loaded.dense.has("lm_head.weight")).toBe(true);
   });
 });

@@ -2,6 +2,7 @@
 // rtn4_per_channel) gives the same loss, scales and scale gradients; and the three graph forms of
 // a quantized layer (per-channel trick, in-graph dequantization, MatMulNBits) agree.
 
+import { grid } from "../quant/helpers.js";
 import fs from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CompiledGraph, Graph, gemm } from "../../src/engine/index.js";
@@ -52,7 +53,7 @@ describe("PEQA on ref-llama-5m matches PyTorch (rtn4_per_channel)", () => {
 
   it(`initial scales within ${SCALE_RTOL} relative`, () => {
     for (const [path, expected] of Object.entries(ref.rtn4_per_channel.scales)) {
-      const s = qm.linears.get(path)!.scales;
+      const s = grid(qm.linears.get(path)).scales;
       expected.forEach((e, i) => expect(Math.abs(s[i]! - e) / e, `${path}[${i}]`).toBeLessThan(SCALE_RTOL));
     }
   });
@@ -87,7 +88,7 @@ describe("quantized layer graph forms agree with the dequantized weight", () => 
     const run = async (fused: boolean | "dense") => {
       const g = new Graph();
       const xv = g.input("x", [M, K]);
-      const y = fused === "dense" ? gemm(xv, g.constant(dequantize(q), [N, K]), { transB: true }) : quantizedLinear(xv, q, "layer", { fused });
+      const y = fused === "dense" ? gemm(xv, g.constant(dequantize(q), [N, K]), { transB: true }) : quantizedLinear(g, q, "layer", { fused })(xv);
       const c = await CompiledGraph.compile(g, { y });
       return (await c.run({ x: { data: x, shape: [M, K] } })).y!.data as Float32Array;
     };

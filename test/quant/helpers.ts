@@ -3,7 +3,10 @@
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { llamaParamShapes } from "../../src/arch/llama/shapes.js";
 import type { LlamaModel } from "../../src/models/llama/model.js";
+import { expect } from "vitest";
 import type { HostParam } from "../../src/arch/params.js";
+import { CompiledGraph, Graph, type Value } from "../../src/engine/index.js";
+import { type GridLinear, type QuantizedLinear, isGridLinear } from "../../src/quant/types.js";
 
 /** `count` N(0, 1) float32 values from a seeded generator (Box–Muller over a 32-bit LCG). */
 export function gaussian(count: number, seed: number): Float32Array {
@@ -57,4 +60,27 @@ export function tinyModel(modelType: "llama" | "qwen2", seed = 1): Pick<LlamaMod
     weights.set(name, { data, shape });
   }
   return { config, weights, sourceDir: null };
+}
+
+/** A layer known to be on a grid (RTN or NF4), for tests that read codes, scales and zeros. */
+export function grid(q: QuantizedLinear | undefined): GridLinear {
+  if (!q || !isGridLinear(q)) throw new Error(`expected an RTN or NF4 layer, got ${q?.kind ?? "none"}`);
+  return q;
+}
+
+/** Builds y = layer(x) for x [M, K] with `build`, runs it, and checks y against x·Wᵀ computed on the host. */
+export async function expectLinearGraph(build: (x: Value) => Value, w: Float32Array, M: number, K: number, N: number, digits: number, seed = 8): Promise<void> {
+  const x = gaussian(M * K, seed);
+  const g = new Graph();
+  const y = build(g.input("x", [M, K]));
+  const compiled = await CompiledGraph.compile(g, { y });
+  const got = (await compiled.run({ x: { data: x, shape: [M, K] } })).y!.data as Float32Array;
+  await compiled.release();
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let want = 0;
+      for (let k = 0; k < K; k++) want += x[m * K + k]! * w[n * K + k]!;
+      expect(got[m * N + n]).toBeCloseTo(want, digits);
+    }
+  }
 }

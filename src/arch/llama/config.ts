@@ -3,6 +3,16 @@
 
 export type LlamaModelType = "llama" | "mistral" | "qwen2";
 
+/** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
+export interface Llama3RopeScaling {
+  type: "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositions: number;
+}
+
+
 /** Widths of one decoder layer: query heads, key/value heads, MLP channels (0 removes the sub-block). */
 export interface LayerShape {
   numHeads: number;
@@ -26,6 +36,8 @@ export interface LlamaConfig {
   vocabSize: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /** RoPE frequency scaling (Llama 3.x); absent means plain RoPE. */
+  ropeScaling?: Llama3RopeScaling;
   tieWordEmbeddings: boolean;
   maxPositionEmbeddings: number;
   /** q/k/v projections carry a bias (llama with attention_bias, and always for qwen2). */

@@ -10,7 +10,7 @@ import { isQuantBits } from "../../quant/spec.js";
 import { runPeqaDemo } from "../../recipes/peqa-demo.js";
 import { intArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
-import { runTraining } from "./finetune.js";
+import { runWithProgress } from "./finetune.js";
 
 /** The fixtures folder `shared/` beside the repository (or the working directory). */
 function findShared(): string | null {
@@ -63,7 +63,7 @@ export default defineCommand({
             bar ??= createProgress(label, total);
             bar.update(done);
           },
-          train: runTraining,
+          finetune: runWithProgress,
         },
       );
     }),

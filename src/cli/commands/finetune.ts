@@ -1,26 +1,18 @@
 // `slimtune finetune`: trains a model with one of the tuning methods, on a text file (language
-// modelling) or a labelled TSV (classification). Resumable; Ctrl-C checkpoints.
+// modelling) or a labelled TSV (classification), in a worker thread (cli/train-worker.ts) so the
+// progress line stays live. Resumable; Ctrl-C checkpoints after the current step, twice stops at once.
 
 import fs from "node:fs";
-import path from "node:path";
 import { defineCommand } from "citty";
-import { loadTokenizer } from "../../formats/tokenizer.js";
-import { findMethod, methods } from "../../methods/registry.js";
-import type { TuningMethod } from "../../methods/method.js";
-import { loadBase } from "../../models/load.js";
-import { tokenizeFile } from "../../data/text-file.js";
-import { lmTask } from "../../train/lm-task.js";
-import { classifyTask } from "../../train/classify-task.js";
-import { findClassifierHead } from "../../formats/classifier-head.js";
-import { readLabelledTsv } from "../../data/tsv.js";
-import { tokenizeExamples } from "../../data/examples.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { defaultTrainOptions, train, type TrainOptions, type TrainSummary } from "../../train/loop.js";
-import type { TaskEval, TrainTask } from "../../train/task.js";
-import { publishInto } from "../../core/publish.js";
+import { findMethod, methods } from "../../methods/registry.js";
+import type { FinetuneJob, FinetuneResult, JobTask } from "../../recipes/finetune-job.js";
+import { type TrainOptions, type TrainSummary, defaultTrainOptions } from "../../train/loop.js";
+import type { TaskEval } from "../../train/task.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
 import { methodArgs, parseMethodFlags } from "../method-flags.js";
-import { createProgress, type Progress } from "../progress.js";
+import { type Progress, createProgress } from "../progress.js";
+import { runInWorker } from "../train-worker.js";
 
 const d = defaultTrainOptions;
 
@@ -53,13 +45,16 @@ export default defineCommand({
     adapter: { type: "string", description: "Start from this adapter folder (lora, qlora, peqa)" },
     ...methodArgs(methods),
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
+    "checkpoint-activations": { type: "boolean", description: "Recompute each layer in the backward instead of keeping its activations (less memory, about one more forward per step)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
+    parallel: { type: "string", description: "lm: run each batch as N parts at once, one core each (same results)", default: "1" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
   },
   run: ({ args }) =>
     runAction(async () => {
       const definition = findMethod(args.method);
       const modelDir = requiredArg("model", args.model);
+      if (!fs.existsSync(modelDir)) throw new SlimtuneError("E_NOT_FOUND", "model folder not found; pass a Hugging Face model folder with config.json and model.safetensors", modelDir);
       const dataFile = requiredArg("data", args.data);
       const seed = intArg("seed", args.seed, d.seed, 0);
       const opts: TrainOptions = {
@@ -76,78 +71,65 @@ export default defineCommand({
         checkpointEvery: intArg("checkpoint-every", args["checkpoint-every"], d.checkpointEvery, 0),
         resume: Boolean(args.resume),
         threads: args.threads ? intArg("threads", args.threads, 0) : undefined,
+        checkpointActivations: Boolean(args["checkpoint-activations"]),
+        parallel: intArg("parallel", args.parallel, 1),
       };
-      const heldOut = floatArg("held-out", args["held-out"], 0.05);
-      const base = loadBase(modelDir);
-      const method = definition.create(base, parseMethodFlags(definition, args), { seed, adapter: args.adapter });
-      const tokenizer = await loadTokenizer(modelDir);
       const batch = intArg("batch", args.batch, 8);
-      let task: TrainTask;
+      let task: JobTask;
       if (args.task === "lm") {
-        task = lmTask(tokenizeFile(dataFile, tokenizer), {
+        task = {
+          kind: "lm",
+          dataFile,
           batch,
           seq: intArg("seq", args.seq, 256, 2),
-          heldOut,
+          heldOut: floatArg("held-out", args["held-out"], 0.05),
           evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2),
-        });
+        };
       } else if (args.task === "classify") {
-        const train = tokenizeExamples(readLabelledTsv(dataFile).examples, tokenizer);
-        const devFile = args["eval-data"];
-        const dev = devFile ? readLabelledTsv(devFile) : null;
-        const numLabels = args["num-labels"]
-          ? intArg("num-labels", args["num-labels"], 2, 2)
-          : Math.max(...train.map((e) => e.label + 1), dev?.numLabels ?? 2);
-        const head = args.adapter ? findClassifierHead([args.adapter]) : findClassifierHead([modelDir]);
-        task = classifyTask(method.config, train, dev ? tokenizeExamples(dev.examples, tokenizer) : [], {
+        task = {
+          kind: "classify",
+          dataFile,
+          evalFile: args["eval-data"],
           batch,
           maxLen: intArg("max-len", args["max-len"], 128, 2),
-          numLabels,
-          padId: method.config.eosTokenId ?? 0,
-          seed,
-          head: head?.head,
+          numLabels: args["num-labels"] ? intArg("num-labels", args["num-labels"], 2, 2) : undefined,
           evalExamples: args["eval-examples"] ? intArg("eval-examples", args["eval-examples"], 1) : undefined,
-        });
+        };
       } else {
         throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
       }
-      const summary = await runTraining(method, task, opts);
-      let files: Record<string, number> = {};
-      if (!summary.stopped) {
-        const written = publishInto(opts.outDir, (tmp) => {
-          method.save(tmp);
-          task.saveExtra(tmp);
-        });
-        files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(opts.outDir, f)).size]));
-      }
-      report({ ...summary, files }, Boolean(args.json));
+      const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
+      const { summary, files, prepared } = await runWithProgress(job);
+      report({ ...summary, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
     }),
 });
 
-/** Trains with a progress bar; Ctrl-C (SIGINT/SIGTERM) checkpoints and stops cleanly. */
-export async function runTraining(method: TuningMethod, task: TrainTask, opts: TrainOptions): Promise<TrainSummary> {
-  let stopRequested = false;
-  const onSignal = () => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    process.stderr.write("\nstopping after this step; writing a checkpoint (resume with --resume)\n");
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+/**
+ * Runs a job in a worker thread with a live progress line (step, loss, tokens/s, ETA, memory,
+ * redrawn every second even while a step runs); Ctrl-C stops after the step, twice at once.
+ */
+export async function runWithProgress(job: FinetuneJob): Promise<FinetuneResult> {
   let progress: Progress | null = null;
+  let last: { step: number; fields: Record<string, string | number> } = { step: 0, fields: {} };
+  const rss = () => `${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`;
+  const timer = setInterval(() => progress?.update(last.step, { ...last.fields, rss: rss() }), 1000);
   try {
-    return await train(method, task, opts, {
+    return await runInWorker(job, {
+      onStart: (method, total) => {
+        progress = createProgress(`${method} fine-tuning`, total);
+      },
       onStep: (r, total) => {
-        progress ??= createProgress(`${method.name} fine-tuning`, total);
-        progress.update(r.step, { loss: r.loss.toFixed(4), "tok/s": Math.round(r.tokensPerSecond) });
+        progress ??= createProgress("fine-tuning", total);
+        last = { step: r.step, fields: { loss: r.loss.toFixed(4), "tok/s": Math.round(r.tokensPerSecond) } };
+        progress.update(r.step, { ...last.fields, rss: rss() });
       },
       onEval: (step, r) => process.stderr.write(`${progress ? "\n" : ""}step ${step}: held-out loss ${r.loss.toFixed(4)}${describeMetrics(r)}\n`),
-      shouldStop: () => stopRequested,
+      onStopRequested: () => process.stderr.write("\nstopping after this step; writing a checkpoint (resume with --resume; Ctrl-C again stops at once)\n"),
     });
   } finally {
+    clearInterval(timer);
     (progress as Progress | null)?.stop();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
 }
 

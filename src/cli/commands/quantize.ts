@@ -5,7 +5,7 @@ import path from "node:path";
 import { defineCommand } from "citty";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { readJsonObject } from "../../core/json.js";
+import { readWeightMap } from "../../formats/folder-tensors.js";
 import { readLlamaConfig } from "../../formats/hf-config.js";
 import { isQuantizedFolder, saveQuantizedFolder } from "../../formats/quantized/index.js";
 import { LlamaModel } from "../../models/llama/model.js";
@@ -14,15 +14,16 @@ import type { RtnStats } from "../../quant/kinds/rtn.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { sizeReport } from "../../quant/size.js";
 import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.js";
-import type { QuantScheme, QuantSpec } from "../../quant/types.js";
+import type { GridScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
 import { describeAllocation, mixedPrecisionArgs, mixedPrecisionFromArgs, parseBudget } from "../mixed-precision-args.js";
 import { writeMixedPrecisionReport } from "../../recipes/mixed-precision/index.js";
 import { allocationPlan } from "../../quant/budget.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
+import { type MethodResult, parseQuantizeMethod, quantizeByMethod, quantizeMethodArgs } from "../quantize-methods.js";
 
-function parseScheme(value: string | undefined): QuantScheme {
+function parseScheme(value: string | undefined): GridScheme {
   const scheme = value ?? "rtn";
   if (scheme !== "rtn" && scheme !== "nf4") {
     throw new SlimtuneError("E_ARG", `--scheme "${scheme}" is unknown; use rtn (integer codes, written as a GPTQ checkpoint) or nf4 (QLoRA's 4-bit NormalFloat)`);
@@ -36,7 +37,7 @@ function parseBits(value: string | undefined): QuantSpec["bits"] {
   return bits;
 }
 
-function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSpec["groupSize"] {
+function parseGroupSize(value: string | undefined, scheme: GridScheme): QuantSpec["groupSize"] {
   if (value === undefined || value === "") return scheme === "nf4" ? defaultNf4BlockSize : "channel";
   if (value === "channel" || value === "-1") return "channel";
   const g = Number(value);
@@ -50,10 +51,8 @@ function parseGroupSize(value: string | undefined, scheme: QuantScheme): QuantSp
 function floatWeightBytes(dir: string): number {
   const single = path.join(dir, "model.safetensors");
   if (fs.existsSync(single)) return fs.statSync(single).size;
-  // LlamaModel.load has already validated the index and every shard it names.
-  const index = readJsonObject(path.join(dir, "model.safetensors.index.json"), { missingFix: "re-download the model" });
   let total = 0;
-  for (const shard of new Set(Object.values(index.weight_map as Record<string, string>))) total += fs.statSync(path.join(dir, shard)).size;
+  for (const shard of new Set(readWeightMap(dir).values())) total += fs.statSync(shard).size;
   return total;
 }
 
@@ -73,6 +72,10 @@ export default defineCommand({
     json: { type: "boolean", description: "Print one JSON object on stdout" },
     // Mixed precision under a budget (rtn only): per-layer bits instead of --bits.
     ...mixedPrecisionArgs,
+    // After the mixed-precision flags: --rank and --seed keep the methods' defaults ("" = chosen by
+    // the method), which the budget's trials read as their own defaults (LoRA rank 8, seed 0).
+    ...quantizeMethodArgs,
+    rank: { type: "string", description: "reallm: fixed rank of L1·L2 (default: the largest the budget leaves); lqlora: rank of the LoRA part (default 16); --budget-mb/--avg-bits with --trials: LoRA rank of each trial's recovery (default 8)", default: "" },
     threads: { type: "string", description: "ONNX Runtime threads for importance (default: all cores)" },
   },
   run: ({ args }) =>
@@ -80,6 +83,7 @@ export default defineCommand({
       const modelDir = requiredArg("model", args.model);
       const outDir = requiredArg("out", args.out);
       const scheme = parseScheme(args.scheme);
+      const method = parseQuantizeMethod(args.method);
       const spec: QuantSpec = { scheme, bits: parseBits(args.bits), groupSize: parseGroupSize(args["group-size"], scheme), symmetric: Boolean(args.sym) };
       checkQuantSpec(spec);
       const stat = fs.statSync(modelDir, { throwIfNoEntry: false });
@@ -99,18 +103,27 @@ export default defineCommand({
       const started = Date.now();
       const model = LlamaModel.load(modelDir);
       const budget = parseBudget(args);
+      if (budget && method !== "rtn") throw new SlimtuneError("E_ARG", `--budget-mb/--avg-bits choose per-layer bits for RTN; --method ${method} takes one --bits. Drop --method or the budget`);
       if (budget && scheme !== "rtn") throw new SlimtuneError("E_ARG", "--budget-mb/--avg-bits choose per-layer bits, which only --scheme rtn (GPTQ) stores; drop --scheme nf4");
       const mixed = budget ? await mixedPrecisionFromArgs(args, budget, model, modelDir, await loadTokenizer(modelDir), spec, { trials: 0 }) : null;
       const stats: RtnStats = { groups: 0, zeroPointsAtZero: 0 };
-      const progress = createProgress("quantize layers", layers.length);
-      const qm = quantizeModel(model, mixed ? allocationPlan(mixed.budgetModel, mixed.allocation) : spec, (done) => progress.update(done), stats);
-      progress.stop();
+      let byMethod: MethodResult | null = null;
+      let qm;
+      if (method === "rtn") {
+        const progress = createProgress("quantize layers", layers.length);
+        qm = quantizeModel(model, mixed ? allocationPlan(mixed.budgetModel, mixed.allocation) : spec, (done) => progress.update(done), stats);
+        progress.stop();
+      } else {
+        byMethod = await quantizeByMethod(method, modelDir, model, spec, args, stats);
+        qm = byMethod.qm;
+      }
       saveQuantizedFolder(outDir, qm);
+      byMethod?.afterSave?.(outDir);
       if (mixed) writeMixedPrecisionReport(outDir, mixed, `${path.basename(modelDir)}: held-out loss against stored bytes`);
       const report = sizeReport(qm);
       const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
       const floatBytes = floatWeightBytes(modelDir);
-      const format = scheme === "nf4" ? "slimtune-nf4" : "gptq";
+      const format = method === "reallm" ? "slimtune-reallm" : scheme === "nf4" ? "slimtune-nf4" : "gptq";
       const widened = scheme === "rtn" && !spec.symmetric ? stats.zeroPointsAtZero : 0;
       const seconds = (Date.now() - started) / 1000;
       if (args.json) {
@@ -118,6 +131,7 @@ export default defineCommand({
           model: modelDir,
           out: outDir,
           format,
+          method,
           ...spec,
           fileBytes,
           floatFileBytes: floatBytes,
@@ -128,17 +142,20 @@ export default defineCommand({
           groups: stats.groups,
           seconds,
           report,
+          ...(byMethod ? { methodReport: byMethod.report } : {}),
           ...(mixed ? { mixedPrecision: { mode: mixed.mode, allocation: mixed.allocation, units: mixed.units, bytes: mixed.bytes, avgBits: mixed.avgBits, trials: mixed.trials.length } } : {}),
         });
         return;
       }
-      const group = spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
-      const kind = scheme === "nf4" ? "NF4" : `${mixed ? "mixed-precision" : `${spec.bits}-bit`} ${spec.symmetric ? "symmetric" : "asymmetric"} RTN`;
+      const group = method === "reallm" ? "shapes chosen per matrix" : spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
+      const bitsName = mixed ? "mixed-precision" : `${spec.bits}-bit`;
+      const kind = method === "reallm" ? "ReALLM (low-rank + vector-quantized residual)" : scheme === "nf4" ? "NF4" : `${bitsName} ${spec.symmetric ? "symmetric" : "asymmetric"} ${method === "gptq" ? "GPTQ" : "RTN"}${method === "lqlora" ? " + LQ-LoRA low-rank part" : ""}`;
       const lines = [
         `quantized ${qm.linears.size} linear layers to ${kind}, ${group} → ${outDir} (${format}) in ${seconds.toFixed(1)} s`,
         `model.safetensors: ${fmtBytes(fileBytes)} bytes vs ${fmtBytes(floatBytes)} for the float model (${(floatBytes / fileBytes).toFixed(2)}× smaller)`,
-        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""} (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
+        `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""}, ${report.bitsPerWeightAll.toFixed(3)} with everything stored (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
       ];
+      if (byMethod) lines.push(...byMethod.lines);
       if (mixed) lines.push(...describeAllocation(mixed));
       if (widened > 0) {
         lines.push(`zero points: ${widened} of ${stats.groups} groups had z = 0, widened to z = 1 so GPTQ v1 loaders read them correctly`);

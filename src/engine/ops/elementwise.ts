@@ -79,7 +79,12 @@ const Erf: OpDef = {
   },
 };
 
+const Cos: OpDef = { type: "Cos", vjp: (node, dy) => [neg(mul(dy, sin(node.inputs[0]!)))] };
+const Sin: OpDef = { type: "Sin", vjp: (node, dy) => [mul(dy, cos(node.inputs[0]!))] };
+
 export const neg = (x: Value) => unary(Neg, x);
+export const cos = (x: Value) => unary(Cos, x);
+export const sin = (x: Value) => unary(Sin, x);
 export const exp = (x: Value) => unary(Exp, x);
 export const log = (x: Value) => unary(Log, x);
 export const sqrt = (x: Value) => unary(Sqrt, x);
@@ -119,8 +124,10 @@ export function where(cond: Value, a: Value, b: Value): Value {
 
 const Equal: OpDef = { type: "Equal" };
 const Less: OpDef = { type: "Less" };
+const LessOrEqual: OpDef = { type: "LessOrEqual" };
 export const equal = (a: Value, b: Value) => binary(Equal, a, b, "bool");
 export const less = (a: Value, b: Value) => binary(Less, a, b, "bool");
+export const lessOrEqual = (a: Value, b: Value) => binary(LessOrEqual, a, b, "bool");
 
 const Greater: OpDef = { type: "Greater" };
 const And: OpDef = { type: "And" };

@@ -1,4 +1,4 @@
-// Reductions over static axes (ReduceSum, ReduceMean) with keepdims.
+// Reductions over static axes (ReduceSum, ReduceMean) with keepdims, and the running sum CumSum.
 
 import { type DType, normAxis } from "../dtype.js";
 import type { OpDef, Value } from "../graph.js";
@@ -39,3 +39,12 @@ function reduce(op: OpDef, x: Value, axes: readonly number[], keepDims: boolean,
 
 export const reduceSum = (x: Value, axes: readonly number[], keepDims = false) => reduce(ReduceSum, x, axes, keepDims);
 export const reduceMean = (x: Value, axes: readonly number[], keepDims = false) => reduce(ReduceMean, x, axes, keepDims);
+
+const CumSum: OpDef = { type: "CumSum" };
+
+/** Running sum along `axis` (inclusive), e.g. positions from an attention mask. */
+export function cumSum(x: Value, axis: number): Value {
+  const a = normAxis(axis, x.rank);
+  const g = x.graph;
+  return g.add(CumSum, [x, g.constant(BigInt64Array.of(BigInt(a)), [], "int64")], x.shape, x.dtype);
+}

@@ -1,7 +1,10 @@
 // Shape ops: reshape, transpose, slice, pad, concat, expand, and the broadcast-undo every VJP needs.
+// Reshape, expand and concat also take symbolic dims (dims.ts); their run-time sizes come from the
+// Shape of the inputs that carry each symbol.
 
 import { type Shape, fmtShape, normAxis, numel, sameShape } from "../dtype.js";
-import type { OpDef, Value } from "../graph.js";
+import { isStaticShape } from "../dims.js";
+import type { Graph, OpDef, Value } from "../graph.js";
 import { reduceSum } from "./reduce.js";
 
 const Reshape: OpDef = {
@@ -10,11 +13,83 @@ const Reshape: OpDef = {
 };
 
 export function reshape(x: Value, shape: Shape): Value {
-  if (numel(shape) !== numel(x.shape)) {
-    throw new RangeError(`reshape ${x} to ${fmtShape(shape)}: element counts differ`);
+  const g = x.graph;
+  if (isStaticShape(shape) && isStaticShape(x.shape)) {
+    if (numel(shape) !== numel(x.shape)) {
+      throw new RangeError(`reshape ${x} to ${fmtShape(shape)}: element counts differ`);
+    }
+    if (sameShape(shape, x.shape)) return x;
+    return g.add(Reshape, [x, g.int64s(shape)], shape, x.dtype);
+  }
+  if (g.dims.numel(shape) !== g.dims.numel(x.shape)) {
+    throw new RangeError(`reshape ${x} to [${shape.map((d) => (d < 0 ? g.dims.name(d) : d)).join(", ")}]: element counts differ`);
   }
   if (sameShape(shape, x.shape)) return x;
-  return x.graph.add(Reshape, [x, x.graph.int64s(shape)], shape, x.dtype);
+  // One symbolic dim is left for ONNX to infer (-1); more need their sizes computed at run time.
+  const symbolic = shape.filter((d) => d < 0).length;
+  const target = symbolic === 1 ? g.int64s(shape.map((d) => (d < 0 ? -1 : d))) : shapeTensor(g, shape);
+  return g.add(Reshape, [x, target], shape, x.dtype);
+}
+
+const ShapeOf: OpDef = { type: "Shape" };
+
+/** The run-time value of a dim as an int64 [1] tensor (a constant for static dims). */
+export function dimValue(g: Graph, d: number): Value {
+  if (d >= 0) return g.int64s([d]);
+  let v = g.dimValues.get(d);
+  if (v) return v;
+  const base = g.dims.baseName(d);
+  if (base !== null) {
+    const source = g.symbolSources.get(base);
+    if (!source) throw new RangeError(`symbol "${base}" is the size of no graph input, so it cannot be computed at run time`);
+    v = g.add(ShapeOf, [source.input], [1], "int64", { start: source.axis, end: source.axis + 1 });
+  } else {
+    let total: Value | null = null;
+    for (const [mono, coef] of g.dims.poly(d)) {
+      let term: Value | null = coef === 1 && mono !== "" ? null : g.int64s([coef]);
+      for (const s of mono ? mono.split("*") : []) {
+        const factor = dimValue(g, g.sym(s));
+        term = term ? g.add(Mul, [term, factor], [1], "int64") : factor;
+      }
+      total = total ? g.add(Add, [total, term!], [1], "int64") : term;
+    }
+    v = total!;
+  }
+  g.dimValues.set(d, v);
+  return v;
+}
+
+const Mul: OpDef = { type: "Mul" };
+const Add: OpDef = { type: "Add" };
+
+/** A shape as an int64 tensor: a constant when static, else computed from the symbols' sources. */
+export function shapeTensor(g: Graph, shape: Shape): Value {
+  if (isStaticShape(shape)) return g.int64s(shape);
+  const parts: Value[] = [];
+  let run: number[] = [];
+  for (const d of shape) {
+    if (d >= 0) {
+      run.push(d);
+      continue;
+    }
+    if (run.length > 0) parts.push(g.int64s(run));
+    run = [];
+    parts.push(dimValue(g, d));
+  }
+  if (run.length > 0) parts.push(g.int64s(run));
+  return parts.length === 1 ? parts[0]! : g.add(Concat, parts, [shape.length], "int64", { axis: 0 }, { axis: 0 });
+}
+
+const Gather: OpDef = { type: "Gather" };
+
+/** x[..., index, ...] on one axis (the axis is dropped); a negative index counts from the end. */
+export function take(x: Value, axis: number, index: number): Value {
+  const a = normAxis(axis, x.rank);
+  const dim = x.shape[a]!;
+  if (dim >= 0 && !(index >= -dim && index < dim)) throw new RangeError(`take ${x}: index ${index} out of range on axis ${a}`);
+  const g = x.graph;
+  const idx = g.constant(BigInt64Array.of(BigInt(index)), [], "int64");
+  return g.add(Gather, [x, idx], x.shape.filter((_, i) => i !== a), x.dtype, { axis: a });
 }
 
 const Transpose: OpDef = {
@@ -110,8 +185,15 @@ export function concat(xs: Value[], axis: number): Value {
   if (xs.length === 1) return first;
   const a = normAxis(axis, first.rank);
   const shape = [...first.shape];
-  shape[a] = xs.reduce((s, x) => s + x.shape[a]!, 0);
-  return first.graph.add(Concat, xs, shape, first.dtype, { axis: a }, { axis: a });
+  const g = first.graph;
+  const symbolic = xs.some((x) => !isStaticShape(x.shape));
+  for (const x of xs) {
+    if (x.rank !== first.rank || (symbolic && x.shape.some((d, i) => i !== a && d !== first.shape[i]))) {
+      throw new RangeError(`concat on axis ${a}: ${x} does not match ${first}`);
+    }
+  }
+  shape[a] = symbolic ? xs.reduce((s, x) => g.dims.add(s, x.shape[a]!), 0) : xs.reduce((s, x) => s + x.shape[a]!, 0);
+  return g.add(Concat, xs, shape, first.dtype, { axis: a }, { axis: a });
 }
 
 const Expand: OpDef = {
@@ -121,7 +203,12 @@ const Expand: OpDef = {
 
 export function expand(x: Value, shape: Shape): Value {
   if (sameShape(x.shape, shape)) return x;
-  return x.graph.add(Expand, [x, x.graph.int64s(shape)], shape, x.dtype);
+  const g = x.graph;
+  if (isStaticShape(shape)) return g.add(Expand, [x, g.int64s(shape)], shape, x.dtype);
+  // A symbolic dim x already has broadcasts from a 1 (Expand keeps x's size there).
+  const lead = shape.length - x.rank;
+  const target = shape.map((d, i) => (d < 0 && x.shape[i - lead] === d ? 1 : d));
+  return g.add(Expand, [x, shapeTensor(g, target)], shape, x.dtype);
 }
 
 /** Sums a broadcast gradient back down to the shape of the operand it came from. */

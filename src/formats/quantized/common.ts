@@ -8,7 +8,7 @@ import { linearLayers, llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { isJsonObject, readJsonObject } from "../../core/json.js";
-import type { QuantizedModel } from "../../quant/types.js";
+import type { QuantizedModel, ReallmLinear } from "../../quant/types.js";
 import type { FolderTensors } from "../folder-tensors.js";
 import { parseLlamaConfig, toHfConfigJson } from "../hf-config.js";
 import type { SafetensorsDType, SafetensorsTensor } from "../safetensors.js";
@@ -150,12 +150,34 @@ export function checkQuantizedLinears(qm: QuantizedModel): void {
     if (q.kind !== q.spec.scheme) {
       throw new SlimtuneError("E_ARG", `layer "${module}" holds ${q.kind} codes but its spec says scheme ${q.spec.scheme}; build layers with quantizeLinear`);
     }
+    if (q.kind === "reallm") {
+      checkReallmArrays(q, module);
+      if (q.bias && q.bias.length !== n) throw new SlimtuneError("E_SHAPE", `bias of "${module}" has ${q.bias.length} values; expected ${n}`);
+      continue;
+    }
     const groups = k / q.groupSize;
     if (!Number.isInteger(groups) || q.codes.length !== n * k || q.scales.length !== n * groups || (q.zeros && q.zeros.length !== n * groups)) {
       throw new SlimtuneError("E_SHAPE", `quantized layer "${module}" has codes/scales/zeros of the wrong length for [${n}, ${k}] with groups of ${q.groupSize}`);
+    }
+    if (q.kind === "rtn" && q.groupIndex && q.groupIndex.length !== k) {
+      throw new SlimtuneError("E_SHAPE", `quantized layer "${module}" has a g_idx of ${q.groupIndex.length} entries; it needs one per input column (${k})`);
     }
     if (q.bias && q.bias.length !== n) {
       throw new SlimtuneError("E_SHAPE", `bias of "${module}" has ${q.bias.length} values; expected ${n}`);
     }
   }
+}
+
+/** The arrays of a ReALLM layer against its spec and shape. */
+export function checkReallmArrays(q: ReallmLinear, module: string): void {
+  const { outFeatures: n, inFeatures: k, spec } = q;
+  const fail = (what: string) => {
+    throw new SlimtuneError("E_SHAPE", `ReALLM layer "${module}" [${n}, ${k}]: ${what}`);
+  };
+  if (k % spec.blockSize !== 0 || spec.blockSize % spec.vqDim !== 0) fail(`block size ${spec.blockSize} must divide K and be a multiple of the sub-vector length ${spec.vqDim}`);
+  if (q.l1.length !== n * spec.rank || q.l2.length !== spec.rank * k) fail(`L1/L2 hold ${q.l1.length}/${q.l2.length} values; rank ${spec.rank} needs ${n * spec.rank}/${spec.rank * k}`);
+  if (q.vqCodes.length !== (n * k) / spec.vqDim) fail(`${q.vqCodes.length} codes; ${(n * k) / spec.vqDim} sub-vectors`);
+  if (q.codebook.length !== (1 << spec.codeBits) * spec.vqDim) fail(`codebook of ${q.codebook.length} values; 2^${spec.codeBits} × ${spec.vqDim} expected`);
+  if (q.scaleCodes.length !== (n * k) / spec.blockSize || q.rowScales.length !== n) fail("scale codes or row scales of the wrong length");
+  if (q.perm && q.perm.length !== k) fail(`a permutation of ${q.perm.length} columns`);
 }

@@ -29,7 +29,7 @@ const overrideExpected = {
   bits: "2, 3, 4 or 8",
   group_size: "-1 or a group size such as 32, 64, 128",
   sym: "true or false",
-  desc_act: "false",
+  desc_act: "true or false",
 };
 
 /** Parses `quantization_config.dynamic` (absent or null: no overrides). */

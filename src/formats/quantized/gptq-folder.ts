@@ -7,7 +7,8 @@
 //   <mod>.qweight I32 [K·b/32, N]  codes packed along K (pack.ts; 3-bit codes straddle words)
 //   <mod>.qzeros  I32 [G, N·b/32]  v1 ("gptq"): z − 1 packed along N
 //   <mod>.scales  F16 [G, N]
-//   <mod>.g_idx   I32 [K]          k / group_size (desc_act false)
+//   <mod>.g_idx   I32 [K]          k / group_size (desc_act false); GPTQ act-order's group of each
+//                                  input row (desc_act true: each group holds group_size rows)
 //   <mod>.bias    F16 [N]          only for layers with a bias
 // Dense tensors (embeddings, norms, lm_head) stay F32: slimtune evaluates and trains in float32, and
 // F32 keeps them bit-exact through a save → load. transformers and vLLM cast them to float16 at load
@@ -21,7 +22,8 @@
 // Mixed precision: every layer carries its own spec. The model's default spec is written at top
 // level; layers that differ get GPTQModel's `dynamic` overrides (gptq-dynamic.ts), and layers kept in
 // float are written as plain `.weight` under a "-:" pattern. transformers/optimum ignore `dynamic`,
-// so only GPTQModel and vLLM load mixed checkpoints correctly.
+// so only GPTQModel and vLLM load mixed checkpoints correctly. desc_act is true at top level when
+// most layers carry an act-order g_idx, with per-module overrides for the others.
 
 import path from "node:path";
 import { z } from "zod";
@@ -33,7 +35,7 @@ import { float32ToFloat16 } from "../../core/f16.js";
 import { parseFields } from "../../core/json.js";
 import { packAlongAxis, transpose, unpackAlongAxis } from "../../quant/pack.js";
 import { checkQuantSpec, isQuantBits, quantGroupSizes } from "../../quant/spec.js";
-import { type QuantBits, type QuantSpec, type QuantizedLinear, type QuantizedModel, type RtnLinear, sameSpec } from "../../quant/types.js";
+import { type QuantBits, type QuantSpec, type QuantizedLinear, type QuantizedModel, type RtnLinear, gridLayer, gridSpecOf, sameSpec } from "../../quant/types.js";
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
@@ -43,19 +45,24 @@ import { type DynamicEntry, type DynamicRule, buildDynamic, matchDynamic, parseD
 export const gptqQuantMethod = "gptq";
 
 /** The quantization_config dictionary written to config.json and quantize_config.json (formats.md §1.1). */
-export function gptqQuantizationConfig(spec: QuantSpec, dynamic: Record<string, Record<string, unknown>> | null = null): Record<string, unknown> {
+export function gptqQuantizationConfig(
+  spec: QuantSpec,
+  dynamic: Record<string, Record<string, unknown>> | null = null,
+  opts: { descAct?: boolean; method?: QuantizedModel["method"] } = {},
+): Record<string, unknown> {
   return {
     quant_method: gptqQuantMethod,
     bits: spec.bits,
     group_size: spec.groupSize === "channel" ? -1 : spec.groupSize,
-    desc_act: false,
+    desc_act: opts.descAct ?? false,
     sym: spec.symmetric,
     checkpoint_format: "gptq",
     format: "gptq",
     pack_dtype: "int32",
     lm_head: false,
     ...(dynamic ? { dynamic } : {}),
-    meta: { quantizer: ["slimtune:0.1.0"], method: "rtn" },
+    ...(opts.method?.config ?? {}),
+    meta: { quantizer: ["slimtune:0.1.0"], method: opts.method?.name ?? "rtn" },
   };
 }
 
@@ -85,8 +92,8 @@ function gptqTensors(module: string, q: RtnLinear): SafetensorsTensor[] {
       throw new SlimtuneError("E_ARG", `scale ${q.scales[(i % n) * groups + Math.floor(i / n)]} of "${module}" does not fit in float16 (largest 65504), which GPTQ stores scales in; the weights are out of any trained model's range — check the model`);
     }
   }
-  const gIdx = new Int32Array(k);
-  for (let i = 0; i < k; i++) gIdx[i] = Math.floor(i / gs);
+  const gIdx = q.groupIndex ? Int32Array.from(q.groupIndex) : new Int32Array(k);
+  if (!q.groupIndex) for (let i = 0; i < k; i++) gIdx[i] = Math.floor(i / gs);
   const out: SafetensorsTensor[] = [
     { name: `${module}.qweight`, dtype: "I32", shape: [(k * bits) / 32, n], data: packAlongAxis(transpose(q.codes, n, k), k, n, bits, 0) },
     { name: `${module}.qzeros`, dtype: "I32", shape: [groups, (n * bits) / 32], data: packAlongAxis(transpose(stored, n, groups), groups, n, bits, 1) },
@@ -97,8 +104,11 @@ function gptqTensors(module: string, q: RtnLinear): SafetensorsTensor[] {
   return out;
 }
 
-/** The `dynamic` rules of `qm`: overrides for layers whose spec differs from the default, "-:" for float layers. */
-function dynamicRules(qm: QuantizedModel): Map<string, DynamicRule> {
+/** desc_act of a layer: true when it carries an act-order g_idx. */
+const descActOf = (q: QuantizedLinear) => q.kind === "rtn" && q.groupIndex !== undefined;
+
+/** The `dynamic` rules of `qm`: overrides for layers whose spec (or desc_act) differs from the default, "-:" for float layers. */
+function dynamicRules(qm: QuantizedModel, defaults: QuantSpec, descAct: boolean): Map<string, DynamicRule> {
   const rules = new Map<string, DynamicRule>();
   for (const { path: module } of linearLayers(qm.config)) {
     const q = qm.linears.get(module);
@@ -106,11 +116,13 @@ function dynamicRules(qm: QuantizedModel): Map<string, DynamicRule> {
       rules.set(module, { skip: true });
       continue;
     }
-    if (sameSpec(q.spec, qm.spec)) continue;
-    const o: { bits?: number; group_size?: number; sym?: boolean } = {};
-    if (q.spec.bits !== qm.spec.bits) o.bits = q.spec.bits;
-    if (q.spec.groupSize !== qm.spec.groupSize) o.group_size = q.spec.groupSize === "channel" ? -1 : q.spec.groupSize;
-    if (q.spec.symmetric !== qm.spec.symmetric) o.sym = q.spec.symmetric;
+    const spec = gridLayer(q, module, "a GPTQ checkpoint").spec;
+    if (sameSpec(spec, defaults) && descActOf(q) === descAct) continue;
+    const o: { bits?: number; group_size?: number; sym?: boolean; desc_act?: boolean } = {};
+    if (spec.bits !== defaults.bits) o.bits = spec.bits;
+    if (spec.groupSize !== defaults.groupSize) o.group_size = spec.groupSize === "channel" ? -1 : spec.groupSize;
+    if (spec.symmetric !== defaults.symmetric) o.sym = spec.symmetric;
+    if (descActOf(q) !== descAct) o.desc_act = descActOf(q);
     rules.set(module, { skip: false, overrides: o });
   }
   return rules;
@@ -118,7 +130,8 @@ function dynamicRules(qm: QuantizedModel): Map<string, DynamicRule> {
 
 /** Writes `qm` (every quantized layer rtn) to `outDir` as a GPTQ v1 folder, replacing it atomically. */
 export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
-  checkQuantSpec(qm.spec);
+  const defaults = gridSpecOf(qm, "a GPTQ checkpoint");
+  checkQuantSpec(defaults);
   const notRtn = [...qm.linears].find(([, q]) => q.kind !== "rtn");
   if (qm.spec.scheme !== "rtn" || notRtn) {
     const what = notRtn ? `layer "${notRtn[0]}" has scheme "${notRtn[1].kind}"` : `the model's scheme is "${qm.spec.scheme}"`;
@@ -127,7 +140,9 @@ export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
   checkQuantizedLinears(qm);
   const tensors = [...denseTensors(qm)];
   for (const [module, q] of qm.linears) tensors.push(...gptqTensors(module, q as RtnLinear));
-  const quant = gptqQuantizationConfig(qm.spec, buildDynamic(dynamicRules(qm)));
+  const all = [...qm.linears.values()];
+  const descAct = all.filter(descActOf).length * 2 > all.length;
+  const quant = gptqQuantizationConfig(defaults, buildDynamic(dynamicRules(qm, defaults, descAct)), { descAct, method: qm.method });
   const config = quantizedConfigJson(qm.config, quant, "float16");
   replaceDirAtomic(outDir, (tmp) => {
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
@@ -139,6 +154,7 @@ export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
 
 interface GptqSettings {
   spec: QuantSpec;
+  descAct: boolean;
   v2: boolean;
   dynamic: DynamicEntry[];
 }
@@ -149,7 +165,7 @@ const gptqShape = {
   quant_method: z.literal(gptqQuantMethod).optional(),
   bits: z.number().refine(isQuantBits),
   group_size: z.number().refine(groupSizeOk),
-  desc_act: z.literal(false).optional(),
+  desc_act: z.boolean().optional(),
   sym: z.boolean(),
   checkpoint_format: z.enum(["gptq", "gptq_v2"]).optional(),
   format: z.enum(["gptq", "gptq_v2"]).optional(),
@@ -161,7 +177,7 @@ const gptqExpected = {
   quant_method: '"gptq" — slimtune reads GPTQ and slimtune-nf4 checkpoints',
   bits: "2, 3, 4 or 8 — other widths are not standard GPTQ",
   group_size: `-1 (per output channel) or one of ${quantGroupSizes.join(", ")}`,
-  desc_act: "false: slimtune reads only desc_act false (act-order reorders the rows through g_idx) — re-quantize without act-order",
+  desc_act: "true or false",
   sym: "true or false — add \"sym\" to the config",
   checkpoint_format: '"gptq" (v1 zero points) or "gptq_v2"',
   format: '"gptq" (v1 zero points) or "gptq_v2"',
@@ -174,13 +190,13 @@ function gptqSettings(quant: Record<string, unknown>, file: string): GptqSetting
   const q = parseFields(quant, gptqShape, gptqExpected, { file, prefix: "quantization_config: ", fix: "fix the config or re-quantize with slimtune quantize" });
   const format = q.checkpoint_format ?? q.format ?? "gptq";
   const spec: QuantSpec = { scheme: "rtn", bits: q.bits as QuantBits, groupSize: q.group_size === -1 ? "channel" : q.group_size, symmetric: q.sym };
-  return { spec, v2: format === "gptq_v2", dynamic: parseDynamic(q.dynamic, file) };
+  return { spec, descAct: q.desc_act ?? false, v2: format === "gptq_v2", dynamic: parseDynamic(q.dynamic, file) };
 }
 
-/** The spec of `module` after `dynamic`, or null when a "-:" pattern leaves it in float. */
-function moduleSpec(s: GptqSettings, module: string, file: string): QuantSpec | null {
+/** The spec and desc_act of `module` after `dynamic`, or null when a "-:" pattern leaves it in float. */
+function moduleSpec(s: GptqSettings, module: string, file: string): { spec: QuantSpec; descAct: boolean } | null {
   const hit = matchDynamic(s.dynamic, module);
-  if (!hit) return s.spec;
+  if (!hit) return { spec: s.spec, descAct: s.descAct };
   if (hit.rule.skip) return null;
   const o = hit.rule.overrides;
   const where = `quantization_config: "dynamic" override for ${module}`;
@@ -188,16 +204,16 @@ function moduleSpec(s: GptqSettings, module: string, file: string): QuantSpec | 
   if (o.group_size !== undefined && !groupSizeOk(o.group_size)) {
     throw new SlimtuneError("E_CONFIG", `${where}: "group_size" is ${o.group_size}; expected -1 or one of ${quantGroupSizes.join(", ")}`, file);
   }
-  if (o.desc_act) throw new SlimtuneError("E_CONFIG", `${where}: "desc_act" is true; slimtune reads only desc_act false — re-quantize without act-order`, file);
-  return {
+  const spec: QuantSpec = {
     scheme: "rtn",
     bits: (o.bits ?? s.spec.bits) as QuantBits,
     groupSize: o.group_size === undefined ? s.spec.groupSize : o.group_size === -1 ? "channel" : o.group_size,
     symmetric: o.sym ?? s.spec.symmetric,
   };
+  return { spec, descAct: o.desc_act ?? s.descAct };
 }
 
-function loadGptqLinear(tensors: FolderTensors, config: LlamaConfig, module: string, spec: QuantSpec, v2: boolean, quantFile: string): RtnLinear {
+function loadGptqLinear(tensors: FolderTensors, config: LlamaConfig, module: string, spec: QuantSpec, descAct: boolean, v2: boolean, quantFile: string): RtnLinear {
   const [n, k] = linearShape(config, module);
   const bits = spec.bits;
   const gs = spec.groupSize === "channel" ? k : spec.groupSize;
@@ -213,15 +229,7 @@ function loadGptqLinear(tensors: FolderTensors, config: LlamaConfig, module: str
   const qzeros = tensors.bytes(`${module}.qzeros`, ["I32"], [groups, (n * bits) / 32], "packed zero points");
   const scalesGN = tensors.float32(`${module}.scales`, [groups, n], "scales");
   const gIdx = new Int32Array(tensors.bytes(`${module}.g_idx`, ["I32"], [k], "group of each input row").bytes);
-  for (let i = 0; i < k; i++) {
-    if (gIdx[i] !== Math.floor(i / gs)) {
-      throw new SlimtuneError(
-        "E_SAFETENSORS",
-        `g_idx of ${module} maps input row ${i} to group ${gIdx[i]}; with desc_act false and group_size ${spec.groupSize === "channel" ? -1 : gs} it must be ${Math.floor(i / gs)} — the checkpoint uses act-order; re-quantize without it`,
-        tensors.fileOf(`${module}.g_idx`),
-      );
-    }
-  }
+  const groupIndex = checkGroupIndex(gIdx, gs, descAct, module, tensors.fileOf(`${module}.g_idx`));
   const codes = transpose(unpackAlongAxis(new Uint32Array(qweight.bytes), k, n, bits, 0), k, n);
   const storedGN = unpackAlongAxis(new Uint32Array(qzeros.bytes), groups, n, bits, 1);
   // v1 stores z − 1 mod 2^b; masking after +1 (AutoGPTQ's torch path) recovers a true 0 as 0.
@@ -239,18 +247,51 @@ function loadGptqLinear(tensors: FolderTensors, config: LlamaConfig, module: str
   }
   const hasBias = linearLayers(config).find((l) => l.path === module)!.bias;
   const bias = hasBias ? tensors.float32(`${module}.bias`, [n], "bias") : null;
-  return { kind: "rtn", spec, outFeatures: n, inFeatures: k, groupSize: gs, codes, scales: transpose(scalesGN, groups, n), zeros, bias };
+  const layer: RtnLinear = { kind: "rtn", spec, outFeatures: n, inFeatures: k, groupSize: gs, codes, scales: transpose(scalesGN, groups, n), zeros, bias };
+  if (groupIndex) layer.groupIndex = groupIndex;
+  return layer;
 }
 
-/** Reads a GPTQ folder (v1 or v2 zero points, desc_act false, any `dynamic` overrides) into a QuantizedModel; scales come back as float16 values. */
+/**
+ * g_idx as the layer's groupIndex: undefined when it is the plain ⌊k / group_size⌋; with desc_act
+ * true any map whose groups each hold exactly group_size rows (what GPTQ's act-order writes).
+ */
+function checkGroupIndex(gIdx: Int32Array, gs: number, descAct: boolean, module: string, file: string): Int32Array | undefined {
+  const k = gIdx.length;
+  if (gIdx.every((g, i) => g === Math.floor(i / gs))) return undefined;
+  if (!descAct) {
+    const i = gIdx.findIndex((g, j) => g !== Math.floor(j / gs));
+    throw new SlimtuneError(
+      "E_SAFETENSORS",
+      `g_idx of ${module} maps input row ${i} to group ${gIdx[i]}; with desc_act false and group_size ${gs === k ? -1 : gs} it must be ${Math.floor(i / gs)} — set "desc_act": true if the checkpoint was made with act-order, or re-quantize`,
+      file,
+    );
+  }
+  const groups = k / gs;
+  const counts = new Int32Array(groups);
+  for (let i = 0; i < k; i++) {
+    const g = gIdx[i]!;
+    if (g < 0 || g >= groups) {
+      throw new SlimtuneError("E_SAFETENSORS", `g_idx of ${module} maps input row ${i} to group ${g}; the layer has groups 0…${groups - 1} — the checkpoint is corrupt, re-quantize`, file);
+    }
+    counts[g]!++;
+  }
+  const bad = counts.findIndex((c) => c !== gs);
+  if (bad >= 0) {
+    throw new SlimtuneError("E_SAFETENSORS", `g_idx of ${module} puts ${counts[bad]} input rows in group ${bad}; slimtune reads act-order checkpoints whose groups each hold group_size = ${gs} rows (as GPTQ writes them) — re-quantize with slimtune quantize --method gptq --act-order`, file);
+  }
+  return Int32Array.from(gIdx);
+}
+
+/** Reads a GPTQ folder (v1 or v2 zero points, desc_act false or act-order g_idx, any `dynamic` overrides) into a QuantizedModel; scales come back as float16 values. */
 export function loadGptqFolder(dir: string): QuantizedModel {
   const { config, quant, quantFile } = readQuantFolderConfig(dir);
   const settings = gptqSettings(quant, quantFile);
   const tensors = FolderTensors.open(dir);
   const linears = new Map<string, QuantizedLinear>();
   for (const { path: module } of linearLayers(config)) {
-    const spec = moduleSpec(settings, module, quantFile);
-    if (spec) linears.set(module, loadGptqLinear(tensors, config, module, spec, settings.v2, quantFile));
+    const found = moduleSpec(settings, module, quantFile);
+    if (found) linears.set(module, loadGptqLinear(tensors, config, module, found.spec, found.descAct, settings.v2, quantFile));
     else if (!tensors.has(`${module}.weight`)) {
       throw new SlimtuneError(
         "E_CONFIG",

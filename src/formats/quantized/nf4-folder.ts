@@ -33,10 +33,12 @@ import path from "node:path";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
+import { z } from "zod";
 import { SlimtuneError } from "../../core/errors.js";
+import { parseFields } from "../../core/json.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
 import { checkQuantSpec, quantGroupSizes } from "../../quant/spec.js";
-import { type Nf4Linear, type QuantSpec, type QuantizedLinear, type QuantizedModel, sameSpec } from "../../quant/types.js";
+import { type Nf4Linear, type QuantSpec, type QuantizedLinear, type QuantizedModel, gridLayer, gridSpecOf, sameSpec } from "../../quant/types.js";
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
@@ -76,9 +78,10 @@ export function unpackNf4Codes(bytes: Uint8Array): Uint8Array {
 
 /** Writes `qm` (scheme nf4) to `outDir` in the slimtune-nf4 layout, replacing it atomically. */
 export function saveNf4Folder(outDir: string, qm: QuantizedModel): void {
-  checkQuantSpec(qm.spec);
-  if (qm.spec.scheme !== "nf4") {
-    throw new SlimtuneError("E_ARG", `slimtune-nf4 stores NF4 codes, not scheme "${qm.spec.scheme}"; save integer (rtn) models with saveGptqFolder or saveQuantizedFolder`);
+  const spec = gridSpecOf(qm, "a slimtune-nf4 folder");
+  checkQuantSpec(spec);
+  if (spec.scheme !== "nf4") {
+    throw new SlimtuneError("E_ARG", `slimtune-nf4 stores NF4 codes, not scheme "${spec.scheme}"; save integer (rtn) models with saveGptqFolder or saveQuantizedFolder`);
   }
   checkQuantizedLinears(qm);
   // Version 1 records one block size for the whole folder (no per-module overrides).
@@ -91,14 +94,15 @@ export function saveNf4Folder(outDir: string, qm: QuantizedModel): void {
     throw new SlimtuneError("E_ARG", "a slimtune-nf4 folder quantizes every linear layer; keep none in float");
   }
   const tensors: SafetensorsTensor[] = [...denseTensors(qm)];
-  for (const [module, q] of qm.linears) {
+  for (const [module, layer] of qm.linears) {
+    const q = gridLayer(layer, module, "a slimtune-nf4 folder");
     const { outFeatures: n, inFeatures: k, groupSize: bs } = q;
     if (k % 2 !== 0) throw new SlimtuneError("E_SHAPE", `layer "${module}" has K = ${k}; packing two NF4 codes per byte needs an even K`);
     tensors.push({ name: `${module}.nf4_codes`, dtype: "U8", shape: [n, k / 2], data: packNf4Codes(q.codes) });
     tensors.push({ name: `${module}.absmax`, dtype: "F32", shape: [n, k / bs], data: q.scales });
     if (q.bias) tensors.push({ name: `${module}.bias`, dtype: "F32", shape: [n], data: q.bias });
   }
-  const config = quantizedConfigJson(qm.config, nf4QuantizationConfig(qm.spec), "float32");
+  const config = quantizedConfigJson(qm.config, nf4QuantizationConfig(spec), "float32");
   replaceDirAtomic(outDir, (tmp) => {
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
     writeSafetensors(path.join(tmp, weightsFile), sortForWriting(tensors), { format: "pt" });
@@ -106,27 +110,33 @@ export function saveNf4Folder(outDir: string, qm: QuantizedModel): void {
   });
 }
 
+const nf4Shape = {
+  quant_method: z.literal(nf4QuantMethod),
+  format_version: z.literal(formatVersion),
+  bits: z.literal(4),
+  quant_type: z.literal("nf4").optional(),
+  block_size: z.number().refine((b) => b === -1 || quantGroupSizes.includes(b)),
+  double_quant: z.literal(false).optional(),
+  nibble_order: z.literal("high_first").optional(),
+  codebook: z
+    .array(z.number())
+    .length(16)
+    .refine((book) => book.every((v, i) => Math.abs(v - nf4Codebook[i]!) <= 1e-7))
+    .optional(),
+};
+const nf4Expected = {
+  quant_method: `"${nf4QuantMethod}"`,
+  format_version: `${formatVersion} (this slimtune reads version ${formatVersion}) — upgrade slimtune or re-export the folder`,
+  bits: "4: NF4 is 4-bit",
+  quant_type: '"nf4"',
+  block_size: `-1 (one block per row) or one of ${quantGroupSizes.join(", ")}`,
+  double_quant: "false: version 1 stores absmax as float32",
+  nibble_order: '"high_first"',
+  codebook: "QLoRA's 16 NF4 values; this folder was written with another code book — re-export it with slimtune quantize --scheme nf4",
+};
+
 function nf4BlockSize(quant: Record<string, unknown>, file: string): number {
-  const fail = (message: string): never => {
-    throw new SlimtuneError("E_CONFIG", `quantization_config: ${message}`, file);
-  };
-  if (quant.quant_method !== nf4QuantMethod) fail(`"quant_method" is ${JSON.stringify(quant.quant_method)}; expected "${nf4QuantMethod}"`);
-  if (quant.format_version !== formatVersion) {
-    fail(`"format_version" is ${JSON.stringify(quant.format_version)}; this slimtune reads version ${formatVersion} — upgrade slimtune or re-export the folder`);
-  }
-  if (quant.bits !== 4) fail(`"bits" is ${JSON.stringify(quant.bits)}; NF4 is 4-bit — expected 4`);
-  if (quant.quant_type !== undefined && quant.quant_type !== "nf4") fail(`"quant_type" is ${JSON.stringify(quant.quant_type)}; expected "nf4"`);
-  if (quant.double_quant !== undefined && quant.double_quant !== false) fail(`"double_quant" is ${JSON.stringify(quant.double_quant)}; version 1 stores absmax as float32 — expected false`);
-  if (quant.nibble_order !== undefined && quant.nibble_order !== "high_first") fail(`"nibble_order" is ${JSON.stringify(quant.nibble_order)}; expected "high_first"`);
-  const book = quant.codebook;
-  if (book !== undefined && (!Array.isArray(book) || book.length !== 16 || book.some((v, i) => typeof v !== "number" || Math.abs(v - nf4Codebook[i]!) > 1e-7))) {
-    fail(`"codebook" differs from QLoRA's NF4 values; this folder was written with another code book — re-export it with slimtune quantize --scheme nf4`);
-  }
-  const bs = quant.block_size;
-  if (typeof bs !== "number" || (bs !== -1 && !quantGroupSizes.includes(bs))) {
-    fail(`"block_size" is ${JSON.stringify(bs)}; expected -1 (one block per row) or one of ${quantGroupSizes.join(", ")}`);
-  }
-  return bs as number;
+  return parseFields(quant, nf4Shape, nf4Expected, { file, prefix: "quantization_config: ", fix: "fix the config or re-export the folder" }).block_size;
 }
 
 function loadNf4Linear(tensors: FolderTensors, config: LlamaConfig, module: string, blockSize: number, quantFile: string): Nf4Linear {

@@ -35,7 +35,7 @@ export const fineGatesFlags = {
   sigma: floatFlag(0.1, "finegates: std of the gate noise", { min: 0, cli: "gate-sigma" }),
   gateLrScale: floatFlag(20, "finegates: gates' learning rate as a multiple of --lr", { min: 0 }),
   loraRank: intFlag(0, "finegates: rank of a LoRA branch inside the gates (0: none)", { min: 0 }),
-  loraAlpha: loraFlags.alpha,
+  loraAlpha: { ...loraFlags.alpha, cli: "alpha" },
   targets: loraFlags.targets,
   residualGates: boolFlag(true, "finegates: also gate residual-side rows/columns (adaptation only, never removed)"),
   hardenToTarget: boolFlag(true, "finegates: close the lowest channels/groups up to the target after training (else only gates at 0 go)", { cli: "harden" }),

@@ -7,14 +7,15 @@ import type { Graph } from "../../engine/index.js";
 import { type PeqaAdapter, isPeqaAdapter, loadPeqaAdapter, savePeqaAdapter } from "../../formats/peqa-adapter.js";
 import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
-import type { QuantizedModel } from "../../quant/types.js";
+import { type QuantizedModel, gridLayer } from "../../quant/types.js";
 import { quantizedBase } from "../base.js";
 import { type TuningMethod, defineMethod } from "../method.js";
 
 /** Scale tensors of the base, copied (so training never edits the base), or an adapter's. */
 export function initialScales(qm: QuantizedModel, from?: PeqaAdapter): Map<string, HostParam> {
   const out = new Map<string, HostParam>();
-  for (const [p, q] of qm.linears) {
+  for (const [p, layer] of qm.linears) {
+    const q = gridLayer(layer, p, "PEQA");
     const name = scaleName(p);
     const init = from?.scales.get(name)?.data ?? q.scales;
     out.set(name, { data: Float32Array.from(init), shape: scaleShape(q) });

@@ -4,7 +4,7 @@
 
 import { type Graph, type GraphOutputs, type Value, add, crossEntropyMean, gather, gemm, grad } from "../../engine/index.js";
 import { llamaHidden } from "./graph.js";
-import { gradName, IDS } from "./lm-graphs.js";
+import { gradName, IDS, trainingPenalty } from "./lm-graphs.js";
 import type { ParamSource } from "../../arch/params.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 
@@ -13,11 +13,11 @@ export const LABELS = "labels";
 export const HEAD = "score.weight";
 
 /** Logits [B, L] from ids [B, T] and the flat index b·T + len_b − 1 of each last real token. */
-function classify(config: LlamaConfig, params: ParamSource, head: Value, batch: number, seq: number): Value {
+function classify(config: LlamaConfig, params: ParamSource, head: Value, batch: number, seq: number, checkpoint = false): Value {
   const g = params.graph;
   const ids = g.input(IDS, [batch, seq], "int64");
   const last = g.input(LAST, [batch], "int64");
-  const hidden = llamaHidden(config, params, { ids }); // (B·T, C)
+  const hidden = llamaHidden(config, params, { ids, checkpoint }); // (B·T, C)
   return gemm(gather(hidden, last), head, { transB: true }); // (B, L)
 }
 
@@ -28,17 +28,19 @@ export function buildClsTrainGraph(
   batch: number,
   seq: number,
   wrt: readonly string[],
+  opts: { checkpoint?: boolean } = {},
 ): { graph: Graph; outputs: GraphOutputs } {
   const g = params.graph;
+  const checkpoint = opts.checkpoint ?? false;
   const head = g.input(HEAD, [numLabels, config.hiddenSize]);
-  const logits = classify(config, params, head, batch, seq);
+  const logits = classify(config, params, head, batch, seq, checkpoint);
   const labels = g.input(LABELS, [batch], "int64");
   const loss = crossEntropyMean(logits, labels);
   const byName = new Map(g.inputs.map((v) => [v.name!, v]));
   const outputs: GraphOutputs = { loss };
-  const penalty = params.penalty?.() ?? null;
+  const penalty = trainingPenalty(params, checkpoint);
   if (penalty) outputs.penalty = penalty;
-  grad(penalty ? add(loss, penalty) : loss, wrt.map((n) => byName.get(n)!)).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  grad(penalty ? add(loss, penalty) : loss, wrt.map((n) => byName.get(n)!), { checkpoint }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
   return { graph: g, outputs };
 }
 

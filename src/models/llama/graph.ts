@@ -1,47 +1,97 @@
 // The LLaMA-family decoder as a graph (LlamaForCausalLM's math, transformers' tensor names):
 // embeddings → N × (RMSNorm → GQA attention with RoPE → residual → RMSNorm → SwiGLU → residual)
-// → RMSNorm → tied or separate LM head.
+// → RMSNorm → tied or separate LM head. The layers are shared by the full-sequence graphs (training,
+// scoring) and the key/value-cache graphs of generation (kv-graph.ts); only attention differs.
 
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
-import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { ropeInvFreq } from "../../arch/llama/rope.js";
+import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 
 export interface DecoderInputs {
   /** Token ids, [B, T] int64. */
   ids: Value;
   /** Additive key mask [B, 1, 1, T]: 0 for real tokens, a large negative for padding. */
   keyMask?: Value;
+  /** Mark each decoder layer for recomputation in the backward (activation checkpointing). */
+  checkpoint?: boolean;
 }
 
 /** Final normalised hidden states, [B·T, C]. */
 export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: DecoderInputs): Value {
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
-  const C = config.hiddenSize;
-  const tables = ropeTables(T, config.headDim, config.ropeTheta);
+  const tables = ropeTables(T, config.headDim, config.ropeTheta, ropeInvFreq(config));
   const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
+  const attend: LayerAttention = (_i, q, k, v, widths) => {
+    const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
+    return causalAttention(q, k, v, shape, rot, inputs.keyMask);
+  };
+  return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
+}
 
-  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), inputs.ids), [B * T, C]); // (B·T, C)
+/**
+ * Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] (after the projections, before RoPE) →
+ * [B·T, H·D]. The full-sequence graphs use causal attention over the window; the generation graphs
+ * attend over a key/value cache.
+ */
+export type LayerAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
+
+/** RMSNorm as the graph computes it: rmsNorm (differentiable) or rmsNormFused (inference). */
+export type NormFn = (x: Value, weight: Value, eps: number) => Value;
+
+/** Embeddings → the decoder layers → the final RMSNorm: hidden states [B·T, C] for ids [B, T]. */
+export function llamaBlocks(
+  config: LlamaConfig,
+  p: ParamSource,
+  ids: Value,
+  attend: LayerAttention,
+  opts: { norm?: NormFn; checkpoint?: boolean } = {},
+): Value {
+  const g = p.graph;
+  const norm = opts.norm ?? rmsNorm;
+  const [B, T] = ids.shape as [number, number];
+  const C = config.hiddenSize;
+  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
-    const pre = `model.layers.${i}`;
-    const widths = layerShape(config, i);
-    // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
-    if (widths.numHeads > 0) {
-      const h = rmsNorm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
-      const q = p.linear(`${pre}.self_attn.q_proj`, h);
-      const k = p.linear(`${pre}.self_attn.k_proj`, h);
-      const v = p.linear(`${pre}.self_attn.v_proj`, h);
-      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
-      const attn = causalAttention(q, k, v, shape, rot, inputs.keyMask); // (B·T, H·D)
-      x = add(x, p.linear(`${pre}.self_attn.o_proj`, attn));
-    }
-    if (widths.intermediateSize > 0) {
-      const h2 = rmsNorm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
-      const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
-      x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
-    }
+    x = opts.checkpoint ? g.checkpointed(x, (xi) => llamaLayer(config, p, xi, i, attend, norm)) : llamaLayer(config, p, x, i, attend, norm);
   }
-  return rmsNorm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+  return norm(x, p.tensor("model.norm.weight"), config.rmsNormEps);
+}
+
+/** Decoder layer i on the residual stream x [B·T, C]: x + attn(norm(x)), then + mlp(norm(·)). */
+export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: number, attend: LayerAttention, norm: NormFn = rmsNorm): Value {
+  const pre = `model.layers.${i}`;
+  const widths = layerShape(config, i);
+  // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
+  if (widths.numHeads > 0) {
+    const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
+    const q = p.linear(`${pre}.self_attn.q_proj`, h);
+    const k = p.linear(`${pre}.self_attn.k_proj`, h);
+    const v = p.linear(`${pre}.self_attn.v_proj`, h);
+    x = add(x, p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths))); // attention: (B·T, H·D)
+  }
+  if (widths.intermediateSize > 0) {
+    const h2 = norm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps);
+    const mlp = siluGate(p.linear(`${pre}.mlp.gate_proj`, h2), p.linear(`${pre}.mlp.up_proj`, h2));
+    x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
+  }
+  return x;
+}
+
+export interface BlockContext {
+  batch: number;
+  seq: number;
+  /** RoPE tables [T, headDim] as graph values. */
+  rot: { cos: Value; sin: Value };
+  keyMask?: Value;
+}
+
+/** Decoder layer `i` on hidden states x [B·T, C] with causal attention over the window (one block as its own graph). */
+export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: number, ctx: BlockContext): Value {
+  const attend: LayerAttention = (_i, q, k, v, widths) =>
+    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask);
+  return llamaLayer(config, p, x, i, attend);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */

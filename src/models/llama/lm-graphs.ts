@@ -1,7 +1,8 @@
 // The two graphs every method runs: a training step (loss + gradients of the trainable inputs)
 // and a scoring pass (per-token negative log-likelihood, for perplexity).
 
-import { type Graph, type GraphOutputs, type Value, add, crossEntropy, crossEntropyMean, grad, logSoftmax } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, add, concat, crossEntropy, crossEntropyMean, grad, logSoftmax, mul, slice } from "../../engine/index.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
 import type { ParamSource } from "../../arch/params.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
@@ -25,10 +26,10 @@ export function buildLmTrainGraph(
   batch: number,
   seq: number,
   wrt: readonly string[],
-  opts: { logits?: boolean } = {},
+  opts: { logits?: boolean; checkpoint?: boolean; replicas?: number } = {},
 ): LmGraph {
   const g = params.graph;
-  const { loss, logits } = lmLoss(config, params, batch, seq);
+  const { loss, logits } = lmLoss(config, params, batch, seq, opts.checkpoint ?? false, opts.replicas ?? 1);
   const byName = new Map(g.inputs.map((v) => [v.name!, v]));
   const targets = wrt.map((name) => {
     const v = byName.get(name);
@@ -36,10 +37,10 @@ export function buildLmTrainGraph(
     return v;
   });
   const outputs: GraphOutputs = { loss };
-  const penalty = params.penalty?.() ?? null;
+  const penalty = trainingPenalty(params, opts.checkpoint ?? false);
   if (penalty) outputs.penalty = penalty;
-  grad(penalty ? add(loss, penalty) : loss, targets).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
-  if (opts.logits) outputs.logits = logits;
+  grad(penalty ? add(loss, penalty) : loss, targets, { checkpoint: opts.checkpoint ?? false }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  if (opts.logits) outputs.logits = logits();
   return { graph: g, outputs };
 }
 
@@ -60,11 +61,41 @@ export function buildLmLogProbGraph(config: LlamaConfig, params: ParamSource, ba
   return { graph: g, outputs: { logprobs: logSoftmax(logits, -1) } };
 }
 
-function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: number): { loss: Value; logits: Value } {
+/**
+ * The method's regularizer, if any. Penalty terms (FineGates' gate probabilities) are built inside
+ * the decoder layers but summed outside them, which a recomputed layer cannot offer.
+ */
+export function trainingPenalty(params: ParamSource, checkpoint: boolean): Value | null {
+  const penalty = params.penalty?.() ?? null;
+  if (penalty && checkpoint) {
+    throw new SlimtuneError("E_ARG", "--checkpoint-activations does not work with a method that adds a penalty inside the layers (finegates); train it without checkpointing");
+  }
+  return penalty;
+}
+
+/**
+ * Mean cross-entropy of the batch. With `replicas` > 1 the batch is split into that many
+ * independent chains over the same weights (their losses averaged, so loss and gradients are the
+ * batch's), which ORT's parallel executor can run at once, one core each.
+ */
+function lmLoss(config: LlamaConfig, params: ParamSource, batch: number, seq: number, checkpoint: boolean, replicas: number): { loss: Value; logits: () => Value } {
   const g = params.graph;
   const ids = g.input(IDS, [batch, seq], "int64");
   const targets = g.input(TARGETS, [batch * seq], "int64");
-  const logits = llamaLogits(config, params, llamaHidden(config, params, { ids }));
-  const loss = crossEntropyMean(logits, targets);
+  if (!(Number.isInteger(replicas) && replicas >= 1 && batch % replicas === 0)) {
+    throw new SlimtuneError("E_ARG", `--batch ${batch} cannot be split into ${replicas} equal parts; use a batch that is a multiple of ${replicas}`);
+  }
+  const part = batch / replicas;
+  const chains = Array.from({ length: replicas }, (_, r) => {
+    const rIds = replicas === 1 ? ids : slice(ids, 0, r * part, (r + 1) * part);
+    const rTargets = replicas === 1 ? targets : slice(targets, 0, r * part * seq, (r + 1) * part * seq);
+    const logits = llamaLogits(config, params, llamaHidden(config, params, { ids: rIds, checkpoint }));
+    return { logits, loss: crossEntropyMean(logits, rTargets) };
+  });
+  let loss = chains[0]!.loss;
+  for (const c of chains.slice(1)) loss = add(loss, c.loss);
+  if (replicas > 1) loss = mul(loss, g.scalar(1 / replicas));
+  // Built only when asked for: an unused Concat would still run.
+  const logits = () => (replicas === 1 ? chains[0]!.logits : concat(chains.map((c) => c.logits), 0));
   return { loss, logits };
 }

@@ -1,13 +1,25 @@
 // A quantized linear layer as graph nodes, chosen by the layer's kind:
-// - RTN, trainable per-channel scales (PEQA): y = ((W̄ − z) x) ⊙ s — integer-weight matmul, then scale;
-// - RTN per group, or trainable per-group scales: the weight is dequantized in the graph, then one Gemm;
+// - RTN per channel: y = ((W̄ − z) x) ⊙ s — integer-weight matmul, then scale (PEQA's trick);
+// - RTN per group, and NF4: the weight is dequantized in the graph, then one Gemm;
 // - RTN frozen inference: ONNX Runtime's MatMulNBits on the packed codes (2, 4, 8 bits; 3 is widened);
-// - NF4: codebook gather × absmax in the graph, then one Gemm.
+// - RTN with GPTQ act-order (g_idx): the input columns are gathered into group order once, and the
+//   layer runs as the same layer with its columns permuted (contiguous groups), by any path above;
+// - ReALLM: y = x·Q̂ᵀ + (x·L₂ᵀ)·L₁ᵀ, L₁/L₂ constants or graph inputs (trained); Q̂ either dequantized
+//   once on the host into a constant ("dequantized", the default) or rebuilt in the graph from its
+//   codes by a codebook Gather times the block scales ("gather").
 // A new kind adds one builder to the table below.
+//
+// Training keeps the frozen base compressed: codes stay int8 initializers (constant folding is
+// switched off for the graph, or ORT would fold Cast(codes) into float32 copies of every weight),
+// and each layer's backward dequantizes its codes again instead of holding the forward's float
+// weight until the backward reaches it (common-subexpression elimination is off too, so the two
+// dequantizations stay two). Peak memory then holds the codes plus one layer's float weight at a
+// time; the price is one extra dequantization per layer per step.
 
-import { type Value, add, cast, gather, gemm, mul, reshape } from "../../engine/index.js";
+import { type Graph, type Value, add, cast, gather, gemm, mul, reduceSum, reshape, transpose } from "../../engine/index.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
-import type { Nf4Linear, QuantizedLinear, RtnLinear } from "../../quant/types.js";
+import { blockScale, dequantizeVq } from "../../quant/kinds/reallm.js";
+import type { GridLinear, Nf4Linear, QuantizedLinear, ReallmLinear, RtnLinear } from "../../quant/types.js";
 import { canUseMatMulNBits, matMulNBits } from "./matmul-nbits.js";
 
 export interface QuantLinearGraphOptions {
@@ -15,50 +27,142 @@ export interface QuantLinearGraphOptions {
   scales?: Value;
   /** Frozen inference through MatMulNBits when the layer allows it. */
   fused?: boolean;
+  /** MatMulNBits' accuracy_level: 0 exact (default), 4 int8 activations (generation). */
+  accuracyLevel?: 0 | 4;
+  /** ReALLM: L₁ [N, r] and L₂ [r, K] as graph values (inputs when they train); default constants. */
+  lowRank?: { l1: Value; l2: Value };
+  /** ReALLM: how Q̂ enters the graph (default "dequantized"). */
+  vq?: "dequantized" | "gather";
 }
 
-type Builder<L extends QuantizedLinear> = (x: Value, q: L, name: string, opts: QuantLinearGraphOptions) => Value;
+/**
+ * Builds a layer's constants once and returns the function that applies the layer to an input, so
+ * applying it again (a checkpointed block rebuilt in the backward) reuses the same constants.
+ */
+type Builder<L extends QuantizedLinear> = (g: Graph, q: L, name: string, opts: QuantLinearGraphOptions) => (x: Value) => Value;
 
-const rtnLinear: Builder<RtnLinear> = (x, q, name, opts) => {
-  const g = x.graph;
-  const { outFeatures: N, inFeatures: K, groupSize } = q;
-  const G = K / groupSize;
-  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(x, q, name);
-  const centered = cast(g.constant(...centeredCodes(q), `${name}.centered_codes`), "float32");
-  if (G === 1) {
-    // Per-channel: (W̄ − z) is exact in int8 for b ≤ 7 (int16 otherwise); scales multiply the output.
-    const s = opts.scales ?? g.constant(q.scales, [N], "float32", `${name}.scales`);
-    return mul(gemm(x, centered, { transB: true }), reshape(s, [N]));
+/** Keeps compressed constants compressed in ORT (see the header). */
+function keepCompressed(g: Graph): void {
+  g.disabledOptimizers.add("ConstantFolding");
+  g.disabledOptimizers.add("CommonSubexpressionElimination");
+}
+
+const rtnLinear: Builder<RtnLinear> = (g, q, name, opts) => {
+  if (q.groupIndex) {
+    const { layer, perm } = groupOrdered(q);
+    const inner = rtnLinear(g, layer, name, opts);
+    const permute = columnPermutation(g, perm, `${name}.act_order_perm`);
+    return (x) => inner(permute(x));
   }
-  return gemm(x, groupScaled(centered, q, name, opts), { transB: true });
+  const { outFeatures: N, inFeatures: K, groupSize } = q;
+  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name, opts.accuracyLevel);
+  keepCompressed(g);
+  const codes = g.constant(...centeredCodes(q), `${name}.centered_codes`);
+  const levels = () => cast(codes, "float32");
+  if (K / groupSize !== 1) return groupScaledLinear(g, q, name, opts, levels);
+  // Per channel: (W̄ − z) is exact in int8 for b ≤ 7 (int16 otherwise); scales multiply the output.
+  const s = opts.scales ?? g.constant(q.scales, [N], "float32", `${name}.scales`);
+  const sv = reshape(s, [N]);
+  return (x) => {
+    const z = gemm(x, levels(), { transB: true }); // (M, N)
+    const y = mul(z, sv);
+    g.defineVjp(y, [x, s], (dy) => {
+      const dx = gemm(mul(dy, sv), levels()); // (M, K)
+      const ds = s.kind === "input" ? reshape(reduceSum(mul(dy, z), [0]), s.shape) : null;
+      return [dx, ds];
+    });
+    return y;
+  };
 };
 
-const nf4Linear: Builder<Nf4Linear> = (x, q, name, opts) => {
-  const g = x.graph;
-  const { outFeatures: N, inFeatures: K } = q;
+const nf4Linear: Builder<Nf4Linear> = (g, q, name, opts) => {
+  keepCompressed(g);
   const book = g.constant(nf4Codebook, [16], "float32", `${name}.codebook`);
-  const levels = gather(book, g.constant(Int32Array.from(q.codes), [N, K], "int32", `${name}.codes`));
-  return gemm(x, groupScaled(levels, q, name, opts), { transB: true });
+  // One byte per code; Gather wants int32 indices, cast where each dequantization needs them.
+  const codes = g.constant(q.codes, [q.outFeatures, q.inFeatures], "uint8", `${name}.codes`);
+  return groupScaledLinear(g, q, name, opts, () => gather(book, cast(codes, "int32")));
+};
+
+const reallmLinear: Builder<ReallmLinear> = (g, q, name, opts) => {
+  const { outFeatures: N, inFeatures: K, spec } = q;
+  let vq: (x: Value) => Value;
+  if (opts.vq === "gather") {
+    const d = spec.vqDim;
+    const bs = spec.blockSize;
+    const book = g.constant(q.codebook, [1 << spec.codeBits, d], "float32", `${name}.vq_codebook`);
+    const codes = g.constant(Int32Array.from(q.vqCodes), [N, K / d], "int32", `${name}.vq_codes`);
+    const scales = new Float32Array(N * (K / bs));
+    for (let r = 0; r < N; r++) for (let b = 0; b < K / bs; b++) scales[r * (K / bs) + b] = blockScale(q, r, b);
+    const s = g.constant(scales, [N, K / bs, 1], "float32", `${name}.vq_scales`);
+    const permute = q.perm ? columnPermutation(g, q.perm, `${name}.vq_perm`) : (x: Value) => x;
+    vq = (x) => {
+      const entries = gather(book, codes); // [N, K/d, d]
+      const qPermuted = reshape(mul(reshape(entries, [N, K / bs, bs]), s), [N, K]); // columns in permuted order
+      return gemm(permute(x), qPermuted, { transB: true });
+    };
+  } else {
+    const w = g.constant(dequantizeVq(q), [N, K], "float32", `${name}.vq_weight`);
+    vq = (x) => gemm(x, w, { transB: true });
+  }
+  const r = spec.rank;
+  if (r === 0) return vq;
+  const l1 = opts.lowRank?.l1 ?? g.constant(q.l1, [N, r], "float32", `${name}.lowrank_l1`);
+  const l2 = opts.lowRank?.l2 ?? g.constant(q.l2, [r, K], "float32", `${name}.lowrank_l2`);
+  return (x) => add(vq(x), gemm(gemm(x, l2, { transB: true }), l1, { transB: true }));
 };
 
 const builders: { [K in QuantizedLinear["kind"]]: Builder<Extract<QuantizedLinear, { kind: K }>> } = {
   rtn: rtnLinear,
   nf4: nf4Linear,
+  reallm: reallmLinear,
 };
 
-export function quantizedLinear(x: Value, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions = {}): Value {
-  const build = builders[q.kind] as Builder<QuantizedLinear>;
-  const y = build(x, q, name, opts);
-  return q.bias ? add(y, x.graph.constant(q.bias, [q.outFeatures], "float32", `${name}.bias`)) : y;
+/** The layer as a function of its input, its constants created once in `g`. */
+export function quantizedLinear(g: Graph, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions = {}): (x: Value) => Value {
+  const apply = (builders[q.kind] as Builder<QuantizedLinear>)(g, q, name, opts);
+  const bias = q.bias ? g.constant(q.bias, [q.outFeatures], "float32", `${name}.bias`) : null;
+  return (x) => (bias ? add(apply(x), bias) : apply(x));
 }
 
-/** levels [N, K] × scales per group [N, G] → the dequantized weight [N, K]. */
-function groupScaled(levels: Value, q: QuantizedLinear, name: string, opts: QuantLinearGraphOptions): Value {
-  const g = levels.graph;
+/**
+ * y = x Ŵᵀ with Ŵ = levels ⊙ s per group of input columns; the backward rebuilds Ŵ from the codes:
+ * dx = dy Ŵ, and for trainable scales ds = Σ_group (dyᵀ x) ⊙ levels.
+ */
+function groupScaledLinear(g: Graph, q: GridLinear, name: string, opts: QuantLinearGraphOptions, levels: () => Value): (x: Value) => Value {
   const { outFeatures: N, inFeatures: K, groupSize } = q;
   const G = K / groupSize;
-  const s = reshape(opts.scales ?? g.constant(q.scales, [N, G], "float32", `${name}.scales`), [N, G, 1]);
-  return reshape(mul(reshape(levels, [N, G, groupSize]), s), [N, K]);
+  const s = opts.scales ?? g.constant(q.scales, [N, G], "float32", `${name}.scales`);
+  const s3 = reshape(s, [N, G, 1]);
+  const weight = (l: Value) => reshape(mul(reshape(l, [N, G, groupSize]), s3), [N, K]);
+  return (x) => {
+    const y = gemm(x, weight(levels()), { transB: true });
+    g.defineVjp(y, [x, s], (dy) => {
+      const l = levels();
+      const dx = gemm(dy, weight(l));
+      if (s.kind !== "input") return [dx, null];
+      const dW = gemm(dy, x, { transA: true }); // (N, K)
+      const ds = reduceSum(mul(reshape(dW, [N, G, groupSize]), reshape(l, [N, G, groupSize])), [2]);
+      return [dx, reshape(ds, s.shape)];
+    });
+    return y;
+  };
+}
+
+/** An act-order layer with its columns sorted by group (stable): y = x·Ŵᵀ = x[:, perm]·Ŵ[:, perm]ᵀ. */
+function groupOrdered(q: RtnLinear): { layer: RtnLinear; perm: Int32Array } {
+  const gIdx = q.groupIndex!;
+  const { outFeatures: N, inFeatures: K } = q;
+  const perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => gIdx[a]! - gIdx[b]! || a - b);
+  const codes = new Uint8Array(N * K);
+  for (let n = 0; n < N; n++) for (let j = 0; j < K; j++) codes[n * K + j] = q.codes[n * K + perm[j]!]!;
+  const { groupIndex: _dropped, ...rest } = q;
+  return { layer: { ...rest, codes }, perm };
+}
+
+/** x [M, K] → x[:, perm] (a row gather on xᵀ, so gradients flow back through Gather's VJP); the index built once. */
+function columnPermutation(g: Graph, perm: Int32Array, name: string): (x: Value) => Value {
+  const idx = g.constant(BigInt64Array.from(perm, (v) => BigInt(v)), [perm.length], "int64", name);
+  return (x) => transpose(gather(transpose(x, [1, 0]), idx), [1, 0]);
 }
 
 function centeredCodes(q: RtnLinear): [Int8Array | Int16Array, number[], "int8" | "int16"] {

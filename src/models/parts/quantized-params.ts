@@ -3,10 +3,12 @@
 // constants or graph inputs (PEQA trains them, task switching swaps them).
 
 import type { ParamSource } from "../../arch/params.js";
-import type { Graph, Value } from "../../engine/index.js";
+import { type Graph, type Value, add, gemm } from "../../engine/index.js";
+import { dequantize } from "../../quant/kinds/index.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
-import type { QuantizedModel } from "../../quant/types.js";
+import type { QuantizedLinear, QuantizedModel } from "../../quant/types.js";
 import { DenseParams } from "../llama/params.js";
+import { canUseMatMulNBits } from "./matmul-nbits.js";
 import { quantizedLinear } from "./quantized-linear.js";
 
 export interface QuantizedParamsOptions {
@@ -14,10 +16,26 @@ export interface QuantizedParamsOptions {
   scaleInputs?: boolean;
   /** Frozen inference through MatMulNBits where the layer allows it (ignored with scaleInputs). */
   fused?: boolean;
+  /** MatMulNBits' accuracy_level (4 for generation speed; default 0, exact). */
+  accuracyLevel?: 0 | 4;
+  /**
+   * Layers MatMulNBits cannot take (NF4, odd group sizes) become float constants dequantized once
+   * on the host: one-token generation runs cannot afford dequantizing in the graph every step.
+   */
+  dequantizeUnfused?: boolean;
+  /** ReALLM layers' L₁, L₂ become graph inputs named by lowRankNames (they train). */
+  lowRankInputs?: boolean;
+  /** How ReALLM's vector-quantized part enters the graph. */
+  vq?: "dequantized" | "gather";
 }
+
+/** Graph input names of a ReALLM layer's low-rank factors (also their tensor names in the folder). */
+export const lowRankNames = (path: string) => ({ l1: `${path}.lowrank_l1`, l2: `${path}.lowrank_l2` });
 
 export class QuantizedParams implements ParamSource {
   private readonly dense: DenseParams;
+  /** Each layer built once, applied as often as the graph calls it (a checkpointed block twice). */
+  private readonly layers = new Map<string, (x: Value) => Value>();
 
   constructor(
     readonly graph: Graph,
@@ -36,7 +54,28 @@ export class QuantizedParams implements ParamSource {
     const q = this.qm.linears.get(path);
     // A layer the quantization plan left in float is an ordinary dense linear.
     if (!q) return this.dense.linear(path, x);
+    let layer = this.layers.get(path);
+    if (!layer) {
+      layer = this.build(path, q);
+      this.layers.set(path, layer);
+    }
+    return layer(x);
+  }
+
+  private build(path: string, q: QuantizedLinear): (x: Value) => Value {
+    if (q.kind === "reallm") {
+      const names = lowRankNames(path);
+      const r = q.spec.rank;
+      const lowRank = this.opts.lowRankInputs && r > 0 ? { l1: this.graph.input(names.l1, [q.outFeatures, r]), l2: this.graph.input(names.l2, [r, q.inFeatures]) } : undefined;
+      return quantizedLinear(this.graph, q, path, { lowRank, vq: this.opts.vq });
+    }
     const scales = this.opts.scaleInputs ? this.graph.input(scaleName(path), scaleShape(q)) : undefined;
-    return quantizedLinear(x, q, path, { scales, fused: this.opts.fused && !this.opts.scaleInputs });
+    const fused = this.opts.fused && !this.opts.scaleInputs;
+    if (fused && this.opts.dequantizeUnfused && !(q.kind === "rtn" && canUseMatMulNBits(q))) {
+      const w = this.graph.constant(dequantize(q), [q.outFeatures, q.inFeatures], "float32", `${path}.dequantized`);
+      const b = q.bias ? this.graph.constant(q.bias, [q.outFeatures], "float32", `${path}.bias`) : null;
+      return (x) => (b ? add(gemm(x, w, { transB: true }), b) : gemm(x, w, { transB: true }));
+    }
+    return quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
   }
 }

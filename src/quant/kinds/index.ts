@@ -1,9 +1,11 @@
-// The quantized kinds, one module each, behind one table: quantize a weight, dequantize a layer,
-// and count its storage. A new kind is a module in this folder plus one entry here.
+// The quantized kinds, one module each, behind one table: dequantize a layer and count its storage;
+// grid kinds (RTN, NF4) also quantize a weight here in one call. ReALLM's layers come from an
+// optimisation over the whole matrix (quant/reallm.ts). A new kind is a module here plus its entries.
 
-import type { QuantScheme, QuantSpec, QuantizedLinear } from "../types.js";
+import type { GridScheme, QuantSpec, QuantizedLinear } from "../types.js";
 import { dequantizeNf4, nf4Storage, quantizeNf4 } from "./nf4.js";
 import { type RtnStats, dequantizeRtn, quantizeRtn, rtnStorage } from "./rtn.js";
+import { dequantizeReallm, reallmStorage } from "./reallm.js";
 import type { LayerStorage } from "./storage.js";
 
 export type { LayerStorage } from "./storage.js";
@@ -16,28 +18,36 @@ export interface QuantizeOptions {
 }
 
 interface QuantKind {
-  quantize(w: Float32Array, n: number, k: number, spec: QuantSpec, opts: QuantizeOptions): QuantizedLinear;
   dequantize(q: QuantizedLinear): Float32Array;
   storage(q: QuantizedLinear): LayerStorage;
 }
 
+type Quantizer = (w: Float32Array, n: number, k: number, spec: QuantSpec, opts: QuantizeOptions) => QuantizedLinear;
+
 // Each entry narrows to its own layer type; the table is indexed by the layer's own kind.
-const kinds: Record<QuantScheme, QuantKind> = {
+const kinds: { [K in QuantizedLinear["kind"]]: QuantKind } = {
   rtn: {
-    quantize: (w, n, k, spec, opts) => quantizeRtn(w, n, k, spec, opts),
     dequantize: (q) => dequantizeRtn(q as Extract<QuantizedLinear, { kind: "rtn" }>),
     storage: (q) => rtnStorage(q as Extract<QuantizedLinear, { kind: "rtn" }>),
   },
   nf4: {
-    quantize: (w, n, k, spec, opts) => quantizeNf4(w, n, k, spec, opts),
     dequantize: (q) => dequantizeNf4(q as Extract<QuantizedLinear, { kind: "nf4" }>),
     storage: (q) => nf4Storage(q as Extract<QuantizedLinear, { kind: "nf4" }>),
   },
+  reallm: {
+    dequantize: (q) => dequantizeReallm(q as Extract<QuantizedLinear, { kind: "reallm" }>),
+    storage: (q) => reallmStorage(q as Extract<QuantizedLinear, { kind: "reallm" }>),
+  },
+};
+
+const quantizers: Record<GridScheme, Quantizer> = {
+  rtn: (w, n, k, spec, opts) => quantizeRtn(w, n, k, spec, opts),
+  nf4: (w, n, k, spec, opts) => quantizeNf4(w, n, k, spec, opts),
 };
 
 /** Quantizes one weight W [n, k] with the spec's kind. */
 export function quantizeLinear(w: Float32Array, n: number, k: number, spec: QuantSpec, opts: QuantizeOptions = {}): QuantizedLinear {
-  return kinds[spec.scheme].quantize(w, n, k, spec, opts);
+  return quantizers[spec.scheme](w, n, k, spec, opts);
 }
 
 /** Ŵ [N, K] (row-major) of any quantized layer, in float32. */

@@ -109,6 +109,9 @@ export function nf4Storage(q: Nf4Linear): LayerStorage {
     scaleBytes: 4 * q.outFeatures * (q.inFeatures / q.groupSize),
     zeroBits: 0,
     groupIndexBytes: 0,
+    codebookBytes: 0,
+    permutationBytes: 0,
+    lowRankBytes: 0,
     biasBytes: q.bias ? 4 * q.bias.length : 0,
   };
 }

@@ -23,7 +23,7 @@
 
 import { SlimtuneError } from "../../core/errors.js";
 import { checkQuantSpec, resolveGroupSize } from "../spec.js";
-import type { QuantSpec, RtnLinear } from "../types.js";
+import type { QuantBits, QuantSpec, RtnLinear } from "../types.js";
 import type { LayerStorage } from "./storage.js";
 
 export interface RtnOptions {
@@ -51,6 +51,45 @@ export function roundHalfEven(x: number): number {
 }
 
 /**
+ * Scale s and zero point z of one group whose values span [lo, hi] (lo ≤ 0 ≤ hi: callers clamp, as
+ * GPTQ does), by the rules in the header: symmetric, asymmetric, the all-zero guard and the v1-safe
+ * widening of z = 0 (`safe`). Shared by RTN and GPTQ, so both write the same kind of checkpoint.
+ */
+export function rtnGroupParams(lo: number, hi: number, bits: QuantBits, symmetric: boolean, safe: boolean, stats?: RtnStats): { s: number; z: number } {
+  const maxq = (1 << bits) - 1;
+  let s: number;
+  let z: number;
+  if (symmetric) {
+    const a = Math.max(-lo, hi);
+    s = a === 0 ? fround(2 / maxq) : fround(fround(2 * a) / maxq);
+    z = 1 << (bits - 1);
+  } else {
+    if (lo === 0 && hi === 0) {
+      lo = -1;
+      hi = 1;
+    }
+    s = fround(fround(hi - lo) / maxq);
+    z = roundHalfEven(fround(-lo / s));
+    if (z === 0) {
+      if (stats) stats.zeroPointsAtZero++;
+      if (safe) {
+        s = fround(hi / (maxq - 1));
+        z = 1;
+      }
+    }
+    if (z > maxq) z = maxq;
+  }
+  if (stats) stats.groups++;
+  return { s, z };
+}
+
+/** The code of w in a group with scale s and zero z: clamp(round(w / s) + z, 0, maxq), half to even. */
+export function rtnCode(w: number, s: number, z: number, maxq: number): number {
+  const q = roundHalfEven(fround(w / s)) + z;
+  return q < 0 ? 0 : q > maxq ? maxq : q;
+}
+
+/**
  * Quantizes W [n, k] (row-major, PyTorch's [out, in]) with `spec.scheme` "rtn". Returns codes [n, k],
  * scales and zeros [n, G] with G = k / groupSize.
  */
@@ -66,7 +105,6 @@ export function quantizeRtn(w: Float32Array, n: number, k: number, spec: QuantSp
   const gs = resolveGroupSize(spec, k, layer);
   const groups = k / gs;
   const maxq = (1 << spec.bits) - 1;
-  const symZero = 1 << (spec.bits - 1);
   const safe = opts.v1SafeZeros ?? true;
   const codes = new Uint8Array(n * k);
   const scales = new Float32Array(n * groups);
@@ -85,35 +123,10 @@ export function quantizeRtn(w: Float32Array, n: number, k: number, spec: QuantSp
         if (v < lo) lo = v;
         if (v > hi) hi = v;
       }
-      let s: number;
-      let z: number;
-      if (spec.symmetric) {
-        const a = Math.max(-lo, hi);
-        s = a === 0 ? fround(2 / maxq) : fround(fround(2 * a) / maxq);
-        z = symZero;
-      } else {
-        if (lo === 0 && hi === 0) {
-          lo = -1;
-          hi = 1;
-        }
-        s = fround(fround(hi - lo) / maxq);
-        z = roundHalfEven(fround(-lo / s));
-        if (z === 0) {
-          if (opts.stats) opts.stats.zeroPointsAtZero++;
-          if (safe) {
-            s = fround(hi / (maxq - 1));
-            z = 1;
-          }
-        }
-        if (z > maxq) z = maxq;
-      }
-      if (opts.stats) opts.stats.groups++;
+      const { s, z } = rtnGroupParams(lo, hi, spec.bits, spec.symmetric, safe, opts.stats);
       scales[row * groups + g] = s;
       zeros[row * groups + g] = z;
-      for (let j = 0; j < gs; j++) {
-        const q = roundHalfEven(fround(w[base + j]! / s)) + z;
-        codes[base + j] = q < 0 ? 0 : q > maxq ? maxq : q;
-      }
+      for (let j = 0; j < gs; j++) codes[base + j] = rtnCode(w[base + j]!, s, z, maxq);
     }
   }
   return {
@@ -129,17 +142,26 @@ export function quantizeRtn(w: Float32Array, n: number, k: number, spec: QuantSp
   };
 }
 
-/** Ŵ [N, K] (row-major) = s · (W̄ − z), in float32. */
+/** Ŵ [N, K] (row-major) = s · (W̄ − z), in float32; with act-order, column k belongs to group g_idx[k]. */
 export function dequantizeRtn(q: RtnLinear): Float32Array {
-  const { outFeatures: n, inFeatures: k, groupSize: gs, codes, scales, zeros } = q;
+  const { outFeatures: n, inFeatures: k, groupSize: gs, codes, scales, zeros, groupIndex } = q;
   const groups = k / gs;
   const out = new Float32Array(n * k);
   for (let row = 0; row < n; row++) {
+    const base = row * k;
+    const gBase = row * groups;
+    if (groupIndex) {
+      for (let j = 0; j < k; j++) {
+        const g = gBase + groupIndex[j]!;
+        out[base + j] = scales[g]! * (codes[base + j]! - zeros[g]!);
+      }
+      continue;
+    }
     for (let g = 0; g < groups; g++) {
-      const s = scales[row * groups + g]!;
-      const z = zeros[row * groups + g]!;
-      const base = row * k + g * gs;
-      for (let j = 0; j < gs; j++) out[base + j] = s * (codes[base + j]! - z);
+      const s = scales[gBase + g]!;
+      const z = zeros[gBase + g]!;
+      const at = base + g * gs;
+      for (let j = 0; j < gs; j++) out[at + j] = s * (codes[at + j]! - z);
     }
   }
   return out;
@@ -156,6 +178,9 @@ export function rtnStorage(q: RtnLinear): LayerStorage {
     scaleBytes: 2 * groups,
     zeroBits: groups * q.spec.bits,
     groupIndexBytes: 4 * q.inFeatures,
+    codebookBytes: 0,
+    permutationBytes: 0,
+    lowRankBytes: 0,
     biasBytes: q.bias ? 2 * q.bias.length : 0,
   };
 }

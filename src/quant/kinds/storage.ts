@@ -10,6 +10,12 @@ export interface LayerStorage {
   zeroBits: number;
   /** A per-input-row group index (GPTQ's g_idx); 0 where the format has none. */
   groupIndexBytes: number;
+  /** Codebooks stored with the layer (ReALLM's k-means centroids); 0 for fixed code books. */
+  codebookBytes: number;
+  /** A stored column permutation (ReALLM); 0 where there is none. */
+  permutationBytes: number;
+  /** Low-rank factors stored with the layer (ReALLM's L₁, L₂); 0 for pure grids. */
+  lowRankBytes: number;
   /** The layer's bias as stored; 0 without one. */
   biasBytes: number;
 }

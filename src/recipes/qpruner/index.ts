@@ -5,6 +5,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { SlimtuneError } from "../../core/errors.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
 import { saveQuantizedFolder } from "../../formats/quantized/index.js";
 import type { TextTokenizer } from "../../formats/tokenizer.js";
@@ -72,6 +73,8 @@ export function mergeIntoQuantized(qm: QuantizedModel, scale: number, tensors: R
   mergeLora(dense, { scale, tensors });
   const linears = new Map<string, QuantizedLinear>();
   for (const [p, q] of qm.linears) {
+    // QPruner's allocations are grid kinds (RTN at 2/3/4/8 bits); ReALLM layers cannot be re-quantized here.
+    if (q.kind === "reallm") throw new SlimtuneError("E_ARG", `layer ${p} is ReALLM; merging a LoRA adapter re-quantizes on a grid, so merge into a GPTQ or NF4 model`);
     const merged = quantizeLinear(dense.get(`${p}.weight`)!.data, q.outFeatures, q.inFeatures, q.spec, { layer: p });
     merged.bias = q.bias;
     linears.set(p, merged);

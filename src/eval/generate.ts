@@ -1,0 +1,200 @@
+// Text generation with a key/value cache: one prefill run over the prompt, then one run of the
+// one-token decode graph per new token, feeding back the cache the previous run returned. Any
+// ScoringModel generates (float, quantized, with an adapter), since the graphs get their weights
+// through its ParamSource. It lives in eval/ beside perplexity: both run a model over tokens; the
+// CLI above picks the model and adapter.
+
+import { SlimtuneError } from "../core/errors.js";
+import { Rng } from "../core/rng.js";
+import { CompiledGraph, Graph, type HostTensor, type SessionOptions } from "../engine/index.js";
+import type { TextTokenizer } from "../formats/tokenizer.js";
+import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../models/llama/kv-graph.js";
+import type { ScoringModel } from "../models/scoring.js";
+import { type SamplingOptions, nextToken } from "./sampling.js";
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Seeds sampling (ignored when greedy). */
+  seed?: number;
+  /** Generation ends before the first occurrence of any of these strings. */
+  stop?: readonly string[];
+  /** Token ids that end generation; default: the tokenizer's and config's end-of-sequence ids. */
+  eosTokenIds?: readonly number[];
+  /** Receives the text as it is generated, in pieces that never split a character or a stop string. */
+  onText?: (delta: string) => void;
+}
+
+export interface GenerateResult {
+  promptIds: number[];
+  /** New token ids, with the end-of-sequence token when generation ended on it (as transformers). */
+  ids: number[];
+  /** The new text, without the end-of-sequence token and cut before a stop string. */
+  text: string;
+  stopReason: "eos" | "stop" | "length" | "context";
+  prefillSeconds: number;
+  decodeSeconds: number;
+  /** Prompt tokens per second of the prefill run. */
+  prefillTokensPerS: number;
+  /** New tokens per second after the first (one decode run each). */
+  decodeTokensPerS: number;
+}
+
+export class Generator {
+  private constructor(
+    readonly model: ScoringModel,
+    readonly tokenizer: TextTokenizer,
+    private readonly prefill: CompiledGraph,
+    private readonly decode: CompiledGraph,
+    private readonly layers: number,
+  ) {}
+
+  /** Builds and compiles the prefill and decode graphs of `model`. */
+  static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}): Promise<Generator> {
+    const build = (decode: boolean) =>
+      buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: decode ? 1 : "dynamic", past: decode, logits: "last" });
+    const pre = build(false);
+    const dec = build(true);
+    const [prefill, decode] = [await CompiledGraph.compile(pre.graph, pre.outputs, session), await CompiledGraph.compile(dec.graph, dec.outputs, session)];
+    return new Generator(model, tokenizer, prefill, decode, pre.kvHeads.length);
+  }
+
+  /** Generates from a prompt (text, tokenized as transformers would, or ids). */
+  async generate(prompt: string | readonly number[], opts: GenerateOptions): Promise<GenerateResult> {
+    const promptIds = typeof prompt === "string" ? this.tokenizer.encodePrompt(prompt) : [...prompt];
+    const context = this.model.config.maxPositionEmbeddings;
+    if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) {
+      throw new SlimtuneError("E_ARG", `--max-new-tokens ${opts.maxNewTokens} must be a positive integer, e.g. --max-new-tokens 64`);
+    }
+    if (promptIds.length === 0) throw new SlimtuneError("E_ARG", "the prompt is empty; give some text with --prompt or --prompt-file");
+    if (promptIds.length >= context) {
+      throw new SlimtuneError("E_ARG", `the prompt has ${promptIds.length} tokens, but the model's context is ${context} (max_position_embeddings), which leaves no room for a new token; shorten the prompt`);
+    }
+    const vocab = this.model.config.vocabSize;
+    if (promptIds.some((id) => !Number.isInteger(id) || id < 0 || id >= vocab)) {
+      throw new SlimtuneError("E_ARG", `prompt token ids must lie in [0, ${vocab}) (the model's vocabulary)`);
+    }
+    const eos = new Set(opts.eosTokenIds ?? defaultEos(this.model, this.tokenizer));
+    const rng = new Rng(opts.seed ?? 0);
+    const weights = this.model.weightFeeds();
+    const maxTotal = Math.min(context, promptIds.length + opts.maxNewTokens);
+    const ones = new BigInt64Array(maxTotal).fill(1n);
+    const stream = new TextStream(this.tokenizer, opts.stop ?? [], opts.onText);
+
+    let started = performance.now();
+    const P0 = promptIds.length;
+    let out = await this.prefill.run({
+      ...weights,
+      [INPUT_IDS]: { data: BigInt64Array.from(promptIds, BigInt), shape: [1, P0] },
+      [ATTENTION_MASK]: { data: ones.subarray(0, P0), shape: [1, P0] },
+      [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
+    });
+    const prefillSeconds = (performance.now() - started) / 1000;
+    started = performance.now();
+    const all = [...promptIds];
+    const ids: number[] = [];
+    let stopReason: GenerateResult["stopReason"] = "length";
+    for (;;) {
+      const id = nextToken(out[LOGITS]!.data as Float32Array, all, opts, rng);
+      ids.push(id);
+      all.push(id);
+      if (eos.has(id)) {
+        stopReason = "eos";
+        break;
+      }
+      if (stream.push(id)) {
+        stopReason = "stop";
+        break;
+      }
+      if (ids.length >= opts.maxNewTokens) break;
+      if (all.length >= context) {
+        stopReason = "context";
+        break;
+      }
+      const P = all.length - 1;
+      const feeds: Record<string, HostTensor> = {
+        ...weights,
+        [INPUT_IDS]: { data: BigInt64Array.of(BigInt(id)), shape: [1, 1] },
+        [ATTENTION_MASK]: { data: ones.subarray(0, P + 1), shape: [1, P + 1] },
+        [POSITION_IDS]: { data: BigInt64Array.of(BigInt(P)), shape: [1, 1] },
+      };
+      for (let i = 0; i < this.layers; i++) {
+        feeds[pastName(i, "key")] = out[presentName(i, "key")]!;
+        feeds[pastName(i, "value")] = out[presentName(i, "value")]!;
+      }
+      out = await this.decode.run(feeds);
+    }
+    const decodeSeconds = (performance.now() - started) / 1000;
+    const text = stream.finish();
+    return {
+      promptIds,
+      ids,
+      text,
+      stopReason,
+      prefillSeconds,
+      decodeSeconds,
+      prefillTokensPerS: P0 / prefillSeconds,
+      decodeTokensPerS: ids.length > 1 ? (ids.length - 1) / decodeSeconds : 0,
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.prefill.release();
+    await this.decode.release();
+  }
+}
+
+function defaultEos(model: ScoringModel, tokenizer: TextTokenizer): number[] {
+  const c = model.config;
+  return [...new Set([...(c.eosTokenIds ?? []), ...(c.eosTokenId !== undefined ? [c.eosTokenId] : []), ...(tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : [])])];
+}
+
+/**
+ * The generated text, streamed: each new token re-decodes the new ids (byte-level tokens may join
+ * into one character), and text is held back while it could still be the start of a stop string
+ * or ends in an unfinished character.
+ */
+class TextStream {
+  private readonly ids: number[] = [];
+  private text = "";
+  private emitted = 0;
+  private readonly holdBack: number;
+
+  constructor(
+    private readonly tokenizer: TextTokenizer,
+    private readonly stops: readonly string[],
+    private readonly onText?: (delta: string) => void,
+  ) {
+    this.holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
+  }
+
+  /** Adds a token; true when the text now contains a stop string (the text is cut before it). */
+  push(id: number): boolean {
+    this.ids.push(id);
+    this.text = this.tokenizer.decode(this.ids);
+    let cut = -1;
+    for (const s of this.stops) {
+      const at = s ? this.text.indexOf(s) : -1;
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    if (cut >= 0) {
+      this.text = this.text.slice(0, cut);
+      this.emit(this.text.length);
+      return true;
+    }
+    let safe = this.text.length - this.holdBack;
+    if (this.text.endsWith("\uFFFD")) safe = Math.min(safe, this.text.length - 1);
+    this.emit(safe);
+    return false;
+  }
+
+  finish(): string {
+    this.emit(this.text.length);
+    return this.text;
+  }
+
+  private emit(upTo: number): void {
+    if (upTo <= this.emitted) return;
+    this.onText?.(this.text.slice(this.emitted, upTo));
+    this.emitted = upTo;
+  }
+}

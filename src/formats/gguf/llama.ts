@@ -1,0 +1,232 @@
+// A LLaMA-family model in GGUF (formats.md §3.6-3.11): tensor names, the Q/K row permutation (HF's
+// rotate-half RoPE → llama.cpp's adjacent-pair RoPE), the hyperparameter keys of the `llama`
+// architecture and of `deci` (per-layer head and channel counts of a pruned model), and reading
+// such a file back into a config and float weights.
+
+import type { LlamaConfig } from "../../arch/llama/config.js";
+import { layerShape } from "../../arch/llama/config.js";
+import { llamaParamShapes } from "../../arch/llama/shapes.js";
+import type { HostParam } from "../../arch/params.js";
+import { SlimtuneError } from "../../core/errors.js";
+import { LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.js";
+import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
+import { tokenizerFromGguf } from "./tokenizer.js";
+import type { GgufValue } from "./writer.js";
+
+export type GgufArch = "llama" | "deci";
+
+const LAYER_TENSORS: Record<string, string> = {
+  "input_layernorm.weight": "attn_norm.weight",
+  "self_attn.q_proj": "attn_q",
+  "self_attn.k_proj": "attn_k",
+  "self_attn.v_proj": "attn_v",
+  "self_attn.o_proj": "attn_output",
+  "post_attention_layernorm.weight": "ffn_norm.weight",
+  "mlp.gate_proj": "ffn_gate",
+  "mlp.up_proj": "ffn_up",
+  "mlp.down_proj": "ffn_down",
+};
+const GLOBAL_TENSORS: Record<string, string> = {
+  "model.embed_tokens.weight": "token_embd.weight",
+  "model.norm.weight": "output_norm.weight",
+  "lm_head.weight": "output.weight",
+};
+
+/** The GGUF name of a transformers tensor name (e.g. model.layers.3.mlp.up_proj.weight → blk.3.ffn_up.weight). */
+export function ggufTensorName(hf: string): string {
+  const global = GLOBAL_TENSORS[hf];
+  if (global) return global;
+  const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hf);
+  if (m) {
+    const [, i, rest, suffix] = m;
+    const full = LAYER_TENSORS[`${rest}${suffix ?? ""}`];
+    if (full) return `blk.${i}.${full}`;
+    const module = LAYER_TENSORS[rest!];
+    if (module && suffix) return `blk.${i}.${module}${suffix}`;
+  }
+  throw new SlimtuneError("E_ARG", `tensor "${hf}" has no GGUF name in the llama architecture`);
+}
+
+/** The transformers name of a GGUF tensor name, or null when it is not a LLaMA tensor. */
+export function hfTensorName(gguf: string): string | null {
+  for (const [hf, g] of Object.entries(GLOBAL_TENSORS)) if (g === gguf) return hf;
+  const m = /^blk\.(\d+)\.(.+)$/.exec(gguf);
+  if (!m) return null;
+  for (const [hf, g] of Object.entries(LAYER_TENSORS)) {
+    if (g === m[2]) return `model.layers.${m[1]}.${hf}`;
+    if (`${g}.weight` === m[2] || `${g}.bias` === m[2]) return `model.layers.${m[1]}.${hf}${m[2].slice(g.length)}`;
+  }
+  return null;
+}
+
+/**
+ * Reorders the rows of q_proj or k_proj (or their biases, or LoRA B) [heads·d, cols] between HF's
+ * rotate-half layout and GGUF's adjacent pairs: GGUF row h·d + 2i + t = HF row h·d + t·d/2 + i.
+ */
+export function permuteQK(data: Float32Array, heads: number, headDim: number, to: "gguf" | "hf"): Float32Array {
+  const cols = data.length / (heads * headDim);
+  const half = headDim / 2;
+  const out = new Float32Array(data.length);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let t = 0; t < 2; t++) {
+        const g = h * headDim + 2 * i + t;
+        const hf = h * headDim + t * half + i;
+        const [from, into] = to === "gguf" ? [hf, g] : [g, hf];
+        out.set(data.subarray(from * cols, (from + 1) * cols), into * cols);
+      }
+    }
+  }
+  return out;
+}
+
+/** Heads whose rows a q or k tensor of layer i holds (0 when the tensor is not q/k). */
+export function qkHeads(config: LlamaConfig, hfName: string): number {
+  const m = /^model\.layers\.(\d+)\.self_attn\.([qk])_proj\./.exec(hfName) ?? /^(?:base_model\.model\.)?model\.layers\.(\d+)\.self_attn\.([qk])_proj\./.exec(hfName);
+  if (!m) return 0;
+  const w = layerShape(config, Number(m[1]));
+  return m[2] === "q" ? w.numHeads : w.numKvHeads;
+}
+
+/** Per-layer widths as written: deci gives a layer without an MLP 32 zero channels (see ffnWidths). */
+export interface GgufLayerWidths {
+  heads: number[];
+  kvHeads: number[];
+  ff: number[];
+}
+
+/**
+ * The {arch}.* hyperparameters llama.cpp reads (exact value types: uint32 sizes, float32 eps and
+ * RoPE base). `llama` takes scalars; `deci` takes per-layer arrays of heads, key/value heads and
+ * MLP channels.
+ */
+export function llamaHyperparameters(config: LlamaConfig, arch: GgufArch, widths: GgufLayerWidths): Array<[string, GgufValue]> {
+  const u32 = (value: number): GgufValue => ({ type: "u32", value });
+  const f32 = (value: number): GgufValue => ({ type: "f32", value });
+  const perLayer = (values: number[]): GgufValue => (arch === "deci" ? { type: "array", of: "i32", values } : u32(values[0]!));
+  return [
+    [`${arch}.context_length`, u32(config.maxPositionEmbeddings)],
+    [`${arch}.embedding_length`, u32(config.hiddenSize)],
+    [`${arch}.block_count`, u32(config.numLayers)],
+    [`${arch}.feed_forward_length`, perLayer(widths.ff)],
+    [`${arch}.attention.head_count`, perLayer(widths.heads)],
+    [`${arch}.attention.head_count_kv`, perLayer(widths.kvHeads)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, f32(config.rmsNormEps)],
+    [`${arch}.rope.freq_base`, f32(config.ropeTheta)],
+    [`${arch}.rope.dimension_count`, u32(config.headDim)],
+    [`${arch}.attention.key_length`, u32(config.headDim)],
+    [`${arch}.attention.value_length`, u32(config.headDim)],
+    [`${arch}.vocab_size`, u32(config.vocabSize)],
+  ];
+}
+
+/** A tensor of a sub-block a pruning removed: attention of a layer without heads, MLP without channels. */
+export function isRemoved(config: LlamaConfig, hfName: string): boolean {
+  const m = /^model\.layers\.(\d+)\.(input_layernorm|self_attn|post_attention_layernorm|mlp)\./.exec(hfName);
+  if (!m) return false;
+  const w = layerShape(config, Number(m[1]));
+  return m[2] === "input_layernorm" || m[2] === "self_attn" ? w.numHeads === 0 : w.intermediateSize === 0;
+}
+
+/** What a GGUF LLaMA model file holds, in slimtune's terms. */
+export interface LlamaGguf {
+  config: LlamaConfig;
+  weights: Map<string, HostParam>;
+  gguf: GgufFile;
+}
+
+/** Reads a `llama` or `deci` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
+export function readLlamaGguf(file: string): LlamaGguf {
+  const gguf = readGgufHeader(file);
+  const meta = gguf.metadata;
+  const fail = (why: string): never => {
+    throw new SlimtuneError("E_GGUF", why, file);
+  };
+  const arch = meta.get("general.architecture")?.value;
+  if (arch !== "llama" && arch !== "deci") fail(`general.architecture is ${JSON.stringify(arch)}; slimtune reads "llama" and "deci" (LLaMA-family) GGUF models`);
+  if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
+  const num = (key: string, required = true): number | undefined => {
+    const v = meta.get(`${arch}.${key}`)?.value;
+    if (v === undefined) return required ? fail(`${arch}.${key} is missing`) : undefined;
+    if (typeof v !== "number" || !Number.isFinite(v)) return fail(`${arch}.${key} is ${String(v)}; expected a number`);
+    return v;
+  };
+  const layers = num("block_count")!;
+  const perLayer = (key: string, fallback?: number[]): number[] => {
+    const v = meta.get(`${arch}.${key}`)?.value;
+    if (v === undefined && fallback) return fallback;
+    if (typeof v === "number") return new Array<number>(layers).fill(v);
+    if (Array.isArray(v) && v.length === layers && v.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0)) return v as number[];
+    return fail(`${arch}.${key} is ${JSON.stringify(v)?.slice(0, 80)}; expected a count or an array of ${layers} counts`);
+  };
+  const heads = perLayer("attention.head_count");
+  const kvHeads = perLayer("attention.head_count_kv", heads);
+  const ff = perLayer("feed_forward_length");
+  const hidden = num("embedding_length")!;
+  const maxHeads = Math.max(...heads);
+  const headDim = num("attention.key_length", false) ?? (maxHeads > 0 ? hidden / maxHeads : fail("has no attention heads and no key_length"));
+  const rotary = num("rope.dimension_count", false);
+  if (rotary !== undefined && rotary !== headDim) fail(`${arch}.rope.dimension_count ${rotary} differs from the head size ${headDim}; partial rotary embeddings are not LLaMA`);
+  if (meta.has(`${arch}.rope.scaling.type`) && meta.get(`${arch}.rope.scaling.type`)?.value !== "none") fail(`${arch}.rope.scaling.type is set; slimtune implements plain RoPE only`);
+  if (gguf.tensors.has("rope_freqs.weight")) fail("has rope_freqs.weight (LLaMA 3.1-style RoPE scaling); slimtune implements plain RoPE only");
+  const embed = gguf.tensors.get("token_embd.weight") ?? fail("has no token_embd.weight");
+  const vocab = embed.ne[1]!;
+
+  tokenizerFromGguf(meta, file); // fails early on a tokenizer slimtune cannot rebuild
+  const tokenIds = (key: string) => {
+    const v = meta.get(`tokenizer.ggml.${key}`)?.value;
+    return typeof v === "number" && v < vocab ? v : undefined;
+  };
+  const uniform = (xs: number[]) => xs.every((x) => x === xs[0]);
+  const raw: Record<string, unknown> = {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: hidden,
+    intermediate_size: Math.max(...ff),
+    num_hidden_layers: layers,
+    num_attention_heads: maxHeads,
+    num_key_value_heads: Math.max(...kvHeads),
+    head_dim: headDim,
+    vocab_size: vocab,
+    max_position_embeddings: num("context_length")!,
+    rms_norm_eps: num("attention.layer_norm_rms_epsilon")!,
+    rope_theta: num("rope.freq_base", false) ?? 10000,
+    tie_word_embeddings: !gguf.tensors.has("output.weight"),
+    attention_bias: gguf.tensors.has("blk.0.attn_q.bias"),
+    mlp_bias: gguf.tensors.has("blk.0.ffn_up.bias"),
+    hidden_act: "silu",
+    torch_dtype: "float32",
+  };
+  const bos = tokenIds("bos_token_id");
+  const eos = tokenIds("eos_token_id");
+  if (bos !== undefined) raw.bos_token_id = bos;
+  if (eos !== undefined) raw.eos_token_id = eos;
+  if (!(uniform(heads) && uniform(kvHeads) && uniform(ff))) {
+    raw[LAYER_SHAPES_KEY] = heads.map((h, i) => ({ num_attention_heads: h, num_key_value_heads: kvHeads[i], intermediate_size: ff[i] }));
+  }
+  const config = parseLlamaConfig(raw, file);
+
+  const weights = new Map<string, HostParam>();
+  for (const [name, shape] of llamaParamShapes(config)) {
+    const g = ggufTensorName(name);
+    if (!gguf.tensors.has(g) && isRemoved(config, name)) {
+      // deci writes nothing for a layer without attention; slimtune keeps empty weights and a unit norm.
+      weights.set(name, { data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(1), shape: [...shape] });
+      continue;
+    }
+    const t = gguf.tensors.get(g) ?? fail(`has no tensor "${g}", which a ${layers}-layer model with these widths needs`);
+    const want = [...shape].reverse();
+    if (t.ne.length !== want.length || t.ne.some((d, i) => d !== want[i])) {
+      fail(`tensor "${g}" has ne [${t.ne.join(", ")}]; the model's hyperparameters say [${want.join(", ")}]`);
+    }
+    let data = readTensor(gguf, g);
+    const headsOf = qkHeads(config, name);
+    if (headsOf > 0) data = permuteQK(data, headsOf, config.headDim, "hf");
+    weights.set(name, { data, shape: [...shape] });
+  }
+  for (const name of gguf.tensors.keys()) {
+    const hf = hfTensorName(name);
+    if (!hf || !weights.has(hf)) fail(`has tensor "${name}", which slimtune's LLaMA does not use`);
+  }
+  return { config, weights, gguf };
+}

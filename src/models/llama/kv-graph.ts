@@ -1,0 +1,99 @@
+// The LLaMA decoder with a key/value cache, for generation and for exported models: one graph
+// serves every prompt length and every past length through symbolic dims. Inputs and outputs carry
+// the names transformers.js and optimum use (formats.md §4.2), so the exported ONNX file is this
+// graph: input_ids, attention_mask [B, P + T], position_ids, past_key_values.{i}.key/value →
+// logits, present.{i}.key/value.
+
+import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
+import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import type { ParamSource } from "../../arch/params.js";
+import { ropeInvFreq } from "../../arch/llama/rope.js";
+import { llamaBlocks } from "./graph.js";
+
+export const INPUT_IDS = "input_ids";
+export const ATTENTION_MASK = "attention_mask";
+export const POSITION_IDS = "position_ids";
+export const LOGITS = "logits";
+export const pastName = (layer: number, half: "key" | "value") => `past_key_values.${layer}.${half}`;
+export const presentName = (layer: number, half: "key" | "value") => `present.${layer}.${half}`;
+
+export interface KvGraphOptions {
+  /** A fixed batch (generation: 1), or "dynamic" for a symbolic batch_size (exports). */
+  batch: number | "dynamic";
+  /** New tokens per run: a fixed count (decode: 1), or "dynamic" (prefill, exports). */
+  seq: number | "dynamic";
+  /** Takes past_key_values inputs (decode, exports); without them the graph starts a sequence (prefill). */
+  past: boolean;
+  /** "last": logits [B, V] of each sequence's last position (generation); "all": [B, T, V] (exports). */
+  logits: "last" | "all";
+}
+
+export interface KvGraph {
+  graph: Graph;
+  outputs: GraphOutputs;
+  /** Key/value heads of each layer's cache (per-layer widths of a pruned model; 0 = no attention). */
+  kvHeads: number[];
+}
+
+export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphOptions): KvGraph {
+  const g = p.graph;
+  const B = opts.batch === "dynamic" ? g.sym("batch_size") : opts.batch;
+  const T = opts.seq === "dynamic" ? g.sym("sequence_length") : opts.seq;
+  const P = opts.past ? g.sym("past_sequence_length") : 0;
+  const D = config.headDim;
+  const total = g.dims.add(P, T);
+  const ids = g.input(INPUT_IDS, [B, T], "int64");
+  const keep = g.input(ATTENTION_MASK, [B, total], "int64");
+  const positions = g.input(POSITION_IDS, [B, T], "int64");
+  const kvHeads = Array.from({ length: config.numLayers }, (_, i) => {
+    const w = layerShape(config, i);
+    return w.numHeads > 0 ? w.numKvHeads : 0;
+  });
+  const past = kvHeads.map((KV, i) =>
+    opts.past ? { key: g.input(pastName(i, "key"), [B, KV, P, D]), value: g.input(pastName(i, "value"), [B, KV, P, D]) } : null,
+  );
+
+  // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
+  // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
+  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
+  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
+  const half = [config.maxPositionEmbeddings, D / 2];
+  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
+  const rotate = (x: Value) => ropeFused(x, positions, rot);
+  const mask = cacheMask(keep, T, P);
+  const outputs: GraphOutputs = {};
+  const hidden = llamaBlocks(
+    config,
+    p,
+    ids,
+    (i, q, k, v, widths) => {
+      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
+      const { out, key, value } = cachedAttention(q, k, v, shape, rotate, mask, past[i]!);
+      outputs[presentName(i, "key")] = key;
+      outputs[presentName(i, "value")] = value;
+      return out;
+    },
+    { norm: rmsNormFused },
+  );
+  // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
+  // so every layer's cache has the same length (transformers.js reads it from any of them).
+  kvHeads.forEach((KV, i) => {
+    if (KV > 0) return;
+    outputs[presentName(i, "key")] = emptyCache(g, B, total, D);
+    outputs[presentName(i, "value")] = emptyCache(g, B, total, D);
+  });
+
+  const head = p.tensor(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const V = config.vocabSize;
+  const C = config.hiddenSize;
+  const logits =
+    opts.logits === "last"
+      ? gemm(take(reshape(hidden, [B, T, C]), 1, -1), head, { transB: true }) // (B, V)
+      : reshape(gemm(hidden, head, { transB: true }), [B, T, V]); // (B, T, V)
+  return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads };
+}
+
+/** [B, 0, P + T, D]: a cache with no heads, the length of the others. */
+function emptyCache(g: Graph, B: number, total: number, D: number): Value {
+  return expand(g.constant(new Float32Array(0), [1, 0, 1, D]), [B, 0, total, D]);
+}

@@ -1,0 +1,237 @@
+// GPTQ (Frantar et al. 2022, arXiv 2210.17323): quantize a linear layer column by column and spread
+// each column's rounding error over the columns not yet quantized, weighted by the inverse Hessian
+// of the layer-wise objective ‖WX − ŴX‖² (H = 2XᵀX/n from calibration inputs X).
+//
+// As in the reference implementation (gptq.py `fasterquant`) and GPTQModel:
+// - dead columns (H_kk = 0: no calibration input reached them) get H_kk = 1 and zero weights;
+// - act-order (desc_act) processes columns by decreasing H_kk and records each column's group in g_idx;
+// - dampening λ = dampPercent · mean(diag H) is added to the diagonal (doubled until H + λI factors);
+// - U = chol((H + λI)⁻¹) (upper) gives every update: column i's error e = (w − q) / U_ii moves the
+//   remaining columns by −e · U[i, j];
+// - lazy batches: updates inside a block of `blockSize` columns run column by column on the host; the
+//   rest of the matrix receives the block's accumulated errors in one product Err · U[block, rest]
+//   through ONNX Runtime (float64);
+// - group scales and zeros are fixed when a group starts, from the columns' values at that moment
+//   (every earlier column's error already applied: blocks are widened to whole groups, so a group
+//   never straddles two blocks); per-channel parameters come from the whole row before any update.
+// The grid is RTN's (rtnGroupParams, v1-safe zero points), so the result is an ordinary GPTQ layer.
+// Scales are rounded to float16 before use: the checkpoint stores them so, and the error feedback
+// then accounts for exactly the weights a loader will see.
+
+import { SlimtuneError } from "../core/errors.js";
+import { roundToF16 } from "../core/f16.js";
+import { type RtnStats, rtnCode, rtnGroupParams } from "./kinds/rtn.js";
+import { checkSquare, upperCholeskyOfInverse } from "./linalg/cholesky.js";
+import type { HostGemm } from "./linalg/host-gemm.js";
+import { checkQuantSpec, resolveGroupSize } from "./spec.js";
+import type { QuantSpec, RtnLinear } from "./types.js";
+
+export interface GptqSettings {
+  /** Columns per lazy batch update (the reference's blocksize). */
+  blockSize: number;
+  /** λ as a fraction of the mean diagonal of H. */
+  dampPercent: number;
+  /** Process columns by decreasing H_kk (desc_act) and record g_idx. */
+  actOrder: boolean;
+}
+
+export const defaultGptqSettings: GptqSettings = { blockSize: 128, dampPercent: 0.01, actOrder: false };
+
+/** What GPTQ needs from one Hessian; layers that share an input (q/k/v, gate/up) share it. */
+export interface PreparedHessian {
+  k: number;
+  /** Upper factor U of (H + λI)⁻¹ = UᵀU, in processing order, [K, K] row-major. */
+  hinv: Float64Array;
+  /** perm[j] = the original column processed j-th (act-order); null: natural order. */
+  perm: Int32Array | null;
+  /** Columns with H_kk = 0, whose weights are zeroed. */
+  dead: Int32Array;
+  /** The dampening fraction actually used (larger than asked when H + λI did not factor). */
+  dampPercent: number;
+  seconds: number;
+}
+
+function checkSettings(s: GptqSettings): void {
+  if (!Number.isInteger(s.blockSize) || s.blockSize < 1) throw new SlimtuneError("E_ARG", `GPTQ block size ${s.blockSize} must be a positive integer; the reference uses 128`);
+  if (!(s.dampPercent > 0 && s.dampPercent < 1)) {
+    throw new SlimtuneError("E_ARG", `--damp ${s.dampPercent} must lie in (0, 1) (a fraction of the mean Hessian diagonal; GPTQ uses 0.01)`);
+  }
+}
+
+/** Dead columns, act-order, dampening and U = chol((H + λI)⁻¹) for a Hessian H [k, k] (left untouched). */
+export function prepareHessian(h: Float64Array, k: number, settings: GptqSettings, layer = "the layer"): PreparedHessian {
+  const started = performance.now();
+  checkSettings(settings);
+  checkSquare(h, k, `the Hessian of ${layer}`);
+  const deadList: number[] = [];
+  const diag = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    diag[i] = h[i * k + i]!;
+    if (diag[i] === 0) {
+      deadList.push(i);
+      diag[i] = 1;
+    }
+  }
+  let perm: Int32Array | null = null;
+  if (settings.actOrder) {
+    // Stable: ties keep their original order, so the result is deterministic.
+    perm = Int32Array.from({ length: k }, (_, i) => i).sort((a, b) => diag[b]! - diag[a]! || a - b);
+  }
+  const ordered = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) {
+    const pi = perm ? perm[i]! : i;
+    for (let j = 0; j < k; j++) ordered[i * k + j] = h[pi * k + (perm ? perm[j]! : j)]!;
+    ordered[i * k + i] = diag[pi]!;
+  }
+  let mean = 0;
+  for (let i = 0; i < k; i++) mean += diag[i]!;
+  mean /= k;
+  let percent = settings.dampPercent;
+  for (;;) {
+    const damped = Float64Array.from(ordered);
+    for (let i = 0; i < k; i++) damped[i * k + i]! += percent * mean;
+    const hinv = upperCholeskyOfInverse(damped, k);
+    if (hinv) return { k, hinv, perm, dead: Int32Array.from(deadList), dampPercent: percent, seconds: (performance.now() - started) / 1000 };
+    if (percent >= 0.5) {
+      throw new SlimtuneError(
+        "E_ARG",
+        `the Hessian of ${layer} is not positive definite even with ${(100 * percent).toFixed(0)} % dampening; the calibration inputs are degenerate — use more calibration samples (--calib-samples) or text that the model can read`,
+      );
+    }
+    percent = Math.min(0.5, percent * 2);
+  }
+}
+
+export interface GptqResult {
+  layer: RtnLinear;
+  /** Σ (w − q)² / U_ii² / 2 over the layer: GPTQ's estimate of the increase in ‖WX − ŴX‖²·n/2. */
+  loss: number;
+  seconds: number;
+}
+
+export interface GptqLayerOptions {
+  settings: GptqSettings;
+  gemm: HostGemm;
+  layer?: string;
+  stats?: RtnStats;
+}
+
+/** GPTQ-quantizes W [n, k] (row-major) with the RTN grid of `spec` and the prepared Hessian of its input. */
+export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: PreparedHessian, spec: QuantSpec, opts: GptqLayerOptions): Promise<GptqResult> {
+  const started = performance.now();
+  const layer = opts.layer ?? "the layer";
+  checkQuantSpec(spec);
+  if (spec.scheme !== "rtn") throw new SlimtuneError("E_ARG", `GPTQ quantizes onto an integer grid; ${layer} asks for scheme "${spec.scheme}" — use scheme rtn`);
+  if (w.length !== n * k || prep.k !== k) {
+    throw new SlimtuneError("E_SHAPE", `weight of ${layer} has ${w.length} values and its Hessian is ${prep.k} wide; [${n}, ${k}] needs ${n * k} values and a ${k}-wide Hessian`);
+  }
+  const gs = resolveGroupSize(spec, k, layer);
+  const grouped = gs < k;
+  const groups = k / gs;
+  const maxq = (1 << spec.bits) - 1;
+  const { perm, hinv } = prep;
+  // Blocks hold whole groups, so every group's parameters see all earlier updates.
+  const block = grouped ? Math.max(opts.settings.blockSize, gs) : opts.settings.blockSize;
+  if (grouped && block % gs !== 0) {
+    throw new SlimtuneError("E_ARG", `GPTQ block size ${block} is not a multiple of group size ${gs} for ${layer}; use a block size of 128 (or any multiple of the group size)`);
+  }
+
+  // W in processing order, float64, dead columns zeroed.
+  const W = new Float64Array(n * k);
+  for (let r = 0; r < n; r++) {
+    for (let j = 0; j < k; j++) {
+      const v = w[r * k + (perm ? perm[j]! : j)]!;
+      if (!Number.isFinite(v)) throw new SlimtuneError("E_ARG", `weight [${r}, ${perm ? perm[j] : j}] of ${layer} is ${v}; quantization needs finite weights — the model file is corrupt`);
+      W[r * k + j] = v;
+    }
+  }
+  if (prep.dead.length) {
+    const deadPos = perm ? inversePermutation(perm) : null;
+    for (const c of prep.dead) {
+      const j = deadPos ? deadPos[c]! : c;
+      for (let r = 0; r < n; r++) W[r * k + j] = 0;
+    }
+  }
+
+  const scales = new Float32Array(n * groups);
+  const zeros = new Uint8Array(n * groups);
+  const codes = new Uint8Array(n * k); // processing order
+  const safe = true;
+  const setParams = (g: number, values: (r: number, j: number) => number, count: number) => {
+    for (let r = 0; r < n; r++) {
+      let lo = 0;
+      let hi = 0;
+      for (let j = 0; j < count; j++) {
+        const v = values(r, j);
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      const { s, z } = rtnGroupParams(lo, hi, spec.bits, spec.symmetric, safe, opts.stats);
+      scales[r * groups + g] = roundToF16(s);
+      zeros[r * groups + g] = z;
+    }
+  };
+  if (!grouped) setParams(0, (r, j) => W[r * k + j]!, k);
+
+  let loss = 0;
+  for (let i1 = 0; i1 < k; i1 += block) {
+    const i2 = Math.min(i1 + block, k);
+    const cnt = i2 - i1;
+    const W1 = new Float64Array(n * cnt);
+    for (let r = 0; r < n; r++) W1.set(W.subarray(r * k + i1, r * k + i2), r * cnt);
+    const err = new Float64Array(n * cnt);
+    for (let i = 0; i < cnt; i++) {
+      const col = i1 + i;
+      const g = grouped ? Math.floor(col / gs) : 0;
+      if (grouped && col % gs === 0) setParams(g, (r, j) => W1[r * cnt + i + j]!, gs);
+      const hrow = col * k;
+      const d = hinv[hrow + col]!;
+      for (let r = 0; r < n; r++) {
+        const s = scales[r * groups + g]!;
+        const z = zeros[r * groups + g]!;
+        const at = r * cnt;
+        const wv = W1[at + i]!;
+        const code = rtnCode(wv, s, z, maxq);
+        codes[r * k + col] = code;
+        const diff = wv - s * (code - z);
+        loss += (diff * diff) / (d * d) / 2;
+        const e = diff / d;
+        err[at + i] = e;
+        if (e === 0) continue;
+        for (let j = i + 1; j < cnt; j++) W1[at + j]! -= e * hinv[hrow + i1 + j]!;
+      }
+    }
+    if (i2 < k) {
+      // W[:, i2:] −= Err · U[i1:i2, i2:]
+      const rest = k - i2;
+      const u = new Float64Array(cnt * rest);
+      for (let i = 0; i < cnt; i++) u.set(hinv.subarray((i1 + i) * k + i2, (i1 + i + 1) * k), i * rest);
+      const delta = await opts.gemm.mul(err, u, { m: n, k: cnt, n: rest });
+      for (let r = 0; r < n; r++) {
+        const at = r * k + i2;
+        const dt = r * rest;
+        for (let j = 0; j < rest; j++) W[at + j]! -= delta[dt + j]!;
+      }
+    }
+  }
+
+  let outCodes = codes;
+  let groupIndex: Int32Array | undefined;
+  if (perm) {
+    outCodes = new Uint8Array(n * k);
+    for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) outCodes[r * k + perm[j]!] = codes[r * k + j]!;
+    if (grouped) {
+      groupIndex = new Int32Array(k);
+      for (let j = 0; j < k; j++) groupIndex[perm[j]!] = Math.floor(j / gs);
+    }
+  }
+  const out: RtnLinear = { kind: "rtn", spec: { ...spec }, outFeatures: n, inFeatures: k, groupSize: gs, codes: outCodes, scales, zeros, bias: null };
+  if (groupIndex) out.groupIndex = groupIndex;
+  return { layer: out, loss, seconds: (performance.now() - started) / 1000 };
+}
+
+export function inversePermutation(perm: Int32Array): Int32Array {
+  const inv = new Int32Array(perm.length);
+  for (let j = 0; j < perm.length; j++) inv[perm[j]!] = j;
+  return inv;
+}

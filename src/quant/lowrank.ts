@@ -1,0 +1,106 @@
+// Low-rank plus quantized: W ≈ L₁·L₂ + Q̂, initialised by alternating (LQ-LoRA, Guo et al. 2023;
+// ReALLM, Leconte et al. 2024): L₁L₂ = SVD_r(W − Q̂), then Q̂ = quant(W − L₁L₂), from Q̂ = 0, until the
+// Frobenius error ‖W − L₁L₂ − Q̂‖ stops falling; the best iterate is kept. The quantizer is a
+// parameter: ReALLM's vector quantizer, or LQ-LoRA's RTN/NF4 grid.
+
+import type { Rng } from "../core/rng.js";
+import { roundToF16 } from "../core/f16.js";
+import type { HostGemm } from "./linalg/host-gemm.js";
+import { truncatedSvd } from "./linalg/svd.js";
+
+export interface LowRankFactors {
+  rank: number;
+  /** L₁ = U·√Σ [n, r]. */
+  l1: Float32Array;
+  /** L₂ = √Σ·Vᵀ [r, k]. */
+  l2: Float32Array;
+}
+
+export interface AlternatingResult<S> {
+  factors: LowRankFactors;
+  /** What the quantizer returned for the kept iterate. */
+  state: S;
+  /** ‖W − L₁L₂ − Q̂‖_F after each iteration (the last one may be the rise that stopped it). */
+  errors: number[];
+  /** Seconds in the SVDs and in the quantizer, summed over iterations. */
+  svdSeconds: number;
+  quantizeSeconds: number;
+}
+
+export interface AlternatingOptions {
+  gemm: HostGemm;
+  rng: Rng;
+  /** At most this many (SVD, quantize) rounds (default 8). */
+  maxIterations?: number;
+  /** Round L₁, L₂ to float16 (as stored), so Q̂ is fitted to the factors a loader will see. */
+  float16Factors?: boolean;
+}
+
+/** quant(R) → Q̂ (same shape as R) and whatever the caller needs to keep. */
+export type ResidualQuantizer<S> = (residual: Float32Array) => Promise<{ deq: Float32Array; state: S }> | { deq: Float32Array; state: S };
+
+/** L₁L₂ [n, k] as float64. */
+async function product(f: LowRankFactors, n: number, k: number, gemm: HostGemm): Promise<Float64Array> {
+  if (f.rank === 0) return new Float64Array(n * k);
+  return gemm.mul(Float64Array.from(f.l1), Float64Array.from(f.l2), { m: n, k: f.rank, n: k });
+}
+
+/** The rank-r factors of A [n, k] with √Σ on both sides. */
+export async function lowRankFactors(a: Float64Array, n: number, k: number, rank: number, opts: AlternatingOptions): Promise<LowRankFactors> {
+  const svd = await truncatedSvd(a, n, k, rank, { gemm: opts.gemm, rng: opts.rng });
+  const r = svd.rank;
+  const l1 = new Float32Array(n * r);
+  const l2 = new Float32Array(r * k);
+  for (let j = 0; j < r; j++) {
+    const root = Math.sqrt(svd.s[j]!);
+    for (let i = 0; i < n; i++) l1[i * r + j] = svd.u[i * r + j]! * root;
+    for (let c = 0; c < k; c++) l2[j * k + c] = svd.vt[j * k + c]! * root;
+  }
+  if (opts.float16Factors) {
+    for (let i = 0; i < l1.length; i++) l1[i] = roundToF16(l1[i]!);
+    for (let i = 0; i < l2.length; i++) l2[i] = roundToF16(l2[i]!);
+  }
+  return { rank: r, l1, l2 };
+}
+
+/** Alternating low-rank + quantized initialisation of W [n, k] at rank `rank` (0: Q̂ = quant(W) alone). */
+export async function alternatingInit<S>(w: Float32Array, n: number, k: number, rank: number, quantize: ResidualQuantizer<S>, opts: AlternatingOptions): Promise<AlternatingResult<S>> {
+  let svdSeconds = 0;
+  let quantizeSeconds = 0;
+  const quantizeTimed = async (residual: Float32Array) => {
+    const t0 = performance.now();
+    const out = await quantize(residual);
+    quantizeSeconds += (performance.now() - t0) / 1000;
+    return out;
+  };
+  const empty: LowRankFactors = { rank: 0, l1: new Float32Array(0), l2: new Float32Array(0) };
+  if (rank === 0) {
+    const q = await quantizeTimed(w);
+    let err = 0;
+    for (let i = 0; i < w.length; i++) err += (w[i]! - q.deq[i]!) ** 2;
+    return { factors: empty, state: q.state, errors: [Math.sqrt(err)], svdSeconds, quantizeSeconds };
+  }
+  const maxIterations = opts.maxIterations ?? 8;
+  let qDeq: Float32Array = new Float32Array(n * k); // Q̂ = 0 first: L = SVD_r(W)
+  let best: { factors: LowRankFactors; state: S; error: number } | null = null;
+  const errors: number[] = [];
+  for (let it = 0; it < maxIterations; it++) {
+    const t0 = performance.now();
+    const target = new Float64Array(n * k);
+    for (let i = 0; i < target.length; i++) target[i] = w[i]! - qDeq[i]!;
+    const factors = await lowRankFactors(target, n, k, rank, opts);
+    const l = await product(factors, n, k, opts.gemm);
+    svdSeconds += (performance.now() - t0) / 1000;
+    const residual = new Float32Array(n * k);
+    for (let i = 0; i < residual.length; i++) residual[i] = w[i]! - l[i]!;
+    const q = await quantizeTimed(residual);
+    let err = 0;
+    for (let i = 0; i < residual.length; i++) err += (residual[i]! - q.deq[i]!) ** 2;
+    err = Math.sqrt(err);
+    errors.push(err);
+    if (best && err >= best.error) break;
+    best = { factors, state: q.state, error: err };
+    qDeq = q.deq;
+  }
+  return { factors: best!.factors, state: best!.state, errors, svdSeconds, quantizeSeconds };
+}

@@ -1,0 +1,230 @@
+// ReALLM (Leconte et al. 2024, arXiv 2405.13155): each matrix W ≈ L₁·L₂ + Q̂ with Q̂ vector-quantized
+// (quant/vq.ts), the split chosen per matrix inside a bits-per-weight budget that counts everything
+// stored (codes, codebook, block scales, permutation, L₁ and L₂ — kinds/reallm.ts reallmStorageOf).
+//
+// The choice: for each sub-vector length d (default 2 and 4) the two largest codebooks that fit
+// the budget, each with the largest rank the remaining bits pay for (or a fixed --rank). Every
+// candidate gets one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)); the lowest
+// Frobenius error wins and continues alternating until its error rises or the iterations run out
+// (quant/lowrank.ts). With permutation "auto", the winner is fitted with and without the in-block
+// column permutation and the better kept.
+
+import type { FloatWeights, HostParam } from "../arch/params.js";
+import { linearLayers } from "../arch/llama/shapes.js";
+import { SlimtuneError } from "../core/errors.js";
+import { Rng } from "../core/rng.js";
+import { reallmBitsPerWeight } from "./kinds/reallm.js";
+import type { HostGemm } from "./linalg/host-gemm.js";
+import type { NearestCentroid } from "./linalg/kmeans.js";
+import { alternatingInit } from "./lowrank.js";
+import { type VqResult, vqQuantize } from "./vq.js";
+import type { QuantizedLinear, QuantizedModel, ReallmLinear, ReallmSpec } from "./types.js";
+import { mostCommonSpec } from "./types.js";
+
+export interface ReallmOptions {
+  /** Bits per weight for each matrix, everything stored counted. */
+  budget: number;
+  /** A fixed rank for every matrix (default: the largest the budget leaves after the VQ part). */
+  rank?: number;
+  /** Sub-vector lengths to consider (default [2, 4]; scalar d = 1 lost on every ref-llama-5m matrix tried); one value with `codeBits` fixes the VQ shape. */
+  vqDims?: number[];
+  /** A fixed codebook size 2^codeBits (default: searched). */
+  codeBits?: number;
+  /** Columns per absmax block (default 64, or the largest of 64, 32, 16 dividing K). */
+  blockSize?: number;
+  lowRankDtype?: "float16" | "float32";
+  /** Column permutation within blocks: always, never (default), or whichever fits better. */
+  permute?: boolean | "auto";
+  /** Cap on the rank as a share of min(N, K) (default 0.5). */
+  maxRankShare?: number;
+  /** Alternations at most for the chosen shape (default 6). */
+  maxIterations?: number;
+  /** Lloyd iterations per k-means (default 10; warm-started after the first alternation). */
+  kmeansIterations?: number;
+  seed: number;
+  gemm: HostGemm;
+  nearest: NearestCentroid;
+}
+
+export interface ReallmCandidate {
+  spec: ReallmSpec;
+  bitsPerWeight: number;
+  /** ‖W − L₁L₂ − Q̂‖_F after one alternation. */
+  error?: number;
+}
+
+export interface ReallmLayerReport {
+  path: string;
+  spec: ReallmSpec;
+  bitsPerWeight: number;
+  /** Relative Frobenius error ‖W − Ŵ‖ / ‖W‖ of the kept iterate. */
+  relativeError: number;
+  /** The alternating init's error per iteration. */
+  errors: number[];
+  candidates: Array<{ rank: number; vqDim: number; codeBits: number; bitsPerWeight: number; error: number }>;
+  svdSeconds: number;
+  kmeansSeconds: number;
+  seconds: number;
+}
+
+function blockSizeFor(k: number, d: number, wanted?: number): number {
+  if (wanted !== undefined) return wanted;
+  for (const b of [64, 32, 16, 8, 4, 2, 1]) if (k % b === 0 && b % d === 0) return b;
+  return d;
+}
+
+/** The ReALLM shapes for an [n, k] matrix that fit `opts.budget`, best-rank for each (d, codebook). */
+export function reallmCandidates(n: number, k: number, opts: Omit<ReallmOptions, "gemm" | "seed" | "nearest">, layer = "the layer"): ReallmCandidate[] {
+  const dims = opts.vqDims ?? [2, 4];
+  const lowRankDtype = opts.lowRankDtype ?? "float16";
+  const maxRank = Math.floor(Math.min(n, k) * (opts.maxRankShare ?? 0.5));
+  const permuted = opts.permute === true;
+  const out: ReallmCandidate[] = [];
+  let cheapest = Infinity;
+  let cheapestShape = "";
+  for (const d of dims) {
+    if (k % d !== 0) continue;
+    const blockSize = blockSizeFor(k, d, opts.blockSize);
+    if (k % blockSize !== 0 || blockSize % d !== 0) continue;
+    const fits: ReallmCandidate[] = [];
+    const codeRange = opts.codeBits !== undefined ? [opts.codeBits] : [1, 2, 3, 4, 5, 6, 7, 8];
+    for (const c of codeRange) {
+      if (1 << c > (n * k) / d) continue;
+      const base: ReallmSpec = { scheme: "reallm", rank: 0, vqDim: d, codeBits: c, blockSize, scaleBits: 8, permuted, lowRankDtype };
+      const vqBits = reallmBitsPerWeight(base, n, k);
+      if (vqBits < cheapest) {
+        cheapest = vqBits;
+        cheapestShape = `d ${d}, 2^${c} centroids`;
+      }
+      if (vqBits > opts.budget) continue;
+      const perRank = ((lowRankDtype === "float16" ? 16 : 32) * (n + k)) / (n * k);
+      let rank = Math.min(maxRank, Math.floor((opts.budget - vqBits) / perRank + 1e-9));
+      if (opts.rank !== undefined) {
+        if (opts.rank > rank) continue;
+        rank = opts.rank;
+      }
+      const spec = { ...base, rank };
+      fits.push({ spec, bitsPerWeight: reallmBitsPerWeight(spec, n, k) });
+    }
+    // The two largest codebooks that fit: most bits in Q̂, or one code bit traded for rank.
+    out.push(...fits.sort((a, b) => b.spec.codeBits - a.spec.codeBits).slice(0, 2));
+  }
+  if (out.length === 0) {
+    if (opts.rank !== undefined) {
+      const free = reallmCandidates(n, k, { ...opts, rank: undefined }, layer);
+      const largest = Math.max(-1, ...free.map((c) => c.spec.rank));
+      throw new SlimtuneError(
+        "E_ARG",
+        largest >= 0
+          ? `--rank ${opts.rank} does not fit ${opts.budget} bits per weight on ${layer} [${n}, ${k}] (each rank costs ${((16 * (n + k)) / (n * k)).toFixed(3)} bits per weight at float16); the largest rank that fits is ${largest} — lower --rank or raise --bits-per-weight`
+          : `--bits-per-weight ${opts.budget} is below the smallest ReALLM shape for ${layer} [${n}, ${k}] (${cheapest.toFixed(3)} bits per weight with ${cheapestShape} and rank 0); raise the budget`,
+      );
+    }
+    throw new SlimtuneError(
+      "E_ARG",
+      `--bits-per-weight ${opts.budget} is below the smallest ReALLM shape for ${layer} [${n}, ${k}]: ${Number.isFinite(cheapest) ? `${cheapest.toFixed(3)} bits per weight (${cheapestShape}, rank 0, codes + block scales + codebook)` : "no VQ shape divides its columns"}; raise --bits-per-weight`,
+    );
+  }
+  return out;
+}
+
+function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: Float32Array, vq: VqResult): ReallmLinear {
+  return { kind: "reallm", spec: { ...spec, permuted: vq.perm !== null }, outFeatures: n, inFeatures: k, l1, l2, vqCodes: vq.vqCodes, codebook: vq.codebook, scaleCodes: vq.scaleCodes, rowScales: vq.rowScales, perm: vq.perm, bias: null };
+}
+
+/** ReALLM-quantizes one matrix W [n, k] within the budget. */
+export async function quantizeReallmLayer(w: Float32Array, n: number, k: number, opts: ReallmOptions, layer = "the layer", layerSeed = 0): Promise<{ layer: ReallmLinear; report: ReallmLayerReport }> {
+  const started = performance.now();
+  const candidates = reallmCandidates(n, k, opts, layer);
+  let norm = 0;
+  for (const v of w) norm += v * v;
+  norm = Math.sqrt(norm);
+  let kmeansSeconds = 0;
+  let svdSeconds = 0;
+  const fit = async (spec: ReallmSpec, permuted: boolean, maxIterations: number, seed: number, kmeansIterations = opts.kmeansIterations ?? 10) => {
+    const vqShape = { vqDim: spec.vqDim, codeBits: spec.codeBits, blockSize: spec.blockSize, scaleBits: spec.scaleBits, permuted };
+    // Each alternation's k-means starts from the previous codebook: the residual moves only a little.
+    let warm: Float32Array | undefined;
+    const res = await alternatingInit(w, n, k, spec.rank, async (residual) => {
+      const vq = await vqQuantize(residual, n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, layer, ...(warm ? { init: warm } : {}) });
+      warm = vq.codebook;
+      return { deq: vq.deq, state: vq };
+    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16" });
+    kmeansSeconds += res.quantizeSeconds;
+    svdSeconds += res.svdSeconds;
+    return res;
+  };
+  const seed = opts.seed * 1000 + layerSeed * 7;
+  const permuteFirst = opts.permute === true;
+  const tried: ReallmLayerReport["candidates"] = [];
+  let winner: ReallmCandidate = candidates[0]!;
+  let winnerError = Infinity;
+  if (candidates.length > 1) {
+    for (const cand of candidates) {
+      // Ranking only needs a rough fit: 5 Lloyd iterations.
+      const res = await fit(cand.spec, permuteFirst, 1, seed, Math.min(5, opts.kmeansIterations ?? 10));
+      const error = res.errors[0]!;
+      tried.push({ rank: cand.spec.rank, vqDim: cand.spec.vqDim, codeBits: cand.spec.codeBits, bitsPerWeight: cand.bitsPerWeight, error: error / norm });
+      if (error < winnerError) {
+        winnerError = error;
+        winner = cand;
+      }
+    }
+  }
+  let best = await fit(winner.spec, permuteFirst, opts.maxIterations ?? 6, seed);
+  if (opts.permute === "auto") {
+    const withPerm = await fit(winner.spec, true, opts.maxIterations ?? 6, seed);
+    if (Math.min(...withPerm.errors) < Math.min(...best.errors)) best = withPerm;
+  }
+  const spec: ReallmSpec = { ...winner.spec, permuted: best.state.perm !== null };
+  const q = toLayer(spec, n, k, best.factors.l1, best.factors.l2, best.state);
+  return {
+    layer: q,
+    report: {
+      path: layer,
+      spec: q.spec,
+      bitsPerWeight: reallmBitsPerWeight(q.spec, n, k),
+      relativeError: Math.min(...best.errors) / norm,
+      errors: best.errors.map((e) => e / norm),
+      candidates: tried,
+      svdSeconds,
+      kmeansSeconds,
+      seconds: (performance.now() - started) / 1000,
+    },
+  };
+}
+
+export interface ReallmModelReport {
+  budget: number;
+  layers: ReallmLayerReport[];
+  seconds: number;
+}
+
+/** ReALLM-quantizes every linear layer of `model`'s blocks. */
+export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptions, onProgress?: (done: number, total: number, path: string) => void): Promise<{ qm: QuantizedModel; report: ReallmModelReport }> {
+  const started = performance.now();
+  const layers = linearLayers(model.config);
+  // Every layer's budget is checked before any work.
+  for (const l of layers) reallmCandidates(l.outFeatures, l.inFeatures, opts, l.path);
+  const linears = new Map<string, QuantizedLinear>();
+  const reports: ReallmLayerReport[] = [];
+  const owned = new Set<string>();
+  for (const [i, l] of layers.entries()) {
+    const w = model.weights.get(`${l.path}.weight`);
+    if (!w) throw new SlimtuneError("E_ARG", `model has no weight "${l.path}.weight"; ReALLM needs a LLaMA-family model loaded with LlamaModel.load`);
+    const { layer, report } = await quantizeReallmLayer(w.data, l.outFeatures, l.inFeatures, opts, l.path, i);
+    const bias = model.weights.get(`${l.path}.bias`);
+    if (bias) layer.bias = bias.data;
+    linears.set(l.path, layer);
+    reports.push(report);
+    owned.add(`${l.path}.weight`).add(`${l.path}.bias`);
+    onProgress?.(i + 1, layers.length, l.path);
+  }
+  const dense = new Map<string, HostParam>();
+  for (const [name, p] of model.weights) if (!owned.has(name)) dense.set(name, p);
+  const spec = mostCommonSpec([...linears.values()].map((q) => q.spec as ReallmSpec))!;
+  return {
+    qm: { config: model.config, spec, linears, dense, sourceDir: model.sourceDir, method: { name: "reallm", config: { budget_bits_per_weight: opts.budget } } },
+    report: { budget: opts.budget, layers: reports, seconds: (performance.now() - started) / 1000 },
+  };
+}

@@ -1,0 +1,183 @@
+// ReALLM's vector quantizer for a residual matrix R [N, K] (types.ts ReallmSpec):
+// 1. optionally permute columns inside each block so that correlated columns share a sub-vector;
+// 2. scale each row's blocks of `blockSize` columns by their absmax — the scales themselves coded
+//    in `scaleBits` bits against a float16 per-row maximum (rounded up, so no value exceeds ±1);
+// 3. cluster the normalised d-dimensional sub-vectors of the whole matrix with k-means into
+//    2^codeBits centroids (rounded to float16, as stored) and replace each by its nearest centroid.
+
+import { SlimtuneError } from "../core/errors.js";
+import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
+import type { Rng } from "../core/rng.js";
+import { type NearestCentroid, kmeans } from "./linalg/kmeans.js";
+import type { ReallmSpec } from "./types.js";
+
+export type VqShape = Pick<ReallmSpec, "vqDim" | "codeBits" | "blockSize" | "scaleBits" | "permuted">;
+
+export interface VqResult {
+  vqCodes: Uint8Array;
+  codebook: Float32Array;
+  scaleCodes: Uint8Array;
+  rowScales: Float32Array;
+  perm: Int32Array | null;
+  /** Q̂ [N, K] in original column order. */
+  deq: Float32Array;
+  /** ‖R − Q̂‖²_F. */
+  error: number;
+  kmeansIterations: number;
+}
+
+/** The smallest float16 value ≥ x (x ≥ 0). */
+function f16Ceil(x: number): number {
+  const r = roundToF16(x);
+  if (r >= x) return r;
+  return f16BitsToF32(f32ToF16Bits(r) + 1);
+}
+
+/** Checks a VQ shape against a [n, k] matrix; E_ARG saying what to change. */
+export function checkVqShape(shape: VqShape, n: number, k: number, layer: string): void {
+  const { vqDim: d, codeBits: c, blockSize: bs } = shape;
+  if (![1, 2, 4, 8].includes(d)) throw new SlimtuneError("E_ARG", `--vq-dim ${d} is not supported; use 1, 2, 4 or 8 values per codebook entry (ReALLM's default is 2)`);
+  if (!Number.isInteger(c) || c < 1 || c > 8) throw new SlimtuneError("E_ARG", `a codebook of 2^${c} entries is not supported; code bits must be 1…8 (at most 256 centroids)`);
+  if (!Number.isInteger(bs) || bs % d !== 0 || k % bs !== 0 || bs > 256) {
+    throw new SlimtuneError("E_ARG", `VQ block size ${bs} must divide the ${k} input columns of ${layer}, be a multiple of the sub-vector length ${d} and at most 256`);
+  }
+  const subVectors = (n * k) / d;
+  if (1 << c > subVectors) {
+    throw new SlimtuneError(
+      "E_ARG",
+      `a codebook of 2^${c} = ${1 << c} centroids is larger than the ${subVectors} sub-vectors of ${layer} to cluster; use at most ${Math.floor(Math.log2(subVectors))} code bits`,
+    );
+  }
+  if (shape.scaleBits !== 8) throw new SlimtuneError("E_ARG", `block scales are stored as 8-bit codes; scale bits ${shape.scaleBits} is not supported`);
+}
+
+/**
+ * A permutation of the columns within each block of `bs` that groups them into runs of `d` whose
+ * values move together: greedily, each run starts at the unassigned column of largest norm and takes
+ * the unassigned columns of largest mean |correlation| with the run so far.
+ */
+export function correlatedPermutation(r: Float32Array, n: number, k: number, bs: number, d: number): Int32Array {
+  const perm = new Int32Array(k);
+  const cols = new Float64Array(bs * n);
+  for (let b = 0; b < k / bs; b++) {
+    const c0 = b * bs;
+    for (let j = 0; j < bs; j++) for (let i = 0; i < n; i++) cols[j * n + i] = r[i * k + c0 + j]!;
+    const norm = new Float64Array(bs);
+    for (let j = 0; j < bs; j++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) s += cols[j * n + i]! ** 2;
+      norm[j] = Math.sqrt(s);
+    }
+    const corr = new Float64Array(bs * bs);
+    for (let a = 0; a < bs; a++) {
+      for (let c = a + 1; c < bs; c++) {
+        let s = 0;
+        for (let i = 0; i < n; i++) s += cols[a * n + i]! * cols[c * n + i]!;
+        const v = norm[a]! > 0 && norm[c]! > 0 ? Math.abs(s) / (norm[a]! * norm[c]!) : 0;
+        corr[a * bs + c] = v;
+        corr[c * bs + a] = v;
+      }
+    }
+    const used = new Uint8Array(bs);
+    let at = c0;
+    for (let run = 0; run < bs / d; run++) {
+      let first = -1;
+      for (let j = 0; j < bs; j++) if (!used[j] && (first < 0 || norm[j]! > norm[first]!)) first = j;
+      const members = [first];
+      used[first] = 1;
+      while (members.length < d) {
+        let best = -1;
+        let bestScore = -1;
+        for (let j = 0; j < bs; j++) {
+          if (used[j]) continue;
+          let score = 0;
+          for (const m of members) score += corr[m * bs + j]!;
+          if (score > bestScore) {
+            bestScore = score;
+            best = j;
+          }
+        }
+        members.push(best);
+        used[best] = 1;
+      }
+      for (const m of members) perm[at++] = c0 + m;
+    }
+  }
+  return perm;
+}
+
+export interface VqOptions {
+  rng: Rng;
+  nearest: NearestCentroid;
+  /** Lloyd iterations at most. */
+  iterations?: number;
+  /** Warm start: a codebook [2^codeBits, d] fitted to a nearby residual (the previous alternation). */
+  init?: Float32Array;
+  layer?: string;
+}
+
+/** Vector-quantizes R [n, k] with `shape`. */
+export async function vqQuantize(r: Float32Array, n: number, k: number, shape: VqShape, opts: VqOptions): Promise<VqResult> {
+  const layer = opts.layer ?? "the layer";
+  checkVqShape(shape, n, k, layer);
+  const { vqDim: d, codeBits: c, blockSize: bs, scaleBits } = shape;
+  const blocks = k / bs;
+  const maxCode = (1 << scaleBits) - 1;
+  const perm = shape.permuted ? correlatedPermutation(r, n, k, bs, d) : null;
+  const col = (p: number) => (perm ? perm[p]! : p);
+
+  const scaleCodes = new Uint8Array(n * blocks);
+  const rowScales = new Float32Array(n);
+  const scale = new Float64Array(n * blocks);
+  for (let i = 0; i < n; i++) {
+    const absmax = new Float64Array(blocks);
+    let rowMax = 0;
+    for (let b = 0; b < blocks; b++) {
+      let m = 0;
+      for (let j = b * bs; j < (b + 1) * bs; j++) {
+        const v = Math.abs(r[i * k + j]!);
+        if (!Number.isFinite(v)) throw new SlimtuneError("E_ARG", `value [${i}, ${j}] of ${layer} is not finite; the weights are corrupt`);
+        if (v > m) m = v;
+      }
+      absmax[b] = m;
+      if (m > rowMax) rowMax = m;
+    }
+    const rs = f16Ceil(rowMax);
+    rowScales[i] = rs;
+    for (let b = 0; b < blocks; b++) {
+      const code = rs === 0 ? 0 : Math.min(maxCode, Math.ceil((absmax[b]! / rs) * maxCode));
+      scaleCodes[i * blocks + b] = code;
+      scale[i * blocks + b] = (code / maxCode) * rs;
+    }
+  }
+
+  const count = (n * k) / d;
+  const points = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < k; p++) {
+      const s = scale[i * blocks + Math.floor(p / bs)]!;
+      points[i * k + p] = s > 0 ? r[i * k + col(p)]! / s : 0;
+    }
+  }
+  const km = await kmeans(points, count, d, 1 << c, { rng: opts.rng, nearest: opts.nearest, iterations: opts.iterations ?? 30, ...(opts.init ? { init: opts.init } : {}) });
+  const codebook = Float32Array.from(km.centroids, roundToF16);
+  const vqCodes = new Uint8Array(count);
+  vqCodes.set(km.assign);
+  await opts.nearest.assign(points, count, d, codebook, 1 << c, vqCodes);
+
+  const deq = new Float32Array(n * k);
+  let error = 0;
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < k; p += d) {
+      const s = scale[i * blocks + Math.floor(p / bs)]!;
+      const cc = vqCodes[(i * k + p) / d]! * d;
+      for (let t = 0; t < d; t++) {
+        const j = col(p + t);
+        const v = s * codebook[cc + t]!;
+        deq[i * k + j] = v;
+        error += (r[i * k + j]! - v) ** 2;
+      }
+    }
+  }
+  return { vqCodes, codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: km.iterations };
+}

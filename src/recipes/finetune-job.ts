@@ -1,0 +1,104 @@
+// One fine-tuning run described by plain data (so it can cross into a worker thread): load the
+// base, create the method from its definition, read the task's data, train, and publish the
+// result beside the run's checkpoint and metrics. `slimtune finetune` runs it in a worker.
+
+import fs from "node:fs";
+import path from "node:path";
+import { SlimtuneError } from "../core/errors.js";
+import { publishInto } from "../core/publish.js";
+import { tokenizeExamples } from "../data/examples.js";
+import { tokenizeFile } from "../data/text-file.js";
+import { readLabelledTsv } from "../data/tsv.js";
+import { findClassifierHead } from "../formats/classifier-head.js";
+import { loadTokenizer } from "../formats/tokenizer.js";
+import type { FlagValues } from "../methods/flags.js";
+import type { MethodDefinition } from "../methods/method.js";
+import { findMethod } from "../methods/registry.js";
+import { loadBase } from "../models/load.js";
+import { classifyTask } from "../train/classify-task.js";
+import { lmTask } from "../train/lm-task.js";
+import { type TrainHooks, type TrainOptions, type TrainSummary, train } from "../train/loop.js";
+import { AdamW } from "../train/adamw.js";
+import type { TrainTask } from "../train/task.js";
+
+export type JobTask =
+  | { kind: "lm"; dataFile: string; batch: number; seq: number; heldOut: number; evalTokens: number }
+  | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number };
+
+export interface FinetuneJob {
+  modelDir: string;
+  method: string;
+  /** The method's own flag values (defaults filled in). */
+  methodOptions: FlagValues<MethodDefinition["flags"]>;
+  adapter?: string;
+  task: JobTask;
+  train: TrainOptions;
+}
+
+export interface FinetuneResult {
+  summary: TrainSummary;
+  /** What the method's own first phase reported (ReALLM's block-wise fit), when it has one. */
+  prepared?: Record<string, unknown>;
+  /** Files published into the run folder, with their sizes (empty when the run was stopped). */
+  files: Record<string, number>;
+}
+
+export interface JobHooks extends TrainHooks {
+  onStart?: (method: string, totalSteps: number) => void;
+  /** A line about the method's own first phase. */
+  onLog?: (message: string) => void;
+}
+
+export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Promise<FinetuneResult> {
+  const definition = findMethod(job.method);
+  const base = loadBase(job.modelDir);
+  const method = definition.create(base, job.methodOptions, { seed: job.train.seed, adapter: job.adapter });
+  const tokenizer = await loadTokenizer(job.modelDir);
+  const t = job.task;
+  let task: TrainTask;
+  let textTokens: Int32Array;
+  if (t.kind === "lm") {
+    textTokens = tokenizeFile(t.dataFile, tokenizer);
+    task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
+  } else {
+    const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
+    textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));
+    const dev = t.evalFile ? readLabelledTsv(t.evalFile) : null;
+    const numLabels = t.numLabels ?? Math.max(...examples.map((e) => e.label + 1), dev?.numLabels ?? 2);
+    const head = findClassifierHead(job.adapter ? [job.adapter] : [job.modelDir]);
+    task = classifyTask(method.config, examples, dev ? tokenizeExamples(dev.examples, tokenizer) : [], {
+      batch: t.batch,
+      maxLen: t.maxLen,
+      numLabels,
+      padId: method.config.eosTokenId ?? 0,
+      seed: job.train.seed,
+      head: head?.head,
+      evalExamples: t.evalExamples,
+    });
+  }
+  if (!(job.train.steps >= 1)) throw new SlimtuneError("E_ARG", `--steps ${job.train.steps} must be a positive integer`);
+  // A method's own first phase (ReALLM's block-wise fit), skipped when resuming a run.
+  const prepared =
+    method.prepare && !job.train.resume
+      ? await method.prepare({
+          tokens: textTokens,
+          seq: t.kind === "lm" ? t.seq : t.maxLen,
+          seed: job.train.seed,
+          threads: job.train.threads,
+          optimizer: (params) => new AdamW(params),
+          log: (m) => hooks.onLog?.(m),
+        })
+      : null;
+  hooks.onStart?.(method.name, job.train.steps);
+  const summary = await train(method, task, job.train, hooks);
+  let files: Record<string, number> = {};
+  if (!summary.stopped) {
+    const out = job.train.outDir;
+    const written = publishInto(out, (tmp) => {
+      method.save(tmp);
+      task.saveExtra(tmp);
+    });
+    files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(out, f)).size]));
+  }
+  return { summary, files, ...(prepared ? { prepared } : {}) };
+}
