@@ -29,7 +29,22 @@ export interface GraphOutputs {
   [name: string]: Value;
 }
 
-export function toOnnxBytes(graph: Graph, outputs: GraphOutputs): Uint8Array {
+/**
+ * Constants the outputs depend on: what the ONNX file holds as initializers (unless lifted).
+ */
+export function usedConstants(graph: Graph, outputs: GraphOutputs): Value[] {
+  const outs = Object.values(outputs);
+  const used = new Set<Value>(outs.filter((v) => v.kind === "constant"));
+  for (const node of liveNodes(graph, outs)) for (const x of node.inputs) if (x.kind === "constant") used.add(x);
+  return graph.constants.filter((c) => used.has(c));
+}
+
+/**
+ * The graph as ONNX bytes. Constants in `lift` are written as graph inputs instead of initializers
+ * (the runtime feeds them): protobuf caps a file at 2 GB, and frozen weights past that must travel
+ * beside it.
+ */
+export function toOnnxBytes(graph: Graph, outputs: GraphOutputs, lift: ReadonlySet<Value> = new Set()): Uint8Array {
   const names = new Map<Value, string>();
   const outputEntries = Object.entries(outputs);
   const extraNodes: ReturnType<typeof create<typeof NodeProtoSchema>>[] = [];
@@ -59,9 +74,9 @@ export function toOnnxBytes(graph: Graph, outputs: GraphOutputs): Uint8Array {
   const g = create(GraphProtoSchema, {
     name: "slimtune",
     node: [...nodes, ...extraNodes],
-    input: graph.inputs.map((v) => valueInfo(v.name!, v)),
+    input: [...graph.inputs, ...graph.constants.filter((c) => usedConstants.has(c) && lift.has(c))].map((v) => valueInfo(v.name!, v)),
     output: outputEntries.map(([name, v]) => valueInfo(name, v)),
-    initializer: graph.constants.filter((c) => usedConstants.has(c)).map(tensorProto),
+    initializer: graph.constants.filter((c) => usedConstants.has(c) && !lift.has(c)).map(tensorProto),
   });
   const model = create(ModelProtoSchema, {
     irVersion: IR_VERSION,

@@ -5,7 +5,14 @@ import { SlimtuneError } from "../core/errors.js";
 import { type DType, type HostArray, type Shape, fmtShape, numel } from "./dtype.js";
 import { type SymbolTable, isStaticShape } from "./dims.js";
 import type { Graph } from "./graph.js";
-import { type GraphOutputs, toOnnxBytes } from "./onnx-writer.js";
+import type { Value } from "./graph.js";
+import { type GraphOutputs, toOnnxBytes, usedConstants } from "./onnx-writer.js";
+
+/**
+ * Initializer bytes a session file may hold. Protobuf caps an ONNX file at 2 GB; past this, the
+ * largest constants (frozen weights) become inputs that every run feeds from memory without a copy.
+ */
+export const defaultMaxInitializerBytes = 1.75 * 2 ** 30;
 
 export interface HostTensor {
   data: HostArray;
@@ -31,6 +38,8 @@ export interface SessionOptions {
    * executor), each op then using `threads` intra-op threads. Default 1: one op at a time.
    */
   interOpThreads?: number;
+  /** Constants past this many bytes in all are fed as inputs instead (default 1.75 GiB; see above). */
+  maxInitializerBytes?: number;
 }
 
 const ortType: Record<DType, ort.Tensor.Type> = {
@@ -54,10 +63,14 @@ export class CompiledGraph {
     readonly onnxBytes: number,
     /** Checks the sizes fed for symbolic dims; null for static graphs. */
     private readonly dims: SymbolTable | null,
+    /** Constants lifted out of the file (see maxInitializerBytes), fed by every run. */
+    private readonly liftedFeeds: Readonly<Record<string, ort.Tensor>>,
   ) {}
 
   static async compile(graph: Graph, outputs: GraphOutputs, opts: SessionOptions = {}): Promise<CompiledGraph> {
-    const bytes = toOnnxBytes(graph, outputs);
+    const lifted = constantsToLift(usedConstants(graph, outputs), opts.maxInitializerBytes ?? defaultMaxInitializerBytes);
+    const bytes = toOnnxBytes(graph, outputs, lifted);
+    const liftedFeeds = Object.fromEntries([...lifted].map((c) => [c.name!, new ort.Tensor(ortType[c.dtype], c.data as never, c.shape as number[])]));
     const config = { ...opts.config };
     if (graph.disabledOptimizers.size > 0) {
       const prior = config["optimization.disable_specified_optimizers"];
@@ -80,7 +93,7 @@ export class CompiledGraph {
     }
     const inputs = new Map(graph.inputs.map((v) => [v.name!, { shape: v.shape, dtype: v.dtype }]));
     const symbolic = graph.inputs.some((v) => !isStaticShape(v.shape));
-    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength, symbolic ? graph.dims : null);
+    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength, symbolic ? graph.dims : null, liftedFeeds);
   }
 
   /**
@@ -88,7 +101,7 @@ export class CompiledGraph {
    * dims take any size there, as long as every symbol has one value across all feeds.
    */
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[] = this.outputNames): Promise<Record<string, HostTensor>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
+    const ortFeeds: Record<string, ort.Tensor> = { ...this.liftedFeeds };
     const bound = new Map<string, number>();
     const compound: Array<() => void> = [];
     for (const [name, sig] of this.inputs) {
@@ -145,4 +158,17 @@ function nestConfig(config: Record<string, string>): Record<string, Record<strin
     (out[group] ??= {})[key.slice(dot + 1)] = value;
   }
   return out;
+}
+
+/** The largest constants, until the rest fit in `maxBytes`. */
+function constantsToLift(constants: readonly Value[], maxBytes: number): Set<Value> {
+  const bytesOf = (c: Value) => (c.data as HostArray).byteLength;
+  let total = constants.reduce((t, c) => t + bytesOf(c), 0);
+  const lifted = new Set<Value>();
+  for (const c of [...constants].sort((a, b) => bytesOf(b) - bytesOf(a))) {
+    if (total <= maxBytes) break;
+    lifted.add(c);
+    total -= bytesOf(c);
+  }
+  return lifted;
 }
