@@ -40,6 +40,8 @@ const flagSpec = {
   warmup: { type: "int", default: 0, help: "warm-up steps (0: the shape's default)" },
   threads: { type: "int", default: 2, help: "slimtune's ORT threads" },
   "no-peer": { type: "bool", default: false, help: "skip the PyTorch peer" },
+  "peer-threads": { type: "list", default: ["1", "2"], help: "the peer's thread counts (best kept)" },
+  merge: { type: "bool", default: false, help: "keep the other shapes' and methods' rows of an existing --out" },
   "checkpoint-activations": { type: "bool", default: false, help: "slimtune recomputes each block in the backward" },
   out: { type: "string", default: path.join(here, "results/methods.json"), help: "results file" },
   child: { type: "string", default: "", help: "(internal) prep | train | gemm" },
@@ -201,7 +203,7 @@ async function runChild(a, kind, shape, method = "") {
 async function peerBest(a, shape, method) {
   const spec = SHAPES[shape];
   const runs = [];
-  for (const threads of [1, 2]) {
+  for (const threads of a["peer-threads"].map(Number)) {
     await H.waitQuiet({ threshold: 0.25, pollS: 10, maxWaitS: 120, what: `peer ${shape} ${method} t${threads}`, samples: 1 });
     try {
       const { json, run } = await H.peer({
@@ -229,7 +231,9 @@ async function parent(a) {
   H.ensureBuilt();
   fs.mkdirSync(cache, { recursive: true });
   const machine = H.machineInfo();
+  const previous = a.merge && fs.existsSync(a.out) ? JSON.parse(fs.readFileSync(a.out, "utf8")).rows : [];
   const rows = [];
+  const allRows = () => [...previous.filter((p) => !rows.some((r) => r.shape === p.shape && r.method === p.method)), ...rows];
   for (const shape of a.shapes) {
     if (!SHAPES[shape]) throw new Error(`unknown shape ${shape}; known: ${Object.keys(SHAPES).join(", ")}`);
     const prep = await runChild(a, "prep", shape);
@@ -253,10 +257,10 @@ async function parent(a) {
       }
       rows.push(row);
       fs.mkdirSync(path.dirname(a.out), { recursive: true });
-      fs.writeFileSync(a.out, `${JSON.stringify({ benchmark: "methods", machine, command: `node bench/methods.mjs ${process.argv.slice(2).join(" ")}`.trim(), rows }, null, 1)}\n`);
+      fs.writeFileSync(a.out, `${JSON.stringify({ benchmark: "methods", machine, command: `node bench/methods.mjs ${process.argv.slice(2).join(" ")}`.trim(), rows: allRows() }, null, 1)}\n`);
     }
   }
-  const table = rows.map((r) => [
+  const table = allRows().map((r) => [
     r.shape, r.method, `${r.batch}×${r.seq}`,
     r.skipped ? "skipped" : (r.slimtune?.tokens_per_s ?? r.slimtune?.error ?? "–"),
     r.peer?.tokens_per_s ?? (r.peer_runs ? "did not fit / failed" : "–"),
