@@ -22,6 +22,11 @@ const SPEC = {
 const a = H.parseFlags(process.argv.slice(2), SPEC, "node bench/parallel-ab.mjs");
 H.ensureBuilt();
 const dirOf = (m) => (m === "ref-llama-5m" ? H.baseModel : path.join(H.root, "bench/.cache", m, "float"));
+// The random shapes' folders have no tokenizer; the text is tokenized with ref-llama-5m's (ids < 4096 fit every vocabulary).
+for (const m of a.models) {
+  const dir = dirOf(m);
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) if (!fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(H.baseModel, f), path.join(dir, f));
+}
 const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-parallel-"));
 const rows = [];

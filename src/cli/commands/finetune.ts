@@ -47,7 +47,7 @@ export default defineCommand({
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     "checkpoint-activations": { type: "boolean", description: "Recompute each layer in the backward instead of keeping its activations (less memory, about one more forward per step)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
-    parallel: { type: "string", description: "lm: run each batch as N parts at once, one core each (same results)", default: "1" },
+    parallel: { type: "string", description: "lm: run each batch as N parts at once, one core each (same results; on 2 cores 0.55× the speed of 1, see docs/benchmarks.md)", default: "1" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
   },
   run: ({ args }) =>
