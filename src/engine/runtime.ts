@@ -165,6 +165,7 @@ function constantsToLift(constants: readonly Value[], maxBytes: number): Set<Val
   const bytesOf = (c: Value) => (c.data as HostArray).byteLength;
   let total = constants.reduce((t, c) => t + bytesOf(c), 0);
   const lifted = new Set<Value>();
+  if (total <= maxBytes) return lifted;
   for (const c of [...constants].sort((a, b) => bytesOf(b) - bytesOf(a))) {
     if (total <= maxBytes) break;
     lifted.add(c);

@@ -1,16 +1,17 @@
 // A batch split into two chains that ORT runs at once (one core each) is the same step: the same
 // loss and gradients as the batch in one chain, for full fine-tuning and for LoRA.
 
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, it } from "vitest";
 import { CompiledGraph, Graph, type HostTensor } from "../../src/engine/index.js";
 import { fullFineTuning } from "../../src/methods/full/index.js";
 import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import type { TuningMethod } from "../../src/methods/method.js";
-import { buildLmTrainGraph, gradName, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
+import { buildLmTrainGraph, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { Rng } from "../../src/core/rng.js";
 import { expectSlimtuneError } from "../formats/helpers.js";
 import { REF_MODEL } from "../helpers/paths.js";
+import { expectSameStep } from "../helpers/same-step.js";
 
 const B = 4;
 const T = 32;
@@ -41,18 +42,7 @@ describe("one batch as two parallel chains", () => {
     const method = make();
     const one = await step(method, 1);
     const two = await step(method, 2);
-    expect(Math.abs((two.loss!.data[0] as number) - (one.loss!.data[0] as number))).toBeLessThan(2e-6);
-    for (const name of method.trainable.keys()) {
-      const a = one[gradName(name)]!.data as Float32Array;
-      const b = two[gradName(name)]!.data as Float32Array;
-      let scale = 0;
-      let worst = 0;
-      a.forEach((v, i) => {
-        scale = Math.max(scale, Math.abs(v));
-        worst = Math.max(worst, Math.abs(v - b[i]!));
-      });
-      expect(worst, name).toBeLessThanOrEqual(1e-5 * Math.max(scale, 1e-3));
-    }
+    expectSameStep(method.trainable.keys(), one, two, 2e-6);
   });
 
   it("refuses a batch that does not split evenly", () => {
