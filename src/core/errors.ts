@@ -11,6 +11,9 @@ export type SlimtuneErrorCode =
   | "E_DATA" // a data file is empty or malformed
   | "E_CHECKPOINT" // a checkpoint cannot be resumed
   | "E_GGUF" // a GGUF file is corrupt, truncated or holds what slimtune cannot read
+  | "E_IO" // the file system refused: permission, disk full, a special file, a path that is a file
+  | "E_DIVERGED" // training produced non-finite values or its loss diverged; nothing was published
+  | "E_MEMORY" // the run would not fit in free memory
   | "E_ENGINE"; // the graph or ONNX Runtime rejected something (a bug if a user sees it)
 
 export class SlimtuneError extends Error {
@@ -22,4 +25,16 @@ export class SlimtuneError extends Error {
   ) {
     super(file ? `${file}: ${message}` : message);
   }
+}
+
+/** Caps a piece of user input quoted in a message, so an error never prints megabytes. */
+export function quote(value: unknown, max = 80): string {
+  let text: string;
+  try {
+    text = typeof value === "string" ? value : String(JSON.stringify(value) ?? value);
+  } catch {
+    // Deeply nested or cyclic input: say what it is, not what it holds.
+    text = Array.isArray(value) ? "[array]" : typeof value === "object" && value !== null ? "{object}" : String(value);
+  }
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
 }
