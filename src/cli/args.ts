@@ -1,6 +1,7 @@
 // Typed parsing of CLI flag values (citty hands over strings), and the error printer every command shares.
 
 import { SlimtuneError } from "../core/errors.js";
+import { ioError } from "../core/io.js";
 
 export function intArg(flag: string, value: string | undefined, fallback: number, min = 1): number {
   if (value === undefined || value === "") return fallback;
@@ -26,13 +27,25 @@ export async function runAction(body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (e) {
-    if (e instanceof SlimtuneError) {
-      process.stderr.write(`slimtune: error ${e.code}: ${e.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    throw e;
+    reportError(e);
   }
+}
+
+/**
+ * Prints an error as one line with its code and sets exit code 2. A file-system failure that escaped
+ * as a Node error (it has a syscall and a path) is typed here too. Anything else is a bug: its stack
+ * is printed and the exit code is 1.
+ */
+export function reportError(e: unknown): void {
+  const errno = e as NodeJS.ErrnoException;
+  const typed = e instanceof SlimtuneError ? e : errno?.syscall && errno.path ? ioError(e, errno.path, errno.syscall) : null;
+  if (typed) {
+    process.stderr.write(`slimtune: error ${typed.code}: ${typed.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  process.stderr.write(`slimtune: internal error (please report it): ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exitCode = 1;
 }
 
 export function printJson(value: unknown): void {

@@ -4,10 +4,11 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { tempSiblingPrefix } from "./output.js";
 
 export function publishInto(outDir: string, build: (tmpDir: string) => void): string[] {
   fs.mkdirSync(outDir, { recursive: true });
-  const tmpDir = fs.mkdtempSync(path.join(path.dirname(path.resolve(outDir)), `.${path.basename(outDir)}.publish-`));
+  const tmpDir = fs.mkdtempSync(tempSiblingPrefix(outDir, "publish"));
   try {
     // build() may replace tmpDir wholesale (replaceDirAtomic), so only its final contents count.
     build(tmpDir);

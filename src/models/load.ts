@@ -7,12 +7,20 @@ import { readLlamaGguf } from "../formats/gguf/llama.js";
 import { isQuantizedFolder, loadQuantizedFolder } from "../formats/quantized/index.js";
 import { isGgufFile } from "../formats/tokenizer.js";
 import type { QuantizedModel } from "../quant/types.js";
+import { assertFiniteBase } from "./finite.js";
 import { LlamaModel } from "./llama/model.js";
 
 /** A model folder as loaded: float weights, or a quantized model. */
 export type LoadedBase = { kind: "float"; model: LlamaModel } | { kind: "quantized"; model: QuantizedModel };
 
+/** Opens a model folder or GGUF file; weights with Inf or NaN are refused (models/finite.ts). */
 export function loadBase(dir: string): LoadedBase {
+  const base = openBase(dir);
+  assertFiniteBase(base, dir);
+  return base;
+}
+
+function openBase(dir: string): LoadedBase {
   if (isGgufFile(dir)) {
     const { config, weights } = readLlamaGguf(dir);
     return { kind: "float", model: new LlamaModel(config, weights, dir) };

@@ -17,13 +17,20 @@ import { findMethod } from "../methods/registry.js";
 import { loadBase } from "../models/load.js";
 import { classifyTask } from "../train/classify-task.js";
 import { lmTask } from "../train/lm-task.js";
-import { type TrainHooks, type TrainOptions, type TrainSummary, train } from "../train/loop.js";
+import { type TrainHooks, type TrainOptions, type TrainSummary, train as trainLoop } from "../train/loop.js";
+import { checkTrainingMemory, estimateTrainingMemory } from "../train/memory.js";
+import type { TuningMethod } from "../methods/method.js";
+import os from "node:os";
 import { AdamW } from "../train/adamw.js";
 import type { TrainTask } from "../train/task.js";
 
-export type JobTask =
+export type JobTask = (
   | { kind: "lm"; dataFile: string; batch: number; seq: number; heldOut: number; evalTokens: number }
-  | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number };
+  | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number }
+) & {
+  /** Sequences longer than the model's max_position_embeddings are refused unless this is set. */
+  allowLongContext?: boolean;
+};
 
 export interface FinetuneJob {
   modelDir: string;
@@ -55,6 +62,7 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
   const method = definition.create(base, job.methodOptions, { seed: job.train.seed, adapter: job.adapter });
   const tokenizer = await loadTokenizer(job.modelDir);
   const t = job.task;
+  checkContext(t.kind === "lm" ? t.seq : t.maxLen, t.kind === "lm" ? "--seq" : "--max-len", method.config.maxPositionEmbeddings, t.allowLongContext ?? false);
   let task: TrainTask;
   let textTokens: Int32Array;
   if (t.kind === "lm") {
@@ -64,7 +72,8 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
     textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));
     const dev = t.evalFile ? readLabelledTsv(t.evalFile) : null;
-    const numLabels = t.numLabels ?? Math.max(...examples.map((e) => e.label + 1), dev?.numLabels ?? 2);
+    // A loop, not Math.max(...spread): a spread of 130,000 labels overflows the stack.
+    const numLabels = t.numLabels ?? examples.reduce((m, e) => Math.max(m, e.label + 1), dev?.numLabels ?? 2);
     const head = findClassifierHead(job.adapter ? [job.adapter] : [job.modelDir]);
     task = classifyTask(method.config, examples, dev ? tokenizeExamples(dev.examples, tokenizer) : [], {
       batch: t.batch,
@@ -77,6 +86,7 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     });
   }
   if (!(job.train.steps >= 1)) throw new SlimtuneError("E_ARG", `--steps ${job.train.steps} must be a positive integer`);
+  const train = { ...job.train, checkpointActivations: fitMemory(method, task, t, job.train, hooks) };
   // A method's own first phase (ReALLM's block-wise fit), skipped when resuming a run.
   const prepared =
     method.prepare && !job.train.resume
@@ -90,7 +100,7 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
         })
       : null;
   hooks.onStart?.(method.name, job.train.steps);
-  const summary = await train(method, task, job.train, hooks);
+  const summary = await trainLoop(method, task, train, hooks);
   let files: Record<string, number> = {};
   if (!summary.stopped) {
     const out = job.train.outDir;
@@ -101,4 +111,37 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(out, f)).size]));
   }
   return { summary, files, ...(prepared ? { prepared } : {}) };
+}
+
+function checkContext(length: number, flag: string, positions: number, allowed: boolean): void {
+  if (length > positions && !allowed) {
+    throw new SlimtuneError(
+      "E_ARG",
+      `${flag} ${length} is longer than the model's max_position_embeddings (${positions}); use ${flag} ${positions} or less, or --allow-long-context if the model's RoPE scaling makes longer sequences meaningful`,
+    );
+  }
+}
+
+/**
+ * Checks the run against free memory before it starts; when it fits only with activation
+ * checkpointing, that is turned on (and said) rather than refusing the run.
+ */
+function fitMemory(method: TuningMethod, task: TrainTask, t: JobTask, opts: TrainOptions, hooks: JobHooks): boolean {
+  const trainableParameters = [...method.trainable.values(), ...task.extraTrainable.values()].reduce((n, p) => n + p.data.length, 0);
+  const base = {
+    config: method.config,
+    totalParameters: method.totalParameters,
+    trainableParameters,
+    batch: t.batch,
+    seq: t.kind === "lm" ? t.seq : t.maxLen,
+    ...(t.kind === "classify" ? { outputsPerToken: Number(task.fixed.num_labels ?? 2) } : {}),
+  };
+  const wanted = opts.checkpointActivations ?? false;
+  if (!wanted && estimateTrainingMemory({ ...base, checkpointActivations: false }).totalBytes > os.freemem()) {
+    checkTrainingMemory({ ...base, checkpointActivations: true });
+    hooks.onLog?.("the run would not fit in free memory with every activation kept: --checkpoint-activations is on (about one more forward per step)");
+    return true;
+  }
+  checkTrainingMemory({ ...base, checkpointActivations: wanted });
+  return wanted;
 }

@@ -10,7 +10,10 @@ import { Rng } from "../core/rng.js";
 import { AdamW } from "./adamw.js";
 import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "../formats/checkpoint.js";
 import { clipByGlobalNorm } from "./clip.js";
+import { DivergenceMonitor } from "./divergence.js";
 import { MetricsLog } from "./metrics-log.js";
+import { removeStaleTemps } from "../core/output.js";
+import { firstNonFinite } from "../models/finite.js";
 import { learningRateAt } from "./schedule.js";
 import type { BatchSampler, TaskEval, TrainTask } from "./task.js";
 
@@ -83,6 +86,8 @@ export interface TrainSummary {
   lastLoss: number | null;
   heldOutBefore: TaskEval | null;
   heldOutAfter: TaskEval | null;
+  /** Steps whose loss or gradients were non-finite, skipped without an update. */
+  skippedSteps: number;
   /** Peak resident memory of this process so far, MiB. */
   peakRssMb: number;
   outDir: string;
@@ -98,6 +103,8 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   });
   const fixed = { ...task.fixed, seed: opts.seed, accumulate: opts.accumulate };
   const checkpointDir = path.join(opts.outDir, "checkpoint");
+  // Temp folders of a checkpoint write that a killed run left behind.
+  removeStaleTemps(checkpointDir);
 
   let startStep = 0;
   let elapsedBefore = 0;
@@ -115,7 +122,10 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     rng = Rng.fromState(state.rng);
   }
   const sampler = task.sampler(rng);
-  const log = new MetricsLog(path.join(opts.outDir, "metrics.jsonl"), { append: opts.resume });
+  // A resumed run repeats the steps after its checkpoint: their first records are cut from the log.
+  const log = new MetricsLog(path.join(opts.outDir, "metrics.jsonl"), opts.resume ? { append: true, keepThroughStep: startStep } : { append: false });
+  // Language modelling only: a classifier that starts at chance would trip the uniform rule.
+  const monitor = new DivergenceMonitor(task.kind === "lm" ? Math.log(method.config.vocabSize) : null);
 
   const parallel = opts.parallel ?? 1;
   const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel } : { threads: opts.threads });
@@ -127,83 +137,106 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     return cache.get(spec.key, spec.build);
   };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
+  let done = startStep;
+  const diverged = (what: string) => {
+    log.write({ kind: "diverged", step: done, reason: what });
+    return new SlimtuneError("E_DIVERGED", `training diverged: ${what}; lower --lr (e.g. by 10×) or check the data; the last good checkpoint is kept, nothing was published`);
+  };
   const evaluate = async (at: number) => {
     const result = await task.evaluate(method, evalCache, weightFeeds());
     if (!result) return null;
     log.write({ kind: "eval", step: at, held_out_loss: result.loss, ...prefixed(result.metrics), examples: result.examples });
+    if (!Number.isFinite(result.loss)) throw diverged(`the held-out loss at step ${at} is ${result.loss}`);
     hooks.onEval?.(at, result);
     return result;
   };
-
-  const heldOutBefore = await evaluate(startStep);
-  const started = performance.now();
-  let firstLoss: number | null = null;
-  let lastLoss: number | null = null;
-  let done = startStep;
-  let stopped = false;
-  let ranTokens = 0;
-  const checkpoint = () => {
-    const state: CheckpointState = {
-      format: "slimtune-checkpoint",
-      version: 1,
-      method: method.name,
-      step: done,
-      rng: rng.getState(),
-      fixed,
-      elapsedSeconds: elapsedBefore + (performance.now() - started) / 1000,
-      tokensSeen,
-    };
-    saveCheckpoint(checkpointDir, state, trainable, optimizer.exportState());
-  };
-
-  for (let s = startStep; s < opts.steps; s++) {
-    const t0 = performance.now();
-    // A run shorter than the warm-up simply warms up for all of it.
-    const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
-    const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
-    const gradNorm = clipByGlobalNorm(grads, opts.clip);
-    const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
-    if (finite) optimizer.step(grads, lr);
-    done = s + 1;
-    tokensSeen += tokens;
-    ranTokens += tokens;
-    const seconds = (performance.now() - t0) / 1000;
-    const report = { step: done, loss, lr, gradNorm, tokensPerSecond: tokens / seconds };
-    firstLoss ??= loss;
-    lastLoss = loss;
-    log.write({ kind: "train", step: done, loss, lr, grad_norm: gradNorm, tokens_per_s: report.tokensPerSecond, skipped: !finite });
-    hooks.onStep?.(report, opts.steps);
-    if (opts.evalEvery > 0 && done % opts.evalEvery === 0 && done < opts.steps) await evaluate(done);
-    if (opts.checkpointEvery > 0 && done % opts.checkpointEvery === 0) checkpoint();
-    if (hooks.shouldStop?.()) {
-      stopped = true;
-      break;
+  // A checkpoint is only written from finite weights, so the last one on disk is always usable.
+  const assertFiniteWeights = () => {
+    for (const [name, p] of trainable) {
+      const i = firstNonFinite(p.data);
+      if (i >= 0) throw diverged(`after step ${done} the trainable tensor ${name} holds ${p.data[i]} at index ${i}`);
     }
-  }
-  checkpoint();
-  if (!stopped) method.finalize?.();
-  const heldOutAfter = stopped ? null : await evaluate(done);
-  const seconds = (performance.now() - started) / 1000;
-  log.close();
-  await cache.clear();
-  if (evalCache !== cache) await evalCache.clear();
-  return {
-    method: method.name,
-    steps: done,
-    resumedFrom: startStep,
-    stopped,
-    trainableParameters: [...trainable.values()].reduce((n, p) => n + p.data.length, 0),
-    totalParameters: method.totalParameters,
-    tokensSeen,
-    seconds,
-    tokensPerSecond: seconds > 0 ? ranTokens / seconds : 0,
-    firstLoss,
-    lastLoss,
-    heldOutBefore,
-    heldOutAfter,
-    peakRssMb: process.resourceUsage().maxRSS / 1024,
-    outDir: opts.outDir,
   };
+
+  try {
+    const heldOutBefore = await evaluate(startStep);
+    const started = performance.now();
+    let firstLoss: number | null = null;
+    let lastLoss: number | null = null;
+    let stopped = false;
+    let ranTokens = 0;
+    const checkpoint = () => {
+      assertFiniteWeights();
+      const state: CheckpointState = {
+        format: "slimtune-checkpoint",
+        version: 1,
+        method: method.name,
+        step: done,
+        rng: rng.getState(),
+        fixed,
+        elapsedSeconds: elapsedBefore + (performance.now() - started) / 1000,
+        tokensSeen,
+      };
+      saveCheckpoint(checkpointDir, state, trainable, optimizer.exportState());
+    };
+
+    for (let s = startStep; s < opts.steps; s++) {
+      const t0 = performance.now();
+      // A run shorter than the warm-up simply warms up for all of it.
+      const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
+      const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
+      const gradNorm = clipByGlobalNorm(grads, opts.clip);
+      const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
+      if (finite) optimizer.step(grads, lr);
+      done = s + 1;
+      tokensSeen += tokens;
+      ranTokens += tokens;
+      const seconds = (performance.now() - t0) / 1000;
+      const report = { step: done, loss, lr, gradNorm, tokensPerSecond: tokens / seconds };
+      firstLoss ??= loss;
+      lastLoss = loss;
+      log.write({ kind: "train", step: done, loss, lr, grad_norm: gradNorm, tokens_per_s: report.tokensPerSecond, skipped: !finite });
+      hooks.onStep?.(report, opts.steps);
+      try {
+        monitor.observe(done, loss, finite);
+      } catch (e) {
+        log.write({ kind: "diverged", step: done, reason: (e as Error).message });
+        throw e;
+      }
+      if (opts.evalEvery > 0 && done % opts.evalEvery === 0 && done < opts.steps) await evaluate(done);
+      if (opts.checkpointEvery > 0 && done % opts.checkpointEvery === 0) checkpoint();
+      if (hooks.shouldStop?.()) {
+        stopped = true;
+        break;
+      }
+    }
+    checkpoint();
+    if (!stopped) method.finalize?.();
+    const heldOutAfter = stopped ? null : await evaluate(done);
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      method: method.name,
+      steps: done,
+      resumedFrom: startStep,
+      stopped,
+      trainableParameters: [...trainable.values()].reduce((n, p) => n + p.data.length, 0),
+      totalParameters: method.totalParameters,
+      tokensSeen,
+      seconds,
+      tokensPerSecond: seconds > 0 ? ranTokens / seconds : 0,
+      firstLoss,
+      lastLoss,
+      heldOutBefore,
+      heldOutAfter,
+      skippedSteps: monitor.skipped,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+      outDir: opts.outDir,
+    };
+  } finally {
+    log.close();
+    await cache.clear();
+    if (evalCache !== cache) await evalCache.clear();
+  }
 }
 
 function prefixed(metrics: Record<string, number>): Record<string, number> {

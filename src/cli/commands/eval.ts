@@ -46,6 +46,7 @@ export default defineCommand({
     ctx: { type: "string", description: "lm: window length in tokens", default: "256" },
     "max-tokens": { type: "string", description: "lm: score only the first N tokens" },
     batch: { type: "string", description: "Windows or examples per forward pass", default: "8" },
+    "allow-long-context": { type: "boolean", description: "lm: allow --ctx past the model's max_position_embeddings (meaningful only with RoPE scaling)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     json: { type: "boolean", description: "Print one JSON object on stdout" },
   },
@@ -66,6 +67,10 @@ export default defineCommand({
       };
       if (args.task === "lm") {
         const ctx = intArg("ctx", args.ctx, 256, 2);
+        const positions = scoring.config.maxPositionEmbeddings;
+        if (ctx > positions && !args["allow-long-context"]) {
+          throw new SlimtuneError("E_ARG", `--ctx ${ctx} is longer than the model's max_position_embeddings (${positions}); use --ctx ${positions} or less, or --allow-long-context if its RoPE scaling makes that meaningful`);
+        }
         const maxTokens = args["max-tokens"] ? intArg("max-tokens", args["max-tokens"], 0, 2) : undefined;
         const tokens = tokenizeFile(dataFile, tokenizer, maxTokens);
         if (args.reference) {
@@ -84,6 +89,9 @@ export default defineCommand({
         }
         const r = await perplexity(scoring, cache, tokens, { ctx, batch, onProgress });
         (progress as Progress | null)?.stop();
+        if (!Number.isFinite(r.perplexity)) {
+          throw new SlimtuneError("E_DIVERGED", `the model${args.adapter ? " with this adapter" : ""} gives a non-finite loss (${r.meanNll}); its weights hold Inf/NaN — the result of a diverged run; re-train with a lower --lr`, args.adapter ?? modelDir);
+        }
         if (args.json) {
           printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ctx, ...r, tokens_per_s: r.tokens / r.seconds, peak_rss_mb: peakRssMb() });
         } else {

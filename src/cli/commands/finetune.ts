@@ -4,7 +4,11 @@
 
 import fs from "node:fs";
 import { defineCommand } from "citty";
+import { replaceDirAtomic } from "../../core/atomic.js";
 import { SlimtuneError } from "../../core/errors.js";
+import { tempSiblingPrefix } from "../../core/output.js";
+import { cliName } from "../../methods/flags.js";
+import type { MethodDefinition } from "../../methods/method.js";
 import { findMethod, methods } from "../../methods/registry.js";
 import type { FinetuneJob, FinetuneResult, JobTask } from "../../recipes/finetune-job.js";
 import { type TrainOptions, type TrainSummary, defaultTrainOptions } from "../../train/loop.js";
@@ -13,6 +17,7 @@ import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js"
 import { methodArgs, parseMethodFlags } from "../method-flags.js";
 import { type Progress, createProgress } from "../progress.js";
 import { runInWorker } from "../train-worker.js";
+import type { OutputContext } from "../output-context.js";
 
 const d = defaultTrainOptions;
 
@@ -46,13 +51,15 @@ export default defineCommand({
     ...methodArgs(methods),
     resume: { type: "boolean", description: "Continue from --out/checkpoint" },
     "checkpoint-activations": { type: "boolean", description: "Recompute each layer in the backward instead of keeping its activations (less memory, about one more forward per step)" },
+    "allow-long-context": { type: "boolean", description: "Allow --seq/--max-len past the model's max_position_embeddings (meaningful only with RoPE scaling)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
     parallel: { type: "string", description: "lm: run each batch as N parts at once, one core each (same results; on 2 cores 0.55× the speed of 1, see docs/benchmarks.md)", default: "1" },
     json: { type: "boolean", description: "Print the summary as one JSON object on stdout" },
   },
-  run: ({ args }) =>
+  run: ({ args, rawArgs, data }) =>
     runAction(async () => {
       const definition = findMethod(args.method);
+      refuseOtherMethodsFlags(definition, rawArgs);
       const modelDir = requiredArg("model", args.model);
       if (!fs.existsSync(modelDir)) throw new SlimtuneError("E_NOT_FOUND", "model folder not found; pass a Hugging Face model folder with config.json and model.safetensors", modelDir);
       const dataFile = requiredArg("data", args.data);
@@ -98,9 +105,22 @@ export default defineCommand({
       } else {
         throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
       }
+      task.allowLongContext = Boolean(args["allow-long-context"]);
       const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
-      const { summary, files, prepared } = await runWithProgress(job);
-      report({ ...summary, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json));
+      // --overwrite on a folder of the user's: the run lives in a staging folder, which replaces
+      // theirs only once the result is complete.
+      const staging = (data as OutputContext | undefined)?.outputState === "foreign" ? fs.mkdtempSync(tempSiblingPrefix(opts.outDir, "staging")) : null;
+      if (staging && opts.resume) throw new SlimtuneError("E_ARG", "--resume continues a run in a folder slimtune wrote; this one holds other files", opts.outDir);
+      const outDir = opts.outDir;
+      let result: FinetuneResult;
+      try {
+        result = await runWithProgress(staging ? { ...job, train: { ...opts, outDir: staging } } : job);
+        if (staging && !result.summary.stopped) replaceDirAtomic(outDir, (tmp) => moveEntries(staging, tmp));
+      } finally {
+        if (staging) fs.rmSync(staging, { recursive: true, force: true });
+      }
+      const { summary, files, prepared } = result;
+      report({ ...summary, outDir, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json), staging !== null);
       if (summary.stopped) process.exitCode = 130;
     }),
 });
@@ -139,7 +159,27 @@ export function describeMetrics(r: TaskEval): string {
     .join("");
 }
 
-function report(s: TrainSummary & { files: Record<string, number> }, json: boolean): void {
+/** `--rank` with `--method peqa` would be silently ignored: a flag only other methods take is an error. */
+function refuseOtherMethodsFlags(definition: MethodDefinition, rawArgs: readonly string[]): void {
+  const own = new Set(Object.entries(definition.flags).map(([key, spec]) => cliName(key, spec)));
+  for (const other of methods) {
+    if (other === definition) continue;
+    for (const [key, spec] of Object.entries(other.flags)) {
+      const name = cliName(key, spec);
+      if (own.has(name)) continue;
+      if (rawArgs.some((w) => w === `--${name}` || w.startsWith(`--${name}=`) || w === `--no-${name}`)) {
+        const owners = methods.filter((m) => Object.entries(m.flags).some(([k, sp]) => cliName(k, sp) === name)).map((m) => m.name);
+        throw new SlimtuneError("E_ARG", `--${name} is a flag of --method ${owners.join(" / ")}; --method ${definition.name} does not use it`);
+      }
+    }
+  }
+}
+
+function moveEntries(from: string, to: string): void {
+  for (const f of fs.readdirSync(from)) fs.renameSync(`${from}/${f}`, `${to}/${f}`);
+}
+
+function report(s: TrainSummary & { files: Record<string, number> }, json: boolean, replaced = false): void {
   if (json) {
     printJson(s);
     return;
@@ -155,6 +195,13 @@ function report(s: TrainSummary & { files: Record<string, number> }, json: boole
   lines.push(`peak memory ${s.peakRssMb.toFixed(0)} MiB`);
   const bytes = Object.values(s.files).reduce((a, b) => a + b, 0);
   if (bytes > 0) lines.push(`wrote ${Object.keys(s.files).join(", ")} (${bytes.toLocaleString("en")} bytes)`);
-  lines.push(s.stopped ? `stopped; checkpoint in ${s.outDir}/checkpoint (resume with --resume)` : `saved to ${s.outDir}`);
+  if (s.skippedSteps > 0) lines.push(`skipped ${s.skippedSteps} step(s) with non-finite loss or gradients`);
+  lines.push(
+    s.stopped
+      ? replaced
+        ? "stopped; the folder given to --overwrite was left as it was (a run into a folder of other files cannot be resumed)"
+        : `stopped; checkpoint in ${s.outDir}/checkpoint (resume with --resume)`
+      : `saved to ${s.outDir}${replaced ? " (replacing what was there: --overwrite)" : ""}`,
+  );
   process.stdout.write(`${lines.join("\n")}\n`);
 }

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
+import { tempSiblingPrefix } from "../../core/output.js";
 import type { TextTokenizer } from "../../formats/tokenizer.js";
 import { loraForDenseModel, mergeLora } from "../../methods/lora/index.js";
 import { LlamaModel } from "../../models/llama/model.js";
@@ -48,7 +49,7 @@ export async function runPruningAdapter(model: LlamaModel, tokenizer: TextTokeni
   hooks.onStage?.(`[2/2] LoRA r ${o.adapter.rank} on the pruned, frozen model: ${o.adapter.steps} steps`);
   const method = loraForDenseModel(pruned.model, { rank: o.adapter.rank, alpha: o.adapter.alpha, seed: o.adapter.seed }, path.resolve(o.outDir));
   const task = loadTaskData(tokenizer, o.data).task(pruned.model.config);
-  const work = fs.mkdtempSync(path.join(path.dirname(path.resolve(o.outDir)), `.${path.basename(o.outDir)}.pa-`));
+  const work = fs.mkdtempSync(tempSiblingPrefix(o.outDir, "pa"));
   const cleanup = () => fs.rmSync(work, { recursive: true, force: true });
   process.once("exit", cleanup);
   let training: TrainSummary;

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { SlimtuneError } from "../../core/errors.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
+import { tempSiblingPrefix } from "../../core/output.js";
 import { saveQuantizedFolder } from "../../formats/quantized/index.js";
 import type { TextTokenizer } from "../../formats/tokenizer.js";
 import { loraMethod, mergeLora } from "../../methods/lora/index.js";
@@ -85,7 +86,7 @@ export function mergeIntoQuantized(qm: QuantizedModel, scale: number, tensors: R
 export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o: QPrunerOptions, hooks: QPrunerHooks = {}): Promise<QPrunerResult> {
   const t0 = performance.now();
   // Work folder beside the output: the pruned float model the trial workers load.
-  const work = fs.mkdtempSync(path.join(path.dirname(path.resolve(o.outDir)), `.${path.basename(o.outDir)}.qpruner-`));
+  const work = fs.mkdtempSync(tempSiblingPrefix(o.outDir, "qpruner"));
   // Also on process.exit (the CLI exits on Ctrl-C), so no work folder is left behind.
   const cleanup = () => fs.rmSync(work, { recursive: true, force: true });
   process.once("exit", cleanup);
