@@ -28,14 +28,15 @@ const commands: Record<string, () => Promise<CommandDef>> = {
 };
 
 /** What each command writes at --out: a folder, or (export --format gguf) a file. */
-const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder" | "file"> = {
+const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder" | "file" | null> = {
   finetune: () => "folder",
   demo: () => "folder",
   quantize: () => "folder",
   prune: () => "folder",
   qpruner: () => "folder",
   "pruning-adapter": () => "folder",
-  export: (flags) => (flags.get("format") === "onnx" ? "folder" : "file"),
+  // An unknown --format is the command's own error to report.
+  export: (flags) => ({ onnx: "folder", gguf: "file" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
 };
 
 const overwriteFlag: ArgsDef = {
@@ -58,8 +59,16 @@ async function runWithOutput(name: string, command: CommandDef, argv: string[], 
     await runCommand(command, { rawArgs: argv });
     return;
   }
-  const claim = { overwrite: flags.get("overwrite") === true, inputs: INPUT_FLAGS.map((f) => flags.get(f)).filter((v): v is string => typeof v === "string") };
+  const inputs = INPUT_FLAGS.flatMap((f) => {
+    const v = flags.get(f);
+    return typeof v === "string" ? [[f, v] as const] : [];
+  });
+  const claim = { overwrite: flags.get("overwrite") === true, inputs };
   const kind = kindOf(flags);
+  if (kind === null) {
+    await runCommand(command, { rawArgs: argv });
+    return;
+  }
   if (kind === "file") {
     claimOutputFile(out, claim);
     await runCommand(command, { rawArgs: argv, data: { outputState: "file" } satisfies OutputContext });

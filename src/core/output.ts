@@ -18,18 +18,16 @@ export interface ClaimOptions {
   /** The flag that named the path, for messages (default "--out"). */
   flag?: string;
   overwrite: boolean;
-  /** Input paths that the output must not be, nor contain. */
-  inputs?: readonly (string | undefined)[];
+  /** Inputs by flag name (e.g. ["model", dir]) that the output must not be, nor contain. */
+  inputs?: ReadonlyArray<readonly [string, string]>;
 }
 
 function refuseInputs(target: string, flag: string, inputs: ClaimOptions["inputs"]): void {
   const t = path.resolve(target);
-  for (const input of inputs ?? []) {
-    if (!input) continue;
+  for (const [name, input] of inputs ?? []) {
     const i = path.resolve(input);
-    if (t === i || i.startsWith(`${t}${path.sep}`)) {
-      throw new SlimtuneError("E_ARG", `${flag} ${quote(target)} is (or holds) the input ${quote(input)}; write the result somewhere else`);
-    }
+    if (t === i) throw new SlimtuneError("E_ARG", `${flag} ${quote(target)} is the --${name} ${name === "model" || name === "adapter" ? "folder" : "path"}; write the result to a new ${name === "model" || name === "adapter" ? "folder" : "path"}`);
+    if (i.startsWith(`${t}${path.sep}`)) throw new SlimtuneError("E_ARG", `${flag} ${quote(target)} holds the --${name} input ${quote(input)}; write the result somewhere else`);
   }
 }
 
@@ -88,7 +86,7 @@ export function claimOutputFile(file: string, opts: ClaimOptions): void {
   if (st?.isDirectory()) throw new SlimtuneError("E_ARG", `${flag} is a folder; give the path of the file to write`, file);
   if (st && !opts.overwrite) throw new SlimtuneError("E_ARG", `${flag} exists; choose a new file name, or pass --overwrite to replace it once the new file is complete`, file);
   if (st && !st.isFile()) throw new SlimtuneError("E_IO", `${flag} is not a regular file (a FIFO, socket or device); choose an ordinary file path`, file);
-  withIo(path.dirname(file), "create the output's folder", () => fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true }));
+  // The writer creates a missing parent folder when it has a result to write, not before.
 }
 
 // Temp siblings written by core/atomic.ts, core/publish.ts and the recipes all read
