@@ -6,6 +6,7 @@
 
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { SlimtuneError, type SlimtuneErrorCode } from "../core/errors.js";
+import { ioError } from "../core/io.js";
 import { type FinetuneJob, type FinetuneResult, runFinetuneJob } from "../recipes/finetune-job.js";
 import type { StepReport } from "../train/loop.js";
 import type { TaskEval } from "../train/task.js";
@@ -85,7 +86,10 @@ if (!isMainThread && parentPort && (workerData as { job?: FinetuneJob })?.job) {
     shouldStop: () => Atomics.load(stop, 0) === 1,
   }).then(
     (result) => post({ type: "done", result }),
-    (err: unknown) => {
+    (thrown: unknown) => {
+      // A file-system failure (disk full while checkpointing, an unwritable folder) is the user's to fix.
+      const errno = thrown as NodeJS.ErrnoException;
+      const err = errno?.syscall && errno.path ? ioError(thrown, errno.path, errno.syscall) : thrown;
       const e = err as Error & { code?: SlimtuneErrorCode; file?: string };
       post(err instanceof SlimtuneError ? { type: "error", code: e.code, message: e.message, file: e.file } : { type: "error", message: e.stack ?? String(err) });
     },

@@ -112,6 +112,24 @@ describe("outputs never clobber", () => {
   });
 });
 
+describe("file-system failures", () => {
+  it.skipIf(process.getuid?.() !== 0)("an --out the user may not write is E_IO naming the path (run as an unprivileged user)", () => {
+    const locked = path.join(dir, "locked");
+    fs.mkdirSync(locked, { mode: 0o755 });
+    fs.chmodSync(dir, 0o755);
+    for (const args of [
+      ["quantize", "--model", REF_MODEL, "--out", path.join(locked, "q")],
+      ["finetune", "--method", "lora", "--model", REF_MODEL, "--data", WIKITEXT_VALID, "--out", path.join(locked, "run")],
+    ]) {
+      // Root may write anywhere, so the command runs as "nobody" (the tests run as root in CI).
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", uid: 65534, gid: 65534 });
+      expect(r.stderr).toMatch(/^slimtune: error E_IO: .*locked\/(q|run): cannot create the output folder: permission denied.*\(EACCES\)/);
+      expect(r.status).toBe(2);
+    }
+    expect(fs.readdirSync(locked)).toEqual([]);
+  });
+});
+
 describe("divergence and non-finite weights", () => {
   it("stops --lr 1e3 with E_DIVERGED and publishes nothing", () => {
     const out = path.join(dir, "diverged");
