@@ -63,7 +63,8 @@ describe("slimtune prune", () => {
 
 describe("slimtune qpruner", () => {
   it("prunes, allocates bits by BO under the budget, recovers, and writes a GPTQ folder with a merged adapter", async () => {
-    const out = path.join(scratchDir("qpruner"), "out");
+    // The parent of --out does not exist yet (it used to fail with ENOENT mkdtemp after the work).
+    const out = path.join(scratchDir("qpruner"), "missing-parent", "out");
     const r = await slimtune([
       "qpruner", "--model", REF_MODEL, "--data", WIKITEXT_VALID, "--ratio", "0.2", "--avg-bits", "3", "--trials", "2", "--round-size", "1",
       "--random-starts", "1", "--workers", "0", "--samples", "1", "--batch", "2", "--seq", "32", "--recovery-steps", "1", "--steps", "2",
