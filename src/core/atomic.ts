@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SlimtuneError } from "./errors.js";
+import { ioError } from "./io.js";
 
 function siblingName(target: string, tag: string): string {
   const dir = path.dirname(target);
@@ -27,7 +28,11 @@ function fsyncDir(dir: string): void {
 /** Writes `data` to `filePath` via a temp file in the same directory, fsync and rename. */
 export function writeFileAtomic(filePath: string, data: Uint8Array | string | readonly Uint8Array[]): void {
   const dir = path.dirname(filePath);
-  fs.mkdirSync(dir, { recursive: true });
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw ioError(err, dir, "create the folder");
+  }
   const tmp = siblingName(filePath, "tmp");
   const chunks = typeof data === "string" ? [Buffer.from(data, "utf8")] : data instanceof Uint8Array ? [data] : data;
   let fd: number | undefined;
@@ -46,7 +51,8 @@ export function writeFileAtomic(filePath: string, data: Uint8Array | string | re
   } catch (err) {
     if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw err;
+    // A write to a file descriptor fails without a path (ENOSPC, EIO): name the file here.
+    throw ioError(err, filePath, "write the file");
   }
   fsyncDir(dir);
 }
@@ -64,9 +70,13 @@ export function replaceDirAtomic(finalDir: string, fill: (tmpDir: string) => voi
     );
   }
   const parent = path.dirname(finalDir);
-  fs.mkdirSync(parent, { recursive: true });
   const tmpDir = siblingName(finalDir, "tmp");
-  fs.mkdirSync(tmpDir);
+  try {
+    fs.mkdirSync(parent, { recursive: true });
+    fs.mkdirSync(tmpDir);
+  } catch (err) {
+    throw ioError(err, finalDir, "create the output folder");
+  }
   try {
     fill(tmpDir);
   } catch (err) {

@@ -97,3 +97,21 @@ describe("metrics.jsonl on resume", () => {
     expect(records.map((r) => `${r.kind}@${r.step}`)).toEqual(["eval@0", "train@1", "train@2", "train@3", "train@4", "train@5", "eval@5", "train@6"]);
   });
 });
+
+describe("a full disk", () => {
+  it("is E_IO naming the file, and leaves no temp file behind", async () => {
+    const { vi } = await import("vitest");
+    const { writeFileAtomic } = await import("../../src/core/atomic.js");
+    const dir = scratchDir("enospc");
+    const spy = vi.spyOn(fs, "writeSync").mockImplementation(() => {
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28, syscall: "write" });
+    });
+    try {
+      const target = path.join(dir, "model.safetensors");
+      expect(() => writeFileAtomic(target, new Uint8Array(16))).toThrow(/model\.safetensors: cannot write the file: the disk is full; free space or choose a path on another disk \(ENOSPC\)/);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
