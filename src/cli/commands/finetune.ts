@@ -12,6 +12,7 @@ import type { TaskEval } from "../../train/task.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
 import { methodArgs, parseMethodFlags } from "../method-flags.js";
 import { type Progress, createProgress } from "../progress.js";
+import { fineGatesRemovalLines } from "../pruned-model-notes.js";
 import { runInWorker } from "../train-worker.js";
 
 const d = defaultTrainOptions;
@@ -101,6 +102,10 @@ export default defineCommand({
       const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
       const { summary, files, prepared } = await runWithProgress(job);
       report({ ...summary, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json));
+      // FineGates' result is a pruned folder: what went (its finegates.json has the numbers) and what loads it.
+      if (definition.name === "finegates" && !summary.stopped && !args.json) {
+        for (const line of fineGatesRemovalLines(opts.outDir)) process.stdout.write(`${line}\n`);
+      }
       if (summary.stopped) process.exitCode = 130;
     }),
 });
