@@ -177,7 +177,7 @@ export function trialVersusFinal(
   const r = trials.recovery;
   const trialData = trials.task === "classify" ? `at most ${r.evalExamples.toLocaleString("en")} held-out examples` : `the first ${r.evalTokens.toLocaleString("en")} held-out tokens`;
   return (
-    `why the best trial's loss (${m.best.loss.toFixed(4)}) is not the final one (${final.loss.toFixed(4)}): a trial recovers ${r.steps} LoRA steps at lr ${r.lr} and is scored on ${trialData}, ` +
+    `why the best trial's loss (${m.best.loss.toFixed(4)}) is not the final one (${final.loss.toFixed(4)}): a trial recovers ${r.steps} LoRA step${r.steps === 1 ? "" : "s"} at lr ${r.lr} and is scored on ${trialData}, ` +
     `the final recovery ${final.steps} steps at lr ${final.lr} scored on ${final.scoredOn}; and the best is the lowest of ${m.trials.length} trials, a pick that favours one that suited those few steps. ` +
     `Compare trials with trials (pareto.json) and final losses with final losses`
   );

@@ -8,6 +8,7 @@ import { saveQuantizedFolder } from "../../src/formats/quantized/index.js";
 import { describeBase } from "../../src/models/describe.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { loadBase } from "../../src/models/load.js";
+import { removeStructure } from "../../src/prune/surgery.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import type { QuantSpec } from "../../src/quant/types.js";
 import { refModelDir, tempDir } from "../formats/helpers.js";
@@ -25,8 +26,16 @@ function describeSaved(name: string, plan: Parameters<typeof quantizeModel>[1], 
 }
 
 describe("describeBase", () => {
-  it("names the float folder", () => {
+  it("names the float folder, and a pruned one by its per-layer widths", () => {
     expect(describeBase(loadBase(refModelDir))).toBe("float model");
+    const keep = Array.from({ length: model.config.numLayers }, (_, i) => ({
+      heads: [...Array(i === 0 ? 4 : 8).keys()],
+      kvHeads: [...Array(i === 0 ? 2 : 4).keys()],
+      channels: [...Array(704).keys()],
+    }));
+    const pruned = path.join(dir, "pruned");
+    removeStructure(model, keep).model.save(pruned);
+    expect(describeBase(loadBase(pruned))).toBe("float model with per-layer widths (pruned)");
   });
 
   it("names the method a GPTQ folder records, with bits, group size and symmetry", () => {
