@@ -152,3 +152,33 @@ export function describeAllocation(m: MixedPrecisionResult): string[] {
   if (m.start && m.mode === "bo") lines.push(`  importance start: ${m.start.join(",")}; best of ${m.trials.length} trials: loss ${m.best!.loss.toFixed(4)} (trial ${m.best!.index}, ${m.best!.origin})`);
   return lines;
 }
+
+/** What the allocation wrote beside the model (writeMixedPrecisionReport's list), and what each file holds. */
+export function describeReportFiles(dir: string, files: readonly string[]): string {
+  const what: Record<string, string> = {
+    "mixed-precision.json": "the bits of every layer and every trial",
+    "pareto.json": "each trial's held-out loss against stored bytes, and the Pareto front",
+    "pareto.svg": "the same as a plot",
+  };
+  return `also wrote in ${dir}: ${files.map((f) => `${f} (${what[f] ?? "report"})`).join(", ")}`;
+}
+
+/**
+ * Why the best trial's loss and the final recovery's differ: both are held-out losses, but after other
+ * LoRA runs (steps, learning rate), over other amounts of held-out data, and the best trial is the
+ * minimum of many, which favours an allocation that happened to suit those few steps.
+ */
+export function trialVersusFinal(
+  m: MixedPrecisionResult,
+  trials: { task: "lm" | "classify"; recovery: RecoverySettings },
+  final: { loss: number; steps: number; lr: number; scoredOn: string },
+): string | null {
+  if (!m.best || m.mode !== "bo") return null;
+  const r = trials.recovery;
+  const trialData = trials.task === "classify" ? `at most ${r.evalExamples.toLocaleString("en")} held-out examples` : `the first ${r.evalTokens.toLocaleString("en")} held-out tokens`;
+  return (
+    `why the best trial's loss (${m.best.loss.toFixed(4)}) is not the final one (${final.loss.toFixed(4)}): a trial recovers ${r.steps} LoRA step${r.steps === 1 ? "" : "s"} at lr ${r.lr} and is scored on ${trialData}, ` +
+    `the final recovery ${final.steps} steps at lr ${final.lr} scored on ${final.scoredOn}; and the best is the lowest of ${m.trials.length} trials, a pick that favours one that suited those few steps. ` +
+    `Compare trials with trials (pareto.json) and final losses with final losses`
+  );
+}

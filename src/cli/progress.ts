@@ -35,10 +35,12 @@ function barProgress(label: string, total: number, stream: NodeJS.WriteStream): 
   );
   bar.start(total, 0, { fields: "" });
   let stopped = false;
-  return {
+  const progress: Progress = {
     update(done, fields) {
       if (stopped) return;
       bar.update(done, fields ? { fields: formatFields(fields) } : {});
+      // A finished bar is final: a redraw after other output (the last eval line) would draw it again below.
+      if (done >= total) progress.stop();
     },
     stop() {
       if (stopped) return;
@@ -46,6 +48,7 @@ function barProgress(label: string, total: number, stream: NodeJS.WriteStream): 
       bar.stop();
     },
   };
+  return progress;
 }
 
 // Pipes and CI logs keep every byte, so a redrawn bar would flood them.
@@ -55,32 +58,38 @@ function plainProgress(label: string, total: number, stream: NodeJS.WriteStream)
   let done = 0;
   let fields = "";
   let stopped = false;
-  let printed = false;
+  /** The step count of the last line written: a line is only worth writing for a new one. */
+  let printedDone = -1;
   const print = (now: number): void => {
     lastPrint = now;
-    printed = true;
+    printedDone = done;
     const pct = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
     const elapsed = now - started;
     const eta = done > 0 && done < total ? ` eta ${formatDuration((elapsed * (total - done)) / done)}` : "";
     const took = done >= total ? ` in ${formatDuration(elapsed)}` : "";
     stream.write(`${label} ${done}/${total}${pct}${eta}${took}${fields}\n`);
   };
-  return {
+  const progress: Progress = {
     update(d, f) {
       if (stopped) return;
       done = d;
       if (f) fields = formatFields(f);
-      printed = false;
+      // Callers refresh the same step (finetune redraws every second for memory and ETA); off a
+      // TTY that would repeat a line, so only a new step count is printed, at most once per 5 s.
+      if (done === printedDone) return;
       const now = Date.now();
-      if (now - lastPrint >= PLAIN_INTERVAL_MS) print(now);
+      // The total is printed at once and ends the progress: nothing after it repeats that line.
+      if (done >= total) progress.stop();
+      else if (now - lastPrint >= PLAIN_INTERVAL_MS) print(now);
     },
     stop() {
       if (stopped) return;
       stopped = true;
       // The last update may already be on screen; repeating it would only add noise.
-      if (!printed) print(Date.now());
+      if (done !== printedDone) print(Date.now());
     },
   };
+  return progress;
 }
 
 function formatFields(fields: Record<string, string | number>): string {

@@ -204,7 +204,7 @@ async function lqlora(model: LlamaModel, spec: QuantSpec, args: Record<string, u
         savePeftAdapter(path.join(outDir, lqloraAdapterDir), { r: rank, loraAlpha: rank, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: path.resolve(outDir) }, tensors),
       report: { rank, adapter: lqloraAdapterDir, lqlora: report },
       lines: [
-        `LQ-LoRA rank ${rank}: mean relative error ‖W − L1L2 − Q‖/‖W‖ ${after.toFixed(4)} (the grid alone: ${before.toFixed(4)}); ${report.seconds.toFixed(1)} s; LoRA part in ${lqloraAdapterDir}/ (α = r, so it adds exactly L1·L2)`,
+        `LQ-LoRA rank ${rank}: mean relative error ‖W − L1L2 − Q‖/‖W‖ ${after.toFixed(4)} (the grid alone: ${before.toFixed(4)}); ${report.seconds.toFixed(1)} s; LoRA part in ${path.join(String(args.out), lqloraAdapterDir)} (α = r, so it adds exactly L1·L2; eval --adapter it, or finetune --method lqlora continues it)`,
       ],
     };
   } finally {

@@ -5,11 +5,11 @@
 
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
-import { describeSpec } from "../quant/types.js";
 import { mergeLora } from "../methods/lora/merge.js";
 import { loadAdapter, scoringFor } from "../methods/registry.js";
 import type { TuningMethod } from "../methods/method.js";
 import { baseScoring } from "../models/base-scoring.js";
+import { describeBase } from "../models/describe.js";
 import { LlamaModel } from "../models/llama/model.js";
 import type { LoadedBase } from "../models/load.js";
 import type { ScoringModel } from "../models/scoring.js";
@@ -19,7 +19,7 @@ import type { QuantizedModel } from "../quant/types.js";
 
 export interface Deployed {
   base: LoadedBase;
-  /** What was merged, for messages: "float model", "peqa adapter merged into a 4-bit model", … */
+  /** What was merged, for messages: "the float model", "PEQA adapter merged into the RTN 4-bit model (…)", … */
   description: string;
 }
 
@@ -51,7 +51,7 @@ export function generationScoring(base: LoadedBase, adapterDir?: string): Scorin
 }
 
 function describe(base: LoadedBase): string {
-  return base.kind === "float" ? "a float model" : `a ${describeSpec(base.model.spec)} model`;
+  return `the ${describeBase(base)}`;
 }
 
 /** The quantized model with each layer's scales replaced by the PEQA method's tuned ones. */

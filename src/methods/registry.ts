@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import { SlimtuneError } from "../core/errors.js";
 import { baseScoring } from "../models/base-scoring.js";
+import { describeBase } from "../models/describe.js";
 import type { LoadedBase } from "../models/load.js";
 import type { ScoringModel } from "../models/scoring.js";
 import { fineGatesDefinition } from "./finegates/index.js";
@@ -61,5 +62,5 @@ export function methodScoring(method: TuningMethod): ScoringModel {
 export function scoringFor(base: LoadedBase, adapterDir?: string): ScoringModel & { description: string } {
   if (!adapterDir) return baseScoring(base);
   const { definition, method } = loadAdapter(base, adapterDir);
-  return { ...methodScoring(method), description: `${definition.name} adapter on a ${base.kind} model` };
+  return { ...methodScoring(method), description: `${definition.name} adapter on the ${describeBase(base)}` };
 }

@@ -6,10 +6,10 @@ import { frozenScoring } from "./llama/scoring.js";
 import type { LoadedBase } from "./load.js";
 import { QuantizedParams } from "./parts/quantized-params.js";
 import type { ScoringModel } from "./scoring.js";
-import { describeSpec } from "../quant/types.js";
+import { describeBase } from "./describe.js";
 
 export function baseScoring(base: LoadedBase, opts: { generation?: boolean } = {}): ScoringModel & { description: string } {
-  if (base.kind === "float") return { ...frozenScoring(base.model), description: "float model" };
+  if (base.kind === "float") return { ...frozenScoring(base.model), description: describeBase(base) };
   const qm = base.model;
   if (opts.generation) {
     return {
@@ -17,7 +17,7 @@ export function baseScoring(base: LoadedBase, opts: { generation?: boolean } = {
       params: (g) => new QuantizedParams(g, qm, { fused: true, accuracyLevel: 4, dequantizeUnfused: true }),
       weightFeeds: () => ({}),
       cacheKey: "quantized-generation",
-      description: `${describeSpec(qm.spec)} model (MatMulNBits at accuracy level 4 where possible, else dequantized)`,
+      description: `${describeBase(base)}, through MatMulNBits at accuracy level 4 where possible, else dequantized`,
     };
   }
   return {
@@ -25,6 +25,6 @@ export function baseScoring(base: LoadedBase, opts: { generation?: boolean } = {
     params: (g) => new QuantizedParams(g, qm, { fused: true }),
     weightFeeds: () => ({}),
     cacheKey: "quantized",
-    description: `${describeSpec(qm.spec)} model (MatMulNBits where possible)`,
+    description: `${describeBase(base)}, through MatMulNBits where possible`,
   };
 }

@@ -157,6 +157,31 @@ export async function accumulateGradients(model: FloatWeights, source: LossSourc
   return { mean, meanSquare, batches: S, meanLoss: loss };
 }
 
+/**
+ * Mean loss of `model` over the calibration batches `samples` and `seed` pick (the same ones
+ * `accumulateGradients` used for the same source), with no backward pass: after pruning, what the
+ * cut cost on the data it was measured on.
+ */
+export async function calibrationLoss(model: FloatWeights, source: LossSource, opts: { samples: number; seed: number; threads?: number }): Promise<number> {
+  const batches = calibrationBatches(source, opts.samples, opts.seed);
+  const cache = new GraphCache({ threads: opts.threads });
+  let loss = 0;
+  try {
+    for (const batch of batches) {
+      const [B, T] = batch.feeds[IDS]!.shape as [number, number];
+      const compiled = await cache.get(batch.shape, () => {
+        const params = new DenseParams(new Graph(), model.weights, new Set());
+        return source.kind === "lm" ? buildLmTrainGraph(model.config, params, B, T, []) : buildClsTrainGraph(model.config, params, source.numLabels, B, T, []);
+      });
+      const out = await compiled.run(batch.feeds);
+      loss += (out.loss!.data[0] as number) / batches.length;
+    }
+  } finally {
+    await cache.clear();
+  }
+  return loss;
+}
+
 /** 0…n−1 in a seeded random order (Fisher–Yates). */
 function shuffled(n: number, rng: Rng): number[] {
   const order = Array.from({ length: n }, (_, i) => i);

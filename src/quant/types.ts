@@ -109,12 +109,6 @@ export type QuantizedLinear = RtnLinear | Nf4Linear | ReallmLinear;
 /** The layers that carry a grid of codes with scales (PEQA, GPTQ checkpoints, MatMulNBits). */
 export type GridLinear = RtnLinear | Nf4Linear;
 
-/** A spec in words for summaries: "rtn 4-bit", "nf4 4-bit", "ReALLM rank 16 + 4-bit VQ". */
-export function describeSpec(spec: LayerSpec): string {
-  if (spec.scheme === "reallm") return `ReALLM (rank ${spec.rank} + vector-quantized residual, ${spec.codeBits}-bit codes over ${spec.vqDim}-d entries)`;
-  return `${spec.scheme} ${spec.bits}-bit`;
-}
-
 export function isGridLinear(q: QuantizedLinear): q is GridLinear {
   return q.kind === "rtn" || q.kind === "nf4";
 }

@@ -78,4 +78,46 @@ describe("createProgress", () => {
     expect(text).toContain("loss 1.250");
     expect(text).toContain("train");
   });
+
+  // finetune refreshes the line every second with the same step (memory, ETA) while the final eval
+  // and the save run; the last step used to come out two or three times.
+  it("off a TTY prints the last step once, however often it is refreshed before stop", () => {
+    const { stream, chunks } = fakeStream(false);
+    const p = createProgress("train", 4, { stream });
+    vi.setSystemTime(6000);
+    p.update(3, { loss: 2.5, rss: "0.10 GB" });
+    vi.setSystemTime(7000);
+    p.update(4, { loss: 2.25, rss: "0.10 GB" });
+    for (let t = 8000; t <= 30_000; t += 1000) {
+      vi.setSystemTime(t);
+      p.update(4, { loss: 2.25, rss: "0.11 GB" });
+    }
+    p.stop();
+    expect(chunks).toEqual(["train 3/4 (75%) eta 2s loss 2.500 rss 0.10 GB\n", "train 4/4 (100%) in 7s loss 2.250 rss 0.10 GB\n"]);
+  });
+
+  it("off a TTY does not repeat a step that is refreshed while it runs", () => {
+    const { stream, chunks } = fakeStream(false);
+    const p = createProgress("train", 10, { stream });
+    for (let t = 5000; t <= 20_000; t += 1000) {
+      vi.setSystemTime(t);
+      p.update(2);
+    }
+    expect(chunks).toEqual(["train 2/10 (20%) eta 20s\n"]);
+  });
+
+  it("on a TTY a finished bar is not drawn again after other output", () => {
+    const { stream, chunks } = fakeStream(true);
+    const p = createProgress("train", 5, { stream });
+    p.update(5, { loss: 1.5 });
+    const drawn = chunks.join("").split("5/5").length - 1;
+    stream.write("\nstep 5: held-out loss 1.4\n");
+    vi.setSystemTime(10_000);
+    vi.advanceTimersByTime(5000);
+    p.update(5, { loss: 1.5 });
+    p.stop();
+    const after = chunks.join("").split("step 5: held-out loss 1.4")[1]!;
+    expect(drawn).toBeGreaterThan(0);
+    expect(after).not.toContain("5/5");
+  });
 });

@@ -10,7 +10,7 @@ import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { buildLmTrainGraph, IDS, TARGETS } from "../../src/models/llama/lm-graphs.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { DenseParams } from "../../src/models/llama/params.js";
-import { type LossSource, accumulateGradients, calibrationBatches } from "../../src/prune/gradients.js";
+import { type LossSource, accumulateGradients, calibrationBatches, calibrationLoss } from "../../src/prune/gradients.js";
 import { type LayerScores, randomScores, scoreGroups, taskGradientAccumulator, taylorScores } from "../../src/prune/importance.js";
 import { defaultPlanOptions, planPruning } from "../../src/prune/plan.js";
 import { maskStructure, removeStructure } from "../../src/prune/surgery.js";
@@ -37,6 +37,18 @@ describe("structured pruning", () => {
     await c.release();
     return out.logits!.data as Float32Array;
   };
+
+  // `prune` reports the calibration loss before (from the gradients) and after (from calibrationLoss):
+  // the two only compare if they score the very same batches.
+  it("calibrationLoss scores the batches the gradients were taken on, and sees what pruning cost", async () => {
+    const source: LossSource = { kind: "lm", tokens, batch: B, seq: T };
+    const grads = await accumulateGradients(model, source, { samples: 3, seed: 9 });
+    expect(await calibrationLoss(model, source, { samples: 3, seed: 9 })).toBeCloseTo(grads.meanLoss, 4);
+    expect(Math.abs((await calibrationLoss(model, source, { samples: 3, seed: 10 })) - grads.meanLoss)).toBeGreaterThan(1e-3);
+    const plan = planPruning(model.config, randomScores(model.config, 3), { ...defaultPlanOptions, ratio: 0.5 });
+    const after = await calibrationLoss(removeStructure(model, plan.keep).model, source, { samples: 3, seed: 9 });
+    expect(Math.abs(after - grads.meanLoss)).toBeGreaterThan(1e-3);
+  });
 
   it.each(["layer", "global"] as const)("the pruned model predicts what the masked model did (%s schedule)", async (schedule) => {
     const scores = randomScores(model.config, 11);

@@ -78,7 +78,7 @@ export default defineCommand({
           const k = await klToReference(scoring, scoringFor(reference), { model: cache, reference: new GraphCache({ threads }) }, tokens, { ctx, onProgress });
           (progress as Progress | null)?.stop();
           if (args.json) {
-            printJson({ model: modelDir, adapter: args.adapter ?? null, reference: args.reference, data: dataFile, ctx, ...k, tokens_per_s: k.tokens / k.seconds, peak_rss_mb: peakRssMb() });
+            printJson({ model: modelDir, description: scoring.description, adapter: args.adapter ?? null, reference: args.reference, data: dataFile, ctx, ...k, tokens_per_s: k.tokens / k.seconds, peak_rss_mb: peakRssMb() });
           } else {
             process.stdout.write(
               `${scoring.description} vs ${args.reference}: KL ${k.meanKl.toFixed(5)} nats/token (p99 ${k.klP99.toFixed(4)}), top-1 agreement ${(100 * k.top1Agreement).toFixed(2)} %, ` +
@@ -93,7 +93,7 @@ export default defineCommand({
           throw new SlimtuneError("E_DIVERGED", `the model${args.adapter ? " with this adapter" : ""} gives a non-finite loss (${r.meanNll}); its weights hold Inf/NaN — the result of a diverged run; re-train with a lower --lr`, args.adapter ?? modelDir);
         }
         if (args.json) {
-          printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ctx, ...r, tokens_per_s: r.tokens / r.seconds, peak_rss_mb: peakRssMb() });
+          printJson({ model: modelDir, description: scoring.description, adapter: args.adapter ?? null, data: dataFile, ctx, ...r, tokens_per_s: r.tokens / r.seconds, peak_rss_mb: peakRssMb() });
         } else {
           process.stdout.write(
             `${scoring.description}: perplexity ${r.perplexity.toFixed(3)} (mean NLL ${r.meanNll.toFixed(4)}) over ${r.tokens} predicted tokens ` +
@@ -119,7 +119,7 @@ export default defineCommand({
         { batch, maxLen: head.maxLen, padId: head.padId, onProgress },
       );
       (progress as Progress | null)?.stop();
-      if (args.json) printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, ...r, peak_rss_mb: peakRssMb() });
+      if (args.json) printJson({ model: modelDir, description: scoring.description, adapter: args.adapter ?? null, data: dataFile, ...r, peak_rss_mb: peakRssMb() });
       else process.stdout.write(`${scoring.description}: accuracy ${(100 * r.accuracy).toFixed(2)} % on ${r.examples} examples (loss ${r.loss.toFixed(4)}); ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(0)} tokens/s\n`);
     }),
 });

@@ -16,6 +16,7 @@ import type { TaskEval } from "../../train/task.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
 import { methodArgs, parseMethodFlags } from "../method-flags.js";
 import { type Progress, createProgress } from "../progress.js";
+import { fineGatesRemovalLines } from "../pruned-model-notes.js";
 import { runInWorker } from "../train-worker.js";
 import type { OutputContext } from "../output-context.js";
 
@@ -121,6 +122,10 @@ export default defineCommand({
       }
       const { summary, files, prepared } = result;
       report({ ...summary, outDir, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json), staging !== null);
+      // FineGates' result is a pruned folder: what went (its finegates.json has the numbers) and what loads it.
+      if (definition.name === "finegates" && !summary.stopped && !args.json) {
+        for (const line of fineGatesRemovalLines(outDir)) process.stdout.write(`${line}\n`);
+      }
       if (summary.stopped) process.exitCode = 130;
     }),
 });

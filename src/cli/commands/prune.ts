@@ -13,6 +13,9 @@ import { LlamaModel } from "../../models/llama/model.js";
 import { pruneModel } from "../../prune/prune-model.js";
 import type { PruneReport } from "../../prune/surgery.js";
 import { taskSource } from "../../prune/task-source.js";
+import { calibrationLoss } from "../../prune/gradients.js";
+import type { LlamaConfig } from "../../arch/llama/config.js";
+import { loadersNote, qualityNote } from "../pruned-model-notes.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describePrune, floatModelArg, needsData, outArg, parsePruneFlags, pruneArgs, ratioArg } from "../prune-args.js";
@@ -51,7 +54,7 @@ export default defineCommand({
           model.save(tmp);
           writeFileAtomic(path.join(tmp, "prune.json"), `${JSON.stringify({ from_gates: path.resolve(run.dir), base_model: path.resolve(modelDir), target: ratio ?? run.config.target_sparsity, hardened: ratio !== undefined || run.config.hardened, ...report }, null, 1)}\n`);
         });
-        finish({ mode: "from-gates", run: run.dir, model: modelDir, out, seconds: (Date.now() - started) / 1000, report }, Boolean(args.json));
+        finish({ mode: "from-gates", run: run.dir, model: modelDir, out, seconds: (Date.now() - started) / 1000, report }, Boolean(args.json), model.config, { before: null, after: null, batches: 0 });
         return;
       }
       const modelDir = requiredArg("model", args.model);
@@ -87,6 +90,8 @@ export default defineCommand({
         },
       });
       (progress as Progress | null)?.stop();
+      // The same batches the importance came from, through the pruned model: what the cut cost there.
+      const lossAfter = source ? await calibrationLoss(result.model, source, { samples: opts.samples, seed, threads }) : null;
       const record = {
         importance,
         ...(importance === "taylor" ? { taylor } : {}),
@@ -98,21 +103,32 @@ export default defineCommand({
         pruned_layers: result.plan.prunedLayers,
         samples: result.importance.batches,
         calibration_loss: result.importance.loss,
+        calibration_loss_after: lossAfter,
         seed,
       };
       replaceDirAtomic(out, (tmp) => {
         result.model.save(tmp);
         writeFileAtomic(path.join(tmp, "prune.json"), `${JSON.stringify({ base_model: path.resolve(modelDir), ...record, ...result.report }, null, 1)}\n`);
       });
-      finish({ mode: "importance", model: modelDir, out, seconds: (Date.now() - started) / 1000, ...record, report: result.report }, Boolean(args.json));
+      finish({ mode: "importance", model: modelDir, out, seconds: (Date.now() - started) / 1000, ...record, report: result.report }, Boolean(args.json), result.model.config, {
+        before: result.importance.loss,
+        after: lossAfter,
+        batches: result.importance.batches,
+      });
     }),
 });
 
-function finish(summary: { mode: string; out: string; seconds: number; report: PruneReport } & Record<string, unknown>, json: boolean): void {
+function finish(
+  summary: { mode: string; out: string; model: string; seconds: number; report: PruneReport } & Record<string, unknown>,
+  json: boolean,
+  config: LlamaConfig,
+  loss: { before: number | null; after: number | null; batches: number },
+): void {
   if (json) {
-    printJson(summary);
+    printJson({ ...summary, per_layer_widths: Boolean(config.layerShapes) });
     return;
   }
   const head = summary.mode === "from-gates" ? `removed what the FineGates run ${String(summary.run)} gated off` : `pruned by ${String(summary.importance)} importance (${String(summary.schedule)} schedule, ratio ${String(summary.ratio)})`;
-  process.stdout.write(`${[`${head} → ${summary.out} in ${summary.seconds.toFixed(1)} s`, ...describePrune(summary.report)].join("\n")}\n`);
+  const lines = [`${head} → ${summary.out} in ${summary.seconds.toFixed(1)} s`, ...describePrune(summary.report), qualityNote(loss, summary.out, summary.model), `the pruned model has ${loadersNote(config)}`];
+  process.stdout.write(`${lines.join("\n")}\n`);
 }

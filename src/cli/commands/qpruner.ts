@@ -9,7 +9,7 @@ import { taskSource } from "../../prune/task-source.js";
 import { checkQuantSpec } from "../../quant/spec.js";
 import { runQPruner } from "../../recipes/qpruner/index.js";
 import { exitOnSignal, floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
-import { describeAllocation, mixedPrecisionArgs, mixedProgress, parseBudget, parseMixedOptions } from "../mixed-precision-args.js";
+import { describeAllocation, describeReportFiles, mixedPrecisionArgs, mixedProgress, parseBudget, parseMixedOptions, trialVersusFinal } from "../mixed-precision-args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describePrune, floatModelArg, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
 import { describeMetrics } from "./finetune.js";
@@ -113,8 +113,16 @@ export default defineCommand({
         ...describePrune(result.prune.report),
         ...describeAllocation(result.mixed),
       ];
-      if (rec.heldOutBefore && rec.heldOutAfter) lines.push(`recovery: held-out loss ${rec.heldOutBefore.loss.toFixed(4)} → ${rec.heldOutAfter.loss.toFixed(4)}${describeMetrics(rec.heldOutAfter)}`);
+      if (rec.heldOutBefore && rec.heldOutAfter) {
+        lines.push(`recovery: held-out loss ${rec.heldOutBefore.loss.toFixed(4)} → ${rec.heldOutAfter.loss.toFixed(4)}${describeMetrics(rec.heldOutAfter)}`);
+        const evalTokens = intArg("eval-tokens", args["eval-tokens"], 32768, 2);
+        const scoredOn = mixed.task === "classify" ? (evalFile ?? "the held-out examples") : `the first ${evalTokens.toLocaleString("en")} held-out tokens`;
+        const why = trialVersusFinal(result.mixed, mixed, { loss: rec.heldOutAfter.loss, steps: rec.steps, lr: floatArg("lr", args.lr, 1e-3), scoredOn });
+        if (why) lines.push(why);
+      }
       lines.push(`model.safetensors ${result.modelBytes.toLocaleString("en")} bytes${args.merge ? " (adapter merged)" : `; adapter in ${out}/adapter`}; peak memory ${summary.peakRssMb.toFixed(0)} MiB`);
+      const reports = ["mixed-precision.json", "pareto.json", "pareto.svg"].filter((f) => f in result.files);
+      if (reports.length > 0) lines.push(describeReportFiles(out, reports));
       process.stdout.write(`${lines.join("\n")}\n`);
     }),
 });

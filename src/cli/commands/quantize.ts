@@ -17,7 +17,7 @@ import { checkQuantSpec, isQuantBits, resolveGroupSize } from "../../quant/spec.
 import type { GridScheme, QuantSpec } from "../../quant/types.js";
 import { printJson, requiredArg, runAction } from "../args.js";
 import { createProgress } from "../progress.js";
-import { describeAllocation, mixedPrecisionArgs, mixedPrecisionFromArgs, parseBudget } from "../mixed-precision-args.js";
+import { describeAllocation, describeReportFiles, mixedPrecisionArgs, mixedPrecisionFromArgs, parseBudget } from "../mixed-precision-args.js";
 import { writeMixedPrecisionReport } from "../../recipes/mixed-precision/index.js";
 import { allocationPlan } from "../../quant/budget.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
@@ -119,7 +119,7 @@ export default defineCommand({
       }
       saveQuantizedFolder(outDir, qm);
       byMethod?.afterSave?.(outDir);
-      if (mixed) writeMixedPrecisionReport(outDir, mixed, `${path.basename(modelDir)}: held-out loss against stored bytes`);
+      const reportFiles = mixed ? writeMixedPrecisionReport(outDir, mixed, `${path.basename(modelDir)}: held-out loss against stored bytes`) : [];
       const report = sizeReport(qm);
       const fileBytes = fs.statSync(path.join(outDir, "model.safetensors")).size;
       const floatBytes = floatWeightBytes(modelDir);
@@ -143,7 +143,7 @@ export default defineCommand({
           seconds,
           report,
           ...(byMethod ? { methodReport: byMethod.report } : {}),
-          ...(mixed ? { mixedPrecision: { mode: mixed.mode, allocation: mixed.allocation, units: mixed.units, bytes: mixed.bytes, avgBits: mixed.avgBits, trials: mixed.trials.length } } : {}),
+          ...(mixed ? { mixedPrecision: { mode: mixed.mode, allocation: mixed.allocation, units: mixed.units, bytes: mixed.bytes, avgBits: mixed.avgBits, trials: mixed.trials.length, files: reportFiles } } : {}),
         });
         return;
       }
@@ -156,7 +156,7 @@ export default defineCommand({
         `quantized linears: ${report.bitsPerWeight.toFixed(3)} bits/weight with scales${scheme === "rtn" ? " and zeros" : ""}, ${report.bitsPerWeightAll.toFixed(3)} with everything stored (${fmtBytes(report.quantizedWeights)} weights); whole model: ${report.bitsPerWeightModel.toFixed(3)} bits/parameter (embeddings and norms stay float32)`,
       ];
       if (byMethod) lines.push(...byMethod.lines);
-      if (mixed) lines.push(...describeAllocation(mixed));
+      if (mixed) lines.push(...describeAllocation(mixed), describeReportFiles(outDir, reportFiles));
       if (widened > 0) {
         lines.push(`zero points: ${widened} of ${stats.groups} groups had z = 0, widened to z = 1 so GPTQ v1 loaders read them correctly`);
       }

@@ -32,7 +32,7 @@ import { linearLayers } from "../../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { float32ToFloat16 } from "../../core/f16.js";
-import { parseFields } from "../../core/json.js";
+import { isJsonObject, parseFields } from "../../core/json.js";
 import { packAlongAxis, transpose, unpackAlongAxis } from "../../quant/pack.js";
 import { checkQuantSpec, isQuantBits, quantGroupSizes } from "../../quant/spec.js";
 import { type QuantBits, type QuantSpec, type QuantizedLinear, type QuantizedModel, type RtnLinear, gridLayer, gridSpecOf, sameSpec } from "../../quant/types.js";
@@ -301,5 +301,13 @@ export function loadGptqFolder(dir: string): QuantizedModel {
     }
   }
   const dense = loadDense(tensors, config, new Set(linears.keys()));
-  return { config, spec: settings.spec, linears, dense, sourceDir: dir };
+  const method = recordedMethod(quant);
+  return { config, spec: settings.spec, linears, dense, sourceDir: dir, ...(method ? { method: { name: method } } : {}) };
+}
+
+/** How the codes were found, when the folder says (slimtune writes meta.method: rtn, gptq, lqlora); other quantizers' folders do not. */
+function recordedMethod(quant: Record<string, unknown>): string | undefined {
+  const meta = quant.meta;
+  if (!isJsonObject(meta) || typeof meta.method !== "string") return undefined;
+  return /^[a-z0-9_-]{1,32}$/.test(meta.method) ? meta.method : undefined;
 }
