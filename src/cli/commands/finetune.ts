@@ -149,7 +149,7 @@ export async function runWithProgress(job: FinetuneJob): Promise<FinetuneResult>
         last = { step: r.step, fields: { loss: r.loss.toFixed(4), "tok/s": Math.round(r.tokensPerSecond) } };
         progress.update(r.step, { ...last.fields, rss: rss() });
       },
-      onEval: (step, r) => process.stderr.write(`${progress ? "\n" : ""}step ${step}: held-out loss ${r.loss.toFixed(4)}${describeMetrics(r)}\n`),
+      onEval: (step, r) => process.stderr.write(`${progress && process.stderr.isTTY ? "\n" : ""}step ${step}: held-out loss ${r.loss.toFixed(4)}${describeMetrics(r)}\n`),
       onStopRequested: () => process.stderr.write("\nstopping after this step; writing a checkpoint (resume with --resume; Ctrl-C again stops at once)\n"),
     });
   } finally {
