@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { SlimtuneError } from "../core/errors.js";
-import { parseFields, readJsonObject } from "../core/json.js";
+import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import { linearLayers } from "../arch/llama/shapes.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
@@ -286,7 +286,7 @@ function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string,
   // PEFT's own key names, as PEFT users know them (adapter_config.json: "r is 0; expected …").
   const c = parseFields(raw, configShape, configExpected, { file, label: (f) => f, missing: "undefined", fix: "re-save the adapter with PEFT or slimtune" });
   for (const [key, isDefault, what] of unsupported) {
-    if (!isDefault(raw[key])) throw new SlimtuneError("E_CONFIG", `${key} is ${JSON.stringify(raw[key])}: slimtune does not support ${what}; retrain without it`, file);
+    if (!isDefault(raw[key])) throw new SlimtuneError("E_CONFIG", `${key} is ${shownJson(raw[key])}: slimtune does not support ${what}; retrain without it`, file);
   }
   return {
     raw,
