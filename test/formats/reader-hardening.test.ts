@@ -253,6 +253,51 @@ describe("a model folder that cannot be read is E_IO, not 'config.json is missin
   });
 });
 
+describe("error messages cap what they quote from a file", () => {
+  const longName = `t${"x".repeat(1 << 20)}`;
+
+  it("a megabyte tensor name in a broken safetensors header", () => {
+    const header = Buffer.from(JSON.stringify({ [longName]: { dtype: "F32", shape: [2], data_offsets: [0, 4] } }));
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    const file = path.join(fresh("long-name"), "model.safetensors");
+    fs.writeFileSync(file, Buffer.concat([prefix, header, Buffer.alloc(4)]));
+    const err = expectSlimtuneError(() => SafetensorsFile.open(file), "E_SAFETENSORS", "txxxx", "needs 8");
+    expect(err.message.length).toBeLessThan(600);
+  });
+
+  it("a megabyte LoRA key, a megabyte config value, a megabyte GGUF key", () => {
+    const dir = fresh("long-peft");
+    fs.writeFileSync(path.join(dir, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 1, lora_alpha: 1, target_modules: ["q_proj"] }));
+    const prefix = Buffer.alloc(8);
+    const header = Buffer.from(JSON.stringify({ [longName]: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }));
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    fs.writeFileSync(path.join(dir, "adapter_model.safetensors"), Buffer.concat([prefix, header, Buffer.alloc(4)]));
+    expect(expectSlimtuneError(() => loadPeftAdapter(dir), "E_SAFETENSORS", "unsupported LoRA weight").message.length).toBeLessThan(600);
+
+    const config = expectSlimtuneError(() => parseLlamaConfig({ ...refConfig, hidden_act: longName }, "c.json"), "E_CONFIG", "hidden_act");
+    expect(config.message.length).toBeLessThan(600);
+
+    // GGUF: magic, version 3, 0 tensors, 2 keys; the same megabyte key twice.
+    const key = Buffer.from(longName);
+    const kv = () => {
+      const b = Buffer.alloc(8 + key.length + 4 + 1);
+      b.writeBigUInt64LE(BigInt(key.length), 0);
+      key.copy(b, 8);
+      b.writeInt32LE(0, 8 + key.length); // u8 value type
+      return b;
+    };
+    const head = Buffer.alloc(24);
+    head.writeUInt32LE(0x46554747, 0);
+    head.writeUInt32LE(3, 4);
+    head.writeBigUInt64LE(0n, 8);
+    head.writeBigUInt64LE(2n, 16);
+    const gguf = path.join(dir, "dup.gguf");
+    fs.writeFileSync(gguf, Buffer.concat([head, kv(), kv()]));
+    expect(expectSlimtuneError(() => readGgufHeader(gguf), "E_GGUF", "appears twice").message.length).toBeLessThan(600);
+  });
+});
+
 describe("a checkpoint whose optimizer and state disagree on the step → E_CHECKPOINT", () => {
   const trainable = () => new Map([["w", { data: Float32Array.from([1, 2, 3]), shape: [3] }]]);
   const state = (step: number): CheckpointState => ({
