@@ -181,18 +181,50 @@ export const readers = [
       const keys = lib.ggufTokenizerKeys({ json, config, file: "tokenizer.json" }, 4096, { bos: 4095, eos: 4095 });
       const T = lib.GGML_TYPES;
       const tensor = (name, ne, type) => ({ name, ne, type, data: lib.encodeRows(type, wave(ne.reduce((a, b) => a * b, 1), name.length)) });
-      lib.writeGguf(path.join(dir, "model.gguf"), [["general.architecture", { type: "string", value: "llama" }], ["llama.block_count", { type: "u32", value: 1 }], ...keys], [
-        tensor("token_embd.weight", [32, 4096], T.Q4_0),
-        tensor("blk.0.attn_q.weight", [32, 8], T.F32),
-        tensor("blk.0.attn_k.weight", [64, 2], T.Q8_0),
-        tensor("output_norm.weight", [16], T.F16),
-      ]);
+      const gguf = {
+        metadata: [["general.architecture", { type: "string", value: "llama" }], ["llama.block_count", { type: "u32", value: 1 }], ...keys],
+        tensors: [tensor("token_embd.weight", [32, 4096], T.Q4_0), tensor("blk.0.attn_q.weight", [32, 8], T.F32), tensor("blk.0.attn_k.weight", [64, 2], T.Q8_0), tensor("output_norm.weight", [16], T.F16)],
+      };
+      lib.writeGguf(path.join(dir, "model.gguf"), gguf.metadata, gguf.tensors);
+      return { gguf };
     },
+    ggufKv: true,
     async load(lib, dir) {
       const file = path.join(dir, "model.gguf");
       const gguf = lib.readGgufHeader(file);
       for (const name of gguf.tensors.keys()) lib.readTensor(gguf, name);
       await lib.loadTokenizer(file);
+    },
+  },
+  {
+    // A whole LLaMA model as GGUF (hyperparameters, tokenizer keys, every tensor): readLlamaGguf.
+    name: "llama-gguf",
+    files: ["model.gguf"],
+    async seed(lib, dir) {
+      const json = JSON.parse(fs.readFileSync(path.join(lib.refModelDir, "tokenizer.json"), "utf8"));
+      const tokConfig = JSON.parse(fs.readFileSync(path.join(lib.refModelDir, "tokenizer_config.json"), "utf8"));
+      const config = lib.parseLlamaConfig(
+        { model_type: "llama", hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 4096, max_position_embeddings: 256, tie_word_embeddings: true },
+        "tiny/config.json",
+      );
+      const T = lib.GGML_TYPES;
+      const tensors = [...lib.llamaParamShapes(config)].map(([name, shape], i) => {
+        const ne = [...shape].reverse();
+        const type = ne.length === 2 && name !== "model.embed_tokens.weight" ? T.Q8_0 : T.F16;
+        return { name: lib.ggufTensorName(name), ne, type, data: lib.encodeRows(type, wave(shape.reduce((a, b) => a * b, 1), i)) };
+      });
+      const widths = { heads: [2], kvHeads: [1], ff: [64] };
+      const metadata = [
+        ["general.architecture", { type: "string", value: "llama" }],
+        ...lib.llamaHyperparameters(config, "llama", widths),
+        ...lib.ggufTokenizerKeys({ json, config: tokConfig, file: "tokenizer.json" }, 4096, { bos: 4095, eos: 4095 }),
+      ];
+      lib.writeGguf(path.join(dir, "model.gguf"), metadata, tensors);
+      return { gguf: { metadata, tensors } };
+    },
+    ggufKv: true,
+    async load(lib, dir) {
+      lib.readLlamaGguf(path.join(dir, "model.gguf"));
     },
   },
   {
@@ -210,7 +242,7 @@ export const readers = [
     name: "text",
     files: ["data.txt"],
     async seed(lib, dir) {
-      const text = fs.readFileSync(path.join(lib.sharedDir, "data/wikitext-2/valid.txt")).subarray(0, 20_000);
+      const text = fs.readFileSync(path.join(lib.sharedDir, "data/wikitext-2/valid.txt")).subarray(0, 8_000);
       fs.writeFileSync(path.join(dir, "data.txt"), text.subarray(0, text.lastIndexOf(0x0a) + 1));
       return { tokenizer: await lib.loadTokenizer(lib.refModelDir) };
     },
@@ -221,6 +253,21 @@ export const readers = [
     },
   },
 ];
+
+function ggufKvArb(fc) {
+  const value = fc.oneof(
+    fc.constantFrom(0, 1, 2, 6_000_000, 0x7fffffff, 0xffffffff).map((v) => ({ type: "u32", value: v })),
+    fc.constantFrom(-1, -2147483648, 1 << 30).map((v) => ({ type: "i32", value: v })),
+    fc.constantFrom(0n, 1n << 40n, 2n ** 64n - 1n).map((v) => ({ type: "u64", value: v })),
+    fc.constantFrom(0, -1, 1e30, Number.NaN, Number.POSITIVE_INFINITY).map((v) => ({ type: "f32", value: v })),
+    fc.constantFrom("", "llama", "deci", "gpt2", "x".repeat(10_000)).map((v) => ({ type: "string", value: v })),
+    fc.boolean().map((v) => ({ type: "bool", value: v })),
+    fc.array(fc.integer({ min: -1, max: 1 << 20 }), { maxLength: 4 }).map((values) => ({ type: "array", of: "i32", values })),
+    fc.array(fc.string({ maxLength: 8 }), { maxLength: 4 }).map((values) => ({ type: "array", of: "string", values })),
+    fc.constant(null), // removes the key
+  );
+  return fc.record({ kind: fc.constant("gguf-kv"), file: fc.constant(0), pick: fc.integer({ min: 0, max: 999_999 }).map((x) => x / 1e6), value });
+}
 
 /**
  * A reader ready to fuzz: its valid files written once under `workDir`, an arbitrary of
@@ -237,12 +284,23 @@ export async function prepareReader(lib, fc, name, workDir) {
   const seedBytes = reader.files.map((f) => new Uint8Array(fs.readFileSync(path.join(seedDir, f))));
   // The unmutated files must load, or every typed error below would prove nothing.
   await reader.load(lib, seedDir, ctx);
+  // GGUF readers also get structured mutations: one metadata value replaced (a count of 6 M, a
+  // negative id, a wrong type) or removed, re-encoded with the writer so the rest stays valid.
+  const arbitrary = reader.ggufKv ? fc.oneof({ arbitrary: mutationArb(fc, reader.files.length), weight: 2 }, { arbitrary: ggufKvArb(fc), weight: 1 }) : mutationArb(fc, reader.files.length);
   return {
-    arbitrary: mutationArb(fc, reader.files.length),
+    arbitrary,
     /** Writes the case folder (kept afterwards, so a failing case can be copied out). */
     write(m, caseDir) {
       fs.rmSync(caseDir, { recursive: true, force: true });
       fs.mkdirSync(caseDir, { recursive: true });
+      if (m.kind === "gguf-kv") {
+        const { metadata, tensors } = ctx.gguf;
+        const i = Math.floor(m.pick * metadata.length);
+        const changed = m.value === null ? metadata.filter((_, j) => j !== i) : metadata.map((kv, j) => (j === i ? [kv[0], m.value] : kv));
+        // encodeGguf, not writeGguf: the atomic write's fsyncs would dominate the case.
+        fs.writeFileSync(path.join(caseDir, reader.files[0]), Buffer.concat(lib.encodeGguf(changed, tensors)));
+        return;
+      }
       reader.files.forEach((f, i) => fs.writeFileSync(path.join(caseDir, f), i === m.file ? mutateFile(f, seedBytes[i], m) : seedBytes[i]));
     },
     async run(m, caseDir) {

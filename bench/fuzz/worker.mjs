@@ -19,6 +19,7 @@ const MODULES = [
   "formats/classifier-head.js",
   "formats/finegates-run.js",
   "formats/gguf/ggml-types.js",
+  "formats/gguf/llama.js",
   "formats/gguf/reader.js",
   "formats/gguf/tokenizer.js",
   "formats/gguf/writer.js",

@@ -9,9 +9,10 @@ import { loadCheckpoint, saveCheckpoint } from "../../src/formats/checkpoint.js"
 import { findClassifierHead, saveClassifierHead } from "../../src/formats/classifier-head.js";
 import { loadFineGatesRun, saveFineGatesRun } from "../../src/formats/finegates-run.js";
 import { GGML_TYPES, encodeRows } from "../../src/formats/gguf/ggml-types.js";
+import { ggufTensorName, llamaHyperparameters, readLlamaGguf } from "../../src/formats/gguf/llama.js";
 import { readGgufHeader, readTensor } from "../../src/formats/gguf/reader.js";
 import { ggufTokenizerKeys } from "../../src/formats/gguf/tokenizer.js";
-import { writeGguf } from "../../src/formats/gguf/writer.js";
+import { encodeGguf, writeGguf } from "../../src/formats/gguf/writer.js";
 import { parseLlamaConfig, readLlamaConfig } from "../../src/formats/hf-config.js";
 import { loadLlamaWeights, saveLlamaFolder } from "../../src/formats/hf-folder.js";
 import { loadPeftAdapter, loraKeys, savePeftAdapter } from "../../src/formats/peft.js";
@@ -43,9 +44,13 @@ export const srcLib = {
   GGML_TYPES,
   encodeRows,
   readGgufHeader,
+  ggufTensorName,
+  llamaHyperparameters,
+  readLlamaGguf,
   readTensor,
   ggufTokenizerKeys,
   writeGguf,
+  encodeGguf,
   parseLlamaConfig,
   readLlamaConfig,
   loadLlamaWeights,
