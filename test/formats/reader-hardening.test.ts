@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import { SlimtuneError } from "../../src/core/errors.js";
 import { jsonDepthExceeded, parseFields } from "../../src/core/json.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from "../../src/formats/checkpoint.js";
+import { CLASSIFIER_CONFIG, findClassifierHead, saveClassifierHead } from "../../src/formats/classifier-head.js";
 import { readGgufHeader } from "../../src/formats/gguf/reader.js";
 import { parseLlamaConfig, readLlamaConfig } from "../../src/formats/hf-config.js";
 import { loadPeftAdapter } from "../../src/formats/peft.js";
@@ -153,6 +154,30 @@ describe("sizes are bounded before anything is allocated", () => {
       const err = await rejects(loadTokenizer(modelFolder("bad-added", { "tokenizer.json": JSON.stringify(tok) })));
       expect(err.code).toBe("E_TOKENIZER");
       expect(err.message).toContain("added_tokens[0]");
+    }
+  });
+});
+
+describe("classifier heads are bounded and checked against their model", () => {
+  const head = () => {
+    const dir = fresh("head");
+    saveClassifierHead(dir, { data: new Float32Array(3 * 64), shape: [3, 64] }, { maxLen: 32, padId: 5 });
+    return dir;
+  };
+
+  it("fits: loads; another hidden size → E_SHAPE; a pad id past the vocabulary → E_CONFIG", () => {
+    const dir = head();
+    expect(findClassifierHead([dir], { hiddenSize: 64, vocabSize: 96 })?.numLabels).toBe(3);
+    expectSlimtuneError(() => findClassifierHead([dir], { hiddenSize: 256, vocabSize: 4096 }), "E_SHAPE", "hidden size is 256");
+    expectSlimtuneError(() => findClassifierHead([dir], { hiddenSize: 64, vocabSize: 4 }), "E_CONFIG", "pad_token_id 5");
+  });
+
+  it("num_labels 1e11 or max_len 1e12 in classifier.json → E_CONFIG before the tensor is read", () => {
+    for (const [field, value] of [["num_labels", 1e11], ["max_len", 1e12], ["pad_token_id", 1e10]] as const) {
+      const dir = head();
+      const json = JSON.parse(fs.readFileSync(path.join(dir, CLASSIFIER_CONFIG), "utf8")) as Record<string, unknown>;
+      fs.writeFileSync(path.join(dir, CLASSIFIER_CONFIG), JSON.stringify({ ...json, [field]: value }));
+      expectSlimtuneError(() => findClassifierHead([dir]), "E_CONFIG", field);
     }
   });
 });
