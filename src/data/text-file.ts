@@ -123,9 +123,11 @@ export function tokenizeFile(file: string, tokenizer: TextTokenizer, maxTokens?:
       const got = readBytes(file, fd, grown.subarray(bytes.length), bytes.length);
       bytes = grown.subarray(0, bytes.length + got);
       const atEnd = bytes.length >= size || got === 0 || target === MAX_WHOLE_TEXT_BYTES;
-      // Cut after the last newline so no line is split; at the end of the file take everything.
-      const lastNewline = atEnd ? bytes.length - 1 : bytes.lastIndexOf(0x0a);
-      const prefix = bytes.subarray(0, lastNewline + 1);
+      // Cut after the last newline so no line is split (after the last space for a file without
+      // newlines); at the end of the file take everything.
+      const newline = bytes.lastIndexOf(0x0a);
+      const cut = atEnd ? bytes.length - 1 : newline >= 0 ? newline : bytes.lastIndexOf(0x20);
+      const prefix = bytes.subarray(0, cut + 1);
       const bad = firstInvalidTextByte(bytes, !atEnd);
       if (bad >= 0) throw notText(file, bad, bytes);
       if (prefix.length > 0) {

@@ -103,6 +103,15 @@ describe("tokenizeFile with a token bound", () => {
     expectSlimtuneError(() => tokenizeFile(p, tokenizer, 10_000_000), "E_DATA", `byte offset ${text.length}`);
   });
 
+  it("a file of one long line is cut at spaces, with the same first tokens", async () => {
+    const tokenizer = await loadTokenizer(refModelDir);
+    const line = fs.readFileSync(wikitextTest, "utf8").slice(0, 300_000).replaceAll("\n", " ");
+    const p = file("one-line.txt", line);
+    const whole = tokenizer.encode(line);
+    const ids = tokenizeFile(p, tokenizer, 2000);
+    expect(Array.from(ids)).toEqual(whole.slice(0, 2000));
+  });
+
   it("a bound below 2 or not an integer → E_ARG", async () => {
     const tokenizer = await loadTokenizer(refModelDir);
     for (const bound of [0, 1, 2.5, Number.NaN]) expectSlimtuneError(() => tokenizeFile(wikitextTest, tokenizer, bound), "E_ARG");
