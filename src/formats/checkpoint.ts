@@ -10,8 +10,8 @@ import path from "node:path";
 import { z } from "zod";
 import type { HostParam } from "../arch/params.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
-import { SlimtuneError } from "../core/errors.js";
-import { parseFields, readJsonObject } from "../core/json.js";
+import { SlimtuneError, quote } from "../core/errors.js";
+import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 const FORMAT = "slimtune-checkpoint";
@@ -21,7 +21,7 @@ const stateShape = {
   version: z.literal(1),
   method: z.string(),
   step: z.number().int().nonnegative(),
-  rng: z.array(z.number()),
+  rng: z.array(z.number().int().min(0).max(0xffffffff)).length(4),
   fixed: z.record(z.string(), z.union([z.number(), z.string()])),
   elapsedSeconds: z.number().nonnegative(),
   tokensSeen: z.number().nonnegative(),
@@ -84,21 +84,21 @@ export function loadCheckpoint(
     throw new SlimtuneError("E_CHECKPOINT", "no checkpoint to resume from; run without --resume to start fresh", dir);
   }
   const json = readJsonObject(stateFile, { code: "E_CHECKPOINT", missingFix: "run without --resume to start fresh", invalidFix: "the checkpoint is damaged; start a fresh run" });
-  if (json.format !== FORMAT) throw new SlimtuneError("E_CHECKPOINT", `not a slimtune checkpoint (format "${String(json.format)}")`, stateFile);
+  if (json.format !== FORMAT) throw new SlimtuneError("E_CHECKPOINT", `not a slimtune checkpoint (format ${shownJson(json.format)})`, stateFile);
   const state = parseFields(json, stateShape, stateExpected, { file: stateFile, code: "E_CHECKPOINT", fix: "the checkpoint is damaged; start a fresh run with a new --out" });
   if (state.method !== expected.method) {
-    throw new SlimtuneError("E_CHECKPOINT", `checkpoint was made by --method ${state.method}, this run uses --method ${expected.method}; use the same method or a new --out`, stateFile);
+    throw new SlimtuneError("E_CHECKPOINT", `checkpoint was made by --method ${quote(state.method)}, this run uses --method ${expected.method}; use the same method or a new --out`, stateFile);
   }
   for (const [key, value] of Object.entries(expected.fixed)) {
     if (state.fixed[key] !== value) {
-      throw new SlimtuneError("E_CHECKPOINT", `checkpoint has ${key} = ${state.fixed[key]}, this run asks for ${value}; resume with the same ${key} or use a new --out`, stateFile);
+      throw new SlimtuneError("E_CHECKPOINT", `checkpoint has ${key} = ${shownJson(state.fixed[key])}, this run asks for ${value}; resume with the same ${key} or use a new --out`, stateFile);
     }
   }
   const tensors = SafetensorsFile.open(path.join(dir, "trainable.safetensors"));
   for (const [name, p] of trainable) {
-    if (!tensors.entries.has(name)) throw new SlimtuneError("E_CHECKPOINT", `checkpoint lacks trainable tensor "${name}"`, tensors.path);
+    if (!tensors.entries.has(name)) throw new SlimtuneError("E_CHECKPOINT", `checkpoint lacks trainable tensor ${quote(name)}`, tensors.path);
     const data = tensors.float32(name);
-    if (data.length !== p.data.length) throw new SlimtuneError("E_CHECKPOINT", `tensor "${name}" has ${data.length} values, expected ${p.data.length}`, tensors.path);
+    if (data.length !== p.data.length) throw new SlimtuneError("E_CHECKPOINT", `tensor ${quote(name)} has ${data.length} values, expected ${p.data.length}`, tensors.path);
     p.data.set(data);
   }
   const opt = SafetensorsFile.open(path.join(dir, "optimizer.safetensors"));
@@ -106,11 +106,31 @@ export function loadCheckpoint(
   const v = new Map<string, Float32Array>();
   for (const name of trainable.keys()) {
     if (opt.entries.has(`m.${name}`)) {
-      m.set(name, opt.float32(`m.${name}`));
-      v.set(name, opt.float32(`v.${name}`));
+      const mi = opt.float32(`m.${name}`);
+      const vi = opt.float32(`v.${name}`);
+      const n = trainable.get(name)!.data.length;
+      if (mi.length !== n || vi.length !== n) throw new SlimtuneError("E_CHECKPOINT", `moments of ${quote(name)} have ${mi.length}/${vi.length} values, the tensor has ${n}`, opt.path);
+      m.set(name, mi);
+      v.set(name, vi);
     }
   }
-  const step = Number(opt.metadata.step ?? 0);
-  if (!Number.isInteger(step) || step < 0) throw new SlimtuneError("E_CHECKPOINT", `optimizer step "${opt.metadata.step}" is not a non-negative integer`, opt.path);
-  return { state, moments: { step, m, v } };
+  return { state, moments: { step: optimizerStep(opt, state.step), m, v } };
+}
+
+/**
+ * The optimizer's step from optimizer.safetensors' metadata, checked against state.json's: the
+ * optimizer counts only applied updates (a step with non-finite gradients is skipped), so it may lag
+ * the training step but never lead it. A missing, malformed or leading count means the two files
+ * come from different checkpoints; resuming would mis-correct the moments' bias.
+ */
+function optimizerStep(opt: SafetensorsFile, trainingStep: number): number {
+  const raw = opt.metadata.step;
+  if (raw === undefined || !/^\d{1,15}$/.test(raw)) {
+    throw new SlimtuneError("E_CHECKPOINT", `metadata "step" is ${raw === undefined ? "missing" : quote(raw)}; expected the optimizer's step count — the checkpoint is damaged, start a fresh run with a new --out`, opt.path);
+  }
+  const step = Number(raw);
+  if (step > trainingStep) {
+    throw new SlimtuneError("E_CHECKPOINT", `optimizer step ${step} is past state.json's step ${trainingStep}; the two files come from different checkpoints — start a fresh run with a new --out`, opt.path);
+  }
+  return step;
 }

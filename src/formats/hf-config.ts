@@ -4,7 +4,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { SlimtuneError } from "../core/errors.js";
-import { parseFields } from "../core/json.js";
+import { withIo } from "../core/io.js";
+import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 import type { Llama3RopeScaling } from "../arch/llama/config.js";
 
@@ -18,8 +19,27 @@ const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2"];
 // transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config).
 const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768 };
 
+/**
+ * Upper bounds on the sizes a config may declare, checked before anything is allocated from them.
+ * Each is several times the largest LLaMA-family model published (126 layers, hidden 16,384,
+ * intermediate 53,248, 128 heads, head_dim 256, vocabularies of 256 k, contexts of 1 M), and far
+ * below what would exhaust memory while building the per-layer tables.
+ */
+export const CONFIG_LIMITS = {
+  num_hidden_layers: 1024,
+  hidden_size: 131_072,
+  intermediate_size: 524_288,
+  num_attention_heads: 4096,
+  num_key_value_heads: 4096,
+  head_dim: 1024,
+  vocab_size: 4_194_304,
+  max_position_embeddings: 1 << 22,
+  sliding_window: 1 << 22,
+} as const;
+
 const positiveInt = z.number().int().positive();
-const tokenId = z.number().int().nonnegative();
+const bounded = (field: keyof typeof CONFIG_LIMITS) => positiveInt.max(CONFIG_LIMITS[field]);
+const tokenId = z.number().int().nonnegative().max(CONFIG_LIMITS.vocab_size);
 const ropeDefault = z.looseObject({ rope_type: z.literal("default").optional(), type: z.literal("default").optional() });
 const ropeLlama3 = z.looseObject({
   rope_type: z.literal("llama3").optional(),
@@ -43,15 +63,15 @@ function parseRopeScaling(ropeScaling: unknown, ropeParameters: Record<string, u
     throw configError(
       file,
       where === "rope_parameters"
-        ? `rope_parameters.rope_type "${String(type)}" is not supported yet; slimtune implements plain RoPE ("default") and Llama 3's scaling ("llama3")`
-        : `rope_scaling ${JSON.stringify(source)} is not supported yet; slimtune implements plain RoPE (rope_scaling null) and Llama 3's scaling (rope_type "llama3")`,
+        ? `rope_parameters.rope_type ${shownJson(type)} is not supported yet; slimtune implements plain RoPE ("default") and Llama 3's scaling ("llama3")`
+        : `rope_scaling ${shownJson(source)} is not supported yet; slimtune implements plain RoPE (rope_scaling null) and Llama 3's scaling (rope_type "llama3")`,
     );
   }
   const parsed = ropeLlama3.safeParse(source);
   if (!parsed.success) {
     throw configError(
       file,
-      `${where} ${JSON.stringify(source)}: rope_type "llama3" needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings (positive numbers, as Llama 3.x configs give them); other forms are not supported yet`,
+      `${where} ${shownJson(source)}: rope_type "llama3" needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings (positive numbers, as Llama 3.x configs give them); other forms are not supported yet`,
     );
   }
   const p = parsed.data;
@@ -62,39 +82,41 @@ function parseRopeScaling(ropeScaling: unknown, ropeParameters: Record<string, u
 }
 
 const configShape = {
-  hidden_size: positiveInt,
-  intermediate_size: positiveInt,
-  num_hidden_layers: positiveInt,
-  num_attention_heads: positiveInt,
-  num_key_value_heads: positiveInt.nullish(),
-  head_dim: positiveInt.nullish(),
-  vocab_size: positiveInt,
+  hidden_size: bounded("hidden_size"),
+  intermediate_size: bounded("intermediate_size"),
+  num_hidden_layers: bounded("num_hidden_layers"),
+  num_attention_heads: bounded("num_attention_heads"),
+  num_key_value_heads: bounded("num_key_value_heads").nullish(),
+  head_dim: bounded("head_dim").nullish(),
+  vocab_size: bounded("vocab_size"),
   rms_norm_eps: z.number().positive().nullish(),
   rope_theta: z.number().positive().nullish(),
   rope_parameters: z.looseObject({ rope_type: z.string().optional(), rope_theta: z.number().positive().optional() }).nullish(),
   rope_scaling: z.unknown().optional(),
   tie_word_embeddings: z.boolean().nullish(),
-  max_position_embeddings: positiveInt.nullish(),
+  max_position_embeddings: bounded("max_position_embeddings").nullish(),
   attention_bias: z.boolean().nullish(),
   mlp_bias: z.boolean().nullish(),
   bos_token_id: tokenId.nullish(),
-  eos_token_id: z.union([tokenId, z.array(tokenId).min(1)]).nullish(),
+  eos_token_id: z.union([tokenId, z.array(tokenId).min(1).max(64)]).nullish(),
   hidden_act: z.string().nullish(),
-  sliding_window: positiveInt.nullish(),
+  sliding_window: bounded("sliding_window").nullish(),
   use_sliding_window: z.boolean().nullish(),
 };
 
+const upTo = (field: keyof typeof CONFIG_LIMITS) => `a positive integer up to ${CONFIG_LIMITS[field].toLocaleString("en-US")}`;
+
 const expectations: { [K in keyof typeof configShape]: string } = {
-  hidden_size: "a positive integer",
-  intermediate_size: "a positive integer",
-  num_hidden_layers: "a positive integer",
-  num_attention_heads: "a positive integer",
-  vocab_size: "a positive integer",
-  max_position_embeddings: "a positive integer",
-  sliding_window: "a positive integer",
+  hidden_size: upTo("hidden_size"),
+  intermediate_size: upTo("intermediate_size"),
+  num_hidden_layers: upTo("num_hidden_layers"),
+  num_attention_heads: upTo("num_attention_heads"),
+  vocab_size: upTo("vocab_size"),
+  max_position_embeddings: upTo("max_position_embeddings"),
+  sliding_window: upTo("sliding_window"),
   rope_scaling: "null or a RoPE scaling object",
-  num_key_value_heads: "a positive integer or null",
-  head_dim: "a positive integer or null",
+  num_key_value_heads: `${upTo("num_key_value_heads")}, or null`,
+  head_dim: `${upTo("head_dim")}, or null`,
   rms_norm_eps: "a positive number",
   rope_theta: "a positive number",
   rope_parameters: 'an object like {"rope_type": "default", "rope_theta": 10000}',
@@ -102,8 +124,8 @@ const expectations: { [K in keyof typeof configShape]: string } = {
   attention_bias: "true or false",
   mlp_bias: "true or false",
   use_sliding_window: "true or false",
-  bos_token_id: "a non-negative integer token id",
-  eos_token_id: "a token id or a list of token ids",
+  bos_token_id: "a non-negative integer token id below vocab_size",
+  eos_token_id: "a token id or a list of up to 64 token ids, each below vocab_size",
   hidden_act: 'a string ("silu")',
 };
 
@@ -119,7 +141,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   const raw = json as Record<string, unknown>;
   const modelType = raw.model_type;
   if (typeof modelType !== "string" || !(supportedTypes as readonly string[]).includes(modelType)) {
-    const shown = typeof modelType === "string" ? `"${modelType}"` : modelType === undefined ? "(missing)" : JSON.stringify(modelType);
+    const shown = modelType === undefined ? "(missing)" : shownJson(modelType);
     throw configError(
       file,
       `unsupported model_type ${shown} in config.json; slimtune supports the LLaMA family: ${supportedTypes.join(", ")}`,
@@ -134,7 +156,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
 
   const hiddenAct = c.hidden_act ?? "silu";
   if (hiddenAct !== "silu") {
-    throw configError(file, `hidden_act "${hiddenAct}" is not supported; the LLaMA family uses "silu" (SwiGLU)`);
+    throw configError(file, `hidden_act ${shownJson(hiddenAct)} is not supported; the LLaMA family uses "silu" (SwiGLU)`);
   }
   const ropeScaling = parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
 
@@ -161,6 +183,12 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   }
 
   const eosIds = c.eos_token_id === null || c.eos_token_id === undefined ? undefined : [c.eos_token_id].flat();
+  // An id past the embedding's rows would crash the runtime's Gather the first time it is fed.
+  for (const [field, id] of [["bos_token_id", c.bos_token_id], ...(eosIds ?? []).map((e) => ["eos_token_id", e] as const)] as const) {
+    if (typeof id === "number" && id >= c.vocab_size) {
+      throw configError(file, `${field} ${id} is not below vocab_size ${c.vocab_size}; the embedding has no row for it — fix config.json`);
+    }
+  }
   const attentionBias = type === "qwen2" ? true : type === "llama" ? (c.attention_bias ?? false) : false;
   const slidingWindow =
     type === "mistral"
@@ -214,7 +242,7 @@ function parseLayerShapes(value: unknown, config: LlamaConfig, file: string): La
     const heads = l.num_attention_heads;
     const kv = l.num_key_value_heads;
     if ((heads === 0) !== (kv === 0) || (kv > 0 && heads % kv !== 0) || heads > config.numHeads || l.intermediate_size > config.intermediateSize) {
-      throw configError(file, `"${LAYER_SHAPES_KEY}"[${i}] = ${JSON.stringify(l)}: heads must be a multiple of key/value heads (both 0 or both > 0) and no layer may be wider than the global widths`);
+      throw configError(file, `"${LAYER_SHAPES_KEY}"[${i}] = ${shownJson(l)}: heads must be a multiple of key/value heads (both 0 or both > 0) and no layer may be wider than the global widths`);
     }
     return { numHeads: heads, numKvHeads: kv, intermediateSize: l.intermediate_size };
   });
@@ -222,29 +250,20 @@ function parseLayerShapes(value: unknown, config: LlamaConfig, file: string): La
 
 /** Reads `<modelDir>/config.json`. */
 export function readLlamaConfig(modelDir: string): LlamaConfig {
-  if (!fs.statSync(modelDir, { throwIfNoEntry: false })?.isDirectory()) {
+  const st = withIo(modelDir, "open the model folder", () => fs.statSync(modelDir, { throwIfNoEntry: false }));
+  if (!st?.isDirectory()) {
     throw new SlimtuneError(
       "E_NOT_FOUND",
       `model folder "${modelDir}" does not exist; pass a folder with config.json, model.safetensors and tokenizer.json`,
     );
   }
+  // A folder that exists but cannot be listed (no read or search permission) is E_IO, not a missing config.json.
+  withIo(modelDir, "list the model folder", () => fs.readdirSync(modelDir));
   const file = path.join(modelDir, "config.json");
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    throw new SlimtuneError(
-      "E_NOT_FOUND",
-      `config.json is missing from the model folder; copy it from the original Hugging Face model`,
-      file,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new SlimtuneError("E_CONFIG", `is not valid JSON (${(err as Error).message}); re-download it`, file);
-  }
+  const json = readJsonObject(file, {
+    missingFix: "config.json is missing from the model folder; copy it from the original Hugging Face model",
+    invalidFix: "re-download it",
+  });
   return parseLlamaConfig(json, file);
 }
 

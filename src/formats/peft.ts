@@ -4,8 +4,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { SlimtuneError } from "../core/errors.js";
-import { parseFields, readJsonObject } from "../core/json.js";
+import { SlimtuneError, quote } from "../core/errors.js";
+import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import { linearLayers } from "../arch/llama/shapes.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
@@ -175,12 +175,12 @@ export function loadPeftAdapter(dir: string, opts: LoadPeftOptions = {}): PeftAd
       // vLLM's words for the same rejection; llama.cpp's converter aborts on such keys too.
       throw new SlimtuneError(
         "E_SAFETENSORS",
-        `unsupported LoRA weight "${key}": slimtune reads only <module>.lora_A.weight and <module>.lora_B.weight (no DoRA magnitudes, embedding LoRA, biases or modules_to_save)`,
+        `unsupported LoRA weight ${quote(key)}: slimtune reads only <module>.lora_A.weight and <module>.lora_B.weight (no DoRA magnitudes, embedding LoRA, biases or modules_to_save)`,
         weightsFile,
       );
     }
     const saved = loraKeys(parsed.modulePath)[parsed.half === "A" ? "a" : "b"];
-    if (tensors.has(saved)) throw new SlimtuneError("E_SAFETENSORS", `"${key}" appears twice (with and without the base_model.model. prefix)`, weightsFile);
+    if (tensors.has(saved)) throw new SlimtuneError("E_SAFETENSORS", `${quote(key)} appears twice (with and without the base_model.model. prefix)`, weightsFile);
     tensors.set(saved, { data: file.float32(key), shape: [...file.entries.get(key)!.shape] });
   }
   if (tensors.size === 0) throw new SlimtuneError("E_SAFETENSORS", "holds no LoRA tensors; re-save the adapter", weightsFile);
@@ -195,18 +195,18 @@ type MakeError = (code: "E_SHAPE" | "E_SAFETENSORS", message: string) => Slimtun
 function checkPairs(r: number, tensors: ReadonlyMap<string, PeftTensor>, error: MakeError): void {
   for (const [key, t] of tensors) {
     const parsed = parseLoraKey(key);
-    if (!parsed) throw error("E_SAFETENSORS", `unsupported LoRA weight "${key}"; keys must end in .lora_A.weight or .lora_B.weight`);
+    if (!parsed) throw error("E_SAFETENSORS", `unsupported LoRA weight ${quote(key)}; keys must end in .lora_A.weight or .lora_B.weight`);
     const { a, b } = loraKeys(parsed.modulePath);
-    if (key !== (parsed.half === "A" ? a : b)) throw error("E_SAFETENSORS", `"${key}" must be spelled "${parsed.half === "A" ? a : b}", as PEFT saves it`);
+    if (key !== (parsed.half === "A" ? a : b)) throw error("E_SAFETENSORS", `${quote(key)} must be spelled ${quote(parsed.half === "A" ? a : b)}, as PEFT saves it`);
     const other = parsed.half === "A" ? b : a;
-    if (!tensors.has(other)) throw error("E_SAFETENSORS", `"${key}" has no partner "${other}"; every LoRA module needs both lora_A and lora_B`);
+    if (!tensors.has(other)) throw error("E_SAFETENSORS", `${quote(key)} has no partner ${quote(other)}; every LoRA module needs both lora_A and lora_B`);
     const expected = parsed.half === "A" ? `[${r}, K]` : `[N, ${r}]`;
     const rankAxis = parsed.half === "A" ? 0 : 1;
     if (t.shape.length !== 2 || t.shape[rankAxis] !== r) {
-      throw error("E_SHAPE", `"${key}" has shape [${t.shape.join(", ")}], expected ${expected} for r = ${r}; the tensors and adapter_config.json's r disagree`);
+      throw error("E_SHAPE", `${quote(key)} has shape [${t.shape.join(", ")}], expected ${expected} for r = ${r}; the tensors and adapter_config.json's r disagree`);
     }
     if (t.data.length !== t.shape[0]! * t.shape[1]!) {
-      throw error("E_SHAPE", `"${key}" has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
+      throw error("E_SHAPE", `${quote(key)} has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
     }
   }
 }
@@ -220,7 +220,7 @@ function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor
     if (!w) {
       throw new SlimtuneError(
         "E_SHAPE",
-        `"${key}" adapts "${modulePath}", which is not a linear layer of this ${config.numLayers}-layer ${config.modelType} model; use the adapter with the base model it was trained on`,
+        `${quote(key)} adapts ${quote(modulePath)}, which is not a linear layer of this ${config.numLayers}-layer ${config.modelType} model; use the adapter with the base model it was trained on`,
         file,
       );
     }
@@ -230,7 +230,7 @@ function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor
       const expected = half === "A" ? `[r, ${K}]` : `[${N}, r]`;
       throw new SlimtuneError(
         "E_SHAPE",
-        `"${key}" has shape [${t.shape.join(", ")}], but ${modulePath} is [${N}, ${K}] (out, in) so lora_${half} must be ${expected}; use the adapter with the base model it was trained on`,
+        `${quote(key)} has shape [${t.shape.join(", ")}], but ${modulePath} is [${N}, ${K}] (out, in) so lora_${half} must be ${expected}; use the adapter with the base model it was trained on`,
         file,
       );
     }
@@ -286,7 +286,7 @@ function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string,
   // PEFT's own key names, as PEFT users know them (adapter_config.json: "r is 0; expected …").
   const c = parseFields(raw, configShape, configExpected, { file, label: (f) => f, missing: "undefined", fix: "re-save the adapter with PEFT or slimtune" });
   for (const [key, isDefault, what] of unsupported) {
-    if (!isDefault(raw[key])) throw new SlimtuneError("E_CONFIG", `${key} is ${JSON.stringify(raw[key])}: slimtune does not support ${what}; retrain without it`, file);
+    if (!isDefault(raw[key])) throw new SlimtuneError("E_CONFIG", `${key} is ${shownJson(raw[key])}: slimtune does not support ${what}; retrain without it`, file);
   }
   return {
     raw,

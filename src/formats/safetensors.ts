@@ -1,8 +1,10 @@
 // Reads and writes .safetensors files, validating the header as strictly as the Rust reference reader.
 
 import fs from "node:fs";
-import { SlimtuneError } from "../core/errors.js";
+import { SlimtuneError, quote } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic.js";
+import { regularFileSize, withIo } from "../core/io.js";
+import { parseJsonText, shownJson } from "../core/json.js";
 
 export type SafetensorsDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -75,17 +77,13 @@ export class SafetensorsFile {
    * so files of any size (a 1 B-parameter model's 5 GB) open without holding them in memory.
    */
   static open(filePath: string): SafetensorsFile {
-    let fd: number;
+    // Stat before opening: opening a FIFO blocks forever, and a device (/dev/zero) has no size to check against.
+    const st = withIo(filePath, "read the safetensors file", () => fs.statSync(filePath, { throwIfNoEntry: false }));
+    if (!st) throw new SlimtuneError("E_NOT_FOUND", "file does not exist; check the path or the model folder", filePath);
+    if (st.isDirectory()) throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
+    regularFileSize(filePath, "safetensors");
+    const fd = withIo(filePath, "open the safetensors file", () => fs.openSync(filePath, "r"));
     try {
-      fd = fs.openSync(filePath, "r");
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") throw new SlimtuneError("E_NOT_FOUND", "file does not exist; check the path or the model folder", filePath);
-      if (code === "EISDIR") throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
-      throw err;
-    }
-    try {
-      if (fs.fstatSync(fd).isDirectory()) throw new SlimtuneError("E_NOT_FOUND", "is a folder, expected a .safetensors file", filePath);
       const size = fs.fstatSync(fd).size;
       const readAt = (position: number, length: number): Uint8Array => {
         const out = new Uint8Array(length);
@@ -107,7 +105,7 @@ export class SafetensorsFile {
       // Each read reopens the file: a SafetensorsFile holds no descriptor, so nothing leaks if it is dropped.
       const source: ByteSource = {
         read: (begin, end) => {
-          const rfd = fs.openSync(filePath, "r");
+          const rfd = withIo(filePath, "read the safetensors file", () => fs.openSync(filePath, "r"));
           try {
             const out = new Uint8Array(end - begin);
             let done = 0;
@@ -152,7 +150,7 @@ export class SafetensorsFile {
     if (!entry) {
       throw new SlimtuneError(
         "E_SAFETENSORS",
-        `no tensor named "${name}"; the file has ${this.entries.size} tensors (e.g. ${this.names().slice(0, 3).map((s) => `"${s}"`).join(", ")})`,
+        `no tensor named ${quote(name)}; the file has ${this.entries.size} tensors (e.g. ${this.names().slice(0, 3).map((s) => quote(s)).join(", ")})`,
         this.path,
       );
     }
@@ -183,7 +181,7 @@ export class SafetensorsFile {
       default:
         throw new SlimtuneError(
           "E_SAFETENSORS",
-          `tensor "${name}" has dtype ${entry.dtype}; expected a floating-point dtype (F32, F16, BF16, F64) — a quantized checkpoint needs its own loader`,
+          `tensor ${quote(name)} has dtype ${entry.dtype}; expected a floating-point dtype (F32, F16, BF16, F64) — a quantized checkpoint needs its own loader`,
           this.path,
         );
     }
@@ -213,9 +211,9 @@ function parseHeaderBytes(
   }
   let header: unknown;
   try {
-    header = JSON.parse(text);
+    header = parseJsonText(text, { file: "", code: "E_SAFETENSORS", invalidFix: reexport });
   } catch (err) {
-    fail(`header is not valid JSON (${(err as Error).message}); ${reexport}`);
+    fail(`header ${(err as Error).message}`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     fail(`header must be a JSON object mapping tensor names to entries; ${reexport}`);
@@ -237,27 +235,27 @@ function parseHeader(
       }
       for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
         if (typeof v !== "string") {
-          fail(`"__metadata__" field "${key}" is ${JSON.stringify(v)}, expected a string; ${reexport}`);
+          fail(`"__metadata__" field ${quote(key)} is ${shownJson(v)}, expected a string; ${reexport}`);
         }
         metadata[key] = v as string;
       }
       continue;
     }
-    const where = `tensor "${name}"`;
+    const where = `tensor ${quote(name)}`;
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       fail(`${where}: entry must be an object with dtype, shape and data_offsets; ${reexport}`);
     }
     const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
     if (!isDType(dtype)) {
       fail(
-        `${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(safetensorsDTypeSizes).join(", ")} — convert the tensor or re-export the file`,
+        `${where}: unknown dtype ${shownJson(dtype)}; expected one of ${Object.keys(safetensorsDTypeSizes).join(", ")} — convert the tensor or re-export the file`,
       );
     }
     if (!Array.isArray(shape) || !shape.every(isCount)) {
-      fail(`${where}: shape ${JSON.stringify(shape)} must be an array of non-negative integers; ${reexport}`);
+      fail(`${where}: shape ${shownJson(shape)} must be an array of non-negative integers; ${reexport}`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
-      fail(`${where}: data_offsets ${JSON.stringify(offsets)} must be two non-negative integers [begin, end]; ${reexport}`);
+      fail(`${where}: data_offsets ${shownJson(offsets)} must be two non-negative integers [begin, end]; ${reexport}`);
     }
     const [begin, end] = offsets as [number, number];
     const dims = shape as number[];
@@ -268,7 +266,7 @@ function parseHeader(
     const expected = elementCount(dims) * safetensorsDTypeSizes[dtype as SafetensorsDType];
     if (!Number.isSafeInteger(expected) || end - begin !== expected) {
       fail(
-        `${where}: data_offsets ${fmt([begin, end])} span ${end - begin} bytes, but shape ${fmt(dims)} of ${dtype} needs ${expected}; ${reexport}`,
+        `${where}: data_offsets ${fmt([begin, end])} span ${end - begin} bytes, but shape ${shownJson(dims)} of ${dtype} needs ${expected}; ${reexport}`,
       );
     }
     entries.set(name, { dtype: dtype as SafetensorsDType, shape: dims, begin, end });
@@ -288,7 +286,7 @@ function checkCoverage(
   for (const [name, { begin, end }] of sorted) {
     if (begin !== cursor) {
       const problem = begin < cursor ? "overlaps the previous tensor" : `leaves a gap after byte ${cursor}`;
-      fail(`tensor "${name}": data_offsets ${fmt([begin, end])} ${problem}; ${reexport}`);
+      fail(`tensor ${quote(name)}: data_offsets ${fmt([begin, end])} ${problem}; ${reexport}`);
     }
     cursor = end;
   }

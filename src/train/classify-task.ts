@@ -15,6 +15,7 @@ import type { HostParam } from "../arch/params.js";
 import type { LlamaConfig } from "../arch/llama/config.js";
 import { padBatch } from "../data/cls-batches.js";
 import type { TokenizedExample } from "../data/examples.js";
+import { MAX_LABELS } from "../data/tsv.js";
 
 export interface ClassifyTaskOptions {
   batch: number;
@@ -31,6 +32,10 @@ export interface ClassifyTaskOptions {
 
 export function classifyTask(config: LlamaConfig, train: TokenizedExample[], dev: TokenizedExample[], opts: ClassifyTaskOptions): TrainTask {
   const { batch: B, maxLen, numLabels: L } = opts;
+  // The head is L × hidden floats: bound L before allocating it.
+  if (!(Number.isInteger(L) && L >= 1 && L <= MAX_LABELS)) {
+    throw new SlimtuneError("E_DATA", `the task has ${L} labels; a classification head takes 1 to ${MAX_LABELS} (labels number the classes from 0) — check the label column or --num-labels`);
+  }
   for (const [set, name] of [[train, "training"], [dev, "dev"]] as const) {
     const bad = set.find((e) => e.label >= L);
     if (bad) throw new SlimtuneError("E_DATA", `${name} data has label ${bad.label}, but the head has ${L} labels (0…${L - 1}); pass --num-labels ${bad.label + 1}`);

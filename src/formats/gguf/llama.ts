@@ -8,7 +8,8 @@ import { layerShape } from "../../arch/llama/config.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.js";
+import { shownJson } from "../../core/json.js";
+import { CONFIG_LIMITS, LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.js";
 import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
@@ -143,7 +144,7 @@ export function readLlamaGguf(file: string): LlamaGguf {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch !== "llama" && arch !== "deci") fail(`general.architecture is ${JSON.stringify(arch)}; slimtune reads "llama" and "deci" (LLaMA-family) GGUF models`);
+  if (arch !== "llama" && arch !== "deci") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama" and "deci" (LLaMA-family) GGUF models`);
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
   const num = (key: string, required = true): number | undefined => {
     const v = meta.get(`${arch}.${key}`)?.value;
@@ -152,12 +153,16 @@ export function readLlamaGguf(file: string): LlamaGguf {
     return v;
   };
   const layers = num("block_count")!;
+  // Bounded before the per-layer arrays are built from it.
+  if (!Number.isInteger(layers) || layers < 1 || layers > CONFIG_LIMITS.num_hidden_layers) {
+    fail(`${arch}.block_count is ${layers}; expected an integer from 1 to ${CONFIG_LIMITS.num_hidden_layers}`);
+  }
   const perLayer = (key: string, fallback?: number[]): number[] => {
     const v = meta.get(`${arch}.${key}`)?.value;
     if (v === undefined && fallback) return fallback;
     if (typeof v === "number") return new Array<number>(layers).fill(v);
     if (Array.isArray(v) && v.length === layers && v.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0)) return v as number[];
-    return fail(`${arch}.${key} is ${JSON.stringify(v)?.slice(0, 80)}; expected a count or an array of ${layers} counts`);
+    return fail(`${arch}.${key} is ${shownJson(v)}; expected a count or an array of ${layers} counts`);
   };
   const heads = perLayer("attention.head_count");
   const kvHeads = perLayer("attention.head_count_kv", heads);

@@ -11,6 +11,7 @@
 
 import fs from "node:fs";
 import { SlimtuneError } from "../../core/errors.js";
+import { regularFileSize, withIo } from "../../core/io.js";
 import { GGML_TYPE_COUNT, GGML_TYPE_NAMES, type GgmlType, decodeRows, ggmlTypeById, rowBytes } from "./ggml-types.js";
 import { GGUF_ALIGNMENT, GGUF_VALUE_TYPES, type GgufScalarType } from "./writer.js";
 
@@ -18,7 +19,8 @@ import { GGUF_ALIGNMENT, GGUF_VALUE_TYPES, type GgufScalarType } from "./writer.
 const MAX_TENSORS = 1 << 20;
 const MAX_KV = 1 << 20;
 const MAX_STRING_BYTES = 64 << 20;
-const MAX_ARRAY_LENGTH = 1 << 30;
+// The longest real arrays are vocabularies and merge lists (≤ 1 M entries); each element becomes a JS value.
+const MAX_ARRAY_LENGTH = 1 << 24;
 
 export type GgufMetaValue = number | bigint | string | boolean | Array<number | bigint | string | boolean>;
 
@@ -63,7 +65,9 @@ class HeaderReader {
   ) {}
 
   fail(field: string, why: string): never {
-    throw new SlimtuneError("E_GGUF", `${field}: ${why}`, this.file);
+    // Keys and names come from the file and may be megabytes long: cap what the message quotes.
+    const shown = field.length > 120 ? `${field.slice(0, 120)}…` : field;
+    throw new SlimtuneError("E_GGUF", `${shown}: ${why.length > 300 ? `${why.slice(0, 300)}…` : why}`, this.file);
   }
 
   private need(n: number, field: string): DataView {
@@ -133,11 +137,13 @@ class HeaderReader {
 
 /** Opens a GGUF file and checks its whole layout; tensor values are read later by readTensor. */
 export function readGgufHeader(file: string): GgufFile {
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
-  if (!stat?.isFile()) throw new SlimtuneError("E_NOT_FOUND", "GGUF file not found", file);
-  const fd = fs.openSync(file, "r");
+  const stat = withIo(file, "read the GGUF file", () => fs.statSync(file, { throwIfNoEntry: false }));
+  if (!stat) throw new SlimtuneError("E_NOT_FOUND", "GGUF file not found", file);
+  // Refuses folders, FIFOs and devices before opening: a FIFO would block, a device has no size.
+  const size = regularFileSize(file, "GGUF");
+  const fd = withIo(file, "open the GGUF file", () => fs.openSync(file, "r"));
   try {
-    const r: HeaderReader = new HeaderReader(fd, stat.size, file);
+    const r: HeaderReader = new HeaderReader(fd, size, file);
     const magic = r.u32("magic");
     if (magic !== 0x46554747) r.fail("magic", `is 0x${magic.toString(16)}, not "GGUF"; this is not a GGUF file`);
     const version = r.u32("version");
@@ -229,7 +235,7 @@ export function readTensor(gguf: GgufFile, name: string): Float32Array {
   const t = gguf.tensors.get(name);
   if (!t) throw new SlimtuneError("E_GGUF", `has no tensor "${name}"`, gguf.file);
   const bytes = new Uint8Array(t.bytes);
-  const fd = fs.openSync(gguf.file, "r");
+  const fd = withIo(gguf.file, "read the GGUF file", () => fs.openSync(gguf.file, "r"));
   try {
     fs.readSync(fd, bytes, 0, t.bytes, t.offset);
   } finally {

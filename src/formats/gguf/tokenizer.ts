@@ -3,7 +3,9 @@
 // BOS/EOS ids and whether BOS is added. The reverse builds a tokenizer.json that
 // @huggingface/tokenizers (and transformers) load, so a GGUF model tokenizes as llama.cpp does.
 
-import { SlimtuneError } from "../../core/errors.js";
+import { SlimtuneError, quote } from "../../core/errors.js";
+import { shownJson } from "../../core/json.js";
+import { CONFIG_LIMITS } from "../hf-config.js";
 import type { GgufValue } from "./writer.js";
 import type { GgufEntry } from "./reader.js";
 
@@ -62,7 +64,7 @@ export function ggufTokenizerKeys(src: TokenizerSource, vocabSize: number, ids: 
   const types: number[] = new Array<number>(vocabSize).fill(5); // unused until a token claims the id
   const place = (text: string, id: number, type: number) => {
     if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new SlimtuneError("E_TOKENIZER", `token ${JSON.stringify(text)} has id ${id}, outside the model's ${vocabSize} embedding rows`, src.file);
+      throw new SlimtuneError("E_TOKENIZER", `token ${quote(text)} has id ${id}, outside the model's ${vocabSize} embedding rows`, src.file);
     }
     tokens[id] = text;
     types[id] = type;
@@ -98,14 +100,15 @@ export function tokenizerFromGguf(meta: ReadonlyMap<string, GgufEntry>, file: st
     throw new SlimtuneError("E_GGUF", why, file);
   };
   if (get("tokenizer.ggml.model") !== "gpt2") {
-    fail(`tokenizer.ggml.model is ${JSON.stringify(get("tokenizer.ggml.model"))}; slimtune reads byte-level BPE ("gpt2") tokenizers from GGUF`);
+    fail(`tokenizer.ggml.model is ${shownJson(get("tokenizer.ggml.model"))}; slimtune reads byte-level BPE ("gpt2") tokenizers from GGUF`);
   }
   const pre = String(get("tokenizer.ggml.pre") ?? "gpt-2");
-  const preTokenizer = PRE_TOKENIZERS[pre] ?? fail(`tokenizer.ggml.pre is "${pre}"; slimtune knows ${Object.keys(PRE_TOKENIZERS).join(", ")}`);
+  const preTokenizer = PRE_TOKENIZERS[pre] ?? fail(`tokenizer.ggml.pre is ${quote(pre)}; slimtune knows ${Object.keys(PRE_TOKENIZERS).join(", ")}`);
   const tokens = get("tokenizer.ggml.tokens");
   const merges = get("tokenizer.ggml.merges");
   if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === "string")) return fail("tokenizer.ggml.tokens is missing or not an array of strings");
   if (!Array.isArray(merges) || !merges.every((t) => typeof t === "string")) return fail("tokenizer.ggml.merges is missing or not an array of strings");
+  if (tokens.length > CONFIG_LIMITS.vocab_size) fail(`tokenizer.ggml.tokens has ${tokens.length} tokens, more than ${CONFIG_LIMITS.vocab_size}; the file is corrupt`);
   const typesValue = get("tokenizer.ggml.token_type");
   const types = Array.isArray(typesValue) ? typesValue.map(Number) : [];
   const vocab: Record<string, number> = {};

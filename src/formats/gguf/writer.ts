@@ -70,6 +70,14 @@ class ByteSink {
     this.bytes(b);
   }
   bytes(b: Uint8Array) {
+    // Small pieces (keys, token strings) are copied into the current buffer: flushing for each
+    // would allocate a fresh 64 KB buffer per token, half a gigabyte for a 4,096-token vocabulary.
+    if (b.byteLength <= 4096) {
+      const view = this.room(b.byteLength);
+      new Uint8Array(view.buffer, this.used, b.byteLength).set(b);
+      this.used += b.byteLength;
+      return;
+    }
     this.flush();
     this.chunks.push(b);
     this.length += b.byteLength;

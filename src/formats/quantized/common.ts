@@ -24,9 +24,10 @@ export interface QuantFolderConfig {
   quantFile: string;
 }
 
+/** The file's JSON object, or undefined for anything else (missing, unreadable, special file, invalid or too deep). */
 function tryJson(file: string): unknown {
   try {
-    return JSON.parse(fs.readFileSync(file, "utf8")) as unknown;
+    return readJsonObject(file, { missingFix: "" });
   } catch {
     return undefined;
   }

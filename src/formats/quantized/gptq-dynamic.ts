@@ -8,8 +8,8 @@
 // all its parts share an override, so such checkpoints load in vLLM as well as GPTQModel.
 
 import { z } from "zod";
-import { SlimtuneError } from "../../core/errors.js";
-import { parseFields } from "../../core/json.js";
+import { SlimtuneError, quote } from "../../core/errors.js";
+import { parseFields, shownJson } from "../../core/json.js";
 
 /** What a matching pattern says of a module: unquantized, or these settings over the defaults. */
 export type DynamicRule = { skip: true } | { skip: false; overrides: { bits?: number; group_size?: number; sym?: boolean; desc_act?: boolean } };
@@ -36,7 +36,7 @@ const overrideExpected = {
 export function parseDynamic(value: unknown, file: string): DynamicEntry[] {
   if (value === undefined || value === null) return [];
   if (typeof value !== "object" || Array.isArray(value)) {
-    throw new SlimtuneError("E_CONFIG", `quantization_config: "dynamic" is ${JSON.stringify(value)}; expected an object mapping module regexes to overrides`, file);
+    throw new SlimtuneError("E_CONFIG", `quantization_config: "dynamic" is ${shownJson(value)}; expected an object mapping module regexes to overrides`, file);
   }
   return Object.entries(value as Record<string, unknown>).map(([key, overrides]) => {
     const skip = key.startsWith("-:");
@@ -44,12 +44,12 @@ export function parseDynamic(value: unknown, file: string): DynamicEntry[] {
     try {
       new RegExp(pattern);
     } catch (err) {
-      throw new SlimtuneError("E_CONFIG", `quantization_config: "dynamic" pattern ${JSON.stringify(key)} is not a regular expression slimtune can read (${(err as Error).message})`, file);
+      throw new SlimtuneError("E_CONFIG", `quantization_config: "dynamic" pattern ${quote(key)} is not a regular expression slimtune can read (${(err as Error).message})`, file);
     }
     if (skip) return { pattern, rule: { skip: true } };
     const parsed = parseFields(overrides, overrideShape, overrideExpected, {
       file,
-      prefix: `quantization_config: "dynamic" ${JSON.stringify(key)}: `,
+      prefix: `quantization_config: "dynamic" ${quote(key)}: `,
       fix: "fix the override or re-quantize",
     });
     const o: { bits?: number; group_size?: number; sym?: boolean; desc_act?: boolean } = {};

@@ -3,6 +3,7 @@
 // module in this folder plus one entry in each table here.
 
 import { SlimtuneError } from "../../core/errors.js";
+import { shownJson } from "../../core/json.js";
 import type { QuantScheme, QuantizedModel } from "../../quant/types.js";
 import { readQuantFolderConfig } from "./common.js";
 import { gptqQuantMethod, loadGptqFolder, saveGptqFolder } from "./gptq-folder.js";
@@ -34,7 +35,7 @@ export function loadQuantizedFolder(dir: string): QuantizedModel {
   if (!load) {
     throw new SlimtuneError(
       "E_CONFIG",
-      `quantization_config: "quant_method" is ${JSON.stringify(method)}; slimtune reads ${Object.keys(loaders).map((m) => `"${m}"`).join(" and ")} folders — dequantize it with its own tool, or quantize the float model with slimtune quantize`,
+      `quantization_config: "quant_method" is ${shownJson(method)}; slimtune reads ${Object.keys(loaders).map((m) => `"${m}"`).join(" and ")} folders — dequantize it with its own tool, or quantize the float model with slimtune quantize`,
       quantFile,
     );
   }

@@ -41,7 +41,7 @@ import { z } from "zod";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
-import { SlimtuneError } from "../../core/errors.js";
+import { SlimtuneError, quote } from "../../core/errors.js";
 import { float32ToFloat16 } from "../../core/f16.js";
 import { parseFields } from "../../core/json.js";
 import type { QuantizedLinear, QuantizedModel, ReallmLinear, ReallmSpec } from "../../quant/types.js";
@@ -175,7 +175,7 @@ const moduleExpected = {
 function loadReallmLinear(tensors: FolderTensors, config: LlamaConfig, module: string, spec: ReallmSpec, quantFile: string): ReallmLinear {
   const [n, k] = linearShape(config, module);
   const { rank: r, vqDim: d, codeBits: c, blockSize: bs } = spec;
-  const where = `quantization_config: "modules" ${JSON.stringify(module)}`;
+  const where = `quantization_config: "modules" ${quote(module)}`;
   if (r > Math.min(n, k)) throw new SlimtuneError("E_CONFIG", `${where}: rank ${r} exceeds min(N, K) = ${Math.min(n, k)} of the [${n}, ${k}] layer — the folder is inconsistent; re-quantize`, quantFile);
   if (k % bs !== 0 || bs % d !== 0) {
     throw new SlimtuneError("E_CONFIG", `${where}: block_size ${bs} must divide K = ${k} and be a multiple of vq_dim ${d} — the folder is inconsistent; re-quantize`, quantFile);
@@ -217,8 +217,8 @@ export function loadReallmFolder(dir: string): QuantizedModel {
   const tensors = FolderTensors.open(dir);
   const linears = new Map<string, QuantizedLinear>();
   for (const [module, entry] of Object.entries(top.modules)) {
-    if (!known.has(module)) throw new SlimtuneError("E_CONFIG", `quantization_config: "modules" names ${JSON.stringify(module)}, which is not a linear layer of this ${config.modelType} model — the config and folder disagree`, quantFile);
-    const m = parseFields(entry, moduleShape, moduleExpected, { file: quantFile, prefix: `quantization_config: "modules" ${JSON.stringify(module)}: `, fix: "re-export the folder" });
+    if (!known.has(module)) throw new SlimtuneError("E_CONFIG", `quantization_config: "modules" names ${quote(module)}, which is not a linear layer of this ${config.modelType} model — the config and folder disagree`, quantFile);
+    const m = parseFields(entry, moduleShape, moduleExpected, { file: quantFile, prefix: `quantization_config: "modules" ${quote(module)}: `, fix: "re-export the folder" });
     const spec: ReallmSpec = { scheme: "reallm", rank: m.rank, vqDim: m.vq_dim, codeBits: m.code_bits, blockSize: m.block_size, scaleBits: 8, permuted: m.permuted, lowRankDtype: top.lowrank_dtype };
     const q = loadReallmLinear(tensors, config, module, spec, quantFile);
     checkReallmArrays(q, module);
