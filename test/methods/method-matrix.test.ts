@@ -35,6 +35,9 @@ import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { quantizeReallmModel } from "../../src/quant/reallm.js";
 import type { QuantizedModel } from "../../src/quant/types.js";
 import { defaultTrainOptions, train } from "../../src/train/loop.js";
+import { reallmMethod } from "../../src/methods/reallm/index.js";
+import { gradName } from "../../src/models/llama/lm-graphs.js";
+import { Rng } from "../../src/core/rng.js";
 import { fixedBatchTask } from "../helpers/fixed-batch-task.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
 
@@ -281,4 +284,84 @@ describe("method matrix", () => {
       expect(maxAbsDiff(await logitsOf(baseScoring(merged.base)), trained)).toBeLessThan(2e-4);
     });
   });
+});
+
+// ReALLM's low-rank gradients against finite differences of the same graph's loss, on the matrix's
+// ReALLM base (reallm.test.ts only checks that they are non-zero; a random tiny model's q/k factors
+// get gradients near 1e-6, below what float32 differences resolve, so this uses the trained model).
+// Directional derivatives: along the whole gradient, along random directions, and along each
+// factor's own gradient for the first and last layer.
+describe("ReALLM low-rank gradients match finite differences", () => {
+  const B = 2;
+  const T = 32;
+  let method: TuningMethod;
+  let compiled: CompiledGraph;
+  let names: string[];
+  let batch: Record<string, HostTensor>;
+
+  beforeAll(async () => {
+    const base = bases.get("reallm")!;
+    if (base.kind !== "quantized") throw new Error("the ReALLM base is quantized");
+    method = reallmMethod(base.model, { blockSteps: 0, blockLr: 1e-3, blockBatch: 2, blockSamples: 4 });
+    names = [...method.trainable.keys()];
+    const { graph, outputs } = buildLmTrainGraph(base.model.config, method.params(new Graph(), "train"), B, T, names);
+    compiled = await CompiledGraph.compile(graph, outputs, { threads: 2 });
+    batch = {
+      [IDS]: { data: BigInt64Array.from(ref.input_ids.flatMap((r) => r.slice(0, T)), BigInt), shape: [B, T] },
+      [TARGETS]: { data: BigInt64Array.from(ref.targets.flatMap((r) => r.slice(0, T)), BigInt), shape: [B * T] },
+    };
+  }, 120_000);
+  afterAll(async () => compiled?.release());
+
+  const lossNow = async () => (await compiled.run({ ...Object.fromEntries(method.trainable), ...batch }, ["loss"])).loss!.data[0] as number;
+
+  /** (L(θ + h·d) − L(θ − h·d)) / 2h, d over every factor at once (unit length). */
+  async function directional(d: ReadonlyMap<string, Float32Array>, h: number): Promise<number> {
+    const keep = new Map([...d.keys()].map((n) => [n, Float32Array.from(method.trainable.get(n)!.data)]));
+    const at = async (s: number) => {
+      for (const [n, dir] of d) {
+        const p = method.trainable.get(n)!.data;
+        const k = keep.get(n)!;
+        for (let i = 0; i < p.length; i++) p[i] = k[i]! + s * dir[i]!;
+      }
+      return lossNow();
+    };
+    const up = await at(h);
+    const down = await at(-h);
+    for (const [n, k] of keep) method.trainable.get(n)!.data.set(k);
+    return (up - down) / (2 * h);
+  }
+
+  it("along the gradient, random directions, and each factor of the first and last layer (2 %)", async () => {
+    const out = await compiled.run({ ...Object.fromEntries(method.trainable), ...batch });
+    const grads = new Map(names.map((n) => [n, Float32Array.from(out[gradName(n)]!.data as Float32Array)]));
+    const normOf = (m: ReadonlyMap<string, Float32Array>) => Math.sqrt([...m.values()].reduce((s, g) => s + g.reduce((a, x) => a + x * x, 0), 0));
+    const scaled = (m: ReadonlyMap<string, Float32Array>, by: number) => new Map([...m].map(([n, g]) => [n, g.map((x) => x * by)]));
+    const total = normOf(grads);
+    expect(total).toBeGreaterThan(1e-3);
+    expect(Math.abs((await directional(scaled(grads, 1 / total), 1e-2)) - total) / total).toBeLessThan(0.02);
+
+    const rng = new Rng(3);
+    for (let k = 0; k < 2; k++) {
+      const raw = new Map([...grads].map(([n, g]) => {
+        const d = new Float32Array(g.length);
+        rng.fillNormal(d, 1);
+        return [n, d];
+      }));
+      const dir = scaled(raw, 1 / normOf(raw));
+      let analytic = 0;
+      for (const [n, d] of dir) d.forEach((x, i) => (analytic += x * grads.get(n)![i]!));
+      expect(Math.abs((await directional(dir, 1e-2)) - analytic), `random direction ${k}`).toBeLessThan(0.02 * total);
+    }
+
+    const last = base().config.numLayers - 1;
+    for (const n of names.filter((m) => m.startsWith("model.layers.0.") || m.startsWith(`model.layers.${last}.`))) {
+      const g = grads.get(n)!;
+      const own = normOf(new Map([[n, g]]));
+      const numeric = await directional(new Map([[n, g.map((x) => x / own)]]), 1e-2);
+      expect(Math.abs(numeric - own) / own, n).toBeLessThan(0.02);
+    }
+  }, 120_000);
+
+  const base = () => bases.get("reallm")!.model;
 });
