@@ -20,7 +20,7 @@ process.chdir(root);
 const FOLDERS = {
   "engine-autodiff": {
     mutate: ["src/engine/autodiff.ts"],
-    tests: ["test/engine/ops-grad.test.ts", "test/train/checkpoint-activations.test.ts", "test/models/variant-reference.test.ts"],
+    tests: ["test/engine/autodiff.test.ts", "test/engine/ops-grad.test.ts", "test/train/checkpoint-activations.test.ts", "test/models/variant-reference.test.ts"],
   },
   "quant-gptq": {
     mutate: ["src/quant/gptq.ts"],
