@@ -26,6 +26,14 @@ function normals(n: number, rand: () => number): Float64Array {
   return out;
 }
 
+export interface GradCheckOptions {
+  rtol?: number;
+  atol?: number;
+  h?: number;
+  samples?: number;
+  seed?: number;
+}
+
 export interface GradCheckResult {
   worst: number;
   checked: number;
@@ -35,7 +43,7 @@ export interface GradCheckResult {
 export async function gradCheck(
   build: (g: Graph, xs: Value[]) => Value,
   inputs: CheckInput[],
-  opts: { rtol?: number; atol?: number; h?: number; samples?: number; seed?: number } = {},
+  opts: GradCheckOptions = {},
 ): Promise<GradCheckResult> {
   const { rtol = 1e-5, atol = 1e-8, h = 1e-5, samples = 12, seed = 1 } = opts;
   const rand = lcg(seed);

@@ -1,12 +1,14 @@
 // GGUF export checked by the real reader, llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binary):
-// greedy tokens equal slimtune's; perplexity matches (0.1 % at f32, 1 % at q8_0); a pruned model
+// greedy tokens equal slimtune's; perplexity matches (0.001 % at f32, 1 % at q8_0); a pruned model
 // with per-layer widths as `deci` and zero-padded; a LoRA adapter as a GGUF LoRA; GGUF in → GGUF out.
 
 import fs from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { tokenizeFile } from "../../src/data/text-file.js";
-import { GraphCache } from "../../src/engine/index.js";
+import { CompiledGraph, Graph, GraphCache } from "../../src/engine/index.js";
+import { IDS, TARGETS, buildLmTrainGraph } from "../../src/models/llama/lm-graphs.js";
+import type { ScoringModel } from "../../src/models/scoring.js";
 import { Generator } from "../../src/eval/generate.js";
 import { perplexity } from "../../src/eval/perplexity.js";
 import { deployedModel, generationScoring } from "../../src/export/deploy.js";
@@ -27,6 +29,18 @@ const N = 24;
 /** Tokens scored in CI; bench/gguf-perplexity.mjs runs the first 65,536 (the same protocol). */
 const PPL_TOKENS = 1024;
 
+/** Next-token logits after `ids` (one sequence), as the scoring graph computes them. */
+async function lastLogits(scoring: ScoringModel, ids: readonly number[]): Promise<Float32Array> {
+  const T = ids.length;
+  const { graph, outputs } = buildLmTrainGraph(scoring.config, scoring.params(new Graph()), 1, T, [], { logits: true });
+  const compiled = await CompiledGraph.compile(graph, outputs, { threads: 2 });
+  const feed = { data: BigInt64Array.from(ids, BigInt), shape: [1, T] };
+  const out = await compiled.run({ ...scoring.weightFeeds(), [IDS]: feed, [TARGETS]: { data: feed.data, shape: [T] } }, ["logits"]);
+  await compiled.release();
+  const V = scoring.config.vocabSize;
+  return (out.logits!.data as Float32Array).slice((T - 1) * V, T * V);
+}
+
 describe("GGUF export loads in llama.cpp and computes what slimtune computes", () => {
   const dir = scratchDir("gguf");
   let model: LlamaModel;
@@ -44,7 +58,7 @@ describe("GGUF export loads in llama.cpp and computes what slimtune computes", (
     promptIds = tokenizer.encodePrompt(PROMPT);
   });
 
-  it("f32: llama.cpp's greedy tokens are slimtune's, and its perplexity is within 0.1 %", async () => {
+  it("f32: llama.cpp's greedy tokens are slimtune's, and its perplexity is within 0.001 %", async () => {
     const file = path.join(dir, "ref-f32.gguf");
     exportGguf({ kind: "float", model }, REF_MODEL, file, { dtype: "f32" });
     expect(await llamaGreedy(file, promptIds, N)).toEqual(await greedy({ kind: "float", model }));
@@ -52,7 +66,8 @@ describe("GGUF export loads in llama.cpp and computes what slimtune computes", (
     const ours = await perplexity(baseScoring({ kind: "float", model }), new GraphCache(), tokens, { ctx: 256 });
     const theirs = await llamaPerplexity(file, tokens, 256);
     console.log(`perplexity on ${PPL_TOKENS} tokens: slimtune ${ours.perplexity.toFixed(4)}, llama.cpp f32 ${theirs.toFixed(4)}`);
-    expect(Math.abs(theirs / ours.perplexity - 1)).toBeLessThan(0.001);
+    // Measured 4.4e-6 (1036.6540 against 1036.6586): float32 sums in another order.
+    expect(Math.abs(theirs / ours.perplexity - 1)).toBeLessThan(1e-5);
   });
 
   it("q8_0: perplexity within 1 %; the file is ggml's reference quantization", async () => {
@@ -72,10 +87,23 @@ describe("GGUF export loads in llama.cpp and computes what slimtune computes", (
     expect(report.keptCodes).toBe(qm.linears.size);
     const theirs = await llamaGreedy(file, promptIds, N);
     const ours = await greedy({ kind: "quantized", model: qm });
-    // Both quantize activations to 8 bits (llama.cpp q8_0, MatMulNBits accuracy 4) in their own way.
+    // Both quantize activations to 8 bits (llama.cpp q8_0, MatMulNBits accuracy 4) in their own way,
+    // so they may part at a near-tie. Where they first part, the two candidates must be closer in
+    // slimtune's logits than 8-bit activations move those logits (the same model scored with float
+    // activations gives that size); once apart, the continuations need not agree.
     const agree = theirs.findIndex((t, i) => t !== ours[i]);
     console.log(`q4_0: llama.cpp and slimtune agree on the first ${agree < 0 ? N : agree} of ${N} greedy tokens`);
-    expect(agree < 0 ? N : agree).toBeGreaterThanOrEqual(8);
+    if (agree >= 0) {
+      const context = [...promptIds, ...ours.slice(0, agree)];
+      const rounded = await lastLogits(generationScoring({ kind: "quantized", model: qm }), context);
+      const exact = await lastLogits(baseScoring({ kind: "quantized", model: qm }), context);
+      let noise = 0;
+      rounded.forEach((x, v) => (noise = Math.max(noise, Math.abs(x - exact[v]!))));
+      const gap = rounded[ours[agree]!]! - rounded[theirs[agree]!]!;
+      console.log(`q4_0: at token ${agree} slimtune prefers ${ours[agree]} over llama.cpp's ${theirs[agree]} by ${gap.toFixed(4)}; 8-bit activations move logits by up to ${noise.toFixed(4)}`);
+      expect(gap).toBeGreaterThanOrEqual(0);
+      expect(gap).toBeLessThan(2 * noise);
+    }
   });
 
   it("a pruned model with per-layer widths loads as deci and as zero-padded llama, with slimtune's tokens", async () => {
