@@ -51,7 +51,8 @@ export function readChatTemplateFile(file: string): string {
   if (size > MAX_TEMPLATE_BYTES) throw new SlimtuneError("E_DATA", `is ${size} bytes; a chat template is at most 1 MiB of Jinja`, file);
   const text = withIo(file, "read the chat template", () => fs.readFileSync(file, "utf8"));
   if (text.trim() === "") throw new SlimtuneError("E_DATA", "is empty; it must hold a Jinja chat template", file);
-  return text;
+  // Jinja drops one trailing newline of a template (transformers keeps keep_trailing_newline off); an editor adds one.
+  return text.replace(/\r?\n$/, "");
 }
 
 /**

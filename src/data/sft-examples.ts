@@ -12,7 +12,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import type { ChatRenderer, Segment } from "./chat-template.js";
-import type { InstructBody, InstructRecord } from "./instruct-records.js";
+import { type InstructBody, type InstructRecord, answerIsEmpty } from "./instruct-records.js";
 
 export const TOO_LONG_POLICIES = ["cut-prompt", "drop"] as const;
 export type TooLongPolicy = (typeof TOO_LONG_POLICIES)[number];
@@ -42,6 +42,8 @@ export interface SftCounts {
   promptCut: number;
   /** Examples dropped for being longer than --seq. */
   dropped: number;
+  /** Records with an empty answer (trained to stop at once: EOS alone). */
+  emptyAnswers: number;
   /** Extra windows made by splitting long prompt-less records. */
   splitWindows: number;
   tokens: number;
@@ -87,7 +89,7 @@ export function tokenizeRecords(
   file?: string,
 ): { examples: SftExample[]; counts: SftCounts } {
   if (!(Number.isInteger(opts.seq) && opts.seq >= 2)) throw new SlimtuneError("E_ARG", `--seq ${opts.seq} must be an integer >= 2`);
-  const counts: SftCounts = { records: records.length, examples: 0, promptCut: 0, dropped: 0, splitWindows: 0, tokens: 0, lossTokens: 0 };
+  const counts: SftCounts = { records: records.length, examples: 0, promptCut: 0, dropped: 0, emptyAnswers: 0, splitWindows: 0, tokens: 0, lossTokens: 0 };
   const examples: SftExample[] = [];
   const keep = (ids: number[], answer: number[], r: InstructRecord) => {
     const loss = Uint8Array.from(answer, (a, i) => (i > 0 && (a === 1 || opts.trainOnPrompt) ? 1 : 0));
@@ -102,6 +104,7 @@ export function tokenizeRecords(
       throw err;
     }
     const { ids, answer } = encodeSegments(segments, tokenizer, bosFor(r, renderer, tokenizer));
+    if (answerIsEmpty(r)) counts.emptyAnswers++;
     if (!answer.includes(1)) continue; // an answer that tokenizes to nothing (no EOS either): nothing to learn
     const excess = ids.length - 1 - opts.seq;
     if (excess <= 0) {
