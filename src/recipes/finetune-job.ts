@@ -17,13 +17,16 @@ import { findMethod } from "../methods/registry.js";
 import { loadBase } from "../models/load.js";
 import { classifyTask } from "../train/classify-task.js";
 import { lmTask } from "../train/lm-task.js";
+import { sftTask } from "../train/sft-task.js";
+import { type SftDataOptions, type SftDataSummary, describeSftData, loadSftData } from "./sft-data.js";
 import { type TrainHooks, type TrainOptions, type TrainSummary, train } from "../train/loop.js";
 import { AdamW } from "../train/adamw.js";
 import type { TrainTask } from "../train/task.js";
 
 export type JobTask =
   | { kind: "lm"; dataFile: string; batch: number; seq: number; heldOut: number; evalTokens: number }
-  | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number };
+  | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number }
+  | ({ kind: "sft"; batch: number; pack: boolean; evalExamples?: number } & SftDataOptions);
 
 export interface FinetuneJob {
   modelDir: string;
@@ -39,6 +42,8 @@ export interface FinetuneResult {
   summary: TrainSummary;
   /** What the method's own first phase reported (ReALLM's block-wise fit), when it has one. */
   prepared?: Record<string, unknown>;
+  /** What the instruction data became (records, examples, cut and dropped), for sft runs. */
+  data?: SftDataSummary;
   /** Files published into the run folder, with their sizes (empty when the run was stopped). */
   files: Record<string, number>;
 }
@@ -57,7 +62,14 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
   const t = job.task;
   let task: TrainTask;
   let textTokens: Int32Array;
-  if (t.kind === "lm") {
+  let data: SftDataSummary | undefined;
+  if (t.kind === "sft") {
+    const sft = loadSftData(job.modelDir, tokenizer, t);
+    data = sft.summary;
+    for (const line of describeSftData(sft.summary, t.seq)) hooks.onLog?.(line);
+    textTokens = Int32Array.from(sft.train.flatMap((e) => Array.from(e.ids)));
+    task = sftTask(sft.train, sft.heldOut, { batch: t.batch, seq: t.seq, pack: t.pack, padId: method.config.eosTokenId ?? 0, evalExamples: t.evalExamples });
+  } else if (t.kind === "lm") {
     textTokens = tokenizeFile(t.dataFile, tokenizer);
     task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
   } else {
@@ -82,7 +94,7 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     method.prepare && !job.train.resume
       ? await method.prepare({
           tokens: textTokens,
-          seq: t.kind === "lm" ? t.seq : t.maxLen,
+          seq: t.kind === "classify" ? t.maxLen : t.seq,
           seed: job.train.seed,
           threads: job.train.threads,
           optimizer: (params) => new AdamW(params),
@@ -100,5 +112,5 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     });
     files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(out, f)).size]));
   }
-  return { summary, files, ...(prepared ? { prepared } : {}) };
+  return { summary, files, ...(prepared ? { prepared } : {}), ...(data ? { data } : {}) };
 }

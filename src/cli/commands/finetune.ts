@@ -13,6 +13,7 @@ import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js"
 import { methodArgs, parseMethodFlags } from "../method-flags.js";
 import { type Progress, createProgress } from "../progress.js";
 import { runInWorker } from "../train-worker.js";
+import { sftJobTask } from "../sft-args.js";
 
 const d = defaultTrainOptions;
 
@@ -21,12 +22,17 @@ export default defineCommand({
   args: {
     method: { type: "string", description: methods.map((m) => `${m.name}: ${m.summary}`).join("; "), default: "full" },
     model: { type: "string", description: "Model folder (float Hugging Face folder, or a quantized one for peqa/qlora)" },
-    task: { type: "string", description: "lm (text file, next-token loss) or classify (labelled TSV)", default: "lm" },
-    data: { type: "string", description: "Training data: a UTF-8 text file (lm) or a text<TAB>label TSV with a header (classify)" },
-    "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy" },
+    task: { type: "string", description: "lm (text file, next-token loss), classify (labelled TSV) or sft (instruction/chat JSONL, loss on the answers); default: sft for a .jsonl --data, else lm" },
+    data: { type: "string", description: "Training data: a UTF-8 text file (lm), a text<TAB>label TSV with a header (classify), or JSONL records {text} | {prompt,completion} | {instruction,input,output} | {messages} (sft)" },
+    "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy; sft: held-out JSONL whose answer loss is reported (default: --held-out of the training records)" },
+    "data-format": { type: "string", description: "sft: text, prompt-completion, alpaca or messages (default: from the first record's fields)" },
+    "chat-template": { type: "string", description: "sft: a Jinja chat template file (default: the model's tokenizer_config.json chat_template, else a plain default per format)" },
+    "train-on-prompt": { type: "boolean", description: "sft: put the loss on prompt tokens too (default: answers only)" },
+    "too-long": { type: "string", description: "sft: an example longer than --seq: cut-prompt (cut the prompt from the left, keep the answer) or drop", default: "cut-prompt" },
+    pack: { type: "boolean", description: "sft: pack several examples into each --seq window (attention stays inside each); --no-pack: one per row", default: true },
     "max-len": { type: "string", description: "classify: tokens kept per example", default: "128" },
     "num-labels": { type: "string", description: "classify: number of classes (default: largest label + 1)" },
-    "eval-examples": { type: "string", description: "classify: dev examples scored per eval (default: all)" },
+    "eval-examples": { type: "string", description: "classify, sft: held-out examples scored per eval (default: all)" },
     out: { type: "string", description: "Output folder: the result, checkpoint/ and metrics.jsonl" },
     steps: { type: "string", description: "Optimizer steps", default: "100" },
     batch: { type: "string", description: "Sequences per micro-batch", default: "8" },
@@ -76,7 +82,10 @@ export default defineCommand({
       };
       const batch = intArg("batch", args.batch, 8);
       let task: JobTask;
-      if (args.task === "lm") {
+      const taskKind = args.task ?? (dataFile.toLowerCase().endsWith(".jsonl") ? "sft" : "lm");
+      if (taskKind === "sft") {
+        task = sftJobTask(args, dataFile, batch, seed);
+      } else if (taskKind === "lm") {
         task = {
           kind: "lm",
           dataFile,
@@ -96,11 +105,11 @@ export default defineCommand({
           evalExamples: args["eval-examples"] ? intArg("eval-examples", args["eval-examples"], 1) : undefined,
         };
       } else {
-        throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
+        throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm, classify or sft`);
       }
       const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
-      const { summary, files, prepared } = await runWithProgress(job);
-      report({ ...summary, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json));
+      const { summary, files, prepared, data } = await runWithProgress(job);
+      report({ ...summary, files, ...(prepared ? { prepared } : {}), ...(data ? { data } : {}) }, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
     }),
 });
