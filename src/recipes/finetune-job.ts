@@ -17,7 +17,7 @@ import { findMethod } from "../methods/registry.js";
 import { loadBase } from "../models/load.js";
 import { classifyTask } from "../train/classify-task.js";
 import { lmTask } from "../train/lm-task.js";
-import { sftTask } from "../train/sft-task.js";
+import { sftTask, stepsPerEpoch } from "../train/sft-task.js";
 import { type SftDataOptions, type SftDataSummary, describeSftData, loadSftData } from "./sft-data.js";
 import { type TrainHooks, type TrainOptions, type TrainSummary, train } from "../train/loop.js";
 import { AdamW } from "../train/adamw.js";
@@ -36,6 +36,8 @@ export interface FinetuneJob {
   adapter?: string;
   task: JobTask;
   train: TrainOptions;
+  /** Train for this many passes over the training data instead of train.steps. */
+  epochs?: number;
 }
 
 export interface FinetuneResult {
@@ -63,15 +65,19 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
   let task: TrainTask;
   let textTokens: Int32Array;
   let data: SftDataSummary | undefined;
+  let epochSteps: number;
+  const accumulate = job.train.accumulate;
   if (t.kind === "sft") {
     const sft = loadSftData(job.modelDir, tokenizer, t);
     data = sft.summary;
     for (const line of describeSftData(sft.summary, t.seq)) hooks.onLog?.(line);
     textTokens = Int32Array.from(sft.train.flatMap((e) => Array.from(e.ids)));
     task = sftTask(sft.train, sft.heldOut, { batch: t.batch, seq: t.seq, pack: t.pack, padId: method.config.eosTokenId ?? 0, evalExamples: t.evalExamples });
+    epochSteps = stepsPerEpoch(sft.train, { batch: t.batch, seq: t.seq, pack: t.pack, accumulate });
   } else if (t.kind === "lm") {
     textTokens = tokenizeFile(t.dataFile, tokenizer);
     task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
+    epochSteps = Math.ceil((textTokens.length * (1 - t.heldOut)) / (t.batch * t.seq * accumulate));
   } else {
     const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
     textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));
@@ -87,6 +93,12 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
       head: head?.head,
       evalExamples: t.evalExamples,
     });
+    epochSteps = Math.ceil(examples.length / (t.batch * accumulate));
+  }
+  if (job.epochs !== undefined) {
+    if (!(Number.isInteger(job.epochs) && job.epochs >= 1)) throw new SlimtuneError("E_ARG", `--epochs ${job.epochs} must be a positive integer`);
+    job = { ...job, train: { ...job.train, steps: Math.max(1, epochSteps) * job.epochs } };
+    hooks.onLog?.(`${job.epochs} epoch(s) of about ${epochSteps} steps each: ${job.train.steps} steps`);
   }
   if (!(job.train.steps >= 1)) throw new SlimtuneError("E_ARG", `--steps ${job.train.steps} must be a positive integer`);
   // A method's own first phase (ReALLM's block-wise fit), skipped when resuming a run.

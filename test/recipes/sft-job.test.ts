@@ -56,6 +56,12 @@ describe("finetune --task sft", () => {
     expect(r.files["adapter_model.safetensors"]).toBeGreaterThan(0);
   });
 
+  it("trains --epochs passes: one example per row, 18 records in batches of 4 are 5 steps a pass", async () => {
+    const j = job("lora", refModelDir, "prompt-completion", 100, "epochs");
+    const r = await runFinetuneJob({ ...j, epochs: 2, task: { ...j.task, pack: false } as JobTask });
+    expect(r.summary.steps).toBe(10);
+  });
+
   it.each([
     ["full", refModelDir],
     ["qlora", qdir],

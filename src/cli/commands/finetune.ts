@@ -35,6 +35,7 @@ export default defineCommand({
     "eval-examples": { type: "string", description: "classify, sft: held-out examples scored per eval (default: all)" },
     out: { type: "string", description: "Output folder: the result, checkpoint/ and metrics.jsonl" },
     steps: { type: "string", description: "Optimizer steps", default: "100" },
+    epochs: { type: "string", description: "Passes over the training data instead of --steps (steps = epochs × steps per pass)" },
     batch: { type: "string", description: "Sequences per micro-batch", default: "8" },
     seq: { type: "string", description: "Tokens per sequence", default: "256" },
     lr: { type: "string", description: "Peak learning rate", default: String(d.lr) },
@@ -108,6 +109,7 @@ export default defineCommand({
         throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm, classify or sft`);
       }
       const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
+      if (args.epochs) job.epochs = intArg("epochs", args.epochs, 1);
       const { summary, files, prepared, data } = await runWithProgress(job);
       report({ ...summary, files, ...(prepared ? { prepared } : {}), ...(data ? { data } : {}) }, Boolean(args.json));
       if (summary.stopped) process.exitCode = 130;
