@@ -14,6 +14,7 @@ const main = defineCommand({
     qpruner: () => import("./commands/qpruner.js").then((m) => m.default),
     "pruning-adapter": () => import("./commands/pruning-adapter.js").then((m) => m.default),
     generate: () => import("./commands/generate.js").then((m) => m.default),
+    chat: () => import("./commands/chat.js").then((m) => m.default),
     export: () => import("./commands/export.js").then((m) => m.default),
   },
 });

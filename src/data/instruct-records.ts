@@ -140,7 +140,11 @@ function describeFormatSource(format: InstructFormat): string {
   return `the first record's fields or --data-format ${format}`;
 }
 
-function parseMessages(value: unknown, fail: (m: string) => SlimtuneError): ChatMessage[] {
+/**
+ * A `messages` array checked message by message; training records must hold an assistant turn,
+ * a conversation to be answered (chat, generate --chat) need not.
+ */
+export function parseMessages(value: unknown, fail: (m: string) => SlimtuneError, opts: { requireAssistant?: boolean } = {}): ChatMessage[] {
   if (!Array.isArray(value)) throw fail(`field "messages" is ${quote(value)}; it must be an array of {"role","content"}`);
   if (value.length === 0) throw fail(`field "messages" is empty; it needs at least one assistant message`);
   const messages = value.map((m: unknown, k): ChatMessage => {
@@ -153,6 +157,27 @@ function parseMessages(value: unknown, fail: (m: string) => SlimtuneError): Chat
     if (typeof content !== "string") throw fail(`field "${at}.content" is ${quote(content)}; it must be a string`);
     return { role: role as ChatRole, content };
   });
-  if (!messages.some((m) => m.role === "assistant")) throw fail(`field "messages" has no assistant message; only assistant turns carry loss, so there is nothing to train on`);
+  if ((opts.requireAssistant ?? true) && !messages.some((m) => m.role === "assistant")) throw fail(`field "messages" has no assistant message; only assistant turns carry loss, so there is nothing to train on`);
+  return messages;
+}
+
+/**
+ * A conversation to be answered (generate --chat): a JSON file holding {"messages": […]} or the
+ * array itself, ending with a user (or system) message.
+ */
+export function readConversationFile(file: string): ChatMessage[] {
+  const size = regularFileSize(file, "conversation");
+  if (size > 16 * 2 ** 20) throw new SlimtuneError("E_DATA", `is ${size} bytes; a conversation file is at most 16 MiB`, file);
+  const text = withIo(file, "read the conversation", () => fs.readFileSync(file, "utf8"));
+  const fail = (message: string) => new SlimtuneError("E_DATA", message, file);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw fail(`is not valid JSON (${(err as Error).message}); it must hold {"messages": [{"role", "content"}, …]}`);
+  }
+  const list = Array.isArray(value) ? value : typeof value === "object" && value !== null ? (value as Record<string, unknown>).messages : undefined;
+  const messages = parseMessages(list, fail, { requireAssistant: false });
+  if (messages[messages.length - 1]!.role === "assistant") throw fail(`the last message is the assistant's; end with the user message to answer`);
   return messages;
 }

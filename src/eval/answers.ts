@@ -6,7 +6,7 @@
 
 import { SlimtuneError } from "../core/errors.js";
 import type { ChatRenderer } from "../data/chat-template.js";
-import type { InstructRecord } from "../data/instruct-records.js";
+import type { ChatMessage, InstructRecord } from "../data/instruct-records.js";
 import { bosFor, encodeSegments } from "../data/sft-examples.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import type { Generator } from "./generate.js";
@@ -36,6 +36,12 @@ export function answerPrompt(record: InstructRecord, renderer: ChatRenderer, tok
   while (last >= 0 && !segments[last]!.train) last--;
   const { ids } = encodeSegments(segments.slice(0, last), tokenizer, bosFor(record, renderer, tokenizer));
   return { line: record.line, ...(record.template !== undefined ? { template: record.template } : {}), ids, reference, referenceTokens: tokenizer.encode(reference).length };
+}
+
+/** Prompt ids for the assistant's next turn after `messages`, tokenized as training tokenizes conversations. */
+export function conversationPrompt(messages: readonly ChatMessage[], renderer: ChatRenderer, tokenizer: TextTokenizer): number[] {
+  const record: InstructRecord = { format: "messages", messages: [...messages, { role: "assistant", content: "" }], line: 0 };
+  return answerPrompt(record, renderer, tokenizer).ids;
 }
 
 /** New tokens allowed for a reference of n tokens: room for it, its EOS, and a little more. */
