@@ -10,7 +10,7 @@ import type { TextTokenizer } from "../formats/tokenizer.js";
 import { conversationPrompt } from "./answers.js";
 import type { GenerateOptions, GenerateResult, Generator } from "./generate.js";
 
-export type ReplyOptions = Omit<GenerateOptions, "onText"> & { onText?: (delta: string) => void };
+export type ReplyOptions = GenerateOptions;
 
 export class ChatSession {
   readonly history: ChatMessage[] = [];

@@ -22,10 +22,10 @@ describe("chat session", () => {
   });
 
   it("answers turn after turn with the history in the prompt", async () => {
-    const first = await session.say("Hello", { maxNewTokens: 6 });
+    const first = await session.say("Hello", { maxNewTokens: 6, temperature: 0 });
     expect(session.history.map((m) => m.role)).toEqual(["system", "user", "assistant"]);
     expect(session.history[2]!.content).toBe(first.text.trim());
-    const second = await session.say("And then?", { maxNewTokens: 6 });
+    const second = await session.say("And then?", { maxNewTokens: 6, temperature: 0 });
     const prompt = generator.tokenizer.decode(second.promptIds);
     expect(prompt).toContain(`System: Be brief.\nUser: Hello\nAssistant: ${first.text.trim()}`);
     expect(prompt.endsWith("User: And then?\nAssistant: ")).toBe(true);
@@ -37,7 +37,7 @@ describe("chat session", () => {
     session.reset();
     const long = "word ".repeat(300);
     session.history.push({ role: "user", content: long }, { role: "assistant", content: long }, { role: "user", content: long });
-    await session.say("Short question?", { maxNewTokens: 400 });
+    await session.say("Short question?", { maxNewTokens: 400, temperature: 0 });
     expect(session.history[0]).toEqual({ role: "system", content: "Be brief." });
     expect(session.history.length).toBeLessThan(6);
     expect(session.history[session.history.length - 2]).toEqual({ role: "user", content: "Short question?" });
