@@ -8,7 +8,7 @@
 // so any template that renders a conversation as the concatenation of its turns works, with no
 // markers inside the template. One that rewrites earlier turns is refused by name.
 //
-// Without a template each format has a documented default (docs/formats.md, "Instruction data"):
+// Without a template each format has a documented default (docs/instruction-tuning.md):
 //   text               the text, all of it trained
 //   prompt-completion  prompt + completion, concatenated as they are (also with a template)
 //   alpaca             the Stanford Alpaca prompt ("Below is an instruction…### Response:\n") + output;
