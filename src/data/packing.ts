@@ -1,4 +1,4 @@
-// Packs tokenized examples into fixed windows of T positions so no compute goes to padding: several
+// Packs tokenized examples into fixed windows of T positions so little compute goes to padding: several
 // short examples share a row, each attending only to itself (a block-diagonal causal mask) with
 // positions restarting at 0, so each sees exactly what it would alone. An example of n tokens fills
 // n − 1 positions (inputs ids[0..n−2], targets ids[1..n−1]); the rest of a row is padding, which is
@@ -33,25 +33,29 @@ export interface PackedBatch {
 export const positionsOf = (e: SftExample) => e.ids.length - 1;
 
 /**
- * Greedy packing in the given order: an example joins the current row if it fits, else starts the
- * next one. With `pack` false every example gets a row of its own.
+ * First-fit packing in the given order: an example joins the first row with room for it, else
+ * starts a new one (rows that have less room than the shortest example are skipped for good, so
+ * the search stays short). With `pack` false every example gets a row of its own.
  */
 export function packRows(examples: readonly SftExample[], seq: number, pack: boolean): SftExample[][] {
   const rows: SftExample[][] = [];
-  let row: SftExample[] = [];
-  let used = 0;
+  const free: number[] = [];
+  let shortest = seq;
+  for (const e of examples) shortest = Math.min(shortest, positionsOf(e));
+  let firstOpen = 0;
   for (const e of examples) {
     const n = positionsOf(e);
     if (n > seq || n < 1) throw new SlimtuneError("E_DATA", `line ${e.line}: the example fills ${n} positions; a window holds 1 to ${seq}`);
-    if (row.length > 0 && (!pack || used + n > seq)) {
-      rows.push(row);
-      row = [];
-      used = 0;
+    let r = pack ? firstOpen : rows.length;
+    while (r < rows.length && free[r]! < n) r++;
+    if (r === rows.length) {
+      rows.push([]);
+      free.push(seq);
     }
-    row.push(e);
-    used += n;
+    rows[r]!.push(e);
+    free[r]! -= n;
+    while (firstOpen < rows.length && free[firstOpen]! < shortest) firstOpen++;
   }
-  if (row.length > 0) rows.push(row);
   return rows;
 }
 

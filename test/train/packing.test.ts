@@ -80,6 +80,18 @@ describe("packed rows", () => {
     expect(Array.from(p.mask.slice(7 * T, 7 * T + 9)).map((v) => (v === 0 ? 1 : 0))).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0]);
   });
 
+  it("packs first-fit: every example once, no row over the window, rows over 90 % full", () => {
+    const rng = new Rng(5);
+    const many = Array.from({ length: 400 }, (_, i) => example(11 + rng.int(50), 5, i));
+    const rows = packRows(many, 256, true);
+    expect(rows.flat().map((e) => e.line).sort((a, b) => a - b)).toEqual(many.map((e) => e.line));
+    const used = rows.map((r) => r.reduce((n, e) => n + e.ids.length - 1, 0));
+    expect(Math.max(...used)).toBeLessThanOrEqual(256);
+    const fill = used.reduce((a, b) => a + b, 0) / (rows.length * 256);
+    expect(fill).toBeGreaterThan(0.9);
+    expect(packRows(many, 256, false)).toHaveLength(400);
+  });
+
   it("gives each example its per-token loss alone, and alone equals the plain language-model graph", async () => {
     const alone = [await nll(packedBatch([[A]], 1, T, 0)), await nll(packedBatch([[B]], 1, T, 0))];
     const packed = await nll(packedBatch([[A, B]], 1, T, 0));
