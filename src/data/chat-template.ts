@@ -107,7 +107,9 @@ export class ChatRenderer {
     try {
       return this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...this.tokens });
     } catch (err) {
-      throw new SlimtuneError("E_DATA", `the chat template refused this conversation: ${(err as Error).message}`, this.source);
+      const message = (err as Error).message;
+      const hint = /undefined/i.test(message) ? ` (the template uses a variable that is not set: tokenizer_config.json defines ${Object.keys(this.tokens).join(", ") || "no special tokens"})` : "";
+      throw new SlimtuneError("E_DATA", `the chat template refused this conversation: ${message}${hint}`, this.source);
     }
   }
 

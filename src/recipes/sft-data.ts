@@ -45,7 +45,8 @@ export function chatRendererFor(modelSource: string, chatTemplateFile?: string):
   const { config, file } = readTokenizerFiles(modelSource);
   const tokens = templateTokensOf(config);
   if (chatTemplateFile) return { renderer: new ChatRenderer(readChatTemplateFile(chatTemplateFile), tokens, chatTemplateFile), source: chatTemplateFile };
-  const configFile = path.join(path.dirname(file), "tokenizer_config.json");
+  // A GGUF file carries the template in its metadata (tokenizer.chat_template).
+  const configFile = file.toLowerCase().endsWith(".gguf") ? `${file} (tokenizer.chat_template)` : path.join(path.dirname(file), "tokenizer_config.json");
   const template = chatTemplateOf(config, configFile);
   return template === null
     ? { renderer: new ChatRenderer(null, tokens), source: "none (the default per format)" }
