@@ -15,6 +15,7 @@ import { buildLmScoreGraph, gradName, IDS, TARGETS } from "../../src/models/llam
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { buildSftScoreGraph, buildSftTrainGraph, EXAMPLE_MASK, LOSS_WEIGHTS, POSITIONS } from "../../src/models/llama/sft-graphs.js";
 import { REF_MODEL } from "../helpers/paths.js";
+import { expectSameStep } from "../helpers/same-step.js";
 
 const T = 24;
 
@@ -126,5 +127,14 @@ describe("packed rows", () => {
       checked++;
     }
     expect(checked).toBeGreaterThan(0);
+  });
+
+  it("gives the same step with every layer recomputed in the backward (--checkpoint-activations)", async () => {
+    const names = [...method.trainable.keys()];
+    const t = buildSftTrainGraph(method.config, method.params(new Graph(), "train"), 1, T, names, { checkpoint: true });
+    expect(t.graph.segments.length).toBe(method.config.numLayers);
+    const ckpt = await CompiledGraph.compile(t.graph, t.outputs);
+    const batch = { ...weights, ...feeds(packedBatch([[A, B]], 1, T, 0), true) };
+    expectSameStep(names, await trainStep.run(batch), await ckpt.run(batch), 1e-6);
   });
 });
