@@ -24,7 +24,7 @@ import { AdamW } from "../train/adamw.js";
 import type { TrainTask } from "../train/task.js";
 
 export type JobTask =
-  | { kind: "lm"; dataFile: string; batch: number; seq: number; heldOut: number; evalTokens: number }
+  | { kind: "lm"; dataFile: string; evalFile?: string; batch: number; seq: number; heldOut: number; evalTokens: number }
   | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number }
   | ({ kind: "sft"; batch: number; pack: boolean; evalExamples?: number } & SftDataOptions);
 
@@ -76,8 +76,9 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     epochSteps = stepsPerEpoch(sft.train, { batch: t.batch, seq: t.seq, pack: t.pack, accumulate });
   } else if (t.kind === "lm") {
     textTokens = tokenizeFile(t.dataFile, tokenizer);
-    task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
-    epochSteps = Math.ceil((textTokens.length * (1 - t.heldOut)) / (t.batch * t.seq * accumulate));
+    const heldOutTokens = t.evalFile ? tokenizeFile(t.evalFile, tokenizer) : undefined;
+    task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens, ...(heldOutTokens ? { heldOutTokens } : {}) });
+    epochSteps = Math.ceil((textTokens.length * (heldOutTokens ? 1 : 1 - t.heldOut)) / (t.batch * t.seq * accumulate));
   } else {
     const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
     textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));

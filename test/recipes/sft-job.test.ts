@@ -12,7 +12,7 @@ import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { type FinetuneJob, type JobTask, runFinetuneJob } from "../../src/recipes/finetune-job.js";
 import { defaultTrainOptions } from "../../src/train/loop.js";
-import { copyTokenizerFiles } from "../../src/formats/tokenizer.js";
+import { copyTokenizerFiles, loadTokenizer } from "../../src/formats/tokenizer.js";
 import { refModelDir, tempDir } from "../formats/helpers.js";
 
 const tmp = tempDir("sft-job");
@@ -60,6 +60,18 @@ describe("finetune --task sft", () => {
     const j = job("lora", refModelDir, "prompt-completion", 100, "epochs");
     const r = await runFinetuneJob({ ...j, epochs: 2, task: { ...j.task, pack: false } as JobTask });
     expect(r.summary.steps).toBe(10);
+  });
+
+  it("scores language modelling on --eval-data instead of the tail", async () => {
+    const train = path.join(tmp, "train.txt");
+    const dev = path.join(tmp, "dev.txt");
+    fs.writeFileSync(train, "Once upon a time there was a small model. ".repeat(40));
+    fs.writeFileSync(dev, "The quick brown fox jumps over the lazy dog. ".repeat(8));
+    const devTokens = (await loadTokenizer(refModelDir)).encode(fs.readFileSync(dev, "utf8")).length;
+    const j = job("lora", refModelDir, "text", 1, "lm-eval");
+    const r = await runFinetuneJob({ ...j, task: { kind: "lm", dataFile: train, evalFile: dev, batch: 2, seq: 32, heldOut: 0.05, evalTokens: 4096 } });
+    // Non-overlapping windows of 32 over the dev text, each predicting all but its first token.
+    expect(r.summary.heldOutBefore!.examples).toBe(devTokens - Math.ceil(devTokens / 32));
   });
 
   it.each([

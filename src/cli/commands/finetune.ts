@@ -24,7 +24,7 @@ export default defineCommand({
     model: { type: "string", description: "Model folder (float Hugging Face folder, or a quantized one for peqa/qlora)" },
     task: { type: "string", description: "lm (text file, next-token loss), classify (labelled TSV) or sft (instruction/chat JSONL, loss on the answers); default: sft for a .jsonl --data, else lm" },
     data: { type: "string", description: "Training data: a UTF-8 text file (lm), a text<TAB>label TSV with a header (classify), or JSONL records {text} | {prompt,completion} | {instruction,input,output} | {messages} (sft)" },
-    "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy; sft: held-out JSONL whose answer loss is reported (default: --held-out of the training records)" },
+    "eval-data": { type: "string", description: "Held-out data scored before, during and after training: lm a text file (default: the --held-out tail), classify a dev TSV (accuracy), sft a JSONL (answer loss; default: --held-out of the records)" },
     "data-format": { type: "string", description: "sft: text, prompt-completion, alpaca or messages (default: from the first record's fields)" },
     "chat-template": { type: "string", description: "sft: a Jinja chat template file (default: the model's tokenizer_config.json chat_template, else a plain default per format)" },
     "train-on-prompt": { type: "boolean", description: "sft: put the loss on prompt tokens too (default: answers only)" },
@@ -90,6 +90,7 @@ export default defineCommand({
         task = {
           kind: "lm",
           dataFile,
+          ...(args["eval-data"] ? { evalFile: args["eval-data"] } : {}),
           batch,
           seq: intArg("seq", args.seq, 256, 2),
           heldOut: floatArg("held-out", args["held-out"], 0.05),
