@@ -1,5 +1,6 @@
-// `slimtune eval --task generate`: greedy answers to instruction/chat records, scored by normalised
-// exact match overall and per `template`, with a few answers shown; --json gives every answer.
+// `slimtune eval` on instruction/chat records: --task generate scores greedy answers by normalised
+// exact match overall and per `template`, with a few answers shown (--json gives every answer); a
+// .jsonl --data without --task gives the mean loss on the answer tokens.
 
 import { SlimtuneError } from "../core/errors.js";
 import { readInstructFile } from "../data/instruct-records.js";
@@ -9,6 +10,12 @@ import { generationScoring } from "../export/deploy.js";
 import { loadTokenizer } from "../formats/tokenizer.js";
 import { loadBase } from "../models/load.js";
 import { chatRendererFor } from "../recipes/sft-data.js";
+import { tokenizeRecords } from "../data/sft-examples.js";
+import { type GraphCache, Graph } from "../engine/index.js";
+import type { TextTokenizer } from "../formats/tokenizer.js";
+import { buildSftScoreGraph } from "../models/llama/sft-graphs.js";
+import type { ScoringModel } from "../models/scoring.js";
+import { answerLoss } from "../train/sft-task.js";
 import { intArg, peakRssMb, printJson } from "./args.js";
 import { type Progress, createProgress } from "./progress.js";
 import { dataFormatArg } from "./sft-args.js";
@@ -72,4 +79,38 @@ export async function evalGenerate(args: EvalGenerateFlags, modelDir: string, da
     lines.push(`line ${a.line}${a.template ? ` [${a.template}]` : ""}: ${a.match ? "✓" : "✗"} answered ${JSON.stringify(a.answer.slice(0, 120))}, reference ${JSON.stringify(a.reference.slice(0, 120))}`);
   }
   process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+/** `eval --data dev.jsonl`: the mean loss on the records' answer tokens (what finetune --task sft reports as held-out loss). */
+export async function evalAnswerLoss(
+  args: EvalGenerateFlags & { ctx?: string },
+  scoring: ScoringModel & { description: string },
+  tokenizer: TextTokenizer,
+  modelDir: string,
+  dataFile: string,
+  cache: GraphCache,
+  batch: number,
+): Promise<void> {
+  const seq = intArg("ctx", args.ctx, 256, 2);
+  const format = dataFormatArg(args["data-format"]);
+  const { renderer, source } = chatRendererFor(modelDir, args["chat-template"]);
+  const { records, format: found } = readInstructFile(dataFile, format ? { format } : {});
+  const { examples, counts } = tokenizeRecords(records, renderer, tokenizer, { seq, trainOnPrompt: false, tooLong: "cut-prompt" }, dataFile);
+  const started = performance.now();
+  const r = await answerLoss(
+    { key: scoring.cacheKey, build: () => buildSftScoreGraph(scoring.config, scoring.params(new Graph()), batch, seq) },
+    cache,
+    scoring.weightFeeds(),
+    examples,
+    { batch, seq, pack: true, padId: scoring.config.eosTokenId ?? 0 },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  if (args.json) {
+    printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, format: found, chat_template: source, answer_loss: r.loss, answer_perplexity: Math.exp(r.loss), answer_tokens: r.tokens, counts, seconds, peak_rss_mb: peakRssMb() });
+    return;
+  }
+  process.stdout.write(
+    `${scoring.description}: answer loss ${r.loss.toFixed(4)} (perplexity ${Math.exp(r.loss).toFixed(2)}) over ${r.tokens} answer tokens of ${counts.examples} ${found} examples ` +
+      `(${counts.promptCut} prompts cut, ${counts.dropped} dropped at --ctx ${seq}; chat template: ${source}); ${seconds.toFixed(1)} s\n`,
+  );
 }
