@@ -34,18 +34,46 @@ const rows = [
   ["PEQA-4", "RTN 4-bit", "em-q4-before", "em-peqa", "train-peqa", "2e-3"],
   ["LoRA r8 on 30 % pruned", "pruned 30 %", "em-p30-before", "em-p30-lora", "train-p30-lora", "2e-3"],
 ];
+// The floor any tuned model should beat: answer each dev record with its template's most frequent
+// training answer (normalised as eval --task generate compares).
+const { normalizeAnswer } = await import("../dist/eval/answers.js");
+const shared = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "..", "shared", "data", "instructions");
+const jsonl = (f) => fs.readFileSync(path.join(shared, f), "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+const counts = {};
+for (const r of jsonl("t0-mix-train.jsonl")) {
+  const c = (counts[r.template] ??= {});
+  const k = normalizeAnswer(r.completion);
+  c[k] = (c[k] ?? 0) + 1;
+}
+const majority = Object.fromEntries(Object.entries(counts).map(([t, c]) => [t, Object.entries(c).sort((a, b) => b[1] - a[1])[0][0]]));
+const baseline = { answers: jsonl("t0-mix-dev.jsonl").map((r) => ({ template: r.template, match: normalizeAnswer(r.completion) === majority[r.template] })) };
+baseline.exact_match = baseline.answers.filter((a) => a.match).length / baseline.answers.length;
+const singleAnswer = Object.values(counts).filter((c) => Object.keys(c).length === 1).length;
+// Exact match over the templates whose training answers vary: there the answer depends on the input.
+const varied = (em) => {
+  const xs = em.answers.filter((a) => Object.keys(counts[a.template] ?? {}).length > 1);
+  return xs.filter((a) => a.match).length / xs.length;
+};
+
 const lines = [];
-lines.push("| method | base | lr | steps | tokens/s | held-out answer loss | exact match before → after (%) |", "|---|---|---|---|---|---|---|");
+lines.push(
+  `majority answer per template (from the training file): ${pct(baseline.exact_match)} % exact match on t0-mix-dev, ${pct(varied(baseline))} % on the templates whose answers vary; ` +
+    `${singleAnswer} of ${Object.keys(counts).length} templates have one answer in all their training records`,
+  "",
+);
+lines.push("| method | base | lr | steps | tokens/s | held-out answer loss | exact match before → after (%) | after, templates with varied answers (%) |", "|---|---|---|---|---|---|---|---|");
 for (const [name, base, before, after, trainName, lr] of rows) {
   const t = read(trainName);
   const b = read(before);
   const a = read(after);
   if (!t || !b || !a) continue;
-  lines.push(`| ${name} | ${base} | ${lr} | ${t.steps} | ${Math.round(t.tokensPerSecond)} | ${t.heldOutBefore.loss.toFixed(3)} → ${t.heldOutAfter.loss.toFixed(3)} | ${pct(b.exact_match)} → ${pct(a.exact_match)} |`);
+  lines.push(`| ${name} | ${base} | ${lr} | ${t.steps} | ${Math.round(t.tokensPerSecond)} | ${t.heldOutBefore.loss.toFixed(3)} → ${t.heldOutAfter.loss.toFixed(3)} | ${pct(b.exact_match)} → ${pct(a.exact_match)} | ${pct(varied(a))} |`);
 }
 lines.push("");
 const fams = FAMILIES;
 lines.push(`| exact match (%) | ${fams.join(" | ")} |`, `|---|${fams.map(() => "---").join("|")}|`);
+const fb = byFamily(baseline);
+lines.push(`| majority answer per template | ${fams.map((x) => pct(fb[x])).join(" | ")} |`);
 const seen = new Set();
 for (const [name, , before, after] of rows) {
   for (const [label, file] of [[`before (${before.replace("em-", "").replace("-before", "")})`, before], [name, after]]) {
