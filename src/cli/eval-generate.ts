@@ -9,7 +9,7 @@ import { Generator } from "../eval/generate.js";
 import { generationScoring } from "../export/deploy.js";
 import { loadTokenizer } from "../formats/tokenizer.js";
 import { loadBase } from "../models/load.js";
-import { chatRendererFor } from "../recipes/sft-data.js";
+import { chatRendererFor } from "../data/chat-template.js";
 import { tokenizeRecords } from "../data/sft-examples.js";
 import { type GraphCache, Graph } from "../engine/index.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";

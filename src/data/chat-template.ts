@@ -17,9 +17,11 @@
 //   messages           "System: …\n", "User: …\n", "Assistant: " + answer, each turn on its own line
 
 import fs from "node:fs";
+import path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { SlimtuneError } from "../core/errors.js";
 import { regularFileSize, withIo } from "../core/io.js";
+import { readTokenizerFiles } from "../formats/tokenizer.js";
 import type { ChatMessage, InstructBody } from "./instruct-records.js";
 
 export interface Segment {
@@ -231,4 +233,17 @@ function defaultChatPrompt(messages: readonly ChatMessage[]): { prompt: string; 
 function lastAssistant(messages: readonly ChatMessage[]): number {
   for (let i = messages.length - 1; i >= 0; i--) if (messages[i]!.role === "assistant") return i;
   throw new SlimtuneError("E_DATA", "the conversation has no assistant message to answer");
+}
+
+/** The renderer for `modelSource` (a folder or GGUF file): --chat-template FILE, else its chat_template, else none. */
+export function chatRendererFor(modelSource: string, chatTemplateFile?: string): { renderer: ChatRenderer; source: string } {
+  const { config, file } = readTokenizerFiles(modelSource);
+  const tokens = templateTokensOf(config);
+  if (chatTemplateFile) return { renderer: new ChatRenderer(readChatTemplateFile(chatTemplateFile), tokens, chatTemplateFile), source: chatTemplateFile };
+  // A GGUF file carries the template in its metadata (tokenizer.chat_template).
+  const configFile = file.toLowerCase().endsWith(".gguf") ? `${file} (tokenizer.chat_template)` : path.join(path.dirname(file), "tokenizer_config.json");
+  const template = chatTemplateOf(config, configFile);
+  return template === null
+    ? { renderer: new ChatRenderer(null, tokens), source: "none (the default per format)" }
+    : { renderer: new ChatRenderer(template, tokens, configFile), source: configFile };
 }

@@ -3,13 +3,12 @@
 // format), tokenized with answer-only loss masks; held out from --eval-data or a seeded sample of
 // the training records (split before tokenizing, so no piece of a held-out record is trained on).
 
-import path from "node:path";
 import { Rng } from "../core/rng.js";
 import { SlimtuneError } from "../core/errors.js";
-import { ChatRenderer, chatTemplateOf, readChatTemplateFile, templateTokensOf } from "../data/chat-template.js";
+import { type ChatRenderer, chatRendererFor } from "../data/chat-template.js";
 import { type InstructFormat, type InstructRecord, readInstructFile } from "../data/instruct-records.js";
 import { type SftCounts, type SftExample, type TooLongPolicy, tokenizeRecords } from "../data/sft-examples.js";
-import { readTokenizerFiles, type TextTokenizer } from "../formats/tokenizer.js";
+import type { TextTokenizer } from "../formats/tokenizer.js";
 
 export interface SftDataOptions {
   dataFile: string;
@@ -38,19 +37,6 @@ export interface SftData {
   heldOut: SftExample[];
   renderer: ChatRenderer;
   summary: SftDataSummary;
-}
-
-/** The renderer for `modelSource` (a folder or GGUF file): --chat-template FILE, else its chat_template, else none. */
-export function chatRendererFor(modelSource: string, chatTemplateFile?: string): { renderer: ChatRenderer; source: string } {
-  const { config, file } = readTokenizerFiles(modelSource);
-  const tokens = templateTokensOf(config);
-  if (chatTemplateFile) return { renderer: new ChatRenderer(readChatTemplateFile(chatTemplateFile), tokens, chatTemplateFile), source: chatTemplateFile };
-  // A GGUF file carries the template in its metadata (tokenizer.chat_template).
-  const configFile = file.toLowerCase().endsWith(".gguf") ? `${file} (tokenizer.chat_template)` : path.join(path.dirname(file), "tokenizer_config.json");
-  const template = chatTemplateOf(config, configFile);
-  return template === null
-    ? { renderer: new ChatRenderer(null, tokens), source: "none (the default per format)" }
-    : { renderer: new ChatRenderer(template, tokens, configFile), source: configFile };
 }
 
 export function loadSftData(modelSource: string, tokenizer: TextTokenizer, o: SftDataOptions): SftData {

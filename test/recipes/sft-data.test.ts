@@ -6,7 +6,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
-import { chatRendererFor, describeSftData, loadSftData } from "../../src/recipes/sft-data.js";
+import { chatRendererFor } from "../../src/data/chat-template.js";
+import { describeSftData, loadSftData } from "../../src/recipes/sft-data.js";
 import { expectSlimtuneError, refModelDir, tempDir } from "../formats/helpers.js";
 
 const tmp = tempDir("sft-data");

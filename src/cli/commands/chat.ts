@@ -10,7 +10,7 @@ import { Generator } from "../../eval/generate.js";
 import { generationScoring } from "../../export/deploy.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { loadBase } from "../../models/load.js";
-import { chatRendererFor } from "../../recipes/sft-data.js";
+import { chatRendererFor } from "../../data/chat-template.js";
 import { floatArg, intArg, runAction } from "../args.js";
 
 export default defineCommand({

@@ -11,7 +11,7 @@ import { loadBase } from "../../models/load.js";
 import { floatArg, intArg, printJson, runAction } from "../args.js";
 import { readConversationFile } from "../../data/instruct-records.js";
 import { conversationPrompt } from "../../eval/answers.js";
-import { chatRendererFor } from "../../recipes/sft-data.js";
+import { chatRendererFor } from "../../data/chat-template.js";
 
 function readPrompt(prompt: string | undefined, file: string | undefined, ids: string | undefined, chat: string | undefined): string | number[] {
   if ([prompt, file, ids, chat].filter((x) => x !== undefined).length !== 1) {

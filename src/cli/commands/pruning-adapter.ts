@@ -54,7 +54,7 @@ export default defineCommand({
       const prune = parsePruneFlags(args, { samples: intArg("samples", args.samples, 16), seed, threads });
       const model = floatModelArg(modelDir);
       const tokenizer = await loadTokenizer(modelDir);
-      const source = needsData(prune.importance) ? await taskSource(model, tokenizer, { task, dataFile, batch, seq, maxLen, numLabels, headDirs: [modelDir], seed, threads }) : undefined;
+      const source = needsData(prune.importance) ? await taskSource(model, tokenizer, { task, dataFile, batch, seq, maxLen, numLabels, headDirs: [modelDir], seed, threads, modelSource: modelDir }) : undefined;
       let progress: Progress | null = null;
       const r = await runPruningAdapter(
         model,
