@@ -5,7 +5,7 @@
 
 import { Rng } from "../core/rng.js";
 import { SlimtuneError } from "../core/errors.js";
-import { type ChatRenderer, chatRendererFor } from "../data/chat-template.js";
+import { ChatRenderer, chatRendererFor, readChatTemplateFile } from "../data/chat-template.js";
 import { type InstructFormat, type InstructRecord, readInstructFile } from "../data/instruct-records.js";
 import { type SftCounts, type SftExample, type TooLongPolicy, tokenizeRecords } from "../data/sft-examples.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
@@ -39,8 +39,14 @@ export interface SftData {
   summary: SftDataSummary;
 }
 
-export function loadSftData(modelSource: string, tokenizer: TextTokenizer, o: SftDataOptions): SftData {
-  const { renderer, source } = chatRendererFor(modelSource, o.chatTemplateFile);
+/** `modelSource` null: no model template (the plain defaults, or --chat-template). */
+export function loadSftData(modelSource: string | null, tokenizer: TextTokenizer, o: SftDataOptions): SftData {
+  const { renderer, source } =
+    modelSource !== null
+      ? chatRendererFor(modelSource, o.chatTemplateFile)
+      : o.chatTemplateFile
+        ? { renderer: new ChatRenderer(readChatTemplateFile(o.chatTemplateFile), {}, o.chatTemplateFile), source: o.chatTemplateFile }
+        : { renderer: new ChatRenderer(null), source: "none (the default per format)" };
   const data = readInstructFile(o.dataFile, o.format ? { format: o.format } : {});
   const tokenize = (records: readonly InstructRecord[], file: string) =>
     tokenizeRecords(records, renderer, tokenizer, { seq: o.seq, trainOnPrompt: o.trainOnPrompt, tooLong: o.tooLong }, file);

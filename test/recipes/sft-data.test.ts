@@ -8,6 +8,8 @@ import { describe, expect, it } from "vitest";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
 import { chatRendererFor } from "../../src/data/chat-template.js";
 import { describeSftData, loadSftData } from "../../src/recipes/sft-data.js";
+import { loadTaskData } from "../../src/recipes/task-data.js";
+import { LlamaModel } from "../../src/models/llama/model.js";
 import { expectSlimtuneError, refModelDir, tempDir } from "../formats/helpers.js";
 
 const tmp = tempDir("sft-data");
@@ -48,5 +50,9 @@ describe("sft data for a run", () => {
     expect(lines[1]).toContain("30 records → 30 examples");
     expect(lines[2]).toContain("held-out 25 % sample");
     expectSlimtuneError(() => loadSftData(refModelDir, tok, { ...o, heldOut: 0.999 }), "E_DATA", "--held-out");
+    // Recipes that recover on task data (pruning-adapter, qpruner, mixed-precision trials) train JSONL the same way.
+    const recovery = loadTaskData(tok, { task: "lm", dataFile: data, batch: 2, seq: 64, maxLen: 64, heldOut: 0.25, evalTokens: 1024, seed: 1, modelSource: refModelDir });
+    expect(recovery.task(LlamaModel.load(refModelDir).config).kind).toBe("sft");
+    expect(recovery.scoredOn).toContain("answers");
   });
 });

@@ -62,7 +62,7 @@ export default defineCommand({
         {
           prune,
           source,
-          data: { task, dataFile, evalFile: args["eval-data"], numLabels, batch, seq, maxLen, heldOut: floatArg("held-out", args["held-out"], 0.05), evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2), seed },
+          data: { task, dataFile, evalFile: args["eval-data"], numLabels, batch, seq, maxLen, heldOut: floatArg("held-out", args["held-out"], 0.05), evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2), seed, modelSource: modelDir },
           adapter: { steps: intArg("steps", args.steps, 300), lr: floatArg("lr", args.lr, 1e-3), warmup: intArg("warmup", args.warmup, 10, 0), rank: intArg("rank", args.rank, 8), alpha: floatArg("alpha", args.alpha, 16), seed, threads },
           merge: Boolean(args.merge),
           outDir: out,

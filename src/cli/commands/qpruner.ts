@@ -74,6 +74,7 @@ export default defineCommand({
             heldOut: r.heldOut,
             evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2),
             seed: r.seed,
+            modelSource: modelDir,
           },
           recovery: { steps, lr: floatArg("lr", args.lr, 1e-3), warmup: intArg("warmup", args.warmup, 10, 0), rank: r.rank, alpha: r.alpha, seed: r.seed, threads: mixed.threads },
           merge: Boolean(args.merge),
