@@ -24,6 +24,7 @@ const commands: Record<string, () => Promise<CommandDef>> = {
   qpruner: () => import("./commands/qpruner.js").then((m) => m.default as CommandDef),
   "pruning-adapter": () => import("./commands/pruning-adapter.js").then((m) => m.default as CommandDef),
   generate: () => import("./commands/generate.js").then((m) => m.default as CommandDef),
+  chat: () => import("./commands/chat.js").then((m) => m.default as CommandDef),
   export: () => import("./commands/export.js").then((m) => m.default as CommandDef),
 };
 

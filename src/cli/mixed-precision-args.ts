@@ -135,7 +135,7 @@ export async function mixedPrecisionFromArgs(
   const source =
     o.mode === "uniform"
       ? undefined
-      : await taskSource(model, tokenizer, { task: o.task, dataFile: o.dataFile!, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: o.numLabels, headDirs: [modelDir], seed: r.seed, threads: o.threads });
+      : await taskSource(model, tokenizer, { task: o.task, dataFile: o.dataFile!, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: o.numLabels, headDirs: [modelDir], seed: r.seed, threads: o.threads, modelSource: modelDir });
   return allocateBits(model, {
     ...o,
     source,

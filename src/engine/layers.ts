@@ -90,7 +90,10 @@ export interface AttentionShape {
  * Causal grouped-query attention. q: [B·T, H·D], k, v: [B·T, KV·D] → [B·T, H·D].
  * Query heads that share a key-value head are stacked along the time axis, so k and v are
  * never repeated: scores are [B, KV, rep·T, T].
- * `keyMask` (optional, additive, [B, 1, 1, T]) hides padding keys.
+ * `keyMask` (optional, additive, [B, 1, 1, T]) hides padding keys. `exampleMask` (optional,
+ * additive, [B, 1, T, T]) replaces the causal mask, for rows packed with several examples: it is
+ * block-diagonal causal, so a token sees only the earlier tokens of its own example. `rot` tables
+ * are [T, D], or [B, 1, T, D] when each row has its own positions (restarting per packed example).
  */
 export function causalAttention(
   q: Value,
@@ -99,6 +102,7 @@ export function causalAttention(
   s: AttentionShape,
   rot: { cos: Value; sin: Value },
   keyMask?: Value,
+  exampleMask?: Value,
 ): Value {
   const g = q.graph;
   const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
@@ -108,7 +112,10 @@ export function causalAttention(
   const kh = rope(heads(k, KV), rot.cos, rot.sin);
   const vh = heads(v, KV);
   const qGrouped = reshape(qh, [B, KV, rep * T, D]);
-  let scores = add(matmul(qGrouped, transposeLast2(kh)), causalMask(g, T, rep, q.dtype)); // (B, KV, rep·T, T)
+  const raw = matmul(qGrouped, transposeLast2(kh)); // (B, KV, rep·T, T)
+  let scores = exampleMask
+    ? reshape(add(reshape(raw, [B, KV, rep, T, T]), reshape(exampleMask, [B, 1, 1, T, T])), [B, KV, rep * T, T])
+    : add(raw, causalMask(g, T, rep, q.dtype));
   if (keyMask) scores = add(scores, reshape(keyMask, [B, 1, 1, T]));
   const out = matmul(softmax(scores, -1), vh); // (B, KV, rep·T, D)
   return reshape(transpose(reshape(out, [B, H, T, D]), [0, 2, 1, 3]), [B * T, H * D]);
@@ -229,6 +236,23 @@ export function crossEntropyMean(logits: Value, targets: Value): Value {
     const probs = mul(softmax(logits, -1), perRow);
     const idx = reshape(targets, [n, 1]);
     return [scatterElementsAdd(probs, idx, expand(reshape(neg(perRow), [1, 1]), [n, 1]), 1)];
+  });
+  return loss;
+}
+
+/**
+ * Σ weights[i] · nll(targets[i]) over rows, with the gradient written directly as
+ * (softmax(logits) − onehot(targets)) · weights · dy, as crossEntropyMean's. Weights that are
+ * 1 / (answer tokens) on answer tokens and 0 elsewhere give the mean loss over the answers only.
+ */
+export function crossEntropyWeighted(logits: Value, targets: Value, weights: Value): Value {
+  const g = logits.graph;
+  const n = logits.shape[0]!;
+  const loss = reshape(reduceSum(mul(crossEntropy(logits, targets), weights), [0]), []);
+  g.defineVjp(loss, [logits], (dy) => {
+    const perRow = reshape(mul(weights, dy), [n, 1]);
+    const probs = mul(softmax(logits, -1), perRow);
+    return [scatterElementsAdd(probs, reshape(targets, [n, 1]), neg(perRow), 1)];
   });
   return loss;
 }

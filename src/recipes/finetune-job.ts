@@ -17,6 +17,8 @@ import { findMethod } from "../methods/registry.js";
 import { loadBase } from "../models/load.js";
 import { classifyTask } from "../train/classify-task.js";
 import { lmTask } from "../train/lm-task.js";
+import { sftTask, stepsPerEpoch } from "../train/sft-task.js";
+import { type SftDataOptions, type SftDataSummary, describeSftData, loadSftData } from "./sft-data.js";
 import { type TrainHooks, type TrainOptions, type TrainSummary, train as trainLoop } from "../train/loop.js";
 import { checkTrainingMemory, estimateTrainingMemory } from "../train/memory.js";
 import type { TuningMethod } from "../methods/method.js";
@@ -25,8 +27,9 @@ import { AdamW } from "../train/adamw.js";
 import type { TrainTask } from "../train/task.js";
 
 export type JobTask = (
-  | { kind: "lm"; dataFile: string; batch: number; seq: number; heldOut: number; evalTokens: number }
+  | { kind: "lm"; dataFile: string; evalFile?: string; batch: number; seq: number; heldOut: number; evalTokens: number }
   | { kind: "classify"; dataFile: string; evalFile?: string; batch: number; maxLen: number; numLabels?: number; evalExamples?: number }
+  | ({ kind: "sft"; batch: number; pack: boolean; evalExamples?: number } & SftDataOptions)
 ) & {
   /** Sequences longer than the model's max_position_embeddings are refused unless this is set. */
   allowLongContext?: boolean;
@@ -40,12 +43,16 @@ export interface FinetuneJob {
   adapter?: string;
   task: JobTask;
   train: TrainOptions;
+  /** Train for this many passes over the training data instead of train.steps. */
+  epochs?: number;
 }
 
 export interface FinetuneResult {
   summary: TrainSummary;
   /** What the method's own first phase reported (ReALLM's block-wise fit), when it has one. */
   prepared?: Record<string, unknown>;
+  /** What the instruction data became (records, examples, cut and dropped), for sft runs. */
+  data?: SftDataSummary;
   /** Files published into the run folder, with their sizes (empty when the run was stopped). */
   files: Record<string, number>;
 }
@@ -62,12 +69,24 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
   const method = definition.create(base, job.methodOptions, { seed: job.train.seed, adapter: job.adapter });
   const tokenizer = await loadTokenizer(job.modelDir);
   const t = job.task;
-  checkContext(t.kind === "lm" ? t.seq : t.maxLen, t.kind === "lm" ? "--seq" : "--max-len", method.config.maxPositionEmbeddings, t.allowLongContext ?? false);
+  checkContext(t.kind === "classify" ? t.maxLen : t.seq, t.kind === "classify" ? "--max-len" : "--seq", method.config.maxPositionEmbeddings, t.allowLongContext ?? false);
   let task: TrainTask;
   let textTokens: Int32Array;
-  if (t.kind === "lm") {
+  let data: SftDataSummary | undefined;
+  let epochSteps: number;
+  const accumulate = job.train.accumulate;
+  if (t.kind === "sft") {
+    const sft = loadSftData(job.modelDir, tokenizer, t);
+    data = sft.summary;
+    for (const line of describeSftData(sft.summary, t.seq)) hooks.onLog?.(line);
+    textTokens = Int32Array.from(sft.train.flatMap((e) => Array.from(e.ids)));
+    task = sftTask(sft.train, sft.heldOut, { batch: t.batch, seq: t.seq, pack: t.pack, padId: method.config.eosTokenId ?? 0, evalExamples: t.evalExamples });
+    epochSteps = stepsPerEpoch(sft.train, { batch: t.batch, seq: t.seq, pack: t.pack, accumulate });
+  } else if (t.kind === "lm") {
     textTokens = tokenizeFile(t.dataFile, tokenizer);
-    task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens });
+    const heldOutTokens = t.evalFile ? tokenizeFile(t.evalFile, tokenizer) : undefined;
+    task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens, ...(heldOutTokens ? { heldOutTokens } : {}) });
+    epochSteps = Math.ceil((textTokens.length * (heldOutTokens ? 1 : 1 - t.heldOut)) / (t.batch * t.seq * accumulate));
   } else {
     const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
     textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));
@@ -84,6 +103,12 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
       head: head?.head,
       evalExamples: t.evalExamples,
     });
+    epochSteps = Math.ceil(examples.length / (t.batch * accumulate));
+  }
+  if (job.epochs !== undefined) {
+    if (!(Number.isInteger(job.epochs) && job.epochs >= 1)) throw new SlimtuneError("E_ARG", `--epochs ${job.epochs} must be a positive integer`);
+    job = { ...job, train: { ...job.train, steps: Math.max(1, epochSteps) * job.epochs } };
+    hooks.onLog?.(`${job.epochs} epoch(s) of about ${epochSteps} steps each: ${job.train.steps} steps`);
   }
   if (!(job.train.steps >= 1)) throw new SlimtuneError("E_ARG", `--steps ${job.train.steps} must be a positive integer`);
   const train = { ...job.train, checkpointActivations: fitMemory(method, task, t, job.train, hooks) };
@@ -92,7 +117,7 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     method.prepare && !job.train.resume
       ? await method.prepare({
           tokens: textTokens,
-          seq: t.kind === "lm" ? t.seq : t.maxLen,
+          seq: t.kind === "classify" ? t.maxLen : t.seq,
           seed: job.train.seed,
           threads: job.train.threads,
           optimizer: (params) => new AdamW(params),
@@ -110,7 +135,7 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     });
     files = Object.fromEntries(written.map((f) => [f, fs.statSync(path.join(out, f)).size]));
   }
-  return { summary, files, ...(prepared ? { prepared } : {}) };
+  return { summary, files, ...(prepared ? { prepared } : {}), ...(data ? { data } : {}) };
 }
 
 function checkContext(length: number, flag: string, positions: number, allowed: boolean): void {
@@ -133,7 +158,7 @@ function fitMemory(method: TuningMethod, task: TrainTask, t: JobTask, opts: Trai
     totalParameters: method.totalParameters,
     trainableParameters,
     batch: t.batch,
-    seq: t.kind === "lm" ? t.seq : t.maxLen,
+    seq: t.kind === "classify" ? t.maxLen : t.seq,
     ...(t.kind === "classify" ? { outputsPerToken: Number(task.fixed.num_labels ?? 2) } : {}),
   };
   const wanted = opts.checkpointActivations ?? false;

@@ -12,6 +12,8 @@ import { readLabelledTsv } from "../data/tsv.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import { classifyTask } from "../train/classify-task.js";
 import { lmTask } from "../train/lm-task.js";
+import { sftTask } from "../train/sft-task.js";
+import { loadSftData } from "./sft-data.js";
 import type { TrainTask } from "../train/task.js";
 
 export interface TaskDataOptions {
@@ -31,6 +33,8 @@ export interface TaskDataOptions {
   /** classify: the head [numLabels, C] every task starts from (default: random, std 0.02). */
   head?: Float32Array;
   seed: number;
+  /** lm with a .jsonl file: the model whose chat template renders the records (default: none, the plain defaults). */
+  modelSource?: string;
 }
 
 export interface TaskData {
@@ -55,6 +59,14 @@ export function splitExamples(examples: readonly TokenizedExample[], heldOut: nu
 }
 
 export function loadTaskData(tokenizer: TextTokenizer, o: TaskDataOptions): TaskData {
+  if (o.task === "lm" && o.dataFile.toLowerCase().endsWith(".jsonl")) {
+    // Instruction data recovers as finetune --task sft trains: loss on the answers, packed rows.
+    const sft = loadSftData(o.modelSource ?? null, tokenizer, { dataFile: o.dataFile, ...(o.evalFile ? { evalFile: o.evalFile } : {}), trainOnPrompt: false, tooLong: "cut-prompt", seq: o.seq, heldOut: o.heldOut, seed: o.seed });
+    return {
+      task: (config) => sftTask(sft.train, sft.heldOut, { batch: o.batch, seq: o.seq, pack: true, padId: config.eosTokenId ?? 0, evalExamples: o.evalExamples }),
+      scoredOn: `the answers of ${sft.summary.scoredOn}`,
+    };
+  }
   if (o.task === "lm") {
     const tokens = tokenizeFile(o.dataFile, tokenizer);
     return { task: () => lmTask(tokens, { batch: o.batch, seq: o.seq, heldOut: o.heldOut, evalTokens: o.evalTokens }), scoredOn: `the last ${(100 * o.heldOut).toFixed(0)} % of ${o.dataFile}` };

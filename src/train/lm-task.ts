@@ -15,11 +15,17 @@ export interface LmTaskOptions {
   heldOut: number;
   /** Cap on held-out tokens scored per evaluation. */
   evalTokens: number;
+  /** Score these tokens (--eval-data) instead of holding out the tail; then all of `tokens` trains. */
+  heldOutTokens?: Int32Array;
 }
 
 export function lmTask(tokens: Int32Array, opts: LmTaskOptions): TrainTask {
   const { batch: B, seq: T } = opts;
-  const split = opts.heldOut > 0 ? splitHeldOut(tokens, opts.heldOut, T) : { train: tokens, heldOut: new Int32Array(0) };
+  const split = opts.heldOutTokens
+    ? { train: tokens, heldOut: opts.heldOutTokens }
+    : opts.heldOut > 0
+      ? splitHeldOut(tokens, opts.heldOut, T)
+      : { train: tokens, heldOut: new Int32Array(0) };
   const heldOut = split.heldOut.subarray(0, Math.min(split.heldOut.length, opts.evalTokens));
   return {
     kind: "lm",

@@ -125,7 +125,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   // A resumed run repeats the steps after its checkpoint: their first records are cut from the log.
   const log = new MetricsLog(path.join(opts.outDir, "metrics.jsonl"), opts.resume ? { append: true, keepThroughStep: startStep } : { append: false });
   // Language modelling only: a classifier that starts at chance would trip the uniform rule.
-  const monitor = new DivergenceMonitor(task.kind === "lm" ? Math.log(method.config.vocabSize) : null);
+  const monitor = new DivergenceMonitor(task.kind === "lm" || task.kind === "sft" ? Math.log(method.config.vocabSize) : null);
 
   const parallel = opts.parallel ?? 1;
   const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel } : { threads: opts.threads });

@@ -59,10 +59,20 @@ export const cases: Case[] = [
   }, [{ shape: [2, 3, 4] }]],
   ["crossEntropy", (_g, [l, t]) => E.crossEntropy(l!, t!), [{ shape: [4, 6] }, { shape: [4], dtype: "int64", data: ids([5, 0, 2, 2]) }]],
   ["crossEntropyMean (hand-written VJP)", (_g, [l, t]) => E.crossEntropyMean(l!, t!), [{ shape: [4, 6] }, { shape: [4], dtype: "int64", data: ids([5, 0, 2, 2]) }]],
+  ["crossEntropyWeighted (hand-written VJP)", (g, [l, t]) => E.crossEntropyWeighted(l!, t!, g.constant(Float64Array.from([0.5, 0, 0.25, 0.25]), [4], "float64")), [{ shape: [4, 6] }, { shape: [4], dtype: "int64", data: ids([5, 0, 2, 2]) }]],
   ["scatterElementsAdd", (_g, [x, i, u]) => E.scatterElementsAdd(x!, i!, u!, 1), [{ shape: [3, 4] }, { shape: [3, 1], dtype: "int64", data: ids([2, 0, 3]) }, { shape: [3, 1] }]],
   ["causal GQA attention", (g, [q, k, v]) => {
     const { cos, sin } = E.ropeTables(3, 4, 10000);
     const rot = { cos: g.constant(Float64Array.from(cos), [3, 4], "float64"), sin: g.constant(Float64Array.from(sin), [3, 4], "float64") };
     return E.causalAttention(q!, k!, v!, { batch: 2, seq: 3, heads: 4, kvHeads: 2, headDim: 4 }, rot);
+  }, [{ shape: [6, 16] }, { shape: [6, 8] }, { shape: [6, 8] }]],
+  ["packed GQA attention (block mask, per-row positions)", (g, [q, k, v]) => {
+    const { cos, sin } = E.ropeTables(3, 4, 10000);
+    const positions = [0, 1, 0, 0, 1, 2]; // row 0: examples of 2 and 1 tokens; row 1: one of 3
+    const pick = (t: Float32Array) => Float64Array.from(positions.flatMap((p) => Array.from(t.subarray(p * 4, p * 4 + 4))));
+    const rot = { cos: g.constant(pick(cos), [2, 1, 3, 4], "float64"), sin: g.constant(pick(sin), [2, 1, 3, 4], "float64") };
+    const M = -1e30;
+    const mask = g.constant(Float64Array.from([0, M, M, 0, 0, M, M, M, 0, 0, M, M, 0, 0, M, 0, 0, 0]), [2, 1, 3, 3], "float64");
+    return E.causalAttention(q!, k!, v!, { batch: 2, seq: 3, heads: 4, kvHeads: 2, headDim: 4 }, rot, undefined, mask);
   }, [{ shape: [6, 16] }, { shape: [6, 8] }, { shape: [6, 8] }]],
 ];

@@ -19,6 +19,7 @@ import { findClassifierHead } from "../../formats/classifier-head.js";
 import { intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
 import { scoringFor } from "../../methods/registry.js";
+import { evalAnswerLoss, evalGenerate } from "../eval-generate.js";
 
 /** The --reference folder, checked to predict over the same tokens as the model. */
 function loadReference(dir: string, modelDir: string): LoadedBase {
@@ -41,9 +42,15 @@ export default defineCommand({
     model: { type: "string", description: "Model folder: float Hugging Face folder or a quantized one" },
     adapter: { type: "string", description: "Adapter folder from finetune (PEFT LoRA or PEQA scales)" },
     reference: { type: "string", description: "lm: a reference model folder (the float original): adds KL(reference ‖ model), top-1 agreement and both perplexities" },
-    task: { type: "string", description: "lm or classify", default: "lm" },
-    data: { type: "string", description: "UTF-8 text file (lm) or text<TAB>label TSV with a header (classify)" },
-    ctx: { type: "string", description: "lm: window length in tokens", default: "256" },
+    task: { type: "string", description: "lm, classify or generate (answers to instruction/chat JSONL records, exact match)", default: "lm" },
+    data: { type: "string", description: "UTF-8 text file (lm; a .jsonl of instruction records: the mean loss on their answers), text<TAB>label TSV with a header (classify), or JSONL records with answers (generate)" },
+    "data-format": { type: "string", description: "generate: prompt-completion, alpaca or messages (default: from the first record's fields)" },
+    "chat-template": { type: "string", description: "generate: a Jinja chat template file (default: the model's, else the plain default per format)" },
+    "max-new-tokens": { type: "string", description: "generate: tokens per answer at most (default: 1.5 × the reference's tokens + 4)" },
+    "max-examples": { type: "string", description: "generate: answer only the first N records" },
+    "per-template": { type: "boolean", description: "generate: print exact match per `template` field (always in --json)" },
+    show: { type: "string", description: "generate: example answers printed", default: "3" },
+    ctx: { type: "string", description: "lm: window length in tokens (a .jsonl --data: the --seq of its packed rows)", default: "256" },
     "max-tokens": { type: "string", description: "lm: score only the first N tokens" },
     batch: { type: "string", description: "Windows or examples per forward pass", default: "8" },
     "allow-long-context": { type: "boolean", description: "lm: allow --ctx past the model's max_position_embeddings (meaningful only with RoPE scaling)" },
@@ -56,6 +63,10 @@ export default defineCommand({
       const dataFile = requiredArg("data", args.data);
       const batch = intArg("batch", args.batch, 8);
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
+      if (args.task === "generate") {
+        await evalGenerate(args, modelDir, dataFile, threads);
+        return;
+      }
       const base = loadBase(modelDir);
       const scoring = scoringFor(base, args.adapter);
       const tokenizer = await loadTokenizer(modelDir);
@@ -65,6 +76,10 @@ export default defineCommand({
         progress ??= createProgress(args.task === "lm" ? "eval windows" : "eval examples", total);
         progress.update(done);
       };
+      if (args.task === "lm" && dataFile.toLowerCase().endsWith(".jsonl")) {
+        await evalAnswerLoss(args, scoring, tokenizer, modelDir, dataFile, cache, batch);
+        return;
+      }
       if (args.task === "lm") {
         const ctx = intArg("ctx", args.ctx, 256, 2);
         const positions = scoring.config.maxPositionEmbeddings;
@@ -102,7 +117,7 @@ export default defineCommand({
         }
         return;
       }
-      if (args.task !== "classify") throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
+      if (args.task !== "classify") throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm, classify or generate`);
       const head = findClassifierHead([args.adapter, modelDir].filter((d): d is string => Boolean(d)));
       if (!head) {
         throw new SlimtuneError("E_NOT_FOUND", "no classifier.json/classifier.safetensors beside the model or adapter; train one with finetune --task classify", args.adapter ?? modelDir);

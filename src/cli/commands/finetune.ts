@@ -19,6 +19,7 @@ import { type Progress, createProgress } from "../progress.js";
 import { fineGatesRemovalLines } from "../pruned-model-notes.js";
 import { runInWorker } from "../train-worker.js";
 import type { OutputContext } from "../output-context.js";
+import { sftJobTask } from "../sft-args.js";
 
 const d = defaultTrainOptions;
 
@@ -27,14 +28,20 @@ export default defineCommand({
   args: {
     method: { type: "string", description: methods.map((m) => `${m.name}: ${m.summary}`).join("; "), default: "full" },
     model: { type: "string", description: "Model folder (float Hugging Face folder, or a quantized one for peqa/qlora)" },
-    task: { type: "string", description: "lm (text file, next-token loss) or classify (labelled TSV)", default: "lm" },
-    data: { type: "string", description: "Training data: a UTF-8 text file (lm) or a text<TAB>label TSV with a header (classify)" },
-    "eval-data": { type: "string", description: "classify: dev TSV scored for accuracy" },
+    task: { type: "string", description: "lm (text file, next-token loss), classify (labelled TSV) or sft (instruction/chat JSONL, loss on the answers); default: sft for a .jsonl --data, else lm" },
+    data: { type: "string", description: "Training data: a UTF-8 text file (lm), a text<TAB>label TSV with a header (classify), or JSONL records {text} | {prompt,completion} | {instruction,input,output} | {messages} (sft)" },
+    "eval-data": { type: "string", description: "Held-out data scored before, during and after training: lm a text file (default: the --held-out tail), classify a dev TSV (accuracy), sft a JSONL (answer loss; default: --held-out of the records)" },
+    "data-format": { type: "string", description: "sft: text, prompt-completion, alpaca or messages (default: from the first record's fields)" },
+    "chat-template": { type: "string", description: "sft: a Jinja chat template file (default: the model's tokenizer_config.json chat_template, else a plain default per format)" },
+    "train-on-prompt": { type: "boolean", description: "sft: put the loss on prompt tokens too (default: answers only)" },
+    "too-long": { type: "string", description: "sft: an example longer than --seq: cut-prompt (cut the prompt from the left, keep the answer) or drop", default: "cut-prompt" },
+    pack: { type: "boolean", description: "sft: pack several examples into each --seq window (attention stays inside each); --no-pack: one per row", default: true },
     "max-len": { type: "string", description: "classify: tokens kept per example", default: "128" },
     "num-labels": { type: "string", description: "classify: number of classes (default: largest label + 1)" },
-    "eval-examples": { type: "string", description: "classify: dev examples scored per eval (default: all)" },
+    "eval-examples": { type: "string", description: "classify, sft: held-out examples scored per eval (default: all)" },
     out: { type: "string", description: "Output folder: the result, checkpoint/ and metrics.jsonl" },
     steps: { type: "string", description: "Optimizer steps", default: "100" },
+    epochs: { type: "string", description: "Passes over the training data instead of --steps (steps = epochs × steps per pass)" },
     batch: { type: "string", description: "Sequences per micro-batch", default: "8" },
     seq: { type: "string", description: "Tokens per sequence", default: "256" },
     lr: { type: "string", description: "Peak learning rate", default: String(d.lr) },
@@ -84,10 +91,14 @@ export default defineCommand({
       };
       const batch = intArg("batch", args.batch, 8);
       let task: JobTask;
-      if (args.task === "lm") {
+      const taskKind = args.task ?? (dataFile.toLowerCase().endsWith(".jsonl") ? "sft" : "lm");
+      if (taskKind === "sft") {
+        task = sftJobTask(args, dataFile, batch, seed);
+      } else if (taskKind === "lm") {
         task = {
           kind: "lm",
           dataFile,
+          ...(args["eval-data"] ? { evalFile: args["eval-data"] } : {}),
           batch,
           seq: intArg("seq", args.seq, 256, 2),
           heldOut: floatArg("held-out", args["held-out"], 0.05),
@@ -104,14 +115,16 @@ export default defineCommand({
           evalExamples: args["eval-examples"] ? intArg("eval-examples", args["eval-examples"], 1) : undefined,
         };
       } else {
-        throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm or classify`);
+        throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm, classify or sft`);
       }
       task.allowLongContext = Boolean(args["allow-long-context"]);
       const job: FinetuneJob = { modelDir, method: definition.name, methodOptions: parseMethodFlags(definition, args), adapter: args.adapter, task, train: opts };
       // --overwrite on a folder of the user's: the run lives in a staging folder, which replaces
       // theirs only once the result is complete.
-      const staging = (data as OutputContext | undefined)?.outputState === "foreign" ? fs.mkdtempSync(tempSiblingPrefix(opts.outDir, "staging")) : null;
-      if (staging && opts.resume) throw new SlimtuneError("E_ARG", "--resume continues a run in a folder slimtune wrote; this one holds other files", opts.outDir);
+      const foreign = (data as OutputContext | undefined)?.outputState === "foreign";
+      if (foreign && opts.resume) throw new SlimtuneError("E_ARG", "--resume continues a run in a folder slimtune wrote; this one holds other files", opts.outDir);
+      const staging = foreign ? fs.mkdtempSync(tempSiblingPrefix(opts.outDir, "staging")) : null;
+      if (args.epochs) job.epochs = intArg("epochs", args.epochs, 1);
       const outDir = opts.outDir;
       let result: FinetuneResult;
       try {
@@ -120,8 +133,8 @@ export default defineCommand({
       } finally {
         if (staging) fs.rmSync(staging, { recursive: true, force: true });
       }
-      const { summary, files, prepared } = result;
-      report({ ...summary, outDir, files, ...(prepared ? { prepared } : {}) }, Boolean(args.json), staging !== null);
+      const { summary, files, prepared, data: sftData } = result;
+      report({ ...summary, outDir, files, ...(prepared ? { prepared } : {}), ...(sftData ? { data: sftData } : {}) }, Boolean(args.json), staging !== null);
       // FineGates' result is a pruned folder: what went (its finegates.json has the numbers) and what loads it.
       if (definition.name === "finegates" && !summary.stopped && !args.json) {
         for (const line of fineGatesRemovalLines(outDir)) process.stdout.write(`${line}\n`);

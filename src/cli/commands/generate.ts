@@ -9,11 +9,15 @@ import { generationScoring } from "../../export/deploy.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { loadBase } from "../../models/load.js";
 import { floatArg, intArg, printJson, runAction } from "../args.js";
+import { readConversationFile } from "../../data/instruct-records.js";
+import { conversationPrompt } from "../../eval/answers.js";
+import { chatRendererFor } from "../../data/chat-template.js";
 
-function readPrompt(prompt: string | undefined, file: string | undefined, ids: string | undefined): string | number[] {
-  if ([prompt, file, ids].filter((x) => x !== undefined).length !== 1) {
-    throw new SlimtuneError("E_ARG", "give exactly one of --prompt TEXT, --prompt-file FILE or --prompt-ids 1,2,3");
+function readPrompt(prompt: string | undefined, file: string | undefined, ids: string | undefined, chat: string | undefined): string | number[] {
+  if ([prompt, file, ids, chat].filter((x) => x !== undefined).length !== 1) {
+    throw new SlimtuneError("E_ARG", "give exactly one of --prompt TEXT, --prompt-file FILE, --prompt-ids 1,2,3 or --chat MESSAGES.json");
   }
+  if (chat !== undefined) return [];
   if (prompt !== undefined) return prompt;
   if (ids !== undefined) {
     const list = ids.split(",").map((x) => Number(x.trim()));
@@ -32,6 +36,8 @@ export default defineCommand({
     prompt: { type: "string", description: "Prompt text (tokenized as transformers does: BOS only if the tokenizer config adds one)" },
     "prompt-file": { type: "string", description: "Read the prompt from a UTF-8 file" },
     "prompt-ids": { type: "string", description: "The prompt as token ids, comma-separated (no tokenizer involved)" },
+    chat: { type: "string", description: "Answer one turn: a JSON file {\"messages\": [{\"role\", \"content\"}, …]} ending with the user's message, rendered with the chat template" },
+    "chat-template": { type: "string", description: "--chat: a Jinja chat template file (default: the model's, else the plain default)" },
     "max-new-tokens": { type: "string", description: "Tokens to generate at most", default: "64" },
     temperature: { type: "string", description: "0 = greedy; > 0 samples", default: "0" },
     "top-k": { type: "string", description: "Sample from the k most likely tokens (0 = all)", default: "50" },
@@ -46,7 +52,7 @@ export default defineCommand({
   run: ({ args, rawArgs }) =>
     runAction(async () => {
       if (!args.model) throw new SlimtuneError("E_ARG", "--model is required; see slimtune generate --help");
-      const prompt = readPrompt(args.prompt, args["prompt-file"], args["prompt-ids"]);
+      let prompt = readPrompt(args.prompt, args["prompt-file"], args["prompt-ids"], args.chat);
       const maxNewTokens = Number(args["max-new-tokens"]);
       if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
         throw new SlimtuneError("E_ARG", `--max-new-tokens "${args["max-new-tokens"]}" must be a positive integer, e.g. --max-new-tokens 64`);
@@ -64,6 +70,7 @@ export default defineCommand({
       const base = loadBase(args.model);
       const model = generationScoring(base, args.adapter);
       const tokenizer = await loadTokenizer(args.model);
+      if (args.chat) prompt = conversationPrompt(readConversationFile(args.chat), chatRendererFor(args.model, args["chat-template"]).renderer, tokenizer);
       const generator = await Generator.create(model, tokenizer, threads ? { threads } : {});
       const result = await generator.generate(prompt, {
         maxNewTokens,

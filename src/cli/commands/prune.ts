@@ -78,6 +78,7 @@ export default defineCommand({
             headDirs: [modelDir],
             seed,
             threads,
+            modelSource: modelDir,
           })
         : undefined;
       let progress: Progress | null = null;

@@ -54,7 +54,7 @@ export default defineCommand({
       const prune = parsePruneFlags(args, { samples: intArg("samples", args.samples, 16), seed, threads });
       const model = floatModelArg(modelDir);
       const tokenizer = await loadTokenizer(modelDir);
-      const source = needsData(prune.importance) ? await taskSource(model, tokenizer, { task, dataFile, batch, seq, maxLen, numLabels, headDirs: [modelDir], seed, threads }) : undefined;
+      const source = needsData(prune.importance) ? await taskSource(model, tokenizer, { task, dataFile, batch, seq, maxLen, numLabels, headDirs: [modelDir], seed, threads, modelSource: modelDir }) : undefined;
       let progress: Progress | null = null;
       const r = await runPruningAdapter(
         model,
@@ -62,7 +62,7 @@ export default defineCommand({
         {
           prune,
           source,
-          data: { task, dataFile, evalFile: args["eval-data"], numLabels, batch, seq, maxLen, heldOut: floatArg("held-out", args["held-out"], 0.05), evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2), seed },
+          data: { task, dataFile, evalFile: args["eval-data"], numLabels, batch, seq, maxLen, heldOut: floatArg("held-out", args["held-out"], 0.05), evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2), seed, modelSource: modelDir },
           adapter: { steps: intArg("steps", args.steps, 300), lr: floatArg("lr", args.lr, 1e-3), warmup: intArg("warmup", args.warmup, 10, 0), rank: intArg("rank", args.rank, 8), alpha: floatArg("alpha", args.alpha, 16), seed, threads },
           merge: Boolean(args.merge),
           outDir: out,

@@ -51,7 +51,7 @@ export default defineCommand({
       const tokenizer = await loadTokenizer(modelDir);
       // Every pruned width must hold whole quantization groups (and GPTQ's 32-column words).
       const prune = parsePruneFlags(args, { samples: mixed.samples, seed: r.seed, threads: mixed.threads, minChannelMultiple: groupSize === "channel" ? 1 : groupSize });
-      const source = await taskSource(model, tokenizer, { task: mixed.task, dataFile, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: mixed.numLabels, headDirs: [modelDir], seed: r.seed, threads: mixed.threads });
+      const source = await taskSource(model, tokenizer, { task: mixed.task, dataFile, batch: r.batch, seq: r.seq, maxLen: r.maxLen, numLabels: mixed.numLabels, headDirs: [modelDir], seed: r.seed, threads: mixed.threads, modelSource: modelDir });
       const evalFile = args["eval-data"];
       if (evalFile && mixed.task !== "classify") throw new SlimtuneError("E_ARG", "--eval-data is for --task classify; with --task lm the tail of --data is held out");
       let progress: Progress | null = null;
@@ -74,6 +74,7 @@ export default defineCommand({
             heldOut: r.heldOut,
             evalTokens: intArg("eval-tokens", args["eval-tokens"], 32768, 2),
             seed: r.seed,
+            modelSource: modelDir,
           },
           recovery: { steps, lr: floatArg("lr", args.lr, 1e-3), warmup: intArg("warmup", args.warmup, 10, 0), rank: r.rank, alpha: r.alpha, seed: r.seed, threads: mixed.threads },
           merge: Boolean(args.merge),

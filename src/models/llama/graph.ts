@@ -15,6 +15,11 @@ export interface DecoderInputs {
   keyMask?: Value;
   /** Mark each decoder layer for recomputation in the backward (activation checkpointing). */
   checkpoint?: boolean;
+  /**
+   * Packed rows: each token's position within its own example, [B, T] int64 (RoPE angles), and
+   * the block-diagonal causal mask [B, 1, T, T] that keeps each example to itself. Both or neither.
+   */
+  packed?: { positions: Value; exampleMask: Value };
 }
 
 /** Final normalised hidden states, [B·T, C]. */
@@ -22,10 +27,14 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
   const tables = ropeTables(T, config.headDim, config.ropeTheta, ropeInvFreq(config));
-  const rot = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
+  const table = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
+  const packed = inputs.packed;
+  // Packed rows read each token's angles at its own position: [B, 1, T, D] broadcasts over heads.
+  const atPositions = (t: Value) => reshape(gather(t, packed!.positions), [B, 1, T, config.headDim]);
+  const rot = packed ? { cos: atPositions(table.cos), sin: atPositions(table.sin) } : table;
   const attend: LayerAttention = (_i, q, k, v, widths) => {
     const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
-    return causalAttention(q, k, v, shape, rot, inputs.keyMask);
+    return causalAttention(q, k, v, shape, rot, inputs.keyMask, packed?.exampleMask);
   };
   return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
 }

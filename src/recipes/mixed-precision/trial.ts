@@ -105,6 +105,7 @@ export async function createTrialRunner(setup: TrialSetup): Promise<TrialRunner>
     evalExamples: r.evalExamples,
     ...(setup.head ? { head: Float32Array.from(setup.head) } : {}),
     seed: r.seed,
+    modelSource: setup.modelDir,
   });
   return {
     budget: bm,
