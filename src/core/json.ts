@@ -139,7 +139,8 @@ function valueAt(obj: unknown, path: readonly PropertyKey[]): unknown {
 export function shownJson(value: unknown, max = 80): string {
   let text: string;
   try {
-    text = String(JSON.stringify(value) ?? value);
+    // JSON has no BigInt (GGUF's 64-bit values are BigInts): print those as plain integers.
+    text = String(JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) ?? value);
   } catch {
     text = Array.isArray(value) ? "[array]" : "{object}";
   }

@@ -9,7 +9,7 @@ import path from "node:path";
 import { buildSync } from "esbuild";
 import { describe, expect, it } from "vitest";
 import { SlimtuneError } from "../../src/core/errors.js";
-import { jsonDepthExceeded, parseFields } from "../../src/core/json.js";
+import { jsonDepthExceeded, parseFields, shownJson } from "../../src/core/json.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from "../../src/formats/checkpoint.js";
 import { CLASSIFIER_CONFIG, findClassifierHead, saveClassifierHead } from "../../src/formats/classifier-head.js";
 import { readGgufHeader } from "../../src/formats/gguf/reader.js";
@@ -108,6 +108,7 @@ describe("JSON nested 20,000 levels deep is refused before parsing", () => {
     let value: unknown = 1;
     for (let i = 0; i < 20_000; i++) value = [value];
     expectSlimtuneError(() => parseLlamaConfig({ ...refConfig, rope_scaling: { rope_type: "yarn", deep: value } }, "c.json"), "E_CONFIG", "rope_scaling", "{object}");
+    expect(shownJson([1n << 40n, 2])).toBe("[1099511627776,2]");
     expectSlimtuneError(() => parseFields({ a: value }, { a: z.number() }, { a: "a number" }, { file: "f.json", fix: "fix it" }), "E_CONFIG", '"a" is [array]');
   });
 });
