@@ -49,7 +49,7 @@ export async function taskSource(model: FloatWeights, tokenizer: TextTokenizer, 
   if (task === "lm") return { kind: "lm", tokens: lmTokens(opts, tokenizer), batch: opts.batch, seq: opts.seq };
   const { examples: raw, numLabels: found } = readLabelledTsv(opts.dataFile);
   const examples = tokenizeExamples(raw, tokenizer);
-  const saved = findClassifierHead(opts.headDirs ?? []);
+  const saved = findClassifierHead(opts.headDirs ?? [], model.config);
   const numLabels = opts.numLabels ?? saved?.numLabels ?? Math.max(2, found);
   if (found > numLabels) throw new SlimtuneError("E_DATA", `data has labels up to ${found - 1}, but the head has ${numLabels}; pass --num-labels ${found}`, opts.dataFile);
   const padId = model.config.eosTokenId ?? 0;

@@ -88,12 +88,13 @@ export async function runFinetuneJob(job: FinetuneJob, hooks: JobHooks = {}): Pr
     task = lmTask(textTokens, { batch: t.batch, seq: t.seq, heldOut: t.heldOut, evalTokens: t.evalTokens, ...(heldOutTokens ? { heldOutTokens } : {}) });
     epochSteps = Math.ceil((textTokens.length * (heldOutTokens ? 1 : 1 - t.heldOut)) / (t.batch * t.seq * accumulate));
   } else {
-    const examples = tokenizeExamples(readLabelledTsv(t.dataFile).examples, tokenizer);
+    const labels = t.numLabels ? { numLabels: t.numLabels } : {};
+    const examples = tokenizeExamples(readLabelledTsv(t.dataFile, labels).examples, tokenizer);
     textTokens = Int32Array.from(examples.flatMap((e) => Array.from(e.ids)));
-    const dev = t.evalFile ? readLabelledTsv(t.evalFile) : null;
+    const dev = t.evalFile ? readLabelledTsv(t.evalFile, labels) : null;
     // A loop, not Math.max(...spread): a spread of 130,000 labels overflows the stack.
     const numLabels = t.numLabels ?? examples.reduce((m, e) => Math.max(m, e.label + 1), dev?.numLabels ?? 2);
-    const head = findClassifierHead(job.adapter ? [job.adapter] : [job.modelDir]);
+    const head = findClassifierHead(job.adapter ? [job.adapter] : [job.modelDir], method.config);
     task = classifyTask(method.config, examples, dev ? tokenizeExamples(dev.examples, tokenizer) : [], {
       batch: t.batch,
       maxLen: t.maxLen,

@@ -118,7 +118,7 @@ export default defineCommand({
         return;
       }
       if (args.task !== "classify") throw new SlimtuneError("E_ARG", `unknown --task "${args.task}"; choose lm, classify or generate`);
-      const head = findClassifierHead([args.adapter, modelDir].filter((d): d is string => Boolean(d)));
+      const head = findClassifierHead([args.adapter, modelDir].filter((d): d is string => Boolean(d)), scoring.config);
       if (!head) {
         throw new SlimtuneError("E_NOT_FOUND", "no classifier.json/classifier.safetensors beside the model or adapter; train one with finetune --task classify", args.adapter ?? modelDir);
       }
