@@ -167,7 +167,8 @@ describe("npx slimtune in a project of one's own", () => {
     expect(install.code, install.stderr).toBe(0);
     const help = await run("npx", ["--no-install", "slimtune", "--help"], { cwd: project });
     expect(help.code, help.stderr).toBe(0);
-    expect(help.stdout).toMatch(/USAGE[\s\S]*quantize[\s\S]*finetune/);
+    expect(help.stdout).toMatch(/USAGE[\s\S]*COMMANDS/);
+    for (const command of ["quantize", "finetune", "eval", "export"]) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, "m"));
     const lib = await run(process.execPath, ["--input-type=module", "-e", 'const s = await import("slimtune"); console.log(typeof s.train, typeof s.Generator)'], { cwd: project });
     expect(lib.code, lib.stderr).toBe(0);
     expect(lib.stdout.trim()).toBe("function function");
