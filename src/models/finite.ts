@@ -2,8 +2,14 @@
 // skipped every step and still saved its untrained adapter, and eval printed "perplexity NaN" with
 // exit 0. A model file in that state is corrupt or the output of a diverged run.
 
+import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
-import type { LoadedBase } from "./load.js";
+import type { QuantizedLinear } from "../quant/types.js";
+
+/** What assertFiniteBase reads of a loaded model (structural, so load.ts can call it without a cycle). */
+export type FiniteCheckable =
+  | { kind: "float"; model: { weights: ReadonlyMap<string, HostParam> } }
+  | { kind: "quantized"; model: { dense: ReadonlyMap<string, HostParam>; linears: ReadonlyMap<string, QuantizedLinear> } };
 
 /** Index of the first Inf/NaN in `x`, or -1. */
 export function firstNonFinite(x: Float32Array): number {
@@ -24,7 +30,7 @@ function refuse(source: string, tensor: string, index: number, value: number): n
 }
 
 /** Throws naming the first tensor with a non-finite value; float tensors of quantized layers too. */
-export function assertFiniteBase(base: LoadedBase, source: string): void {
+export function assertFiniteBase(base: FiniteCheckable, source: string): void {
   const tensors = base.kind === "float" ? base.model.weights : base.model.dense;
   for (const [name, p] of tensors) {
     const i = firstNonFinite(p.data);
