@@ -1,4 +1,4 @@
-// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2), with transformers' defaults.
+// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3), with transformers' defaults.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -13,10 +13,10 @@ export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
 
-const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2"];
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3"];
 
-// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config).
-const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768 };
+// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config).
+const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768 };
 
 const positiveInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
@@ -161,7 +161,12 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   }
 
   const eosIds = c.eos_token_id === null || c.eos_token_id === undefined ? undefined : [c.eos_token_id].flat();
-  const attentionBias = type === "qwen2" ? true : type === "llama" ? (c.attention_bias ?? false) : false;
+  // qwen2 always has q/k/v biases (and none on o_proj); llama's and qwen3's attention_bias puts one on
+  // all four projections (transformers' LlamaAttention and Qwen3Attention), mistral has none.
+  const attentionBias = type === "qwen2" ? true : type === "llama" || type === "qwen3" ? (c.attention_bias ?? false) : false;
+  if (type === "qwen3" && c.use_sliding_window) {
+    throw configError(file, "use_sliding_window true is not supported for qwen3 (the released Qwen3 models attend over the full context); set it to false");
+  }
   const slidingWindow =
     type === "mistral"
       ? c.sliding_window === undefined
@@ -186,8 +191,9 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
     attentionBias,
-    outputBias: type === "llama" && attentionBias,
+    outputBias: (type === "llama" || type === "qwen3") && attentionBias,
     mlpBias: type === "llama" && (c.mlp_bias ?? false),
+    qkNorm: type === "qwen3",
     hiddenAct,
     raw: { ...raw },
   };
@@ -252,6 +258,7 @@ const architectures: Record<LlamaModelType, string> = {
   llama: "LlamaForCausalLM",
   mistral: "MistralForCausalLM",
   qwen2: "Qwen2ForCausalLM",
+  qwen3: "Qwen3ForCausalLM",
 };
 
 /** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
@@ -284,6 +291,7 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     out.attention_bias = config.attentionBias;
     out.mlp_bias = config.mlpBias;
   }
+  if (config.modelType === "qwen3") out.attention_bias = config.attentionBias;
   if (config.modelType === "mistral" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
     out.sliding_window = config.slidingWindow ?? null;
   }

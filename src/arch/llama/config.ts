@@ -1,7 +1,9 @@
 // The LLaMA family's configuration as slimtune holds it: global widths, per-layer widths of a pruned
 // model, biases, RoPE and token ids. config.json is parsed into this by formats/hf-config.ts.
+// Qwen3 is this family plus one step (RMSNorm over each head's query and key before RoPE), so it is
+// held here too, with `qkNorm` set, rather than in an arch folder of its own.
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2";
+export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3";
 
 /** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -46,6 +48,11 @@ export interface LlamaConfig {
   outputBias: boolean;
   /** gate/up/down projections carry a bias (llama's mlp_bias). */
   mlpBias: boolean;
+  /**
+   * RMSNorm over each head's query and key (weights q_norm, k_norm of size headDim, shared by the
+   * heads) after the projections and before RoPE: qwen3.
+   */
+  qkNorm: boolean;
   bosTokenId?: number;
   eosTokenId?: number;
   /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */

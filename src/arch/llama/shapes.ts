@@ -87,6 +87,10 @@ export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
       shapes.set(`${p}.self_attn.${name}.weight`, [out, inp]);
       if (bias) shapes.set(`${p}.self_attn.${name}.bias`, [out]);
     }
+    if (config.qkNorm) {
+      shapes.set(`${p}.self_attn.q_norm.weight`, [hd]);
+      shapes.set(`${p}.self_attn.k_norm.weight`, [hd]);
+    }
     shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
     const mlp: Array<[MlpModule, number, number]> = [
       ["gate_proj", F, C],

@@ -66,8 +66,13 @@ export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: num
   // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
   if (widths.numHeads > 0) {
     const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
-    const q = p.linear(`${pre}.self_attn.q_proj`, h);
-    const k = p.linear(`${pre}.self_attn.k_proj`, h);
+    let q = p.linear(`${pre}.self_attn.q_proj`, h);
+    let k = p.linear(`${pre}.self_attn.k_proj`, h);
+    if (config.qkNorm) {
+      // qwen3: each head's query and key RMS-normalised over its D values, one weight shared by the heads.
+      q = perHeadNorm(q, p.tensor(`${pre}.self_attn.q_norm.weight`), widths.numHeads, config, norm);
+      k = perHeadNorm(k, p.tensor(`${pre}.self_attn.k_norm.weight`), widths.numKvHeads, config, norm);
+    }
     const v = p.linear(`${pre}.self_attn.v_proj`, h);
     x = add(x, p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths))); // attention: (B·T, H·D)
   }
@@ -77,6 +82,13 @@ export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: num
     x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
   }
   return x;
+}
+
+/** x [N, heads·D] normalised head by head: viewed as [N, heads, D], the norm runs over the last axis. */
+function perHeadNorm(x: Value, weight: Value, heads: number, config: LlamaConfig, norm: NormFn): Value {
+  const [N, width] = x.shape as [number, number];
+  const D = config.headDim;
+  return reshape(norm(reshape(x, [N, heads, D]), weight, config.rmsNormEps), [N, width]);
 }
 
 export interface BlockContext {
