@@ -12,7 +12,9 @@ import * as E from "../../src/engine/index.js";
 import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { Generator } from "../../src/eval/generate.js";
 import { generationScoring } from "../../src/export/deploy.js";
+import { exportGgufLora } from "../../src/export/gguf/lora.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
+import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { readLlamaGguf } from "../../src/formats/gguf/llama.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
@@ -47,8 +49,8 @@ describe("qwen3: config, llama.cpp and transformers.js agree with slimtune", () 
   let model: LlamaModel;
   let tokenizer: TextTokenizer;
   let promptIds: number[];
-  const greedy = async (base: LoadedBase) => {
-    const g = await Generator.create(generationScoring(base), tokenizer);
+  const greedy = async (base: LoadedBase, adapter?: string) => {
+    const g = await Generator.create(generationScoring(base, adapter), tokenizer);
     const r = await g.generate(promptIds, { maxNewTokens: N, temperature: 0, eosTokenIds: [] });
     await g.release();
     return r.ids;
@@ -90,6 +92,19 @@ describe("qwen3: config, llama.cpp and transformers.js agree with slimtune", () 
     expect(compared).toBeGreaterThan(promptIds.length);
     expect(worst).toBeLessThan(1e-4);
     expect(await llamaGreedy(file, promptIds, N)).toEqual(await greedy({ kind: "float", model }));
+  });
+
+  it("a LoRA adapter as a GGUF LoRA (architecture qwen3, B rows not permuted) gives slimtune's tokens with the adapter", async () => {
+    const lora = loraForDenseModel(model, { rank: 4, alpha: 8, seed: 3 });
+    let k = 0;
+    for (const [name, t] of lora.trainable) if (name.includes("lora_B")) t.data.forEach((_, i) => (t.data[i] = 0.3 * Math.sin(++k * 0.7)));
+    const adapterDir = path.join(dir, "lora");
+    lora.save(adapterDir);
+    const loraFile = path.join(dir, "lora.gguf");
+    exportGgufLora({ kind: "float", model }, adapterDir, loraFile, { dtype: "f32" });
+    const ours = await greedy({ kind: "float", model }, adapterDir);
+    expect(ours).not.toEqual(await greedy({ kind: "float", model }));
+    expect(await llamaGreedy(path.join(dir, "tiny-qwen3-f32.gguf"), promptIds, N, loraFile)).toEqual(ours);
   });
 
   it("the GGUF reads back as the same qwen3 model", () => {
