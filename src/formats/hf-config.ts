@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { SlimtuneError } from "../core/errors.js";
+import { SlimtuneError, quote } from "../core/errors.js";
 import { parseFields } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 import type { Llama3RopeScaling } from "../arch/llama/config.js";
@@ -146,7 +146,8 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
       `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}; grouped-query attention needs each key/value head shared by a whole number of query heads — fix config.json`,
     );
   }
-  let headDim = c.head_dim ?? undefined;
+  // Qwen3Config's head_dim defaults to 128 whatever the widths; the other classes derive it.
+  let headDim = c.head_dim ?? (type === "qwen3" ? 128 : undefined);
   if (headDim === undefined) {
     if (c.hidden_size % numHeads !== 0) {
       throw configError(
@@ -166,6 +167,10 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   const attentionBias = type === "qwen2" ? true : type === "llama" || type === "qwen3" ? (c.attention_bias ?? false) : false;
   if (type === "qwen3" && c.use_sliding_window) {
     throw configError(file, "use_sliding_window true is not supported for qwen3 (the released Qwen3 models attend over the full context); set it to false");
+  }
+  const layerTypes = raw.layer_types;
+  if (type === "qwen3" && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
+    throw configError(file, `layer_types ${quote(layerTypes)}: slimtune implements full attention in every layer of qwen3 ("full_attention"); sliding layers are not supported yet`);
   }
   const slidingWindow =
     type === "mistral"

@@ -71,6 +71,11 @@ describe("qwen3: config, llama.cpp and transformers.js agree with slimtune", () 
     const biased = parseLlamaConfig({ ...QWEN3_TINY_CONFIG, attention_bias: true }, "config.json");
     expect(biased).toMatchObject({ attentionBias: true, outputBias: true });
     expect(() => parseLlamaConfig({ ...QWEN3_TINY_CONFIG, use_sliding_window: true }, "config.json")).toThrow(/use_sliding_window/);
+    expect(() => parseLlamaConfig({ ...QWEN3_TINY_CONFIG, layer_types: ["full_attention", "sliding_attention"] }, "config.json")).toThrow(/layer_types/);
+    expect(parseLlamaConfig({ ...QWEN3_TINY_CONFIG, layer_types: ["full_attention", "full_attention"] }, "config.json").numLayers).toBe(2);
+    // Qwen3Config's defaults: head_dim 128 (not hidden_size / heads), untied, 32768 positions, eps 1e-6.
+    const { head_dim: _h, tie_word_embeddings: _t, max_position_embeddings: _m, rms_norm_eps: _e, ...bare } = QWEN3_TINY_CONFIG;
+    expect(parseLlamaConfig(bare, "config.json")).toMatchObject({ headDim: 128, tieWordEmbeddings: false, maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 });
   });
 
   it("f32 GGUF: llama.cpp's next-token distributions equal slimtune's, and its greedy tokens", async () => {
