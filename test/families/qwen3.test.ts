@@ -26,7 +26,7 @@ import type { LoadedBase } from "../../src/models/load.js";
 import { gradCheck } from "../engine/gradcheck.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { scratchDir } from "../helpers/paths.js";
-import { QWEN3_TINY_CONFIG, saveRandomModel } from "../helpers/tiny-families.js";
+import { QWEN3_TINY_CONFIG, randomModel, saveRandomModel } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 16;
@@ -110,6 +110,14 @@ describe("qwen3: config, llama.cpp and transformers.js agree with slimtune", () 
     const ours = await greedy({ kind: "float", model }, adapterDir);
     expect(ours).not.toEqual(await greedy({ kind: "float", model }));
     expect(await llamaGreedy(path.join(dir, "tiny-qwen3-f32.gguf"), promptIds, N, loraFile)).toEqual(ours);
+  });
+
+  it("what llama.cpp's qwen3 cannot load is refused before writing: attention biases, per-layer widths", () => {
+    const biased = randomModel({ ...QWEN3_TINY_CONFIG, attention_bias: true }, 4);
+    expect(() => exportGguf({ kind: "float", model: biased }, folder, path.join(dir, "biased.gguf"), { dtype: "f32" })).toThrow(/attention_bias/);
+    const shapes = [{ num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 192 }, { num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 96 }];
+    const pruned = randomModel({ ...QWEN3_TINY_CONFIG, slimtune_layer_shapes: shapes }, 5);
+    expect(() => exportGguf({ kind: "float", model: pruned }, folder, path.join(dir, "pruned.gguf"), { dtype: "f32" })).toThrow(/pruned qwen3/);
   });
 
   it("the GGUF reads back as the same qwen3 model", () => {

@@ -52,6 +52,11 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   const type = TYPE_OF[opts.dtype];
   const uniform = isUniform(config);
   const layout: PrunedLayout | null = uniform ? null : (opts.pruned ?? "deci");
+  if (config.qkNorm && config.attentionBias) {
+    // transformers' Qwen3Attention puts attention_bias on q, k, v and o; llama.cpp's qwen3 graph does
+    // not read them all (it refuses the file: "wrong number of tensors"). No released Qwen3 has them.
+    throw new SlimtuneError("E_ARG", "a qwen3 model with attention_bias cannot be written to GGUF: llama.cpp's qwen3 architecture does not read all four attention biases; export it with --format onnx");
+  }
   if (config.qkNorm && layout !== null) {
     throw new SlimtuneError("E_ARG", "a pruned qwen3 model (per-layer widths) cannot be written to GGUF yet: llama.cpp's deci architecture has no q/k norms; export it with --format onnx");
   }
