@@ -13,10 +13,10 @@ export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
 
-const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3"];
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3"];
 
-// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config).
-const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768 };
+// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config).
+const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096 };
 
 const positiveInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
@@ -82,6 +82,7 @@ const configShape = {
   hidden_act: z.string().nullish(),
   sliding_window: positiveInt.nullish(),
   use_sliding_window: z.boolean().nullish(),
+  partial_rotary_factor: z.number().positive().max(1).nullish(),
 };
 
 const expectations: { [K in keyof typeof configShape]: string } = {
@@ -102,6 +103,7 @@ const expectations: { [K in keyof typeof configShape]: string } = {
   attention_bias: "true or false",
   mlp_bias: "true or false",
   use_sliding_window: "true or false",
+  partial_rotary_factor: "a number in (0, 1]",
   bos_token_id: "a non-negative integer token id",
   eos_token_id: "a token id or a list of token ids",
   hidden_act: 'a string ("silu")',
@@ -168,6 +170,9 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   if (type === "qwen3" && c.use_sliding_window) {
     throw configError(file, "use_sliding_window true is not supported for qwen3 (the released Qwen3 models attend over the full context); set it to false");
   }
+  if (type === "phi3" && (c.partial_rotary_factor ?? 1) !== 1) {
+    throw configError(file, `partial_rotary_factor ${c.partial_rotary_factor} is not supported yet (Phi-4-mini rotates part of each head); slimtune rotates whole heads (1.0, as Phi-3)`);
+  }
   const layerTypes = raw.layer_types;
   if (type === "qwen3" && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
     throw configError(file, `layer_types ${quote(layerTypes)}: slimtune implements full attention in every layer of qwen3 ("full_attention"); sliding layers are not supported yet`);
@@ -177,7 +182,9 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
       ? c.sliding_window === undefined
         ? 4096 // MistralConfig's default when the key is absent
         : (c.sliding_window ?? undefined)
-      : type === "qwen2" && c.use_sliding_window
+      : type === "phi3"
+        ? (c.sliding_window ?? undefined)
+        : type === "qwen2" && c.use_sliding_window
         ? (c.sliding_window ?? undefined)
         : undefined;
 
@@ -199,6 +206,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     outputBias: (type === "llama" || type === "qwen3") && attentionBias,
     mlpBias: type === "llama" && (c.mlp_bias ?? false),
     qkNorm: type === "qwen3",
+    ...(type === "phi3" ? { fusedProjections: true } : {}),
     hiddenAct,
     raw: { ...raw },
   };
@@ -264,6 +272,7 @@ const architectures: Record<LlamaModelType, string> = {
   mistral: "MistralForCausalLM",
   qwen2: "Qwen2ForCausalLM",
   qwen3: "Qwen3ForCausalLM",
+  phi3: "Phi3ForCausalLM",
 };
 
 /** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
@@ -297,7 +306,7 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     out.mlp_bias = config.mlpBias;
   }
   if (config.modelType === "qwen3") out.attention_bias = config.attentionBias;
-  if (config.modelType === "mistral" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
+  if (config.modelType === "mistral" || config.modelType === "phi3" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
     out.sliding_window = config.slidingWindow ?? null;
   }
   if (config.layerShapes) {

@@ -1,6 +1,6 @@
 // The CLI on a tiny Qwen3 model, end to end: quantize (4-bit RTN), finetune with LoRA (float base)
 // and PEQA (the 4-bit model), eval and generate with each adapter, export to GGUF (float + GGUF
-// LoRA, and q4_0 keeping the codes) and to ONNX (PEQA merged), and generate from the GGUF file.
+// LoRA, and q4_0 keeping the codes) and to ONNX (PEQA merged), and generate from an f32 GGUF file read back.
 
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -48,9 +48,11 @@ describe("qwen3 through the CLI", () => {
     slimtune(["export", "--format", "onnx", "--model", q4, "--adapter", path.join(dir, "peqa"), "--out", path.join(dir, "onnx")]);
     expect(JSON.parse(fs.readFileSync(path.join(dir, "onnx", "config.json"), "utf8")).model_type).toBe("qwen3");
 
-    // The q4_0 file read back generates what the 4-bit folder generates (same codes, same graph).
-    const fromGguf = slimtune(["generate", "--model", q4Gguf, ...prompt]);
-    const fromFolder = slimtune(["generate", "--model", q4, ...prompt]);
+    // An f32 file read back generates what the float folder generates (same weights, same graph).
+    const f32Gguf = path.join(dir, "f32.gguf");
+    slimtune(["export", "--format", "gguf", "--model", model, "--out", f32Gguf]);
+    const fromGguf = slimtune(["generate", "--model", f32Gguf, ...prompt]);
+    const fromFolder = slimtune(["generate", "--model", model, ...prompt]);
     expect(fromGguf.ids).toEqual(fromFolder.ids);
   }, 600_000);
 });

@@ -66,3 +66,33 @@ export function saveRandomModel(configJson: Record<string, unknown>, seed: numbe
   model.save(dir);
   return LlamaModel.load(dir);
 }
+
+/** microsoft/Phi-3-mini-4k-instruct's config.json, widths scaled down (multi-head attention as the real one; untied). */
+export const PHI3_TINY_CONFIG = {
+  architectures: ["Phi3ForCausalLM"],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 4095,
+  embd_pdrop: 0.0,
+  eos_token_id: 4095,
+  hidden_act: "silu",
+  hidden_size: 96,
+  initializer_range: 0.02,
+  intermediate_size: 256,
+  max_position_embeddings: 512,
+  model_type: "phi3",
+  num_attention_heads: 4,
+  num_hidden_layers: 2,
+  num_key_value_heads: 4,
+  original_max_position_embeddings: 512,
+  pad_token_id: 4095,
+  resid_pdrop: 0.0,
+  rms_norm_eps: 1e-5,
+  rope_scaling: null,
+  rope_theta: 10000.0,
+  sliding_window: 255,
+  tie_word_embeddings: false,
+  torch_dtype: "float32",
+  use_cache: true,
+  vocab_size: 4096,
+};

@@ -3,7 +3,10 @@
 // Qwen3 is this family plus one step (RMSNorm over each head's query and key before RoPE), so it is
 // held here too, with `qkNorm` set, rather than in an arch folder of its own.
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3";
+// Phi-3 is the LLaMA block with q/k/v and gate/up each stored as one fused linear layer
+// (`fusedProjections`), kept fused so that quantized layers and adapters have transformers' names.
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3";
 
 /** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -53,6 +56,11 @@ export interface LlamaConfig {
    * heads) after the projections and before RoPE: qwen3.
    */
   qkNorm: boolean;
+  /**
+   * q/k/v as one linear layer qkv_proj (rows: queries, keys, values) and gate/up as one gate_up_proj
+   * (rows: gate, then up): phi3. Structured pruning needs them split and refuses such a model.
+   */
+  fusedProjections?: boolean;
   bosTokenId?: number;
   eosTokenId?: number;
   /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */
