@@ -12,10 +12,14 @@ import { describePrune } from "./prune-args.js";
 
 /** Which runtimes load a pruned folder with this config. */
 export function loadersNote(config: LlamaConfig): string {
+  if (config.layerShapes && config.qkNorm) {
+    return `per-layer widths (config.json "${LAYER_SHAPES_KEY}"): slimtune loads this folder, and transformers.js after slimtune export --format onnx; llama.cpp cannot (its per-layer architecture deci has no q/k norms) and stock transformers expects one width for every layer`;
+  }
   if (config.layerShapes) {
     return `per-layer widths (config.json "${LAYER_SHAPES_KEY}"): slimtune loads this folder, and llama.cpp after slimtune export --format gguf (architecture deci); stock transformers cannot, it expects one width for every layer`;
   }
-  return "the same widths in every layer: a plain LLaMA config that transformers, slimtune and llama.cpp (slimtune export --format gguf) all load";
+  const family = config.modelType === "qwen3" ? "Qwen3" : "LLaMA";
+  return `the same widths in every layer: a plain ${family} config that transformers, slimtune and llama.cpp (slimtune export --format gguf) all load`;
 }
 
 /** The loss before and after the cut on the calibration batches, or how to measure it when there were none. */

@@ -1,9 +1,9 @@
-// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2), with transformers' defaults.
+// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3), with transformers' defaults.
 
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { SlimtuneError } from "../core/errors.js";
+import { SlimtuneError, quote } from "../core/errors.js";
 import { withIo } from "../core/io.js";
 import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
@@ -14,10 +14,10 @@ export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
 
-const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2"];
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3"];
 
-// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config).
-const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768 };
+// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config).
+const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096 };
 
 /**
  * Upper bounds on the sizes a config may declare, checked before anything is allocated from them.
@@ -102,6 +102,7 @@ const configShape = {
   hidden_act: z.string().nullish(),
   sliding_window: bounded("sliding_window").nullish(),
   use_sliding_window: z.boolean().nullish(),
+  partial_rotary_factor: z.number().positive().max(1).nullish(),
 };
 
 const upTo = (field: keyof typeof CONFIG_LIMITS) => `a positive integer up to ${CONFIG_LIMITS[field].toLocaleString("en-US")}`;
@@ -124,6 +125,7 @@ const expectations: { [K in keyof typeof configShape]: string } = {
   attention_bias: "true or false",
   mlp_bias: "true or false",
   use_sliding_window: "true or false",
+  partial_rotary_factor: "a number in (0, 1]",
   bos_token_id: "a non-negative integer token id below vocab_size",
   eos_token_id: "a token id or a list of up to 64 token ids, each below vocab_size",
   hidden_act: 'a string ("silu")',
@@ -168,7 +170,8 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
       `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}; grouped-query attention needs each key/value head shared by a whole number of query heads — fix config.json`,
     );
   }
-  let headDim = c.head_dim ?? undefined;
+  // Qwen3Config's head_dim defaults to 128 whatever the widths; the other classes derive it.
+  let headDim = c.head_dim ?? (type === "qwen3" ? 128 : undefined);
   if (headDim === undefined) {
     if (c.hidden_size % numHeads !== 0) {
       throw configError(
@@ -189,13 +192,27 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
       throw configError(file, `${field} ${id} is not below vocab_size ${c.vocab_size}; the embedding has no row for it — fix config.json`);
     }
   }
-  const attentionBias = type === "qwen2" ? true : type === "llama" ? (c.attention_bias ?? false) : false;
+  // qwen2 always has q/k/v biases (and none on o_proj); llama's and qwen3's attention_bias puts one on
+  // all four projections (transformers' LlamaAttention and Qwen3Attention), mistral has none.
+  const attentionBias = type === "qwen2" ? true : type === "llama" || type === "qwen3" ? (c.attention_bias ?? false) : false;
+  if (type === "qwen3" && c.use_sliding_window) {
+    throw configError(file, "use_sliding_window true is not supported for qwen3 (the released Qwen3 models attend over the full context); set it to false");
+  }
+  if (type === "phi3" && (c.partial_rotary_factor ?? 1) !== 1) {
+    throw configError(file, `partial_rotary_factor ${c.partial_rotary_factor} is not supported yet (Phi-4-mini rotates part of each head); slimtune rotates whole heads (1.0, as Phi-3)`);
+  }
+  const layerTypes = raw.layer_types;
+  if (type === "qwen3" && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
+    throw configError(file, `layer_types ${quote(layerTypes)}: slimtune implements full attention in every layer of qwen3 ("full_attention"); sliding layers are not supported yet`);
+  }
   const slidingWindow =
     type === "mistral"
       ? c.sliding_window === undefined
         ? 4096 // MistralConfig's default when the key is absent
         : (c.sliding_window ?? undefined)
-      : type === "qwen2" && c.use_sliding_window
+      : type === "phi3"
+        ? (c.sliding_window ?? undefined)
+        : type === "qwen2" && c.use_sliding_window
         ? (c.sliding_window ?? undefined)
         : undefined;
 
@@ -214,8 +231,10 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
     attentionBias,
-    outputBias: type === "llama" && attentionBias,
+    outputBias: (type === "llama" || type === "qwen3") && attentionBias,
     mlpBias: type === "llama" && (c.mlp_bias ?? false),
+    qkNorm: type === "qwen3",
+    ...(type === "phi3" ? { fusedProjections: true } : {}),
     hiddenAct,
     raw: { ...raw },
   };
@@ -271,6 +290,8 @@ const architectures: Record<LlamaModelType, string> = {
   llama: "LlamaForCausalLM",
   mistral: "MistralForCausalLM",
   qwen2: "Qwen2ForCausalLM",
+  qwen3: "Qwen3ForCausalLM",
+  phi3: "Phi3ForCausalLM",
 };
 
 /** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
@@ -303,7 +324,8 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     out.attention_bias = config.attentionBias;
     out.mlp_bias = config.mlpBias;
   }
-  if (config.modelType === "mistral" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
+  if (config.modelType === "qwen3") out.attention_bias = config.attentionBias;
+  if (config.modelType === "mistral" || config.modelType === "phi3" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
     out.sliding_window = config.slidingWindow ?? null;
   }
   if (config.layerShapes) {

@@ -1,6 +1,7 @@
 // Structured pruning of a float model in one call: score every dependency group, plan what each
 // layer keeps under the ratio schedule, and cut the rest out with the shared surgery.
 
+import { assertPrunable } from "../arch/llama/groups.js";
 import type { LlamaModel } from "../models/llama/model.js";
 import type { LossSource } from "./gradients.js";
 import { type ImportanceKind, type ImportanceResult, type TaylorVariant, groupImportance } from "./importance.js";
@@ -26,7 +27,8 @@ export interface PruneResult {
 }
 
 export async function pruneModel(model: LlamaModel, opts: PruneOptions): Promise<PruneResult> {
-  // Bad schedule options fail before any gradient is taken.
+  // Bad schedule options and unprunable models fail before any gradient is taken.
+  assertPrunable(model.config, "structured pruning");
   checkPlanOptions(model.config, opts);
   const importance = await groupImportance(model, {
     kind: opts.importance,

@@ -5,7 +5,7 @@
 
 import type { LayerShape, LlamaConfig } from "../arch/llama/config.js";
 import { layerShape } from "../arch/llama/config.js";
-import { headsPerKvGroup } from "../arch/llama/groups.js";
+import { assertPrunable, headsPerKvGroup } from "../arch/llama/groups.js";
 import { layerPrefix } from "../arch/llama/names.js";
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
@@ -33,6 +33,7 @@ export interface PruneReport {
 
 /** Cuts every layer of `model` down to `keep[i]`; the weights of `model` are not modified. */
 export function removeStructure(model: LlamaModel, keep: readonly LayerKeep[]): { model: LlamaModel; report: PruneReport } {
+  assertPrunable(model.config, "structured pruning");
   const config = model.config;
   if (keep.length !== config.numLayers) {
     throw new SlimtuneError("E_ARG", `a pruning plan must list all ${config.numLayers} layers, got ${keep.length}`);

@@ -28,6 +28,7 @@ const config: LlamaConfig = {
   rmsNormEps: 1e-12,
   ropeTheta: 10000,
   tieWordEmbeddings: false,
+  qkNorm: false,
   maxPositionEmbeddings: 64,
   attentionBias: false,
   outputBias: false,

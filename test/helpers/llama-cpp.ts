@@ -61,3 +61,23 @@ export async function llamaPerplexity(file: string, tokens: Int32Array, ctx: num
     await model.dispose();
   }
 }
+
+/**
+ * llama.cpp's next-token distribution after each prefix of `prompt`: one map token → probability per
+ * position. The key/value cache is float32 and flash attention off: llama.cpp's defaults (an F16
+ * cache, flash attention chosen automatically, which on the CPU rounds to F16 either way) move log p
+ * by up to ~1e-2 on a tiny model; without them what remains is float32 arithmetic in another order
+ * (measured ≤ 2e-5).
+ */
+export async function llamaNextProbabilities(file: string, prompt: number[]): Promise<Array<Map<number, number>>> {
+  const model = await (await llamaCpp()).loadModel({ modelPath: file });
+  const context = await model.createContext({ contextSize: 512, batchSize: 512, threads: 1, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" });
+  try {
+    const items = prompt.map((t) => [t, { generateNext: { probabilities: true } }]);
+    const res = await context.getSequence().controlledEvaluate(items as never);
+    return prompt.map((_, i) => new Map([...res[i]!.next!.probabilities!].map(([t, p]) => [Number(t), p])));
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+}

@@ -1,7 +1,12 @@
 // The LLaMA family's configuration as slimtune holds it: global widths, per-layer widths of a pruned
 // model, biases, RoPE and token ids. config.json is parsed into this by formats/hf-config.ts.
+// Qwen3 is this family plus one step (RMSNorm over each head's query and key before RoPE), so it is
+// held here too, with `qkNorm` set, rather than in an arch folder of its own.
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2";
+// Phi-3 is the LLaMA block with q/k/v and gate/up each stored as one fused linear layer
+// (`fusedProjections`), kept fused so that quantized layers and adapters have transformers' names.
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3";
 
 /** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -46,6 +51,16 @@ export interface LlamaConfig {
   outputBias: boolean;
   /** gate/up/down projections carry a bias (llama's mlp_bias). */
   mlpBias: boolean;
+  /**
+   * RMSNorm over each head's query and key (weights q_norm, k_norm of size headDim, shared by the
+   * heads) after the projections and before RoPE: qwen3.
+   */
+  qkNorm: boolean;
+  /**
+   * q/k/v as one linear layer qkv_proj (rows: queries, keys, values) and gate/up as one gate_up_proj
+   * (rows: gate, then up): phi3. Structured pruning needs them split and refuses such a model.
+   */
+  fusedProjections?: boolean;
   bosTokenId?: number;
   eosTokenId?: number;
   /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */

@@ -4,8 +4,19 @@
 // query head that reads it (GQA); an MLP channel owns a row of gate_proj and up_proj and a column of
 // down_proj. Importance scores sum over a group's slices; pruning keeps or removes whole groups.
 
+import { SlimtuneError } from "../../core/errors.js";
 import { type LlamaConfig, layerShape } from "./config.js";
 import { type LinearModule, linearPath } from "./shapes.js";
+
+/**
+ * Structured pruning cuts rows of q_proj and gate_proj; a model that stores them fused with other
+ * projections (phi3's qkv_proj, gate_up_proj) is refused before any work.
+ */
+export function assertPrunable(config: LlamaConfig, what: string): void {
+  if (config.fusedProjections) {
+    throw new SlimtuneError("E_ARG", `${what} does not support ${config.modelType} yet: its q/k/v and gate/up projections are fused (qkv_proj, gate_up_proj) and pruning removes rows of each one separately`);
+  }
+}
 
 /** A contiguous run of rows (axis 0) or columns (axis 1) of one linear layer's W [N, K]. */
 export interface Slice {

@@ -5,8 +5,8 @@
 import { type LlamaConfig, layerShape } from "./config.js";
 import { EMBED, FINAL_NORM, LM_HEAD, layerPrefix } from "./names.js";
 
-export type AttentionModule = "q_proj" | "k_proj" | "v_proj" | "o_proj";
-export type MlpModule = "gate_proj" | "up_proj" | "down_proj";
+export type AttentionModule = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "qkv_proj";
+export type MlpModule = "gate_proj" | "up_proj" | "down_proj" | "gate_up_proj";
 export type LinearModule = AttentionModule | MlpModule;
 
 const ATTENTION_MODULES: readonly AttentionModule[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
@@ -15,21 +15,33 @@ const MLP_MODULES: readonly MlpModule[] = ["gate_proj", "up_proj", "down_proj"];
 /** The leaf names of a block's linear layers, in model order (PEFT's "all-linear" for llama, minus lm_head). */
 export const LINEAR_MODULES: readonly LinearModule[] = [...ATTENTION_MODULES, ...MLP_MODULES];
 
+/** The fused layers of a model with fusedProjections (phi3) and the split layers each one holds. */
+export const FUSED_PARTS: Readonly<Record<"qkv_proj" | "gate_up_proj", readonly LinearModule[]>> = {
+  qkv_proj: ["q_proj", "k_proj", "v_proj"],
+  gate_up_proj: ["gate_proj", "up_proj"],
+};
+const FUSED_MODULES: readonly LinearModule[] = ["qkv_proj", "gate_up_proj"];
+
+/** The leaf names of the config's linear layers, in model order. */
+export function linearModulesOf(config: Pick<LlamaConfig, "fusedProjections">): readonly LinearModule[] {
+  return config.fusedProjections ? ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"] : LINEAR_MODULES;
+}
+
 /** Modules that read the residual stream (their input is the normed hidden state). */
-export const READS_RESIDUAL: ReadonlySet<LinearModule> = new Set(["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"]);
+export const READS_RESIDUAL: ReadonlySet<LinearModule> = new Set(["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "qkv_proj", "gate_up_proj"]);
 /** Modules that write into the residual stream (their output is added to it). */
 export const WRITES_RESIDUAL: ReadonlySet<LinearModule> = new Set(["o_proj", "down_proj"]);
 
 /** The module path of a linear layer, e.g. linearPath(0, "up_proj") = "model.layers.0.mlp.up_proj". */
 export function linearPath(layer: number, module: LinearModule): string {
-  const block = (ATTENTION_MODULES as readonly string[]).includes(module) ? "self_attn" : "mlp";
+  const block = (ATTENTION_MODULES as readonly string[]).includes(module) || module === "qkv_proj" ? "self_attn" : "mlp";
   return `${layerPrefix(layer)}.${block}.${module}`;
 }
 
 /** The leaf name ("q_proj", …) of a linear layer's path, or null for any other path. */
 export function linearModuleOf(path: string): LinearModule | null {
   const leaf = path.slice(path.lastIndexOf(".") + 1);
-  return (LINEAR_MODULES as readonly string[]).includes(leaf) ? (leaf as LinearModule) : null;
+  return ([...LINEAR_MODULES, ...FUSED_MODULES] as readonly string[]).includes(leaf) ? (leaf as LinearModule) : null;
 }
 
 /** One linear layer: its path, layer index, leaf name, and W's [N, K] = [out, in]. */
@@ -53,6 +65,13 @@ export function linearLayers(config: LlamaConfig): LinearLayer[] {
     const { numHeads: H, numKvHeads: KV, intermediateSize: F } = layerShape(config, i);
     const add = (module: LinearModule, n: number, k: number, bias: boolean) =>
       out.push({ path: linearPath(i, module), layer: i, module, outFeatures: n, inFeatures: k, bias });
+    if (config.fusedProjections) {
+      add("qkv_proj", (H + 2 * KV) * D, C, false);
+      add("o_proj", C, H * D, false);
+      add("gate_up_proj", 2 * F, C, false);
+      add("down_proj", C, F, false);
+      continue;
+    }
     if (H > 0) {
       add("q_proj", H * D, C, config.attentionBias);
       add("k_proj", KV * D, C, config.attentionBias);
@@ -77,6 +96,14 @@ export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
     const p = layerPrefix(i);
     const { numHeads: H, numKvHeads: KV, intermediateSize: F } = layerShape(config, i);
     shapes.set(`${p}.input_layernorm.weight`, [C]);
+    if (config.fusedProjections) {
+      shapes.set(`${p}.self_attn.qkv_proj.weight`, [(H + 2 * KV) * hd, C]);
+      shapes.set(`${p}.self_attn.o_proj.weight`, [C, H * hd]);
+      shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
+      shapes.set(`${p}.mlp.gate_up_proj.weight`, [2 * F, C]);
+      shapes.set(`${p}.mlp.down_proj.weight`, [C, F]);
+      continue;
+    }
     const attention: Array<[AttentionModule, number, number, boolean]> = [
       ["q_proj", H * hd, C, config.attentionBias],
       ["k_proj", KV * hd, C, config.attentionBias],
@@ -86,6 +113,10 @@ export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
     for (const [name, out, inp, bias] of attention) {
       shapes.set(`${p}.self_attn.${name}.weight`, [out, inp]);
       if (bias) shapes.set(`${p}.self_attn.${name}.bias`, [out]);
+    }
+    if (config.qkNorm) {
+      shapes.set(`${p}.self_attn.q_norm.weight`, [hd]);
+      shapes.set(`${p}.self_attn.k_norm.weight`, [hd]);
     }
     shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
     const mlp: Array<[MlpModule, number, number]> = [

@@ -6,7 +6,7 @@
 
 import { SlimtuneError } from "../../core/errors.js";
 import { GGML_TYPES, encodeRows } from "../../formats/gguf/ggml-types.js";
-import { ggufTensorName, permuteQK, qkHeads } from "../../formats/gguf/llama.js";
+import { ggufTensorName, permuteQK, qkHeads, uniformGgufArch } from "../../formats/gguf/llama.js";
 import { type GgufTensor, type GgufValue, writeGguf } from "../../formats/gguf/writer.js";
 import { loadPeftAdapter, parseLoraKey } from "../../formats/peft.js";
 import { layerShape } from "../../arch/llama/config.js";
@@ -49,7 +49,7 @@ export function exportGgufLora(base: LoadedBase, adapterDir: string, outFile: st
   }
   const alpha = useRslora ? loraAlpha * Math.sqrt(r) : loraAlpha;
   const metadata: Array<[string, GgufValue]> = [
-    ["general.architecture", { type: "string", value: uniform ? "llama" : "deci" }],
+    ["general.architecture", { type: "string", value: uniform ? uniformGgufArch(config) : "deci" }],
     ["general.type", { type: "string", value: "adapter" }],
     ["general.file_type", { type: "u32", value: opts.dtype === "f16" ? 1 : 0 }],
     ["adapter.type", { type: "string", value: "lora" }],

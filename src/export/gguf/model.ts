@@ -12,7 +12,7 @@ import type { HostParam } from "../../arch/params.js";
 import { f32ToF16Bits } from "../../core/f16.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { GGML_TYPES, type GgmlType, encodeRows } from "../../formats/gguf/ggml-types.js";
-import { type GgufArch, type GgufLayerWidths, ggufTensorName, isRemoved, llamaHyperparameters, permuteQK, qkHeads } from "../../formats/gguf/llama.js";
+import { type GgufArch, type GgufLayerWidths, ggufTensorName, isRemoved, llamaHyperparameters, permuteQK, qkHeads, uniformGgufArch } from "../../formats/gguf/llama.js";
 import { ggufTokenizerKeys } from "../../formats/gguf/tokenizer.js";
 import { type GgufTensor, type GgufValue, writeGguf } from "../../formats/gguf/writer.js";
 import { readTokenizerFiles } from "../../formats/tokenizer.js";
@@ -52,7 +52,15 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   const type = TYPE_OF[opts.dtype];
   const uniform = isUniform(config);
   const layout: PrunedLayout | null = uniform ? null : (opts.pruned ?? "deci");
-  const arch: GgufArch = layout === "deci" ? "deci" : "llama";
+  if (config.qkNorm && config.attentionBias) {
+    // transformers' Qwen3Attention puts attention_bias on q, k, v and o; llama.cpp's qwen3 graph does
+    // not read them all (it refuses the file: "wrong number of tensors"). No released Qwen3 has them.
+    throw new SlimtuneError("E_ARG", "a qwen3 model with attention_bias cannot be written to GGUF: llama.cpp's qwen3 architecture does not read all four attention biases; export it with --format onnx");
+  }
+  if (config.qkNorm && layout !== null) {
+    throw new SlimtuneError("E_ARG", "a pruned qwen3 model (per-layer widths) cannot be written to GGUF yet: llama.cpp's deci architecture has no q/k norms; export it with --format onnx");
+  }
+  const arch: GgufArch = layout === "deci" ? "deci" : layout === "pad" ? "llama" : uniformGgufArch(config);
   const widths = ggufWidths(config, layout);
   // Codes kept only where rows stay where they are (no padding) and the grid is ggml's.
   const direct = base.kind === "quantized" && layout !== "pad" ? base.model.linears : new Map<string, QuantizedLinear>();

@@ -14,7 +14,18 @@ import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
 
-export type GgufArch = "llama" | "deci";
+export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
+
+/**
+ * The llama.cpp architecture a uniform-width model is written as. qwen3 needs its own (llama.cpp's
+ * `llama` graph has no q/k norms), and llama.cpp's qwen3 applies RoPE in HF's rotate-half layout
+ * (LLAMA_ROPE_TYPE_NEOX), so its Q/K rows stay as they are; every other family is written as
+ * `llama`, whose adjacent-pair RoPE needs the permutation below. phi3 likewise: llama.cpp's phi3
+ * reads the fused attn_qkv and a fused ffn_up (gate rows, then up rows) and rotates rotate-half.
+ */
+export function uniformGgufArch(config: LlamaConfig): GgufArch {
+  return config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
+}
 
 const LAYER_TENSORS: Record<string, string> = {
   "input_layernorm.weight": "attn_norm.weight",
@@ -22,10 +33,15 @@ const LAYER_TENSORS: Record<string, string> = {
   "self_attn.k_proj": "attn_k",
   "self_attn.v_proj": "attn_v",
   "self_attn.o_proj": "attn_output",
+  "self_attn.q_norm.weight": "attn_q_norm.weight",
+  "self_attn.k_norm.weight": "attn_k_norm.weight",
   "post_attention_layernorm.weight": "ffn_norm.weight",
   "mlp.gate_proj": "ffn_gate",
   "mlp.up_proj": "ffn_up",
   "mlp.down_proj": "ffn_down",
+  // phi3's fused layers, last: reading a GGUF back, ffn_up is a llama up_proj first.
+  "self_attn.qkv_proj": "attn_qkv",
+  "mlp.gate_up_proj": "ffn_up",
 };
 const GLOBAL_TENSORS: Record<string, string> = {
   "model.embed_tokens.weight": "token_embd.weight",
@@ -81,8 +97,12 @@ export function permuteQK(data: Float32Array, heads: number, headDim: number, to
   return out;
 }
 
-/** Heads whose rows a q or k tensor of layer i holds (0 when the tensor is not q/k). */
+/**
+ * Heads whose rows a q or k tensor of layer i holds, i.e. that permuteQK reorders: 0 when the tensor
+ * is not q/k, or when the model's GGUF architecture keeps HF's rotate-half layout (qwen3).
+ */
 export function qkHeads(config: LlamaConfig, hfName: string): number {
+  if (uniformGgufArch(config) !== "llama") return 0;
   const m = /^model\.layers\.(\d+)\.self_attn\.([qk])_proj\./.exec(hfName) ?? /^(?:base_model\.model\.)?model\.layers\.(\d+)\.self_attn\.([qk])_proj\./.exec(hfName);
   if (!m) return 0;
   const w = layerShape(config, Number(m[1]));
@@ -136,7 +156,7 @@ export interface LlamaGguf {
   gguf: GgufFile;
 }
 
-/** Reads a `llama` or `deci` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
+/** Reads a `llama`, `deci`, `qwen3` or `phi3` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
 export function readLlamaGguf(file: string): LlamaGguf {
   const gguf = readGgufHeader(file);
   const meta = gguf.metadata;
@@ -144,7 +164,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch !== "llama" && arch !== "deci") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama" and "deci" (LLaMA-family) GGUF models`);
+  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3" and "phi3" GGUF models`);
+  if (arch === "phi3" && !gguf.tensors.has("blk.0.attn_qkv.weight")) fail("is a phi3 model with separate attn_q/attn_k/attn_v; slimtune reads phi3 with the fused attn_qkv that llama.cpp's converter writes");
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
   const num = (key: string, required = true): number | undefined => {
     const v = meta.get(`${arch}.${key}`)?.value;
@@ -184,8 +205,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
   };
   const uniform = (xs: number[]) => xs.every((x) => x === xs[0]);
   const raw: Record<string, unknown> = {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+    architectures: [arch === "qwen3" ? "Qwen3ForCausalLM" : arch === "phi3" ? "Phi3ForCausalLM" : "LlamaForCausalLM"],
+    model_type: arch === "qwen3" || arch === "phi3" ? arch : "llama",
     hidden_size: hidden,
     intermediate_size: Math.max(...ff),
     num_hidden_layers: layers,
@@ -229,9 +250,10 @@ export function readLlamaGguf(file: string): LlamaGguf {
     if (headsOf > 0) data = permuteQK(data, headsOf, config.headDim, "hf");
     weights.set(name, { data, shape: [...shape] });
   }
+  // By the names this model's tensors get (ffn_up is up_proj in llama, gate_up_proj in phi3).
+  const expected = new Set([...weights.keys()].map(ggufTensorName));
   for (const name of gguf.tensors.keys()) {
-    const hf = hfTensorName(name);
-    if (!hf || !weights.has(hf)) fail(`has tensor "${name}", which slimtune's LLaMA does not use`);
+    if (!expected.has(name)) fail(`has tensor "${name}", which slimtune's ${arch} model does not use`);
   }
   return { config, weights, gguf };
 }

@@ -4,6 +4,7 @@
 
 import path from "node:path";
 import { layerShape } from "../../arch/llama/config.js";
+import { assertPrunable } from "../../arch/llama/groups.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -59,6 +60,7 @@ export interface FineGatesMethod extends TuningMethod {
  * replaces the fresh initialisation; every tensor must fit this model's layout.
  */
 export function fineGatesMethod(model: LlamaModel, opts: FineGatesOptions, initial?: { tensors: ReadonlyMap<string, HostParam>; source: string }): FineGatesMethod {
+  assertPrunable(model.config, "--method finegates");
   const { targetSparsity, lambda, sigma } = opts;
   if (!(targetSparsity > 0 && targetSparsity < 1)) {
     throw new SlimtuneError("E_ARG", `--target-sparsity ${targetSparsity} must lie strictly between 0 and 1, e.g. 0.3 to remove 30 %`);

@@ -3,7 +3,7 @@
 
 import path from "node:path";
 import type { LlamaConfig } from "../../arch/llama/config.js";
-import { LINEAR_MODULES, linearLayers } from "../../arch/llama/shapes.js";
+import { FUSED_PARTS, LINEAR_MODULES, type LinearModule, linearLayers } from "../../arch/llama/shapes.js";
 import type { HostParam, ParamSource } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { Rng } from "../../core/rng.js";
@@ -70,7 +70,7 @@ export function loraMethod(base: LoraBase, opts: LoraOptions, name = "lora"): Lo
   const { rank, alpha } = opts;
   if (!(Number.isInteger(rank) && rank >= 1)) throw new SlimtuneError("E_ARG", `--rank ${rank} must be a positive integer, e.g. --rank 8`);
   if (!(Number.isFinite(alpha) && alpha > 0)) throw new SlimtuneError("E_ARG", `--alpha ${alpha} must be a positive number, e.g. --alpha 16`);
-  const targetModules = opts.targetModules ?? [...LINEAR_MODULES];
+  const targetModules = fusedTargets(base.modulePaths, opts.targetModules ?? [...LINEAR_MODULES]);
   const targets = matchTargets(base.modulePaths, targetModules);
   const useRslora = opts.useRslora ?? false;
   const scale = loraScale({ r: rank, loraAlpha: alpha, useRslora });
@@ -111,6 +111,22 @@ export function loraMethod(base: LoraBase, opts: LoraOptions, name = "lora"): Lo
 }
 
 /** PEFT's matching: a list entry equals the path or is a `.`-suffix of it; a string is a full-match regex. */
+/**
+ * Target names of split layers (q_proj, gate_proj, …) on a model that holds them fused (phi3) name
+ * the fused layer instead (qkv_proj, gate_up_proj), as PEFT users of such models write them; the
+ * adapter then records the fused names. Other models and regexes are left as given.
+ */
+export function fusedTargets(modulePaths: readonly string[], targetModules: readonly string[] | string): string[] | string {
+  if (typeof targetModules === "string") return targetModules;
+  const present = new Set(modulePaths.map((p) => p.slice(p.lastIndexOf(".") + 1)));
+  const out = targetModules.map((t) => {
+    if (present.has(t)) return t;
+    const fused = Object.entries(FUSED_PARTS).find(([name, parts]) => present.has(name) && parts.includes(t as LinearModule));
+    return fused ? fused[0] : t;
+  });
+  return [...new Set(out)];
+}
+
 export function matchTargets(modulePaths: readonly string[], targetModules: readonly string[] | string): string[] {
   if (typeof targetModules === "string") {
     let re: RegExp;

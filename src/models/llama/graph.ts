@@ -3,7 +3,7 @@
 // → RMSNorm → tied or separate LM head. The layers are shared by the full-sequence graphs (training,
 // scoring) and the key/value-cache graphs of generation (kv-graph.ts); only attention differs.
 
-import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate } from "../../engine/index.js";
+import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate, slice } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
@@ -72,11 +72,17 @@ export function llamaBlocks(
 export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: number, attend: LayerAttention, norm: NormFn = rmsNorm): Value {
   const pre = `model.layers.${i}`;
   const widths = layerShape(config, i);
+  if (config.fusedProjections) return fusedLayer(config, p, x, i, attend, norm);
   // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
   if (widths.numHeads > 0) {
     const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
-    const q = p.linear(`${pre}.self_attn.q_proj`, h);
-    const k = p.linear(`${pre}.self_attn.k_proj`, h);
+    let q = p.linear(`${pre}.self_attn.q_proj`, h);
+    let k = p.linear(`${pre}.self_attn.k_proj`, h);
+    if (config.qkNorm) {
+      // qwen3: each head's query and key RMS-normalised over its D values, one weight shared by the heads.
+      q = perHeadNorm(q, p.tensor(`${pre}.self_attn.q_norm.weight`), widths.numHeads, config, norm);
+      k = perHeadNorm(k, p.tensor(`${pre}.self_attn.k_norm.weight`), widths.numKvHeads, config, norm);
+    }
     const v = p.linear(`${pre}.self_attn.v_proj`, h);
     x = add(x, p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths))); // attention: (B·T, H·D)
   }
@@ -86,6 +92,28 @@ export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: num
     x = add(x, p.linear(`${pre}.mlp.down_proj`, mlp));
   }
   return x;
+}
+
+/** Layer i of a model whose q/k/v and gate/up are fused (phi3): the same block, the projections sliced from one product. */
+function fusedLayer(config: LlamaConfig, p: ParamSource, x: Value, i: number, attend: LayerAttention, norm: NormFn): Value {
+  const pre = `model.layers.${i}`;
+  const widths = layerShape(config, i);
+  const q = widths.numHeads * config.headDim;
+  const kv = widths.numKvHeads * config.headDim;
+  const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
+  const qkv = p.linear(`${pre}.self_attn.qkv_proj`, h); // (B·T, q + 2·kv): queries, keys, values
+  const heads = attend(i, slice(qkv, 1, 0, q), slice(qkv, 1, q, q + kv), slice(qkv, 1, q + kv, q + 2 * kv), widths);
+  x = add(x, p.linear(`${pre}.self_attn.o_proj`, heads));
+  const F = widths.intermediateSize;
+  const gateUp = p.linear(`${pre}.mlp.gate_up_proj`, norm(x, p.tensor(`${pre}.post_attention_layernorm.weight`), config.rmsNormEps)); // (B·T, 2F): gate, then up
+  return add(x, p.linear(`${pre}.mlp.down_proj`, siluGate(slice(gateUp, 1, 0, F), slice(gateUp, 1, F, 2 * F))));
+}
+
+/** x [N, heads·D] normalised head by head: viewed as [N, heads, D], the norm runs over the last axis. */
+function perHeadNorm(x: Value, weight: Value, heads: number, config: LlamaConfig, norm: NormFn): Value {
+  const [N, width] = x.shape as [number, number];
+  const D = config.headDim;
+  return reshape(norm(reshape(x, [N, heads, D]), weight, config.rmsNormEps), [N, width]);
 }
 
 export interface BlockContext {

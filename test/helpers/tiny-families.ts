@@ -1,0 +1,98 @@
+// Tiny random-initialised models of the families slimtune reads, built from a seed: each real
+// model's config.json with its widths scaled down (the other fields copied), ref-llama-5m's
+// tokenizer (vocabulary 4096). Weights are drawn large enough that logits are far from ties, and
+// norm weights away from 1 so that each norm's weight matters.
+
+import { Rng } from "../../src/core/rng.js";
+import { llamaParamShapes } from "../../src/arch/llama/shapes.js";
+import { parseLlamaConfig } from "../../src/formats/hf-config.js";
+import { LlamaModel } from "../../src/models/llama/model.js";
+import { REF_MODEL } from "./paths.js";
+
+/** Qwen/Qwen3-0.6B's config.json, widths scaled down; head_dim · heads ≠ hidden_size, as in the real model (128 · 16 vs 1024). */
+export const QWEN3_TINY_CONFIG = {
+  architectures: ["Qwen3ForCausalLM"],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 4095,
+  eos_token_id: 4095,
+  head_dim: 32,
+  hidden_act: "silu",
+  hidden_size: 64,
+  initializer_range: 0.02,
+  intermediate_size: 192,
+  max_position_embeddings: 512,
+  max_window_layers: 2,
+  model_type: "qwen3",
+  num_attention_heads: 4,
+  num_hidden_layers: 2,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  sliding_window: null,
+  tie_word_embeddings: true,
+  torch_dtype: "float32",
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: 4096,
+};
+
+/** A model of `configJson` with seeded random weights: matrices N(0, 1/fan_in), embeddings N(0, 1), norms 1 + N(0, 0.2). */
+export function randomModel(configJson: Record<string, unknown>, seed: number): LlamaModel {
+  const config = parseLlamaConfig(configJson, "tiny config.json");
+  const rng = new Rng(seed);
+  const weights = new Map<string, { data: Float32Array; shape: number[] }>();
+  for (const [name, shape] of llamaParamShapes(config)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (name.endsWith("norm.weight")) {
+      rng.fillNormal(data, 0.2);
+      for (let i = 0; i < data.length; i++) data[i]! += 1;
+    } else if (name.endsWith("bias")) {
+      rng.fillNormal(data, 0.1);
+    } else if (name === "model.embed_tokens.weight" || name === "lm_head.weight") {
+      rng.fillNormal(data, 1);
+    } else {
+      rng.fillNormal(data, 1 / Math.sqrt(shape[1]!));
+    }
+    weights.set(name, { data, shape });
+  }
+  return new LlamaModel(config, weights, REF_MODEL);
+}
+
+/** Writes the tiny model as a Hugging Face folder (config.json, model.safetensors, ref-llama-5m's tokenizer files). */
+export function saveRandomModel(configJson: Record<string, unknown>, seed: number, dir: string): LlamaModel {
+  const model = randomModel(configJson, seed);
+  model.save(dir);
+  return LlamaModel.load(dir);
+}
+
+/** microsoft/Phi-3-mini-4k-instruct's config.json, widths scaled down (multi-head attention as the real one; untied). */
+export const PHI3_TINY_CONFIG = {
+  architectures: ["Phi3ForCausalLM"],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 4095,
+  embd_pdrop: 0.0,
+  eos_token_id: 4095,
+  hidden_act: "silu",
+  hidden_size: 96,
+  initializer_range: 0.02,
+  intermediate_size: 256,
+  max_position_embeddings: 512,
+  model_type: "phi3",
+  num_attention_heads: 4,
+  num_hidden_layers: 2,
+  num_key_value_heads: 4,
+  original_max_position_embeddings: 512,
+  pad_token_id: 4095,
+  resid_pdrop: 0.0,
+  rms_norm_eps: 1e-5,
+  rope_scaling: null,
+  rope_theta: 10000.0,
+  sliding_window: 255,
+  tie_word_embeddings: false,
+  torch_dtype: "float32",
+  use_cache: true,
+  vocab_size: 4096,
+};
