@@ -24,7 +24,7 @@ const FOLDERS = {
   },
   "quant-gptq": {
     mutate: ["src/quant/gptq.ts"],
-    tests: ["test/quant/gptq.test.ts"],
+    tests: ["test/quant/gptq.test.ts", "test/quant/gptq-checks.test.ts"],
   },
   "export-gguf": {
     mutate: ["src/export/gguf/**/*.ts"],

@@ -101,6 +101,20 @@ describe("grad", () => {
       expect(() => grad(loss, [x], { checkpoint: true })).toThrow(/built inside a checkpointed segment but used outside it/);
     });
 
+    it("ignores an empty segment (fn returning its input) instead of taking it for the node before it", async () => {
+      const g = new Graph();
+      const x = g.input("x", [3], "float32");
+      const t = E.tanh(x);
+      const y = g.checkpointed(t, (ti) => ti);
+      const [gx] = grad(E.reduceSum(E.mul(y, y), [0]), [x], { checkpoint: true });
+      const compiled = await CompiledGraph.compile(g, { gx: gx! }, { threads: 1 });
+      const xs = [0.2, -0.4, 0.9];
+      const out = await compiled.run({ x: { data: Float32Array.from(xs), shape: [3] } });
+      await compiled.release();
+      // d/dx Σ tanh(x)² = 2·tanh(x)·(1 − tanh(x)²)
+      xs.forEach((v, i) => expect((out.gx!.data as Float32Array)[i]).toBeCloseTo(2 * Math.tanh(v) * (1 - Math.tanh(v) ** 2), 5));
+    });
+
     it("skips a segment that no parameter reaches", () => {
       const g = new Graph();
       const x = g.input("x", [3], "float32");
