@@ -9,6 +9,7 @@ import { klToReference } from "../eval/kl.js";
 import { baseScoring } from "../models/base-scoring.js";
 import { LlamaModel } from "../models/llama/model.js";
 import type { LoadedBase } from "../models/load.js";
+import type { QuantizedLinear } from "../quant/types.js";
 import { dequantizedModel } from "./deploy.js";
 
 export type ChangeKind = "re-rounded" | "upcast" | "quantized" | "codes kept, d/m rounded to f16";
@@ -34,6 +35,14 @@ export interface ChangeGroup {
   count: number;
   /** Mean KL(source ‖ exported) per token with only this group changed, nats (when measured). */
   kl?: number;
+}
+
+/** The layer's grid in words, for reports: "gptq 3-bit g64 asymmetric act-order". */
+export function layerWords(q: QuantizedLinear, method?: string): string {
+  if (q.kind === "reallm") return "ReALLM";
+  const order = q.kind === "rtn" && q.groupIndex ? " act-order" : "";
+  const sym = q.kind === "nf4" ? "" : q.zeros.every((z) => z === 1 << (q.spec.bits - 1)) ? " symmetric" : " asymmetric";
+  return `${q.kind === "nf4" ? "nf4" : (method ?? "rtn")} ${q.spec.bits}-bit g${q.groupSize}${sym}${order}`;
 }
 
 export function groupChanges(changes: readonly TensorChange[]): ChangeGroup[] {
@@ -95,7 +104,8 @@ export async function measureChanges(source: LoadedBase, changes: readonly Tenso
     const weights = new Map<string, HostParam>(reference.weights);
     for (const c of subset) {
       const w = reference.weights.get(c.tensor);
-      if (!w || !c.decoded) continue;
+      // Tensors the file holds at another shape (deci's zero channels) are structure, not a change.
+      if (!w || !c.decoded || c.decoded.length !== w.data.length) continue;
       weights.set(c.tensor, { data: c.decoded, shape: w.shape });
     }
     const model = new LlamaModel(reference.config, weights, reference.sourceDir);

@@ -12,7 +12,7 @@ import { ONNX_DTYPES, type OnnxDtype, exportOnnx } from "../../export/onnx/index
 import { isPeftAdapter } from "../../formats/peft.js";
 import { loadBase } from "../../models/load.js";
 import { printJson, runAction } from "../args.js";
-import { describeChanges, groupChanges, measureChanges } from "../../export/changes.js";
+import { type ChangeGroup, type MeasuredChanges, describeChanges, groupChanges, measureChanges } from "../../export/changes.js";
 import { tokenizeFile } from "../../data/text-file.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 
@@ -59,11 +59,7 @@ export default defineCommand({
         const measured = args.data && r.changes.length > 0 ? await measureChanges(deployed.base, r.changes, tokenizeFile(args.data, await loadTokenizer(args.model), KL_WINDOWS * KL_CTX), KL_CTX) : null;
         const groups = measured?.groups ?? groupChanges(r.changes);
         const types = Object.entries(r.types).map(([t, n]) => `${n} ${t}`).join(", ");
-        const lines = [`wrote ${deployed.description} as ${args.out} (${r.architecture}, ${r.tensors} tensors: ${types}${r.keptCodes ? `; ${r.keptCodes} layers' codes kept` : ""})`];
-        if (groups.length > 0) {
-          lines.push(`what the export changed${measured ? ` (KL measured on ${measured.tokens} tokens of ${args.data})` : " (pass --data FILE to measure each change as KL to the source)"}:`, ...describeChanges(groups));
-          if (measured) lines.push(`  all changes together: KL to the source ${measured.totalKl.toExponential(3)} nats/token`);
-        }
+        const lines = [`wrote ${deployed.description} as ${args.out} (${r.architecture}, ${r.tensors} tensors: ${types}${r.keptCodes ? `; ${r.keptCodes} layers' codes kept` : ""})`, ...changeLines(groups, measured, args.data)];
         report(
           args.json,
           { format: "gguf", out: args.out, dtype: dtype ?? "own", architecture: r.architecture, tensors: r.tensors, types: r.types, kept_codes: r.keptCodes, kept_max_abs_change: r.keptMaxAbsChange, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
@@ -71,12 +67,25 @@ export default defineCommand({
         );
         return;
       }
-      const dtype = oneOf<OnnxDtype>("dtype", args.dtype, ONNX_DTYPES, "fp32");
+      const dtype = args.dtype === undefined ? undefined : oneOf<OnnxDtype>("dtype", args.dtype, ONNX_DTYPES, "fp32");
       const deployed = deployedModel(base, args.adapter);
-      const r = await exportOnnx(deployed.base, args.model, args.out, { dtype });
-      report(args.json, { format: "onnx", out: args.out, dtype, file: r.modelFile, bytes: r.bytes }, `wrote ${deployed.description} for transformers.js in ${args.out} (${r.modelFile}, dtype "${dtype}")`);
+      const r = await exportOnnx(deployed.base, args.model, args.out, { ...(dtype ? { dtype } : {}), keepDecoded: args.data !== undefined });
+      const measured = args.data && r.changes.length > 0 ? await measureChanges(deployed.base, r.changes, tokenizeFile(args.data, await loadTokenizer(args.model), KL_WINDOWS * KL_CTX), KL_CTX) : null;
+      const groups = measured?.groups ?? groupChanges(r.changes);
+      report(
+        args.json,
+        { format: "onnx", out: args.out, dtype: r.dtype, file: r.modelFile, bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
+        [`wrote ${deployed.description} for transformers.js in ${args.out} (${r.modelFile}, dtype "${r.dtype}"${dtype ? "" : ", the model's own"})`, ...changeLines(groups, measured, args.data)].join("\n"),
+      );
     }),
 });
+
+function changeLines(groups: ChangeGroup[], measured: MeasuredChanges | null, data: string | undefined): string[] {
+  if (groups.length === 0) return [];
+  const lines = [`what the export changed${measured ? ` (KL measured on ${measured.tokens} tokens of ${data})` : " (pass --data FILE to measure each change as KL to the source)"}:`, ...describeChanges(groups)];
+  if (measured) lines.push(`  all changes together: KL to the source ${measured.totalKl.toExponential(3)} nats/token`);
+  return lines;
+}
 
 function report(json: boolean | undefined, value: Record<string, unknown>, line: string): void {
   if (json) printJson(value);

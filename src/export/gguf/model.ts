@@ -21,7 +21,7 @@ import { type GgufTensor, type GgufValue, writeGguf } from "../../formats/gguf/w
 import { readTokenizerFiles } from "../../formats/tokenizer.js";
 import type { LoadedBase } from "../../models/load.js";
 import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
-import { type ChangeKind, type TensorChange, groupChanges } from "../changes.js";
+import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
 
@@ -181,14 +181,6 @@ function changeKind(t: GgmlType, fromQuantized: boolean, halfExact: boolean): Ch
 function isHalfExact(values: Float32Array): boolean {
   for (let i = 0; i < values.length; i++) if (f16BitsToF32(f32ToF16Bits(values[i]!)) !== values[i]) return false;
   return true;
-}
-
-/** The layer's grid in words, for reports: "gptq 3-bit g64 asymmetric act-order". */
-function layerWords(q: QuantizedLinear, method?: string): string {
-  if (q.kind === "reallm") return "ReALLM";
-  const order = q.kind === "rtn" && q.groupIndex ? " act-order" : "";
-  const sym = q.kind === "nf4" ? "" : q.zeros.every((z) => z === 1 << (q.spec.bits - 1)) ? " symmetric" : " asymmetric";
-  return `${q.kind === "nf4" ? "nf4" : (method ?? "rtn")} ${q.spec.bits}-bit g${q.groupSize}${sym}${order}`;
 }
 
 /** The file_type llama.cpp shows: the type holding most of the matrices' elements. */
