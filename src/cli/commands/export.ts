@@ -10,6 +10,7 @@ import { GGUF_DTYPES, type GgufDtype, type PrunedLayout, exportGguf } from "../.
 import { exportGgufLora } from "../../export/gguf/lora.js";
 import { ONNX_DTYPES, type OnnxDtype, exportOnnx } from "../../export/onnx/index.js";
 import { isPeftAdapter } from "../../formats/peft.js";
+import { exportGptqV2 } from "../../export/gptq-v2.js";
 import { loadBase } from "../../models/load.js";
 import { printJson, runAction } from "../args.js";
 import { type ChangeGroup, type MeasuredChanges, describeChanges, groupChanges, measureChanges } from "../../export/changes.js";
@@ -27,9 +28,9 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
 }
 
 export default defineCommand({
-  meta: { name: "export", description: "Write a model for llama.cpp (--format gguf) or transformers.js (--format onnx)" },
+  meta: { name: "export", description: "Write a model for llama.cpp (--format gguf), transformers.js (--format onnx) or GPTQModel (--format gptq-v2)" },
   args: {
-    format: { type: "string", description: "gguf or onnx" },
+    format: { type: "string", description: "gguf, onnx, or gptq-v2 (a GPTQ folder with v2 zero points: what GPTQModel loads for an asymmetric model)" },
     model: { type: "string", description: "Model folder (float or quantized) or a .gguf file" },
     adapter: { type: "string", description: "Adapter folder (LoRA, QLoRA, PEQA): merged in; for gguf a LoRA adapter is written as a GGUF LoRA unless --merge" },
     merge: { type: "boolean", description: "gguf: merge a LoRA adapter into the model instead of writing a GGUF LoRA adapter" },
@@ -41,10 +42,17 @@ export default defineCommand({
   },
   run: ({ args }) =>
     runAction(async () => {
-      const format = oneOf("format", args.format, ["gguf", "onnx"] as const, "gguf");
+      const format = oneOf("format", args.format, ["gguf", "onnx", "gptq-v2"] as const, "gguf");
       if (!args.model) throw new SlimtuneError("E_ARG", "--model is required; see slimtune export --help");
       if (!args.out) throw new SlimtuneError("E_ARG", "--out is required: a .gguf file for --format gguf, a folder for --format onnx");
       const base = loadBase(args.model);
+      if (format === "gptq-v2") {
+        if (args.dtype !== undefined) throw new SlimtuneError("E_ARG", "--dtype does not apply to --format gptq-v2: the folder keeps the model's codes as they are");
+        const deployed = deployedModel(base, args.adapter);
+        const r = exportGptqV2(deployed.base, args.out);
+        report(args.json, { format: "gptq-v2", out: args.out, layers: r.layers, sym: r.symmetric }, `wrote ${deployed.description} as a GPTQ v2 folder in ${args.out} (${r.layers} layers, codes kept; GPTQModel loads it${r.symmetric ? "" : ", vLLM does not: give vLLM the v1 folder slimtune quantize writes"})`);
+        return;
+      }
       if (format === "gguf") {
         const dtype = args.dtype === undefined ? undefined : oneOf<GgufDtype>("dtype", args.dtype, GGUF_DTYPES, "f32");
         const pruned = oneOf<PrunedLayout>("pruned", args.pruned, ["deci", "pad"], "deci");
