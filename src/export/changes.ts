@@ -37,12 +37,13 @@ export interface ChangeGroup {
   kl?: number;
 }
 
-/** The layer's grid in words, for reports: "gptq 3-bit g64 asymmetric act-order". */
+/** The layer's grid in words, for reports: "3-bit g64 asymmetric act-order" (prefixed by the method when the model records one). */
 export function layerWords(q: QuantizedLinear, method?: string): string {
   if (q.kind === "reallm") return "ReALLM";
   const order = q.kind === "rtn" && q.groupIndex ? " act-order" : "";
   const sym = q.kind === "nf4" ? "" : q.zeros.every((z) => z === 1 << (q.spec.bits - 1)) ? " symmetric" : " asymmetric";
-  return `${q.kind === "nf4" ? "nf4" : (method ?? "rtn")} ${q.spec.bits}-bit g${q.groupSize}${sym}${order}`;
+  const prefix = q.kind === "nf4" ? "nf4 " : method ? `${method} ` : "";
+  return `${prefix}${q.spec.bits}-bit g${q.groupSize}${sym}${order}`;
 }
 
 export function groupChanges(changes: readonly TensorChange[]): ChangeGroup[] {

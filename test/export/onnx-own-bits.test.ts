@@ -51,12 +51,12 @@ describe("export --format onnx keeps a quantized model's own bits", () => {
 
   it("3-bit layers: E_ARG naming --dtype; --dtype q4 keeps the 4-bit layers and records the re-rounded ones", async () => {
     const all3: LoadedBase = { kind: "quantized", model: quantizeModel(model, q3) };
-    await expect(exportOnnx(all3, REF_MODEL, path.join(dir, "refused"), {})).rejects.toThrow(/cannot be written for transformers\.js at their own bits: rtn 3-bit g64 asymmetric \(layers 0–5 .*--dtype q4 or q8.*--dtype fp32/);
+    await expect(exportOnnx(all3, REF_MODEL, path.join(dir, "refused"), {})).rejects.toThrow(/cannot be written for transformers\.js at their own bits: 3-bit g64 asymmetric \(layers 0–5 .*--dtype q4 or q8.*--dtype fp32/);
     // Mixed: MLP layers 3-bit, attention 4-bit g32.
     const mixed: LoadedBase = { kind: "quantized", model: quantizeModel(model, (p) => (p.includes(".mlp.") ? q3 : q4)) };
     const r = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-q4"), { dtype: "q4" });
     const groups = groupChanges(r.changes);
-    expect(groups.map((g) => [g.kind, g.from, g.tensors])).toEqual([["re-rounded", "rtn 3-bit g64 asymmetric", "layers 0–5 gate_proj, up_proj, down_proj"]]);
+    expect(groups.map((g) => [g.kind, g.from, g.tensors])).toEqual([["re-rounded", "3-bit g64 asymmetric", "layers 0–5 gate_proj, up_proj, down_proj"]]);
     const up = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-fp32"), { dtype: "fp32" });
     expect(groupChanges(up.changes).map((g) => g.kind)).toEqual(["upcast", "upcast"]);
   });
