@@ -25,13 +25,13 @@ import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "..
 import { dequantizedModel } from "../deploy.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
 
-export const GGUF_DTYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1"] as const;
+export const GGUF_DTYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k", "q6_k"] as const;
 export type GgufDtype = (typeof GGUF_DTYPES)[number];
 export type PrunedLayout = "deci" | "pad";
 
-const TYPE_OF: Record<GgufDtype, GgmlType> = { f32: GGML_TYPES.F32, f16: GGML_TYPES.F16, q8_0: GGML_TYPES.Q8_0, q4_0: GGML_TYPES.Q4_0, q4_1: GGML_TYPES.Q4_1 };
+const TYPE_OF: Record<GgufDtype, GgmlType> = { f32: GGML_TYPES.F32, f16: GGML_TYPES.F16, q8_0: GGML_TYPES.Q8_0, q4_0: GGML_TYPES.Q4_0, q4_1: GGML_TYPES.Q4_1, q4_k: GGML_TYPES.Q4_K, q6_k: GGML_TYPES.Q6_K };
 /** llama.cpp's LLAMA_FTYPE_* of a file whose matrices are mostly of a type. */
-const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7 };
+const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q4_K: 14, Q6_K: 18 };
 
 export interface GgufExportOptions {
   /**

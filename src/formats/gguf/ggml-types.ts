@@ -1,11 +1,13 @@
 // ggml tensor types slimtune reads and writes in GGUF files, with the block layouts and reference
 // quantizers of ggml-quants.c (formats.md §3.5): F32, F16, Q8_0 (d f16 + 32 int8), Q4_0
 // (d f16 + 16 bytes; byte j holds elements j and j + 16, low nibble first; x = (q − 8)·d) and Q4_1
-// (d f16, m f16, then Q4_0's 16 bytes; x = q·d + m: an asymmetric 4-bit grid with its minimum).
+// (d f16, m f16, then Q4_0's 16 bytes; x = q·d + m: an asymmetric 4-bit grid with its minimum);
+// the k-quants Q4_K and Q6_K (super-blocks of 256) are in k-quants.ts.
 
 import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
+import { decodeKQuant, encodeKQuant } from "./k-quants.js";
 
-export type GgmlTypeName = "F32" | "F16" | "Q4_0" | "Q4_1" | "Q8_0";
+export type GgmlTypeName = "F32" | "F16" | "Q4_0" | "Q4_1" | "Q8_0" | "Q4_K" | "Q6_K";
 
 export interface GgmlType {
   name: GgmlTypeName;
@@ -22,6 +24,8 @@ export const GGML_TYPES: Record<GgmlTypeName, GgmlType> = {
   Q4_0: { name: "Q4_0", id: 2, blockSize: 32, blockBytes: 18 },
   Q4_1: { name: "Q4_1", id: 3, blockSize: 32, blockBytes: 20 },
   Q8_0: { name: "Q8_0", id: 8, blockSize: 32, blockBytes: 34 },
+  Q4_K: { name: "Q4_K", id: 12, blockSize: 256, blockBytes: 144 },
+  Q6_K: { name: "Q6_K", id: 14, blockSize: 256, blockBytes: 210 },
 };
 
 /** ggml's type count in the llama.cpp this targets: ids at or above are unknown, not merely unsupported. */
@@ -50,6 +54,7 @@ const roundf = (x: number) => Math.sign(x) * Math.round(Math.abs(x));
 
 /** Encodes rows of float32 values (row length a multiple of the block size) as `type`. */
 export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
+  if (type.name === "Q4_K" || type.name === "Q6_K") return encodeKQuant(type, values);
   if (type.name === "F32") return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(rowBytes(type, values.length));
   const view = new DataView(out.buffer);
@@ -112,6 +117,7 @@ export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
 
 /** Decodes `count` elements of `type` from `bytes` to float32. */
 export function decodeRows(type: GgmlType, bytes: Uint8Array, count: number): Float32Array {
+  if (type.name === "Q4_K" || type.name === "Q6_K") return decodeKQuant(type, bytes, count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(count);
   if (type.name === "F32") {
