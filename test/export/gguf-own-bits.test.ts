@@ -10,7 +10,8 @@ import { tokenizeFile } from "../../src/data/text-file.js";
 import { GraphCache } from "../../src/engine/index.js";
 import { perplexity } from "../../src/eval/perplexity.js";
 import { groupChanges, measureChanges } from "../../src/export/changes.js";
-import { dequantizedModel } from "../../src/export/deploy.js";
+import { dequantizedModel, deployedModel } from "../../src/export/deploy.js";
+import { peqaMethod } from "../../src/methods/peqa/index.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { roundToF16 } from "../../src/core/f16.js";
 import { GGML_TYPES, decodeRows, encodeRows } from "../../src/formats/gguf/ggml-types.js";
@@ -112,6 +113,23 @@ describe("export --format gguf keeps a quantized model's own bits", () => {
     const up = exportGguf({ kind: "quantized", model: qm }, REF_MODEL, path.join(dir, "rtn3-f32.gguf"), { dtype: "f32", keepDecoded: true });
     expect(groupChanges(up.changes).map((g) => g.kind)).toEqual(["upcast"]);
     expect((await measureChanges({ kind: "quantized", model: qm }, up.changes, tokens.subarray(0, 256), 128)).totalKl).toBeLessThan(1e-9);
+  });
+
+  it("PEQA's tuned scales merged: the layers keep their codes at their own type, only d and m pass through float16", () => {
+    const qm = asFolder(quantizeModel(model, spec(4, false, 32)));
+    const peqa = peqaMethod(qm);
+    for (const t of peqa.trainable.values()) t.data.forEach((v, i) => (t.data[i] = v * (1 + 0.05 * Math.sin(i))));
+    const adapter = path.join(dir, "peqa");
+    peqa.save(adapter);
+    const deployed = deployedModel({ kind: "quantized", model: qm }, adapter).base;
+    const r = exportGguf(deployed, REF_MODEL, path.join(dir, "peqa.gguf"), {});
+    expect(r.keptCodes).toBe(qm.linears.size);
+    expect(r.types.Q4_1).toBe(qm.linears.size);
+    expect(new Set(r.changes.map((c) => c.kind))).toEqual(new Set(["codes kept, d/m rounded to f16"]));
+    // The file holds the tuned model: its weights differ from the untuned folder's.
+    const tuned = loadBase(path.join(dir, "peqa.gguf")).model as LlamaModel;
+    const plain = dequantizedModel(qm).weights.get("model.layers.0.self_attn.v_proj.weight")!.data;
+    expect(tuned.weights.get("model.layers.0.self_attn.v_proj.weight")!.data.some((v, i) => Math.abs(v - plain[i]!) > 1e-4)).toBe(true);
   });
 
   it("a float model stays float without --dtype (F32 here), and --dtype q4_1 is ggml's reference Q4_1 in llama.cpp", async () => {
