@@ -143,7 +143,7 @@ describe("GGUF files", () => {
     const typeAt = at + 9 + 4 + 16;
     expect(refusal(patched((b) => b.writeBigUInt64LE(1n << 40n, typeAt + 4)), "offset").message).toMatch(/tensor "w" offset: is 1099511627776; llama.cpp requires 0/);
     expect(refusal(patched((b) => b.writeInt32LE(99, typeAt)), "unknown-type").message).toMatch(/tensor "w" type: is 99, not a ggml type/);
-    expect(refusal(patched((b) => b.writeInt32LE(12, typeAt)), "k-quant").message).toMatch(/is Q4_K; slimtune reads F32, F16, Q8_0 and Q4_0/);
+    expect(refusal(patched((b) => b.writeInt32LE(11, typeAt)), "k-quant").message).toMatch(/is Q3_K; slimtune reads F32, F16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K/);
     expect(refusal(patched((b) => (b.writeBigInt64LE(1n << 40n, at + 13), b.writeBigInt64LE(1n << 40n, at + 21))), "overflow").message).toMatch(/element count overflows/);
     expect(refusal(patched((b) => b.writeBigInt64LE(-5n, at + 21)), "negative").message).toMatch(/ne\[1\]: is -5/);
   });

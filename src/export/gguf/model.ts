@@ -2,37 +2,50 @@
 // Q/K rows permuted, norms and biases in F32, matrices in the chosen type, and the tokenizer.
 // A pruned model with per-layer widths is written as `deci` (llama.cpp reads its head and channel
 // counts per layer) or padded back to uniform widths with zero rows and columns (`pad`, exact, no
-// speed-up). A quantized model whose integer grid is already Q4_0's or Q8_0's (symmetric, groups of
-// 32) keeps its codes; any other is dequantized and quantized again by ggml's reference rounding.
+// speed-up). Each quantized layer whose grid is a ggml type's (native.ts: Q4_0, Q4_1, Q8_0) keeps its
+// codes. Without --dtype nothing else is allowed: a layer with no type of its own grid is an E_ARG
+// naming the options that would change it, and float tensors stay float (F16 when exactly float16).
+// With --dtype every other tensor is rounded onto that type by ggml's reference quantizer, and each
+// change is recorded (export/changes.ts) so the caller can print and measure it.
 
 import path from "node:path";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
-import { f32ToF16Bits } from "../../core/f16.js";
+import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { GGML_TYPES, type GgmlType, encodeRows } from "../../formats/gguf/ggml-types.js";
+import { GGML_TYPES, type GgmlType, type GgmlTypeName, decodeRows, encodeRows } from "../../formats/gguf/ggml-types.js";
 import { type GgufArch, type GgufLayerWidths, ggufTensorName, isRemoved, llamaHyperparameters, permuteQK, qkHeads, uniformGgufArch } from "../../formats/gguf/llama.js";
 import { ggufTokenizerKeys } from "../../formats/gguf/tokenizer.js";
 import { type GgufTensor, type GgufValue, writeGguf } from "../../formats/gguf/writer.js";
 import { readTokenizerFiles } from "../../formats/tokenizer.js";
 import type { LoadedBase } from "../../models/load.js";
-import type { QuantizedLinear } from "../../quant/types.js";
+import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
+import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
+import { nativeBlocks, nativeGgmlType } from "./native.js";
 
-export const GGUF_DTYPES = ["f32", "f16", "q8_0", "q4_0"] as const;
+export const GGUF_DTYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k", "q6_k"] as const;
 export type GgufDtype = (typeof GGUF_DTYPES)[number];
 export type PrunedLayout = "deci" | "pad";
 
-const TYPE_OF: Record<GgufDtype, GgmlType> = { f32: GGML_TYPES.F32, f16: GGML_TYPES.F16, q8_0: GGML_TYPES.Q8_0, q4_0: GGML_TYPES.Q4_0 };
-const FILE_TYPE: Record<GgufDtype, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
+const TYPE_OF: Record<GgufDtype, GgmlType> = { f32: GGML_TYPES.F32, f16: GGML_TYPES.F16, q8_0: GGML_TYPES.Q8_0, q4_0: GGML_TYPES.Q4_0, q4_1: GGML_TYPES.Q4_1, q4_k: GGML_TYPES.Q4_K, q6_k: GGML_TYPES.Q6_K };
+/** llama.cpp's LLAMA_FTYPE_* of a file whose matrices are mostly of a type. */
+const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q4_K: 14, Q6_K: 18 };
 
 export interface GgufExportOptions {
-  dtype: GgufDtype;
+  /**
+   * The type of every matrix. Absent: each tensor keeps what it is — a quantized layer its own codes
+   * in the ggml type of its grid (E_ARG when none is), a float tensor F16 when its values are float16
+   * values and F32 otherwise.
+   */
+  dtype?: GgufDtype;
   /** How per-layer widths are written (default deci). */
   pruned?: PrunedLayout;
   /** general.name (default: the source's base name). */
   name?: string;
+  /** Keep what each changed tensor became (TensorChange.decoded), to measure it. */
+  keepDecoded?: boolean;
 }
 
 export interface GgufExportReport {
@@ -41,6 +54,12 @@ export interface GgufExportReport {
   tensors: number;
   /** Layers whose quantized codes were kept as they are (no second rounding). */
   keptCodes: number;
+  /** Tensors of each ggml type in the file. */
+  types: Partial<Record<GgmlTypeName, number>>;
+  /** What the export did to weights: re-rounding, upcasting, quantizing, float16 rounding of kept layers' d and m. */
+  changes: TensorChange[];
+  /** Largest |Δw| that float16 storage of kept layers' d (and Q4_1's m) caused; 0 when exact. */
+  keptMaxAbsChange: number;
 }
 
 /** Writes `base` (with adapters already merged) as a GGUF model file; the tokenizer comes from `tokenizerSource`. */
@@ -49,7 +68,7 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   if (config.ropeScaling) {
     throw new SlimtuneError("E_ARG", "the model uses Llama 3 RoPE scaling, which slimtune does not write to GGUF yet (llama.cpp needs a rope_freqs tensor); export it with --format onnx");
   }
-  const type = TYPE_OF[opts.dtype];
+  const requested = opts.dtype ? TYPE_OF[opts.dtype] : null;
   const uniform = isUniform(config);
   const layout: PrunedLayout | null = uniform ? null : (opts.pruned ?? "deci");
   if (config.qkNorm && config.attentionBias) {
@@ -62,14 +81,23 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   }
   const arch: GgufArch = layout === "deci" ? "deci" : layout === "pad" ? "llama" : uniformGgufArch(config);
   const widths = ggufWidths(config, layout);
-  // Codes kept only where rows stay where they are (no padding) and the grid is ggml's.
-  const direct = base.kind === "quantized" && layout !== "pad" ? base.model.linears : new Map<string, QuantizedLinear>();
+  const linears = base.kind === "quantized" ? base.model.linears : new Map<string, QuantizedLinear>();
+  const method = base.kind === "quantized" ? base.model.method?.name : undefined;
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
   const weights = layout === "pad" ? padWeights(config, float.weights, widths) : float.weights;
   const shapes = layout === "pad" ? llamaParamShapes(paddedConfig(config, widths)) : llamaParamShapes(config);
 
   const tensors: GgufTensor[] = [];
+  const changes: TensorChange[] = [];
+  const unrepresentable: TensorChange[] = [];
   let keptCodes = 0;
+  let keptMaxAbsChange = 0;
+  // What the file holds for a tensor, back in the source's row order, to measure the change.
+  const decoded = (t: GgmlType, bytes: Uint8Array, count: number, heads: number) => {
+    if (!opts.keepDecoded || layout === "pad") return undefined;
+    const values = decodeRows(t, bytes, count);
+    return heads > 0 ? permuteQK(values, heads, config.headDim, "hf") : values;
+  };
   for (const [name, shape] of shapes) {
     const g = ggufTensorName(name);
     const ne = [...shape].reverse();
@@ -82,13 +110,27 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
       tensors.push({ name: g, ne: dims, type: GGML_TYPES.F32, data: encodeRows(GGML_TYPES.F32, data) });
       continue;
     }
-    const q = direct.get(name.replace(/\.weight$/, ""));
+    const q = linears.get(name.replace(/\.weight$/, ""));
     const heads = qkHeads(config, name);
-    if (q && name.endsWith(".weight")) {
-      const codes = ggmlBlocks(q, type, heads, config.headDim);
-      if (codes) {
-        tensors.push({ name: g, ne, type, data: codes });
+    const quantizedWeight = q && name.endsWith(".weight") ? q : null;
+    if (quantizedWeight) {
+      // Padding moves rows and columns, so a padded layer never keeps its blocks.
+      const native = layout === "pad" ? null : nativeGgmlType(quantizedWeight);
+      if (native && (!requested || requested === native)) {
+        const blocks = nativeBlocks(quantizedWeight as RtnLinear, native, heads, config.headDim);
+        tensors.push({ name: g, ne, type: native, data: blocks.data });
         keptCodes++;
+        keptMaxAbsChange = Math.max(keptMaxAbsChange, blocks.maxAbsChange);
+        if (blocks.maxAbsChange > 0) {
+          const change: TensorChange = { tensor: name, from: layerWords(quantizedWeight, method), to: native.name, kind: "codes kept, d/m rounded to f16" };
+          const values = decoded(native, blocks.data, shape[0]! * shape[1]!, heads);
+          if (values) change.decoded = values;
+          changes.push(change);
+        }
+        continue;
+      }
+      if (!requested) {
+        unrepresentable.push({ tensor: name, from: layerWords(quantizedWeight, method), to: "?", kind: "re-rounded" });
         continue;
       }
     }
@@ -100,11 +142,22 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
       data = new Float32Array(dims.reduce((a, b) => a * b, 1));
     }
     if (!data) throw new SlimtuneError("E_ARG", `the model has no tensor "${name}"`);
+    const exactHalf = isHalfExact(data);
     if (heads > 0) data = permuteQK(data, layout === "pad" ? qkHeads(paddedConfig(config, widths), name) : heads, config.headDim, "gguf");
     const matrix = shape.length === 2 && !name.endsWith("norm.weight");
-    const t = matrix && dims[0]! % type.blockSize === 0 ? type : GGML_TYPES.F32;
-    tensors.push({ name: g, ne: dims, type: t, data: encodeRows(t, data) });
+    const wanted = requested ?? (exactHalf ? GGML_TYPES.F16 : GGML_TYPES.F32);
+    const t = matrix && dims[0]! % wanted.blockSize === 0 ? wanted : GGML_TYPES.F32;
+    const bytes = encodeRows(t, data);
+    tensors.push({ name: g, ne: dims, type: t, data: bytes });
+    const kind = changeKind(t, quantizedWeight !== null, exactHalf);
+    if (kind) {
+      const change: TensorChange = { tensor: name, from: quantizedWeight ? layerWords(quantizedWeight, method) : "float", to: t.name, kind };
+      const values = decoded(t, bytes, data.length, heads);
+      if (values) change.decoded = values;
+      changes.push(change);
+    }
   }
+  if (unrepresentable.length > 0) throw noOwnType(unrepresentable, layout === "pad");
 
   const tokenizer = readTokenizerFiles(tokenizerSource);
   const ids: { bos?: number; eos?: number } = {};
@@ -114,13 +167,47 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     ["general.architecture", { type: "string", value: arch }],
     ["general.type", { type: "string", value: "model" }],
     ["general.name", { type: "string", value: opts.name ?? path.basename(tokenizerSource).replace(/\.gguf$/i, "") }],
-    ["general.file_type", { type: "u32", value: FILE_TYPE[opts.dtype] }],
-    ...(type.blockSize > 1 ? ([["general.quantization_version", { type: "u32", value: 2 }]] as Array<[string, GgufValue]>) : []),
+    ["general.file_type", { type: "u32", value: FILE_TYPE[fileType(tensors)] }],
+    ...(tensors.some((t) => t.type.blockSize > 1) ? ([["general.quantization_version", { type: "u32", value: 2 }]] as Array<[string, GgufValue]>) : []),
     ...llamaHyperparameters(layout === "pad" ? paddedConfig(config, widths) : config, arch, widths),
     ...ggufTokenizerKeys(tokenizer, config.vocabSize, ids),
   ];
   writeGguf(outFile, metadata, tensors);
-  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes };
+  const types: Partial<Record<GgmlTypeName, number>> = {};
+  for (const t of tensors) types[t.type.name] = (types[t.type.name] ?? 0) + 1;
+  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange };
+}
+
+/** What writing a tensor as `t` does to it, or null when its values are kept exactly. */
+function changeKind(t: GgmlType, fromQuantized: boolean, halfExact: boolean): ChangeKind | null {
+  if (t === GGML_TYPES.F32) return fromQuantized ? "upcast" : null;
+  if (t === GGML_TYPES.F16) return fromQuantized ? "upcast" : halfExact ? null : "re-rounded";
+  return fromQuantized ? "re-rounded" : "quantized";
+}
+
+/** True when every value is a float16 value (a float16 checkpoint read into float32): F16 keeps it exactly. */
+function isHalfExact(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) if (f16BitsToF32(f32ToF16Bits(values[i]!)) !== values[i]) return false;
+  return true;
+}
+
+/** The file_type llama.cpp shows: the type holding most of the matrices' elements. */
+function fileType(tensors: readonly GgufTensor[]): GgmlTypeName {
+  const elements = new Map<GgmlTypeName, number>();
+  for (const t of tensors) if (t.ne.length === 2) elements.set(t.type.name, (elements.get(t.type.name) ?? 0) + t.ne[0]! * t.ne[1]!);
+  let best: GgmlTypeName = "F32";
+  for (const [name, n] of elements) if (n > (elements.get(best) ?? 0)) best = name;
+  return best;
+}
+
+/** E_ARG for layers with no ggml type of their own grid, grouped, naming the options that allow a change. */
+function noOwnType(layers: readonly TensorChange[], padded: boolean): SlimtuneError {
+  const groups = groupChanges(layers).map((g) => `${g.from} (${g.tensors})`).join("; ");
+  const why = padded ? "padding to uniform widths (--pruned pad) moves their rows, so no layer keeps its codes" : "no GGUF type slimtune writes has their grid (Q4_0: 4-bit symmetric g32, Q4_1: 4-bit asymmetric g32, Q8_0: 8-bit symmetric g32)";
+  return new SlimtuneError(
+    "E_ARG",
+    `these quantized layers cannot be written at their own bits: ${groups} — ${why}. Exporting them changes their weights: pass --dtype q4_0, q4_1 or q8_0 to round them onto that grid, or --dtype f32 / f16 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)${padded ? ", or export with --pruned deci" : ""}`,
+  );
 }
 
 const layerOf = (name: string) => Number(/^model\.layers\.(\d+)\./.exec(name)![1]);
@@ -211,33 +298,6 @@ function padWeights(config: LlamaConfig, weights: ReadonlyMap<string, HostParam>
     const downPad = new Float32Array(C * F);
     if (down) for (let n = 0; n < C; n++) downPad.set(down.data.subarray(n * w.intermediateSize, (n + 1) * w.intermediateSize), n * F);
     out.set(`${p}.mlp.down_proj.weight`, { data: downPad, shape: [C, F] });
-  }
-  return out;
-}
-
-/**
- * The layer's codes as ggml blocks when its grid is Q4_0's or Q8_0's: RTN, symmetric, groups of 32,
- * 4 bits for Q4_0 ((q − 8)·d) or 8 for Q8_0 ((q − 128)·d); the scale becomes d in float16. Null
- * when the layer has another grid (it is then dequantized and rounded again).
- */
-function ggmlBlocks(q: QuantizedLinear, type: GgmlType, heads: number, headDim: number): Uint8Array | null {
-  const bits = type === GGML_TYPES.Q4_0 ? 4 : type === GGML_TYPES.Q8_0 ? 8 : 0;
-  if (q.kind !== "rtn" || q.groupSize !== 32 || q.spec.bits !== bits || q.zeros.some((z) => z !== 1 << (bits - 1))) return null;
-  const { outFeatures: N, inFeatures: K } = q;
-  const G = K / 32;
-  const out = new Uint8Array(N * G * type.blockBytes);
-  const view = new DataView(out.buffer);
-  // Row n of the file holds layer row src(n): the Q/K permutation moves whole rows.
-  const order = heads > 0 ? permuteQK(Float32Array.from({ length: N }, (_, n) => n), heads, headDim, "gguf") : null;
-  for (let n = 0; n < N; n++) {
-    const src = order ? order[n]! : n;
-    for (let g = 0; g < G; g++) {
-      const o = (n * G + g) * type.blockBytes;
-      view.setUint16(o, f32ToF16Bits(q.scales[src * G + g]!), true);
-      const codes = q.codes.subarray(src * K + g * 32, src * K + g * 32 + 32);
-      if (bits === 8) for (let j = 0; j < 32; j++) view.setInt8(o + 2 + j, codes[j]! - 128);
-      else for (let j = 0; j < 16; j++) out[o + 2 + j] = codes[j]! | (codes[j + 16]! << 4);
-    }
   }
   return out;
 }

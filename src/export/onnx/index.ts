@@ -2,8 +2,11 @@
 // config.json, the tokenizer files and generation_config.json. The ONNX graph is the very KV-cache
 // decoder `slimtune generate` runs (models/llama/kv-graph.ts) with a symbolic batch, so both compute
 // the same thing with the same kernels: fp32 float weights; fp16 weights stored in half precision
-// and widened at load; q4 and q8 as MatMulNBits (4- or 8-bit, groups of 32, symmetric, accuracy
-// level 4) — a 4-bit model's own codes when its layers fit, else round-to-nearest from float.
+// and widened at load; q4 and q8 as MatMulNBits (accuracy level 4) — each layer's own codes, zero
+// points and group size when its bits are the dtype's, else round-to-nearest from float (groups of
+// 32, symmetric). Without a dtype the model keeps what it is: a float model fp32, a quantized one
+// q4 or q8 when every layer fits MatMulNBits at those bits, else E_ARG naming the dtypes that would
+// change it. Every change a dtype makes is recorded per layer (export/changes.ts).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -11,7 +14,7 @@ import path from "node:path";
 import type { HostParam, ParamSource } from "../../arch/params.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { float32ToFloat16 } from "../../core/f16.js";
+import { float32ToFloat16, roundToF16 } from "../../core/f16.js";
 import { type Graph, Graph as GraphClass, type Value, add, cast, gemm, toOnnxBytes } from "../../engine/index.js";
 import { toHfConfigJson } from "../../formats/hf-config.js";
 import { copyTokenizerFiles } from "../../formats/tokenizer.js";
@@ -21,7 +24,9 @@ import type { LoadedBase } from "../../models/load.js";
 import { canUseMatMulNBits } from "../../models/parts/matmul-nbits.js";
 import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
-import type { QuantizedModel } from "../../quant/types.js";
+import { dequantize } from "../../quant/kinds/index.js";
+import type { QuantizedLinear, QuantizedModel } from "../../quant/types.js";
+import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
 
 export const ONNX_DTYPES = ["fp32", "fp16", "q4", "q8"] as const;
@@ -36,23 +41,35 @@ const MAX_ONNX_BYTES = 2 ** 31 - 1;
 export interface OnnxExportReport {
   modelFile: string;
   bytes: number;
+  /** The dtype written (the model's own when none was asked for). */
+  dtype: OnnxDtype;
+  /** What the dtype did to the weights (empty when the export keeps what the model is). */
+  changes: TensorChange[];
 }
 
-export async function exportOnnx(base: LoadedBase, source: string, outDir: string, opts: { dtype: OnnxDtype }): Promise<OnnxExportReport> {
+export interface OnnxExportOptions {
+  dtype?: OnnxDtype;
+  /** Keep what each changed tensor became (TensorChange.decoded), to measure it. */
+  keepDecoded?: boolean;
+}
+
+export async function exportOnnx(base: LoadedBase, source: string, outDir: string, opts: OnnxExportOptions): Promise<OnnxExportReport> {
   const config = base.model.config;
+  const dtype = opts.dtype ?? ownDtype(base);
   const graph = new GraphClass();
-  const params = paramsFor(base, opts.dtype, graph);
+  const changes: TensorChange[] = [];
+  const params = paramsFor(base, dtype, graph, changes, opts.keepDecoded === true);
   const { outputs } = buildKvGraph(config, params, { batch: "dynamic", seq: "dynamic", past: true, logits: "all" });
   const bytes = toOnnxBytes(graph, outputs);
   if (bytes.byteLength > MAX_ONNX_BYTES) {
     throw new SlimtuneError("E_ARG", `the ONNX graph would be ${bytes.byteLength} bytes, over protobuf's 2 GiB; export with --dtype q4 or q8`);
   }
-  const modelFile = path.join("onnx", ONNX_FILE[opts.dtype]);
+  const modelFile = path.join("onnx", ONNX_FILE[dtype]);
   replaceDirAtomic(outDir, (tmp) => {
     fs.mkdirSync(path.join(tmp, "onnx"));
     writeFileAtomic(path.join(tmp, modelFile), bytes);
     copyTokenizerFiles(source, tmp);
-    const json = toHfConfigJson(config, { torch_dtype: "float32", "transformers.js_config": { dtype: opts.dtype } });
+    const json = toHfConfigJson(config, { torch_dtype: "float32", "transformers.js_config": { dtype } });
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(json, null, 2)}\n`);
     if (!fs.existsSync(path.join(tmp, "generation_config.json"))) {
       const gen: Record<string, unknown> = {};
@@ -61,23 +78,65 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
       writeFileAtomic(path.join(tmp, "generation_config.json"), `${JSON.stringify(gen, null, 2)}\n`);
     }
   });
-  return { modelFile, bytes: bytes.byteLength };
+  return { modelFile, bytes: bytes.byteLength, dtype, changes };
 }
 
-function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph): ParamSource {
+/** MatMulNBits runs the layer's own codes at `bits`. */
+const fitsNBits = (q: QuantizedLinear, bits: 4 | 8) => q.kind === "rtn" && q.spec.bits === bits && canUseMatMulNBits(q);
+
+/** The dtype that keeps what the model is; E_ARG when no ONNX dtype holds its layers. */
+function ownDtype(base: LoadedBase): OnnxDtype {
+  if (base.kind === "float") return "fp32";
+  const layers = [...base.model.linears.values()];
+  for (const [dtype, bits] of [["q4", 4], ["q8", 8]] as const) if (layers.every((q) => fitsNBits(q, bits))) return dtype;
+  const method = base.model.method?.name;
+  const odd = [...base.model.linears].filter(([, q]) => !fitsNBits(q, 4) && !fitsNBits(q, 8)).map(([p, q]) => ({ tensor: `${p}.weight`, from: layerWords(q, method), to: "?", kind: "re-rounded" as const }));
+  const groups = groupChanges(odd).map((g) => `${g.from} (${g.tensors})`).join("; ");
+  throw new SlimtuneError(
+    "E_ARG",
+    `these quantized layers cannot be written for transformers.js at their own bits: ${groups || "layers of 4 and 8 bits mixed in one model"} — MatMulNBits here runs 4- or 8-bit codes in groups of 16–128, one bit width per file. Exporting them changes their weights: pass --dtype q4 or q8 to round them onto that grid, or --dtype fp32 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)`,
+  );
+}
+
+function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: TensorChange[], keepDecoded: boolean): ParamSource {
+  const method = base.kind === "quantized" ? base.model.method?.name : undefined;
+  const record = (tensor: string, from: string, to: string, kind: ChangeKind, values: () => Float32Array) => {
+    const change: TensorChange = { tensor, from, to, kind };
+    if (keepDecoded) change.decoded = values();
+    changes.push(change);
+  };
   if (dtype === "q4" || dtype === "q8") {
     const bits = dtype === "q4" ? 4 : 8;
-    return new QuantizedParams(graph, nbitsModel(base, bits), { fused: true, accuracyLevel: 4 });
+    const model = nbitsModel(base, bits);
+    for (const [p, q] of model.linears) {
+      const own = base.kind === "quantized" ? base.model.linears.get(p) : undefined;
+      if (own === q) continue;
+      record(`${p}.weight`, own ? layerWords(own, method) : "float", `MatMulNBits ${bits}-bit g32 symmetric`, own ? "re-rounded" : "quantized", () => dequantize(q));
+    }
+    return new QuantizedParams(graph, model, { fused: true, accuracyLevel: 4 });
   }
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
+  const to = dtype === "fp16" ? "float16" : "float32";
+  for (const [name, w] of float.weights) {
+    const own = base.kind === "quantized" ? base.model.linears.get(name.replace(/\.weight$/, "")) : undefined;
+    const halfExact = dtype === "fp32" || w.data.every((v) => roundToF16(v) === v);
+    if (own && name.endsWith(".weight")) record(name, layerWords(own, method), to, "upcast", () => (dtype === "fp16" ? w.data.map(roundToF16) : w.data));
+    else if (!halfExact) record(name, "float", to, "re-rounded", () => w.data.map(roundToF16));
+  }
   return dtype === "fp16" ? new HalfParams(graph, float.weights) : new DenseParams(graph, float.weights, new Set());
 }
 
-/** A model whose every linear layer MatMulNBits runs at `bits`: the base's own when it fits, else RTN from float. */
+/** Every linear layer at `bits` for MatMulNBits: each layer's own codes when they fit, else RTN from its float weights. */
 function nbitsModel(base: LoadedBase, bits: 4 | 8): QuantizedModel {
-  if (base.kind === "quantized" && [...base.model.linears.values()].every((q) => q.kind === "rtn" && q.spec.bits === bits && canUseMatMulNBits(q))) return base.model;
+  if (base.kind === "quantized" && [...base.model.linears.values()].every((q) => fitsNBits(q, bits))) return base.model;
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
-  return quantizeModel(float, { scheme: "rtn", bits, groupSize: 32, symmetric: true });
+  const rounded = quantizeModel(float, { scheme: "rtn", bits, groupSize: 32, symmetric: true });
+  if (base.kind === "float") return rounded;
+  const linears = new Map([...rounded.linears].map(([p, q]) => {
+    const own = base.model.linears.get(p);
+    return [p, own && fitsNBits(own, bits) ? own : q];
+  }));
+  return { ...rounded, linears };
 }
 
 /** Float weights stored as float16 initializers, widened to float32 where the graph reads them. */

@@ -1,10 +1,13 @@
 // ggml tensor types slimtune reads and writes in GGUF files, with the block layouts and reference
-// quantizers of ggml-quants.c (formats.md §3.5): F32, F16, Q8_0 (d f16 + 32 int8) and Q4_0
-// (d f16 + 16 bytes; byte j holds elements j and j + 16, low nibble first).
+// quantizers of ggml-quants.c (formats.md §3.5): F32, F16, Q8_0 (d f16 + 32 int8), Q4_0
+// (d f16 + 16 bytes; byte j holds elements j and j + 16, low nibble first; x = (q − 8)·d) and Q4_1
+// (d f16, m f16, then Q4_0's 16 bytes; x = q·d + m: an asymmetric 4-bit grid with its minimum);
+// the k-quants Q4_K and Q6_K (super-blocks of 256) are in k-quants.ts.
 
 import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
+import { decodeKQuant, encodeKQuant } from "./k-quants.js";
 
-export type GgmlTypeName = "F32" | "F16" | "Q4_0" | "Q8_0";
+export type GgmlTypeName = "F32" | "F16" | "Q4_0" | "Q4_1" | "Q8_0" | "Q4_K" | "Q6_K";
 
 export interface GgmlType {
   name: GgmlTypeName;
@@ -19,7 +22,10 @@ export const GGML_TYPES: Record<GgmlTypeName, GgmlType> = {
   F32: { name: "F32", id: 0, blockSize: 1, blockBytes: 4 },
   F16: { name: "F16", id: 1, blockSize: 1, blockBytes: 2 },
   Q4_0: { name: "Q4_0", id: 2, blockSize: 32, blockBytes: 18 },
+  Q4_1: { name: "Q4_1", id: 3, blockSize: 32, blockBytes: 20 },
   Q8_0: { name: "Q8_0", id: 8, blockSize: 32, blockBytes: 34 },
+  Q4_K: { name: "Q4_K", id: 12, blockSize: 256, blockBytes: 144 },
+  Q6_K: { name: "Q6_K", id: 14, blockSize: 256, blockBytes: 210 },
 };
 
 /** ggml's type count in the llama.cpp this targets: ids at or above are unknown, not merely unsupported. */
@@ -48,6 +54,7 @@ const roundf = (x: number) => Math.sign(x) * Math.round(Math.abs(x));
 
 /** Encodes rows of float32 values (row length a multiple of the block size) as `type`. */
 export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
+  if (type.name === "Q4_K" || type.name === "Q6_K") return encodeKQuant(type, values);
   if (type.name === "F32") return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(rowBytes(type, values.length));
   const view = new DataView(out.buffer);
@@ -66,6 +73,24 @@ export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
       const id = d ? fround(1 / d) : 0;
       view.setUint16(o, f32ToF16Bits(d), true);
       for (let j = 0; j < 32; j++) view.setInt8(o + 2 + j, roundf(fround(x[j]! * id)));
+    } else if (type.name === "Q4_1") {
+      // Q4_1: the block's range [min, max] onto codes 0..15 (quantize_row_q4_1_ref).
+      let min = Infinity;
+      let max = -Infinity;
+      for (let j = 0; j < 32; j++) {
+        min = Math.min(min, x[j]!);
+        max = Math.max(max, x[j]!);
+      }
+      const d = fround((max - min) / 15);
+      const id = d ? fround(1 / d) : 0;
+      view.setUint16(o, f32ToF16Bits(d), true);
+      view.setUint16(o + 2, f32ToF16Bits(min), true);
+      for (let j = 0; j < 16; j++) {
+        // (int8_t)(x0 + 0.5f) truncates toward zero; x0 ≥ 0 here.
+        const lo = Math.min(15, Math.trunc(fround(fround(fround(x[j]! - min) * id) + 0.5)));
+        const hi = Math.min(15, Math.trunc(fround(fround(fround(x[j + 16]! - min) * id) + 0.5)));
+        out[o + 4 + j] = lo | (hi << 4);
+      }
     } else {
       // Q4_0: the element of largest magnitude, sign kept, maps to −8.
       let amax = 0;
@@ -92,6 +117,7 @@ export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
 
 /** Decodes `count` elements of `type` from `bytes` to float32. */
 export function decodeRows(type: GgmlType, bytes: Uint8Array, count: number): Float32Array {
+  if (type.name === "Q4_K" || type.name === "Q6_K") return decodeKQuant(type, bytes, count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(count);
   if (type.name === "F32") {
@@ -105,6 +131,14 @@ export function decodeRows(type: GgmlType, bytes: Uint8Array, count: number): Fl
   for (let b = 0; b < count / 32; b++) {
     const o = b * type.blockBytes;
     const d = f16BitsToF32(view.getUint16(o, true));
+    if (type.name === "Q4_1") {
+      const m = f16BitsToF32(view.getUint16(o + 2, true));
+      for (let j = 0; j < 32; j++) {
+        const byte = bytes[o + 4 + (j % 16)]!;
+        out[32 * b + j] = fround(fround((j < 16 ? byte & 15 : byte >> 4) * d) + m);
+      }
+      continue;
+    }
     for (let j = 0; j < 32; j++) {
       if (type.name === "Q8_0") out[32 * b + j] = view.getInt8(o + 2 + j) * d;
       else {

@@ -12,7 +12,7 @@
 import fs from "node:fs";
 import { SlimtuneError } from "../../core/errors.js";
 import { regularFileSize, withIo } from "../../core/io.js";
-import { GGML_TYPE_COUNT, GGML_TYPE_NAMES, type GgmlType, decodeRows, ggmlTypeById, rowBytes } from "./ggml-types.js";
+import { GGML_TYPES, GGML_TYPE_COUNT, GGML_TYPE_NAMES, type GgmlType, decodeRows, ggmlTypeById, rowBytes } from "./ggml-types.js";
 import { GGUF_ALIGNMENT, GGUF_VALUE_TYPES, type GgufScalarType } from "./writer.js";
 
 /** Caps on counts a header may claim (far above any real model, far below what breaks memory). */
@@ -204,7 +204,7 @@ export function readGgufHeader(file: string): GgufFile {
       if (typeId < 0 || typeId >= GGML_TYPE_COUNT) r.fail(`tensor "${name}" type`, `is ${typeId}, not a ggml type (0–${GGML_TYPE_COUNT - 1})`);
       const type = ggmlTypeById(typeId);
       if (!type) {
-        r.fail(`tensor "${name}" type`, `is ${GGML_TYPE_NAMES[typeId] ?? typeId}; slimtune reads F32, F16, Q8_0 and Q4_0 — re-quantize the model to one of those (llama-quantize … Q8_0)`);
+        r.fail(`tensor "${name}" type`, `is ${GGML_TYPE_NAMES[typeId] ?? typeId}; slimtune reads ${Object.keys(GGML_TYPES).join(", ")} — re-quantize the model to one of those (llama-quantize … Q8_0)`);
       }
       if (ne[0]! % type.blockSize !== 0) r.fail(`tensor "${name}" ne[0]`, `is ${ne[0]}, not a multiple of ${type.name}'s block of ${type.blockSize}`);
       const relative = r.u64(`tensor "${name}" offset`);

@@ -44,20 +44,31 @@ import { type DynamicEntry, type DynamicRule, buildDynamic, matchDynamic, parseD
 
 export const gptqQuantMethod = "gptq";
 
+/**
+ * "gptq" (v1, the default): zero points stored as z − 1; transformers/optimum, AutoGPTQ and vLLM
+ * read it, and GPTQModel reads it when sym is true. GPTQModel refuses a sym=false v1 folder it did
+ * not make itself; "gptq_v2" (z stored as is) is what it loads for asymmetric models, and what
+ * vLLM does not read (it decodes every GPTQ folder as v1).
+ */
+export type GptqCheckpointFormat = "gptq" | "gptq_v2";
+
 /** The quantization_config dictionary written to config.json and quantize_config.json (formats.md §1.1). */
 export function gptqQuantizationConfig(
   spec: QuantSpec,
   dynamic: Record<string, Record<string, unknown>> | null = null,
-  opts: { descAct?: boolean; method?: QuantizedModel["method"] } = {},
+  opts: { descAct?: boolean; method?: QuantizedModel["method"]; checkpointFormat?: GptqCheckpointFormat } = {},
 ): Record<string, unknown> {
+  const format = opts.checkpointFormat ?? "gptq";
   return {
     quant_method: gptqQuantMethod,
     bits: spec.bits,
     group_size: spec.groupSize === "channel" ? -1 : spec.groupSize,
     desc_act: opts.descAct ?? false,
     sym: spec.symmetric,
-    checkpoint_format: "gptq",
-    format: "gptq",
+    // GPTQModel takes its format from "format" (QuantizeConfig.from_quant_config), transformers and
+    // AutoGPTQ from "checkpoint_format": both say the same.
+    checkpoint_format: format,
+    format,
     pack_dtype: "int32",
     lm_head: false,
     ...(dynamic ? { dynamic } : {}),
@@ -66,7 +77,7 @@ export function gptqQuantizationConfig(
   };
 }
 
-function gptqTensors(module: string, q: RtnLinear): SafetensorsTensor[] {
+function gptqTensors(module: string, q: RtnLinear, format: GptqCheckpointFormat): SafetensorsTensor[] {
   const { outFeatures: n, inFeatures: k, groupSize: gs } = q;
   const bits = q.spec.bits;
   const maxq = (1 << bits) - 1;
@@ -78,6 +89,10 @@ function gptqTensors(module: string, q: RtnLinear): SafetensorsTensor[] {
   const stored = new Uint8Array(zeros.length);
   for (let i = 0; i < zeros.length; i++) {
     const z = zeros[i]!;
+    if (format === "gptq_v2" && z >= 0 && z <= maxq) {
+      stored[i] = z;
+      continue;
+    }
     if (z < 1 || z > maxq) {
       throw new SlimtuneError(
         "E_ARG",
@@ -128,8 +143,9 @@ function dynamicRules(qm: QuantizedModel, defaults: QuantSpec, descAct: boolean)
   return rules;
 }
 
-/** Writes `qm` (every quantized layer rtn) to `outDir` as a GPTQ v1 folder, replacing it atomically. */
-export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
+/** Writes `qm` (every quantized layer rtn) to `outDir` as a GPTQ folder (v1 unless asked for v2), replacing it atomically. */
+export function saveGptqFolder(outDir: string, qm: QuantizedModel, opts: { checkpointFormat?: GptqCheckpointFormat } = {}): void {
+  const format = opts.checkpointFormat ?? "gptq";
   const defaults = gridSpecOf(qm, "a GPTQ checkpoint");
   checkQuantSpec(defaults);
   const notRtn = [...qm.linears].find(([, q]) => q.kind !== "rtn");
@@ -139,10 +155,10 @@ export function saveGptqFolder(outDir: string, qm: QuantizedModel): void {
   }
   checkQuantizedLinears(qm);
   const tensors = [...denseTensors(qm)];
-  for (const [module, q] of qm.linears) tensors.push(...gptqTensors(module, q as RtnLinear));
+  for (const [module, q] of qm.linears) tensors.push(...gptqTensors(module, q as RtnLinear, format));
   const all = [...qm.linears.values()];
   const descAct = all.filter(descActOf).length * 2 > all.length;
-  const quant = gptqQuantizationConfig(defaults, buildDynamic(dynamicRules(qm, defaults, descAct)), { descAct, method: qm.method });
+  const quant = gptqQuantizationConfig(defaults, buildDynamic(dynamicRules(qm, defaults, descAct)), { descAct, method: qm.method, checkpointFormat: format });
   const config = quantizedConfigJson(qm.config, quant, "float16");
   replaceDirAtomic(outDir, (tmp) => {
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
