@@ -9,7 +9,7 @@ const mutate = (process.env.MUTATION_MUTATE ?? "").split(",").filter(Boolean);
 export default {
   packageManager: "npm",
   testRunner: "vitest",
-  vitest: { configFile: "vitest.mutation.config.ts", related: false, pool: "forks" },
+  vitest: { configFile: "vitest.mutation.config.ts", related: false },
   checkers: ["typescript"],
   tsconfigFile: "tsconfig.json",
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
