@@ -71,6 +71,11 @@ export interface MethodDefinition<F extends FlagSpecs = FlagSpecs> {
   summary: string;
   /** Which kind of model folder --model must be. */
   needs: "float" | "quantized";
+  /**
+   * `finetune`'s learning rate when --lr is not given: what moves this method's parameters in a few
+   * hundred steps (the rates the results in docs/results/ used). A PEQA scale needs ~20× a full weight's.
+   */
+  defaultLr: number;
   flags: F;
   create(base: LoadedBase, opts: FlagValues<F>, ctx: MethodContext): TuningMethod;
   /** For methods whose result is an adapter on an unchanged base (LoRA, PEQA): how to find and load one. */

@@ -16,6 +16,7 @@ import { removeStaleTemps } from "../core/output.js";
 import { firstNonFinite } from "../models/finite.js";
 import { learningRateAt } from "./schedule.js";
 import type { BatchSampler, TaskEval, TrainTask } from "./task.js";
+import type { HostParam } from "../arch/params.js";
 
 export interface TrainOptions {
   steps: number;
@@ -35,6 +36,11 @@ export interface TrainOptions {
   outDir: string;
   resume: boolean;
   threads?: number;
+  /**
+   * Which weights the run ends with: "last" (default), or "best" — those of the held-out evaluation
+   * with the lowest loss (highest accuracy when the task reports one), restored before finalizing.
+   */
+  keep?: "last" | "best";
   /** Recompute each decoder layer in the backward (less memory, about one more forward per step). */
   checkpointActivations?: boolean;
   /**
@@ -88,6 +94,8 @@ export interface TrainSummary {
   heldOutAfter: TaskEval | null;
   /** Steps whose loss or gradients were non-finite, skipped without an update. */
   skippedSteps: number;
+  /** With keep "best": the step whose weights the run ended with (null: kept the last). */
+  keptStep: number | null;
   /** Peak resident memory of this process so far, MiB. */
   peakRssMb: number;
   outDir: string;
@@ -138,6 +146,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
   let done = startStep;
+  const best = new BestWeights();
   const diverged = (what: string) => {
     log.write({ kind: "diverged", step: done, reason: what });
     return new SlimtuneError("E_DIVERGED", `training diverged: ${what}; lower --lr (e.g. by 10×) or check the data; the last good checkpoint is kept, nothing was published`);
@@ -148,6 +157,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     log.write({ kind: "eval", step: at, held_out_loss: result.loss, ...prefixed(result.metrics), examples: result.examples });
     if (!Number.isFinite(result.loss)) throw diverged(`the held-out loss at step ${at} is ${result.loss}`);
     hooks.onEval?.(at, result);
+    if (opts.keep === "best") best.offer(at, result, trainable);
     return result;
   };
   // A checkpoint is only written from finite weights, so the last one on disk is always usable.
@@ -160,6 +170,9 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
 
   try {
     const heldOutBefore = await evaluate(startStep);
+    if (opts.keep === "best" && !heldOutBefore) {
+      throw new SlimtuneError("E_ARG", "--keep best chooses by the held-out evaluation, and this run has no held-out data; pass --held-out 0.05 or --eval-data FILE, or --keep last");
+    }
     const started = performance.now();
     let firstLoss: number | null = null;
     let lastLoss: number | null = null;
@@ -211,6 +224,14 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       }
     }
     checkpoint();
+    // The best evaluation's weights replace the last ones before the method finalizes (FineGates
+    // hardens its gates then); the evaluation after training then scores what is kept.
+    let keptStep: number | null = null;
+    if (!stopped && opts.keep === "best") {
+      // The last step's weights compete too: evaluate them before choosing.
+      await evaluate(done);
+      keptStep = best.restoreInto(trainable, done);
+    }
     if (!stopped) method.finalize?.();
     const heldOutAfter = stopped ? null : await evaluate(done);
     const seconds = (performance.now() - started) / 1000;
@@ -229,6 +250,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       heldOutBefore,
       heldOutAfter,
       skippedSteps: monitor.skipped,
+      keptStep,
       peakRssMb: process.resourceUsage().maxRSS / 1024,
       outDir: opts.outDir,
     };
@@ -236,6 +258,29 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     log.close();
     await cache.clear();
     if (evalCache !== cache) await evalCache.clear();
+  }
+}
+
+/** The trainable tensors at the best held-out evaluation so far (copies, so training goes on). */
+class BestWeights {
+  private step = -1;
+  private score = Infinity;
+  private saved: Map<string, Float32Array> | null = null;
+
+  /** Lower is better: the loss, or minus the accuracy when the task reports one. */
+  offer(step: number, result: TaskEval, trainable: ReadonlyMap<string, HostParam>): void {
+    const score = result.metrics.accuracy !== undefined ? -result.metrics.accuracy : result.loss;
+    if (!(score < this.score)) return;
+    this.score = score;
+    this.step = step;
+    this.saved = new Map([...trainable].map(([name, p]) => [name, p.data.slice()]));
+  }
+
+  /** Puts the best weights back; returns their step, or null when the last step was the best. */
+  restoreInto(trainable: ReadonlyMap<string, HostParam>, lastStep: number): number | null {
+    if (!this.saved || this.step === lastStep) return null;
+    for (const [name, data] of this.saved) trainable.get(name)!.data.set(data);
+    return this.step;
   }
 }
 

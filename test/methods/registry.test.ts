@@ -38,6 +38,7 @@ describe("method definitions and the CLI", () => {
       name: "toy",
       summary: "a test method",
       needs: "float",
+      defaultLr: 1e-3,
       flags: { toyDepth: intFlag(3, "toy: depth", { min: 1 }) },
       create: () => {
         throw new Error("not used");
@@ -50,7 +51,7 @@ describe("method definitions and the CLI", () => {
   });
 
   it("two methods that declare one CLI name differently are refused at start-up", () => {
-    const clash = defineMethod({ name: "clash", summary: "", needs: "float", flags: { alpha: floatFlag(32, "other alpha") }, create: () => { throw new Error("not used"); } });
+    const clash = defineMethod({ name: "clash", summary: "", needs: "float", defaultLr: 1e-3, flags: { alpha: floatFlag(32, "other alpha") }, create: () => { throw new Error("not used"); } });
     expect(() => methodArgs([...methods, clash])).toThrow(/--alpha is declared by lora, qlora, finegates and clash/);
   });
 

@@ -44,7 +44,8 @@ export default defineCommand({
     epochs: { type: "string", description: "Passes over the training data instead of --steps (steps = epochs × steps per pass)" },
     batch: { type: "string", description: "Sequences per micro-batch", default: "8" },
     seq: { type: "string", description: "Tokens per sequence", default: "256" },
-    lr: { type: "string", description: "Peak learning rate", default: String(d.lr) },
+    lr: { type: "string", description: `Peak learning rate (default per method: ${methods.map((m) => `${m.name} ${m.defaultLr}`).join(", ")})` },
+    keep: { type: "string", description: "Which weights are the result: last (after the final step) or best (the held-out evaluation with the lowest loss, or the highest accuracy when the task has one)", default: "last" },
     warmup: { type: "string", description: "Linear warm-up steps", default: String(d.warmupSteps) },
     "min-lr-ratio": { type: "string", description: "Final learning rate as a fraction of the peak (cosine decay)", default: String(d.minLrRatio) },
     "weight-decay": { type: "string", description: "AdamW decoupled weight decay", default: String(d.weightDecay) },
@@ -75,7 +76,8 @@ export default defineCommand({
       const opts: TrainOptions = {
         outDir: requiredArg("out", args.out),
         steps: intArg("steps", args.steps, 100),
-        lr: floatArg("lr", args.lr, d.lr),
+        lr: floatArg("lr", args.lr, definition.defaultLr),
+        keep: parseKeep(args.keep),
         warmupSteps: intArg("warmup", args.warmup, d.warmupSteps, 0),
         minLrRatio: floatArg("min-lr-ratio", args["min-lr-ratio"], d.minLrRatio),
         weightDecay: floatArg("weight-decay", args["weight-decay"], d.weightDecay),
@@ -177,6 +179,11 @@ export function describeMetrics(r: TaskEval): string {
     .join("");
 }
 
+function parseKeep(value: string | undefined): "last" | "best" {
+  if (value === undefined || value === "last" || value === "best") return value ?? "last";
+  throw new SlimtuneError("E_ARG", `--keep "${value.slice(0, 40)}" is unknown; choose last or best`);
+}
+
 /** `--rank` with `--method peqa` would be silently ignored: a flag only other methods take is an error. */
 function refuseOtherMethodsFlags(definition: MethodDefinition, rawArgs: readonly string[]): void {
   const own = new Set(Object.entries(definition.flags).map(([key, spec]) => cliName(key, spec)));
@@ -207,6 +214,7 @@ function report(s: TrainSummary & { files: Record<string, number> }, json: boole
     `trainable parameters ${s.trainableParameters.toLocaleString("en")} of ${s.totalParameters.toLocaleString("en")}`,
     `train loss ${s.firstLoss?.toFixed(4) ?? "-"} → ${s.lastLoss?.toFixed(4) ?? "-"}`,
   ];
+  if (s.keptStep !== null) lines.push(`kept the weights of step ${s.keptStep} (--keep best: its held-out evaluation was the best)`);
   if (s.heldOutBefore && s.heldOutAfter) {
     lines.push(`held-out loss ${s.heldOutBefore.loss.toFixed(4)} → ${s.heldOutAfter.loss.toFixed(4)}${describeMetrics(s.heldOutAfter)}`);
   }

@@ -264,6 +264,7 @@ export function fineGatesFromRun(model: LlamaModel, run: FineGatesRun, overrides
 
 export const fineGatesDefinition = defineMethod({
   name: "finegates",
+  defaultLr: 1e-3,
   summary: "stochastic row/column gates (+ LoRA with --lora-rank) that adapt the model; the gated-off structure is removed at the end",
   needs: "float",
   flags: fineGatesFlags,

@@ -23,6 +23,7 @@ export function fullFineTuning(model: LlamaModel): TuningMethod {
 
 export const fullDefinition = defineMethod({
   name: "full",
+  defaultLr: 1e-4,
   summary: "every weight trains (float model)",
   needs: "float",
   flags: {},

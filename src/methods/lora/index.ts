@@ -231,6 +231,7 @@ export const loraFlags = {
 
 export const loraDefinition = defineMethod({
   name: "lora",
+  defaultLr: 1e-3,
   summary: "frozen float base + trainable rank-r B·A on the --targets layers (PEFT adapter folder)",
   needs: "float",
   flags: loraFlags,

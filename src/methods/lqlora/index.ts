@@ -15,6 +15,7 @@ export const lqloraAdapterDir = "lqlora_adapter";
 
 export const lqloraDefinition = defineMethod({
   name: "lqlora",
+  defaultLr: 1e-3,
   summary: "LQ-LoRA model (quantize --method lqlora): frozen RTN/NF4 residual + the LoRA adapter L1·L2 it came with, trained as QLoRA (PEFT adapter folder)",
   needs: "quantized",
   flags: {},

@@ -42,6 +42,7 @@ export function peqaMethod(qm: QuantizedModel, opts: { from?: PeqaAdapter } = {}
 
 export const peqaDefinition = defineMethod({
   name: "peqa",
+  defaultLr: 2e-3,
   summary: "scales of a quantized model train; codes and zeros stay frozen (a task = scale vectors)",
   needs: "quantized",
   flags: {},

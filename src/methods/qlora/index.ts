@@ -40,6 +40,7 @@ export function qloraFromAdapter(qm: QuantizedModel, adapterDir: string): LoraMe
 
 export const qloraDefinition = defineMethod({
   name: "qlora",
+  defaultLr: 1e-3,
   summary: "frozen quantized base (RTN or NF4) + trainable LoRA branches (PEFT adapter folder)",
   needs: "quantized",
   flags: loraFlags,

@@ -86,6 +86,7 @@ export function reallmMethod(qm: QuantizedModel, opts: ReallmTuneOptions): Tunin
 
 export const reallmDefinition = defineMethod({
   name: "reallm",
+  defaultLr: 1e-3,
   summary: "ReALLM model (quantize --method reallm): only the low-rank factors L1, L2 train, block-wise against --reference then end to end (writes a slimtune-reallm folder)",
   needs: "quantized",
   flags: {
