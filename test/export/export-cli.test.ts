@@ -28,7 +28,7 @@ describe("slimtune export keeps what the model is", () => {
     const out = path.join(dir, "refused.gguf");
     const r = slimtune(["export", "--format", "gguf", "--model", q3, "--out", out]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/E_ARG: these quantized layers cannot be written at their own bits: 3-bit g64 asymmetric .*--dtype q4_0, q4_1 or q8_0/);
+    expect(r.stderr).toMatch(/E_ARG: these quantized layers cannot be written at their own bits: rtn 3-bit g64 asymmetric .*--dtype q4_0, q4_1 or q8_0/);
     expect(fs.existsSync(out)).toBe(false);
     const web = slimtune(["export", "--format", "onnx", "--model", q3, "--out", path.join(dir, "web")]);
     expect(web.code).toBe(2);
@@ -42,7 +42,7 @@ describe("slimtune export keeps what the model is", () => {
     const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { changes: Array<{ kind: string; from: string; to: string; kl: number }>; total_kl: number; kl_tokens: number };
     expect(fs.statSync(out).size).toBeGreaterThan(0);
     const reround = j.changes.find((c) => c.kind === "re-rounded")!;
-    expect(reround).toMatchObject({ from: "3-bit g64 asymmetric", to: "Q4_0" });
+    expect(reround).toMatchObject({ from: "rtn 3-bit g64 asymmetric", to: "Q4_0" });
     expect(reround.kl).toBeGreaterThan(0);
     expect(j.total_kl).toBeGreaterThan(0);
     expect(j.kl_tokens).toBe(512);
