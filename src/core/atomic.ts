@@ -5,11 +5,11 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SlimtuneError } from "./errors.js";
 import { ioError } from "./io.js";
+import { tempSiblingPrefix } from "./output.js";
 
-function siblingName(target: string, tag: string): string {
-  const dir = path.dirname(target);
-  const base = path.basename(target);
-  return path.join(dir, `.${base}.${tag}-${process.pid}-${randomBytes(4).toString("hex")}`);
+// The one naming scheme of temp siblings (core/output.ts), so a dead run's leftovers are recognised.
+function siblingName(target: string, tag: "tmp" | "old"): string {
+  return `${tempSiblingPrefix(target, tag)}${randomBytes(4).toString("hex")}`;
 }
 
 // Without fsyncing the directory a crash right after rename can still lose the new entry.

@@ -10,7 +10,6 @@ import path from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, env } from "@huggingface/transformers";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as E from "../../src/engine/index.js";
-import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { Generator } from "../../src/eval/generate.js";
 import { generationScoring } from "../../src/export/deploy.js";
 import { exportGgufLora } from "../../src/export/gguf/lora.js";
@@ -19,30 +18,16 @@ import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.js";
-import { llamaHidden, llamaLogits } from "../../src/models/llama/graph.js";
 import type { LlamaModel } from "../../src/models/llama/model.js";
-import { DenseParams } from "../../src/models/llama/params.js";
 import { removeStructure } from "../../src/prune/surgery.js";
 import type { LoadedBase } from "../../src/models/load.js";
 import { gradCheck } from "../engine/gradcheck.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { scratchDir } from "../helpers/paths.js";
-import { PHI3_TINY_CONFIG, saveRandomModel } from "../helpers/tiny-families.js";
+import { PHI3_TINY_CONFIG, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 16;
-
-/** slimtune's log-probabilities of the next token after each prefix of `ids`, [T][V]. */
-async function slimtuneLogProbs(model: LlamaModel, ids: number[]): Promise<Float32Array[]> {
-  const params = new DenseParams(new Graph(), model.weights, new Set());
-  const input = params.graph.input("ids", [1, ids.length], "int64");
-  const logits = llamaLogits(model.config, params, llamaHidden(model.config, params, { ids: input }));
-  const compiled = await CompiledGraph.compile(params.graph, { logp: E.logSoftmax(logits, -1) });
-  const out = await compiled.run({ ids: { data: BigInt64Array.from(ids, BigInt), shape: [1, ids.length] } });
-  const V = model.config.vocabSize;
-  const data = out.logp!.data as Float32Array;
-  return ids.map((_, t) => data.subarray(t * V, (t + 1) * V));
-}
 
 describe("phi3: config, llama.cpp and transformers.js agree with slimtune", () => {
   const dir = scratchDir("phi3");

@@ -4,6 +4,10 @@
 // norm weights away from 1 so that each norm's weight matters.
 
 import { Rng } from "../../src/core/rng.js";
+import * as E from "../../src/engine/index.js";
+import { CompiledGraph, Graph } from "../../src/engine/index.js";
+import { llamaHidden, llamaLogits } from "../../src/models/llama/graph.js";
+import { DenseParams } from "../../src/models/llama/params.js";
 import { llamaParamShapes } from "../../src/arch/llama/shapes.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
@@ -96,3 +100,15 @@ export const PHI3_TINY_CONFIG = {
   use_cache: true,
   vocab_size: 4096,
 };
+
+/** slimtune's log-probabilities of the next token after each prefix of `ids`, [T][V]. */
+export async function slimtuneLogProbs(model: LlamaModel, ids: number[]): Promise<Float32Array[]> {
+  const params = new DenseParams(new Graph(), model.weights, new Set());
+  const input = params.graph.input("ids", [1, ids.length], "int64");
+  const logits = llamaLogits(model.config, params, llamaHidden(model.config, params, { ids: input }));
+  const compiled = await CompiledGraph.compile(params.graph, { logp: E.logSoftmax(logits, -1) });
+  const out = await compiled.run({ ids: { data: BigInt64Array.from(ids, BigInt), shape: [1, ids.length] } });
+  const V = model.config.vocabSize;
+  const data = out.logp!.data as Float32Array;
+  return ids.map((_, t) => data.subarray(t * V, (t + 1) * V));
+}

@@ -2,9 +2,9 @@
 // linear head `score` on the hidden state of each sequence's last non-padding token. Sequences
 // are right-padded, so causal attention keeps padding out of every real token's view.
 
-import { type Graph, type GraphOutputs, type Value, add, crossEntropyMean, gather, gemm, grad } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, crossEntropyMean, gather, gemm } from "../../engine/index.js";
 import { llamaHidden } from "./graph.js";
-import { gradName, IDS, trainingPenalty } from "./lm-graphs.js";
+import { IDS, lossAndGradients } from "./lm-graphs.js";
 import type { ParamSource } from "../../arch/params.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 
@@ -36,11 +36,7 @@ export function buildClsTrainGraph(
   const logits = classify(config, params, head, batch, seq, checkpoint);
   const labels = g.input(LABELS, [batch], "int64");
   const loss = crossEntropyMean(logits, labels);
-  const byName = new Map(g.inputs.map((v) => [v.name!, v]));
-  const outputs: GraphOutputs = { loss };
-  const penalty = trainingPenalty(params, checkpoint);
-  if (penalty) outputs.penalty = penalty;
-  grad(penalty ? add(loss, penalty) : loss, wrt.map((n) => byName.get(n)!), { checkpoint }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  const outputs = lossAndGradients(params, loss, wrt, checkpoint);
   return { graph: g, outputs };
 }
 

@@ -30,16 +30,7 @@ export function buildLmTrainGraph(
 ): LmGraph {
   const g = params.graph;
   const { loss, logits } = lmLoss(config, params, batch, seq, opts.checkpoint ?? false, opts.replicas ?? 1);
-  const byName = new Map(g.inputs.map((v) => [v.name!, v]));
-  const targets = wrt.map((name) => {
-    const v = byName.get(name);
-    if (!v) throw new Error(`"${name}" is not a graph input; trainable tensors must be inputs`);
-    return v;
-  });
-  const outputs: GraphOutputs = { loss };
-  const penalty = trainingPenalty(params, opts.checkpoint ?? false);
-  if (penalty) outputs.penalty = penalty;
-  grad(penalty ? add(loss, penalty) : loss, targets, { checkpoint: opts.checkpoint ?? false }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  const outputs = lossAndGradients(params, loss, wrt, opts.checkpoint ?? false);
   if (opts.logits) outputs.logits = logits();
   return { graph: g, outputs };
 }
@@ -65,6 +56,24 @@ export function buildLmLogProbGraph(config: LlamaConfig, params: ParamSource, ba
  * The method's regularizer, if any. Penalty terms (FineGates' gate probabilities) are built inside
  * the decoder layers but summed outside them, which a recomputed layer cannot offer.
  */
+/**
+ * The outputs every training graph has: "loss", the method's "penalty" when it has one, and
+ * "grad:<name>" of loss + penalty for each graph input named in `wrt`.
+ */
+export function lossAndGradients(params: ParamSource, loss: Value, wrt: readonly string[], checkpoint: boolean): GraphOutputs {
+  const byName = new Map(params.graph.inputs.map((v) => [v.name!, v]));
+  const inputs = wrt.map((name) => {
+    const v = byName.get(name);
+    if (!v) throw new Error(`"${name}" is not a graph input; trainable tensors must be inputs`);
+    return v;
+  });
+  const outputs: GraphOutputs = { loss };
+  const penalty = trainingPenalty(params, checkpoint);
+  if (penalty) outputs.penalty = penalty;
+  grad(penalty ? add(loss, penalty) : loss, inputs, { checkpoint }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  return outputs;
+}
+
 export function trainingPenalty(params: ParamSource, checkpoint: boolean): Value | null {
   const penalty = params.penalty?.() ?? null;
   if (penalty && checkpoint) {

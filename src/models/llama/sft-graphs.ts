@@ -3,11 +3,11 @@
 // tokens carry loss. The training graph's loss is Σ weight · nll; the host feeds weights of
 // 1 / (answer tokens in the batch), making it the mean over the batch's answer tokens.
 
-import { type Graph, type GraphOutputs, add, crossEntropy, crossEntropyWeighted, grad } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, crossEntropy, crossEntropyWeighted } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { llamaHidden, llamaLogits } from "./graph.js";
-import { gradName, IDS, TARGETS, trainingPenalty } from "./lm-graphs.js";
+import { IDS, TARGETS, lossAndGradients } from "./lm-graphs.js";
 
 export const POSITIONS = "position_ids";
 export const EXAMPLE_MASK = "example_mask";
@@ -37,16 +37,7 @@ export function buildSftTrainGraph(
   const { logits, targets } = packedLogits(config, params, batch, seq, checkpoint);
   const weights = g.input(LOSS_WEIGHTS, [batch * seq]);
   const loss = crossEntropyWeighted(logits, targets, weights);
-  const byName = new Map(g.inputs.map((v) => [v.name!, v]));
-  const outputs: GraphOutputs = { loss };
-  const penalty = trainingPenalty(params, checkpoint);
-  if (penalty) outputs.penalty = penalty;
-  const inputs = wrt.map((name) => {
-    const v = byName.get(name);
-    if (!v) throw new Error(`"${name}" is not a graph input; trainable tensors must be inputs`);
-    return v;
-  });
-  grad(penalty ? add(loss, penalty) : loss, inputs, { checkpoint }).forEach((gv, i) => (outputs[gradName(wrt[i]!)] = gv));
+  const outputs = lossAndGradients(params, loss, wrt, checkpoint);
   return { graph: g, outputs };
 }
 
