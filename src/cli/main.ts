@@ -11,6 +11,7 @@ import { reportError } from "./args.js";
 import { renderHelp, resolveCommand } from "./help.js";
 import type { OutputContext } from "./output-context.js";
 import { type FlagUse, checkFlags, closest } from "./strict-flags.js";
+import { writeRunReport } from "../report/run-report.js";
 
 const version = "0.1.0";
 const description = "Compress and fine-tune transformer language models on ONNX Runtime";
@@ -26,6 +27,7 @@ const commands: Record<string, () => Promise<CommandDef>> = {
   generate: () => import("./commands/generate.js").then((m) => m.default as CommandDef),
   chat: () => import("./commands/chat.js").then((m) => m.default as CommandDef),
   export: () => import("./commands/export.js").then((m) => m.default as CommandDef),
+  report: () => import("./commands/report.js").then((m) => m.default as CommandDef),
 };
 
 /** What each command writes at --out: a folder, or (export --format gguf) a file. */
@@ -38,6 +40,7 @@ const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder"
   "pruning-adapter": () => "folder",
   // An unknown --format is the command's own error to report.
   export: (flags) => ({ onnx: "folder", gguf: "file", "gptq-v2": "folder" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
+  report: () => "file",
 };
 
 const overwriteFlag: ArgsDef = {
@@ -73,16 +76,30 @@ async function runWithOutput(name: string, command: CommandDef, argv: string[], 
   if (kind === "file") {
     claimOutputFile(out, claim);
     await runCommand(command, { rawArgs: argv, data: { outputState: "file" } satisfies OutputContext });
+    await exportReport(name, out, flags);
     return;
   }
   const state = claimOutputFolder(out, claim);
   await runCommand(command, { rawArgs: argv, data: { outputState: state } satisfies OutputContext });
+  await exportReport(name, out, flags);
   const failed = process.exitCode !== undefined && process.exitCode !== 0;
   if (!failed && fs.existsSync(out)) markOutputFolder(out);
   if (failed && state === "created") {
     const left = fs.existsSync(out) ? fs.readdirSync(out) : [];
     if (left.every((f) => f === OUTPUT_MARKER)) fs.rmSync(path.resolve(out), { recursive: true, force: true });
   }
+}
+
+/**
+ * export's report is written here, from its flags and what it wrote, so the export command (where
+ * every format has its own branch) stays free of report code. The other commands write their own,
+ * with the quality they measured.
+ */
+async function exportReport(name: string, out: string, flags: Map<string, string | boolean>): Promise<void> {
+  const failed = process.exitCode !== undefined && process.exitCode !== 0;
+  if (name !== "export" || failed || !fs.existsSync(out)) return;
+  const options = Object.fromEntries([...flags].filter(([k]) => k !== "json" && k !== "overwrite"));
+  await writeRunReport({ command: "export", out, options, summary: { format: options.format ?? "gguf" } });
 }
 
 async function topLevelHelp(): Promise<string> {
@@ -113,7 +130,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${renderHelp(`slimtune ${name}`, { ...command.meta, version }, args)}\n`);
     return;
   }
-  const uses = checkFlags(name, rest, args);
+  const uses = checkFlags(name, rest, args, name === "report");
   await runWithOutput(name, command.def, rest, uses);
 }
 

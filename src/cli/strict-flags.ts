@@ -44,11 +44,13 @@ function didYouMean(name: string, known: readonly string[]): string {
 
 /**
  * Checks `argv` (the words after the command name) against `args` and returns the flags used.
- * `command` names the command in messages.
+ * `command` names the command in messages. `variadic`: the last positional takes any number of words
+ * (`slimtune report RUN…`).
  */
-export function checkFlags(command: string, argv: readonly string[], args: ArgsDef): FlagUse[] {
+export function checkFlags(command: string, argv: readonly string[], args: ArgsDef, variadic = false): FlagUse[] {
   const defs = new Map(Object.entries(args).filter(([, d]) => d.type !== "positional"));
-  const positionals = Object.entries(args).filter(([, d]) => d.type === "positional").length;
+  const declared = Object.entries(args).filter(([, d]) => d.type === "positional").length;
+  const positionals = variadic && declared > 0 ? Infinity : declared;
   const known = [...defs.keys()];
   const seen = new Map<string, string | boolean>();
   const uses: FlagUse[] = [];

@@ -20,6 +20,8 @@ import { fineGatesRemovalLines } from "../pruned-model-notes.js";
 import { runInWorker } from "../train-worker.js";
 import type { OutputContext } from "../output-context.js";
 import { sftJobTask } from "../sft-args.js";
+import { qualityFromEvals } from "../../report/quality.js";
+import { writeRunReport } from "../../report/run-report.js";
 
 const d = defaultTrainOptions;
 
@@ -136,6 +138,9 @@ export default defineCommand({
         if (staging) fs.rmSync(staging, { recursive: true, force: true });
       }
       const { summary, files, prepared, data: sftData } = result;
+      if (!summary.stopped) {
+        await writeRunReport({ command: "finetune", out: outDir, options: args, summary: { ...summary, files }, quality: qualityFromEvals(summary.heldOutBefore, summary.heldOutAfter, args["eval-data"] ?? "the held-out part of --data"), parameters: summary.totalParameters, baseModel: modelDir });
+      }
       report({ ...summary, outDir, files, ...(prepared ? { prepared } : {}), ...(sftData ? { data: sftData } : {}) }, Boolean(args.json), staging !== null);
       // FineGates' result is a pruned folder: what went (its finegates.json has the numbers) and what loads it.
       if (definition.name === "finegates" && !summary.stopped && !args.json) {

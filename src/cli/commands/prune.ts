@@ -19,6 +19,7 @@ import { loadersNote, qualityNote } from "../pruned-model-notes.js";
 import { floatArg, intArg, printJson, requiredArg, runAction } from "../args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describePrune, floatModelArg, needsData, outArg, parsePruneFlags, pruneArgs, ratioArg } from "../prune-args.js";
+import { writeRunReport } from "../../report/run-report.js";
 
 export default defineCommand({
   meta: { name: "prune", description: "Structured pruning (heads, key/value groups, MLP channels) by importance on data, or of what a FineGates run gated off" },
@@ -54,7 +55,7 @@ export default defineCommand({
           model.save(tmp);
           writeFileAtomic(path.join(tmp, "prune.json"), `${JSON.stringify({ from_gates: path.resolve(run.dir), base_model: path.resolve(modelDir), target: ratio ?? run.config.target_sparsity, hardened: ratio !== undefined || run.config.hardened, ...report }, null, 1)}\n`);
         });
-        finish({ mode: "from-gates", run: run.dir, model: modelDir, out, seconds: (Date.now() - started) / 1000, report }, Boolean(args.json), model.config, { before: null, after: null, batches: 0 });
+        await finish({ mode: "from-gates", run: run.dir, model: modelDir, out, seconds: (Date.now() - started) / 1000, report }, Boolean(args.json), model.config, { before: null, after: null, batches: 0 }, args);
         return;
       }
       const modelDir = requiredArg("model", args.model);
@@ -111,20 +112,23 @@ export default defineCommand({
         result.model.save(tmp);
         writeFileAtomic(path.join(tmp, "prune.json"), `${JSON.stringify({ base_model: path.resolve(modelDir), ...record, ...result.report }, null, 1)}\n`);
       });
-      finish({ mode: "importance", model: modelDir, out, seconds: (Date.now() - started) / 1000, ...record, report: result.report }, Boolean(args.json), result.model.config, {
+      await finish({ mode: "importance", model: modelDir, out, seconds: (Date.now() - started) / 1000, ...record, report: result.report }, Boolean(args.json), result.model.config, {
         before: result.importance.loss,
         after: lossAfter,
         batches: result.importance.batches,
-      });
+      }, args);
     }),
 });
 
-function finish(
+async function finish(
   summary: { mode: string; out: string; model: string; seconds: number; report: PruneReport } & Record<string, unknown>,
   json: boolean,
   config: LlamaConfig,
   loss: { before: number | null; after: number | null; batches: number },
-): void {
+  options: Record<string, unknown>,
+): Promise<void> {
+  const quality = loss.before !== null ? { metric: "calibration loss", before: loss.before, after: loss.after, higherIsBetter: false, on: `the ${loss.batches} calibration batches the importance came from` } : null;
+  await writeRunReport({ command: "prune", out: summary.out, options, summary, quality, pruneLayers: summary.report.layers, parameters: summary.report.parametersAfter });
   if (json) {
     printJson({ ...summary, per_layer_widths: Boolean(config.layerShapes) });
     return;

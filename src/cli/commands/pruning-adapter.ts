@@ -9,6 +9,8 @@ import { runPruningAdapter } from "../../recipes/pruning-adapter/index.js";
 import { exitOnSignal, floatArg, intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js";
 import { createProgress, type Progress } from "../progress.js";
 import { describeMetrics } from "./finetune.js";
+import { qualityFromEvals } from "../../report/quality.js";
+import { writeRunReport } from "../../report/run-report.js";
 import { describePrune, floatModelArg, needsData, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
 
 export default defineCommand({
@@ -92,6 +94,7 @@ export default defineCommand({
         seconds: r.seconds,
         peakRssMb: peakRssMb(),
       };
+      await writeRunReport({ command: "pruning-adapter", out, options: args, summary, quality: qualityFromEvals(t.heldOutBefore, t.heldOutAfter, args["eval-data"] ?? "the held-out part of --data"), pruneLayers: r.prune.report.layers, parameters: r.prune.report.parametersAfter });
       if (args.json) {
         printJson(summary);
         return;

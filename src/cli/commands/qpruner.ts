@@ -13,6 +13,8 @@ import { describeAllocation, describeReportFiles, mixedPrecisionArgs, mixedProgr
 import { createProgress, type Progress } from "../progress.js";
 import { describePrune, floatModelArg, outArg, parsePruneFlags, pruneArgs } from "../prune-args.js";
 import { describeMetrics } from "./finetune.js";
+import { qualityFromEvals } from "../../report/quality.js";
+import { writeRunReport } from "../../report/run-report.js";
 
 export default defineCommand({
   meta: { name: "qpruner", description: "QPruner: structured pruning, per-layer bits under a memory budget by Bayesian optimisation, LoRA recovery → GPTQ folder + PEFT adapter" },
@@ -105,6 +107,7 @@ export default defineCommand({
         seconds: result.seconds,
         peakRssMb: peakRssMb(),
       };
+      await writeRunReport({ command: "qpruner", out, options: args, summary, quality: qualityFromEvals(rec.heldOutBefore, rec.heldOutAfter, evalFile ?? "the held-out part of --data"), pruneLayers: result.prune.report.layers, parameters: result.prune.report.parametersAfter });
       if (args.json) {
         printJson(summary);
         return;

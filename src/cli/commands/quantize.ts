@@ -22,6 +22,7 @@ import { writeMixedPrecisionReport } from "../../recipes/mixed-precision/index.j
 import { allocationPlan } from "../../quant/budget.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { type MethodResult, parseQuantizeMethod, quantizeByMethod, quantizeMethodArgs } from "../quantize-methods.js";
+import { writeRunReport } from "../../report/run-report.js";
 
 function parseScheme(value: string | undefined): GridScheme {
   const scheme = value ?? "rtn";
@@ -126,25 +127,27 @@ export default defineCommand({
       const format = method === "reallm" ? "slimtune-reallm" : scheme === "nf4" ? "slimtune-nf4" : "gptq";
       const widened = scheme === "rtn" && !spec.symmetric ? stats.zeroPointsAtZero : 0;
       const seconds = (Date.now() - started) / 1000;
+      const summary = {
+        model: modelDir,
+        out: outDir,
+        format,
+        method,
+        ...spec,
+        fileBytes,
+        floatFileBytes: floatBytes,
+        ratio: floatBytes / fileBytes,
+        bitsPerWeight: report.bitsPerWeight,
+        bitsPerWeightModel: report.bitsPerWeightModel,
+        zeroPointsWidened: widened,
+        groups: stats.groups,
+        seconds,
+        report,
+        ...(byMethod ? { methodReport: byMethod.report } : {}),
+        ...(mixed ? { mixedPrecision: { mode: mixed.mode, allocation: mixed.allocation, units: mixed.units, bytes: mixed.bytes, avgBits: mixed.avgBits, trials: mixed.trials.length, files: reportFiles } } : {}),
+      };
+      await writeRunReport({ command: "quantize", out: outDir, options: args, summary, parameters: report.quantizedWeights + report.floatValues });
       if (args.json) {
-        printJson({
-          model: modelDir,
-          out: outDir,
-          format,
-          method,
-          ...spec,
-          fileBytes,
-          floatFileBytes: floatBytes,
-          ratio: floatBytes / fileBytes,
-          bitsPerWeight: report.bitsPerWeight,
-          bitsPerWeightModel: report.bitsPerWeightModel,
-          zeroPointsWidened: widened,
-          groups: stats.groups,
-          seconds,
-          report,
-          ...(byMethod ? { methodReport: byMethod.report } : {}),
-          ...(mixed ? { mixedPrecision: { mode: mixed.mode, allocation: mixed.allocation, units: mixed.units, bytes: mixed.bytes, avgBits: mixed.avgBits, trials: mixed.trials.length, files: reportFiles } } : {}),
-        });
+        printJson(summary);
         return;
       }
       const group = method === "reallm" ? "shapes chosen per matrix" : spec.groupSize === "channel" ? "per channel" : `groups of ${spec.groupSize}`;
