@@ -27,6 +27,7 @@ const commands: Record<string, () => Promise<CommandDef>> = {
   generate: () => import("./commands/generate.js").then((m) => m.default as CommandDef),
   chat: () => import("./commands/chat.js").then((m) => m.default as CommandDef),
   export: () => import("./commands/export.js").then((m) => m.default as CommandDef),
+  run: () => import("./commands/run.js").then((m) => m.default as CommandDef),
   report: () => import("./commands/report.js").then((m) => m.default as CommandDef),
 };
 
@@ -40,6 +41,7 @@ const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder"
   "pruning-adapter": () => "folder",
   // An unknown --format is the command's own error to report.
   export: (flags) => ({ onnx: "folder", gguf: "file", "gptq-v2": "folder" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
+  run: () => "folder",
   report: () => "file",
 };
 

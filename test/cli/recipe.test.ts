@@ -1,0 +1,106 @@
+// Recipes (cli/pipeline/recipe.ts): each stage's options are checked against its command's own flag
+// table, and every mistake is E_ARG naming the recipe file and the line; references resolve to earlier
+// stages' outputs, variables keep their types, relative paths are read from the recipe's folder.
+
+import fs from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadRecipe } from "../../src/cli/pipeline/recipe.js";
+import { planStages } from "../../src/cli/pipeline/runner.js";
+import { SlimtuneError } from "../../src/core/errors.js";
+import { scratchDir } from "../helpers/paths.js";
+
+const dir = scratchDir("recipe");
+let n = 0;
+function recipeFile(text: string, ext = "yaml"): string {
+  const file = path.join(dir, `r${n++}.${ext}`);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+async function failure(text: string, ext = "yaml"): Promise<{ message: string; file: string | undefined }> {
+  const file = recipeFile(text, ext);
+  try {
+    await loadRecipe(file);
+  } catch (e) {
+    expect(e).toBeInstanceOf(SlimtuneError);
+    expect((e as SlimtuneError).code).toBe("E_ARG");
+    return { message: (e as SlimtuneError).message, file: (e as SlimtuneError).file };
+  }
+  throw new Error("the recipe was accepted");
+}
+
+const GOOD = `vars:
+  steps: 5
+stages:
+  q4:
+    command: quantize
+    options: { model: models/m, bits: 4 }
+  tuned:
+    command: finetune
+    options:
+      model: "\${stages.q4.out}"
+      method: peqa
+      data: data/train.txt
+      steps: "\${vars.steps}"
+      pack: false
+  score:
+    command: eval
+    options: { model: "\${stages.q4.out}", adapter: "\${stages.tuned.out}", data: /abs/test.txt }
+  gguf:
+    command: export
+    options: { model: "\${stages.q4.out}", adapter: "\${stages.tuned.out}", format: gguf }
+`;
+
+describe("a valid recipe", () => {
+  it("resolves references, variables (typed), relative paths, and plans each stage's command line", async () => {
+    const recipe = await loadRecipe(recipeFile(GOOD), { steps: "7" });
+    expect(recipe.vars.steps).toBe(7);
+    expect(recipe.stages.map((s) => [s.name, s.needs])).toEqual([["q4", []], ["tuned", ["q4"]], ["score", ["q4", "tuned"]], ["gguf", ["q4", "tuned"]]]);
+    const plan = planStages(recipe, "/runs/x");
+    expect(plan[0]!.argv).toEqual(["quantize", "--model", path.join(dir, "models/m"), "--bits", "4", "--out", "/runs/x/q4", "--json"]);
+    expect(plan[1]!.argv).toEqual(["finetune", "--model", "/runs/x/q4", "--method", "peqa", "--data", path.join(dir, "data/train.txt"), "--steps", "7", "--no-pack", "--out", "/runs/x/tuned", "--json"]);
+    expect(plan[2]!.kind).toBe("eval");
+    expect(plan[2]!.argv).toEqual(["eval", "--model", "/runs/x/q4", "--adapter", "/runs/x/tuned", "--data", "/abs/test.txt", "--json"]);
+    expect(plan[3]!.out).toBe("/runs/x/gguf/model.gguf"); // a GGUF export writes one file
+  });
+
+  it("reads the same recipe written as JSON", async () => {
+    const json = JSON.stringify({ stages: { q4: { command: "quantize", options: { model: "m", bits: 3 } } } }, null, 2);
+    const recipe = await loadRecipe(recipeFile(json, "json"));
+    expect(recipe.stages[0]!.options).toEqual({ model: path.join(dir, "m"), bits: 3 });
+  });
+});
+
+describe("mistakes are E_ARG with the file and line", () => {
+  it("an unknown option, with the command's closest flag", async () => {
+    const f = await failure(GOOD.replace("method: peqa", "metod: peqa"));
+    expect(f.message).toMatch(/: line 11: stage tuned: finetune has no option "metod"; did you mean method\?/);
+    expect(f.file).toMatch(/r\d+\.yaml$/);
+  });
+
+  it("a value for a switch, and a switch where a value belongs", async () => {
+    expect((await failure(GOOD.replace("pack: false", "pack: 3"))).message).toMatch(/: line 14: stage tuned: pack is a switch of finetune; write true or false/);
+    expect((await failure(GOOD.replace("bits: 4", "bits: true"))).message).toMatch(/: line 6: stage q4: bits takes a value/);
+  });
+
+  it("a wrong type and an unknown key in the recipe's own structure", async () => {
+    expect((await failure(GOOD.replace("bits: 4 }", "bits: [4] }"))).message).toMatch(/: line 6: stages\.q4\.options\.bits: /);
+    expect((await failure(GOOD.replace("  q4:\n    command: quantize", "  q4:\n    comand: x\n    command: quantize"))).message).toMatch(/: line 5: unknown key "comand" in stages\.q4; a stage has command, options and description/);
+  });
+
+  it("a reference to a later stage, an unknown variable, a flag the runner owns, a command that is no stage", async () => {
+    expect((await failure(GOOD.replace("options: { model: models/m, bits: 4 }", 'options: { model: "${stages.tuned.out}", bits: 4 }'))).message).toMatch(/: line 6: .*"tuned" is not a stage before this one/);
+    expect((await failure(GOOD.replace("${vars.steps}", "${vars.stpes}"))).message).toMatch(/: line 13: .*no variable "stpes" in vars \(steps\)/);
+    expect((await failure(GOOD.replace("bits: 4 }", "bits: 4, out: x }"))).message).toMatch(/: line 6: stage q4: out is set by slimtune run/);
+    expect((await failure(GOOD.replace("command: quantize", "command: quantise"))).message).toMatch(/: line 5: stage q4: command "quantise" cannot be a stage; did you mean quantize\?/);
+  });
+
+  it("broken YAML names its line", async () => {
+    expect((await failure("stages:\n  q4: [\n")).message).toMatch(/: line \d: not valid YAML\/JSON/);
+  });
+
+  it("--set of a variable the recipe does not have", async () => {
+    await expect(loadRecipe(recipeFile(GOOD), { stpes: "1" })).rejects.toThrow(/--set "stpes": the recipe has no such variable \(it has steps\)/);
+  });
+});
