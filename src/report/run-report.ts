@@ -92,7 +92,8 @@ function optionTables(report: RunReport): string {
   const entries = Object.entries(report.options);
   const set = entries.filter(([k]) => report.given.includes(k));
   const defaults = entries.filter(([k]) => !report.given.includes(k));
-  return `${table(["option set", "value"], set.map(([k, v]) => [k, shown(v)]))}${defaults.length > 0 ? `<details><summary>${defaults.length} options left at their defaults</summary>${table(["option", "default"], defaults.map(([k, v]) => [k, shown(v)]))}</details>` : ""}`;
+  const setHtml = set.length > 0 ? table(["option set", "value"], set.map(([k, v]) => [k, shown(v)])) : "<p>No option set on the command line.</p>";
+  return `${setHtml}${defaults.length > 0 ? `<details><summary>${defaults.length} option${defaults.length === 1 ? "" : "s"} left at ${defaults.length === 1 ? "its default" : "their defaults"}</summary>${table(["option", "default"], defaults.map(([k, v]) => [k, shown(v)]))}</details>` : ""}`;
 }
 
 /** The page of one run. */

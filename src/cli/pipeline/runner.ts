@@ -4,7 +4,7 @@
 // a user runs it (strict flags, the --out claim, the marker, the report). A stage whose output is
 // complete for the same command line is skipped, so a killed run continues where it stopped.
 
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,26 +77,47 @@ function say(line: string): void {
   process.stdout.write(`[${clock()}] ${line}\n`);
 }
 
-/** Runs one stage's command line in a child process; stdout (its --json summary) is returned. */
-function runChild(argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...argv], { stdio: ["ignore", "pipe", "inherit"] });
-    let stdout = "";
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (d: string) => (stdout += d));
-    // Ctrl-C reaches the child from the terminal (same process group), so the runner only waits
-    // for it to stop (a finetune checkpoints first); SIGTERM, sent to the runner alone, is passed on.
-    const onInt = () => {};
-    const onTerm = () => child.kill("SIGTERM");
-    process.on("SIGINT", onInt);
-    process.on("SIGTERM", onTerm);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      process.off("SIGINT", onInt);
-      process.off("SIGTERM", onTerm);
-      resolve({ code, signal, stdout });
+/**
+ * Signals while a recipe runs. Ctrl-C reaches the running stage from the terminal (same process
+ * group), so the runner only waits for it to stop (a finetune checkpoints first); SIGTERM, sent to
+ * the runner alone, is passed on. Either way no further stage starts.
+ */
+class StopSignals {
+  stopped = false;
+  private child: ChildProcess | null = null;
+  private readonly onInt = () => {
+    this.stopped = true;
+  };
+  private readonly onTerm = () => {
+    this.stopped = true;
+    this.child?.kill("SIGTERM");
+  };
+
+  constructor() {
+    process.on("SIGINT", this.onInt);
+    process.on("SIGTERM", this.onTerm);
+  }
+
+  /** Runs one stage's command line in a child process; stdout (its --json summary) is returned. */
+  runChild(argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [MAIN, ...argv], { stdio: ["ignore", "pipe", "inherit"] });
+      this.child = child;
+      let stdout = "";
+      child.stdout.setEncoding("utf8");
+      child.stdout.on("data", (d: string) => (stdout += d));
+      child.on("error", reject);
+      child.on("close", (code, signal) => {
+        this.child = null;
+        resolve({ code, signal, stdout });
+      });
     });
-  });
+  }
+
+  dispose(): void {
+    process.off("SIGINT", this.onInt);
+    process.off("SIGTERM", this.onTerm);
+  }
 }
 
 export interface RunResult {
@@ -107,6 +128,15 @@ export interface RunResult {
 }
 
 export async function runRecipe(recipe: Recipe, root: string): Promise<RunResult> {
+  const signals = new StopSignals();
+  try {
+    return await runStages(recipe, root, signals);
+  } finally {
+    signals.dispose();
+  }
+}
+
+async function runStages(recipe: Recipe, root: string, signals: StopSignals): Promise<RunResult> {
   const plan = planStages(recipe, root);
   const ran: string[] = [];
   const skipped: string[] = [];
@@ -123,9 +153,9 @@ export async function runRecipe(recipe: Recipe, root: string): Promise<RunResult
     if (p.stage.command === "finetune" && fs.existsSync(path.join(p.out, "checkpoint"))) argv.push("--resume");
     say(`${label}: start${argv.includes("--resume") ? " (resuming from its checkpoint)" : ""}`);
     const started = Date.now();
-    const r = await runChild(argv);
+    const r = await signals.runChild(argv);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    if (r.signal !== null || r.code === 130) {
+    if (signals.stopped || r.signal !== null || r.code === 130) {
       say(`${label}: stopped after ${seconds} s; run the same command again to continue (finished stages are skipped)`);
       process.exitCode = 130;
       return { ran, skipped, reportHtml: null };
