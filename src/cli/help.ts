@@ -31,7 +31,8 @@ export function renderHelp(
   const width = Math.max(60, Math.min(columns, 120));
   const out: string[] = [...wrap(`${meta.description ?? ""}${meta.version ? ` (${path} v${meta.version})` : ""}`, width), ""];
   const flags = Object.entries(args).filter(([, d]) => d.type !== "positional");
-  out.push(`USAGE  ${path}${flags.length ? " [FLAGS]" : ""}${subCommands.length ? " <command>" : ""}`, "");
+  const positionals = Object.entries(args).filter(([, d]) => d.type === "positional");
+  out.push(`USAGE  ${path}${positionals.map(([name]) => ` <${name}>`).join("")}${flags.length ? " [FLAGS]" : ""}${subCommands.length ? " <command>" : ""}`, "");
   const table = (rows: Array<[string, string]>) => {
     const left = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);
     for (const [label, text] of rows) {
@@ -40,6 +41,11 @@ export function renderHelp(
       else out.push(`  ${label.padEnd(left)}${body[0]}`, ...body.slice(1).map((b) => `${" ".repeat(left + 2)}${b}`));
     }
   };
+  if (positionals.length) {
+    out.push("ARGUMENTS");
+    table(positionals.map(([name, def]) => [`<${name}>`, def.description ?? ""]));
+    out.push("");
+  }
   if (flags.length) {
     out.push("FLAGS");
     table(flags.map(([name, def]) => [flagLabel(name, def), [def.description, def.default !== undefined && def.type !== "boolean" ? `(default: ${def.default})` : ""].filter(Boolean).join(" ")]));
