@@ -93,7 +93,7 @@ describe("outputs never clobber", () => {
     expect(ok.stderr).not.toMatch(/error/);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/replacing what was there: --overwrite/);
-    expect(fs.readdirSync(user).sort()).toEqual([".slimtune-output", "adapter_config.json", "adapter_model.safetensors", "checkpoint", "metrics.jsonl"]);
+    expect(fs.readdirSync(user).sort()).toEqual([".slimtune-output", "adapter_config.json", "adapter_model.safetensors", "checkpoint", "metrics.jsonl", "report.html", "report.json"]);
     expect(fs.readdirSync(path.dirname(user)).filter((f) => f.startsWith(".user-run."))).toEqual([]);
     // Now the folder is slimtune's: a second run may write into it without --overwrite.
     expect(slimtune(["finetune", "--method", "lora", "--model", REF_MODEL, "--data", WIKITEXT_VALID, "--steps", "2", ...tiny, "--out", user]).code).toBe(0);
