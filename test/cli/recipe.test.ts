@@ -104,3 +104,33 @@ describe("mistakes are E_ARG with the file and line", () => {
     await expect(loadRecipe(recipeFile(GOOD), { stpes: "1" })).rejects.toThrow(/--set "stpes": the recipe has no such variable \(it has steps\)/);
   });
 });
+
+describe("the shipped recipes and the README's example", () => {
+  const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
+  const PATHS = ["model", "adapter", "data", "eval-data", "reference", "chat-template"];
+
+  it("every recipe in recipes/ validates, and every input path it names exists", async () => {
+    const files = fs.readdirSync(path.join(ROOT, "recipes")).filter((f) => /\.(ya?ml|json)$/.test(f));
+    expect(files.sort()).toEqual(["ag-news.yaml", "demo.yaml", "peqa-instruct-gguf.yaml", "qpruner-budget-gguf.yaml"]);
+    for (const f of files) {
+      const recipe = await loadRecipe(path.join(ROOT, "recipes", f));
+      for (const s of recipe.stages) {
+        for (const k of PATHS) {
+          const v = s.options[k];
+          if (typeof v === "string" && !v.includes("\u0000")) expect(fs.existsSync(v), `${f}: stage ${s.name} ${k} ${v}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it("the README's recipe is valid as written", async () => {
+    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const block = readme.slice(readme.indexOf("### Recipes and reports")).match(/```yaml\n([\s\S]*?)```/)![1]!;
+    const file = path.join(scratchDir("readme-recipe"), "recipes", "example.yaml");
+    fs.mkdirSync(path.dirname(file));
+    fs.writeFileSync(file, block);
+    const recipe = await loadRecipe(file, { steps: "5" });
+    expect(recipe.stages.map((s) => s.command)).toEqual(["quantize", "finetune", "eval"]);
+    expect(recipe.compare).toEqual([{ stage: "peqa", eval: "peqa-test", label: "PEQA 4-bit" }]);
+  });
+});
