@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadRecipe } from "../../src/cli/pipeline/recipe.js";
-import { planStages } from "../../src/cli/pipeline/runner.js";
+import { isComplete, planStages } from "../../src/cli/pipeline/runner.js";
 import { SlimtuneError } from "../../src/core/errors.js";
 import { scratchDir } from "../helpers/paths.js";
 
@@ -132,5 +132,23 @@ describe("the shipped recipes and the README's example", () => {
     const recipe = await loadRecipe(file, { steps: "5" });
     expect(recipe.stages.map((s) => s.command)).toEqual(["quantize", "finetune", "eval"]);
     expect(recipe.compare).toEqual([{ stage: "peqa", eval: "peqa-test", label: "PEQA 4-bit" }]);
+  });
+});
+
+describe("a stage is complete", () => {
+  it("only with its marker, its report and the same command line as the run that wrote it", async () => {
+    const root = scratchDir("recipe-root");
+    const [q4] = planStages(await loadRecipe(recipeFile(GOOD)), root);
+    const state = path.join(root, ".stages", "q4.json");
+    fs.mkdirSync(path.dirname(state), { recursive: true });
+    fs.mkdirSync(q4!.out);
+    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv }));
+    expect(isComplete(root, q4!)).toBe(false); // nothing written yet
+    fs.writeFileSync(path.join(q4!.out, ".slimtune-output"), "{}");
+    expect(isComplete(root, q4!)).toBe(false); // killed before its report
+    fs.writeFileSync(path.join(q4!.out, "report.json"), "{}");
+    expect(isComplete(root, q4!)).toBe(true);
+    const [edited] = planStages(await loadRecipe(recipeFile(GOOD.replace("bits: 4", "bits: 3"))), root);
+    expect(isComplete(root, edited!)).toBe(false); // the recipe changed this stage's options: it runs again
   });
 });

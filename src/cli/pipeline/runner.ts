@@ -69,6 +69,11 @@ export function isComplete(root: string, p: PlannedStage): boolean {
   return fs.existsSync(reportPaths(p.out).json);
 }
 
+function shortPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel === "" || rel.startsWith("..") ? p : rel;
+}
+
 function clock(): string {
   return new Date().toISOString().slice(11, 19);
 }
@@ -144,13 +149,15 @@ async function runStages(recipe: Recipe, root: string, signals: StopSignals): Pr
   for (const p of plan) {
     const label = `stage ${p.stage.name} (${p.stage.command})`;
     if (isComplete(root, p)) {
-      say(`${label}: skipped, already complete in ${path.relative(process.cwd(), p.out) || p.out}`);
+      say(`${label}: skipped, already complete in ${shortPath(p.out)}`);
       skipped.push(p.stage.name);
       continue;
     }
     const argv = [...p.argv];
     // A finetune killed mid-way left a checkpoint: continue it rather than start over.
     if (p.stage.command === "finetune" && fs.existsSync(path.join(p.out, "checkpoint"))) argv.push("--resume");
+    // A file stage stopped after writing its file but before its report: the file is this run's own.
+    if (p.kind === "file" && fs.existsSync(p.out)) argv.push("--overwrite");
     say(`${label}: start${argv.includes("--resume") ? " (resuming from its checkpoint)" : ""}`);
     const started = Date.now();
     const r = await signals.runChild(argv);
