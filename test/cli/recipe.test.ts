@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadRecipe } from "../../src/cli/pipeline/recipe.js";
-import { isComplete, planStages } from "../../src/cli/pipeline/runner.js";
+import { inputFiles, isComplete, planStages } from "../../src/cli/pipeline/runner.js";
 import { SlimtuneError } from "../../src/core/errors.js";
 import { scratchDir } from "../helpers/paths.js";
 
@@ -142,7 +142,7 @@ describe("a stage is complete", () => {
     const state = path.join(root, ".stages", "q4.json");
     fs.mkdirSync(path.dirname(state), { recursive: true });
     fs.mkdirSync(q4!.out);
-    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv }));
+    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv, inputs: inputFiles(q4!) }));
     expect(isComplete(root, q4!)).toBe(false); // nothing written yet
     fs.writeFileSync(path.join(q4!.out, ".slimtune-output"), "{}");
     expect(isComplete(root, q4!)).toBe(false); // killed before its report
@@ -150,5 +150,20 @@ describe("a stage is complete", () => {
     expect(isComplete(root, q4!)).toBe(true);
     const [edited] = planStages(await loadRecipe(recipeFile(GOOD.replace("bits: 4", "bits: 3"))), root);
     expect(isComplete(root, edited!)).toBe(false); // the recipe changed this stage's options: it runs again
+  });
+
+  it("not when an input file it reads has changed since", async () => {
+    const root = scratchDir("recipe-inputs");
+    const data = path.join(root, "train.txt");
+    fs.writeFileSync(data, "one");
+    const [stage] = planStages(await loadRecipe(recipeFile(`stages:\n  t:\n    command: finetune\n    options: { model: m, data: ${data} }\n`)), root);
+    fs.mkdirSync(path.join(root, ".stages"));
+    fs.mkdirSync(stage!.out);
+    fs.writeFileSync(path.join(stage!.out, ".slimtune-output"), "{}");
+    fs.writeFileSync(path.join(stage!.out, "report.json"), "{}");
+    fs.writeFileSync(path.join(root, ".stages", "t.json"), JSON.stringify({ argv: stage!.argv, inputs: inputFiles(stage!) }));
+    expect(isComplete(root, stage!)).toBe(true);
+    fs.writeFileSync(data, "one and two");
+    expect(isComplete(root, stage!)).toBe(false);
   });
 });

@@ -55,12 +55,28 @@ function stateFile(root: string, name: string): string {
   return path.join(root, STATE_DIR, `${name}.json`);
 }
 
-/** Complete: the stage's result files are there and it ran with this very command line. */
+/**
+ * The input files a stage names (data, templates: not folders, which earlier stages or the user's
+ * model are) with their size and modification time: a changed file makes the stage run again.
+ */
+export function inputFiles(p: PlannedStage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of Object.values(p.stage.options)) {
+    if (typeof v !== "string" || !path.isAbsolute(v)) continue;
+    const st = fs.statSync(v, { throwIfNoEntry: false });
+    if (st?.isFile()) out[v] = `${st.size}:${Math.round(st.mtimeMs)}`;
+  }
+  return out;
+}
+
+/** Complete: the stage's result files are there, and it ran with this very command line and input files. */
 export function isComplete(root: string, p: PlannedStage): boolean {
   const state = stateFile(root, p.stage.name);
   if (!fs.existsSync(state)) return false;
   try {
-    if (JSON.stringify((JSON.parse(fs.readFileSync(state, "utf8")) as { argv: unknown }).argv) !== JSON.stringify(p.argv)) return false;
+    const recorded = JSON.parse(fs.readFileSync(state, "utf8")) as { argv: unknown; inputs?: unknown };
+    if (JSON.stringify(recorded.argv) !== JSON.stringify(p.argv)) return false;
+    if (JSON.stringify(recorded.inputs ?? {}) !== JSON.stringify(inputFiles(p))) return false;
   } catch {
     return false;
   }
@@ -148,7 +164,9 @@ async function runStages(recipe: Recipe, root: string, signals: StopSignals): Pr
   say(`recipe ${recipe.name}: ${plan.length} stages → ${root}`);
   for (const p of plan) {
     const label = `stage ${p.stage.name} (${p.stage.command})`;
-    if (isComplete(root, p)) {
+    // A stage that reads a stage run just now runs again too, even when its own line is unchanged.
+    const upstreamRan = p.stage.needs.some((n) => ran.includes(n));
+    if (!upstreamRan && isComplete(root, p)) {
       say(`${label}: skipped, already complete in ${shortPath(p.out)}`);
       skipped.push(p.stage.name);
       continue;
@@ -175,7 +193,7 @@ async function runStages(recipe: Recipe, root: string, signals: StopSignals): Pr
       fs.mkdirSync(p.out, { recursive: true });
       writeFileAtomic(path.join(p.out, "eval.json"), r.stdout.trim().split("\n").pop()! + "\n");
     }
-    writeFileAtomic(stateFile(root, p.stage.name), `${JSON.stringify({ command: p.stage.command, argv: p.argv, finished: new Date().toISOString(), seconds: Number(seconds) })}\n`);
+    writeFileAtomic(stateFile(root, p.stage.name), `${JSON.stringify({ command: p.stage.command, argv: p.argv, inputs: inputFiles(p), finished: new Date().toISOString(), seconds: Number(seconds) })}\n`);
     say(`${label}: done in ${seconds} s`);
     ran.push(p.stage.name);
   }
