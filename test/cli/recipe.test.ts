@@ -142,12 +142,15 @@ describe("a stage is complete", () => {
     const state = path.join(root, ".stages", "q4.json");
     fs.mkdirSync(path.dirname(state), { recursive: true });
     fs.mkdirSync(q4!.out);
-    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv, inputs: inputFiles(q4!) }));
+    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv, inputs: inputFiles(q4!), finished: "now" }));
     expect(isComplete(root, q4!)).toBe(false); // nothing written yet
     fs.writeFileSync(path.join(q4!.out, ".slimtune-output"), "{}");
     expect(isComplete(root, q4!)).toBe(false); // killed before its report
     fs.writeFileSync(path.join(q4!.out, "report.json"), "{}");
     expect(isComplete(root, q4!)).toBe(true);
+    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv, inputs: inputFiles(q4!), finished: null }));
+    expect(isComplete(root, q4!)).toBe(false); // started again and not finished
+    fs.writeFileSync(state, JSON.stringify({ argv: q4!.argv, inputs: inputFiles(q4!), finished: "now" }));
     const [edited] = planStages(await loadRecipe(recipeFile(GOOD.replace("bits: 4", "bits: 3"))), root);
     expect(isComplete(root, edited!)).toBe(false); // the recipe changed this stage's options: it runs again
   });
@@ -161,7 +164,7 @@ describe("a stage is complete", () => {
     fs.mkdirSync(stage!.out);
     fs.writeFileSync(path.join(stage!.out, ".slimtune-output"), "{}");
     fs.writeFileSync(path.join(stage!.out, "report.json"), "{}");
-    fs.writeFileSync(path.join(root, ".stages", "t.json"), JSON.stringify({ argv: stage!.argv, inputs: inputFiles(stage!) }));
+    fs.writeFileSync(path.join(root, ".stages", "t.json"), JSON.stringify({ argv: stage!.argv, inputs: inputFiles(stage!), finished: "now" }));
     expect(isComplete(root, stage!)).toBe(true);
     fs.writeFileSync(data, "one and two");
     expect(isComplete(root, stage!)).toBe(false);

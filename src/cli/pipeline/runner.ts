@@ -69,17 +69,35 @@ export function inputFiles(p: PlannedStage): Record<string, string> {
   return out;
 }
 
-/** Complete: the stage's result files are there, and it ran with this very command line and input files. */
-export function isComplete(root: string, p: PlannedStage): boolean {
-  const state = stateFile(root, p.stage.name);
-  if (!fs.existsSync(state)) return false;
+/** What the runner recorded for a stage: written when it starts (finished null) and when it finishes. */
+interface StageState {
+  argv: string[];
+  inputs: Record<string, string>;
+  finished: string | null;
+}
+
+function readState(root: string, p: PlannedStage): StageState | null {
   try {
-    const recorded = JSON.parse(fs.readFileSync(state, "utf8")) as { argv: unknown; inputs?: unknown };
-    if (JSON.stringify(recorded.argv) !== JSON.stringify(p.argv)) return false;
-    if (JSON.stringify(recorded.inputs ?? {}) !== JSON.stringify(inputFiles(p))) return false;
+    return JSON.parse(fs.readFileSync(stateFile(root, p.stage.name), "utf8")) as StageState;
   } catch {
-    return false;
+    return null;
   }
+}
+
+/** The recorded run of this stage was with this very command line and these input files. */
+function sameRun(state: StageState | null, p: PlannedStage): boolean {
+  return state !== null && JSON.stringify(state.argv) === JSON.stringify(p.argv) && JSON.stringify(state.inputs ?? {}) === JSON.stringify(inputFiles(p));
+}
+
+function writeState(root: string, p: PlannedStage, finished: boolean, seconds?: number): void {
+  const state = { command: p.stage.command, argv: p.argv, inputs: inputFiles(p), finished: finished ? new Date().toISOString() : null, ...(seconds !== undefined ? { seconds } : {}) };
+  writeFileAtomic(stateFile(root, p.stage.name), `${JSON.stringify(state)}\n`);
+}
+
+/** Complete: the stage's result files are there, and it finished with this very command line and input files. */
+export function isComplete(root: string, p: PlannedStage): boolean {
+  const state = readState(root, p);
+  if (!sameRun(state, p) || !state!.finished) return false;
   if (p.kind === "eval") return fs.existsSync(path.join(p.out, "eval.json"));
   if (p.kind === "folder" && !fs.existsSync(path.join(p.out, OUTPUT_MARKER))) return false;
   return fs.existsSync(reportPaths(p.out).json);
@@ -172,8 +190,10 @@ async function runStages(recipe: Recipe, root: string, signals: StopSignals): Pr
       continue;
     }
     const argv = [...p.argv];
-    // A finetune killed mid-way left a checkpoint: continue it rather than start over.
-    if (p.stage.command === "finetune" && fs.existsSync(path.join(p.out, "checkpoint"))) argv.push("--resume");
+    // A finetune killed mid-way left a checkpoint: continue it rather than start over — only when
+    // that run had this command line and these inputs (else its steps trained something else).
+    if (p.stage.command === "finetune" && fs.existsSync(path.join(p.out, "checkpoint")) && sameRun(readState(root, p), p)) argv.push("--resume");
+    writeState(root, p, false);
     // A file stage stopped after writing its file but before its report: the file is this run's own.
     if (p.kind === "file" && fs.existsSync(p.out)) argv.push("--overwrite");
     say(`${label}: start${argv.includes("--resume") ? " (resuming from its checkpoint)" : ""}`);
@@ -193,7 +213,7 @@ async function runStages(recipe: Recipe, root: string, signals: StopSignals): Pr
       fs.mkdirSync(p.out, { recursive: true });
       writeFileAtomic(path.join(p.out, "eval.json"), r.stdout.trim().split("\n").pop()! + "\n");
     }
-    writeFileAtomic(stateFile(root, p.stage.name), `${JSON.stringify({ command: p.stage.command, argv: p.argv, inputs: inputFiles(p), finished: new Date().toISOString(), seconds: Number(seconds) })}\n`);
+    writeState(root, p, true, Number(seconds));
     say(`${label}: done in ${seconds} s`);
     ran.push(p.stage.name);
   }
