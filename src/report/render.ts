@@ -1,11 +1,11 @@
 // Vega-Lite spec → static SVG (Vega's headless view, no canvas, no script in the page), and the
 // HTML page around the charts: self-contained, nothing fetched from the network.
 
-import * as vega from "vega";
-import { compile } from "vega-lite";
 import type { Chart } from "./charts.js";
 
+/** Vega and Vega-Lite load when a page is drawn, not whenever a command that writes a report starts. */
 export async function renderSvg(chart: Chart): Promise<string> {
+  const [vega, { compile }] = await Promise.all([import("vega"), import("vega-lite")]);
   const view = new vega.View(vega.parse(compile(chart.spec).spec), { renderer: "none" });
   try {
     return await view.toSVG();
