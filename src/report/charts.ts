@@ -137,7 +137,8 @@ export function qualityVsSizeChart(points: readonly ComparisonPoint[]): Chart | 
     encoding: {
       x: { field: "MB", type: "quantitative" as const, title: "served size (MB)", scale: { zero: false } },
       y: { field: "quality", type: "quantitative" as const, title: metrics.size === 1 ? [...metrics][0]! : "quality", scale: { zero: false } },
-      color: { field: "run", type: "nominal" as const, title: "run" },
+      // tableau20: a recipe such as ag-news.yaml compares 13 runs; the default palette repeats after 10.
+      color: { field: "run", type: "nominal" as const, title: "run", scale: { scheme: points.length > 10 ? "tableau20" : "tableau10" }, legend: { labelLimit: 260 } },
       tooltip: [{ field: "run" }, { field: "metric" }, { field: "quality", format: ".4f" }, { field: "MB", format: ".3f" }],
     },
   };
