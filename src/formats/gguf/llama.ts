@@ -13,8 +13,9 @@ import { CONFIG_LIMITS, LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.
 import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
+import { GEMMA3_NORM_TENSORS } from "./gemma3.js";
 
-export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
+export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3";
 
 /**
  * The llama.cpp architecture a uniform-width model is written as. qwen3 needs its own (llama.cpp's
@@ -24,7 +25,8 @@ export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
  * reads the fused attn_qkv and a fused ffn_up (gate rows, then up rows) and rotates rotate-half.
  */
 export function uniformGgufArch(config: LlamaConfig): GgufArch {
-  return config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
+  // gemma3 (Gemma 3, q/k norms too) rotates rotate-half as well (LLAMA_ROPE_TYPE_NEOX).
+  return config.gemma3 ? "gemma3" : config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
 }
 
 const LAYER_TENSORS: Record<string, string> = {
@@ -50,13 +52,13 @@ const GLOBAL_TENSORS: Record<string, string> = {
 };
 
 /** The GGUF name of a transformers tensor name (e.g. model.layers.3.mlp.up_proj.weight → blk.3.ffn_up.weight). */
-export function ggufTensorName(hf: string): string {
+export function ggufTensorName(hf: string, arch?: GgufArch): string {
   const global = GLOBAL_TENSORS[hf];
   if (global) return global;
   const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hf);
   if (m) {
     const [, i, rest, suffix] = m;
-    const full = LAYER_TENSORS[`${rest}${suffix ?? ""}`];
+    const full = (arch === "gemma3" ? GEMMA3_NORM_TENSORS[`${rest}${suffix ?? ""}`] : undefined) ?? LAYER_TENSORS[`${rest}${suffix ?? ""}`];
     if (full) return `blk.${i}.${full}`;
     const module = LAYER_TENSORS[rest!];
     if (module && suffix) return `blk.${i}.${module}${suffix}`;
@@ -251,7 +253,7 @@ export function readLlamaGguf(file: string): LlamaGguf {
     weights.set(name, { data, shape: [...shape] });
   }
   // By the names this model's tensors get (ffn_up is up_proj in llama, gate_up_proj in phi3).
-  const expected = new Set([...weights.keys()].map(ggufTensorName));
+  const expected = new Set([...weights.keys()].map((n) => ggufTensorName(n)));
   for (const name of gguf.tensors.keys()) {
     if (!expected.has(name)) fail(`has tensor "${name}", which slimtune's ${arch} model does not use`);
   }
