@@ -17,6 +17,7 @@ import { exportGguf } from "../../src/export/gguf/model.js";
 import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { readGgufHeader, readTensor } from "../../src/formats/gguf/reader.js";
+import { assertPrunable } from "../../src/arch/llama/groups.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.js";
 import type { LlamaModel } from "../../src/models/llama/model.js";
@@ -48,6 +49,37 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     model = saveRandomModel(GEMMA3_TINY_CONFIG, 3, folder);
     tokenizer = await loadTokenizer(folder);
     promptIds = tokenizer.encodePrompt(PROMPT);
+  });
+
+  it("parses Gemma 3's config: four norms and q/k norms per block, the layer pattern, both RoPE bases, Gemma3TextConfig's defaults", () => {
+    const c = model.config;
+    expect(c).toMatchObject({ modelType: "gemma3_text", headDim: 32, numHeads: 4, numKvHeads: 1, tieWordEmbeddings: true, slidingWindow: 6, ropeTheta: 1e6, hiddenAct: "gelu_pytorch_tanh", attentionBias: false });
+    expect(c.gemma3).toEqual({ slidingLayers: [true, true, true, true, true, false], localRopeTheta: 10000, globalRopeFactor: 1, queryPreAttnScalar: 32 });
+    for (const norm of ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]) {
+      expect(model.weights.get(`model.layers.3.${norm}.weight`)!.shape, norm).toEqual([64]);
+    }
+    expect(model.weights.get("model.layers.0.self_attn.q_norm.weight")!.shape).toEqual([32]);
+    expect(model.weights.get("model.layers.0.self_attn.q_proj.weight")!.shape).toEqual([128, 64]);
+    expect(model.weights.has("lm_head.weight")).toBe(false);
+    const parse = (over: Record<string, unknown>) => parseLlamaConfig({ ...GEMMA3_TINY_CONFIG, ...over }, "config.json");
+    // Without layer_types: every sliding_window_pattern-th layer is global (transformers' rule).
+    expect(parse({ layer_types: undefined, _sliding_window_pattern: 3 }).gemma3!.slidingLayers).toEqual([true, true, false, true, true, false]);
+    expect(parse({ layer_types: undefined, _sliding_window_pattern: undefined }).gemma3!.slidingLayers).toEqual([true, true, true, true, true, false]);
+    // transformers 5 writes the two RoPEs as rope_parameters per layer type; 4B–27B scale the global one linearly.
+    const v5 = parse({ rope_theta: undefined, rope_local_base_freq: undefined, rope_parameters: { full_attention: { rope_type: "linear", factor: 8, rope_theta: 5e5 }, sliding_attention: { rope_type: "default", rope_theta: 2e4 } } });
+    expect([v5.ropeTheta, v5.gemma3!.localRopeTheta, v5.gemma3!.globalRopeFactor]).toEqual([5e5, 2e4, 8]);
+    expect(parse({ rope_scaling: { rope_type: "linear", factor: 8 } }).gemma3!.globalRopeFactor).toBe(8);
+    // What slimtune does not implement is refused, not ignored.
+    expect(() => parse({ final_logit_softcapping: 30 })).toThrow(/final_logit_softcapping/);
+    expect(() => parse({ attn_logit_softcapping: 50 })).toThrow(/attn_logit_softcapping/);
+    expect(() => parse({ use_bidirectional_attention: true })).toThrow(/use_bidirectional_attention/);
+    expect(() => parse({ hidden_activation: "gelu" })).toThrow(/hidden_activation/);
+    expect(() => parse({ rope_scaling: { rope_type: "yarn", factor: 8 } })).toThrow(/yarn/);
+    expect(() => parse({ layer_types: ["sliding_attention"] })).toThrow(/layer_types/);
+    expect(() => parse({ attention_bias: true })).toThrow(/attention_bias/);
+    // Gemma3TextConfig's defaults for the fields a config may leave out.
+    const { head_dim: _h, query_pre_attn_scalar: _q, sliding_window: _w, rope_theta: _r, rope_local_base_freq: _l, max_position_embeddings: _m, ...bare } = GEMMA3_TINY_CONFIG;
+    expect(parseLlamaConfig(bare, "config.json")).toMatchObject({ headDim: 256, slidingWindow: 4096, ropeTheta: 1e6, maxPositionEmbeddings: 131072, gemma3: { queryPreAttnScalar: 256, localRopeTheta: 10000 } });
   });
 
   it("f32 GGUF: llama.cpp's next-token distributions equal slimtune's, and its greedy tokens; without the window they would not", async () => {
@@ -83,5 +115,72 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     expect(worstOver(wide, 0, window).worst).toBeLessThan(5e-3);
     expect(worstOver(wide, window, promptIds.length).worst).toBeGreaterThan(0.1);
     expect(await llamaGreedy(file, promptIds, N)).toEqual(await greedy({ kind: "float", model }));
+  });
+  it("the GGUF holds llama.cpp's gemma3 names, norms as 1 + w, and the window, pattern and local RoPE keys", () => {
+    const file = path.join(dir, "tiny-gemma3-f32.gguf");
+    const gguf = readGgufHeader(file);
+    const meta = (k: string) => gguf.metadata.get(k)?.value;
+    expect([meta("gemma3.attention.sliding_window"), meta("gemma3.attention.sliding_window_pattern"), meta("gemma3.rope.freq_base_swa"), meta("gemma3.rope.freq_base")]).toEqual([6, 6, 10000, 1e6]);
+    const pairs: Array<[string, string]> = [
+      ["model.layers.2.input_layernorm.weight", "blk.2.attn_norm.weight"],
+      ["model.layers.2.post_attention_layernorm.weight", "blk.2.post_attention_norm.weight"],
+      ["model.layers.2.pre_feedforward_layernorm.weight", "blk.2.ffn_norm.weight"],
+      ["model.layers.2.post_feedforward_layernorm.weight", "blk.2.post_ffw_norm.weight"],
+      ["model.layers.2.self_attn.k_norm.weight", "blk.2.attn_k_norm.weight"],
+      ["model.norm.weight", "output_norm.weight"],
+    ];
+    for (const [hf, g] of pairs) expect(readTensor(gguf, g), g).toEqual(model.weights.get(hf)!.data.map((w) => w + 1));
+    // Q and K rows are not permuted (llama.cpp's gemma3 rotates rotate-half, as transformers).
+    expect(readTensor(gguf, "blk.1.attn_q.weight")).toEqual(model.weights.get("model.layers.1.self_attn.q_proj.weight")!.data);
+    expect(gguf.tensors.has("output.weight")).toBe(false);
+  });
+
+  it("a LoRA adapter as a GGUF LoRA (architecture gemma3) gives slimtune's tokens with the adapter", async () => {
+    const lora = loraForDenseModel(model, { rank: 4, alpha: 8, seed: 3 });
+    let k = 0;
+    for (const [name, t] of lora.trainable) if (name.includes("lora_B")) t.data.forEach((_, i) => (t.data[i] = 0.3 * Math.sin(++k * 0.7)));
+    const adapterDir = path.join(dir, "lora");
+    lora.save(adapterDir);
+    const loraFile = path.join(dir, "lora.gguf");
+    exportGgufLora({ kind: "float", model }, adapterDir, loraFile, { dtype: "f32" });
+    const ours = await greedy({ kind: "float", model }, adapterDir);
+    expect(ours).not.toEqual(await greedy({ kind: "float", model }));
+    expect(await llamaGreedy(path.join(dir, "tiny-gemma3-f32.gguf"), promptIds, N, loraFile)).toEqual(ours);
+  });
+
+  it("what llama.cpp's gemma3 cannot express is refused before writing; structured pruning refuses gemma3", () => {
+    const scaled = randomModel({ ...GEMMA3_TINY_CONFIG, query_pre_attn_scalar: 64 }, 4);
+    expect(() => exportGguf({ kind: "float", model: scaled }, folder, path.join(dir, "scaled.gguf"), { dtype: "f32" })).toThrow(/query_pre_attn_scalar 64/);
+    const irregular = randomModel({ ...GEMMA3_TINY_CONFIG, layer_types: ["full_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"] }, 5);
+    expect(() => exportGguf({ kind: "float", model: irregular }, folder, path.join(dir, "irregular.gguf"), { dtype: "f32" })).toThrow(/layer_types/);
+    expect(() => assertPrunable(model.config, "structured pruning")).toThrow(/gemma3_text/);
+  });
+
+  it("transformers.js runs the ONNX export (position ids from 1, as it feeds gemma3_text) and generates slimtune's tokens", async () => {
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    env.localModelPath = dir;
+    await exportOnnx({ kind: "float", model }, folder, path.join(dir, "onnx-gemma3"), { dtype: "fp32" });
+    const tok = await AutoTokenizer.from_pretrained("onnx-gemma3");
+    const lm = await AutoModelForCausalLM.from_pretrained("onnx-gemma3", { dtype: "fp32", device: "cpu" });
+    const out = (await lm.generate({ ...tok(PROMPT), max_new_tokens: N, min_new_tokens: N, do_sample: false })) as { tolist(): bigint[][] };
+    await lm.dispose();
+    expect(out.tolist()[0]!.map(Number)).toEqual([...promptIds, ...(await greedy({ kind: "float", model }))]);
+  });
+
+  it("gradients of Gemma's ops match finite differences: (1 + w) RMSNorm, tanh-GELU gate, windowed attention with per-layer RoPE", async () => {
+    const norm = await gradCheck((_g, [x, w]) => onePlusNorm(E.rmsNorm)(x!, w!, 1e-6), [{ shape: [5, 8] }, { shape: [8], map: (x) => 0.2 * x }]);
+    expect(norm.worst).toBeLessThanOrEqual(1);
+    const gate = await gradCheck((_g, [a, b]) => geluTanhGate(a!, b!), [{ shape: [4, 6], map: (x) => 2 * x }, { shape: [4, 6] }]);
+    expect(gate.worst).toBeLessThanOrEqual(1);
+    // Two sequences of 5 tokens, a window of 2 on sliding layer 0, full attention on layer 1.
+    const config = parseLlamaConfig({ ...GEMMA3_TINY_CONFIG, num_hidden_layers: 2, layer_types: ["sliding_attention", "full_attention"], hidden_size: 8, head_dim: 4, num_attention_heads: 4, num_key_value_heads: 2, sliding_window: 2 }, "config.json");
+    for (const layer of [0, 1]) {
+      const r = await gradCheck(
+        (g, [q, k, v]) => gemma3SequenceAttention(config, g, { batch: 2, seq: 5 })(layer, q!, k!, v!, { numHeads: 4, numKvHeads: 2, intermediateSize: 1 }),
+        [{ shape: [10, 16] }, { shape: [10, 8] }, { shape: [10, 8] }],
+      );
+      expect(r.worst, `layer ${layer}`).toBeLessThanOrEqual(1);
+    }
   });
 });

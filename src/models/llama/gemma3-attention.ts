@@ -6,6 +6,7 @@
 // LayerAttention callbacks, so graph.ts and kv-graph.ts only choose which one to pass.
 
 import {
+  type DType,
   type Graph,
   type Value,
   add,
@@ -65,9 +66,12 @@ export function gemma3SequenceAttention(config: LlamaConfig, g: Graph, inputs: S
   const D = config.headDim;
   const window = config.slidingWindow ?? T;
   gemma3Of(config);
+  // Constants take the queries' dtype (float64 in the gradient checks), known at the first call.
+  let dtype: DType = "float32";
+  const constant = (data: Float32Array, shape: number[]) => g.constant(dtype === "float64" ? Float64Array.from(data) : data, shape, dtype);
   const rotOf = perKind(config, (_sliding, i) => {
     const tables = ropeTables(T, D, 0, gemma3InvFreq(config, i));
-    const table = { cos: g.constant(tables.cos, [T, D]), sin: g.constant(tables.sin, [T, D]) };
+    const table = { cos: constant(tables.cos, [T, D]), sin: constant(tables.sin, [T, D]) };
     if (!packed) return table;
     const at = (t: Value) => reshape(gather(t, packed.positions), [B, 1, T, D]);
     return { cos: at(table.cos), sin: at(table.sin) };
@@ -75,11 +79,13 @@ export function gemma3SequenceAttention(config: LlamaConfig, g: Graph, inputs: S
   // A window at least as long as the sequence hides nothing: the plain causal mask is used.
   const maskOf = perKind(config, (sliding) => {
     if (!sliding || window >= T) return packed?.exampleMask;
-    const local = g.constant(windowCausalMask(T, window), [1, 1, T, T]);
+    const local = constant(windowCausalMask(T, window), [1, 1, T, T]);
     return packed ? add(packed.exampleMask, local) : expand(local, [B, 1, T, T]);
   });
-  return (i, q, k, v, widths) =>
-    causalAttention(q, k, v, { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D }, rotOf(i), keyMask, maskOf(i));
+  return (i, q, k, v, widths) => {
+    dtype = q.dtype;
+    return causalAttention(q, k, v, { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D }, rotOf(i), keyMask, maskOf(i));
+  };
 }
 
 export interface CachedAttentionInputs {
@@ -131,4 +137,13 @@ function windowMask(keep: Value, seq: number, past: number, window: number): Val
   const queries = add(index(expand(reshape(one, [1, 1]), [B, seq])), dimValue(g, past)); // (B, T): P + t
   const near = less(sub(reshape(queries, [B, seq, 1]), keyIndex), g.scalar(window, "int64")); // (B, T, P+T)
   return reshape(where(near, g.scalar(0), g.scalar(MASKED)), [B, 1, 1, seq, total]);
+}
+
+/**
+ * What position_ids counts from in an exported KV graph: 1 for Gemma 3, whose position ids
+ * transformers.js creates from 1 (decoder_forward's start_index for gemma3_text, matching
+ * onnx-community's exports), 0 for every other family.
+ */
+export function exportedPositionBase(config: LlamaConfig): number {
+  return config.gemma3 ? 1 : 0;
 }
