@@ -18,6 +18,7 @@ import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { readGgufHeader, readTensor } from "../../src/formats/gguf/reader.js";
 import { assertPrunable } from "../../src/arch/llama/groups.js";
+import { readLlamaGguf } from "../../src/formats/gguf/llama.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.js";
 import type { LlamaModel } from "../../src/models/llama/model.js";
@@ -133,6 +134,16 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     // Q and K rows are not permuted (llama.cpp's gemma3 rotates rotate-half, as transformers).
     expect(readTensor(gguf, "blk.1.attn_q.weight")).toEqual(model.weights.get("model.layers.1.self_attn.q_proj.weight")!.data);
     expect(gguf.tensors.has("output.weight")).toBe(false);
+  });
+
+  it("the GGUF reads back as the same gemma3_text model (norms back to w, within float32's rounding of 1 + w)", () => {
+    const back = readLlamaGguf(path.join(dir, "tiny-gemma3-f32.gguf"));
+    expect(back.config).toMatchObject({ modelType: "gemma3_text", headDim: 32, numKvHeads: 1, slidingWindow: 6, ropeTheta: 1e6, gemma3: model.config.gemma3 });
+    for (const [name, w] of model.weights) {
+      const got = back.weights.get(name)!.data;
+      if (!name.endsWith("norm.weight")) expect(got, name).toEqual(w.data);
+      else expect(Math.max(...got.map((x, i) => Math.abs(x - w.data[i]!))), name).toBeLessThanOrEqual(2 ** -24);
+    }
   });
 
   it("a LoRA adapter as a GGUF LoRA (architecture gemma3) gives slimtune's tokens with the adapter", async () => {

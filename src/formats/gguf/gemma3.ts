@@ -55,3 +55,32 @@ export function gemma3Hyperparameters(config: LlamaConfig): Array<[string, GgufV
   }
   return out;
 }
+
+/** w − 1: a gemma3 GGUF's stored norm weight back as transformers' Gemma weight. */
+export function unshiftNorm(data: Float32Array): Float32Array {
+  return data.map((w) => w - 1);
+}
+
+/**
+ * The gemma3_text config.json fields of a gemma3 GGUF, from the keys llama.cpp reads (with its
+ * defaults: pattern 6, local base 10000, no window key = full attention everywhere) and the query
+ * scale it derives. `num` reads a gemma3.* number (undefined when absent).
+ */
+export function gemma3ConfigFields(num: (key: string) => number | undefined, str: (key: string) => unknown, layers: number, hidden: number, heads: number, headDim: number): Record<string, unknown> {
+  const window = num("attention.sliding_window");
+  const period = window !== undefined && window > 0 ? (num("attention.sliding_window_pattern") ?? 6) : null;
+  const sliding = (i: number) => period !== null && (period === 0 || i % period < period - 1);
+  const scaling = str("rope.scaling.type");
+  const factor = num("rope.scaling.factor");
+  return {
+    architectures: ["Gemma3ForCausalLM"],
+    model_type: "gemma3_text",
+    hidden_activation: "gelu_pytorch_tanh",
+    sliding_window: window !== undefined && window > 0 ? window : 4096,
+    layer_types: Array.from({ length: layers }, (_, i) => (sliding(i) ? "sliding_attention" : "full_attention")),
+    rope_local_base_freq: num("rope.freq_base_swa") ?? 10000,
+    rope_scaling: scaling === "linear" && factor !== undefined ? { rope_type: "linear", factor } : null,
+    query_pre_attn_scalar: layers === 62 ? hidden / heads : headDim,
+    final_logit_softcapping: num("final_logit_softcapping") ?? null,
+  };
+}
