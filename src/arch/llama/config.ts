@@ -9,9 +9,19 @@
 // Gemma 3 (text) is the LLaMA block with Gemma's changes, held in `gemma3` (arch/llama/gemma3.ts):
 // the graph branches on it once per layer and once around the stack (models/llama/gemma3-layer.ts).
 
-import type { Gemma3Options } from "./gemma3.js";
-
 export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gemma3_text";
+
+/** What Gemma 3's layers add to the LLaMA block (arch/llama/gemma3.ts has the helpers that read it). */
+export interface Gemma3Options {
+  /** Per layer: true when it attends within the sliding window (local), false for full attention. */
+  slidingLayers: boolean[];
+  /** RoPE base of the sliding layers (rope_local_base_freq). */
+  localRopeTheta: number;
+  /** rope_scaling {rope_type: "linear", factor} of the full-attention layers: positions divided by it (1 = none). */
+  globalRopeFactor: number;
+  /** Attention scores are q·k / √queryPreAttnScalar. */
+  queryPreAttnScalar: number;
+}
 
 /** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
 export interface Llama3RopeScaling {

@@ -11,18 +11,9 @@
 //    factor when there is one);
 //  - attention scores are scaled by query_pre_attn_scalar^-0.5 instead of head_dim^-0.5.
 
-import type { LlamaConfig } from "./config.js";
+import type { Gemma3Options, LlamaConfig } from "./config.js";
 
-export interface Gemma3Options {
-  /** Per layer: true when it attends within the sliding window (local), false for full attention. */
-  slidingLayers: boolean[];
-  /** RoPE base of the sliding layers (rope_local_base_freq). */
-  localRopeTheta: number;
-  /** rope_scaling {rope_type: "linear", factor} of the full-attention layers: positions divided by it (1 = none). */
-  globalRopeFactor: number;
-  /** Attention scores are q·k / √queryPreAttnScalar. */
-  queryPreAttnScalar: number;
-}
+export type { Gemma3Options } from "./config.js";
 
 /** The Gemma options of a config that has them; an Error for any other (a caller's bug). */
 export function gemma3Of(config: LlamaConfig): Gemma3Options {

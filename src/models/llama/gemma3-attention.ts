@@ -25,9 +25,12 @@ import {
   sub,
   where,
 } from "../../engine/index.js";
-import { type LlamaConfig } from "../../arch/llama/config.js";
+import type { LayerShape, LlamaConfig } from "../../arch/llama/config.js";
 import { gemma3InvFreq, gemma3Of, isSlidingLayer } from "../../arch/llama/gemma3.js";
-import type { LayerAttention } from "./graph.js";
+
+// graph.ts's LayerAttention and NormFn, spelled out here (the same types) because graph.ts imports this file.
+/** Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] (projections, before RoPE) → [B·T, H·D]. */
+type LayerAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
 
 const MASKED = -1e30;
 

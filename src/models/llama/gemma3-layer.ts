@@ -6,9 +6,14 @@
 
 import { type Value, add, gather, mul, reshape, tanh } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
-import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import { gemma3QueryFactor } from "../../arch/llama/gemma3.js";
-import type { LayerAttention, NormFn } from "./graph.js";
+
+// graph.ts's LayerAttention and NormFn, spelled out here (the same types) because graph.ts imports this file.
+/** Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] (projections, before RoPE) → [B·T, H·D]. */
+type LayerAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
+/** RMSNorm as the graph computes it (rmsNorm, or rmsNormFused in the KV graph). */
+type NormFn = (x: Value, weight: Value, eps: number) => Value;
 
 /** Gemma's RMSNorm: x / rms(x) · (1 + weight), from the graph's norm (differentiable or fused). */
 export function onePlusNorm(norm: NormFn): NormFn {
