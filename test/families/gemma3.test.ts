@@ -25,6 +25,9 @@ import type { LlamaModel } from "../../src/models/llama/model.js";
 import type { LoadedBase } from "../../src/models/load.js";
 import { geluTanhGate, onePlusNorm } from "../../src/models/llama/gemma3-layer.js";
 import { gemma3SequenceAttention } from "../../src/models/llama/gemma3-attention.js";
+import { HIDDEN_IN, HIDDEN_OUT, buildBlockGraph, embedRows } from "../../src/models/llama/block.js";
+import { llamaLogits } from "../../src/models/llama/graph.js";
+import { DenseParams } from "../../src/models/llama/params.js";
 import { gradCheck } from "../engine/gradcheck.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { scratchDir } from "../helpers/paths.js";
@@ -117,6 +120,26 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     expect(worstOver(wide, window, promptIds.length).worst).toBeGreaterThan(0.1);
     expect(await llamaGreedy(file, promptIds, N)).toEqual(await greedy({ kind: "float", model }));
   });
+  it("the block-by-block path of GPTQ and ReALLM (host embedding × √C, one graph per layer, window applied) computes the full graph's log-probabilities", async () => {
+    const T = promptIds.length;
+    const C = model.config.hiddenSize;
+    let x = embedRows(model.weights.get("model.embed_tokens.weight")!, Int32Array.from(promptIds), model.config);
+    for (let i = 0; i < model.config.numLayers; i++) {
+      const { graph, outputs } = buildBlockGraph(model.config, i, new DenseParams(new E.Graph(), model.weights, new Set()), 1, T);
+      const out = await (await E.CompiledGraph.compile(graph, outputs)).run({ [HIDDEN_IN]: { data: x, shape: [T, C] } });
+      x = out[HIDDEN_OUT]!.data as Float32Array;
+    }
+    const p = new DenseParams(new E.Graph(), model.weights, new Set());
+    const hidden = p.graph.input("hidden", [T, C]);
+    const logits = llamaLogits(model.config, p, onePlusNorm(E.rmsNorm)(hidden, p.tensor("model.norm.weight"), model.config.rmsNormEps));
+    const out = await (await E.CompiledGraph.compile(p.graph, { logp: E.logSoftmax(logits, -1) })).run({ hidden: { data: x, shape: [T, C] } });
+    const blockwise = out.logp!.data as Float32Array;
+    const full = await slimtuneLogProbs(model, promptIds);
+    let worst = 0;
+    full.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - blockwise[t * row.length + j]!)))));
+    expect(worst).toBeLessThan(1e-4);
+  });
+
   it("the GGUF holds llama.cpp's gemma3 names, norms as 1 + w, and the window, pattern and local RoPE keys", () => {
     const file = path.join(dir, "tiny-gemma3-f32.gguf");
     const gguf = readGgufHeader(file);

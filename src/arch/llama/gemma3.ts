@@ -75,3 +75,11 @@ export function slidingPeriod(config: LlamaConfig): number | null | undefined {
   const n = sliding.indexOf(false) + 1;
   return sliding.every((s, i) => s === i % n < n - 1) ? n : undefined;
 }
+
+/**
+ * What the embedding rows are multiplied by before the first layer: √hidden_size in float32 for
+ * Gemma 3 (transformers rounds the normaliser to the weights' dtype), 1 for every other family.
+ */
+export function embeddingScale(config: Pick<LlamaConfig, "gemma3" | "hiddenSize">): number {
+  return config.gemma3 ? Math.fround(Math.sqrt(config.hiddenSize)) : 1;
+}

@@ -7,7 +7,7 @@
 import { type Value, add, gather, mul, reshape, tanh } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
-import { gemma3QueryFactor } from "../../arch/llama/gemma3.js";
+import { embeddingScale, gemma3QueryFactor } from "../../arch/llama/gemma3.js";
 
 // graph.ts's LayerAttention and NormFn, spelled out here (the same types) because graph.ts imports this file.
 /** Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] (projections, before RoPE) → [B·T, H·D]. */
@@ -37,7 +37,7 @@ export function gemma3Blocks(config: LlamaConfig, p: ParamSource, ids: Value, at
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
   const embedded = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
-  let x = mul(embedded, g.scalar(Math.fround(Math.sqrt(C))));
+  let x = mul(embedded, g.scalar(embeddingScale(config)));
   for (let i = 0; i < config.numLayers; i++) {
     x = checkpoint ? g.checkpointed(x, (xi) => gemma3Layer(config, p, xi, i, attend, norm)) : gemma3Layer(config, p, x, i, attend, norm);
   }
