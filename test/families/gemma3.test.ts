@@ -159,6 +159,28 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     expect(gguf.tensors.has("output.weight")).toBe(false);
   });
 
+  it("linear RoPE scaling of the global layers (Gemma 3 4B–27B: factor 8) as llama.cpp applies it", async () => {
+    const scaledDir = path.join(dir, "tiny-gemma3-linear");
+    const scaled = saveRandomModel({ ...GEMMA3_TINY_CONFIG, rope_scaling: { rope_type: "linear", factor: 8 } }, 3, scaledDir);
+    const file = path.join(dir, "tiny-gemma3-linear.gguf");
+    exportGguf({ kind: "float", model: scaled }, scaledDir, file, { dtype: "f32" });
+    expect(readGgufHeader(file).metadata.get("gemma3.rope.scaling.factor")?.value).toBe(8);
+    const theirs = await llamaNextProbabilities(file, promptIds);
+    const ours = await slimtuneLogProbs(scaled, promptIds);
+    const unscaled = await slimtuneLogProbs(model, promptIds); // the same weights (seed 3) without the factor
+    let worst = 0;
+    let apart = 0;
+    theirs.forEach((row, t) => {
+      for (const [token, p] of row) {
+        if (p < 1e-4) continue;
+        worst = Math.max(worst, Math.abs(Math.log(p) - ours[t]![token]!));
+        apart = Math.max(apart, Math.abs(Math.log(p) - unscaled[t]![token]!));
+      }
+    });
+    expect(worst).toBeLessThan(5e-3);
+    expect(apart).toBeGreaterThan(0.05);
+  });
+
   it("the GGUF reads back as the same gemma3_text model (norms back to w, within float32's rounding of 1 + w)", () => {
     const back = readLlamaGguf(path.join(dir, "tiny-gemma3-f32.gguf"));
     expect(back.config).toMatchObject({ modelType: "gemma3_text", headDim: 32, numKvHeads: 1, slidingWindow: 6, ropeTheta: 1e6, gemma3: model.config.gemma3 });
