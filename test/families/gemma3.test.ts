@@ -28,6 +28,8 @@ import { gemma3SequenceAttention } from "../../src/models/llama/gemma3-attention
 import { HIDDEN_IN, HIDDEN_OUT, buildBlockGraph, embedRows } from "../../src/models/llama/block.js";
 import { llamaLogits } from "../../src/models/llama/graph.js";
 import { DenseParams } from "../../src/models/llama/params.js";
+import { IDS, TARGETS, buildLmScoreGraph } from "../../src/models/llama/lm-graphs.js";
+import { EXAMPLE_MASK, POSITIONS, buildSftScoreGraph } from "../../src/models/llama/sft-graphs.js";
 import { gradCheck } from "../engine/gradcheck.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { scratchDir } from "../helpers/paths.js";
@@ -137,6 +139,33 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     const full = await slimtuneLogProbs(model, promptIds);
     let worst = 0;
     full.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - blockwise[t * row.length + j]!)))));
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("packed rows (instruction tuning): each example of a row scores as it does alone, the window counted within the example", async () => {
+    const L = 10; // longer than the window of 6
+    const a = promptIds.slice(0, L);
+    const b = promptIds.slice(3, 3 + L);
+    const T = 2 * L;
+    const mask = new Float32Array(T * T).fill(-1e30);
+    for (let i = 0; i < T; i++) for (let j = i < L ? 0 : L; j <= i; j++) mask[i * T + j] = 0;
+    const next = (xs: number[]) => [...xs.slice(1), 0];
+    const run = async (build: (p: DenseParams) => { graph: E.Graph; outputs: E.GraphOutputs }, feeds: Record<string, E.HostTensor>) => {
+      const { graph, outputs } = build(new DenseParams(new E.Graph(), model.weights, new Set()));
+      return (await (await E.CompiledGraph.compile(graph, outputs)).run(feeds)).nll!.data as Float32Array;
+    };
+    const ids = (xs: number[]) => ({ data: BigInt64Array.from(xs, BigInt), shape: [1, xs.length] });
+    const packed = await run((p) => buildSftScoreGraph(model.config, p, 1, T), {
+      [IDS]: ids([...a, ...b]),
+      [TARGETS]: { data: BigInt64Array.from([...next(a), ...next(b)], BigInt), shape: [T] },
+      [POSITIONS]: { data: BigInt64Array.from([...a.keys(), ...b.keys()], BigInt), shape: [1, T] },
+      [EXAMPLE_MASK]: { data: mask, shape: [1, 1, T, T] },
+    });
+    let worst = 0;
+    for (const [k, ex] of [a, b].entries()) {
+      const alone = await run((p) => buildLmScoreGraph(model.config, p, 1, L), { [IDS]: ids(ex), [TARGETS]: { data: BigInt64Array.from(next(ex), BigInt), shape: [L] } });
+      for (let t = 0; t < L - 1; t++) worst = Math.max(worst, Math.abs(alone[t]! - packed[k * L + t]!));
+    }
     expect(worst).toBeLessThan(1e-4);
   });
 
