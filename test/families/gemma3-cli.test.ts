@@ -44,7 +44,10 @@ describe("gemma3 through the CLI", () => {
     slimtune(["export", "--format", "gguf", "--model", model, "--adapter", path.join(dir, "lora"), "--out", loraGguf]);
     const q4Gguf = path.join(dir, "q4.gguf");
     slimtune(["export", "--format", "gguf", "--model", q4, "--dtype", "q4_0", "--out", q4Gguf]);
-    expect(readGgufHeader(q4Gguf).metadata.get("general.architecture")?.value).toBe("gemma3");
+    const q4Header = readGgufHeader(q4Gguf);
+    expect(q4Header.metadata.get("general.architecture")?.value).toBe("gemma3");
+    // The tied embedding (most of a 262 k-vocabulary Gemma 3) is quantized by --dtype as well.
+    expect(q4Header.tensors.get("token_embd.weight")!.type.name).toBe("Q4_0");
     slimtune(["export", "--format", "onnx", "--model", q4, "--adapter", path.join(dir, "peqa"), "--out", path.join(dir, "onnx")]);
     expect(JSON.parse(fs.readFileSync(path.join(dir, "onnx", "config.json"), "utf8")).model_type).toBe("gemma3_text");
 
