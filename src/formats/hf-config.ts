@@ -1,4 +1,4 @@
-// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3), with transformers' defaults.
+// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3, phi3, gemma3_text), with transformers' defaults.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -8,16 +8,17 @@ import { withIo } from "../core/io.js";
 import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 import type { Llama3RopeScaling } from "../arch/llama/config.js";
+import { GEMMA3_DEFAULTS, parseGemma3Fields } from "./gemma3-config.js";
 
 export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
 
-const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3"];
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"];
 
 // transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config).
-const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096 };
+const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096, gemma3_text: GEMMA3_DEFAULTS.maxPositions };
 
 /**
  * Upper bounds on the sizes a config may declare, checked before anything is allocated from them.
@@ -156,11 +157,13 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     fix: "fix config.json (compare with the model's original config)",
   });
 
-  const hiddenAct = c.hidden_act ?? "silu";
-  if (hiddenAct !== "silu") {
+  // Gemma 3 differs in its activation, RoPE, window and defaults: its own fields, read in one place.
+  const gemma3 = type === "gemma3_text" ? parseGemma3Fields(raw, c.num_hidden_layers, file) : undefined;
+  const hiddenAct = gemma3?.hiddenAct ?? c.hidden_act ?? "silu";
+  if (!gemma3 && hiddenAct !== "silu") {
     throw configError(file, `hidden_act ${shownJson(hiddenAct)} is not supported; the LLaMA family uses "silu" (SwiGLU)`);
   }
-  const ropeScaling = parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
+  const ropeScaling = gemma3 ? undefined : parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
 
   const numHeads = c.num_attention_heads;
   const numKvHeads = c.num_key_value_heads ?? numHeads;
@@ -171,7 +174,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     );
   }
   // Qwen3Config's head_dim defaults to 128 whatever the widths; the other classes derive it.
-  let headDim = c.head_dim ?? (type === "qwen3" ? 128 : undefined);
+  let headDim = c.head_dim ?? (type === "qwen3" ? 128 : gemma3 ? GEMMA3_DEFAULTS.headDim : undefined);
   if (headDim === undefined) {
     if (c.hidden_size % numHeads !== 0) {
       throw configError(
@@ -212,6 +215,8 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
         : (c.sliding_window ?? undefined)
       : type === "phi3"
         ? (c.sliding_window ?? undefined)
+        : gemma3
+        ? gemma3.slidingWindow
         : type === "qwen2" && c.use_sliding_window
         ? (c.sliding_window ?? undefined)
         : undefined;
@@ -226,15 +231,16 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     headDim,
     vocabSize: c.vocab_size,
     rmsNormEps: c.rms_norm_eps ?? 1e-6,
-    ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
+    ropeTheta: gemma3?.ropeTheta ?? c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
     ...(ropeScaling ? { ropeScaling } : {}),
-    tieWordEmbeddings: c.tie_word_embeddings ?? false,
+    tieWordEmbeddings: gemma3?.tieWordEmbeddings ?? c.tie_word_embeddings ?? false,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
     attentionBias,
     outputBias: (type === "llama" || type === "qwen3") && attentionBias,
     mlpBias: type === "llama" && (c.mlp_bias ?? false),
-    qkNorm: type === "qwen3",
+    qkNorm: type === "qwen3" || gemma3 !== undefined,
     ...(type === "phi3" ? { fusedProjections: true } : {}),
+    ...(gemma3 ? { gemma3: gemma3.options } : {}),
     hiddenAct,
     raw: { ...raw },
   };
@@ -292,6 +298,7 @@ const architectures: Record<LlamaModelType, string> = {
   qwen2: "Qwen2ForCausalLM",
   qwen3: "Qwen3ForCausalLM",
   phi3: "Phi3ForCausalLM",
+  gemma3_text: "Gemma3ForCausalLM",
 };
 
 /** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
@@ -311,11 +318,14 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     rms_norm_eps: config.rmsNormEps,
     tie_word_embeddings: config.tieWordEmbeddings,
     max_position_embeddings: config.maxPositionEmbeddings,
-    hidden_act: config.hiddenAct,
+    ...(config.gemma3 ? { hidden_activation: config.hiddenAct } : { hidden_act: config.hiddenAct }),
   };
   // transformers v5 writes rope_parameters instead of rope_theta; update whichever the source used.
   const ropeParameters = raw.rope_parameters;
-  if (typeof ropeParameters === "object" && ropeParameters !== null) {
+  if (config.gemma3) {
+    // Gemma 3's RoPE fields (rope_theta, rope_local_base_freq, rope_scaling or the per-layer-type
+    // rope_parameters) are kept as the source wrote them: slimtune never changes them.
+  } else if (typeof ropeParameters === "object" && ropeParameters !== null) {
     out.rope_parameters = { ...ropeParameters, rope_theta: config.ropeTheta };
   } else {
     out.rope_theta = config.ropeTheta;

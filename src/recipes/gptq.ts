@@ -91,7 +91,7 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
   const C = config.hiddenSize;
   const rows = calib.length;
   const chunks = { rows, hidden: C, seq: T, batch: Math.max(1, opts.batch) };
-  let x = embedRows(embed, calib);
+  let x = embedRows(embed, calib, config);
   const gemm = new HostGemm({ threads: opts.threads });
   const linears = new Map<string, QuantizedLinear>();
   const layers: GptqLayerReport[] = [];

@@ -6,7 +6,22 @@
 // Phi-3 is the LLaMA block with q/k/v and gate/up each stored as one fused linear layer
 // (`fusedProjections`), kept fused so that quantized layers and adapters have transformers' names.
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3";
+// Gemma 3 (text) is the LLaMA block with Gemma's changes, held in `gemma3` (arch/llama/gemma3.ts):
+// the graph branches on it once per layer and once around the stack (models/llama/gemma3-layer.ts).
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gemma3_text";
+
+/** What Gemma 3's layers add to the LLaMA block (arch/llama/gemma3.ts has the helpers that read it). */
+export interface Gemma3Options {
+  /** Per layer: true when it attends within the sliding window (local), false for full attention. */
+  slidingLayers: boolean[];
+  /** RoPE base of the sliding layers (rope_local_base_freq). */
+  localRopeTheta: number;
+  /** rope_scaling {rope_type: "linear", factor} of the full-attention layers: positions divided by it (1 = none). */
+  globalRopeFactor: number;
+  /** Attention scores are q·k / √queryPreAttnScalar. */
+  queryPreAttnScalar: number;
+}
 
 /** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -61,6 +76,8 @@ export interface LlamaConfig {
    * (rows: gate, then up): phi3. Structured pruning needs them split and refuses such a model.
    */
   fusedProjections?: boolean;
+  /** Gemma 3's block, norms, GeGLU and per-layer attention (model_type gemma3_text); absent for every other family. */
+  gemma3?: Gemma3Options;
   bosTokenId?: number;
   eosTokenId?: number;
   /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */

@@ -16,6 +16,11 @@ export function assertPrunable(config: LlamaConfig, what: string): void {
   if (config.fusedProjections) {
     throw new SlimtuneError("E_ARG", `${what} does not support ${config.modelType} yet: its q/k/v and gate/up projections are fused (qkv_proj, gate_up_proj) and pruning removes rows of each one separately`);
   }
+  if (config.gemma3) {
+    // Not built yet: a pruned Gemma 3 would need per-layer widths in its graph and in its exports
+    // (llama.cpp's gemma3 has no per-layer head counts).
+    throw new SlimtuneError("E_ARG", `${what} does not support gemma3_text yet: structured pruning of Gemma 3's heads and MLP channels is not implemented; quantize or fine-tune it instead`);
+  }
 }
 
 /** A contiguous run of rows (axis 0) or columns (axis 1) of one linear layer's W [N, K]. */

@@ -119,6 +119,11 @@ export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
       shapes.set(`${p}.self_attn.k_norm.weight`, [hd]);
     }
     shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
+    if (config.gemma3) {
+      // Gemma 3's two extra norms around the MLP (post_attention_layernorm is on the attention output).
+      shapes.set(`${p}.pre_feedforward_layernorm.weight`, [C]);
+      shapes.set(`${p}.post_feedforward_layernorm.weight`, [C]);
+    }
     const mlp: Array<[MlpModule, number, number]> = [
       ["gate_proj", F, C],
       ["up_proj", F, C],

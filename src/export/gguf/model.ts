@@ -24,6 +24,7 @@ import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
+import { assertGemma3Writable, gemma3Hyperparameters, isShiftedNorm, shiftNorm } from "../../formats/gguf/gemma3.js";
 
 export const GGUF_DTYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k", "q6_k"] as const;
 export type GgufDtype = (typeof GGUF_DTYPES)[number];
@@ -79,6 +80,7 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   if (config.qkNorm && layout !== null) {
     throw new SlimtuneError("E_ARG", "a pruned qwen3 model (per-layer widths) cannot be written to GGUF yet: llama.cpp's deci architecture has no q/k norms; export it with --format onnx");
   }
+  if (config.gemma3) assertGemma3Writable(config);
   const arch: GgufArch = layout === "deci" ? "deci" : layout === "pad" ? "llama" : uniformGgufArch(config);
   const widths = ggufWidths(config, layout);
   const linears = base.kind === "quantized" ? base.model.linears : new Map<string, QuantizedLinear>();
@@ -99,7 +101,7 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     return heads > 0 ? permuteQK(values, heads, config.headDim, "hf") : values;
   };
   for (const [name, shape] of shapes) {
-    const g = ggufTensorName(name);
+    const g = ggufTensorName(name, arch);
     const ne = [...shape].reverse();
     if (arch === "deci" && isRemoved(config, name) && /\.(input_layernorm|self_attn)\./.test(name)) {
       // deci writes no attention for a layer without heads, except layer 0: llama.cpp takes the head
@@ -143,6 +145,7 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     }
     if (!data) throw new SlimtuneError("E_ARG", `the model has no tensor "${name}"`);
     const exactHalf = isHalfExact(data);
+    if (arch === "gemma3" && isShiftedNorm(name)) data = shiftNorm(data);
     if (heads > 0) data = permuteQK(data, layout === "pad" ? qkHeads(paddedConfig(config, widths), name) : heads, config.headDim, "gguf");
     const matrix = shape.length === 2 && !name.endsWith("norm.weight");
     const wanted = requested ?? (exactHalf ? GGML_TYPES.F16 : GGML_TYPES.F32);
@@ -170,6 +173,7 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     ["general.file_type", { type: "u32", value: FILE_TYPE[fileType(tensors)] }],
     ...(tensors.some((t) => t.type.blockSize > 1) ? ([["general.quantization_version", { type: "u32", value: 2 }]] as Array<[string, GgufValue]>) : []),
     ...llamaHyperparameters(layout === "pad" ? paddedConfig(config, widths) : config, arch, widths),
+    ...(arch === "gemma3" ? gemma3Hyperparameters(config) : []),
     ...ggufTokenizerKeys(tokenizer, config.vocabSize, ids),
   ];
   writeGguf(outFile, metadata, tensors);

@@ -19,6 +19,7 @@ import { type Graph, Graph as GraphClass, type Value, add, cast, gemm, toOnnxByt
 import { toHfConfigJson } from "../../formats/hf-config.js";
 import { copyTokenizerFiles } from "../../formats/tokenizer.js";
 import { buildKvGraph } from "../../models/llama/kv-graph.js";
+import { exportedPositionBase } from "../../models/llama/gemma3-attention.js";
 import { DenseParams } from "../../models/llama/params.js";
 import type { LoadedBase } from "../../models/load.js";
 import { canUseMatMulNBits } from "../../models/parts/matmul-nbits.js";
@@ -59,7 +60,7 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
   const graph = new GraphClass();
   const changes: TensorChange[] = [];
   const params = paramsFor(base, dtype, graph, changes, opts.keepDecoded === true);
-  const { outputs } = buildKvGraph(config, params, { batch: "dynamic", seq: "dynamic", past: true, logits: "all" });
+  const { outputs } = buildKvGraph(config, params, { batch: "dynamic", seq: "dynamic", past: true, logits: "all", positionBase: exportedPositionBase(config) });
   const bytes = toOnnxBytes(graph, outputs);
   if (bytes.byteLength > MAX_ONNX_BYTES) {
     throw new SlimtuneError("E_ARG", `the ONNX graph would be ${bytes.byteLength} bytes, over protobuf's 2 GiB; export with --dtype q4 or q8`);

@@ -13,8 +13,9 @@ import { CONFIG_LIMITS, LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.
 import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
+import { GEMMA3_NORM_TENSORS, gemma3ConfigFields, isShiftedNorm, unshiftNorm } from "./gemma3.js";
 
-export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
+export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3";
 
 /**
  * The llama.cpp architecture a uniform-width model is written as. qwen3 needs its own (llama.cpp's
@@ -24,7 +25,8 @@ export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
  * reads the fused attn_qkv and a fused ffn_up (gate rows, then up rows) and rotates rotate-half.
  */
 export function uniformGgufArch(config: LlamaConfig): GgufArch {
-  return config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
+  // gemma3 (Gemma 3, q/k norms too) rotates rotate-half as well (LLAMA_ROPE_TYPE_NEOX).
+  return config.gemma3 ? "gemma3" : config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
 }
 
 const LAYER_TENSORS: Record<string, string> = {
@@ -50,13 +52,13 @@ const GLOBAL_TENSORS: Record<string, string> = {
 };
 
 /** The GGUF name of a transformers tensor name (e.g. model.layers.3.mlp.up_proj.weight → blk.3.ffn_up.weight). */
-export function ggufTensorName(hf: string): string {
+export function ggufTensorName(hf: string, arch?: GgufArch): string {
   const global = GLOBAL_TENSORS[hf];
   if (global) return global;
   const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hf);
   if (m) {
     const [, i, rest, suffix] = m;
-    const full = LAYER_TENSORS[`${rest}${suffix ?? ""}`];
+    const full = (arch === "gemma3" ? GEMMA3_NORM_TENSORS[`${rest}${suffix ?? ""}`] : undefined) ?? LAYER_TENSORS[`${rest}${suffix ?? ""}`];
     if (full) return `blk.${i}.${full}`;
     const module = LAYER_TENSORS[rest!];
     if (module && suffix) return `blk.${i}.${module}${suffix}`;
@@ -156,7 +158,7 @@ export interface LlamaGguf {
   gguf: GgufFile;
 }
 
-/** Reads a `llama`, `deci`, `qwen3` or `phi3` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
+/** Reads a `llama`, `deci`, `qwen3`, `phi3` or `gemma3` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
 export function readLlamaGguf(file: string): LlamaGguf {
   const gguf = readGgufHeader(file);
   const meta = gguf.metadata;
@@ -164,7 +166,7 @@ export function readLlamaGguf(file: string): LlamaGguf {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3" and "phi3" GGUF models`);
+  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3" && arch !== "gemma3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3", "phi3" and "gemma3" GGUF models`);
   if (arch === "phi3" && !gguf.tensors.has("blk.0.attn_qkv.weight")) fail("is a phi3 model with separate attn_q/attn_k/attn_v; slimtune reads phi3 with the fused attn_qkv that llama.cpp's converter writes");
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
   const num = (key: string, required = true): number | undefined => {
@@ -193,7 +195,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
   const headDim = num("attention.key_length", false) ?? (maxHeads > 0 ? hidden / maxHeads : fail("has no attention heads and no key_length"));
   const rotary = num("rope.dimension_count", false);
   if (rotary !== undefined && rotary !== headDim) fail(`${arch}.rope.dimension_count ${rotary} differs from the head size ${headDim}; partial rotary embeddings are not LLaMA`);
-  if (meta.has(`${arch}.rope.scaling.type`) && meta.get(`${arch}.rope.scaling.type`)?.value !== "none") fail(`${arch}.rope.scaling.type is set; slimtune implements plain RoPE only`);
+  const linearGemma = arch === "gemma3" && meta.get(`${arch}.rope.scaling.type`)?.value === "linear";
+  if (!linearGemma && meta.has(`${arch}.rope.scaling.type`) && meta.get(`${arch}.rope.scaling.type`)?.value !== "none") fail(`${arch}.rope.scaling.type is set; slimtune implements plain RoPE only`);
   if (gguf.tensors.has("rope_freqs.weight")) fail("has rope_freqs.weight (LLaMA 3.1-style RoPE scaling); slimtune implements plain RoPE only");
   const embed = gguf.tensors.get("token_embd.weight") ?? fail("has no token_embd.weight");
   const vocab = embed.ne[1]!;
@@ -223,6 +226,10 @@ export function readLlamaGguf(file: string): LlamaGguf {
     hidden_act: "silu",
     torch_dtype: "float32",
   };
+  if (arch === "gemma3") {
+    delete raw.hidden_act;
+    Object.assign(raw, gemma3ConfigFields((k) => num(k, false), (k) => meta.get(`${arch}.${k}`)?.value, layers, hidden, maxHeads, headDim));
+  }
   const bos = tokenIds("bos_token_id");
   const eos = tokenIds("eos_token_id");
   if (bos !== undefined) raw.bos_token_id = bos;
@@ -234,7 +241,7 @@ export function readLlamaGguf(file: string): LlamaGguf {
 
   const weights = new Map<string, HostParam>();
   for (const [name, shape] of llamaParamShapes(config)) {
-    const g = ggufTensorName(name);
+    const g = ggufTensorName(name, arch as GgufArch);
     if (!gguf.tensors.has(g) && isRemoved(config, name)) {
       // deci writes nothing for a layer without attention; slimtune keeps empty weights and a unit norm.
       weights.set(name, { data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(1), shape: [...shape] });
@@ -248,10 +255,11 @@ export function readLlamaGguf(file: string): LlamaGguf {
     let data = readTensor(gguf, g);
     const headsOf = qkHeads(config, name);
     if (headsOf > 0) data = permuteQK(data, headsOf, config.headDim, "hf");
+    if (arch === "gemma3" && isShiftedNorm(name)) data = unshiftNorm(data);
     weights.set(name, { data, shape: [...shape] });
   }
   // By the names this model's tensors get (ffn_up is up_proj in llama, gate_up_proj in phi3).
-  const expected = new Set([...weights.keys()].map(ggufTensorName));
+  const expected = new Set([...weights.keys()].map((n) => ggufTensorName(n, arch as GgufArch)));
   for (const name of gguf.tensors.keys()) {
     if (!expected.has(name)) fail(`has tensor "${name}", which slimtune's ${arch} model does not use`);
   }

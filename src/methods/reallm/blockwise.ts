@@ -47,8 +47,8 @@ export async function blockwiseFit(qm: QuantizedModel, trainable: ReadonlyMap<st
   const C = config.hiddenSize;
   const rows = ids.length;
   const chunks = { rows, hidden: C, seq: T, batch: Math.max(1, Math.floor(2048 / T)) };
-  let xf = embedRows(ref.weights.get("model.embed_tokens.weight")!, ids);
-  let xq = embedRows(qm.dense.get("model.embed_tokens.weight")!, ids);
+  let xf = embedRows(ref.weights.get("model.embed_tokens.weight")!, ids, config);
+  let xq = embedRows(qm.dense.get("model.embed_tokens.weight")!, ids, config);
   const rng = new Rng(ctx.seed + 17);
   const sessionOpts = { threads: ctx.threads, memoryArena: false };
   const feedsOf = (names: string[]) => Object.fromEntries(names.map((n) => [n, trainable.get(n)!])) as Record<string, HostTensor>;

@@ -6,6 +6,7 @@
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { type LlamaConfig } from "../../arch/llama/config.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
+import { embeddingScale } from "../../arch/llama/gemma3.js";
 import type { HostParam, ParamSource } from "../../arch/params.js";
 import { type CompiledGraph, type Graph, type GraphOutputs, type HostTensor, type Value, gemm, grad, mul, reduceMean, ropeTables, sub } from "../../engine/index.js";
 import { llamaBlock } from "./graph.js";
@@ -159,10 +160,12 @@ export async function forEachChunk(
   }
 }
 
-/** Host embedding lookup: ids [S·T] → hidden states [S·T, C]. */
-export function embedRows(embed: HostParam, ids: Int32Array): Float32Array {
+/** Host embedding lookup: ids [S·T] → hidden states [S·T, C], scaled as the config's graph scales them (Gemma 3: × √C). */
+export function embedRows(embed: HostParam, ids: Int32Array, config: Pick<LlamaConfig, "gemma3" | "hiddenSize">): Float32Array {
   const C = embed.shape[1]!;
   const out = new Float32Array(ids.length * C);
   for (let i = 0; i < ids.length; i++) out.set(embed.data.subarray(ids[i]! * C, (ids[i]! + 1) * C), i * C);
+  const scale = embeddingScale(config);
+  if (scale !== 1) for (let i = 0; i < out.length; i++) out[i]! *= scale;
   return out;
 }

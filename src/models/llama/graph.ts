@@ -7,6 +7,8 @@ import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeT
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { gemma3SequenceAttention } from "./gemma3-attention.js";
+import { gemma3Blocks, gemma3Layer } from "./gemma3-layer.js";
 
 export interface DecoderInputs {
   /** Token ids, [B, T] int64. */
@@ -26,6 +28,10 @@ export interface DecoderInputs {
 export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: DecoderInputs): Value {
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
+  if (config.gemma3) {
+    const attend = gemma3SequenceAttention(config, g, { batch: B, seq: T, ...(inputs.keyMask ? { keyMask: inputs.keyMask } : {}), ...(inputs.packed ? { packed: inputs.packed } : {}) });
+    return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
+  }
   const tables = ropeTables(T, config.headDim, config.ropeTheta, ropeInvFreq(config));
   const table = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
   const packed = inputs.packed;
@@ -59,6 +65,7 @@ export function llamaBlocks(
 ): Value {
   const g = p.graph;
   const norm = opts.norm ?? rmsNorm;
+  if (config.gemma3) return gemma3Blocks(config, p, ids, attend, norm, opts.checkpoint ?? false);
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
   let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
@@ -73,6 +80,7 @@ export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: num
   const pre = `model.layers.${i}`;
   const widths = layerShape(config, i);
   if (config.fusedProjections) return fusedLayer(config, p, x, i, attend, norm);
+  if (config.gemma3) return gemma3Layer(config, p, x, i, attend, norm);
   // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
   if (widths.numHeads > 0) {
     const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
@@ -126,8 +134,10 @@ export interface BlockContext {
 
 /** Decoder layer `i` on hidden states x [B·T, C] with causal attention over the window (one block as its own graph). */
 export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: number, ctx: BlockContext): Value {
-  const attend: LayerAttention = (_i, q, k, v, widths) =>
-    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask);
+  // Gemma 3's layers have their own RoPE and window: ctx.rot (the config's one RoPE) does not apply.
+  const gemma = config.gemma3 ? gemma3SequenceAttention(config, p.graph, { batch: ctx.batch, seq: ctx.seq, ...(ctx.keyMask ? { keyMask: ctx.keyMask } : {}) }) : null;
+  const attend: LayerAttention = gemma ?? ((_i, q, k, v, widths) =>
+    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask));
   return llamaLayer(config, p, x, i, attend);
 }
 

@@ -9,6 +9,7 @@ import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { llamaBlocks } from "./graph.js";
+import { gemma3CachedAttention } from "./gemma3-attention.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -26,6 +27,11 @@ export interface KvGraphOptions {
   past: boolean;
   /** "last": logits [B, V] of each sequence's last position (generation); "all": [B, T, V] (exports). */
   logits: "last" | "all";
+  /**
+   * What position_ids counts from (default 0). An ONNX export of Gemma 3 takes 1: transformers.js
+   * feeds gemma3_text position ids starting at 1, as onnx-community's Gemma 3 exports expect.
+   */
+  positionBase?: number;
 }
 
 export interface KvGraph {
@@ -56,23 +62,27 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
   // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
   // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
-  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
-  const half = [config.maxPositionEmbeddings, D / 2];
-  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
-  const rotate = (x: Value) => ropeFused(x, positions, rot);
   const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
+  const onPresent = (i: number, key: Value, value: Value) => {
+    outputs[presentName(i, "key")] = key;
+    outputs[presentName(i, "value")] = value;
+  };
+  // Gemma 3: a RoPE table per layer kind and the sliding window on its local layers.
+  const gemma = config.gemma3
+    ? gemma3CachedAttention(config, g, { batch: B, seq: T, past: P, positions, positionBase: opts.positionBase ?? 0, mask, keep, pastOf: (i) => past[i]!, onPresent })
+    : null;
+  const rotate = gemma ? null : ropeRotation(config, positions);
   const hidden = llamaBlocks(
     config,
     p,
     ids,
-    (i, q, k, v, widths) => {
+    gemma ?? ((i, q, k, v, widths) => {
       const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
-      const { out, key, value } = cachedAttention(q, k, v, shape, rotate, mask, past[i]!);
-      outputs[presentName(i, "key")] = key;
-      outputs[presentName(i, "value")] = value;
+      const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, mask, past[i]!);
+      onPresent(i, key, value);
       return out;
-    },
+    }),
     { norm: rmsNormFused },
   );
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
@@ -91,6 +101,16 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
       ? gemm(take(reshape(hidden, [B, T, C]), 1, -1), head, { transB: true }) // (B, V)
       : reshape(gemm(hidden, head, { transB: true }), [B, T, V]); // (B, T, V)
   return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads };
+}
+
+/** RoPE at `positions` through ONNX Runtime's fused kernel, with HF's float32 tables up to the model's context. */
+function ropeRotation(config: LlamaConfig, positions: Value): (x: Value) => Value {
+  const D = config.headDim;
+  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
+  const half = [config.maxPositionEmbeddings, D / 2];
+  const g = positions.graph;
+  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
+  return (x: Value) => ropeFused(x, positions, rot);
 }
 
 /** [B, 0, P + T, D]: a cache with no heads, the length of the others. */
