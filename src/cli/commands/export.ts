@@ -15,6 +15,7 @@ import { exportGptqV2 } from "../../export/gptq-v2.js";
 import { HF_DTYPES, type HfDtype, exportHfFolder } from "../../export/hf-folder.js";
 import { loadBase } from "../../models/load.js";
 import { printJson, runAction } from "../args.js";
+import { loadersNote } from "../pruned-model-notes.js";
 import { type ChangeGroup, type MeasuredChanges, describeChanges, groupChanges, measureChanges } from "../../export/changes.js";
 import { tokenizeFile } from "../../data/text-file.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
@@ -56,7 +57,12 @@ export default defineCommand({
         report(
           args.json,
           { format: "hf", out: args.out, dtype: dtype ?? "own", merged: r.deployed.merged, holds: r.holds, files: r.files, bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
-          [`wrote ${r.deployed.description} as a Hugging Face folder in ${args.out} (${r.holds}, ${r.files.length} files, ${r.bytes} bytes)`, ...changeLines(groups, measured, args.data)].join("\n"),
+          [
+            `wrote ${r.deployed.description} as a Hugging Face folder in ${args.out} (${r.holds}, ${r.files.length} files, ${r.bytes} bytes)`,
+            // A pruned merge (FineGates) has per-layer widths, which stock transformers does not load.
+            ...(r.deployed.base.model.config.layerShapes ? [`the folder has ${loadersNote(r.deployed.base.model.config)}`] : []),
+            ...changeLines(groups, measured, args.data),
+          ].join("\n"),
         );
         return;
       }
