@@ -1,6 +1,7 @@
 // `slimtune export --format hf` from the command line (dist/: build first): each bad input is a typed
 // error with exit status 2 and no --out left behind (no adapter, a missing adapter folder or file, a
-// PEQA adapter for another base); a QLoRA merge needs a --dtype, and --dtype rtn --data reports the
+// LoRA adapter of another base by its shapes, a PEQA adapter of another base by its codes'
+// fingerprint); a QLoRA merge needs a --dtype, and --dtype rtn --data reports the
 // re-rounding with its KL in --json; --out is claimed as every output is (a foreign folder needs
 // --overwrite, then is replaced whole, marked as slimtune's).
 
@@ -10,6 +11,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { OUTPUT_MARKER } from "../../src/core/output.js";
 import { saveGptqFolder } from "../../src/formats/quantized/index.js";
+import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import { peqaMethod } from "../../src/methods/peqa/index.js";
 import { qloraMethod } from "../../src/methods/qlora/index.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
@@ -17,6 +19,7 @@ import { loadBase } from "../../src/models/load.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import type { QuantizedModel } from "../../src/quant/types.js";
 import { REF_MODEL, WIKITEXT_TEST, scratchDir } from "../helpers/paths.js";
+import { prunedRefModel } from "../helpers/pruned.js";
 
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
 const slimtune = (args: string[]) => {
@@ -59,6 +62,9 @@ describe("slimtune export --format hf", () => {
     fs.cpSync(qlora, broken, { recursive: true });
     fs.rmSync(path.join(broken, "adapter_model.safetensors"));
     expectRefused(["export", "--format", "hf", "--model", q4, "--adapter", broken, "--dtype", "f32", "--out", out], "E_NOT_FOUND", /adapter_model\.safetensors/, out);
+    const otherLora = path.join(dir, "lora-of-pruned");
+    loraForDenseModel(prunedRefModel(), { rank: 4, alpha: 8, seed: 1, targetModules: ["mlp.up_proj"] }).save(otherLora);
+    expectRefused(["export", "--format", "hf", "--model", REF_MODEL, "--adapter", otherLora, "--out", out], "E_SHAPE", /has shape \[352, 4\], the model needs \[704, 4\]; use the adapter with the base model/, out);
     expectRefused(["export", "--format", "hf", "--model", q4other, "--adapter", peqa, "--out", out], "E_CONFIG", /trained on another base \(fingerprint sha256:[0-9a-f]{12}…, this model's is sha256:/, out);
     expectRefused(["export", "--format", "hf", "--model", q4, "--adapter", qlora, "--out", out], "E_ARG", /merged into a quantized base \(rtn 4-bit g64 asymmetric\).*--dtype f32 or f16.*--dtype rtn/, out);
     expectRefused(["export", "--format", "hf", "--model", q4, "--adapter", qlora, "--dtype", "q4_0", "--out", out], "E_ARG", /--dtype "q4_0" is not one of f32, f16, rtn/, out);
