@@ -150,6 +150,10 @@ describe("export --format hf", () => {
     const r = exportHfFolder(quantized, adapter, out);
     expect(r.holds).toBe("gptq");
     expect(new Set(r.changes.map((c) => c.kind))).toEqual(new Set(["codes kept, scales rounded to f16"]));
+    // The base's GPTQ configuration, unchanged: the loaders that read the base read the merge.
+    const quantConfig = (d: string) => (JSON.parse(fs.readFileSync(path.join(d, "config.json"), "utf8")) as { quantization_config: Record<string, unknown> }).quantization_config;
+    expect(quantConfig(out)).toEqual(quantConfig(qdir));
+    expect(quantConfig(out)).toMatchObject({ quant_method: "gptq", bits: 4, group_size: 64, sym: false, desc_act: false, checkpoint_format: "gptq" });
     const back = loadBase(out);
     expect(back.kind).toBe("quantized");
     const bq = back.model as QuantizedModel;
