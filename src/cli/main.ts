@@ -37,7 +37,7 @@ const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder"
   qpruner: () => "folder",
   "pruning-adapter": () => "folder",
   // An unknown --format is the command's own error to report.
-  export: (flags) => ({ onnx: "folder", gguf: "file", "gptq-v2": "folder" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
+  export: (flags) => ({ onnx: "folder", gguf: "file", "gptq-v2": "folder", hf: "folder" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
 };
 
 const overwriteFlag: ArgsDef = {

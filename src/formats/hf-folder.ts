@@ -1,5 +1,5 @@
 // A float LLaMA-family model as a Hugging Face folder: config.json, model.safetensors (or shards),
-// tokenizer files. Loads every parameter as float32 and writes them back as F32.
+// tokenizer files. Loads every parameter as float32 and writes them back as F32 (or, asked, F16).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -7,6 +7,7 @@ import { SlimtuneError } from "../core/errors.js";
 import type { LlamaConfig } from "../arch/llama/config.js";
 import { llamaParamShapes } from "../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
+import { float32ToFloat16 } from "../core/f16.js";
 import { indexFile, readWeightMap, weightsFile } from "./folder-tensors.js";
 import { toHfConfigJson } from "./hf-config.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
@@ -77,13 +78,18 @@ function missingTensor(name: string, file: string, config: LlamaConfig): Slimtun
   return new SlimtuneError("E_SAFETENSORS", `missing tensor "${name}" in ${path.basename(file)}${hint}`, file);
 }
 
-/** Writes config.json, model.safetensors (F32) and the source's tokenizer files to `outDir`, replacing it atomically. */
+/**
+ * Writes config.json, model.safetensors (F32, or F16 rounded to nearest when `dtype` says so, with
+ * torch_dtype to match) and the source's tokenizer files to `outDir`, replacing it atomically.
+ */
 export function saveLlamaFolder(
   outDir: string,
   config: LlamaConfig,
   weights: Map<string, Float32Array>,
   sourceDir?: string,
+  opts: { dtype?: "F32" | "F16" } = {},
 ): void {
+  const half = opts.dtype === "F16";
   const shapes = llamaParamShapes(config);
   for (const name of weights.keys()) {
     if (!shapes.has(name)) {
@@ -106,11 +112,12 @@ export function saveLlamaFolder(
         `weight "${name}" has ${data.length} values; shape ${fmt(shape)} needs ${count}`,
       );
     }
-    return { name, dtype: "F32" as const, shape, data };
+    return half ? { name, dtype: "F16" as const, shape, data: float32ToFloat16(data) } : { name, dtype: "F32" as const, shape, data };
   });
-  const json = toHfConfigJson(config, { torch_dtype: "float32" });
+  const torchDtype = half ? "float16" : "float32";
+  const json = toHfConfigJson(config, { torch_dtype: torchDtype });
   // transformers v5 renamed torch_dtype to dtype; keep both consistent when the source used the new key.
-  if ("dtype" in config.raw) json.dtype = "float32";
+  if ("dtype" in config.raw) json.dtype = torchDtype;
   replaceDirAtomic(outDir, (tmpDir) => {
     writeFileAtomic(path.join(tmpDir, "config.json"), `${JSON.stringify(json, null, 2)}\n`);
     writeSafetensors(path.join(tmpDir, weightsFile), tensors, { format: "pt" });
