@@ -6,7 +6,14 @@
 // Phi-3 is the LLaMA block with q/k/v and gate/up each stored as one fused linear layer
 // (`fusedProjections`), kept fused so that quantized layers and adapters have transformers' names.
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3";
+// GPT-2 ("gpt2") has a block of its own (LayerNorm with bias, learned positions, no RoPE, GELU):
+// it shares this config (widths, eps, tied head) but its names, shapes and graph live in arch/gpt2
+// and models/gpt2; `isGpt2` is the one test the shared code branches on.
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gpt2";
+
+/** True for a GPT-2 model (its own block: see arch/gpt2, models/gpt2). */
+export const isGpt2 = (config: Pick<LlamaConfig, "modelType">): boolean => config.modelType === "gpt2";
 
 /** Llama 3's RoPE scaling parameters (config.json "rope_scaling" with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -39,6 +46,7 @@ export interface LlamaConfig {
   numKvHeads: number;
   headDim: number;
   vocabSize: number;
+  /** The norms' epsilon: RMSNorm's, or LayerNorm's for gpt2 (layer_norm_epsilon). */
   rmsNormEps: number;
   ropeTheta: number;
   /** RoPE frequency scaling (Llama 3.x); absent means plain RoPE. */

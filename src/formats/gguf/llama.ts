@@ -4,7 +4,8 @@
 // such a file back into a config and float weights.
 
 import type { LlamaConfig } from "../../arch/llama/config.js";
-import { layerShape } from "../../arch/llama/config.js";
+import { isGpt2, layerShape } from "../../arch/llama/config.js";
+import { gpt2GgufName, gpt2Hyperparameters } from "./gpt2.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -14,7 +15,7 @@ import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
 
-export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
+export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gpt2";
 
 /**
  * The llama.cpp architecture a uniform-width model is written as. qwen3 needs its own (llama.cpp's
@@ -24,6 +25,7 @@ export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
  * reads the fused attn_qkv and a fused ffn_up (gate rows, then up rows) and rotates rotate-half.
  */
 export function uniformGgufArch(config: LlamaConfig): GgufArch {
+  if (isGpt2(config)) return "gpt2"; // its own names and keys: gpt2.ts
   return config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
 }
 
@@ -51,6 +53,8 @@ const GLOBAL_TENSORS: Record<string, string> = {
 
 /** The GGUF name of a transformers tensor name (e.g. model.layers.3.mlp.up_proj.weight → blk.3.ffn_up.weight). */
 export function ggufTensorName(hf: string): string {
+  const gpt2 = gpt2GgufName(hf);
+  if (gpt2) return gpt2;
   const global = GLOBAL_TENSORS[hf];
   if (global) return global;
   const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hf);
@@ -122,6 +126,7 @@ export interface GgufLayerWidths {
  * MLP channels.
  */
 export function llamaHyperparameters(config: LlamaConfig, arch: GgufArch, widths: GgufLayerWidths): Array<[string, GgufValue]> {
+  if (arch === "gpt2") return gpt2Hyperparameters(config);
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const perLayer = (values: number[]): GgufValue => (arch === "deci" ? { type: "array", of: "i32", values } : u32(values[0]!));

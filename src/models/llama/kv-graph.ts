@@ -5,10 +5,12 @@
 // logits, present.{i}.key/value.
 
 import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
-import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
+import { GPT2_WTE } from "../../arch/gpt2/names.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { llamaBlocks } from "./graph.js";
+import { gpt2Blocks } from "../gpt2/graph.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -55,26 +57,19 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
 
   // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
   // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
-  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
-  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
-  const half = [config.maxPositionEmbeddings, D / 2];
-  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
-  const rotate = (x: Value) => ropeFused(x, positions, rot);
+  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context. GPT-2 has
+  // no RoPE: its blocks (models/gpt2) add learned position embeddings at position_ids instead.
+  const rotate = isGpt2(config) ? (x: Value) => x : ropeRotation(g, config, positions);
   const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
-  const hidden = llamaBlocks(
-    config,
-    p,
-    ids,
-    (i, q, k, v, widths) => {
-      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
-      const { out, key, value } = cachedAttention(q, k, v, shape, rotate, mask, past[i]!);
-      outputs[presentName(i, "key")] = key;
-      outputs[presentName(i, "value")] = value;
-      return out;
-    },
-    { norm: rmsNormFused },
-  );
+  const attend = (i: number, q: Value, k: Value, v: Value, widths: LayerShape) => {
+    const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
+    const { out, key, value } = cachedAttention(q, k, v, shape, rotate, mask, past[i]!);
+    outputs[presentName(i, "key")] = key;
+    outputs[presentName(i, "value")] = value;
+    return out;
+  };
+  const hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
@@ -83,7 +78,7 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     outputs[presentName(i, "value")] = emptyCache(g, B, total, D);
   });
 
-  const head = p.tensor(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const head = p.tensor(config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight");
   const V = config.vocabSize;
   const C = config.hiddenSize;
   const logits =
@@ -91,6 +86,15 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
       ? gemm(take(reshape(hidden, [B, T, C]), 1, -1), head, { transB: true }) // (B, V)
       : reshape(gemm(hidden, head, { transB: true }), [B, T, V]); // (B, T, V)
   return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads };
+}
+
+/** RoPE at `positions` through ONNX Runtime's fused kernel, from tables up to the model's context. */
+function ropeRotation(g: Graph, config: LlamaConfig, positions: Value): (x: Value) => Value {
+  const D = config.headDim;
+  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
+  const half = [config.maxPositionEmbeddings, D / 2];
+  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
+  return (x: Value) => ropeFused(x, positions, rot);
 }
 
 /** [B, 0, P + T, D]: a cache with no heads, the length of the others. */
