@@ -12,6 +12,7 @@
 import { linearLayers } from "../arch/llama/shapes.js";
 import { isGpt2 } from "../arch/llama/config.js";
 import { GPT2_WPE, GPT2_WTE } from "../arch/gpt2/names.js";
+import { assertGpt2Positions } from "../models/gpt2/graph.js";
 import type { FloatWeights, HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
 import { CompiledGraph, Graph, type HostTensor } from "../engine/index.js";
@@ -83,6 +84,7 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
   }
   if (specs.size === 0) throw new SlimtuneError("E_ARG", "the quantization plan leaves every linear layer in float; give at least one layer a spec");
   const T = opts.seq;
+  if (isGpt2(config)) assertGpt2Positions(config, T); // no learned position past n_positions
   if (calib.length === 0 || calib.length % T !== 0) throw new SlimtuneError("E_ARG", `calibration ids (${calib.length}) are not whole windows of ${T} tokens`);
   const embed = model.weights.get(isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight");
   if (!embed) throw new SlimtuneError("E_ARG", "model has no token embedding; GPTQ needs a model loaded with LlamaModel.load");
