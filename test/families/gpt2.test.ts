@@ -13,9 +13,10 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { Generator } from "../../src/eval/generate.js";
 import { generationScoring } from "../../src/export/deploy.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
+import { exportGgufLora } from "../../src/export/gguf/lora.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
-import { SafetensorsFile } from "../../src/formats/safetensors.js";
+import { SafetensorsFile, writeSafetensors } from "../../src/formats/safetensors.js";
 import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.js";
 import { loraForDenseModel } from "../../src/methods/lora/index.js";
 import { geluTanh, layerNorm } from "../../src/models/gpt2/layers.js";
@@ -77,11 +78,9 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
     fs.mkdirSync(bare, { recursive: true });
     for (const f of fs.readdirSync(folder)) if (f !== "model.safetensors") fs.copyFileSync(path.join(folder, f), path.join(bare, f));
     const tensors = [...st.entries.keys()].map((name) => ({ name: name.replace(/^transformer\./, ""), dtype: "F32" as const, shape: st.entries.get(name)!.shape, data: st.float32(name) }));
-    return import("../../src/formats/safetensors.js").then(({ writeSafetensors }) => {
-      writeSafetensors(path.join(bare, "model.safetensors"), tensors, { format: "pt" });
-      const again = LlamaModel.load(bare);
-      for (const [name, w] of model.weights) expect(again.weights.get(name)!.data, name).toEqual(w.data);
-    });
+    writeSafetensors(path.join(bare, "model.safetensors"), tensors, { format: "pt" });
+    const again = LlamaModel.load(bare);
+    for (const [name, w] of model.weights) expect(again.weights.get(name)!.data, name).toEqual(w.data);
   });
 
   it("LoRA targets are PEFT's gpt2 names (c_attn, c_proj, c_fc; fan_in_fan_out); pruning is refused", () => {
@@ -133,6 +132,19 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
     expect(worst).toBeLessThan(3e-4);
     expect(worstOurs).toBeLessThan(2e-2);
     expect(await llamaGreedy(file, promptIds, N)).toEqual(await greedy({ kind: "float", model }));
+  });
+
+  it("a LoRA adapter on c_attn, c_proj and c_fc as a GGUF LoRA (architecture gpt2) gives slimtune's tokens with the adapter", async () => {
+    const lora = loraForDenseModel(model, { rank: 4, alpha: 8, seed: 3 });
+    let k = 0;
+    for (const [name, t] of lora.trainable) if (name.includes("lora_B")) t.data.forEach((_, i) => (t.data[i] = 0.3 * Math.sin(++k * 0.7)));
+    const adapterDir = path.join(dir, "lora");
+    lora.save(adapterDir);
+    const loraFile = path.join(dir, "lora.gguf");
+    exportGgufLora({ kind: "float", model }, adapterDir, loraFile, { dtype: "f32" });
+    const ours = await greedy({ kind: "float", model }, adapterDir);
+    expect(ours).not.toEqual(await greedy({ kind: "float", model }));
+    expect(await llamaGreedy(path.join(dir, "tiny-gpt2-f32.gguf"), promptIds, N, loraFile)).toEqual(ours);
   });
 
   it("transformers.js runs the ONNX export and generates slimtune's tokens", async () => {
