@@ -18,7 +18,8 @@ import { exportOnnx } from "../../src/export/onnx/index.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { SafetensorsFile, writeSafetensors } from "../../src/formats/safetensors.js";
 import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.js";
-import { loraForDenseModel } from "../../src/methods/lora/index.js";
+import { denseLoraBase, loraForDenseModel, loraFromAdapter } from "../../src/methods/lora/index.js";
+import { readGgufHeader } from "../../src/formats/gguf/reader.js";
 import { geluTanh, layerNorm } from "../../src/models/gpt2/layers.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import type { LoadedBase } from "../../src/models/load.js";
@@ -26,7 +27,7 @@ import { removeStructure } from "../../src/prune/surgery.js";
 import { gradCheck } from "../engine/gradcheck.js";
 import { geluGgml, gpt2ReferenceLogProbs } from "../helpers/gpt2-reference.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
-import { scratchDir } from "../helpers/paths.js";
+import { REF_MODEL, scratchDir } from "../helpers/paths.js";
 import { GPT2_TINY_CONFIG, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
@@ -145,6 +146,24 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
     const ours = await greedy({ kind: "float", model }, adapterDir);
     expect(ours).not.toEqual(await greedy({ kind: "float", model }));
     expect(await llamaGreedy(path.join(dir, "tiny-gpt2-f32.gguf"), promptIds, N, loraFile)).toEqual(ours);
+  });
+
+  // llama.cpp's converter writes feed_forward_length 4·n_embd whatever n_inner says; slimtune writes
+  // the width transformers builds (n_inner), which llama.cpp's loader then reads.
+  it("a model with n_inner ≠ 4·n_embd: feed_forward_length is n_inner and llama.cpp's greedy tokens equal slimtune's", async () => {
+    const inner = saveRandomModel({ ...GPT2_TINY_CONFIG, n_inner: 96 }, 7, path.join(dir, "tiny-inner"));
+    const file = path.join(dir, "tiny-inner.gguf");
+    exportGguf({ kind: "float", model: inner }, folder, file, { dtype: "f32" });
+    expect(readGgufHeader(file).metadata.get("gpt2.feed_forward_length")?.value).toBe(96);
+    expect(await llamaGreedy(file, promptIds, N)).toEqual(await greedy({ kind: "float", model: inner }));
+  });
+
+  it("an adapter that records fan_in_fan_out (Conv1D) is refused on a LLaMA base", () => {
+    const adapterDir = path.join(dir, "lora-ffo");
+    loraForDenseModel(model, { rank: 2, alpha: 4, seed: 1 }).save(adapterDir);
+    expect(JSON.parse(fs.readFileSync(path.join(adapterDir, "adapter_config.json"), "utf8")).fan_in_fan_out).toBe(true);
+    const llama = LlamaModel.load(REF_MODEL);
+    expect(() => loraFromAdapter(denseLoraBase(llama), adapterDir)).toThrow(expect.objectContaining({ code: "E_CONFIG", message: expect.stringContaining("fan_in_fan_out") }));
   });
 
   it("transformers.js runs the ONNX export and generates slimtune's tokens", async () => {
