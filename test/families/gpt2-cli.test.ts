@@ -1,12 +1,13 @@
 // The CLI on a tiny GPT-2 model, end to end: quantize (4-bit RTN, and GPTQ, whose block-by-block
 // capture adds the position embeddings), finetune with LoRA (float base) and PEQA (the 4-bit
 // model), eval and generate with each adapter, export to GGUF (float + GGUF LoRA, and q4_0 keeping
-// the codes) and to ONNX (PEQA merged). Structured pruning is refused with E_ARG.
+// the codes) and to ONNX (PEQA merged), and generate from an f32 GGUF file read back. Structured
+// pruning is refused with E_ARG.
 
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { readGgufHeader } from "../../src/formats/gguf/reader.js";
 import { WIKITEXT_TEST, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
 import { GPT2_TINY_CONFIG, saveRandomModel } from "../helpers/tiny-families.js";
@@ -31,8 +32,12 @@ describe("gpt2 through the CLI", () => {
   const score = ["--data", WIKITEXT_TEST, "--max-tokens", "1024", "--ctx", "64"];
   const prompt = ["--prompt", " The tower is", "--max-new-tokens", "8", "--ignore-eos"];
 
-  it("quantize (RTN, GPTQ), finetune (LoRA, PEQA), eval, generate and both exports work; pruning is refused", () => {
+  // Separate steps, each under vitest's one-minute RPC window (spawnSync blocks the worker meanwhile).
+  beforeAll(() => {
     saveRandomModel(GPT2_TINY_CONFIG, 5, model);
+  });
+
+  it("quantize (RTN, and GPTQ with a window within n_positions) and eval", () => {
     slimtune(["quantize", "--model", model, "--bits", "4", "--group-size", "32", "--sym", "--out", q4]);
     expect(JSON.parse(fs.readFileSync(path.join(q4, "config.json"), "utf8")).model_type).toBe("gpt2");
     const gptq = path.join(dir, "gptq");
@@ -45,7 +50,9 @@ describe("gpt2 through the CLI", () => {
       expect(Number.isFinite(ev.perplexity), JSON.stringify(ev)).toBe(true);
       expect(ev.perplexity as number).toBeLessThan((float.perplexity as number) * 2);
     }
+  }, 600_000);
 
+  it("finetune (LoRA, PEQA), eval and generate with each adapter", () => {
     slimtune(["finetune", "--method", "lora", "--model", model, ...train, "--out", path.join(dir, "lora")]);
     const adapterConfig = JSON.parse(fs.readFileSync(path.join(dir, "lora", "adapter_config.json"), "utf8"));
     expect(adapterConfig).toMatchObject({ fan_in_fan_out: true, target_modules: ["c_attn", "c_fc", "c_proj"] });
@@ -56,7 +63,9 @@ describe("gpt2 through the CLI", () => {
       const gen = slimtune(["generate", "--model", base, "--adapter", path.join(dir, adapter), ...prompt]);
       expect((gen.ids as number[]).length).toBe(8);
     }
+  }, 600_000);
 
+  it("both exports, an f32 GGUF read back, and pruning refused", () => {
     const loraGguf = path.join(dir, "lora.gguf");
     slimtune(["export", "--format", "gguf", "--model", model, "--adapter", path.join(dir, "lora"), "--out", loraGguf]);
     const q4Gguf = path.join(dir, "q4.gguf");
@@ -64,6 +73,11 @@ describe("gpt2 through the CLI", () => {
     expect(readGgufHeader(q4Gguf).metadata.get("general.architecture")?.value).toBe("gpt2");
     slimtune(["export", "--format", "onnx", "--model", q4, "--adapter", path.join(dir, "peqa"), "--out", path.join(dir, "onnx")]);
     expect(JSON.parse(fs.readFileSync(path.join(dir, "onnx", "config.json"), "utf8"))).toMatchObject({ model_type: "gpt2", n_embd: 64, n_head: 4, n_layer: 2 });
+
+    // An f32 file read back generates what the float folder generates (same weights, same graph).
+    const f32Gguf = path.join(dir, "f32.gguf");
+    slimtune(["export", "--format", "gguf", "--model", model, "--out", f32Gguf]);
+    expect(slimtune(["generate", "--model", f32Gguf, ...prompt]).ids).toEqual(slimtune(["generate", "--model", model, ...prompt]).ids);
 
     const pruned = run(["prune", "--model", model, "--data", WIKITEXT_VALID, "--ratio", "0.2", "--out", path.join(dir, "pruned")]);
     expect(pruned.status).toBe(2);

@@ -5,7 +5,7 @@
 
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { isGpt2, layerShape } from "../../arch/llama/config.js";
-import { gpt2GgufName, gpt2Hyperparameters } from "./gpt2.js";
+import { gpt2GgufName, gpt2Hyperparameters, readGpt2Gguf } from "./gpt2.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -161,7 +161,7 @@ export interface LlamaGguf {
   gguf: GgufFile;
 }
 
-/** Reads a `llama`, `deci`, `qwen3` or `phi3` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
+/** Reads a `llama`, `deci`, `qwen3`, `phi3` or `gpt2` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
 export function readLlamaGguf(file: string): LlamaGguf {
   const gguf = readGgufHeader(file);
   const meta = gguf.metadata;
@@ -169,7 +169,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3" and "phi3" GGUF models`);
+  if (arch === "gpt2") return { ...readGpt2Gguf(gguf), gguf }; // its own keys and names: gpt2.ts
+  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3", "phi3" and "gpt2" GGUF models`);
   if (arch === "phi3" && !gguf.tensors.has("blk.0.attn_qkv.weight")) fail("is a phi3 model with separate attn_q/attn_k/attn_v; slimtune reads phi3 with the fused attn_qkv that llama.cpp's converter writes");
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
   const num = (key: string, required = true): number | undefined => {
