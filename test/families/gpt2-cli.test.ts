@@ -45,6 +45,10 @@ describe("gpt2 through the CLI", () => {
     const tooLong = run(["quantize", "--model", model, "--method", "gptq", "--bits", "4", "--calib", WIKITEXT_VALID, "--out", path.join(dir, "gptq-long")]);
     expect(tooLong.stderr).toMatch(/E_ARG.*n_positions \(128\)/s);
     const float = slimtune(["eval", "--model", model, ...score]);
+    // Learned positions end at n_positions: --allow-long-context cannot extend them.
+    const long = run(["eval", "--model", model, "--data", WIKITEXT_TEST, "--max-tokens", "1024", "--ctx", "256", "--allow-long-context"]);
+    expect(long.status).toBe(2);
+    expect(long.stderr).toMatch(/E_ARG.*n_positions \(128\)/s);
     for (const q of [q4, gptq]) {
       const ev = slimtune(["eval", "--model", q, ...score]);
       expect(Number.isFinite(ev.perplexity), JSON.stringify(ev)).toBe(true);

@@ -92,7 +92,7 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
     expect(() => removeStructure(model, [])).toThrow(/gpt2/);
   });
 
-  it("refuses a window longer than n_positions, even with --allow-long-context", async () => {
+  it("a graph over more tokens than n_positions is refused with E_ARG before it runs", async () => {
     const long = Array.from({ length: 129 }, (_, i) => i);
     await expect(slimtuneLogProbs(model, long)).rejects.toThrow(/n_positions \(128\)/);
   });
