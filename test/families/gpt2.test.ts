@@ -22,6 +22,9 @@ import { denseLoraBase, loraForDenseModel, loraFromAdapter } from "../../src/met
 import { readGgufHeader } from "../../src/formats/gguf/reader.js";
 import { geluTanh, layerNorm } from "../../src/models/gpt2/layers.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
+import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../../src/models/llama/kv-graph.js";
+import { DenseParams } from "../../src/models/llama/params.js";
+import { CompiledGraph, Graph, type HostTensor } from "../../src/engine/index.js";
 import type { LoadedBase } from "../../src/models/load.js";
 import { removeStructure } from "../../src/prune/surgery.js";
 import { gradCheck } from "../engine/gradcheck.js";
@@ -103,6 +106,36 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
     let worst = 0;
     for (let t = 0; t < promptIds.length; t++) for (let k = 0; k < 4096; k++) if (reference[t]![k]! > Math.log(1e-4)) worst = Math.max(worst, Math.abs(reference[t]![k]! - ours[t]![k]!));
     console.log(`gpt2: slimtune vs the float64 reference, max |Δ log p| ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("the KV-cache graph (prefill, then one token at a time at its position_ids) gives the reference's log-probabilities", async () => {
+    const config = model.config;
+    const i64 = (xs: number[]) => BigInt64Array.from(xs, BigInt);
+    const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+    const built = (past: boolean) => buildKvGraph(config, new DenseParams(new Graph(), model.weights, new Set()), { batch: 1, seq: past ? 1 : "dynamic", past, logits: "last" });
+    const prefill = built(false);
+    const decode = built(true);
+    const pre = await CompiledGraph.compile(prefill.graph, prefill.outputs);
+    const dec = await CompiledGraph.compile(decode.graph, decode.outputs);
+    const P = 4;
+    let out = await pre.run({ [INPUT_IDS]: { data: i64(promptIds.slice(0, P)), shape: [1, P] }, [ATTENTION_MASK]: { data: i64(range(P).map(() => 1)), shape: [1, P] }, [POSITION_IDS]: { data: i64(range(P)), shape: [1, P] } });
+    const steps = [out[LOGITS]!.data as Float32Array];
+    for (let t = P; t < promptIds.length; t++) {
+      const feeds: Record<string, HostTensor> = { [INPUT_IDS]: { data: i64([promptIds[t]!]), shape: [1, 1] }, [ATTENTION_MASK]: { data: i64(range(t + 1).map(() => 1)), shape: [1, t + 1] }, [POSITION_IDS]: { data: i64([t]), shape: [1, 1] } };
+      for (let i = 0; i < config.numLayers; i++) for (const half of ["key", "value"] as const) feeds[pastName(i, half)] = out[presentName(i, half)]!;
+      out = await dec.run(feeds);
+      steps.push(out[LOGITS]!.data as Float32Array);
+    }
+    const reference = gpt2ReferenceLogProbs(model, promptIds);
+    let worst = 0;
+    steps.forEach((logits, s) => {
+      const top = Math.max(...logits);
+      const lse = top + Math.log(logits.reduce((a, b) => a + Math.exp(b - top), 0));
+      const ref = reference[P - 1 + s]!;
+      for (let k = 0; k < logits.length; k++) if (ref[k]! > Math.log(1e-4)) worst = Math.max(worst, Math.abs(logits[k]! - lse - ref[k]!));
+    });
+    expect(steps).toHaveLength(promptIds.length - P + 1);
     expect(worst).toBeLessThan(1e-4);
   });
 

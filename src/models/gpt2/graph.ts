@@ -9,7 +9,7 @@ import { GPT2_LN_F, GPT2_WPE, GPT2_WTE, gpt2LayerPrefix, gpt2LinearPaths } from 
 import type { ParamSource } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { type Value, add, causalAttention, gather, reshape, slice } from "../../engine/index.js";
-import { geluTanh, layerNorm } from "./layers.js";
+import { type LayerNormFn, geluTanh, layerNorm } from "./layers.js";
 
 /** Attention of layer i: q [N, H·D], k and v [N, H·D] straight from c_attn → [N, H·D] (as models/llama's LayerAttention). */
 export type Gpt2Attention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
@@ -54,7 +54,8 @@ export function gpt2Hidden(config: LlamaConfig, p: ParamSource, inputs: Gpt2Inpu
  * wte[ids] + wpe[positions] → the blocks → ln_f: hidden states [B·T, C] for ids [B, T].
  * `positions` is [T] (every row from 0) or [B, T] (packed rows, or the KV-cache graph's position_ids).
  */
-export function gpt2Blocks(config: LlamaConfig, p: ParamSource, ids: Value, positions: Value, attend: Gpt2Attention, opts: { checkpoint?: boolean } = {}): Value {
+export function gpt2Blocks(config: LlamaConfig, p: ParamSource, ids: Value, positions: Value, attend: Gpt2Attention, opts: { checkpoint?: boolean; norm?: LayerNormFn } = {}): Value {
+  const norm = opts.norm ?? layerNorm;
   const g = p.graph;
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
@@ -62,18 +63,18 @@ export function gpt2Blocks(config: LlamaConfig, p: ParamSource, ids: Value, posi
   const places = gather(p.tensor(GPT2_WPE), positions); // (T, C) or (B, T, C)
   let x = reshape(add(tokens, places), [g.dims.mul(B, T), C]);
   for (let i = 0; i < config.numLayers; i++) {
-    x = opts.checkpoint ? g.checkpointed(x, (xi) => gpt2Layer(config, p, xi, i, attend)) : gpt2Layer(config, p, x, i, attend);
+    x = opts.checkpoint ? g.checkpointed(x, (xi) => gpt2Layer(config, p, xi, i, attend, norm)) : gpt2Layer(config, p, x, i, attend, norm);
   }
-  return layerNorm(x, p.tensor(`${GPT2_LN_F}.weight`), p.tensor(`${GPT2_LN_F}.bias`), config.rmsNormEps);
+  return norm(x, p.tensor(`${GPT2_LN_F}.weight`), p.tensor(`${GPT2_LN_F}.bias`), config.rmsNormEps);
 }
 
 /** Block i on the residual stream x [N, C]: x + c_proj(attn(c_attn(ln_1(x)))), then + c_proj(gelu(c_fc(ln_2(·)))). */
-export function gpt2Layer(config: LlamaConfig, p: ParamSource, x: Value, i: number, attend: Gpt2Attention): Value {
+export function gpt2Layer(config: LlamaConfig, p: ParamSource, x: Value, i: number, attend: Gpt2Attention, layerNormOf: LayerNormFn = layerNorm): Value {
   const pre = gpt2LayerPrefix(i);
   const paths = gpt2LinearPaths(i);
   const C = config.hiddenSize;
   const eps = config.rmsNormEps;
-  const norm = (name: string, h: Value) => layerNorm(h, p.tensor(`${pre}.${name}.weight`), p.tensor(`${pre}.${name}.bias`), eps);
+  const norm = (name: string, h: Value) => layerNormOf(h, p.tensor(`${pre}.${name}.weight`), p.tensor(`${pre}.${name}.bias`), eps);
   const qkv = p.linear(paths.attn, norm("ln_1", x)); // (N, 3C): queries, keys, values
   const heads = attend(i, slice(qkv, 1, 0, C), slice(qkv, 1, C, 2 * C), slice(qkv, 1, 2 * C, 3 * C), layerShape(config, i));
   x = add(x, p.linear(paths.attnOut, heads));

@@ -11,6 +11,7 @@ import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { llamaBlocks } from "./graph.js";
 import { gpt2Blocks } from "../gpt2/graph.js";
+import { layerNormFused } from "../gpt2/layers.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -58,7 +59,8 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
   // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
   // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context. GPT-2 has
-  // no RoPE: its blocks (models/gpt2) add learned position embeddings at position_ids instead.
+  // no RoPE: its blocks (models/gpt2) add learned position embeddings at position_ids instead, and
+  // its LayerNorms run as ONNX's LayerNormalization.
   const rotate = isGpt2(config) ? (x: Value) => x : ropeRotation(g, config, positions);
   const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
@@ -69,7 +71,7 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     outputs[presentName(i, "value")] = value;
     return out;
   };
-  const hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
+  const hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend, { norm: layerNormFused }) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
