@@ -14,6 +14,7 @@ import { Generator } from "../../src/eval/generate.js";
 import { generationScoring } from "../../src/export/deploy.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { exportGgufLora } from "../../src/export/gguf/lora.js";
+import { compactNames } from "../../src/export/changes.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { SafetensorsFile, writeSafetensors } from "../../src/formats/safetensors.js";
@@ -85,6 +86,10 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
     writeSafetensors(path.join(bare, "model.safetensors"), tensors, { format: "pt" });
     const again = LlamaModel.load(bare);
     for (const [name, w] of model.weights) expect(again.weights.get(name)!.data, name).toEqual(w.data);
+  });
+
+  it("export change labels group gpt2 layers by block, keeping attn.c_proj apart from mlp.c_proj", () => {
+    expect(compactNames(["transformer.h.0.attn.c_proj.weight", "transformer.h.1.attn.c_proj.weight", "transformer.h.1.mlp.c_proj.weight", "transformer.wte.weight"])).toBe("layers 0–1 attn.c_proj; layers 1 mlp.c_proj; wte");
   });
 
   it("LoRA targets are PEFT's gpt2 names (c_attn, c_proj, c_fc; fan_in_fan_out); pruning is refused", () => {
