@@ -1,4 +1,4 @@
-// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3, phi3, gemma3_text), with transformers' defaults.
+// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3, phi3, gemma3_text), with transformers' defaults; gpt2 in gpt2-config.ts.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -9,16 +9,17 @@ import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 import type { Llama3RopeScaling } from "../arch/llama/config.js";
 import { GEMMA3_DEFAULTS, parseGemma3Fields } from "./gemma3-config.js";
+import { gpt2ConfigJson, parseGpt2Config } from "./gpt2-config.js";
 
 export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
 
-const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"];
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "gpt2"];
 
-// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config).
-const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096, gemma3_text: GEMMA3_DEFAULTS.maxPositions };
+// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma3TextConfig).
+const defaultMaxPositions: Record<Exclude<LlamaModelType, "gpt2">, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096, gemma3_text: GEMMA3_DEFAULTS.maxPositions };
 
 /**
  * Upper bounds on the sizes a config may declare, checked before anything is allocated from them.
@@ -150,7 +151,11 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
       `unsupported model_type ${shown} in config.json; slimtune supports the LLaMA family: ${supportedTypes.join(", ")}`,
     );
   }
-  const type = modelType as LlamaModelType;
+  if (modelType === "gpt2") {
+    const L = CONFIG_LIMITS;
+    return parseGpt2Config(raw, file, { hidden: L.hidden_size, layers: L.num_hidden_layers, heads: L.num_attention_heads, intermediate: L.intermediate_size, vocab: L.vocab_size, positions: L.max_position_embeddings });
+  }
+  const type = modelType as Exclude<LlamaModelType, "gpt2">;
   const c = parseFields(raw, configShape, expectations, {
     file,
     label: (field) => `field "${field}"`,
@@ -299,10 +304,12 @@ const architectures: Record<LlamaModelType, string> = {
   qwen3: "Qwen3ForCausalLM",
   phi3: "Phi3ForCausalLM",
   gemma3_text: "Gemma3ForCausalLM",
+  gpt2: "GPT2LMHeadModel",
 };
 
 /** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
 export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  if (config.modelType === "gpt2") return gpt2ConfigJson(config, overrides);
   const raw = config.raw;
   const out: Record<string, unknown> = {
     architectures: [architectures[config.modelType as LlamaModelType] ?? "LlamaForCausalLM"],

@@ -4,7 +4,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { SlimtuneError } from "../core/errors.js";
-import type { LlamaConfig } from "../arch/llama/config.js";
+import { type LlamaConfig, isGpt2 } from "../arch/llama/config.js";
+import { gpt2StoredNames, isConv1dWeight, transposed } from "../arch/gpt2/names.js";
 import { llamaParamShapes } from "../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import { float32ToFloat16 } from "../core/f16.js";
@@ -43,8 +44,11 @@ export function loadLlamaWeights(modelDir: string, config: LlamaConfig): Map<str
   const shapes = llamaParamShapes(config);
   const located = weightFiles(modelDir);
   const byFile = new Map<string, string[]>();
+  // A GPT-2 checkpoint may name the body with or without "transformer." (GPT2LMHeadModel or GPT2Model).
+  const candidates = (name: string) => (isGpt2(config) ? gpt2StoredNames(name) : [name]);
   for (const name of shapes.keys()) {
-    const file = typeof located === "string" ? located : located.get(name);
+    const names = candidates(name);
+    const file = typeof located === "string" ? located : names.map((n) => located.get(n)).find((f) => f !== undefined);
     if (file === undefined) throw missingTensor(name, path.join(modelDir, indexFile), config);
     byFile.set(file, [...(byFile.get(file) ?? []), name]);
   }
@@ -53,17 +57,21 @@ export function loadLlamaWeights(modelDir: string, config: LlamaConfig): Map<str
   for (const [file, names] of byFile) {
     const st = SafetensorsFile.open(file);
     for (const name of names) {
-      const entry = st.entries.get(name);
-      if (!entry) throw missingTensor(name, file, config);
-      const expected = shapes.get(name)!;
+      const stored = candidates(name).find((n) => st.entries.has(n));
+      if (stored === undefined) throw missingTensor(name, file, config);
+      const entry = st.entries.get(stored)!;
+      // GPT-2's Conv1D weights are stored [in, out]; slimtune holds every linear weight [out, in].
+      const conv1d = isGpt2(config) && isConv1dWeight(name);
+      const expected = conv1d ? [...shapes.get(name)!].reverse() : shapes.get(name)!;
       if (!sameShape(entry.shape, expected)) {
         throw new SlimtuneError(
           "E_SHAPE",
-          `tensor "${name}" has shape ${fmt(entry.shape)}; config.json implies ${fmt(expected)} — the weights and config.json come from different models`,
+          `tensor "${stored}" has shape ${fmt(entry.shape)}; config.json implies ${fmt(expected)} — the weights and config.json come from different models`,
           file,
         );
       }
-      weights.set(name, st.float32(name));
+      const data = st.float32(stored);
+      weights.set(name, conv1d ? transposed(data, expected[0]!, expected[1]!) : data);
     }
   }
   // Preserve the canonical parameter order regardless of shard layout.
@@ -111,6 +119,12 @@ export function saveLlamaFolder(
         "E_SHAPE",
         `weight "${name}" has ${data.length} values; shape ${fmt(shape)} needs ${count}`,
       );
+    }
+    // GPT-2's Conv1D weights go back to the [in, out] its checkpoints store.
+    if (isGpt2(config) && isConv1dWeight(name)) {
+      const stored = transposed(data, shape[0]!, shape[1]!);
+      const storedShape = [shape[1]!, shape[0]!];
+      return half ? { name, dtype: "F16" as const, shape: storedShape, data: float32ToFloat16(stored) } : { name, dtype: "F32" as const, shape: storedShape, data: stored };
     }
     return half ? { name, dtype: "F16" as const, shape, data: float32ToFloat16(data) } : { name, dtype: "F32" as const, shape, data };
   });

@@ -36,6 +36,8 @@ export interface PeftLoraConfig {
   /** scale = α/√r instead of α/r. */
   useRslora?: boolean;
   revision?: string | null;
+  /** PEFT's fan_in_fan_out: the base layers are Conv1D (GPT-2), weights [in, out]; A and B keep their shapes. */
+  fanInFanOut?: boolean;
 }
 
 export interface PeftAdapter {
@@ -81,7 +83,7 @@ export function peftConfigJson(config: PeftLoraConfig): Record<string, unknown> 
     corda_config: null,
     eva_config: null,
     exclude_modules: null,
-    fan_in_fan_out: false,
+    fan_in_fan_out: config.fanInFanOut ?? false,
     inference_mode: true,
     init_lora_weights: true,
     layer_replication: null,
@@ -240,7 +242,6 @@ function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor
 // Options that change what the adapter computes; a folder using them would load but compute wrongly.
 const unsupported: Array<[key: string, isDefault: (v: unknown) => boolean, what: string]> = [
   ["use_dora", (v) => v === undefined || v === false, "DoRA (use_dora: true)"],
-  ["fan_in_fan_out", (v) => v === undefined || v === false, "fan_in_fan_out: true (GPT-2 Conv1D layers)"],
   ["lora_bias", (v) => v === undefined || v === false, "lora_bias: true"],
   ["use_qalora", (v) => v === undefined || v === false, "QA-LoRA (use_qalora: true)"],
   ["modules_to_save", isEmpty, "modules_to_save (fully trained extra modules)"],
@@ -267,6 +268,7 @@ const configShape = {
   use_rslora: z.boolean().optional(),
   base_model_name_or_path: z.string().nullish(),
   revision: z.string().nullish(),
+  fan_in_fan_out: z.boolean().nullish(),
 };
 const configExpected = {
   peft_type: '"LORA"; slimtune loads LoRA adapters only',
@@ -276,6 +278,7 @@ const configExpected = {
   use_rslora: "true or false",
   base_model_name_or_path: "a model id or folder, or null",
   revision: "a revision string, or null",
+  fan_in_fan_out: "true (Conv1D base layers, GPT-2) or false",
 };
 
 function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string, unknown> } {
@@ -297,6 +300,7 @@ function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string,
       baseModelNameOrPath: c.base_model_name_or_path ?? null,
       useRslora: c.use_rslora === true,
       revision: c.revision ?? null,
+      ...(c.fan_in_fan_out ? { fanInFanOut: true } : {}),
     },
   };
 }

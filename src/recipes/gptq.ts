@@ -10,6 +10,9 @@
 // per-layer algorithm (quant/gptq.ts); nothing below needs it.
 
 import { linearLayers } from "../arch/llama/shapes.js";
+import { isGpt2 } from "../arch/llama/config.js";
+import { GPT2_WPE, GPT2_WTE } from "../arch/gpt2/names.js";
+import { assertGpt2Positions } from "../models/gpt2/graph.js";
 import type { FloatWeights, HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
 import { CompiledGraph, Graph, type HostTensor } from "../engine/index.js";
@@ -81,9 +84,10 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
   }
   if (specs.size === 0) throw new SlimtuneError("E_ARG", "the quantization plan leaves every linear layer in float; give at least one layer a spec");
   const T = opts.seq;
+  if (isGpt2(config)) assertGpt2Positions(config, T); // no learned position past n_positions
   if (calib.length === 0 || calib.length % T !== 0) throw new SlimtuneError("E_ARG", `calibration ids (${calib.length}) are not whole windows of ${T} tokens`);
-  const embed = model.weights.get("model.embed_tokens.weight");
-  if (!embed) throw new SlimtuneError("E_ARG", "model has no model.embed_tokens.weight; GPTQ needs a LLaMA-family model loaded with LlamaModel.load");
+  const embed = model.weights.get(isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight");
+  if (!embed) throw new SlimtuneError("E_ARG", "model has no token embedding; GPTQ needs a model loaded with LlamaModel.load");
   for (const id of calib) {
     if (id < 0 || id >= config.vocabSize) throw new SlimtuneError("E_DATA", `calibration token id ${id} is outside the model's vocabulary of ${config.vocabSize}; tokenize the calibration text with the model's tokenizer`);
   }
@@ -92,6 +96,8 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
   const rows = calib.length;
   const chunks = { rows, hidden: C, seq: T, batch: Math.max(1, opts.batch) };
   let x = embedRows(embed, calib, config);
+  // GPT-2 adds its learned position embedding to each window's token t (every window starts at 0).
+  if (isGpt2(config)) addPositionRows(x, model.weights.get(GPT2_WPE)!, T);
   const gemm = new HostGemm({ threads: opts.threads });
   const linears = new Map<string, QuantizedLinear>();
   const layers: GptqLayerReport[] = [];
@@ -105,7 +111,7 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
       let gptqSeconds = 0;
       // Weights fed to the block's graphs: float at first, dequantized as groups are quantized.
       const feeds = new Map<string, HostParam>();
-      for (const name of blockParamNames(model.weights, i)) feeds.set(name, model.weights.get(name)!);
+      for (const name of blockParamNames(model.weights, i, config)) feeds.set(name, model.weights.get(name)!);
       const names = new Set(feeds.keys());
       const run = async (grams: string[], onChunk: (out: Record<string, HostTensor>, first: number, n: number) => void) => {
         const t0 = performance.now();
@@ -190,4 +196,13 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
     method: { name: "gptq", config: { damp_percent: settings.dampPercent, true_sequential: opts.trueSequential, static_groups: false } },
   };
   return { qm, report: { calibrationTokens: rows, layers, blocks, seconds: (performance.now() - started) / 1000 } };
+}
+
+/** Adds wpe[t] to row t of each window of T rows of x [S·T, C] (GPT-2's position embeddings). */
+function addPositionRows(x: Float32Array, wpe: HostParam, T: number): void {
+  const C = wpe.shape[1]!;
+  for (let r = 0; r < x.length / C; r++) {
+    const t = r % T;
+    for (let c = 0; c < C; c++) x[r * C + c]! += wpe.data[t * C + c]!;
+  }
 }

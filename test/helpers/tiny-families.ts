@@ -55,12 +55,12 @@ export function randomModel(configJson: Record<string, unknown>, seed: number): 
   const weights = new Map<string, { data: Float32Array; shape: number[] }>();
   for (const [name, shape] of llamaParamShapes(config)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (name.endsWith("norm.weight")) {
+    if (name.endsWith("norm.weight") || /\.ln_\w+\.weight$/.test(name)) {
       rng.fillNormal(data, 0.2);
       if (!gemma) for (let i = 0; i < data.length; i++) data[i]! += 1;
     } else if (name.endsWith("bias")) {
       rng.fillNormal(data, 0.1);
-    } else if (name === "model.embed_tokens.weight" || name === "lm_head.weight") {
+    } else if (name === "model.embed_tokens.weight" || name === "lm_head.weight" || name === "transformer.wte.weight" || name === "transformer.wpe.weight") {
       rng.fillNormal(data, gemma ? 0.25 : 1);
     } else {
       rng.fillNormal(data, 1 / Math.sqrt(shape[1]!));
@@ -104,6 +104,33 @@ export const PHI3_TINY_CONFIG = {
   tie_word_embeddings: false,
   torch_dtype: "float32",
   use_cache: true,
+  vocab_size: 4096,
+};
+
+/** openai-community/gpt2's config.json, widths scaled down (tied head, as GPT2LMHeadModel; n_inner null → 4 · n_embd). */
+export const GPT2_TINY_CONFIG = {
+  activation_function: "gelu_new",
+  architectures: ["GPT2LMHeadModel"],
+  attn_pdrop: 0.1,
+  bos_token_id: 4095,
+  embd_pdrop: 0.1,
+  eos_token_id: 4095,
+  initializer_range: 0.02,
+  layer_norm_epsilon: 1e-5,
+  model_type: "gpt2",
+  n_ctx: 128,
+  n_embd: 64,
+  n_head: 4,
+  n_inner: null,
+  n_layer: 2,
+  n_positions: 128,
+  resid_pdrop: 0.1,
+  summary_activation: null,
+  summary_first_dropout: 0.1,
+  summary_proj_to_labels: true,
+  summary_type: "cls_index",
+  summary_use_proj: true,
+  task_specific_params: { "text-generation": { do_sample: true, max_length: 50 } },
   vocab_size: 4096,
 };
 

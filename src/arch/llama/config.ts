@@ -9,7 +9,14 @@
 // Gemma 3 (text) is the LLaMA block with Gemma's changes, held in `gemma3` (arch/llama/gemma3.ts):
 // the graph branches on it once per layer and once around the stack (models/llama/gemma3-layer.ts).
 
-export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gemma3_text";
+// GPT-2 ("gpt2") has a block of its own (LayerNorm with bias, learned positions, no RoPE, GELU):
+// it shares this config (widths, eps, tied head) but its names, shapes and graph live in arch/gpt2
+// and models/gpt2; `isGpt2` is the one test the shared code branches on.
+
+export type LlamaModelType = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gemma3_text" | "gpt2";
+
+/** True for a GPT-2 model (its own block: see arch/gpt2, models/gpt2). */
+export const isGpt2 = (config: Pick<LlamaConfig, "modelType">): boolean => config.modelType === "gpt2";
 
 /** What Gemma 3's layers add to the LLaMA block (arch/llama/gemma3.ts has the helpers that read it). */
 export interface Gemma3Options {
@@ -54,6 +61,7 @@ export interface LlamaConfig {
   numKvHeads: number;
   headDim: number;
   vocabSize: number;
+  /** The norms' epsilon: RMSNorm's, or LayerNorm's for gpt2 (layer_norm_epsilon). */
   rmsNormEps: number;
   ropeTheta: number;
   /** RoPE frequency scaling (Llama 3.x); absent means plain RoPE. */

@@ -4,7 +4,8 @@
 // such a file back into a config and float weights.
 
 import type { LlamaConfig } from "../../arch/llama/config.js";
-import { layerShape } from "../../arch/llama/config.js";
+import { isGpt2, layerShape } from "../../arch/llama/config.js";
+import { gpt2GgufName, gpt2Hyperparameters, readGpt2Gguf } from "./gpt2.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -15,7 +16,7 @@ import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
 import { GEMMA3_NORM_TENSORS, gemma3ConfigFields, isShiftedNorm, unshiftNorm } from "./gemma3.js";
 
-export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3";
+export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3" | "gpt2";
 
 /**
  * The llama.cpp architecture a uniform-width model is written as. qwen3 needs its own (llama.cpp's
@@ -25,6 +26,7 @@ export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3";
  * reads the fused attn_qkv and a fused ffn_up (gate rows, then up rows) and rotates rotate-half.
  */
 export function uniformGgufArch(config: LlamaConfig): GgufArch {
+  if (isGpt2(config)) return "gpt2"; // its own names and keys: gpt2.ts
   // gemma3 (Gemma 3, q/k norms too) rotates rotate-half as well (LLAMA_ROPE_TYPE_NEOX).
   return config.gemma3 ? "gemma3" : config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
 }
@@ -53,6 +55,8 @@ const GLOBAL_TENSORS: Record<string, string> = {
 
 /** The GGUF name of a transformers tensor name (e.g. model.layers.3.mlp.up_proj.weight → blk.3.ffn_up.weight). */
 export function ggufTensorName(hf: string, arch?: GgufArch): string {
+  const gpt2 = gpt2GgufName(hf);
+  if (gpt2) return gpt2;
   const global = GLOBAL_TENSORS[hf];
   if (global) return global;
   const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hf);
@@ -124,6 +128,7 @@ export interface GgufLayerWidths {
  * MLP channels.
  */
 export function llamaHyperparameters(config: LlamaConfig, arch: GgufArch, widths: GgufLayerWidths): Array<[string, GgufValue]> {
+  if (arch === "gpt2") return gpt2Hyperparameters(config);
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const perLayer = (values: number[]): GgufValue => (arch === "deci" ? { type: "array", of: "i32", values } : u32(values[0]!));
@@ -158,7 +163,7 @@ export interface LlamaGguf {
   gguf: GgufFile;
 }
 
-/** Reads a `llama`, `deci`, `qwen3`, `phi3` or `gemma3` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
+/** Reads a `llama`, `deci`, `qwen3`, `phi3`, `gemma3` or `gpt2` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
 export function readLlamaGguf(file: string): LlamaGguf {
   const gguf = readGgufHeader(file);
   const meta = gguf.metadata;
@@ -166,7 +171,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3" && arch !== "gemma3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3", "phi3" and "gemma3" GGUF models`);
+  if (arch === "gpt2") return { ...readGpt2Gguf(gguf), gguf }; // its own keys and names: gpt2.ts
+  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3" && arch !== "gemma3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3", "phi3", "gemma3" and "gpt2" GGUF models`);
   if (arch === "phi3" && !gguf.tensors.has("blk.0.attn_qkv.weight")) fail("is a phi3 model with separate attn_q/attn_k/attn_v; slimtune reads phi3 with the fused attn_qkv that llama.cpp's converter writes");
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
   const num = (key: string, required = true): number | undefined => {

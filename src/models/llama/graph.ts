@@ -6,7 +6,9 @@
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate, slice } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
-import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
+import { GPT2_WTE } from "../../arch/gpt2/names.js";
+import { gpt2Hidden, gpt2Layer } from "../gpt2/graph.js";
 import { gemma3SequenceAttention } from "./gemma3-attention.js";
 import { gemma3Blocks, gemma3Layer } from "./gemma3-layer.js";
 
@@ -26,6 +28,7 @@ export interface DecoderInputs {
 
 /** Final normalised hidden states, [B·T, C]. */
 export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: DecoderInputs): Value {
+  if (isGpt2(config)) return gpt2Hidden(config, p, inputs); // GPT-2's own block: models/gpt2
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
   if (config.gemma3) {
@@ -138,11 +141,11 @@ export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: num
   const gemma = config.gemma3 ? gemma3SequenceAttention(config, p.graph, { batch: ctx.batch, seq: ctx.seq, ...(ctx.keyMask ? { keyMask: ctx.keyMask } : {}) }) : null;
   const attend: LayerAttention = gemma ?? ((_i, q, k, v, widths) =>
     causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask));
-  return llamaLayer(config, p, x, i, attend);
+  return isGpt2(config) ? gpt2Layer(config, p, x, i, attend) : llamaLayer(config, p, x, i, attend);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */
 export function llamaLogits(config: LlamaConfig, p: ParamSource, hidden: Value): Value {
-  const head = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  const head = config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight";
   return gemm(hidden, p.tensor(head), { transB: true });
 }

@@ -5,11 +5,14 @@
 // logits, present.{i}.key/value.
 
 import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
-import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
+import { GPT2_WTE } from "../../arch/gpt2/names.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { llamaBlocks } from "./graph.js";
 import { gemma3CachedAttention } from "./gemma3-attention.js";
+import { gpt2Blocks } from "../gpt2/graph.js";
+import { layerNormFused } from "../gpt2/layers.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -61,7 +64,9 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
 
   // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
   // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
-  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
+  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context. GPT-2 has
+  // no RoPE: its blocks (models/gpt2) add learned position embeddings at position_ids instead, and
+  // its LayerNorms run as ONNX's LayerNormalization.
   const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
   const onPresent = (i: number, key: Value, value: Value) => {
@@ -72,19 +77,16 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   const gemma = config.gemma3
     ? gemma3CachedAttention(config, g, { batch: B, seq: T, past: P, positions, positionBase: opts.positionBase ?? 0, mask, keep, pastOf: (i) => past[i]!, onPresent })
     : null;
-  const rotate = gemma ? null : ropeRotation(config, positions);
-  const hidden = llamaBlocks(
-    config,
-    p,
-    ids,
-    gemma ?? ((i, q, k, v, widths) => {
+  const rotate = gemma ? null : isGpt2(config) ? (x: Value) => x : ropeRotation(config, positions);
+  const attend =
+    gemma ??
+    ((i: number, q: Value, k: Value, v: Value, widths: LayerShape) => {
       const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
       const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, mask, past[i]!);
       onPresent(i, key, value);
       return out;
-    }),
-    { norm: rmsNormFused },
-  );
+    });
+  const hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend, { norm: layerNormFused }) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
@@ -93,7 +95,7 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     outputs[presentName(i, "value")] = emptyCache(g, B, total, D);
   });
 
-  const head = p.tensor(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const head = p.tensor(config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight");
   const V = config.vocabSize;
   const C = config.hiddenSize;
   const logits =
