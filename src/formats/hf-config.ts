@@ -103,6 +103,7 @@ const configShape = {
   hidden_act: z.string().nullish(),
   sliding_window: bounded("sliding_window").nullish(),
   use_sliding_window: z.boolean().nullish(),
+  max_window_layers: z.number().int().nonnegative().max(CONFIG_LIMITS.num_hidden_layers).nullish(),
   partial_rotary_factor: z.number().positive().max(1).nullish(),
 };
 
@@ -126,6 +127,7 @@ const expectations: { [K in keyof typeof configShape]: string } = {
   attention_bias: "true or false",
   mlp_bias: "true or false",
   use_sliding_window: "true or false",
+  max_window_layers: `a non-negative integer up to ${CONFIG_LIMITS.num_hidden_layers}`,
   partial_rotary_factor: "a number in (0, 1]",
   bos_token_id: "a non-negative integer token id below vocab_size",
   eos_token_id: "a token id or a list of up to 64 token ids, each below vocab_size",
@@ -250,8 +252,22 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     config.eosTokenIds = eosIds;
   }
   if (slidingWindow !== undefined) config.slidingWindow = slidingWindow;
+  if (slidingWindow !== undefined && type === "qwen2") config.windowedLayers = qwen2WindowedLayers(layerTypes, c.max_window_layers, c.num_hidden_layers, file);
   if (raw[LAYER_SHAPES_KEY] !== undefined && raw[LAYER_SHAPES_KEY] !== null) config.layerShapes = parseLayerShapes(raw[LAYER_SHAPES_KEY], config, file);
   return config;
+}
+
+/**
+ * The layers of a qwen2 model with use_sliding_window true that attend within the window, as
+ * Qwen2Config decides: layer_types when the config has it, else the layers at index ≥
+ * max_window_layers (default 28).
+ */
+function qwen2WindowedLayers(layerTypes: unknown, maxWindowLayers: number | null | undefined, layers: number, file: string): boolean[] {
+  if (layerTypes === undefined || layerTypes === null) return Array.from({ length: layers }, (_, i) => i >= (maxWindowLayers ?? 28));
+  if (!Array.isArray(layerTypes) || layerTypes.length !== layers || !layerTypes.every((t) => t === "sliding_attention" || t === "full_attention")) {
+    throw configError(file, `layer_types ${quote(layerTypes)} must list "sliding_attention" or "full_attention" for each of the ${layers} layers — fix config.json`);
+  }
+  return layerTypes.map((t) => t === "sliding_attention");
 }
 
 const layerShapeSchema = z.array(
