@@ -18,6 +18,8 @@ import { generationScoring } from "../../src/export/deploy.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
+import { readLlamaGguf } from "../../src/formats/gguf/llama.js";
+import { readGgufHeader } from "../../src/formats/gguf/reader.js";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
 import { HIDDEN_IN, HIDDEN_OUT, buildBlockGraph, embedRows } from "../../src/models/llama/block.js";
 import { llamaLogits } from "../../src/models/llama/graph.js";
@@ -242,6 +244,9 @@ describe("sliding-window attention of mistral, phi3 and qwen2", () => {
     const file = path.join(dir, "tiny-windowed.gguf");
     const report = exportGguf({ kind: "float", model }, folder, file, { dtype: "f32" });
     expect(report.warnings.join("\n")).toMatch(/sliding window of 5 tokens, which llama\.cpp does not apply/);
+    // The key llama.cpp's converter writes for phi3, read back into the same windowed model.
+    expect(readGgufHeader(file).metadata.get("phi3.attention.sliding_window")?.value).toBe(W);
+    expect(readLlamaGguf(file).config.slidingWindow).toBe(W);
     const theirs = await llamaNextProbabilities(file, PROMPT);
     const ours = await slimtuneLogProbs(model, PROMPT);
     const worstOver = (from: number, to: number) => {
