@@ -1,5 +1,5 @@
 // Sliding-window attention in the families that declare it besides Gemma 3: mistral (every layer),
-// phi3 (every layer) and qwen2 (use_sliding_window, layers ≥ max_window_layers). Tiny random models
+// phi3 (every layer), qwen2 and qwen3 (use_sliding_window, layers ≥ max_window_layers). Tiny random models
 // with a window of 5 and prompts three times as long. A one-layer model's windowed logit at t is
 // the logit of the model run on the last `window` tokens alone (RoPE is relative, so the window's
 // scores are the truncated run's); with two layers, a token influences exactly the logits up to
@@ -66,6 +66,7 @@ const FAMILIES = [
   ["mistral", MISTRAL_TINY_CONFIG],
   ["phi3", PHI3_WINDOW_CONFIG],
   ["qwen2", { ...QWEN2_TINY_CONFIG, max_window_layers: 0 }],
+  ["qwen3", { ...QWEN3_TINY_CONFIG, use_sliding_window: true, sliding_window: W, max_window_layers: 0 }],
 ] as const;
 
 const worstDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -74,7 +75,7 @@ const worstDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return m;
 };
 
-describe("sliding-window attention of mistral, phi3 and qwen2", () => {
+describe("sliding-window attention of mistral, phi3, qwen2 and qwen3", () => {
   const dir = scratchDir("sliding-window");
 
   it("parses which layers have a window, as transformers' configs decide", () => {

@@ -84,12 +84,12 @@ export interface LlamaConfig {
   eosTokenIds?: number[];
   hiddenAct: string;
   /**
-   * Attention window in tokens (mistral, phi3, qwen2 with use_sliding_window, gemma3_text); absent
+   * Attention window in tokens (mistral, phi3, qwen2/qwen3 with use_sliding_window, gemma3_text); absent
    * means full attention. Which layers it applies to: arch/llama/window.ts's layerWindow.
    */
   slidingWindow?: number;
   /**
-   * Per layer: true when it attends within slidingWindow (qwen2: the layers at index ≥
+   * Per layer: true when it attends within slidingWindow (qwen2, qwen3: the layers at index ≥
    * max_window_layers, or named "sliding_attention" by layer_types); absent means every layer does.
    * Gemma 3 holds its own pattern (gemma3.slidingLayers).
    */

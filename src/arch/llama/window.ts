@@ -3,10 +3,11 @@
 // LLAMA_SWA_TYPE_STANDARD): query index q sees key index k when 0 ≤ q − k < window.
 //  - mistral: every layer, `sliding_window` tokens (MistralConfig's default 4096; null = none);
 //  - phi3: every layer, `sliding_window` (Phi-3-mini-4k: 2047; null = none);
-//  - qwen2: only with use_sliding_window true, and then only the layers at index ≥ max_window_layers
-//    (Qwen2Config's layer_types default), or the layers `layer_types` names "sliding_attention";
+//  - qwen2 and qwen3: only with use_sliding_window true, and then only the layers at index ≥
+//    max_window_layers (Qwen2Config's and Qwen3Config's layer_types default), or the layers
+//    `layer_types` names "sliding_attention";
 //  - gemma3_text: the layers its layer_types / pattern mark sliding (arch/llama/gemma3.ts).
-// llama.cpp applies the window of gemma3 only: its llama (mistral), qwen2 and phi3 graphs attend
+// llama.cpp applies the window of gemma3 only: its llama (mistral), qwen2, qwen3 and phi3 graphs attend
 // over the whole context (phi3 reads the key and then disables it), so slimtune follows transformers
 // and the GGUF export says where the two differ (ggufWindowWarning).
 
