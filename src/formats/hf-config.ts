@@ -104,6 +104,7 @@ const configShape = {
   hidden_act: z.string().nullish(),
   sliding_window: bounded("sliding_window").nullish(),
   use_sliding_window: z.boolean().nullish(),
+  max_window_layers: z.number().int().nonnegative().max(CONFIG_LIMITS.num_hidden_layers).nullish(),
   partial_rotary_factor: z.number().positive().max(1).nullish(),
 };
 
@@ -127,6 +128,7 @@ const expectations: { [K in keyof typeof configShape]: string } = {
   attention_bias: "true or false",
   mlp_bias: "true or false",
   use_sliding_window: "true or false",
+  max_window_layers: `a non-negative integer up to ${CONFIG_LIMITS.num_hidden_layers}`,
   partial_rotary_factor: "a number in (0, 1]",
   bos_token_id: "a non-negative integer token id below vocab_size",
   eos_token_id: "a token id or a list of up to 64 token ids, each below vocab_size",
@@ -203,15 +205,13 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   // qwen2 always has q/k/v biases (and none on o_proj); llama's and qwen3's attention_bias puts one on
   // all four projections (transformers' LlamaAttention and Qwen3Attention), mistral has none.
   const attentionBias = type === "qwen2" ? true : type === "llama" || type === "qwen3" ? (c.attention_bias ?? false) : false;
-  if (type === "qwen3" && c.use_sliding_window) {
-    throw configError(file, "use_sliding_window true is not supported for qwen3 (the released Qwen3 models attend over the full context); set it to false");
-  }
   if (type === "phi3" && (c.partial_rotary_factor ?? 1) !== 1) {
     throw configError(file, `partial_rotary_factor ${c.partial_rotary_factor} is not supported yet (Phi-4-mini rotates part of each head); slimtune rotates whole heads (1.0, as Phi-3)`);
   }
   const layerTypes = raw.layer_types;
-  if (type === "qwen3" && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
-    throw configError(file, `layer_types ${quote(layerTypes)}: slimtune implements full attention in every layer of qwen3 ("full_attention"); sliding layers are not supported yet`);
+  // Sliding layers without use_sliding_window have no window to slide (Qwen3Config leaves sliding_window None).
+  if (type === "qwen3" && !c.use_sliding_window && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
+    throw configError(file, `layer_types ${quote(layerTypes)} names sliding layers but use_sliding_window is not true: set use_sliding_window and sliding_window, or list every layer as "full_attention"`);
   }
   const slidingWindow =
     type === "mistral"
@@ -222,7 +222,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
         ? (c.sliding_window ?? undefined)
         : gemma3
         ? gemma3.slidingWindow
-        : type === "qwen2" && c.use_sliding_window
+        : (type === "qwen2" || type === "qwen3") && c.use_sliding_window
         ? (c.sliding_window ?? undefined)
         : undefined;
 
@@ -255,8 +255,22 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     config.eosTokenIds = eosIds;
   }
   if (slidingWindow !== undefined) config.slidingWindow = slidingWindow;
+  if (slidingWindow !== undefined && (type === "qwen2" || type === "qwen3")) config.windowedLayers = qwen2WindowedLayers(layerTypes, c.max_window_layers, c.num_hidden_layers, file);
   if (raw[LAYER_SHAPES_KEY] !== undefined && raw[LAYER_SHAPES_KEY] !== null) config.layerShapes = parseLayerShapes(raw[LAYER_SHAPES_KEY], config, file);
   return config;
+}
+
+/**
+ * The layers of a qwen2 or qwen3 model with use_sliding_window true that attend within the window,
+ * as Qwen2Config and Qwen3Config decide: layer_types when the config has it, else the layers at index ≥
+ * max_window_layers (default 28).
+ */
+function qwen2WindowedLayers(layerTypes: unknown, maxWindowLayers: number | null | undefined, layers: number, file: string): boolean[] {
+  if (layerTypes === undefined || layerTypes === null) return Array.from({ length: layers }, (_, i) => i >= (maxWindowLayers ?? 28));
+  if (!Array.isArray(layerTypes) || layerTypes.length !== layers || !layerTypes.every((t) => t === "sliding_attention" || t === "full_attention")) {
+    throw configError(file, `layer_types ${quote(layerTypes)} must list "sliding_attention" or "full_attention" for each of the ${layers} layers — fix config.json`);
+  }
+  return layerTypes.map((t) => t === "sliding_attention");
 }
 
 const layerShapeSchema = z.array(
@@ -342,7 +356,7 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     out.mlp_bias = config.mlpBias;
   }
   if (config.modelType === "qwen3") out.attention_bias = config.attentionBias;
-  if (config.modelType === "mistral" || config.modelType === "phi3" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
+  if (config.modelType === "mistral" || config.modelType === "phi3" || ((config.modelType === "qwen2" || config.modelType === "qwen3") && raw.use_sliding_window)) {
     out.sliding_window = config.slidingWindow ?? null;
   }
   if (config.layerShapes) {

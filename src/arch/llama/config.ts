@@ -91,8 +91,17 @@ export interface LlamaConfig {
   /** All end-of-sequence ids when config.json lists several (LLaMA 3 does). */
   eosTokenIds?: number[];
   hiddenAct: string;
-  /** Attention window in tokens (mistral, qwen2 with use_sliding_window); absent means full attention. */
+  /**
+   * Attention window in tokens (mistral, phi3, qwen2/qwen3 with use_sliding_window, gemma3_text); absent
+   * means full attention. Which layers it applies to: arch/llama/window.ts's layerWindow.
+   */
   slidingWindow?: number;
+  /**
+   * Per layer: true when it attends within slidingWindow (qwen2, qwen3: the layers at index ≥
+   * max_window_layers, or named "sliding_attention" by layer_types); absent means every layer does.
+   * Gemma 3 holds its own pattern (gemma3.slidingLayers).
+   */
+  windowedLayers?: boolean[];
   /**
    * Per-layer widths of a structurally pruned model (config.json "slimtune_layer_shapes"); absent
    * means every layer has the global widths. transformers cannot load such a model.

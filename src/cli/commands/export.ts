@@ -87,10 +87,10 @@ export default defineCommand({
         const measured = args.data && r.changes.length > 0 ? await measureChanges(deployed.base, r.changes, tokenizeFile(args.data, await loadTokenizer(args.model), KL_WINDOWS * KL_CTX), KL_CTX) : null;
         const groups = measured?.groups ?? groupChanges(r.changes);
         const types = Object.entries(r.types).map(([t, n]) => `${n} ${t}`).join(", ");
-        const lines = [`wrote ${deployed.description} as ${args.out} (${r.architecture}, ${r.tensors} tensors: ${types}${r.keptCodes ? `; ${r.keptCodes} layers' codes kept` : ""})`, ...changeLines(groups, measured, args.data)];
+        const lines = [`wrote ${deployed.description} as ${args.out} (${r.architecture}, ${r.tensors} tensors: ${types}${r.keptCodes ? `; ${r.keptCodes} layers' codes kept` : ""})`, ...r.warnings.map((w) => `warning: ${w}`), ...changeLines(groups, measured, args.data)];
         report(
           args.json,
-          { format: "gguf", out: args.out, dtype: dtype ?? "own", architecture: r.architecture, tensors: r.tensors, types: r.types, kept_codes: r.keptCodes, kept_max_abs_change: r.keptMaxAbsChange, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
+          { format: "gguf", out: args.out, dtype: dtype ?? "own", architecture: r.architecture, tensors: r.tensors, types: r.types, kept_codes: r.keptCodes, kept_max_abs_change: r.keptMaxAbsChange, warnings: r.warnings, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
           lines.join("\n"),
         );
         return;

@@ -11,6 +11,7 @@
 import path from "node:path";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
+import { ggufWindowWarning } from "../../arch/llama/window.js";
 import type { HostParam } from "../../arch/params.js";
 import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -61,6 +62,8 @@ export interface GgufExportReport {
   changes: TensorChange[];
   /** Largest |Δw| that float16 storage of kept layers' d (and Q4_1's m) caused; 0 when exact. */
   keptMaxAbsChange: number;
+  /** Where llama.cpp will compute this file differently from slimtune and transformers (a sliding window it ignores). */
+  warnings: string[];
 }
 
 /** Writes `base` (with adapters already merged) as a GGUF model file; the tokenizer comes from `tokenizerSource`. */
@@ -179,7 +182,10 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   writeGguf(outFile, metadata, tensors);
   const types: Partial<Record<GgmlTypeName, number>> = {};
   for (const t of tensors) types[t.type.name] = (types[t.type.name] ?? 0) + 1;
-  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange };
+  // A warning, not an error: llama.cpp's own converter writes these models the same way, and they
+  // agree with transformers on every sequence that fits in the window.
+  const windowWarning = ggufWindowWarning(config);
+  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange, warnings: windowWarning ? [windowWarning] : [] };
 }
 
 /** What writing a tensor as `t` does to it, or null when its values are kept exactly. */

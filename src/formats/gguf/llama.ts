@@ -132,7 +132,11 @@ export function llamaHyperparameters(config: LlamaConfig, arch: GgufArch, widths
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const perLayer = (values: number[]): GgufValue => (arch === "deci" ? { type: "array", of: "i32", values } : u32(values[0]!));
+  // phi3's window, as llama.cpp's converter writes it (llama.cpp reads the key and then attends fully;
+  // slimtune reads it back so that the file is the model transformers computes).
+  const window: Array<[string, GgufValue]> = arch === "phi3" && config.slidingWindow !== undefined ? [["phi3.attention.sliding_window", u32(config.slidingWindow)]] : [];
   return [
+    ...window,
     [`${arch}.context_length`, u32(config.maxPositionEmbeddings)],
     [`${arch}.embedding_length`, u32(config.hiddenSize)],
     [`${arch}.block_count`, u32(config.numLayers)],
@@ -232,6 +236,7 @@ export function readLlamaGguf(file: string): LlamaGguf {
     hidden_act: "silu",
     torch_dtype: "float32",
   };
+  if (arch === "phi3") raw.sliding_window = num("attention.sliding_window", false) ?? null;
   if (arch === "gemma3") {
     delete raw.hidden_act;
     Object.assign(raw, gemma3ConfigFields((k) => num(k, false), (k) => meta.get(`${arch}.${k}`)?.value, layers, hidden, maxHeads, headDim));

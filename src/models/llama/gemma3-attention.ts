@@ -1,38 +1,18 @@
 // The attention of each Gemma 3 layer: its own RoPE (local base on sliding layers, global base and
 // linear factor on full-attention layers) and, on sliding layers, a window: query at index q sees
 // key j only when q − window < j ≤ q (transformers' sliding_window_overlay and llama.cpp's
-// LLAMA_SWA_TYPE_STANDARD agree). Built for the full-sequence graphs (training, scoring, packed
+// LLAMA_SWA_TYPE_STANDARD agree; the masks are window-mask.ts's, shared with every family). Built for the full-sequence graphs (training, scoring, packed
 // rows, the block graph) and for the key/value-cache graph (generation, ONNX export), as
 // LayerAttention callbacks, so graph.ts and kv-graph.ts only choose which one to pass.
 
-import {
-  type DType,
-  type Graph,
-  type Value,
-  add,
-  cachedAttention,
-  causalAttention,
-  cumSum,
-  dimValue,
-  expand,
-  gather,
-  less,
-  mul,
-  reshape,
-  ropeFused,
-  ropeHalfTables,
-  ropeTables,
-  sub,
-  where,
-} from "../../engine/index.js";
+import { type DType, type Graph, type Value, cachedAttention, causalAttention, gather, reshape, ropeFused, ropeHalfTables, ropeTables, sub } from "../../engine/index.js";
 import type { LayerShape, LlamaConfig } from "../../arch/llama/config.js";
 import { gemma3InvFreq, gemma3Of, isSlidingLayer } from "../../arch/llama/gemma3.js";
+import { cachedWindowMasks, sequenceWindowMasks } from "./window-mask.js";
 
 // graph.ts's LayerAttention and NormFn, spelled out here (the same types) because graph.ts imports this file.
 /** Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] (projections, before RoPE) → [B·T, H·D]. */
 type LayerAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
-
-const MASKED = -1e30;
 
 /** Per-layer-kind values built once per graph: index 0 for full-attention layers, 1 for sliding ones. */
 function perKind<T>(config: LlamaConfig, build: (sliding: boolean, layer: number) => T): (layer: number) => T {
@@ -48,13 +28,6 @@ function perKind<T>(config: LlamaConfig, build: (sliding: boolean, layer: number
   };
 }
 
-/** The additive [T, T] mask of causal attention within `window` tokens: key j visible from query t when t − window < j ≤ t. */
-function windowCausalMask(T: number, window: number): Float32Array {
-  const data = new Float32Array(T * T).fill(MASKED);
-  for (let t = 0; t < T; t++) for (let j = Math.max(0, t - window + 1); j <= t; j++) data[t * T + j] = 0;
-  return data;
-}
-
 export interface SequenceAttentionInputs {
   batch: number;
   seq: number;
@@ -67,7 +40,6 @@ export interface SequenceAttentionInputs {
 export function gemma3SequenceAttention(config: LlamaConfig, g: Graph, inputs: SequenceAttentionInputs): LayerAttention {
   const { batch: B, seq: T, packed, keyMask } = inputs;
   const D = config.headDim;
-  const window = config.slidingWindow ?? T;
   gemma3Of(config);
   // Constants take the queries' dtype (float64 in the gradient checks), known at the first call.
   let dtype: DType = "float32";
@@ -79,15 +51,10 @@ export function gemma3SequenceAttention(config: LlamaConfig, g: Graph, inputs: S
     const at = (t: Value) => reshape(gather(t, packed.positions), [B, 1, T, D]);
     return { cos: at(table.cos), sin: at(table.sin) };
   });
-  // A window at least as long as the sequence hides nothing: the plain causal mask is used.
-  const maskOf = perKind(config, (sliding) => {
-    if (!sliding || window >= T) return packed?.exampleMask;
-    const local = constant(windowCausalMask(T, window), [1, 1, T, T]);
-    return packed ? add(packed.exampleMask, local) : expand(local, [B, 1, T, T]);
-  });
+  const maskOf = sequenceWindowMasks(config, g, { batch: B, seq: T, ...(packed ? { exampleMask: packed.exampleMask } : {}) });
   return (i, q, k, v, widths) => {
     dtype = q.dtype;
-    return causalAttention(q, k, v, { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D }, rotOf(i), keyMask, maskOf(i));
+    return causalAttention(q, k, v, { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D }, rotOf(i), keyMask, maskOf(i, dtype));
   };
 }
 
@@ -118,28 +85,13 @@ export function gemma3CachedAttention(config: LlamaConfig, g: Graph, inputs: Cac
     const rot = { cos: g.constant(tables.cos, [maxPos, D / 2], "float32", `${name}.cos`), sin: g.constant(tables.sin, [maxPos, D / 2], "float32", `${name}.sin`) };
     return (x: Value) => ropeFused(x, positions, rot);
   });
-  const maskOf = perKind(config, (sliding) => (sliding && config.slidingWindow !== undefined ? add(mask, windowMask(inputs.keep, T, P, config.slidingWindow)) : mask));
+  const maskOf = cachedWindowMasks(config, { keep: inputs.keep, seq: T, past: P, mask });
   return (i, q, k, v, widths) => {
     const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
     const { out, key, value } = cachedAttention(q, k, v, shape, rotateOf(i), maskOf(i), inputs.pastOf(i));
     inputs.onPresent(i, key, value);
     return out;
   };
-}
-
-/**
- * [B, 1, 1, T, P + T]: 0 where key index j is within the window of query index P + t
- * ((P + t) − j < window), a large negative elsewhere; added to cacheMask's causal/padding mask.
- */
-function windowMask(keep: Value, seq: number, past: number, window: number): Value {
-  const g = keep.graph;
-  const [B, total] = keep.shape as [number, number];
-  const one = g.scalar(1, "int64");
-  const index = (x: Value) => sub(cumSum(add(mul(x, g.scalar(0, "int64")), one), 1), one); // 0, 1, … along axis 1
-  const keyIndex = reshape(index(keep), [B, 1, total]);
-  const queries = add(index(expand(reshape(one, [1, 1]), [B, seq])), dimValue(g, past)); // (B, T): P + t
-  const near = less(sub(reshape(queries, [B, seq, 1]), keyIndex), g.scalar(window, "int64")); // (B, T, P+T)
-  return reshape(where(near, g.scalar(0), g.scalar(MASKED)), [B, 1, 1, seq, total]);
 }
 
 /**

@@ -11,6 +11,7 @@ import { GPT2_WTE } from "../../arch/gpt2/names.js";
 import { gpt2Hidden, gpt2Layer } from "../gpt2/graph.js";
 import { gemma3SequenceAttention } from "./gemma3-attention.js";
 import { gemma3Blocks, gemma3Layer } from "./gemma3-layer.js";
+import { sequenceWindowMasks } from "./window-mask.js";
 
 export interface DecoderInputs {
   /** Token ids, [B, T] int64. */
@@ -41,9 +42,11 @@ export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: Decoder
   // Packed rows read each token's angles at its own position: [B, 1, T, D] broadcasts over heads.
   const atPositions = (t: Value) => reshape(gather(t, packed!.positions), [B, 1, T, config.headDim]);
   const rot = packed ? { cos: atPositions(table.cos), sin: atPositions(table.sin) } : table;
-  const attend: LayerAttention = (_i, q, k, v, widths) => {
+  // The example mask of packed rows, with each layer's sliding window (if any) on top.
+  const maskOf = sequenceWindowMasks(config, g, { batch: B, seq: T, ...(packed ? { exampleMask: packed.exampleMask } : {}) });
+  const attend: LayerAttention = (i, q, k, v, widths) => {
     const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
-    return causalAttention(q, k, v, shape, rot, inputs.keyMask, packed?.exampleMask);
+    return causalAttention(q, k, v, shape, rot, inputs.keyMask, maskOf(i, q.dtype));
   };
   return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
 }
@@ -135,12 +138,13 @@ export interface BlockContext {
   keyMask?: Value;
 }
 
-/** Decoder layer `i` on hidden states x [B·T, C] with causal attention over the window (one block as its own graph). */
+/** Decoder layer `i` on hidden states x [B·T, C] with causal attention (within the layer's sliding window, if any), one block as its own graph. */
 export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: number, ctx: BlockContext): Value {
   // Gemma 3's layers have their own RoPE and window: ctx.rot (the config's one RoPE) does not apply.
   const gemma = config.gemma3 ? gemma3SequenceAttention(config, p.graph, { batch: ctx.batch, seq: ctx.seq, ...(ctx.keyMask ? { keyMask: ctx.keyMask } : {}) }) : null;
-  const attend: LayerAttention = gemma ?? ((_i, q, k, v, widths) =>
-    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask));
+  const maskOf = sequenceWindowMasks(config, p.graph, { batch: ctx.batch, seq: ctx.seq });
+  const attend: LayerAttention = gemma ?? ((j, q, k, v, widths) =>
+    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask, maskOf(j, q.dtype)));
   return isGpt2(config) ? gpt2Layer(config, p, x, i, attend) : llamaLayer(config, p, x, i, attend);
 }
 

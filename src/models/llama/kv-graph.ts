@@ -13,6 +13,7 @@ import { llamaBlocks } from "./graph.js";
 import { gemma3CachedAttention } from "./gemma3-attention.js";
 import { gpt2Blocks } from "../gpt2/graph.js";
 import { layerNormFused } from "../gpt2/layers.js";
+import { cachedWindowMasks } from "./window-mask.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -78,11 +79,12 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     ? gemma3CachedAttention(config, g, { batch: B, seq: T, past: P, positions, positionBase: opts.positionBase ?? 0, mask, keep, pastOf: (i) => past[i]!, onPresent })
     : null;
   const rotate = gemma ? null : isGpt2(config) ? (x: Value) => x : ropeRotation(config, positions);
+  const maskOf = cachedWindowMasks(config, { keep, seq: T, past: P, mask }); // the sliding window of the layers that have one
   const attend =
     gemma ??
     ((i: number, q: Value, k: Value, v: Value, widths: LayerShape) => {
       const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
-      const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, mask, past[i]!);
+      const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, maskOf(i), past[i]!);
       onPresent(i, key, value);
       return out;
     });
