@@ -31,7 +31,7 @@ export type PrunedLayout = "deci" | "pad";
 
 const TYPE_OF: Record<GgufDtype, GgmlType> = { f32: GGML_TYPES.F32, f16: GGML_TYPES.F16, q8_0: GGML_TYPES.Q8_0, q4_0: GGML_TYPES.Q4_0, q4_1: GGML_TYPES.Q4_1, q4_k: GGML_TYPES.Q4_K, q6_k: GGML_TYPES.Q6_K };
 /** llama.cpp's LLAMA_FTYPE_* of a file whose matrices are mostly of a type. */
-const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q4_K: 14, Q6_K: 18 };
+const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q5_0: 8, Q5_1: 9, Q2_K: 10, Q3_K: 11, Q4_K: 14, Q5_K: 16, Q6_K: 18 };
 
 export interface GgufExportOptions {
   /**
