@@ -10,17 +10,28 @@ import { scratchDir } from "./paths.js";
 
 const SCRIPT = new URL("./ggml-reference.py", import.meta.url).pathname;
 
-/** libggml-base.so of node-llama-cpp's linux-x64 CPU build, or null where it is not installed. */
-export function ggmlBaseLibrary(): string | null {
+/** The folder of node-llama-cpp's linux-x64 CPU libraries, or null where they (or python3) are not installed. */
+export function llamaCppBins(): string | null {
   if (process.platform !== "linux" || process.arch !== "x64") return null;
   try {
     const main = createRequire(import.meta.url).resolve("@node-llama-cpp/linux-x64");
-    const lib = path.join(path.dirname(main), "..", "bins", "linux-x64", "libggml-base.so");
+    const bins = path.join(path.dirname(main), "..", "bins", "linux-x64");
     execFileSync("python3", ["-c", "import ctypes"], { stdio: "ignore" });
-    return fs.existsSync(lib) ? lib : null;
+    return fs.existsSync(path.join(bins, "libggml-base.so")) ? bins : null;
   } catch {
     return null;
   }
+}
+
+/** libggml-base.so of node-llama-cpp's linux-x64 CPU build, or null where it is not installed. */
+export function ggmlBaseLibrary(): string | null {
+  const bins = llamaCppBins();
+  return bins ? path.join(bins, "libggml-base.so") : null;
+}
+
+/** llama.cpp's llama_model_quantize of `src` into `dst` as LLAMA_FTYPE `ftype` (no importance matrix). */
+export function llamaQuantize(bins: string, src: string, dst: string, ftype: number): void {
+  execFileSync("python3", [new URL("./llama-quantize.py", import.meta.url).pathname, bins, src, dst, String(ftype)], { stdio: "ignore" });
 }
 
 /** ggml's C names: q4_K, q8_0, … */
