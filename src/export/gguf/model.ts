@@ -69,6 +69,11 @@ export interface GgufExportOptions {
   name?: string;
   /** Keep what each changed tensor became (TensorChange.decoded), to measure it. */
   keepDecoded?: boolean;
+  /**
+   * Matrices already in a ggml type's blocks (HF tensor name → blocks, rows in the model's order):
+   * written as they are, never re-rounded — GPTQ onto the k-quant grid (`quantize --target`).
+   */
+  blocks?: ReadonlyMap<string, { type: GgmlType; data: Uint8Array }>;
 }
 
 export interface GgufExportReport {
@@ -160,6 +165,12 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     const q = linears.get(name.replace(/\.weight$/, ""));
     const heads = qkHeads(config, name);
     const quantizedWeight = q && name.endsWith(".weight") ? q : null;
+    const made = opts.blocks?.get(name);
+    if (made) {
+      tensors.push({ name: g, ne, type: made.type, data: heads > 0 ? permuteBlockRows(made.data, shape[0]!, heads, config.headDim) : made.data });
+      keptCodes++;
+      continue;
+    }
     const dims = dimsOf(name, ne);
     const requested = isMatrix(name, shape) ? requestedType(g, dims[0]!, quantizedWeight) : null;
     if (quantizedWeight) {
@@ -252,6 +263,15 @@ function noOwnType(layers: readonly TensorChange[], padded: boolean): SlimtuneEr
     "E_ARG",
     `these quantized layers cannot be written at their own bits: ${groups} — ${why}. Exporting them changes their weights: pass --dtype ${LAYER_BITS} to round each layer onto the ggml k-quant of its own bit width (2-bit → Q2_K, 3 → Q3_K, 4 → Q4_K, 8 → Q8_0; per layer, so a mixed-precision model keeps its sizes), --dtype q4_k_m, q3_k_m, q2_k (llama.cpp's mixes) or one type such as q4_0 / q4_k for every matrix, or --dtype f32 / f16 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)${padded ? ", or export with --pruned deci" : ""}`,
   );
+}
+
+/** Whole rows of blocks moved as permuteQK moves rows (GGUF's Q/K order). */
+function permuteBlockRows(data: Uint8Array, rows: number, heads: number, headDim: number): Uint8Array {
+  const order = permuteQK(Float32Array.from({ length: rows }, (_, n) => n), heads, headDim, "gguf");
+  const rowBytes = data.length / rows;
+  const out = new Uint8Array(data.length);
+  for (let n = 0; n < rows; n++) out.set(data.subarray(order[n]! * rowBytes, (order[n]! + 1) * rowBytes), n * rowBytes);
+  return out;
 }
 
 /** A quantized layer's bit width; ReALLM's is its code bits per weight, rounded. */

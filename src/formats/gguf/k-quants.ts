@@ -14,6 +14,7 @@
 // either ggml's nearest one (gridCode) or the caller's, and packCodes lays the codes out.
 
 import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
+import type { BlockTarget } from "../../quant/gptq-blocks.js";
 import { f, fitAsymmetric, fitSymmetric, fitSymmetricRefined, nearestInt } from "./k-quant-search.js";
 
 export type KQuantName = "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K";
@@ -318,4 +319,27 @@ export function decodeKQuant(name: KQuantName, bytes: Uint8Array, count: number)
     for (let e = 0; e < QK_K; e++) out[b * QK_K + e] = gridValue(grid, Math.floor(e / grid.sub), L[e]!);
   }
   return out;
+}
+
+/**
+ * A k-quant as a GPTQ target (quant/gptq-blocks.ts): each super-block's scales and mins chosen as
+ * ggml's reference quantizer chooses them (kGrid), codes then picked by the caller on that grid.
+ */
+export function kQuantTarget(name: KQuantName): BlockTarget {
+  return {
+    name,
+    size: QK_K,
+    bytes: K_BLOCK_BYTES[name],
+    choose(values, block) {
+      const grid = kGrid(name, values, block);
+      return {
+        code: (c, v) => {
+          const j = Math.floor(c / grid.sub);
+          return grid.step[j] ? gridCode(grid, j, v) : grid.searchCodes[c]!;
+        },
+        value: (c, q) => gridValue(grid, Math.floor(c / grid.sub), q),
+      };
+    },
+    pack: (codes, block) => packCodes(name, codes, block),
+  };
 }
