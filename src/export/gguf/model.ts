@@ -108,6 +108,7 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   if (config.qkNorm && layout !== null) {
     throw new SlimtuneError("E_ARG", "a pruned qwen3 model (per-layer widths) cannot be written to GGUF yet: llama.cpp's deci architecture has no q/k norms; export it with --format onnx");
   }
+  if (opts.blocks && layout === "pad") throw new SlimtuneError("E_ARG", "a pruned model's k-quant blocks cannot be padded to uniform widths (padding moves rows and columns); export it with --pruned deci");
   const arch: GgufArch = layout === "deci" ? "deci" : layout === "pad" ? "llama" : uniformGgufArch(config);
   const widths = ggufWidths(config, layout);
   const linears = base.kind === "quantized" ? base.model.linears : new Map<string, QuantizedLinear>();
