@@ -17,13 +17,13 @@ const flags = parseFlags(
   {
     tokens: { type: "int", default: 2048, help: "WikiText-2 test tokens for the KL" },
     "calib-samples": { type: "int", default: 128, help: "GPTQ calibration windows of 256 tokens (WikiText-2 valid)" },
-    targets: { type: "string", default: "q4_k,q3_k", help: "GPTQ targets, comma-separated" },
+    dtypes: { type: "string", default: "q8_0,q6_k,q5_k_m,q5_k,q5_1,q5_0,q4_k_m,q4_k,q4_1,q4_0,q3_k_m,q3_k,q2_k", help: "export --dtype rows, comma-separated (each GPTQ target's reference must be among them)" },
+    targets: { type: "string", default: "q4_k,q3_k,q4_k_m,q3_k_m", help: "GPTQ targets, comma-separated" },
     out: { type: "string", default: path.join(root, "bench/results/k-quants.json"), help: "results JSON" },
   },
   "node bench/k-quants.mjs — GGUF k-quants and presets in llama.cpp; GPTQ onto the k-quant grid",
 );
 
-const DTYPES = ["q8_0", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k", "q4_1", "q4_0", "q3_k_m", "q3_k", "q2_k"];
 
 ensureBuilt();
 setLogFile(flags.out.replace(/\.json$/, ".log"));
@@ -38,7 +38,7 @@ const typesOf = (json) => Object.entries(json.types).map(([t, n]) => `${n} ${t}`
 const f32 = path.join(work, "float-f32.gguf");
 await cli(["export", "--format", "gguf", "--model", baseModel, "--dtype", "f32", "--out", f32], { label: "float reference GGUF" });
 const results = { machine: machineInfo(), flags, f32_bytes: fileBytes(f32), rows: [], gptq: [] };
-for (const dtype of DTYPES) {
+for (const dtype of flags.dtypes.split(",")) {
   const file = path.join(work, `ref-${dtype}.gguf`);
   const exp = await cli(["export", "--format", "gguf", "--model", baseModel, "--dtype", dtype, "--out", file], { label: `export --dtype ${dtype}` });
   const kl = await llamaKl(f32, file);

@@ -107,32 +107,33 @@ export async function gptqQuantizeModel(model: FloatWeights, plan: QuantPlan, ca
 }
 
 /**
- * GPTQ onto a runtime's block grid (gptq-blocks.ts): every linear layer whose rows are whole
- * super-blocks of `target` becomes the target's blocks, calibrated; the others (rows of another
- * length) take `fallback`, the values the exported file will hold for them, so the layers after see
- * what the file computes. Returns the model with each layer's decoded values and the blocks.
+ * GPTQ onto a runtime's block grids (gptq-blocks.ts): each linear layer whose `targetFor` is a block
+ * format with whole super-blocks in its rows becomes that format's blocks, calibrated; the others
+ * take `fallback`, the values the exported file will hold for them, so the layers after see what the
+ * file computes. Returns the model with each layer's decoded values and the blocks (by tensor name).
  */
 export async function gptqQuantizeModelOnBlocks(
   model: FloatWeights,
   calib: Int32Array,
   opts: GptqModelOptions,
-  target: BlockTarget,
-  fallback: (values: Float32Array, rowLength: number) => Float32Array,
-): Promise<{ weights: Map<string, HostParam>; blocks: Map<string, Uint8Array>; report: GptqReport }> {
+  targetFor: (path: string) => BlockTarget | null,
+  fallback: (path: string, values: Float32Array, rowLength: number) => Float32Array,
+): Promise<{ weights: Map<string, HostParam>; blocks: Map<string, { target: BlockTarget; data: Uint8Array }>; report: GptqReport }> {
   const paths = new Set(linearLayers(model.config).map((l) => l.path));
   const weights = new Map(model.weights);
-  const blocks = new Map<string, Uint8Array>();
+  const blocks = new Map<string, { target: BlockTarget; data: Uint8Array }>();
   const report = await sequentialGptq(model, paths, calib, opts, async (path, w, n, k, prep, gemm) => {
     let values: Float32Array;
     let loss = 0;
     let seconds = 0;
-    if (k % target.size === 0) {
+    const target = targetFor(path);
+    if (target && k % target.size === 0) {
       const res = await gptqQuantizeBlocks(w, n, k, prep, target, gemm, path);
-      blocks.set(`${path}.weight`, res.blocks);
+      blocks.set(`${path}.weight`, { target, data: res.blocks });
       ({ values, loss, seconds } = res);
-    } else values = fallback(w, k);
+    } else values = fallback(path, w, k);
     weights.set(`${path}.weight`, { data: values, shape: [n, k] });
-    return { values, loss, seconds, bits: (8 * target.bytes) / target.size };
+    return { values, loss, seconds, bits: target ? (8 * target.bytes) / target.size : 32 };
   });
   return { weights, blocks, report };
 }

@@ -22,7 +22,7 @@ describe("slimtune quantize --target", () => {
     const r = slimtune(["quantize", "--model", REF_MODEL, "--method", "gptq", "--target", "q4_k", "--calib", WIKITEXT_VALID, "--calib-samples", "4", "--out", out, "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(report).toMatchObject({ target: "Q4_K", calibrated_layers: 36 });
+    expect(report).toMatchObject({ target: "q4_k", calibrated_layers: 36 });
     const g = readGgufHeader(out);
     expect(g.tensors.get("blk.3.attn_q.weight")!.type.name).toBe("Q4_K");
     expect(g.tensors.get("blk.3.ffn_down.weight")!.type.name).toBe("Q5_0");

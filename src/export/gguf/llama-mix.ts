@@ -90,3 +90,9 @@ export function presetTypes(preset: GgufPreset, tensors: readonly MixTensor[], l
   }
   return out;
 }
+
+/** llama.cpp visits tensors by layer (blk.N numerically), then by name: its attn_v and ffn_down counters follow. */
+export function llamaOrder(tensors: readonly MixTensor[]): MixTensor[] {
+  const layer = (n: string) => Number(/^blk\.(\d+)\./.exec(n)?.[1] ?? -1);
+  return [...tensors].sort((a, b) => layer(a.name) - layer(b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}

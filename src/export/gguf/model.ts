@@ -27,7 +27,7 @@ import type { LoadedBase } from "../../models/load.js";
 import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
-import { GGUF_PRESETS, type GgufPreset, type MixTensor, PRESET_FILE_TYPE, fallbackType, presetTypes } from "./llama-mix.js";
+import { GGUF_PRESETS, type GgufPreset, type MixTensor, PRESET_FILE_TYPE, fallbackType, llamaOrder, presetTypes } from "./llama-mix.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
 
 /** One type for every matrix. */
@@ -278,12 +278,6 @@ function permuteBlockRows(data: Uint8Array, rows: number, heads: number, headDim
 /** A quantized layer's bit width; ReALLM's is its code bits per weight, rounded. */
 function layerBits(q: QuantizedLinear): number {
   return q.kind === "reallm" ? Math.round(q.spec.codeBits / q.spec.vqDim) : q.spec.bits;
-}
-
-/** llama.cpp visits tensors by layer (blk.N numerically), then by name: its attn_v and ffn_down counters follow. */
-function llamaOrder(tensors: MixTensor[]): MixTensor[] {
-  const layer = (n: string) => Number(/^blk\.(\d+)\./.exec(n)?.[1] ?? -1);
-  return [...tensors].sort((a, b) => layer(a.name) - layer(b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 const layerOf = (name: string) => Number(/^model\.layers\.(\d+)\./.exec(name)![1]);
