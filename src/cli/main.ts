@@ -32,7 +32,8 @@ const commands: Record<string, () => Promise<CommandDef>> = {
 const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder" | "file" | null> = {
   finetune: () => "folder",
   demo: () => "folder",
-  quantize: () => "folder",
+  // --target writes GPTQ's k-quant blocks straight to a GGUF file.
+  quantize: (flags) => (flags.has("target") ? "file" : "folder"),
   prune: () => "folder",
   qpruner: () => "folder",
   "pruning-adapter": () => "folder",

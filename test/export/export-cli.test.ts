@@ -28,7 +28,7 @@ describe("slimtune export keeps what the model is", () => {
     const out = path.join(dir, "refused.gguf");
     const r = slimtune(["export", "--format", "gguf", "--model", q3, "--out", out]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/E_ARG: these quantized layers cannot be written at their own bits: rtn 3-bit g64 asymmetric .*--dtype q4_0, q4_1 or q8_0/);
+    expect(r.stderr).toMatch(/E_ARG: these quantized layers cannot be written at their own bits: rtn 3-bit g64 asymmetric .*--dtype layer-bits.*q4_0 \/ q4_k for every matrix/);
     expect(fs.existsSync(out)).toBe(false);
     const web = slimtune(["export", "--format", "onnx", "--model", q3, "--out", path.join(dir, "web")]);
     expect(web.code).toBe(2);
