@@ -15,13 +15,8 @@ import { LlamaModel } from "../../src/models/llama/model.js";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
 import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import { SPEC, refModelFiles } from "./ref-files.js";
 
-export const SPEC = { scheme: "rtn", bits: 4, groupSize: 64, symmetric: false } as const;
-
-export function refModelFiles(): Map<string, Uint8Array> {
-  const names = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
-  return new Map(names.map((n) => [n, new Uint8Array(fs.readFileSync(path.join(REF_MODEL, n)))]));
-}
 
 const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
 const OPTS = { ...defaultWebTrainOptions, steps: 3, lr: 2e-3, warmupSteps: 1, minLrRatio: 0.1, batch: 2, seq: 32, heldOut: 0 };
