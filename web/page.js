@@ -50,7 +50,7 @@ async function loadFiles(files) {
   $("model-info").textContent =
     `${(session.parameterCount / 1e6).toFixed(1)} M parameters, ${c.numLayers} layers, files ${mib(session.fileBytes)}, float32 in memory ${mib(session.parameterCount * 4)}`;
   renderAdapters();
-  status(`Model loaded. Engine: onnxruntime-web ${state.runtime.executionProvider}, ${state.runtime.threads} thread(s)${state.runtime.crossOriginIsolated ? "" : " (page not cross-origin isolated)"}.`);
+  status(`Model loaded. Engine: onnxruntime-web ${state.runtime.executionProvider}${state.runtime.note}, ${state.runtime.threads} thread(s)${state.runtime.crossOriginIsolated ? "" : " (page not cross-origin isolated)"}.`);
 }
 
 async function pickedFiles(input) {
@@ -188,9 +188,16 @@ $("download-adapter").addEventListener("click", () =>
 window.slimtuneApp.ready = (async () => {
   try {
     const params = new URLSearchParams(location.search);
-    const ep = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
+    // WebGPU only when asked for (?ep=webgpu) and the browser has an adapter; WASM otherwise.
+    let ep = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
+    let note = "";
+    if (ep === "webgpu" && !(await navigator.gpu?.requestAdapter().catch(() => null))) {
+      ep = "wasm";
+      note = " (WebGPU was asked for, but this browser offers no WebGPU adapter)";
+    }
     state.runtime = slimtune.useOnnxRuntimeWeb({ wasmPaths: new URL("./", location.href).href, executionProvider: ep, ...(params.get("threads") ? { threads: Number(params.get("threads")) } : {}) });
-    status(`Ready: onnxruntime-web ${state.runtime.executionProvider}, ${state.runtime.threads} thread(s). Pick a model folder.`);
+    state.runtime.note = note;
+    status(`Ready: onnxruntime-web ${state.runtime.executionProvider}${note}, ${state.runtime.threads} thread(s). Pick a model folder.`);
     const model = params.get("model");
     if (model) await guarded("Fetching the model", async () => loadFiles(await slimtune.fetchModelFiles(model.endsWith("/") ? model : `${model}/`)));
   } catch (e) {

@@ -95,7 +95,12 @@ export function startWebServer(opts: WebServerOptions): Promise<RunningServer> {
       const port = typeof address === "object" && address ? address.port : opts.port;
       resolve({
         url: `http://${opts.host === "0.0.0.0" ? "localhost" : opts.host}:${port}/`,
-        close: () => new Promise<void>((done) => server.close(() => done())),
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            // Keep-alive connections would hold close() open until they time out.
+            server.closeAllConnections();
+          }),
       });
     });
   });
