@@ -207,6 +207,22 @@ describe("slimtune/web in Chromium", () => {
     console.log(`downloaded LoRA adapter: perplexity ${pagePerplexity} in the page, ${nodePerplexity} in slimtune eval --adapter`);
   });
 
+  it("20 PEQA steps in the page lower the held-out loss", async () => {
+    const { before, after } = await rig.page.evaluate(
+      async ({ text, opts }) => {
+        const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+        s.useAdapter("peqa-a");
+        const trainer = s.startTraining("peqa", text, opts);
+        const before = (await trainer.evaluate())!.loss;
+        for (let i = 0; i < opts.steps; i++) await trainer.step();
+        return { before, after: (await trainer.evaluate())!.loss };
+      },
+      { text: TEXT, opts: { ...OPTS, steps: 20, lr: 5e-3, batch: 4, seq: 64, heldOut: 0.1 } },
+    );
+    console.log(`held-out loss ${before} → ${after} after 20 PEQA steps in the page`);
+    expect(after).toBeLessThan(before - 0.01);
+  });
+
   it("training from the page's controls draws the loss chart (screenshot in /tmp)", async () => {
     const page = rig.page;
     await page.fill("#text", TEXT);
