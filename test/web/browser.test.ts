@@ -12,6 +12,9 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadPeqaAdapter } from "../../src/formats/peqa-adapter.js";
+import { LlamaModel } from "../../src/models/llama/model.js";
+import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
 import type { WebMethod } from "../../src/web/session.js";
 import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
@@ -205,6 +208,23 @@ describe("slimtune/web in Chromium", () => {
     const nodePerplexity = JSON.parse(r.stdout).perplexity as number;
     expect(Math.abs(pagePerplexity - nodePerplexity)).toBeLessThanOrEqual(1e-4 * nodePerplexity);
     console.log(`downloaded LoRA adapter: perplexity ${pagePerplexity} in the page, ${nodePerplexity} in slimtune eval --adapter`);
+  });
+
+  it("a PEQA adapter's files from the page load in Node on the same 4-bit base (the fingerprint hashed in the page matches)", async () => {
+    const files = await rig.page.evaluate(() => {
+      const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+      return Object.fromEntries([...s.adapterFiles("peqa-b")].map(([name, chunks]) => [name, chunks.flatMap((c) => Array.from(c))]));
+    });
+    const dir = scratchDir("web-peqa");
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), Uint8Array.from(bytes));
+    const adapter = loadPeqaAdapter(dir, quantizeModel(LlamaModel.load(REF_MODEL), SPEC));
+    const pageScales = await rig.page.evaluate(() => {
+      const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+      s.useAdapter("peqa-b");
+      return Object.fromEntries([...s.method("peqa").trainable].map(([k, p]) => [k, Array.from(p.data)]));
+    });
+    expect(adapter.scales.size).toBe(Object.keys(pageScales).length);
+    for (const [name, p] of adapter.scales) expect(Array.from(p.data), name).toEqual(pageScales[name]);
   });
 
   it("20 PEQA steps in the page lower the held-out loss", async () => {
