@@ -26,6 +26,7 @@ const commands: Record<string, () => Promise<CommandDef>> = {
   generate: () => import("./commands/generate.js").then((m) => m.default as CommandDef),
   chat: () => import("./commands/chat.js").then((m) => m.default as CommandDef),
   export: () => import("./commands/export.js").then((m) => m.default as CommandDef),
+  web: () => import("./commands/web.js").then((m) => m.default as CommandDef),
 };
 
 /** What each command writes at --out: a folder, or (export --format gguf) a file. */

@@ -8,7 +8,7 @@ import { SlimtuneError, quote } from "../core/errors.js";
 import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import { linearLayers } from "../arch/llama/shapes.js";
-import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
+import { SafetensorsFile, encodeSafetensors } from "./safetensors.js";
 import type { LlamaConfig } from "../arch/llama/config.js";
 
 export const PEFT_CONFIG_FILE = "adapter_config.json";
@@ -134,20 +134,28 @@ export function savePeftAdapter(outDir: string, config: PeftLoraConfig, tensors:
     throw new SlimtuneError("E_ARG", `lora_alpha = ${config.loraAlpha} must be a positive number`);
   }
   checkPairs(config.r, tensors, (code, message) => new SlimtuneError(code === "E_SAFETENSORS" ? "E_ARG" : code, message, outDir));
-  const names = [...tensors.keys()].sort();
+  const files = peftAdapterFiles(config, tensors);
   replaceDirAtomic(outDir, (tmp) => {
-    writeSafetensors(
-      path.join(tmp, PEFT_WEIGHTS_FILE),
-      names.map((name) => {
-        const t = tensors.get(name)!;
-        return { name, dtype: "F32", shape: t.shape, data: t.data };
-      }),
-      { format: "pt" },
-    );
-    // Python writes the float default as 0.0; JSON.stringify cannot tell 0 from 0.0.
-    const json = pythonJson(peftConfigJson(config)).replace('\n  "lora_dropout": 0,\n', '\n  "lora_dropout": 0.0,\n');
-    writeFileAtomic(path.join(tmp, PEFT_CONFIG_FILE), json);
+    for (const [name, chunks] of files) writeFileAtomic(path.join(tmp, name), chunks);
   });
+}
+
+/** The two files of a PEFT adapter folder as bytes, by file name (what savePeftAdapter writes; a page downloads them). */
+export function peftAdapterFiles(config: PeftLoraConfig, tensors: ReadonlyMap<string, PeftTensor>): Map<string, Uint8Array[]> {
+  const names = [...tensors.keys()].sort();
+  const weights = encodeSafetensors(
+    names.map((name) => {
+      const t = tensors.get(name)!;
+      return { name, dtype: "F32", shape: t.shape, data: t.data };
+    }),
+    { format: "pt" },
+  );
+  // Python writes the float default as 0.0; JSON.stringify cannot tell 0 from 0.0.
+  const json = pythonJson(peftConfigJson(config)).replace('\n  "lora_dropout": 0,\n', '\n  "lora_dropout": 0.0,\n');
+  return new Map([
+    [PEFT_WEIGHTS_FILE, weights],
+    [PEFT_CONFIG_FILE, [new TextEncoder().encode(json)]],
+  ]);
 }
 
 export interface LoadPeftOptions {
