@@ -2,11 +2,13 @@
 // config.json, the tokenizer files and generation_config.json. The ONNX graph is the very KV-cache
 // decoder `slimtune generate` runs (models/llama/kv-graph.ts) with a symbolic batch, so both compute
 // the same thing with the same kernels: fp32 float weights; fp16 weights stored in half precision
-// and widened at load; q4 and q8 as MatMulNBits (accuracy level 4) — each layer's own codes, zero
-// points and group size when its bits are the dtype's, else round-to-nearest from float (groups of
-// 32, symmetric). Without a dtype the model keeps what it is: a float model fp32, a quantized one
-// q4 or q8 when every layer fits MatMulNBits at those bits, else E_ARG naming the dtypes that would
-// change it. Every change a dtype makes is recorded per layer (export/changes.ts).
+// and widened at load; q2, q4 and q8 as MatMulNBits (accuracy level 4 unless asked for 0) — each
+// layer's own codes, zero points and group size when they fit within the dtype's bits (3-bit codes
+// widened into 4-bit fields, values unchanged; GPTQ act-order as a lossless gather of the input
+// columns into group order, models/parts/quantized-linear.ts), else round-to-nearest from float
+// (groups of 32, symmetric). Without a dtype the model keeps what it is: a float model fp32, a
+// quantized one every layer at its own bits in one file named by its widest (q2, q4 or q8), else
+// E_ARG naming the dtypes that would change it. Every change is recorded per layer (export/changes.ts).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -25,15 +27,20 @@ import { canUseMatMulNBits } from "../../models/parts/matmul-nbits.js";
 import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { dequantize } from "../../quant/kinds/index.js";
-import type { QuantizedLinear, QuantizedModel } from "../../quant/types.js";
+import type { QuantizedLinear, QuantizedModel, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
 
-export const ONNX_DTYPES = ["fp32", "fp16", "q4", "q8"] as const;
+export const ONNX_DTYPES = ["fp32", "fp16", "q2", "q4", "q8"] as const;
 export type OnnxDtype = (typeof ONNX_DTYPES)[number];
 
 /** transformers.js' DEFAULT_DTYPE_SUFFIX_MAPPING for the dtypes written here. */
-export const ONNX_FILE: Record<OnnxDtype, string> = { fp32: "model.onnx", fp16: "model_fp16.onnx", q4: "model_q4.onnx", q8: "model_quantized.onnx" };
+export const ONNX_FILE: Record<OnnxDtype, string> = { fp32: "model.onnx", fp16: "model_fp16.onnx", q2: "model_q2.onnx", q4: "model_q4.onnx", q8: "model_quantized.onnx" };
+
+/** The widest codes each quantized dtype holds: its layers keep their own codes up to these bits. */
+const DTYPE_BITS = { q2: 2, q4: 4, q8: 8 } as const;
+type NBitsDtype = keyof typeof DTYPE_BITS;
+const isNBits = (d: OnnxDtype): d is NBitsDtype => d in DTYPE_BITS;
 
 /** protobuf's 2 GiB message limit: larger graphs would need external data files. */
 const MAX_ONNX_BYTES = 2 ** 31 - 1;
@@ -51,6 +58,11 @@ export interface OnnxExportOptions {
   dtype?: OnnxDtype;
   /** Keep what each changed tensor became (TensorChange.decoded), to measure it. */
   keepDecoded?: boolean;
+  /**
+   * MatMulNBits' accuracy_level in the file: 4 (default) rounds activations to int8 per block, 3–5×
+   * faster at one token and what `slimtune generate` runs; 0 computes in float32, exactly.
+   */
+  accuracyLevel?: 0 | 4;
 }
 
 export async function exportOnnx(base: LoadedBase, source: string, outDir: string, opts: OnnxExportOptions): Promise<OnnxExportReport> {
@@ -58,7 +70,7 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
   const dtype = opts.dtype ?? ownDtype(base);
   const graph = new GraphClass();
   const changes: TensorChange[] = [];
-  const params = paramsFor(base, dtype, graph, changes, opts.keepDecoded === true);
+  const params = paramsFor(base, dtype, graph, changes, opts.keepDecoded === true, opts.accuracyLevel ?? 4);
   const { outputs } = buildKvGraph(config, params, { batch: "dynamic", seq: "dynamic", past: true, logits: "all" });
   const bytes = toOnnxBytes(graph, outputs);
   if (bytes.byteLength > MAX_ONNX_BYTES) {
@@ -81,39 +93,48 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
   return { modelFile, bytes: bytes.byteLength, dtype, changes };
 }
 
-/** MatMulNBits runs the layer's own codes at `bits`. */
-const fitsNBits = (q: QuantizedLinear, bits: 4 | 8) => q.kind === "rtn" && q.spec.bits === bits && canUseMatMulNBits(q);
+/** MatMulNBits runs the layer's own codes (2, 3 widened to 4, or 8 bits) within `maxBits`. */
+const fitsNBits = (q: QuantizedLinear, maxBits: number) => q.kind === "rtn" && nbitsOf(q) <= maxBits && canUseMatMulNBits(q);
+/** The bits MatMulNBits stores a layer's codes at: 3-bit codes go into 4-bit fields (same values). */
+const nbitsOf = (q: RtnLinear) => (q.spec.bits === 3 ? 4 : q.spec.bits);
 
-/** The dtype that keeps what the model is; E_ARG when no ONNX dtype holds its layers. */
+/**
+ * The dtype that keeps what the model is: every layer at its own bits in one file, named by the
+ * widest (transformers.js picks the file by that name only); E_ARG when some layer fits no dtype.
+ */
 function ownDtype(base: LoadedBase): OnnxDtype {
   if (base.kind === "float") return "fp32";
   const layers = [...base.model.linears.values()];
-  for (const [dtype, bits] of [["q4", 4], ["q8", 8]] as const) if (layers.every((q) => fitsNBits(q, bits))) return dtype;
+  for (const dtype of ["q2", "q4", "q8"] as const) if (layers.every((q) => fitsNBits(q, DTYPE_BITS[dtype]))) return dtype;
   const method = base.model.method?.name;
-  const odd = [...base.model.linears].filter(([, q]) => !fitsNBits(q, 4) && !fitsNBits(q, 8)).map(([p, q]) => ({ tensor: `${p}.weight`, from: layerWords(q, method), to: "?", kind: "re-rounded" as const }));
+  const odd = [...base.model.linears].filter(([, q]) => !fitsNBits(q, 8)).map(([p, q]) => ({ tensor: `${p}.weight`, from: layerWords(q, method), to: "?", kind: "re-rounded" as const }));
   const groups = groupChanges(odd).map((g) => `${g.from} (${g.tensors})`).join("; ");
   throw new SlimtuneError(
     "E_ARG",
-    `these quantized layers cannot be written for transformers.js at their own bits: ${groups || "layers of 4 and 8 bits mixed in one model"} — MatMulNBits here runs 4- or 8-bit codes in groups of 16–128, one bit width per file. Exporting them changes their weights: pass --dtype q4 or q8 to round them onto that grid, or --dtype fp32 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)`,
+    `these quantized layers cannot be written for transformers.js at their own bits: ${groups} — MatMulNBits here runs 2-, 4- or 8-bit codes (3-bit widened to 4) in groups of 16–128. Exporting them changes their weights: pass --dtype q4 or q8 to round them onto that grid, or --dtype fp32 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)`,
   );
 }
 
-function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: TensorChange[], keepDecoded: boolean): ParamSource {
+function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: TensorChange[], keepDecoded: boolean, accuracyLevel: 0 | 4): ParamSource {
   const method = base.kind === "quantized" ? base.model.method?.name : undefined;
   const record = (tensor: string, from: string, to: string, kind: ChangeKind, values: () => Float32Array) => {
     const change: TensorChange = { tensor, from, to, kind };
     if (keepDecoded) change.decoded = values();
     changes.push(change);
   };
-  if (dtype === "q4" || dtype === "q8") {
-    const bits = dtype === "q4" ? 4 : 8;
+  if (isNBits(dtype)) {
+    const bits = DTYPE_BITS[dtype];
     const model = nbitsModel(base, bits);
     for (const [p, q] of model.linears) {
       const own = base.kind === "quantized" ? base.model.linears.get(p) : undefined;
-      if (own === q) continue;
+      if (own === q) {
+        // Lossless, but the file holds wider codes than the folder: said, so sizes add up.
+        if (q.kind === "rtn" && q.spec.bits === 3) record(`${p}.weight`, layerWords(q, method), "MatMulNBits 4-bit (3-bit stored as 4-bit codes, values unchanged)", "widened", () => dequantize(q));
+        continue;
+      }
       record(`${p}.weight`, own ? layerWords(own, method) : "float", `MatMulNBits ${bits}-bit g32 symmetric`, own ? "re-rounded" : "quantized", () => dequantize(q));
     }
-    return new QuantizedParams(graph, model, { fused: true, accuracyLevel: 4 });
+    return new QuantizedParams(graph, model, { fused: true, accuracyLevel });
   }
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
   const to = dtype === "fp16" ? "float16" : "float32";
@@ -126,8 +147,8 @@ function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: Te
   return dtype === "fp16" ? new HalfParams(graph, float.weights) : new DenseParams(graph, float.weights, new Set());
 }
 
-/** Every linear layer at `bits` for MatMulNBits: each layer's own codes when they fit, else RTN from its float weights. */
-function nbitsModel(base: LoadedBase, bits: 4 | 8): QuantizedModel {
+/** Every linear layer for MatMulNBits: each layer's own codes when they fit within `bits`, else RTN at `bits` from its float weights. */
+function nbitsModel(base: LoadedBase, bits: 2 | 4 | 8): QuantizedModel {
   if (base.kind === "quantized" && [...base.model.linears.values()].every((q) => fitsNBits(q, bits))) return base.model;
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
   const rounded = quantizeModel(float, { scheme: "rtn", bits, groupSize: 32, symmetric: true });
