@@ -62,6 +62,8 @@ describe("export --format onnx keeps a quantized model's own bits", () => {
     expect(groups.map((g) => [g.kind, g.from, g.to])).toEqual([
       ["re-rounded", "4-bit g32 asymmetric", "MatMulNBits 2-bit g32 symmetric"],
       ["re-rounded", "3-bit g64 asymmetric", "MatMulNBits 2-bit g32 symmetric"],
+      // GatherBlockQuantized runs 4 or 8 bits: q2's table is 4-bit.
+      ["quantized", "float", "GatherBlockQuantized 4-bit g32 symmetric (also the tied LM head through MatMulNBits, one tensor)"],
     ]);
     const up = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-fp32"), { dtype: "fp32" });
     expect(groupChanges(up.changes).map((g) => g.kind)).toEqual(["upcast", "upcast"]);

@@ -27,7 +27,8 @@ import { canUseMatMulNBits } from "../../models/parts/matmul-nbits.js";
 import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { dequantize } from "../../quant/kinds/index.js";
-import type { QuantizedLinear, QuantizedModel, RtnLinear } from "../../quant/types.js";
+import { TABLE_GROUP, dequantizedTables, quantizeTables } from "../../quant/tables.js";
+import type { QuantizedLinear, QuantizedModel, QuantizedTables, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
 
@@ -70,7 +71,7 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
   const dtype = opts.dtype ?? ownDtype(base);
   const graph = new GraphClass();
   const changes: TensorChange[] = [];
-  const params = paramsFor(base, dtype, graph, changes, opts.keepDecoded === true, opts.accuracyLevel ?? 4);
+  const params = paramsFor(base, dtype, opts.dtype !== undefined, graph, changes, opts.keepDecoded === true, opts.accuracyLevel ?? 4);
   const { outputs } = buildKvGraph(config, params, { batch: "dynamic", seq: "dynamic", past: true, logits: "all" });
   const bytes = toOnnxBytes(graph, outputs);
   if (bytes.byteLength > MAX_ONNX_BYTES) {
@@ -115,7 +116,7 @@ function ownDtype(base: LoadedBase): OnnxDtype {
   );
 }
 
-function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: TensorChange[], keepDecoded: boolean, accuracyLevel: 0 | 4): ParamSource {
+function paramsFor(base: LoadedBase, dtype: OnnxDtype, asked: boolean, graph: Graph, changes: TensorChange[], keepDecoded: boolean, accuracyLevel: 0 | 4): ParamSource {
   const method = base.kind === "quantized" ? base.model.method?.name : undefined;
   const record = (tensor: string, from: string, to: string, kind: ChangeKind, values: () => Float32Array) => {
     const change: TensorChange = { tensor, from, to, kind };
@@ -134,7 +135,8 @@ function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: Te
       }
       record(`${p}.weight`, own ? layerWords(own, method) : "float", `MatMulNBits ${bits}-bit g32 symmetric`, own ? "re-rounded" : "quantized", () => dequantize(q));
     }
-    return new QuantizedParams(graph, model, { fused: true, accuracyLevel });
+    const tables = tablesFor(base, dtype, asked, record);
+    return new QuantizedParams(graph, model, { fused: true, accuracyLevel, ...(tables ? { tables } : {}) });
   }
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
   const to = dtype === "fp16" ? "float16" : "float32";
@@ -145,6 +147,26 @@ function paramsFor(base: LoadedBase, dtype: OnnxDtype, graph: Graph, changes: Te
     else if (!halfExact) record(name, "float", to, "re-rounded", () => w.data.map(roundToF16));
   }
   return dtype === "fp16" ? new HalfParams(graph, float.weights) : new DenseParams(graph, float.weights, new Set());
+}
+
+/**
+ * Embedding and LM head: the model's own tables when it has them; quantized (RTN g32 symmetric, 4-bit
+ * for q2 and q4 — GatherBlockQuantized runs 4 or 8 — and 8-bit for q8) when the user asked for the
+ * dtype, so `--dtype q4` is a ~4-bit file; else float as the folder has them.
+ */
+function tablesFor(base: LoadedBase, dtype: NBitsDtype, asked: boolean, record: (tensor: string, from: string, to: string, kind: ChangeKind, values: () => Float32Array) => void): QuantizedTables | undefined {
+  if (base.kind === "quantized" && base.model.tables) return base.model.tables;
+  if (!asked) return undefined;
+  const config = base.model.config;
+  const bits = dtype === "q8" ? 8 : 4;
+  const tables = quantizeTables(config, base.kind === "float" ? base.model.weights : base.model.dense, bits);
+  if (!tables) return undefined;
+  const decoded = dequantizedTables(config, tables);
+  const grid = `${bits}-bit g${TABLE_GROUP} symmetric`;
+  const tied = config.tieWordEmbeddings ? " (also the tied LM head through MatMulNBits, one tensor)" : "";
+  if (tables.embedding) record("model.embed_tokens.weight", "float", `GatherBlockQuantized ${grid}${tied}`, "quantized", () => decoded.get("model.embed_tokens.weight")!.data);
+  if (tables.lmHead && !config.tieWordEmbeddings) record("lm_head.weight", "float", `MatMulNBits ${grid}`, "quantized", () => decoded.get("lm_head.weight")!.data);
+  return tables;
 }
 
 /** Every linear layer for MatMulNBits: each layer's own codes when they fit within `bits`, else RTN at `bits` from its float weights. */
