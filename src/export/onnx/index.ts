@@ -6,7 +6,8 @@
 // layer's own codes, zero points and group size when they fit within the dtype's bits (3-bit codes
 // widened into 4-bit fields, values unchanged; GPTQ act-order as a lossless gather of the input
 // columns into group order, models/parts/quantized-linear.ts), else round-to-nearest from float
-// (groups of 32, symmetric). Without a dtype the model keeps what it is: a float model fp32, a
+// (groups of 32, symmetric). ReALLM layers are written as they are, low-rank factors plus a codebook
+// Gather by their codes at stored widths (QuantizedParams vq "compact"). Without a dtype the model keeps what it is: a float model fp32, a
 // quantized one every layer at its own bits in one file named by its widest (q2, q4 or q8), else
 // E_ARG naming the dtypes that would change it. Every change is recorded per layer (export/changes.ts).
 
@@ -27,6 +28,7 @@ import { canUseMatMulNBits } from "../../models/parts/matmul-nbits.js";
 import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { dequantize } from "../../quant/kinds/index.js";
+import { reallmBitsPerWeight } from "../../quant/kinds/reallm.js";
 import { TABLE_GROUP, dequantizedTables, quantizeTables } from "../../quant/tables.js";
 import type { QuantizedLinear, QuantizedModel, QuantizedTables, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
@@ -94,8 +96,14 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
   return { modelFile, bytes: bytes.byteLength, dtype, changes };
 }
 
-/** MatMulNBits runs the layer's own codes (2, 3 widened to 4, or 8 bits) within `maxBits`. */
-const fitsNBits = (q: QuantizedLinear, maxBits: number) => q.kind === "rtn" && nbitsOf(q) <= maxBits && canUseMatMulNBits(q);
+/**
+ * The file holds the layer as it is within `maxBits`: MatMulNBits on its own codes (2, 3 widened to 4,
+ * or 8 bits), or a ReALLM layer as its factors and codebook lookup at its bits per weight.
+ */
+function fitsNBits(q: QuantizedLinear, maxBits: number): boolean {
+  if (q.kind === "reallm") return reallmBitsPerWeight(q.spec, q.outFeatures, q.inFeatures) <= maxBits;
+  return q.kind === "rtn" && nbitsOf(q) <= maxBits && canUseMatMulNBits(q);
+}
 /** The bits MatMulNBits stores a layer's codes at: 3-bit codes go into 4-bit fields (same values). */
 const nbitsOf = (q: RtnLinear) => (q.spec.bits === 3 ? 4 : q.spec.bits);
 
@@ -136,7 +144,7 @@ function paramsFor(base: LoadedBase, dtype: OnnxDtype, asked: boolean, graph: Gr
       record(`${p}.weight`, own ? layerWords(own, method) : "float", `MatMulNBits ${bits}-bit g32 symmetric`, own ? "re-rounded" : "quantized", () => dequantize(q));
     }
     const tables = tablesFor(base, dtype, asked, record);
-    return new QuantizedParams(graph, model, { fused: true, accuracyLevel, ...(tables ? { tables } : {}) });
+    return new QuantizedParams(graph, model, { fused: true, accuracyLevel, vq: "compact", ...(tables ? { tables } : {}) });
   }
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
   const to = dtype === "fp16" ? "float16" : "float32";

@@ -27,7 +27,7 @@ export interface QuantizedParamsOptions {
   /** ReALLM layers' L₁, L₂ become graph inputs named by lowRankNames (they train). */
   lowRankInputs?: boolean;
   /** How ReALLM's vector-quantized part enters the graph. */
-  vq?: "dequantized" | "gather";
+  vq?: "dequantized" | "gather" | "compact";
   /**
    * Token embedding and LM head as quantized tables (models/parts/quantized-embedding.ts) instead of
    * the float tensors; a tied model passes the same layer as both, and the graph holds it once.
