@@ -18,7 +18,7 @@ import type { HostParam, ParamSource } from "../../arch/params.js";
 import { replaceDirAtomic, writeFileAtomic } from "../../core/atomic.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { float32ToFloat16, roundToF16 } from "../../core/f16.js";
-import { type Graph, Graph as GraphClass, type Value, add, cast, gemm, toOnnxBytes } from "../../engine/index.js";
+import { type ExternalData, type Graph, Graph as GraphClass, type Value, add, cast, gemm, toOnnxBytes, usedConstants } from "../../engine/index.js";
 import { toHfConfigJson } from "../../formats/hf-config.js";
 import { copyTokenizerFiles } from "../../formats/tokenizer.js";
 import { buildKvGraph } from "../../models/llama/kv-graph.js";
@@ -45,12 +45,23 @@ const DTYPE_BITS = { q2: 2, q4: 4, q8: 8 } as const;
 type NBitsDtype = keyof typeof DTYPE_BITS;
 const isNBits = (d: OnnxDtype): d is NBitsDtype => d in DTYPE_BITS;
 
-/** protobuf's 2 GiB message limit: larger graphs would need external data files. */
-const MAX_ONNX_BYTES = 2 ** 31 - 1;
+/**
+ * Weights past this go to ONNX external data (protobuf caps a message at 2 GiB; the margin leaves
+ * room for the graph itself): onnx/<file>.onnx_data, which config.json's transformers.js_config
+ * names in use_external_data_format so transformers.js fetches it beside the model.
+ */
+export const EXTERNAL_DATA_ABOVE = 1.8 * 2 ** 30;
+/** Initializers smaller than this stay inside the model file even with external data (as onnx's own writer does). */
+const EXTERNAL_MIN_TENSOR = 1024;
+/** Offsets of large tensors in the data file are page-aligned, so runtimes may map them. */
+const EXTERNAL_ALIGN = 4096;
 
 export interface OnnxExportReport {
   modelFile: string;
+  /** Bytes of the model file plus its external data. */
   bytes: number;
+  /** The external data file beside the model (models whose weights pass EXTERNAL_DATA_ABOVE). */
+  dataFile?: string;
   /** The dtype written (the model's own when none was asked for). */
   dtype: OnnxDtype;
   /** What the dtype did to the weights (empty when the export keeps what the model is). */
@@ -61,6 +72,8 @@ export interface OnnxExportOptions {
   dtype?: OnnxDtype;
   /** Keep what each changed tensor became (TensorChange.decoded), to measure it. */
   keepDecoded?: boolean;
+  /** Weight bytes above which the export writes external data (default EXTERNAL_DATA_ABOVE; tests lower it). */
+  externalDataAbove?: number;
   /**
    * MatMulNBits' accuracy_level in the file: 4 (default) rounds activations to int8 per block, 3–5×
    * faster at one token and what `slimtune generate` runs; 0 computes in float32, exactly.
@@ -75,16 +88,18 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
   const changes: TensorChange[] = [];
   const params = paramsFor(base, dtype, opts.dtype !== undefined, graph, changes, opts.keepDecoded === true, opts.accuracyLevel ?? 4);
   const { outputs } = buildKvGraph(config, params, { batch: "dynamic", seq: "dynamic", past: true, logits: "all" });
-  const bytes = toOnnxBytes(graph, outputs);
-  if (bytes.byteLength > MAX_ONNX_BYTES) {
-    throw new SlimtuneError("E_ARG", `the ONNX graph would be ${bytes.byteLength} bytes, over protobuf's 2 GiB; export with --dtype q4 or q8`);
-  }
-  const modelFile = path.join("onnx", ONNX_FILE[dtype]);
+  const weightBytes = usedConstants(graph, outputs).reduce((s, c) => s + c.data!.byteLength, 0);
+  const fileName = ONNX_FILE[dtype];
+  const data = weightBytes > (opts.externalDataAbove ?? EXTERNAL_DATA_ABOVE) ? new DataFile(`${fileName}_data`) : null;
+  const bytes = toOnnxBytes(graph, outputs, new Set(), data ?? undefined);
+  const modelFile = path.join("onnx", fileName);
   replaceDirAtomic(outDir, (tmp) => {
     fs.mkdirSync(path.join(tmp, "onnx"));
     writeFileAtomic(path.join(tmp, modelFile), bytes);
+    if (data) data.write(path.join(tmp, "onnx", data.location));
     copyTokenizerFiles(source, tmp);
-    const json = toHfConfigJson(config, { torch_dtype: "float32", "transformers.js_config": { dtype } });
+    const jsConfig = { dtype, ...(data ? { use_external_data_format: { [fileName]: 1 } } : {}) };
+    const json = toHfConfigJson(config, { torch_dtype: "float32", "transformers.js_config": jsConfig });
     writeFileAtomic(path.join(tmp, "config.json"), `${JSON.stringify(json, null, 2)}\n`);
     if (!fs.existsSync(path.join(tmp, "generation_config.json"))) {
       const gen: Record<string, unknown> = {};
@@ -93,7 +108,36 @@ export async function exportOnnx(base: LoadedBase, source: string, outDir: strin
       writeFileAtomic(path.join(tmp, "generation_config.json"), `${JSON.stringify(gen, null, 2)}\n`);
     }
   });
-  return { modelFile, bytes: bytes.byteLength, dtype, changes };
+  return { modelFile, bytes: bytes.byteLength + (data?.size ?? 0), dtype, changes, ...(data ? { dataFile: path.join("onnx", data.location) } : {}) };
+}
+
+/** The external data file, gathered in memory in order and written once (one chunk: Node reads any size). */
+class DataFile implements ExternalData {
+  readonly minBytes = EXTERNAL_MIN_TENSOR;
+  private readonly parts: Uint8Array[] = [];
+  size = 0;
+
+  constructor(readonly location: string) {}
+
+  place(bytes: Uint8Array): number {
+    const align = bytes.byteLength >= EXTERNAL_ALIGN ? EXTERNAL_ALIGN : 64;
+    const pad = (align - (this.size % align)) % align;
+    if (pad > 0) this.parts.push(new Uint8Array(pad));
+    const offset = this.size + pad;
+    this.parts.push(bytes);
+    this.size = offset + bytes.byteLength;
+    return offset;
+  }
+
+  write(file: string): void {
+    const fd = fs.openSync(file, "w");
+    try {
+      for (const p of this.parts) for (let done = 0; done < p.byteLength; ) done += fs.writeSync(fd, p, done);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
 }
 
 /**
