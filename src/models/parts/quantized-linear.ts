@@ -23,6 +23,7 @@ import { nf4Codebook } from "../../quant/kinds/nf4.js";
 import { blockScale, dequantizeVq } from "../../quant/kinds/reallm.js";
 import type { GridLinear, Nf4Linear, QuantizedLinear, ReallmLinear, RtnLinear } from "../../quant/types.js";
 import { canUseMatMulNBits, matMulNBits } from "./matmul-nbits.js";
+import { canPackCodes, packedCodes } from "./packed-codes.js";
 
 export interface QuantLinearGraphOptions {
   /** Scales as a graph value (an input when they train); default: a constant from `q.scales`. */
@@ -35,7 +36,8 @@ export interface QuantLinearGraphOptions {
   lowRank?: { l1: Value; l2: Value };
   /**
    * ReALLM: how Q̂ enters the graph (default "dequantized"). "compact" is "gather" with every constant
-   * at its stored width — codes and scale codes uint8, codebook and float16 factors in half precision,
+   * at its stored width — codes packed at their bits (parts/packed-codes.ts), scale codes uint8,
+   * codebook and float16 factors in half precision,
    * widened in the graph — so an exported file is the size of the folder.
    */
   vq?: "dequantized" | "gather" | "compact";
@@ -98,7 +100,10 @@ const reallmLinear: Builder<ReallmLinear> = (g, q, name, opts) => {
     const d = spec.vqDim;
     const bs = spec.blockSize;
     const book = narrowFloat(g, q.codebook, [1 << spec.codeBits, d], `${name}.vq_codebook`);
-    const codes = cast(g.constant(q.vqCodes, [N, K / d], "uint8", `${name}.vq_codes`), "int32");
+    const count = N * (K / d);
+    const codes = canPackCodes(spec.codeBits, count)
+      ? reshape(packedCodes(g, q.vqCodes, spec.codeBits, `${name}.vq_codes_packed`), [N, K / d])
+      : cast(g.constant(q.vqCodes, [N, K / d], "uint8", `${name}.vq_codes`), "int32");
     // scale = code / (2^scaleBits − 1) · rowScale (quant/kinds/reallm.ts blockScale), per block.
     const scaleCodes = cast(g.constant(q.scaleCodes, [N, K / bs, 1], "uint8", `${name}.vq_scale_codes`), "float32");
     const rowFactor = g.constant(q.rowScales.map((s) => s / ((1 << spec.scaleBits) - 1)), [N, 1, 1], "float32", `${name}.vq_row_scales`);
