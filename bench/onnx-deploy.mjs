@@ -7,7 +7,7 @@
 // kept, the embedding/LM head quantized 4-bit g32 symmetric: the "~4-bit file").
 //
 //   npx tsc -p tsconfig.build.json && node bench/onnx-deploy.mjs [--tokens 2048] [--rows rtn4-g32,…]
-//     [--out bench/results/onnx-deploy.json]
+//     [--dtypes own,q4] [--out bench/results/onnx-deploy.json]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -20,6 +20,7 @@ const flags = parseFlags(
   {
     tokens: { type: "int", default: 2048, help: "WikiText-2 test tokens (windows of 256) for both KLs" },
     rows: { type: "string", default: "", help: "comma-separated row ids (default: all)" },
+    dtypes: { type: "string", default: "own,q4", help: "exports per row: own (no --dtype) and/or ONNX dtypes" },
     out: { type: "string", default: path.join(root, "bench/results/onnx-deploy.json"), help: "results JSON" },
   },
   "node bench/onnx-deploy.mjs — ONNX export at the model's own bits: sizes and KL in transformers.js vs slimtune",
@@ -110,7 +111,7 @@ for (const row of ROWS) {
   await cli(["quantize", "--model", baseModel, ...row.quantize, "--out", dir], { label: `${row.name}: quantize` });
   const ours = await cli(["eval", "--model", dir, "--reference", baseModel, "--data", wikiTest, "--max-tokens", String(flags.tokens), "--ctx", String(CTX)], { label: `${row.name}: slimtune KL` });
   const r = { id: row.id, name: row.name, source_bytes: folderBytes(dir), slimtune_kl: ours.json.meanKl, slimtune_top1: ours.json.top1Agreement, exports: [] };
-  for (const dtype of [null, "q4"]) {
+  for (const dtype of flags.dtypes.split(",").map((d) => (d === "own" ? null : d))) {
     const name = `${row.id}-${dtype ?? "own"}`;
     try {
       const exp = await cli(["export", "--format", "onnx", "--model", dir, ...(dtype ? ["--dtype", dtype] : []), "--data", wikiTest, "--out", path.join(work, name)], { label: `${row.name}: export onnx ${dtype ?? "(own bits)"}` });
