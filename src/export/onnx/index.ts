@@ -188,7 +188,7 @@ function paramsFor(base: LoadedBase, dtype: OnnxDtype, asked: boolean, graph: Gr
       record(`${p}.weight`, own ? layerWords(own, method) : "float", `MatMulNBits ${bits}-bit g32 symmetric`, own ? "re-rounded" : "quantized", () => dequantize(q));
     }
     const tables = tablesFor(base, dtype, asked, record);
-    return new QuantizedParams(graph, model, { fused: true, accuracyLevel, vq: "compact", ...(tables ? { tables } : {}) });
+    return new QuantizedParams(graph, model, { fused: true, accuracyLevel, vq: "compact", packThreeBit: true, ...(tables ? { tables } : {}) });
   }
   const float = base.kind === "float" ? base.model : dequantizedModel(base.model);
   const to = dtype === "fp16" ? "float16" : "float32";

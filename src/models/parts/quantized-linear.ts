@@ -32,6 +32,8 @@ export interface QuantLinearGraphOptions {
   fused?: boolean;
   /** MatMulNBits' accuracy_level: 0 exact (default), 4 int8 activations (generation). */
   accuracyLevel?: 0 | 4;
+  /** MatMulNBits on 3-bit codes stored at 3 bits and widened in the graph (exports: the file's size). */
+  packThreeBit?: boolean;
   /** ReALLM: L₁ [N, r] and L₂ [r, K] as graph values (inputs when they train); default constants. */
   lowRank?: { l1: Value; l2: Value };
   /**
@@ -63,7 +65,7 @@ const rtnLinear: Builder<RtnLinear> = (g, q, name, opts) => {
     return (x) => inner(permute(x));
   }
   const { outFeatures: N, inFeatures: K, groupSize } = q;
-  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name, opts.accuracyLevel);
+  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name, opts.accuracyLevel, opts.packThreeBit);
   keepCompressed(g);
   const codes = g.constant(...centeredCodes(q), `${name}.centered_codes`);
   const levels = () => cast(codes, "float32");

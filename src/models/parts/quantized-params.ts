@@ -28,6 +28,8 @@ export interface QuantizedParamsOptions {
   lowRankInputs?: boolean;
   /** How ReALLM's vector-quantized part enters the graph. */
   vq?: "dequantized" | "gather" | "compact";
+  /** MatMulNBits layers of 3 bits store their codes at 3 bits (exports). */
+  packThreeBit?: boolean;
   /**
    * Token embedding and LM head as quantized tables (models/parts/quantized-embedding.ts) instead of
    * the float tensors; a tied model passes the same layer as both, and the graph holds it once.
@@ -92,6 +94,6 @@ export class QuantizedParams implements ParamSource {
       const b = q.bias ? this.graph.constant(q.bias, [q.outFeatures], "float32", `${path}.bias`) : null;
       return (x) => (b ? add(gemm(x, w, { transB: true }), b) : gemm(x, w, { transB: true }));
     }
-    return quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
+    return quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}), ...(this.opts.packThreeBit ? { packThreeBit: true } : {}) });
   }
 }
