@@ -1,6 +1,7 @@
 // ONNX Runtime's com.microsoft MatMulNBits on a frozen integer layer: Y = A · dequant(B)ᵀ with
 // dequant = (code − zero) · scale per block, for evaluation (no gradient). 2, 4 and 8 bits; 3-bit
-// codes are widened to 4 (same values), since ORT refuses 3.
+// codes are widened to 4 (same values), since ORT refuses 3 — for exports stored at 3 bits and
+// widened by the graph itself (packThreeBit), so the file keeps their size.
 
 import { type Graph, type OpDef, type Value, add, cast, mul, reshape } from "../../engine/index.js";
 import type { RtnLinear } from "../../quant/types.js";
