@@ -12,7 +12,8 @@ import type { LoadedBase } from "../models/load.js";
 import type { QuantizedLinear } from "../quant/types.js";
 import { dequantizedModel } from "./deploy.js";
 
-export type ChangeKind = "re-rounded" | "upcast" | "quantized" | "codes kept, d/m rounded to f16" | "codes kept, scales rounded to f16";
+/** "widened": the same values in wider codes (3-bit codes in MatMulNBits' 4-bit fields), KL 0 by construction. */
+export type ChangeKind = "re-rounded" | "upcast" | "quantized" | "codes kept, d/m rounded to f16" | "codes kept, scales rounded to f16" | "widened";
 
 export interface TensorChange {
   /** HF tensor name, e.g. "model.layers.3.mlp.up_proj.weight". */

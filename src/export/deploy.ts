@@ -18,6 +18,7 @@ import type { LoadedBase } from "../models/load.js";
 import type { ScoringModel } from "../models/scoring.js";
 import { dequantize } from "../quant/kinds/index.js";
 import { scaleName } from "../quant/scales.js";
+import { dequantizedTables } from "../quant/tables.js";
 import type { QuantizedModel } from "../quant/types.js";
 
 export interface Deployed {
@@ -85,6 +86,7 @@ function copyWeights(model: LlamaModel): LlamaModel {
 export function dequantizedModel(qm: QuantizedModel): LlamaModel {
   const weights = new Map<string, HostParam>();
   for (const [name, w] of qm.dense) weights.set(name, { data: Float32Array.from(w.data), shape: [...w.shape] });
+  if (qm.tables) for (const [name, w] of dequantizedTables(qm.config, qm.tables)) weights.set(name, w);
   for (const [path, q] of qm.linears) {
     weights.set(`${path}.weight`, { data: dequantize(q), shape: [q.outFeatures, q.inFeatures] });
     if (q.bias) weights.set(`${path}.bias`, { data: Float32Array.from(q.bias), shape: [q.outFeatures] });

@@ -37,7 +37,7 @@ export default defineCommand({
     model: { type: "string", description: "Model folder (float or quantized) or a .gguf file" },
     adapter: { type: "string", description: "Adapter folder (LoRA, QLoRA, PEQA) or FineGates run: merged in; for gguf a LoRA adapter is written as a GGUF LoRA unless --merge" },
     merge: { type: "boolean", description: "gguf: merge a LoRA adapter into the model instead of writing a GGUF LoRA adapter" },
-    dtype: { type: "string", description: "gguf: one type for every matrix (f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q4_k, q5_k), llama.cpp's mixes (q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k), or layer-bits (each quantized layer at the k-quant of its own bits); onnx: fp32, fp16, q4, q8; hf: f32, f16, rtn (LoRA on a quantized base re-quantized at the base's bits). Default: what the model is (a quantized model at its own bits, a float model as float); a dtype that changes the weights prints each change" },
+    dtype: { type: "string", description: "gguf: one type for every matrix (f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q4_k, q5_k), llama.cpp's mixes (q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k), or layer-bits (each quantized layer at the k-quant of its own bits); onnx: fp32, fp16, q2, q4, q8 (q2/q4/q8 also quantize the embedding and LM head); hf: f32, f16, rtn (LoRA on a quantized base re-quantized at the base's bits). Default: what the model is (a quantized model at its own bits, a float model as float); a dtype that changes the weights prints each change" },
     data: { type: "string", description: "Text file: measure each change the export makes as KL to the source on its first 4 windows of 128 tokens" },
     pruned: { type: "string", description: "gguf, per-layer widths: deci (llama.cpp's per-layer architecture, default) or pad (zero-pad to uniform widths)" },
     out: { type: "string", description: "gguf: the output .gguf file; onnx, gptq-v2, hf: the output folder" },
@@ -102,7 +102,7 @@ export default defineCommand({
       const groups = measured?.groups ?? groupChanges(r.changes);
       report(
         args.json,
-        { format: "onnx", out: args.out, dtype: r.dtype, file: r.modelFile, bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
+        { format: "onnx", out: args.out, dtype: r.dtype, file: r.modelFile, ...(r.dataFile ? { data_file: r.dataFile } : {}), bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
         [`wrote ${deployed.description} for transformers.js in ${args.out} (${r.modelFile}, dtype "${r.dtype}"${dtype ? "" : ", the model's own"})`, ...changeLines(groups, measured, args.data)].join("\n"),
       );
     }),

@@ -36,7 +36,9 @@ export function gemma3Blocks(config: LlamaConfig, p: ParamSource, ids: Value, at
   const g = p.graph;
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
-  const embedded = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
+  // A quantized table (ParamSource.embed) when the export made one, else the float rows.
+  const rows = p.embed ? p.embed(ids) : gather(p.tensor("model.embed_tokens.weight"), ids);
+  const embedded = reshape(rows, [g.dims.mul(B, T), C]); // (B·T, C)
   let x = mul(embedded, g.scalar(embeddingScale(config)));
   for (let i = 0; i < config.numLayers; i++) {
     x = checkpoint ? g.checkpointed(x, (xi) => gemma3Layer(config, p, xi, i, attend, norm)) : gemma3Layer(config, p, x, i, attend, norm);

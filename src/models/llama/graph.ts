@@ -74,7 +74,8 @@ export function llamaBlocks(
   if (config.gemma3) return gemma3Blocks(config, p, ids, attend, norm, opts.checkpoint ?? false);
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
-  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
+  const rows = p.embed ? p.embed(ids) : gather(p.tensor("model.embed_tokens.weight"), ids);
+  let x = reshape(rows, [g.dims.mul(B, T), C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
     x = opts.checkpoint ? g.checkpointed(x, (xi) => llamaLayer(config, p, xi, i, attend, norm)) : llamaLayer(config, p, x, i, attend, norm);
   }
@@ -150,6 +151,7 @@ export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: num
 
 /** Next-token logits [N, V] from hidden states [N, C]. */
 export function llamaLogits(config: LlamaConfig, p: ParamSource, hidden: Value): Value {
+  if (p.head) return p.head(hidden);
   const head = config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight";
   return gemm(hidden, p.tensor(head), { transB: true });
 }

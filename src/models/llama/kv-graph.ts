@@ -97,13 +97,15 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     outputs[presentName(i, "value")] = emptyCache(g, B, total, D);
   });
 
-  const head = p.tensor(config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight");
+  // A quantized table (ParamSource.head) or the float head tensor.
+  const headName = config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight";
+  const project = (x: Value) => (p.head ? p.head(x) : gemm(x, p.tensor(headName), { transB: true }));
   const V = config.vocabSize;
   const C = config.hiddenSize;
   const logits =
     opts.logits === "last"
-      ? gemm(take(reshape(hidden, [B, T, C]), 1, -1), head, { transB: true }) // (B, V)
-      : reshape(gemm(hidden, head, { transB: true }), [B, T, V]); // (B, T, V)
+      ? project(take(reshape(hidden, [B, T, C]), 1, -1)) // (B, V)
+      : reshape(project(hidden), [B, T, V]); // (B, T, V)
   return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads };
 }
 
