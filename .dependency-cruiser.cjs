@@ -3,7 +3,7 @@
 // engine/ops whose VJPs use each other, the price of keeping each VJP beside its op).
 
 /** Bottom to top. A folder may import itself and anything earlier in this list, nothing later. */
-const LAYERS = ["core", "engine", "arch", "quant", "formats", "models", "data", "eval", "prune", "methods", "train", "export", "recipes", "report", "cli"];
+const LAYERS = ["core", "engine", "arch", "quant", "formats", "models", "data", "eval", "prune", "methods", "train", "export", "recipes", "web", "report", "cli"];
 
 /** The ops whose VJPs call each other (unbroadcast → reduceSum/reshape, expand's VJP → unbroadcast, …). */
 const OPS_CIRCLE = "^src/engine/ops/(elementwise|matmul|nn|reduce|shape)\\.ts$";

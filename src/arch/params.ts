@@ -28,6 +28,10 @@ export interface ParamSource {
   tensor(name: string): Value;
   /** y = x Wᵀ (+ b) for the module at `path` (e.g. "model.layers.0.mlp.up_proj"); x: [N, in]. */
   linear(path: string, x: Value): Value;
+  /** Rows of the token embedding for `ids` ([...ids, C]) when it is not a plain tensor (a quantized table). */
+  embed?(ids: Value): Value;
+  /** Logits x·Wᵀ of the output head (x [M, C] → [M, V]) when it is not a plain tensor (a quantized table). */
+  head?(x: Value): Value;
   /** A regularizer the method adds to the training loss (e.g. FineGates' L0 term), once the model is built. */
   penalty?(): Value | null;
 }

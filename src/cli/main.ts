@@ -29,18 +29,20 @@ const commands: Record<string, () => Promise<CommandDef>> = {
   export: () => import("./commands/export.js").then((m) => m.default as CommandDef),
   run: () => import("./commands/run.js").then((m) => m.default as CommandDef),
   report: () => import("./commands/report.js").then((m) => m.default as CommandDef),
+  web: () => import("./commands/web.js").then((m) => m.default as CommandDef),
 };
 
 /** What each command writes at --out: a folder, or (export --format gguf) a file. */
 const outputs: Record<string, (flags: Map<string, string | boolean>) => "folder" | "file" | null> = {
   finetune: () => "folder",
   demo: () => "folder",
-  quantize: () => "folder",
+  // --target writes GPTQ's k-quant blocks straight to a GGUF file.
+  quantize: (flags) => (flags.has("target") ? "file" : "folder"),
   prune: () => "folder",
   qpruner: () => "folder",
   "pruning-adapter": () => "folder",
   // An unknown --format is the command's own error to report.
-  export: (flags) => ({ onnx: "folder", gguf: "file", "gptq-v2": "folder" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
+  export: (flags) => ({ onnx: "folder", gguf: "file", "gptq-v2": "folder", hf: "folder" } as const)[String(flags.get("format") ?? "gguf")] ?? null,
   run: () => "folder",
   report: () => "file",
 };

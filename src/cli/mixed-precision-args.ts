@@ -148,7 +148,7 @@ export async function mixedPrecisionFromArgs(
 export function describeAllocation(m: MixedPrecisionResult): string[] {
   const budget = m.budget.kind === "bytes" ? `${(m.budget.limit / 1e6).toFixed(3)} MB` : `${m.budget.limit} bits/weight`;
   const lines = [`mixed precision (${m.mode}) under ${budget}: ${(m.bytes / 1e6).toFixed(3)} MB, ${m.avgBits.toFixed(3)} code bits/weight`];
-  lines.push(`  bits per layer: ${m.units.map((u, i) => `${u.replace("model.layers.", "L")}=${m.allocation[i]}`).join(" ")}`);
+  lines.push(`  bits per layer: ${m.units.map((u, i) => `${u.replace(/^(model\.layers|transformer\.h)\./, "L")}=${m.allocation[i]}`).join(" ")}`);
   if (m.start && m.mode === "bo") lines.push(`  importance start: ${m.start.join(",")}; best of ${m.trials.length} trials: loss ${m.best!.loss.toFixed(4)} (trial ${m.best!.index}, ${m.best!.origin})`);
   return lines;
 }

@@ -8,6 +8,7 @@
 import path from "node:path";
 import type { ArgDef } from "citty";
 import { linearModulesOf } from "../arch/llama/shapes.js";
+import { isGpt2 } from "../arch/llama/config.js";
 import { SlimtuneError } from "../core/errors.js";
 import { calibrationWindows } from "../data/calibration.js";
 import { tokenizeFile } from "../data/text-file.js";
@@ -201,7 +202,7 @@ async function lqlora(model: LlamaModel, spec: QuantSpec, args: Record<string, u
     return {
       qm,
       afterSave: (outDir) =>
-        savePeftAdapter(path.join(outDir, lqloraAdapterDir), { r: rank, loraAlpha: rank, targetModules: [...linearModulesOf(qm.config)], baseModelNameOrPath: path.resolve(outDir) }, tensors),
+        savePeftAdapter(path.join(outDir, lqloraAdapterDir), { r: rank, loraAlpha: rank, targetModules: [...linearModulesOf(qm.config)], baseModelNameOrPath: path.resolve(outDir), ...(isGpt2(qm.config) ? { fanInFanOut: true } : {}) }, tensors),
       report: { rank, adapter: lqloraAdapterDir, lqlora: report },
       lines: [
         `LQ-LoRA rank ${rank}: mean relative error ‖W − L1L2 − Q‖/‖W‖ ${after.toFixed(4)} (the grid alone: ${before.toFixed(4)}); ${report.seconds.toFixed(1)} s; LoRA part in ${path.join(String(args.out), lqloraAdapterDir)} (α = r, so it adds exactly L1·L2; eval --adapter it, or finetune --method lqlora continues it)`,

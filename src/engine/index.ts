@@ -9,6 +9,6 @@ export * from "./ops/reduce.js";
 export * from "./ops/shape.js";
 export * from "./layers.js";
 export { grad } from "./autodiff.js";
-export { toOnnxBytes, OPSET, type GraphOutputs } from "./onnx-writer.js";
+export { toOnnxBytes, usedConstants, OPSET, type ExternalData, type GraphOutputs } from "./onnx-writer.js";
 export { CompiledGraph, type HostTensor, type SessionOptions } from "./runtime.js";
 export { GraphCache } from "./graph-cache.js";

@@ -9,7 +9,9 @@ import {
   ModelProtoSchema,
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
   TensorProtoSchema,
+  TensorProto_DataLocation,
   TensorShapeProtoSchema,
   TensorShapeProto_DimensionSchema,
   TypeProtoSchema,
@@ -44,7 +46,18 @@ export function usedConstants(graph: Graph, outputs: GraphOutputs): Value[] {
  * (the runtime feeds them): protobuf caps a file at 2 GB, and frozen weights past that must travel
  * beside it.
  */
-export function toOnnxBytes(graph: Graph, outputs: GraphOutputs, lift: ReadonlySet<Value> = new Set()): Uint8Array {
+/**
+ * Where initializers of at least `minBytes` go instead of the ModelProto (ONNX external data): the
+ * writer hands each one's bytes to `place`, which returns its offset in the file named `location`
+ * (relative to the model file).
+ */
+export interface ExternalData {
+  location: string;
+  minBytes: number;
+  place(bytes: Uint8Array): number;
+}
+
+export function toOnnxBytes(graph: Graph, outputs: GraphOutputs, lift: ReadonlySet<Value> = new Set(), external?: ExternalData): Uint8Array {
   const names = new Map<Value, string>();
   const outputEntries = Object.entries(outputs);
   const extraNodes: ReturnType<typeof create<typeof NodeProtoSchema>>[] = [];
@@ -76,7 +89,7 @@ export function toOnnxBytes(graph: Graph, outputs: GraphOutputs, lift: ReadonlyS
     node: [...nodes, ...extraNodes],
     input: [...graph.inputs, ...graph.constants.filter((c) => usedConstants.has(c) && lift.has(c))].map((v) => valueInfo(v.name!, v)),
     output: outputEntries.map(([name, v]) => valueInfo(name, v)),
-    initializer: graph.constants.filter((c) => usedConstants.has(c) && !lift.has(c)).map(tensorProto),
+    initializer: graph.constants.filter((c) => usedConstants.has(c) && !lift.has(c)).map((c) => tensorProto(c, external)),
   });
   const model = create(ModelProtoSchema, {
     irVersion: IR_VERSION,
@@ -140,8 +153,19 @@ function valueInfo(name: string, v: Value): ValueInfoProto {
   return create(ValueInfoProtoSchema, { name, type });
 }
 
-function tensorProto(v: Value): TensorProto {
-  return rawTensor(v.name!, v.dtype, v.shape, v.data!);
+function tensorProto(v: Value, external?: ExternalData): TensorProto {
+  const data = v.data!;
+  if (!external || data.byteLength < external.minBytes) return rawTensor(v.name!, v.dtype, v.shape, data);
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  const offset = external.place(bytes);
+  const entry = (key: string, value: string) => create(StringStringEntryProtoSchema, { key, value });
+  return create(TensorProtoSchema, {
+    name: v.name!,
+    dims: v.shape.map(BigInt),
+    dataType: onnxTypeCode[v.dtype],
+    dataLocation: TensorProto_DataLocation.EXTERNAL,
+    externalData: [entry("location", external.location), entry("offset", String(offset)), entry("length", String(bytes.byteLength))],
+  });
 }
 
 function rawTensor(name: string, dtype: DType, shape: Shape, data: HostArray): TensorProto {

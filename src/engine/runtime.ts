@@ -1,12 +1,14 @@
-// The one module that imports onnxruntime: compiles graphs into sessions and runs them.
+// Compiles graphs into ONNX Runtime sessions and runs them, on the binding ort-binding.ts chose
+// (onnxruntime-node in Node, onnxruntime-web in a page).
 
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-common";
 import { SlimtuneError } from "../core/errors.js";
 import { type DType, type HostArray, type Shape, fmtShape, numel } from "./dtype.js";
 import { type SymbolTable, isStaticShape } from "./dims.js";
 import type { Graph } from "./graph.js";
 import type { Value } from "./graph.js";
 import { type GraphOutputs, toOnnxBytes, usedConstants } from "./onnx-writer.js";
+import { type OrtBinding, ortBinding } from "./ort-binding.js";
 
 /**
  * Initializer bytes a session file may hold. Protobuf caps an ONNX file at 2 GB; past this, the
@@ -65,12 +67,14 @@ export class CompiledGraph {
     private readonly dims: SymbolTable | null,
     /** Constants lifted out of the file (see maxInitializerBytes), fed by every run. */
     private readonly liftedFeeds: Readonly<Record<string, ort.Tensor>>,
+    private readonly binding: OrtBinding,
   ) {}
 
   static async compile(graph: Graph, outputs: GraphOutputs, opts: SessionOptions = {}): Promise<CompiledGraph> {
     const lifted = constantsToLift(usedConstants(graph, outputs), opts.maxInitializerBytes ?? defaultMaxInitializerBytes);
     const bytes = toOnnxBytes(graph, outputs, lifted);
-    const liftedFeeds = Object.fromEntries([...lifted].map((c) => [c.name!, new ort.Tensor(ortType[c.dtype], c.data as never, c.shape as number[])]));
+    const binding = await ortBinding();
+    const liftedFeeds = Object.fromEntries([...lifted].map((c) => [c.name!, new binding.Tensor(ortType[c.dtype], c.data as never, c.shape as number[])]));
     const config = { ...opts.config };
     if (graph.disabledOptimizers.size > 0) {
       const prior = config["optimization.disable_specified_optimizers"];
@@ -84,16 +88,17 @@ export class CompiledGraph {
       enableCpuMemArena: opts.memoryArena ?? true,
       enableMemPattern: opts.memoryPattern ?? false,
       ...(Object.keys(config).length > 0 ? { extra: { ...nestConfig(config) } } : {}),
+      ...(binding.executionProviders ? { executionProviders: [...binding.executionProviders] } : {}),
     };
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(bytes, sessionOptions);
+      session = await binding.InferenceSession.create(bytes, sessionOptions);
     } catch (e) {
       throw new SlimtuneError("E_ENGINE", `ONNX Runtime rejected a generated graph: ${(e as Error).message}`);
     }
     const inputs = new Map(graph.inputs.map((v) => [v.name!, { shape: v.shape, dtype: v.dtype }]));
     const symbolic = graph.inputs.some((v) => !isStaticShape(v.shape));
-    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength, symbolic ? graph.dims : null, liftedFeeds);
+    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength, symbolic ? graph.dims : null, liftedFeeds, binding);
   }
 
   /**
@@ -111,7 +116,7 @@ export class CompiledGraph {
       if (t.data.length !== numel(dims)) {
         throw new SlimtuneError("E_ENGINE", `feed "${name}" has ${t.data.length} values; the graph expects ${fmtShape(dims)}`);
       }
-      ortFeeds[name] = new ort.Tensor(ortType[sig.dtype], t.data as never, dims as number[]);
+      ortFeeds[name] = new this.binding.Tensor(ortType[sig.dtype], t.data as never, dims as number[]);
     }
     for (const check of compound) check();
     const result = await this.session.run(ortFeeds, outputs as string[]);

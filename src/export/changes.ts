@@ -12,7 +12,8 @@ import type { LoadedBase } from "../models/load.js";
 import type { QuantizedLinear } from "../quant/types.js";
 import { dequantizedModel } from "./deploy.js";
 
-export type ChangeKind = "re-rounded" | "upcast" | "quantized" | "codes kept, d/m rounded to f16";
+/** "widened": the same values in wider codes (3-bit codes in MatMulNBits' 4-bit fields), KL 0 by construction. */
+export type ChangeKind = "re-rounded" | "upcast" | "quantized" | "codes kept, d/m rounded to f16" | "codes kept, scales rounded to f16" | "widened";
 
 export interface TensorChange {
   /** HF tensor name, e.g. "model.layers.3.mlp.up_proj.weight". */
@@ -60,9 +61,10 @@ export function compactNames(names: readonly string[]): string {
   const layersOf = new Map<string, number[]>();
   const others: string[] = [];
   for (const n of names) {
-    const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(n);
+    // GPT-2's layers keep their block's name: attn.c_proj and mlp.c_proj are different layers.
+    const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(n) ?? /^transformer\.h\.(\d+)\.((?:attn|mlp)\.\w+)\.weight$/.exec(n);
     if (m) layersOf.set(m[2]!, [...(layersOf.get(m[2]!) ?? []), Number(m[1])]);
-    else others.push(n.replace(/^model\./, "").replace(/\.weight$/, ""));
+    else others.push(n.replace(/^(model|transformer)\./, "").replace(/\.weight$/, ""));
   }
   // Projections sharing the same layer set are listed together.
   const bySet = new Map<string, string[]>();

@@ -1,4 +1,4 @@
-// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3), with transformers' defaults.
+// Reads and writes a Hugging Face config.json for the LLaMA family (llama, mistral, qwen2, qwen3, phi3, gemma3_text), with transformers' defaults; gpt2 in gpt2-config.ts.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -8,16 +8,18 @@ import { withIo } from "../core/io.js";
 import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 import type { Llama3RopeScaling } from "../arch/llama/config.js";
+import { GEMMA3_DEFAULTS, parseGemma3Fields } from "./gemma3-config.js";
+import { gpt2ConfigJson, parseGpt2Config } from "./gpt2-config.js";
 
 export type { LayerShape, LlamaConfig, LlamaModelType } from "../arch/llama/config.js";
 export { layerShape } from "../arch/llama/config.js";
 
 export const LAYER_SHAPES_KEY = "slimtune_layer_shapes";
 
-const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3"];
+const supportedTypes: readonly LlamaModelType[] = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "gpt2"];
 
-// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config).
-const defaultMaxPositions: Record<LlamaModelType, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096 };
+// transformers' per-class defaults for max_position_embeddings (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma3TextConfig).
+const defaultMaxPositions: Record<Exclude<LlamaModelType, "gpt2">, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768, phi3: 4096, gemma3_text: GEMMA3_DEFAULTS.maxPositions };
 
 /**
  * Upper bounds on the sizes a config may declare, checked before anything is allocated from them.
@@ -102,6 +104,7 @@ const configShape = {
   hidden_act: z.string().nullish(),
   sliding_window: bounded("sliding_window").nullish(),
   use_sliding_window: z.boolean().nullish(),
+  max_window_layers: z.number().int().nonnegative().max(CONFIG_LIMITS.num_hidden_layers).nullish(),
   partial_rotary_factor: z.number().positive().max(1).nullish(),
 };
 
@@ -125,6 +128,7 @@ const expectations: { [K in keyof typeof configShape]: string } = {
   attention_bias: "true or false",
   mlp_bias: "true or false",
   use_sliding_window: "true or false",
+  max_window_layers: `a non-negative integer up to ${CONFIG_LIMITS.num_hidden_layers}`,
   partial_rotary_factor: "a number in (0, 1]",
   bos_token_id: "a non-negative integer token id below vocab_size",
   eos_token_id: "a token id or a list of up to 64 token ids, each below vocab_size",
@@ -149,18 +153,24 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
       `unsupported model_type ${shown} in config.json; slimtune supports the LLaMA family: ${supportedTypes.join(", ")}`,
     );
   }
-  const type = modelType as LlamaModelType;
+  if (modelType === "gpt2") {
+    const L = CONFIG_LIMITS;
+    return parseGpt2Config(raw, file, { hidden: L.hidden_size, layers: L.num_hidden_layers, heads: L.num_attention_heads, intermediate: L.intermediate_size, vocab: L.vocab_size, positions: L.max_position_embeddings });
+  }
+  const type = modelType as Exclude<LlamaModelType, "gpt2">;
   const c = parseFields(raw, configShape, expectations, {
     file,
     label: (field) => `field "${field}"`,
     fix: "fix config.json (compare with the model's original config)",
   });
 
-  const hiddenAct = c.hidden_act ?? "silu";
-  if (hiddenAct !== "silu") {
+  // Gemma 3 differs in its activation, RoPE, window and defaults: its own fields, read in one place.
+  const gemma3 = type === "gemma3_text" ? parseGemma3Fields(raw, c.num_hidden_layers, file) : undefined;
+  const hiddenAct = gemma3?.hiddenAct ?? c.hidden_act ?? "silu";
+  if (!gemma3 && hiddenAct !== "silu") {
     throw configError(file, `hidden_act ${shownJson(hiddenAct)} is not supported; the LLaMA family uses "silu" (SwiGLU)`);
   }
-  const ropeScaling = parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
+  const ropeScaling = gemma3 ? undefined : parseRopeScaling(c.rope_scaling, c.rope_parameters, file);
 
   const numHeads = c.num_attention_heads;
   const numKvHeads = c.num_key_value_heads ?? numHeads;
@@ -171,7 +181,7 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     );
   }
   // Qwen3Config's head_dim defaults to 128 whatever the widths; the other classes derive it.
-  let headDim = c.head_dim ?? (type === "qwen3" ? 128 : undefined);
+  let headDim = c.head_dim ?? (type === "qwen3" ? 128 : gemma3 ? GEMMA3_DEFAULTS.headDim : undefined);
   if (headDim === undefined) {
     if (c.hidden_size % numHeads !== 0) {
       throw configError(
@@ -195,15 +205,13 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
   // qwen2 always has q/k/v biases (and none on o_proj); llama's and qwen3's attention_bias puts one on
   // all four projections (transformers' LlamaAttention and Qwen3Attention), mistral has none.
   const attentionBias = type === "qwen2" ? true : type === "llama" || type === "qwen3" ? (c.attention_bias ?? false) : false;
-  if (type === "qwen3" && c.use_sliding_window) {
-    throw configError(file, "use_sliding_window true is not supported for qwen3 (the released Qwen3 models attend over the full context); set it to false");
-  }
   if (type === "phi3" && (c.partial_rotary_factor ?? 1) !== 1) {
     throw configError(file, `partial_rotary_factor ${c.partial_rotary_factor} is not supported yet (Phi-4-mini rotates part of each head); slimtune rotates whole heads (1.0, as Phi-3)`);
   }
   const layerTypes = raw.layer_types;
-  if (type === "qwen3" && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
-    throw configError(file, `layer_types ${quote(layerTypes)}: slimtune implements full attention in every layer of qwen3 ("full_attention"); sliding layers are not supported yet`);
+  // Sliding layers without use_sliding_window have no window to slide (Qwen3Config leaves sliding_window None).
+  if (type === "qwen3" && !c.use_sliding_window && layerTypes !== undefined && layerTypes !== null && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === "full_attention"))) {
+    throw configError(file, `layer_types ${quote(layerTypes)} names sliding layers but use_sliding_window is not true: set use_sliding_window and sliding_window, or list every layer as "full_attention"`);
   }
   const slidingWindow =
     type === "mistral"
@@ -212,7 +220,9 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
         : (c.sliding_window ?? undefined)
       : type === "phi3"
         ? (c.sliding_window ?? undefined)
-        : type === "qwen2" && c.use_sliding_window
+        : gemma3
+        ? gemma3.slidingWindow
+        : (type === "qwen2" || type === "qwen3") && c.use_sliding_window
         ? (c.sliding_window ?? undefined)
         : undefined;
 
@@ -226,15 +236,16 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     headDim,
     vocabSize: c.vocab_size,
     rmsNormEps: c.rms_norm_eps ?? 1e-6,
-    ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
+    ropeTheta: gemma3?.ropeTheta ?? c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
     ...(ropeScaling ? { ropeScaling } : {}),
-    tieWordEmbeddings: c.tie_word_embeddings ?? false,
+    tieWordEmbeddings: gemma3?.tieWordEmbeddings ?? c.tie_word_embeddings ?? false,
     maxPositionEmbeddings: c.max_position_embeddings ?? defaultMaxPositions[type],
     attentionBias,
     outputBias: (type === "llama" || type === "qwen3") && attentionBias,
     mlpBias: type === "llama" && (c.mlp_bias ?? false),
-    qkNorm: type === "qwen3",
+    qkNorm: type === "qwen3" || gemma3 !== undefined,
     ...(type === "phi3" ? { fusedProjections: true } : {}),
+    ...(gemma3 ? { gemma3: gemma3.options } : {}),
     hiddenAct,
     raw: { ...raw },
   };
@@ -244,8 +255,22 @@ export function parseLlamaConfig(json: unknown, file: string): LlamaConfig {
     config.eosTokenIds = eosIds;
   }
   if (slidingWindow !== undefined) config.slidingWindow = slidingWindow;
+  if (slidingWindow !== undefined && (type === "qwen2" || type === "qwen3")) config.windowedLayers = qwen2WindowedLayers(layerTypes, c.max_window_layers, c.num_hidden_layers, file);
   if (raw[LAYER_SHAPES_KEY] !== undefined && raw[LAYER_SHAPES_KEY] !== null) config.layerShapes = parseLayerShapes(raw[LAYER_SHAPES_KEY], config, file);
   return config;
+}
+
+/**
+ * The layers of a qwen2 or qwen3 model with use_sliding_window true that attend within the window,
+ * as Qwen2Config and Qwen3Config decide: layer_types when the config has it, else the layers at index ≥
+ * max_window_layers (default 28).
+ */
+function qwen2WindowedLayers(layerTypes: unknown, maxWindowLayers: number | null | undefined, layers: number, file: string): boolean[] {
+  if (layerTypes === undefined || layerTypes === null) return Array.from({ length: layers }, (_, i) => i >= (maxWindowLayers ?? 28));
+  if (!Array.isArray(layerTypes) || layerTypes.length !== layers || !layerTypes.every((t) => t === "sliding_attention" || t === "full_attention")) {
+    throw configError(file, `layer_types ${quote(layerTypes)} must list "sliding_attention" or "full_attention" for each of the ${layers} layers — fix config.json`);
+  }
+  return layerTypes.map((t) => t === "sliding_attention");
 }
 
 const layerShapeSchema = z.array(
@@ -292,10 +317,13 @@ const architectures: Record<LlamaModelType, string> = {
   qwen2: "Qwen2ForCausalLM",
   qwen3: "Qwen3ForCausalLM",
   phi3: "Phi3ForCausalLM",
+  gemma3_text: "Gemma3ForCausalLM",
+  gpt2: "GPT2LMHeadModel",
 };
 
 /** The config as Hugging Face JSON: unknown fields of `raw` kept, known ones taken from `config`, then `overrides`. */
 export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  if (config.modelType === "gpt2") return gpt2ConfigJson(config, overrides);
   const raw = config.raw;
   const out: Record<string, unknown> = {
     architectures: [architectures[config.modelType as LlamaModelType] ?? "LlamaForCausalLM"],
@@ -311,11 +339,14 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     rms_norm_eps: config.rmsNormEps,
     tie_word_embeddings: config.tieWordEmbeddings,
     max_position_embeddings: config.maxPositionEmbeddings,
-    hidden_act: config.hiddenAct,
+    ...(config.gemma3 ? { hidden_activation: config.hiddenAct } : { hidden_act: config.hiddenAct }),
   };
   // transformers v5 writes rope_parameters instead of rope_theta; update whichever the source used.
   const ropeParameters = raw.rope_parameters;
-  if (typeof ropeParameters === "object" && ropeParameters !== null) {
+  if (config.gemma3) {
+    // Gemma 3's RoPE fields (rope_theta, rope_local_base_freq, rope_scaling or the per-layer-type
+    // rope_parameters) are kept as the source wrote them: slimtune never changes them.
+  } else if (typeof ropeParameters === "object" && ropeParameters !== null) {
     out.rope_parameters = { ...ropeParameters, rope_theta: config.ropeTheta };
   } else {
     out.rope_theta = config.ropeTheta;
@@ -325,7 +356,7 @@ export function toHfConfigJson(config: LlamaConfig, overrides: Record<string, un
     out.mlp_bias = config.mlpBias;
   }
   if (config.modelType === "qwen3") out.attention_bias = config.attentionBias;
-  if (config.modelType === "mistral" || config.modelType === "phi3" || (config.modelType === "qwen2" && raw.use_sliding_window)) {
+  if (config.modelType === "mistral" || config.modelType === "phi3" || ((config.modelType === "qwen2" || config.modelType === "qwen3") && raw.use_sliding_window)) {
     out.sliding_window = config.slidingWindow ?? null;
   }
   if (config.layerShapes) {

@@ -1,12 +1,14 @@
 // A float LLaMA-family model as a Hugging Face folder: config.json, model.safetensors (or shards),
-// tokenizer files. Loads every parameter as float32 and writes them back as F32.
+// tokenizer files. Loads every parameter as float32 and writes them back as F32 (or, asked, F16).
 
 import fs from "node:fs";
 import path from "node:path";
 import { SlimtuneError } from "../core/errors.js";
-import type { LlamaConfig } from "../arch/llama/config.js";
+import { type LlamaConfig, isGpt2 } from "../arch/llama/config.js";
+import { gpt2StoredNames, isConv1dWeight, transposed } from "../arch/gpt2/names.js";
 import { llamaParamShapes } from "../arch/llama/shapes.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
+import { float32ToFloat16 } from "../core/f16.js";
 import { indexFile, readWeightMap, weightsFile } from "./folder-tensors.js";
 import { toHfConfigJson } from "./hf-config.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
@@ -42,8 +44,11 @@ export function loadLlamaWeights(modelDir: string, config: LlamaConfig): Map<str
   const shapes = llamaParamShapes(config);
   const located = weightFiles(modelDir);
   const byFile = new Map<string, string[]>();
+  // A GPT-2 checkpoint may name the body with or without "transformer." (GPT2LMHeadModel or GPT2Model).
+  const candidates = (name: string) => (isGpt2(config) ? gpt2StoredNames(name) : [name]);
   for (const name of shapes.keys()) {
-    const file = typeof located === "string" ? located : located.get(name);
+    const names = candidates(name);
+    const file = typeof located === "string" ? located : names.map((n) => located.get(n)).find((f) => f !== undefined);
     if (file === undefined) throw missingTensor(name, path.join(modelDir, indexFile), config);
     byFile.set(file, [...(byFile.get(file) ?? []), name]);
   }
@@ -52,17 +57,21 @@ export function loadLlamaWeights(modelDir: string, config: LlamaConfig): Map<str
   for (const [file, names] of byFile) {
     const st = SafetensorsFile.open(file);
     for (const name of names) {
-      const entry = st.entries.get(name);
-      if (!entry) throw missingTensor(name, file, config);
-      const expected = shapes.get(name)!;
+      const stored = candidates(name).find((n) => st.entries.has(n));
+      if (stored === undefined) throw missingTensor(name, file, config);
+      const entry = st.entries.get(stored)!;
+      // GPT-2's Conv1D weights are stored [in, out]; slimtune holds every linear weight [out, in].
+      const conv1d = isGpt2(config) && isConv1dWeight(name);
+      const expected = conv1d ? [...shapes.get(name)!].reverse() : shapes.get(name)!;
       if (!sameShape(entry.shape, expected)) {
         throw new SlimtuneError(
           "E_SHAPE",
-          `tensor "${name}" has shape ${fmt(entry.shape)}; config.json implies ${fmt(expected)} — the weights and config.json come from different models`,
+          `tensor "${stored}" has shape ${fmt(entry.shape)}; config.json implies ${fmt(expected)} — the weights and config.json come from different models`,
           file,
         );
       }
-      weights.set(name, st.float32(name));
+      const data = st.float32(stored);
+      weights.set(name, conv1d ? transposed(data, expected[0]!, expected[1]!) : data);
     }
   }
   // Preserve the canonical parameter order regardless of shard layout.
@@ -77,13 +86,18 @@ function missingTensor(name: string, file: string, config: LlamaConfig): Slimtun
   return new SlimtuneError("E_SAFETENSORS", `missing tensor "${name}" in ${path.basename(file)}${hint}`, file);
 }
 
-/** Writes config.json, model.safetensors (F32) and the source's tokenizer files to `outDir`, replacing it atomically. */
+/**
+ * Writes config.json, model.safetensors (F32, or F16 rounded to nearest when `dtype` says so, with
+ * torch_dtype to match) and the source's tokenizer files to `outDir`, replacing it atomically.
+ */
 export function saveLlamaFolder(
   outDir: string,
   config: LlamaConfig,
   weights: Map<string, Float32Array>,
   sourceDir?: string,
+  opts: { dtype?: "F32" | "F16" } = {},
 ): void {
+  const half = opts.dtype === "F16";
   const shapes = llamaParamShapes(config);
   for (const name of weights.keys()) {
     if (!shapes.has(name)) {
@@ -106,11 +120,18 @@ export function saveLlamaFolder(
         `weight "${name}" has ${data.length} values; shape ${fmt(shape)} needs ${count}`,
       );
     }
-    return { name, dtype: "F32" as const, shape, data };
+    // GPT-2's Conv1D weights go back to the [in, out] its checkpoints store.
+    if (isGpt2(config) && isConv1dWeight(name)) {
+      const stored = transposed(data, shape[0]!, shape[1]!);
+      const storedShape = [shape[1]!, shape[0]!];
+      return half ? { name, dtype: "F16" as const, shape: storedShape, data: float32ToFloat16(stored) } : { name, dtype: "F32" as const, shape: storedShape, data: stored };
+    }
+    return half ? { name, dtype: "F16" as const, shape, data: float32ToFloat16(data) } : { name, dtype: "F32" as const, shape, data };
   });
-  const json = toHfConfigJson(config, { torch_dtype: "float32" });
+  const torchDtype = half ? "float16" : "float32";
+  const json = toHfConfigJson(config, { torch_dtype: torchDtype });
   // transformers v5 renamed torch_dtype to dtype; keep both consistent when the source used the new key.
-  if ("dtype" in config.raw) json.dtype = "float32";
+  if ("dtype" in config.raw) json.dtype = torchDtype;
   replaceDirAtomic(outDir, (tmpDir) => {
     writeFileAtomic(path.join(tmpDir, "config.json"), `${JSON.stringify(json, null, 2)}\n`);
     writeSafetensors(path.join(tmpDir, weightsFile), tensors, { format: "pt" });

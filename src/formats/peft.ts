@@ -8,7 +8,7 @@ import { SlimtuneError, quote } from "../core/errors.js";
 import { parseFields, readJsonObject, shownJson } from "../core/json.js";
 import { replaceDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import { linearLayers } from "../arch/llama/shapes.js";
-import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
+import { SafetensorsFile, encodeSafetensors } from "./safetensors.js";
 import type { LlamaConfig } from "../arch/llama/config.js";
 
 export const PEFT_CONFIG_FILE = "adapter_config.json";
@@ -36,6 +36,8 @@ export interface PeftLoraConfig {
   /** scale = α/√r instead of α/r. */
   useRslora?: boolean;
   revision?: string | null;
+  /** PEFT's fan_in_fan_out: the base layers are Conv1D (GPT-2), weights [in, out]; A and B keep their shapes. */
+  fanInFanOut?: boolean;
 }
 
 export interface PeftAdapter {
@@ -81,7 +83,7 @@ export function peftConfigJson(config: PeftLoraConfig): Record<string, unknown> 
     corda_config: null,
     eva_config: null,
     exclude_modules: null,
-    fan_in_fan_out: false,
+    fan_in_fan_out: config.fanInFanOut ?? false,
     inference_mode: true,
     init_lora_weights: true,
     layer_replication: null,
@@ -132,20 +134,28 @@ export function savePeftAdapter(outDir: string, config: PeftLoraConfig, tensors:
     throw new SlimtuneError("E_ARG", `lora_alpha = ${config.loraAlpha} must be a positive number`);
   }
   checkPairs(config.r, tensors, (code, message) => new SlimtuneError(code === "E_SAFETENSORS" ? "E_ARG" : code, message, outDir));
-  const names = [...tensors.keys()].sort();
+  const files = peftAdapterFiles(config, tensors);
   replaceDirAtomic(outDir, (tmp) => {
-    writeSafetensors(
-      path.join(tmp, PEFT_WEIGHTS_FILE),
-      names.map((name) => {
-        const t = tensors.get(name)!;
-        return { name, dtype: "F32", shape: t.shape, data: t.data };
-      }),
-      { format: "pt" },
-    );
-    // Python writes the float default as 0.0; JSON.stringify cannot tell 0 from 0.0.
-    const json = pythonJson(peftConfigJson(config)).replace('\n  "lora_dropout": 0,\n', '\n  "lora_dropout": 0.0,\n');
-    writeFileAtomic(path.join(tmp, PEFT_CONFIG_FILE), json);
+    for (const [name, chunks] of files) writeFileAtomic(path.join(tmp, name), chunks);
   });
+}
+
+/** The two files of a PEFT adapter folder as bytes, by file name (what savePeftAdapter writes; a page downloads them). */
+export function peftAdapterFiles(config: PeftLoraConfig, tensors: ReadonlyMap<string, PeftTensor>): Map<string, Uint8Array[]> {
+  const names = [...tensors.keys()].sort();
+  const weights = encodeSafetensors(
+    names.map((name) => {
+      const t = tensors.get(name)!;
+      return { name, dtype: "F32", shape: t.shape, data: t.data };
+    }),
+    { format: "pt" },
+  );
+  // Python writes the float default as 0.0; JSON.stringify cannot tell 0 from 0.0.
+  const json = pythonJson(peftConfigJson(config)).replace('\n  "lora_dropout": 0,\n', '\n  "lora_dropout": 0.0,\n');
+  return new Map([
+    [PEFT_WEIGHTS_FILE, weights],
+    [PEFT_CONFIG_FILE, [new TextEncoder().encode(json)]],
+  ]);
 }
 
 export interface LoadPeftOptions {
@@ -240,7 +250,6 @@ function checkAgainstModel(file: string, tensors: ReadonlyMap<string, PeftTensor
 // Options that change what the adapter computes; a folder using them would load but compute wrongly.
 const unsupported: Array<[key: string, isDefault: (v: unknown) => boolean, what: string]> = [
   ["use_dora", (v) => v === undefined || v === false, "DoRA (use_dora: true)"],
-  ["fan_in_fan_out", (v) => v === undefined || v === false, "fan_in_fan_out: true (GPT-2 Conv1D layers)"],
   ["lora_bias", (v) => v === undefined || v === false, "lora_bias: true"],
   ["use_qalora", (v) => v === undefined || v === false, "QA-LoRA (use_qalora: true)"],
   ["modules_to_save", isEmpty, "modules_to_save (fully trained extra modules)"],
@@ -267,6 +276,7 @@ const configShape = {
   use_rslora: z.boolean().optional(),
   base_model_name_or_path: z.string().nullish(),
   revision: z.string().nullish(),
+  fan_in_fan_out: z.boolean().nullish(),
 };
 const configExpected = {
   peft_type: '"LORA"; slimtune loads LoRA adapters only',
@@ -276,6 +286,7 @@ const configExpected = {
   use_rslora: "true or false",
   base_model_name_or_path: "a model id or folder, or null",
   revision: "a revision string, or null",
+  fan_in_fan_out: "true (Conv1D base layers, GPT-2) or false",
 };
 
 function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string, unknown> } {
@@ -297,6 +308,7 @@ function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string,
       baseModelNameOrPath: c.base_model_name_or_path ?? null,
       useRslora: c.use_rslora === true,
       revision: c.revision ?? null,
+      ...(c.fan_in_fan_out ? { fanInFanOut: true } : {}),
     },
   };
 }

@@ -15,7 +15,7 @@ import { parseFields, readJsonObject } from "../core/json.js";
 import { codesFingerprint } from "../quant/fingerprint.js";
 import { scaleName, scaleShape } from "../quant/scales.js";
 import { type QuantizedModel, gridLayer, gridSpecOf } from "../quant/types.js";
-import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
+import { SafetensorsFile, encodeSafetensors } from "./safetensors.js";
 
 export const PEQA_CONFIG = "peqa_adapter.json";
 export const PEQA_TENSORS = "adapter_model.safetensors";
@@ -50,6 +50,14 @@ export interface PeqaAdapter {
 }
 
 export function savePeqaAdapter(outDir: string, qm: QuantizedModel, scales: ReadonlyMap<string, HostParam>): void {
+  const files = peqaAdapterFiles(qm, scales);
+  replaceDirAtomic(outDir, (tmp) => {
+    for (const [name, chunks] of files) writeFileAtomic(path.join(tmp, name), chunks);
+  });
+}
+
+/** The files of a PEQA adapter folder as bytes, by file name (what savePeqaAdapter writes; a page downloads them). */
+export function peqaAdapterFiles(qm: QuantizedModel, scales: ReadonlyMap<string, HostParam>): Map<string, Uint8Array[]> {
   const spec = gridSpecOf(qm, "a PEQA adapter");
   const config: PeqaAdapterConfig = {
     format: "slimtune-peqa",
@@ -61,14 +69,14 @@ export function savePeqaAdapter(outDir: string, qm: QuantizedModel, scales: Read
     group_size: spec.groupSize,
     layers: [...qm.linears.keys()],
   };
-  replaceDirAtomic(outDir, (tmp) => {
-    writeSafetensors(
-      path.join(tmp, PEQA_TENSORS),
-      [...scales].map(([name, p]) => ({ name, dtype: "F32" as const, shape: p.shape, data: p.data })),
-      { format: "pt" },
-    );
-    writeFileAtomic(path.join(tmp, PEQA_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
-  });
+  const tensors = encodeSafetensors(
+    [...scales].map(([name, p]) => ({ name, dtype: "F32" as const, shape: p.shape, data: p.data })),
+    { format: "pt" },
+  );
+  return new Map([
+    [PEQA_TENSORS, tensors],
+    [PEQA_CONFIG, [new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`)]],
+  ]);
 }
 
 export function isPeqaAdapter(dir: string): boolean {

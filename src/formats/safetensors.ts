@@ -332,6 +332,14 @@ export function writeSafetensors(
   tensors: readonly SafetensorsTensor[],
   metadata?: Record<string, string>,
 ): void {
+  writeFileAtomic(filePath, encodeSafetensors(tensors, metadata, filePath));
+}
+
+/**
+ * A safetensors file as byte chunks (length prefix, header, then each tensor's bytes, uncopied),
+ * for a page's download or writeSafetensors; `filePath` is only named in errors.
+ */
+export function encodeSafetensors(tensors: readonly SafetensorsTensor[], metadata?: Record<string, string>, filePath?: string): Uint8Array[] {
   const fail = (message: string): never => {
     throw new SlimtuneError("E_ARG", message, filePath);
   };
@@ -360,11 +368,12 @@ export function writeSafetensors(
     chunks.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     offset += expected;
   }
+  const utf8 = new TextEncoder();
   let json = JSON.stringify(header);
-  const jsonBytes = Buffer.byteLength(json, "utf8");
+  const jsonBytes = utf8.encode(json).byteLength;
   json += " ".repeat((8 - (jsonBytes % 8)) % 8);
-  const headerBytes = Buffer.from(json, "utf8");
+  const headerBytes = utf8.encode(json);
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
-  writeFileAtomic(filePath, [prefix, headerBytes, ...chunks]);
+  return [prefix, headerBytes, ...chunks];
 }

@@ -14,17 +14,17 @@ export function baseScoring(base: LoadedBase, opts: { generation?: boolean } = {
   if (opts.generation) {
     return {
       config: qm.config,
-      params: (g) => new QuantizedParams(g, qm, { fused: true, accuracyLevel: 4, dequantizeUnfused: true }),
+      params: (g) => new QuantizedParams(g, qm, { fused: true, accuracyLevel: 4, dequantizeUnfused: true, ...(qm.tables ? { tables: qm.tables } : {}) }),
       weightFeeds: () => ({}),
-      cacheKey: "quantized-generation",
+      cacheKey: qm.tables ? "quantized-generation-tables" : "quantized-generation",
       description: `${describeBase(base)}, through MatMulNBits at accuracy level 4 where possible, else dequantized`,
     };
   }
   return {
     config: qm.config,
-    params: (g) => new QuantizedParams(g, qm, { fused: true }),
+    params: (g) => new QuantizedParams(g, qm, { fused: true, ...(qm.tables ? { tables: qm.tables } : {}) }),
     weightFeeds: () => ({}),
-    cacheKey: "quantized",
+    cacheKey: qm.tables ? "quantized-tables" : "quantized",
     description: `${describeBase(base)}, through MatMulNBits where possible`,
   };
 }

@@ -12,6 +12,8 @@ import { SlimtuneError } from "../core/errors.js";
 import { layerStorage } from "./kinds/index.js";
 import { checkQuantSpec, isQuantBits, quantBitWidths, resolveGroupSize } from "./spec.js";
 import type { QuantBits, QuantSpec, QuantizedLinear } from "./types.js";
+import { isGpt2 } from "../arch/llama/config.js";
+import { gpt2LayerPrefix } from "../arch/gpt2/names.js";
 
 /** A set of linear layers that share one bit width. */
 export interface BitsUnit {
@@ -45,7 +47,7 @@ export type Allocation = QuantBits[];
 export function layerUnits(model: FloatWeights): BitsUnit[] {
   const byLayer = new Map<number, LinearLayer[]>();
   for (const l of linearLayers(model.config)) byLayer.set(l.layer, [...(byLayer.get(l.layer) ?? []), l]);
-  return [...byLayer].map(([i, layers]) => ({ name: `model.layers.${i}`, layers }));
+  return [...byLayer].map(([i, layers]) => ({ name: isGpt2(model.config) ? gpt2LayerPrefix(i) : `model.layers.${i}`, layers }));
 }
 
 /** Bytes one linear layer stores at `spec`, counted by its kind's storage rule (no quantization needed). */

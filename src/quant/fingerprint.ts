@@ -1,12 +1,12 @@
 // A fingerprint of what a quantized model's scales are valid for: the codes and zero points of
 // every layer. PEQA adapters record it so they are never applied to another base.
 
-import { createHash } from "node:crypto";
+import { sha256 } from "../core/sha256.js";
 import type { QuantizedModel } from "./types.js";
 
 /** sha256 over every layer's path, shape, bits, codes and zero points. */
 export function codesFingerprint(qm: QuantizedModel): string {
-  const h = createHash("sha256");
+  const h = sha256();
   for (const p of [...qm.linears.keys()].sort()) {
     const q = qm.linears.get(p)!;
     if (q.kind === "reallm") {
@@ -20,5 +20,5 @@ export function codesFingerprint(qm: QuantizedModel): string {
     if (q.zeros) h.update(q.zeros);
     if (q.kind === "rtn" && q.groupIndex) h.update(new Uint8Array(q.groupIndex.buffer, q.groupIndex.byteOffset, q.groupIndex.byteLength));
   }
-  return `sha256:${h.digest("hex")}`;
+  return `sha256:${h.hex()}`;
 }

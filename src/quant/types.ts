@@ -131,6 +131,15 @@ export function gridLayer(q: QuantizedLinear, path: string, what: string): GridL
   return q;
 }
 
+/**
+ * Token embedding and LM head as quantized tables (RTN, symmetric; quant/tables.ts); a tied model has
+ * the same layer as both. Their float tensors stay in `dense` for host-side code.
+ */
+export interface QuantizedTables {
+  embedding?: RtnLinear;
+  lmHead?: RtnLinear;
+}
+
 export interface QuantizedModel {
   config: LlamaConfig;
   /** The default spec: what most layers use and what a folder's top-level config records. */
@@ -141,6 +150,8 @@ export interface QuantizedModel {
   dense: Map<string, HostParam>;
   /** Folder it came from (tokenizer files are copied from here). */
   sourceDir: string | null;
+  /** Embedding and LM head quantized too (absent: float, in `dense`). */
+  tables?: QuantizedTables;
   /** How the codes were found (absent: RTN), recorded in the folder's quantization_config. */
   method?: { name: string; config?: Record<string, unknown> };
 }

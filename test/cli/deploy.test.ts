@@ -69,7 +69,7 @@ describe("slimtune export", () => {
     for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "onnx/model_q4.onnx"]) expect(fs.existsSync(path.join(out, f)), f).toBe(true);
 
     const bad = path.join(dir, "bad-out");
-    expectRefusal(["export", "--format", "gguf", "--model", REF_MODEL, "--dtype", "q5_k", "--out", path.join(bad, "x.gguf")], "E_ARG", /--dtype "q5_k" is not one of f32, f16, q8_0, q4_0/);
+    expectRefusal(["export", "--format", "gguf", "--model", REF_MODEL, "--dtype", "q7_k", "--out", path.join(bad, "x.gguf")], "E_ARG", /--dtype "q7_k" is not one of f32, f16, q8_0, q4_0/);
     expectRefusal(["export", "--format", "tflite", "--model", REF_MODEL, "--out", bad], "E_ARG", /--format "tflite"/);
     // A truncated GGUF as --model: a typed error naming the file; nothing written.
     const whole = fs.readFileSync(path.join(dir, "ref.gguf"));

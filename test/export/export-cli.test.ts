@@ -1,6 +1,7 @@
 // `slimtune export` from the command line (dist/: build first) on a 3-bit GPTQ folder: without
-// --dtype it refuses with E_ARG naming the --dtype values that would change the layers and writes
+// --dtype GGUF refuses with E_ARG naming the --dtype values that would change the layers and writes
 // nothing; with --dtype q4_0 --data it writes the file and reports each change with its KL in --json.
+// ONNX holds the 3-bit codes losslessly in 4-bit fields and says so.
 
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -28,11 +29,17 @@ describe("slimtune export keeps what the model is", () => {
     const out = path.join(dir, "refused.gguf");
     const r = slimtune(["export", "--format", "gguf", "--model", q3, "--out", out]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/E_ARG: these quantized layers cannot be written at their own bits: rtn 3-bit g64 asymmetric .*--dtype q4_0, q4_1 or q8_0/);
+    expect(r.stderr).toMatch(/E_ARG: these quantized layers cannot be written at their own bits: rtn 3-bit g64 asymmetric .*--dtype layer-bits.*q4_0 \/ q4_k for every matrix/);
     expect(fs.existsSync(out)).toBe(false);
-    const web = slimtune(["export", "--format", "onnx", "--model", q3, "--out", path.join(dir, "web")]);
-    expect(web.code).toBe(2);
-    expect(web.stderr).toMatch(/E_ARG: .*--dtype q4 or q8/);
+  });
+
+  it("onnx, no --dtype: the 3-bit codes go into MatMulNBits' 4-bit fields, reported with KL 0", () => {
+    const web = slimtune(["export", "--format", "onnx", "--model", q3, "--data", WIKITEXT_TEST, "--out", path.join(dir, "web"), "--json"]);
+    expect(web.code, web.stderr).toBe(0);
+    const j = JSON.parse(web.stdout.trim().split("\n").at(-1)!) as { dtype: string; changes: Array<{ kind: string; from: string; to: string; kl: number }>; total_kl: number };
+    expect(j.dtype).toBe("q4");
+    expect(j.changes).toEqual([expect.objectContaining({ kind: "widened", from: "rtn 3-bit g64 asymmetric", to: "MatMulNBits 4-bit (3-bit stored as 4-bit codes, values unchanged)", kl: 0 })]);
+    expect(j.total_kl).toBe(0);
   });
 
   it("--dtype q4_0 --data: the file, and each change with its KL in --json", () => {

@@ -1,6 +1,7 @@
-// GGUF Q4_K and Q6_K (ggml-common.h's super-block layouts) written by slimtune and run by llama.cpp
-// (node-llama-cpp): llama.cpp's perplexity on the file matches slimtune's on the same file read back
-// by slimtune's decoder — so writer and reader both lay the blocks out as llama.cpp does.
+// GGUF k-quants Q2_K … Q6_K (ggml-common.h's super-block layouts) written by slimtune and run by
+// llama.cpp (node-llama-cpp): llama.cpp's perplexity on the file matches slimtune's on the same file
+// read back by slimtune's decoder — so writer and reader both lay the blocks out as llama.cpp does.
+// (Byte-level equality with ggml's own quantizers: gguf-ggml-reference.test.ts.)
 
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +17,7 @@ import { loadBase } from "../../src/models/load.js";
 import { llamaPerplexity } from "../helpers/llama-cpp.js";
 import { REF_MODEL, WIKITEXT_TEST, scratchDir } from "../helpers/paths.js";
 
-describe("GGUF k-quants Q4_K and Q6_K", () => {
+describe("GGUF k-quants", () => {
   const dir = scratchDir("gguf-k");
   let model: LlamaModel;
   let tokens: Int32Array;
@@ -27,7 +28,7 @@ describe("GGUF k-quants Q4_K and Q6_K", () => {
 
   it("blocks decode within a quantization step of the values", () => {
     const x = Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 13) / 4) - 0.2);
-    for (const [type, levels] of [[GGML_TYPES.Q4_K, 15], [GGML_TYPES.Q6_K, 63]] as const) {
+    for (const [type, levels] of [[GGML_TYPES.Q2_K, 3], [GGML_TYPES.Q3_K, 7], [GGML_TYPES.Q4_K, 15], [GGML_TYPES.Q5_K, 31], [GGML_TYPES.Q6_K, 63]] as const) {
       const back = decodeRows(type, encodeRows(type, x), x.length);
       const amax = Math.max(...x.map(Math.abs));
       let err = 0;
@@ -38,11 +39,14 @@ describe("GGUF k-quants Q4_K and Q6_K", () => {
   });
 
   it("llama.cpp's perplexity on the file is slimtune's on the file read back (within 1 %)", async () => {
-    for (const dtype of ["q4_k", "q6_k"] as const) {
+    const fallback = { q3_k: "Q4_0", q4_k: "Q5_0", q5_k: "Q5_1" } as const;
+    for (const dtype of ["q3_k", "q4_k", "q5_k"] as const) {
       const file = path.join(dir, `ref-${dtype}.gguf`);
       const r = exportGguf({ kind: "float", model }, REF_MODEL, file, { dtype });
-      // Rows of 704 (down_proj) are not whole super-blocks: they stay F32, as the report says.
-      expect(r.types[dtype === "q4_k" ? "Q4_K" : "Q6_K"], dtype).toBeGreaterThan(0);
+      // Every matrix of the type (as llama-quantize --pure), but rows of 704 (down_proj) are not whole
+      // super-blocks: llama.cpp's fallback type, as llama-quantize does.
+      expect(r.types[dtype.toUpperCase() as "Q4_K"], dtype).toBe(6 * 6 + 1);
+      expect(r.types[fallback[dtype]], dtype).toBe(6);
       const back = loadBase(file);
       const ours = await perplexity(baseScoring(back), new GraphCache(), tokens, { ctx: 256 });
       const theirs = await llamaPerplexity(file, tokens, 256);

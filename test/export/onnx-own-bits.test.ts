@@ -1,7 +1,8 @@
 // ONNX export keeps what the model is (issue 17, item 1): with no --dtype a 4-bit model whose layers
 // MatMulNBits runs is written q4 with its own codes (transformers.js generates slimtune's tokens); a
-// model no ONNX dtype holds is E_ARG naming --dtype; an asked-for dtype keeps every layer that fits
-// and records each one it re-rounds.
+// model no ONNX dtype holds (NF4) is E_ARG naming --dtype; 3-bit layers are written as 4-bit codes
+// and said so; an asked-for dtype keeps every layer that fits within its bits and records each one it
+// re-rounds.
 
 import path from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, env } from "@huggingface/transformers";
@@ -49,14 +50,21 @@ describe("export --format onnx keeps a quantized model's own bits", () => {
     expect(out.tolist()[0]!.map(Number)).toEqual([...ours.promptIds, ...ours.ids]);
   });
 
-  it("3-bit layers: E_ARG naming --dtype; --dtype q4 keeps the 4-bit layers and records the re-rounded ones", async () => {
-    const all3: LoadedBase = { kind: "quantized", model: quantizeModel(model, q3) };
-    await expect(exportOnnx(all3, REF_MODEL, path.join(dir, "refused"), {})).rejects.toThrow(/cannot be written for transformers\.js at their own bits: 3-bit g64 asymmetric \(layers 0–5 .*--dtype q4 or q8.*--dtype fp32/);
+  it("NF4 layers: E_ARG naming --dtype; --dtype q2 keeps no 3/4-bit layer and records each re-rounded one; 3-bit layers go into 4-bit codes", async () => {
+    const nf4: LoadedBase = { kind: "quantized", model: quantizeModel(model, { scheme: "nf4", bits: 4, groupSize: 64, symmetric: true }) };
+    await expect(exportOnnx(nf4, REF_MODEL, path.join(dir, "refused"), {})).rejects.toThrow(/cannot be written for transformers\.js at their own bits: nf4 4-bit g64 \(layers 0–5 .*--dtype q4 or q8.*--dtype fp32/);
     // Mixed: MLP layers 3-bit, attention 4-bit g32.
     const mixed: LoadedBase = { kind: "quantized", model: quantizeModel(model, (p) => (p.includes(".mlp.") ? q3 : q4)) };
-    const r = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-q4"), { dtype: "q4" });
+    const own = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-own"), {});
+    expect(groupChanges(own.changes).map((g) => [own.dtype, g.kind, g.from, g.tensors])).toEqual([["q4", "widened", "3-bit g64 asymmetric", "layers 0–5 gate_proj, up_proj, down_proj"]]);
+    const r = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-q2"), { dtype: "q2" });
     const groups = groupChanges(r.changes);
-    expect(groups.map((g) => [g.kind, g.from, g.tensors])).toEqual([["re-rounded", "3-bit g64 asymmetric", "layers 0–5 gate_proj, up_proj, down_proj"]]);
+    expect(groups.map((g) => [g.kind, g.from, g.to])).toEqual([
+      ["re-rounded", "4-bit g32 asymmetric", "MatMulNBits 2-bit g32 symmetric"],
+      ["re-rounded", "3-bit g64 asymmetric", "MatMulNBits 2-bit g32 symmetric"],
+      // GatherBlockQuantized runs 4 or 8 bits: q2's table is 4-bit.
+      ["quantized", "float", "GatherBlockQuantized 4-bit g32 symmetric (also the tied LM head through MatMulNBits, one tensor)"],
+    ]);
     const up = await exportOnnx(mixed, REF_MODEL, path.join(dir, "mixed-fp32"), { dtype: "fp32" });
     expect(groupChanges(up.changes).map((g) => g.kind)).toEqual(["upcast", "upcast"]);
   });

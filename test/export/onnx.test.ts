@@ -1,6 +1,6 @@
 // ONNX export checked by the real reader: @huggingface/transformers (transformers.js) in Node, local
 // files only. Its greedy generate equals `slimtune generate` token for token: float (fp32), 4-bit
-// (q4, the model's own codes, and q4 from float), q8, fp16 weights, and a pruned model whose layers
+// (q4, the model's own codes, and q4 from float, with the embedding/LM head quantized), q8, fp16 weights, and a pruned model whose layers
 // have different head counts.
 
 import path from "node:path";
@@ -16,11 +16,18 @@ import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.j
 import { LlamaModel } from "../../src/models/llama/model.js";
 import type { LoadedBase } from "../../src/models/load.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
+import { quantizeTables } from "../../src/quant/tables.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
 import { prunedRefModel } from "../helpers/pruned.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 24;
+
+/** The quantized model with its embedding/LM head quantized as `--dtype q4`/`q8` writes them. */
+function withTables(base: LoadedBase, bits: 4 | 8): LoadedBase {
+  if (base.kind !== "quantized") throw new Error("a quantized model");
+  return { kind: "quantized", model: { ...base.model, tables: quantizeTables(base.model.config, base.model.dense, bits)! } };
+}
 
 describe("transformers.js loads the export and generates what slimtune generates", () => {
   const dir = scratchDir("onnx");
@@ -58,15 +65,15 @@ describe("transformers.js loads the export and generates what slimtune generates
     expect(await transformersJs(base, "ref-fp32", "fp32")).toEqual(await slimtune(base));
   });
 
-  it("q4 from a 4-bit model: its own codes through MatMulNBits", async () => {
+  it("q4 from a 4-bit model: its own codes through MatMulNBits, the embedding/LM head quantized as asked", async () => {
     const base: LoadedBase = { kind: "quantized", model: quantizeModel(model, { scheme: "rtn", bits: 4, groupSize: 32, symmetric: false }) };
-    expect(await transformersJs(base, "ref-q4", "q4")).toEqual(await slimtune(base));
+    expect(await transformersJs(base, "ref-q4", "q4")).toEqual(await slimtune(withTables(base, 4)));
   });
 
   it("q4 and q8 from the float model (round-to-nearest, groups of 32, symmetric)", async () => {
     for (const [dtype, bits] of [["q4", 4], ["q8", 8]] as const) {
       const quantized: LoadedBase = { kind: "quantized", model: quantizeModel(model, { scheme: "rtn", bits, groupSize: 32, symmetric: true }) };
-      expect(await transformersJs({ kind: "float", model }, `ref-float-${dtype}`, dtype), dtype).toEqual(await slimtune(quantized));
+      expect(await transformersJs({ kind: "float", model }, `ref-float-${dtype}`, dtype), dtype).toEqual(await slimtune(withTables(quantized, bits)));
     }
   });
 
@@ -82,8 +89,8 @@ describe("transformers.js loads the export and generates what slimtune generates
     const peqaDir = path.join(dir, "peqa-adapter");
     peqa.save(peqaDir);
     const qbase: LoadedBase = { kind: "quantized", model: qm };
-    const tuned = await slimtune(qbase, peqaDir);
-    expect(tuned).not.toEqual(await slimtune(qbase));
+    const tuned = await slimtune(withTables(qbase, 4), peqaDir);
+    expect(tuned).not.toEqual(await slimtune(withTables(qbase, 4)));
     expect(await transformersJs(deployedModel(qbase, peqaDir).base, "ref-peqa-q4", "q4")).toEqual(tuned);
 
     const lora = loraForDenseModel(model, { rank: 8, alpha: 16, seed: 3 });

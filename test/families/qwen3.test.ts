@@ -55,8 +55,11 @@ describe("qwen3: config, llama.cpp and transformers.js agree with slimtune", () 
     expect(model.weights.has("model.layers.0.self_attn.q_proj.bias")).toBe(false);
     const biased = parseLlamaConfig({ ...QWEN3_TINY_CONFIG, attention_bias: true }, "config.json");
     expect(biased).toMatchObject({ attentionBias: true, outputBias: true });
-    expect(() => parseLlamaConfig({ ...QWEN3_TINY_CONFIG, use_sliding_window: true }, "config.json")).toThrow(/use_sliding_window/);
-    expect(() => parseLlamaConfig({ ...QWEN3_TINY_CONFIG, layer_types: ["full_attention", "sliding_attention"] }, "config.json")).toThrow(/layer_types/);
+    // use_sliding_window as Qwen3Config reads it: a window on the layers ≥ max_window_layers (test/families/sliding-window.test.ts computes it).
+    const windowed = parseLlamaConfig({ ...QWEN3_TINY_CONFIG, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 }, "config.json");
+    expect([windowed.slidingWindow, windowed.windowedLayers]).toEqual([8, [false, true]]);
+    expect(parseLlamaConfig({ ...QWEN3_TINY_CONFIG, use_sliding_window: true }, "config.json").slidingWindow).toBeUndefined(); // sliding_window null
+    expect(() => parseLlamaConfig({ ...QWEN3_TINY_CONFIG, layer_types: ["full_attention", "sliding_attention"] }, "config.json")).toThrow(/use_sliding_window/);
     expect(parseLlamaConfig({ ...QWEN3_TINY_CONFIG, layer_types: ["full_attention", "full_attention"] }, "config.json").numLayers).toBe(2);
     // Qwen3Config's defaults: head_dim 128 (not hidden_size / heads), untied, 32768 positions, eps 1e-6.
     const { head_dim: _h, tie_word_embeddings: _t, max_position_embeddings: _m, rms_norm_eps: _e, ...bare } = QWEN3_TINY_CONFIG;

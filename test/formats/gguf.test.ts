@@ -131,7 +131,7 @@ describe("GGUF files", () => {
     expect(refusal(ok.subarray(0, ok.length - 20), "cut-data").message).toMatch(/tensor "w".*past the end of the file/);
   });
 
-  it("refuses a tensor offset past the end, an unknown type, a k-quant, an overflowing element count", () => {
+  it("refuses a tensor offset past the end, an unknown type, an IQ type slimtune does not decode, an overflowing element count", () => {
     const ok = smallFile();
     const at = tensorInfoAt(ok);
     const patched = (f: (b: Buffer) => void) => {
@@ -143,7 +143,7 @@ describe("GGUF files", () => {
     const typeAt = at + 9 + 4 + 16;
     expect(refusal(patched((b) => b.writeBigUInt64LE(1n << 40n, typeAt + 4)), "offset").message).toMatch(/tensor "w" offset: is 1099511627776; llama.cpp requires 0/);
     expect(refusal(patched((b) => b.writeInt32LE(99, typeAt)), "unknown-type").message).toMatch(/tensor "w" type: is 99, not a ggml type/);
-    expect(refusal(patched((b) => b.writeInt32LE(11, typeAt)), "k-quant").message).toMatch(/is Q3_K; slimtune reads F32, F16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K/);
+    expect(refusal(patched((b) => b.writeInt32LE(16, typeAt)), "iq-type").message).toMatch(/is IQ2_XXS; slimtune reads F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K/);
     expect(refusal(patched((b) => (b.writeBigInt64LE(1n << 40n, at + 13), b.writeBigInt64LE(1n << 40n, at + 21))), "overflow").message).toMatch(/element count overflows/);
     expect(refusal(patched((b) => b.writeBigInt64LE(-5n, at + 21)), "negative").message).toMatch(/ne\[1\]: is -5/);
   });

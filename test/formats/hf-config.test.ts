@@ -122,7 +122,7 @@ describe("parseLlamaConfig errors name the field, the value and the fix", () => 
   const { hidden_size: _hidden, ...withoutHidden } = minimal;
   const { model_type: _type, ...withoutType } = minimal;
   it.each<[string, Record<string, unknown>, string[]]>([
-    ["unsupported model_type", { ...minimal, model_type: "gpt2" }, ['unsupported model_type "gpt2" in config.json; slimtune supports the LLaMA family: llama, mistral, qwen2']],
+    ["unsupported model_type", { ...minimal, model_type: "falcon" }, ['unsupported model_type "falcon" in config.json; slimtune supports the LLaMA family: llama, mistral, qwen2']],
     ["missing model_type", withoutType, ["unsupported model_type (missing)"]],
     ["missing hidden_size", withoutHidden, ['"hidden_size" is missing', "positive integer"]],
     ["string hidden_size", { ...minimal, hidden_size: "64" }, ['"hidden_size" is "64"']],

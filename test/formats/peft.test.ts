@@ -14,6 +14,7 @@ import {
   loraKeys,
   loraScale,
   parseLoraKey,
+  peftConfigJson,
   savePeftAdapter,
 } from "../../src/formats/peft.js";
 import { SafetensorsFile, writeSafetensors } from "../../src/formats/safetensors.js";
@@ -216,13 +217,18 @@ describe("PEFT adapter folders slimtune refuses", () => {
     ["use_dora", true, "DoRA"],
     ["modules_to_save", ["lm_head"], "modules_to_save"],
     ["rank_pattern", { q_proj: 16 }, "rank_pattern"],
-    ["fan_in_fan_out", true, "fan_in_fan_out"],
     ["r", 0, "r is 0"],
     ["lora_alpha", null, "lora_alpha is null"],
     ["target_modules", null, "target_modules is null"],
   ])("%s = %j: E_CONFIG", (key, value, mention) => {
     const dir = withConfig((j) => (j[key] = value));
     expectSlimtuneError(() => loadPeftAdapter(dir), "E_CONFIG", PEFT_CONFIG_FILE, mention);
+  });
+
+  it("fan_in_fan_out = true (Conv1D base layers, GPT-2) is read, and kept when written", () => {
+    const dir = withConfig((j) => (j.fan_in_fan_out = true));
+    expect(loadPeftAdapter(dir).config.fanInFanOut).toBe(true);
+    expect(peftConfigJson({ ...loadPeftAdapter(dir).config }).fan_in_fan_out).toBe(true);
   });
 
   it("a tensor whose rank disagrees with r: E_SHAPE naming the key", () => {

@@ -42,20 +42,26 @@ export const QWEN3_TINY_CONFIG = {
   vocab_size: 4096,
 };
 
-/** A model of `configJson` with seeded random weights: matrices N(0, 1/fan_in), embeddings N(0, 1), norms 1 + N(0, 0.2). */
+/**
+ * A model of `configJson` with seeded random weights: matrices N(0, 1/fan_in), embeddings N(0, 1),
+ * norms 1 + N(0, 0.2). Gemma 3 scales by 1 + weight, so its norms are N(0, 0.2) (the same scales),
+ * and its tied embeddings N(0, 0.25): they are also its output head, and at N(0, 1) every next-token
+ * distribution has one token at p ≈ 1, which would leave the comparisons with llama.cpp nothing to compare.
+ */
 export function randomModel(configJson: Record<string, unknown>, seed: number): LlamaModel {
   const config = parseLlamaConfig(configJson, "tiny config.json");
+  const gemma = config.gemma3 !== undefined;
   const rng = new Rng(seed);
   const weights = new Map<string, { data: Float32Array; shape: number[] }>();
   for (const [name, shape] of llamaParamShapes(config)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (name.endsWith("norm.weight")) {
+    if (name.endsWith("norm.weight") || /\.ln_\w+\.weight$/.test(name)) {
       rng.fillNormal(data, 0.2);
-      for (let i = 0; i < data.length; i++) data[i]! += 1;
+      if (!gemma) for (let i = 0; i < data.length; i++) data[i]! += 1;
     } else if (name.endsWith("bias")) {
       rng.fillNormal(data, 0.1);
-    } else if (name === "model.embed_tokens.weight" || name === "lm_head.weight") {
-      rng.fillNormal(data, 1);
+    } else if (name === "model.embed_tokens.weight" || name === "lm_head.weight" || name === "transformer.wte.weight" || name === "transformer.wpe.weight") {
+      rng.fillNormal(data, gemma ? 0.25 : 1);
     } else {
       rng.fillNormal(data, 1 / Math.sqrt(shape[1]!));
     }
@@ -101,6 +107,33 @@ export const PHI3_TINY_CONFIG = {
   vocab_size: 4096,
 };
 
+/** openai-community/gpt2's config.json, widths scaled down (tied head, as GPT2LMHeadModel; n_inner null → 4 · n_embd). */
+export const GPT2_TINY_CONFIG = {
+  activation_function: "gelu_new",
+  architectures: ["GPT2LMHeadModel"],
+  attn_pdrop: 0.1,
+  bos_token_id: 4095,
+  embd_pdrop: 0.1,
+  eos_token_id: 4095,
+  initializer_range: 0.02,
+  layer_norm_epsilon: 1e-5,
+  model_type: "gpt2",
+  n_ctx: 128,
+  n_embd: 64,
+  n_head: 4,
+  n_inner: null,
+  n_layer: 2,
+  n_positions: 128,
+  resid_pdrop: 0.1,
+  summary_activation: null,
+  summary_first_dropout: 0.1,
+  summary_proj_to_labels: true,
+  summary_type: "cls_index",
+  summary_use_proj: true,
+  task_specific_params: { "text-generation": { do_sample: true, max_length: 50 } },
+  vocab_size: 4096,
+};
+
 /** slimtune's log-probabilities of the next token after each prefix of `ids`, [T][V]. */
 export async function slimtuneLogProbs(model: LlamaModel, ids: number[]): Promise<Float32Array[]> {
   const params = new DenseParams(new Graph(), model.weights, new Set());
@@ -112,3 +145,42 @@ export async function slimtuneLogProbs(model: LlamaModel, ids: number[]): Promis
   const data = out.logp!.data as Float32Array;
   return ids.map((_, t) => data.subarray(t * V, (t + 1) * V));
 }
+
+/**
+ * google/gemma-3-270m's config.json, widths scaled down: 6 layers so that the pattern has its global
+ * layer (index 5), one key/value head, head_dim · heads ≠ hidden_size as in the real model (256 · 4
+ * vs 640), query_pre_attn_scalar = head_dim as in the real model (llama.cpp derives it so), and a
+ * sliding window of 6 tokens so that a test prompt of 14 tokens reaches past it.
+ */
+export const GEMMA3_TINY_CONFIG = {
+  _sliding_window_pattern: 6,
+  architectures: ["Gemma3ForCausalLM"],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  attn_logit_softcapping: null,
+  bos_token_id: 4095,
+  eos_token_id: 4095,
+  final_logit_softcapping: null,
+  head_dim: 32,
+  hidden_activation: "gelu_pytorch_tanh",
+  hidden_size: 64,
+  initializer_range: 0.02,
+  intermediate_size: 192,
+  layer_types: ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+  max_position_embeddings: 512,
+  model_type: "gemma3_text",
+  num_attention_heads: 4,
+  num_hidden_layers: 6,
+  num_key_value_heads: 1,
+  pad_token_id: 4095,
+  query_pre_attn_scalar: 32,
+  rms_norm_eps: 1e-6,
+  rope_local_base_freq: 10000.0,
+  rope_scaling: null,
+  rope_theta: 1000000.0,
+  sliding_window: 6,
+  torch_dtype: "float32",
+  use_bidirectional_attention: false,
+  use_cache: true,
+  vocab_size: 4096,
+};

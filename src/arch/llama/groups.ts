@@ -5,7 +5,7 @@
 // down_proj. Importance scores sum over a group's slices; pruning keeps or removes whole groups.
 
 import { SlimtuneError } from "../../core/errors.js";
-import { type LlamaConfig, layerShape } from "./config.js";
+import { type LlamaConfig, isGpt2, layerShape } from "./config.js";
 import { type LinearModule, linearPath } from "./shapes.js";
 
 /**
@@ -13,8 +13,16 @@ import { type LinearModule, linearPath } from "./shapes.js";
  * projections (phi3's qkv_proj, gate_up_proj) is refused before any work.
  */
 export function assertPrunable(config: LlamaConfig, what: string): void {
+  if (isGpt2(config)) {
+    throw new SlimtuneError("E_ARG", `${what} does not support gpt2 yet: its q/k/v projections are one fused c_attn layer and pruning removes rows of each one separately`);
+  }
   if (config.fusedProjections) {
     throw new SlimtuneError("E_ARG", `${what} does not support ${config.modelType} yet: its q/k/v and gate/up projections are fused (qkv_proj, gate_up_proj) and pruning removes rows of each one separately`);
+  }
+  if (config.gemma3) {
+    // Not built yet: a pruned Gemma 3 would need per-layer widths in its graph and in its exports
+    // (llama.cpp's gemma3 has no per-layer head counts).
+    throw new SlimtuneError("E_ARG", `${what} does not support gemma3_text yet: structured pruning of Gemma 3's heads and MLP channels is not implemented; quantize or fine-tune it instead`);
   }
 }
 

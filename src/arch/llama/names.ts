@@ -15,4 +15,4 @@ export function layerIndexOf(path: string): number | null {
 }
 
 /** Norm weights and biases: the parameters transformers' Trainer exempts from weight decay. */
-export const isNormOrBias = (name: string): boolean => name.endsWith("norm.weight") || name.endsWith("bias");
+export const isNormOrBias = (name: string): boolean => name.endsWith("norm.weight") || name.endsWith("bias") || /\.ln_(?:\d+|f)\.weight$/.test(name);

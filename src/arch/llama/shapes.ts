@@ -2,12 +2,14 @@
 // modules the graph routes through ParamSource.linear, which quantizers, adapters, gates and
 // pruning all act on.
 
-import { type LlamaConfig, layerShape } from "./config.js";
+import { type LlamaConfig, isGpt2, layerShape } from "./config.js";
 import { EMBED, FINAL_NORM, LM_HEAD, layerPrefix } from "./names.js";
+import { GPT2_MODULES, type Gpt2Module } from "../gpt2/names.js";
+import { gpt2LinearLayers, gpt2ParamShapes } from "../gpt2/shapes.js";
 
 export type AttentionModule = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "qkv_proj";
 export type MlpModule = "gate_proj" | "up_proj" | "down_proj" | "gate_up_proj";
-export type LinearModule = AttentionModule | MlpModule;
+export type LinearModule = AttentionModule | MlpModule | Gpt2Module;
 
 const ATTENTION_MODULES: readonly AttentionModule[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
 const MLP_MODULES: readonly MlpModule[] = ["gate_proj", "up_proj", "down_proj"];
@@ -23,7 +25,8 @@ export const FUSED_PARTS: Readonly<Record<"qkv_proj" | "gate_up_proj", readonly 
 const FUSED_MODULES: readonly LinearModule[] = ["qkv_proj", "gate_up_proj"];
 
 /** The leaf names of the config's linear layers, in model order. */
-export function linearModulesOf(config: Pick<LlamaConfig, "fusedProjections">): readonly LinearModule[] {
+export function linearModulesOf(config: Pick<LlamaConfig, "fusedProjections" | "modelType">): readonly LinearModule[] {
+  if (isGpt2(config)) return GPT2_MODULES;
   return config.fusedProjections ? ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"] : LINEAR_MODULES;
 }
 
@@ -41,7 +44,7 @@ export function linearPath(layer: number, module: LinearModule): string {
 /** The leaf name ("q_proj", …) of a linear layer's path, or null for any other path. */
 export function linearModuleOf(path: string): LinearModule | null {
   const leaf = path.slice(path.lastIndexOf(".") + 1);
-  return ([...LINEAR_MODULES, ...FUSED_MODULES] as readonly string[]).includes(leaf) ? (leaf as LinearModule) : null;
+  return ([...LINEAR_MODULES, ...FUSED_MODULES, ...GPT2_MODULES] as readonly string[]).includes(leaf) ? (leaf as LinearModule) : null;
 }
 
 /** One linear layer: its path, layer index, leaf name, and W's [N, K] = [out, in]. */
@@ -59,6 +62,7 @@ export interface LinearLayer {
  * MLP channel) has no attention (MLP) sub-block, so its modules are not listed.
  */
 export function linearLayers(config: LlamaConfig): LinearLayer[] {
+  if (isGpt2(config)) return gpt2LinearLayers(config);
   const { hiddenSize: C, headDim: D } = config;
   const out: LinearLayer[] = [];
   for (let i = 0; i < config.numLayers; i++) {
@@ -89,6 +93,7 @@ export function linearLayers(config: LlamaConfig): LinearLayer[] {
 
 /** Every parameter of `LlamaForCausalLM` (HF names) and its PyTorch shape, e.g. q_proj [H·hd, C]. */
 export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
+  if (isGpt2(config)) return gpt2ParamShapes(config);
   const { hiddenSize: C, headDim: hd, vocabSize: V } = config;
   const shapes = new Map<string, number[]>();
   shapes.set(EMBED, [V, C]);
@@ -119,6 +124,11 @@ export function llamaParamShapes(config: LlamaConfig): Map<string, number[]> {
       shapes.set(`${p}.self_attn.k_norm.weight`, [hd]);
     }
     shapes.set(`${p}.post_attention_layernorm.weight`, [C]);
+    if (config.gemma3) {
+      // Gemma 3's two extra norms around the MLP (post_attention_layernorm is on the attention output).
+      shapes.set(`${p}.pre_feedforward_layernorm.weight`, [C]);
+      shapes.set(`${p}.post_feedforward_layernorm.weight`, [C]);
+    }
     const mlp: Array<[MlpModule, number, number]> = [
       ["gate_proj", F, C],
       ["up_proj", F, C],

@@ -1,5 +1,6 @@
 // `slimtune export`: a model (with an optional adapter) for another runtime — a GGUF file for
-// llama.cpp (or a GGUF LoRA adapter), or an ONNX folder for transformers.js.
+// llama.cpp (or a GGUF LoRA adapter), an ONNX folder for transformers.js, a GPTQ v2 folder for
+// GPTQModel, or the adapter merged into a Hugging Face folder (--format hf).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -11,8 +12,10 @@ import { exportGgufLora } from "../../export/gguf/lora.js";
 import { ONNX_DTYPES, type OnnxDtype, exportOnnx } from "../../export/onnx/index.js";
 import { isPeftAdapter } from "../../formats/peft.js";
 import { exportGptqV2 } from "../../export/gptq-v2.js";
+import { HF_DTYPES, type HfDtype, exportHfFolder } from "../../export/hf-folder.js";
 import { loadBase } from "../../models/load.js";
 import { printJson, runAction } from "../args.js";
+import { loadersNote } from "../pruned-model-notes.js";
 import { type ChangeGroup, type MeasuredChanges, describeChanges, groupChanges, measureChanges } from "../../export/changes.js";
 import { tokenizeFile } from "../../data/text-file.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
@@ -28,24 +31,41 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
 }
 
 export default defineCommand({
-  meta: { name: "export", description: "Write a model for llama.cpp (--format gguf), transformers.js (--format onnx) or GPTQModel (--format gptq-v2)" },
+  meta: { name: "export", description: "Write a model for llama.cpp (--format gguf), transformers.js (--format onnx), GPTQModel (--format gptq-v2), or with its adapter merged as a Hugging Face folder (--format hf)" },
   args: {
-    format: { type: "string", description: "gguf, onnx, or gptq-v2 (a GPTQ folder with v2 zero points: what GPTQModel loads for an asymmetric model)" },
+    format: { type: "string", description: "gguf, onnx, gptq-v2 (a GPTQ folder with v2 zero points: what GPTQModel loads for an asymmetric model), or hf (--adapter merged into the model: a float folder, or the quantized folder at the base's bits for PEQA)" },
     model: { type: "string", description: "Model folder (float or quantized) or a .gguf file" },
-    adapter: { type: "string", description: "Adapter folder (LoRA, QLoRA, PEQA): merged in; for gguf a LoRA adapter is written as a GGUF LoRA unless --merge" },
+    adapter: { type: "string", description: "Adapter folder (LoRA, QLoRA, PEQA) or FineGates run: merged in; for gguf a LoRA adapter is written as a GGUF LoRA unless --merge" },
     merge: { type: "boolean", description: "gguf: merge a LoRA adapter into the model instead of writing a GGUF LoRA adapter" },
-    dtype: { type: "string", description: "gguf: f32, f16, q8_0, q4_0, q4_1, q4_k, q6_k; onnx: fp32, fp16, q4, q8. Default: what the model is (a quantized model at its own bits, a float model as float); a dtype that changes the weights prints each change" },
+    dtype: { type: "string", description: "gguf: one type for every matrix (f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q4_k, q5_k), llama.cpp's mixes (q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k), or layer-bits (each quantized layer at the k-quant of its own bits); onnx: fp32, fp16, q2, q4, q8 (q2/q4/q8 also quantize the embedding and LM head); hf: f32, f16, rtn (LoRA on a quantized base re-quantized at the base's bits). Default: what the model is (a quantized model at its own bits, a float model as float); a dtype that changes the weights prints each change" },
     data: { type: "string", description: "Text file: measure each change the export makes as KL to the source on its first 4 windows of 128 tokens" },
     pruned: { type: "string", description: "gguf, per-layer widths: deci (llama.cpp's per-layer architecture, default) or pad (zero-pad to uniform widths)" },
-    out: { type: "string", description: "gguf: the output .gguf file; onnx: the output folder" },
+    out: { type: "string", description: "gguf: the output .gguf file; onnx, gptq-v2, hf: the output folder" },
     json: { type: "boolean", description: "Print one JSON object describing what was written" },
   },
   run: ({ args }) =>
     runAction(async () => {
-      const format = oneOf("format", args.format, ["gguf", "onnx", "gptq-v2"] as const, "gguf");
+      const format = oneOf("format", args.format, ["gguf", "onnx", "gptq-v2", "hf"] as const, "gguf");
       if (!args.model) throw new SlimtuneError("E_ARG", "--model is required; see slimtune export --help");
-      if (!args.out) throw new SlimtuneError("E_ARG", "--out is required: a .gguf file for --format gguf, a folder for --format onnx");
+      if (!args.out) throw new SlimtuneError("E_ARG", "--out is required: a .gguf file for --format gguf, a folder for --format onnx, gptq-v2 or hf");
       const base = loadBase(args.model);
+      if (format === "hf") {
+        const dtype = args.dtype === undefined ? undefined : oneOf<HfDtype>("dtype", args.dtype, HF_DTYPES, "f32");
+        const r = exportHfFolder(base, args.adapter, args.out, { ...(dtype ? { dtype } : {}), keepDecoded: args.data !== undefined });
+        const measured = args.data && r.changes.length > 0 ? await measureChanges(r.deployed.base, r.changes, tokenizeFile(args.data, await loadTokenizer(args.model), KL_WINDOWS * KL_CTX), KL_CTX) : null;
+        const groups = measured?.groups ?? groupChanges(r.changes);
+        report(
+          args.json,
+          { format: "hf", out: args.out, dtype: dtype ?? "own", merged: r.deployed.merged, holds: r.holds, files: r.files, bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
+          [
+            `wrote ${r.deployed.description} as a Hugging Face folder in ${args.out} (${r.holds}, ${r.files.length} files, ${r.bytes} bytes)`,
+            // A pruned merge (FineGates) has per-layer widths, which stock transformers does not load.
+            ...(r.deployed.base.model.config.layerShapes ? [`the folder has ${loadersNote(r.deployed.base.model.config)}`] : []),
+            ...changeLines(groups, measured, args.data),
+          ].join("\n"),
+        );
+        return;
+      }
       if (format === "gptq-v2") {
         if (args.dtype !== undefined) throw new SlimtuneError("E_ARG", "--dtype does not apply to --format gptq-v2: the folder keeps the model's codes as they are");
         const deployed = deployedModel(base, args.adapter);
@@ -67,10 +87,10 @@ export default defineCommand({
         const measured = args.data && r.changes.length > 0 ? await measureChanges(deployed.base, r.changes, tokenizeFile(args.data, await loadTokenizer(args.model), KL_WINDOWS * KL_CTX), KL_CTX) : null;
         const groups = measured?.groups ?? groupChanges(r.changes);
         const types = Object.entries(r.types).map(([t, n]) => `${n} ${t}`).join(", ");
-        const lines = [`wrote ${deployed.description} as ${args.out} (${r.architecture}, ${r.tensors} tensors: ${types}${r.keptCodes ? `; ${r.keptCodes} layers' codes kept` : ""})`, ...changeLines(groups, measured, args.data)];
+        const lines = [`wrote ${deployed.description} as ${args.out} (${r.architecture}, ${r.tensors} tensors: ${types}${r.keptCodes ? `; ${r.keptCodes} layers' codes kept` : ""})`, ...r.warnings.map((w) => `warning: ${w}`), ...changeLines(groups, measured, args.data)];
         report(
           args.json,
-          { format: "gguf", out: args.out, dtype: dtype ?? "own", architecture: r.architecture, tensors: r.tensors, types: r.types, kept_codes: r.keptCodes, kept_max_abs_change: r.keptMaxAbsChange, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
+          { format: "gguf", out: args.out, dtype: dtype ?? "own", architecture: r.architecture, tensors: r.tensors, types: r.types, kept_codes: r.keptCodes, kept_max_abs_change: r.keptMaxAbsChange, warnings: r.warnings, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
           lines.join("\n"),
         );
         return;
@@ -82,7 +102,7 @@ export default defineCommand({
       const groups = measured?.groups ?? groupChanges(r.changes);
       report(
         args.json,
-        { format: "onnx", out: args.out, dtype: r.dtype, file: r.modelFile, bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
+        { format: "onnx", out: args.out, dtype: r.dtype, file: r.modelFile, ...(r.dataFile ? { data_file: r.dataFile } : {}), bytes: r.bytes, changes: groups, ...(measured ? { total_kl: measured.totalKl, kl_tokens: measured.tokens } : {}) },
         [`wrote ${deployed.description} for transformers.js in ${args.out} (${r.modelFile}, dtype "${r.dtype}"${dtype ? "" : ", the model's own"})`, ...changeLines(groups, measured, args.data)].join("\n"),
       );
     }),

@@ -23,6 +23,7 @@ import { allocationPlan } from "../../quant/budget.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { type MethodResult, parseQuantizeMethod, quantizeByMethod, quantizeMethodArgs } from "../quantize-methods.js";
 import { writeRunReport } from "../../report/run-report.js";
+import { gptqOntoTarget, quantizeTargetArgs } from "../quantize-target.js";
 
 function parseScheme(value: string | undefined): GridScheme {
   const scheme = value ?? "rtn";
@@ -76,6 +77,7 @@ export default defineCommand({
     // After the mixed-precision flags: --rank and --seed keep the methods' defaults ("" = chosen by
     // the method), which the budget's trials read as their own defaults (LoRA rank 8, seed 0).
     ...quantizeMethodArgs,
+    ...quantizeTargetArgs,
     rank: { type: "string", description: "reallm: fixed rank of L1·L2 (default: the largest the budget leaves); lqlora: rank of the LoRA part (default 16); --budget-mb/--avg-bits with --trials: LoRA rank of each trial's recovery (default 8)", default: "" },
     threads: { type: "string", description: "ONNX Runtime threads for importance (default: all cores)" },
   },
@@ -103,6 +105,13 @@ export default defineCommand({
 
       const started = Date.now();
       const model = LlamaModel.load(modelDir);
+      if (args.target !== undefined) {
+        if (method !== "gptq") throw new SlimtuneError("E_ARG", "--target calibrates GPTQ onto a ggml grid: use it with --method gptq");
+        const t = await gptqOntoTarget(String(args.target), modelDir, model, outDir, args);
+        if (args.json) printJson({ out: outDir, method, seconds: (Date.now() - started) / 1000, ...t.report });
+        else process.stdout.write(`${t.lines.join("\n")}\n`);
+        return;
+      }
       const budget = parseBudget(args);
       if (budget && method !== "rtn") throw new SlimtuneError("E_ARG", `--budget-mb/--avg-bits choose per-layer bits for RTN; --method ${method} takes one --bits. Drop --method or the budget`);
       if (budget && scheme !== "rtn") throw new SlimtuneError("E_ARG", "--budget-mb/--avg-bits choose per-layer bits, which only --scheme rtn (GPTQ) stores; drop --scheme nf4");

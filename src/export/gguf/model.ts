@@ -5,12 +5,17 @@
 // speed-up). Each quantized layer whose grid is a ggml type's (native.ts: Q4_0, Q4_1, Q8_0) keeps its
 // codes. Without --dtype nothing else is allowed: a layer with no type of its own grid is an E_ARG
 // naming the options that would change it, and float tensors stay float (F16 when exactly float16).
-// With --dtype every other tensor is rounded onto that type by ggml's reference quantizer, and each
-// change is recorded (export/changes.ts) so the caller can print and measure it.
+// With --dtype every other matrix is rounded by ggml's reference quantizer onto the type the dtype
+// names: one type for all (q4_k: llama-quantize --pure, with llama.cpp's fallback where a row is not
+// whole blocks), llama.cpp's per-tensor mix for a preset (llama-mix.ts: q4_k_m, q3_k_m, q2_k, …), or
+// for `layer-bits` the k-quant of each quantized layer's own bit width (a mixed-precision model keeps
+// its per-layer bits; float tensors stay float). Each change is recorded (export/changes.ts) so the
+// caller can print and measure it.
 
 import path from "node:path";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
+import { ggufWindowWarning } from "../../arch/llama/window.js";
 import type { HostParam } from "../../arch/params.js";
 import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -23,15 +28,35 @@ import type { LoadedBase } from "../../models/load.js";
 import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
+import { GGUF_PRESETS, type GgufPreset, type MixTensor, PRESET_FILE_TYPE, fallbackType, llamaOrder, presetTypes } from "./llama-mix.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
+import { assertGemma3Writable, gemma3Hyperparameters, isShiftedNorm, shiftNorm } from "../../formats/gguf/gemma3.js";
 
-export const GGUF_DTYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k", "q6_k"] as const;
+/** One type for every matrix. */
+const UNIFORM_DTYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q3_k", "q4_k", "q5_k"] as const;
+/** Each quantized layer at the ggml type of its own bits (mixed-precision models), floats kept. */
+export const LAYER_BITS = "layer-bits";
+export const GGUF_DTYPES = [...UNIFORM_DTYPES, ...GGUF_PRESETS, LAYER_BITS] as const;
 export type GgufDtype = (typeof GGUF_DTYPES)[number];
 export type PrunedLayout = "deci" | "pad";
 
-const TYPE_OF: Record<GgufDtype, GgmlType> = { f32: GGML_TYPES.F32, f16: GGML_TYPES.F16, q8_0: GGML_TYPES.Q8_0, q4_0: GGML_TYPES.Q4_0, q4_1: GGML_TYPES.Q4_1, q4_k: GGML_TYPES.Q4_K, q6_k: GGML_TYPES.Q6_K };
+const TYPE_OF: Record<(typeof UNIFORM_DTYPES)[number], GgmlType> = {
+  f32: GGML_TYPES.F32,
+  f16: GGML_TYPES.F16,
+  q8_0: GGML_TYPES.Q8_0,
+  q4_0: GGML_TYPES.Q4_0,
+  q4_1: GGML_TYPES.Q4_1,
+  q5_0: GGML_TYPES.Q5_0,
+  q5_1: GGML_TYPES.Q5_1,
+  q3_k: GGML_TYPES.Q3_K,
+  q4_k: GGML_TYPES.Q4_K,
+  q5_k: GGML_TYPES.Q5_K,
+};
+const isPreset = (d: GgufDtype): d is GgufPreset => (GGUF_PRESETS as readonly string[]).includes(d);
+/** The k-quant of a layer's bit width (`layer-bits`); 8 bits is Q8_0. */
+const TYPE_OF_BITS: Record<number, GgmlType> = { 2: GGML_TYPES.Q2_K, 3: GGML_TYPES.Q3_K, 4: GGML_TYPES.Q4_K, 5: GGML_TYPES.Q5_K, 6: GGML_TYPES.Q6_K, 8: GGML_TYPES.Q8_0 };
 /** llama.cpp's LLAMA_FTYPE_* of a file whose matrices are mostly of a type. */
-const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q4_K: 14, Q6_K: 18 };
+const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q5_0: 8, Q5_1: 9, Q2_K: 10, Q3_K: 11, Q4_K: 14, Q5_K: 16, Q6_K: 18 };
 
 export interface GgufExportOptions {
   /**
@@ -46,6 +71,11 @@ export interface GgufExportOptions {
   name?: string;
   /** Keep what each changed tensor became (TensorChange.decoded), to measure it. */
   keepDecoded?: boolean;
+  /**
+   * Matrices already in a ggml type's blocks (HF tensor name → blocks, rows in the model's order):
+   * written as they are, never re-rounded — GPTQ onto the k-quant grid (`quantize --target`).
+   */
+  blocks?: ReadonlyMap<string, { type: GgmlType; data: Uint8Array }>;
 }
 
 export interface GgufExportReport {
@@ -60,6 +90,8 @@ export interface GgufExportReport {
   changes: TensorChange[];
   /** Largest |Δw| that float16 storage of kept layers' d (and Q4_1's m) caused; 0 when exact. */
   keptMaxAbsChange: number;
+  /** Where llama.cpp will compute this file differently from slimtune and transformers (a sliding window it ignores). */
+  warnings: string[];
 }
 
 /** Writes `base` (with adapters already merged) as a GGUF model file; the tokenizer comes from `tokenizerSource`. */
@@ -68,7 +100,8 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   if (config.ropeScaling) {
     throw new SlimtuneError("E_ARG", "the model uses Llama 3 RoPE scaling, which slimtune does not write to GGUF yet (llama.cpp needs a rope_freqs tensor); export it with --format onnx");
   }
-  const requested = opts.dtype ? TYPE_OF[opts.dtype] : null;
+  const dtype = opts.dtype;
+  const uniformType = dtype && !isPreset(dtype) && dtype !== LAYER_BITS ? TYPE_OF[dtype] : null;
   const uniform = isUniform(config);
   const layout: PrunedLayout | null = uniform ? null : (opts.pruned ?? "deci");
   if (config.qkNorm && config.attentionBias) {
@@ -79,6 +112,8 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   if (config.qkNorm && layout !== null) {
     throw new SlimtuneError("E_ARG", "a pruned qwen3 model (per-layer widths) cannot be written to GGUF yet: llama.cpp's deci architecture has no q/k norms; export it with --format onnx");
   }
+  if (config.gemma3) assertGemma3Writable(config);
+  if (opts.blocks && layout === "pad") throw new SlimtuneError("E_ARG", "a pruned model's k-quant blocks cannot be padded to uniform widths (padding moves rows and columns); export it with --pruned deci");
   const arch: GgufArch = layout === "deci" ? "deci" : layout === "pad" ? "llama" : uniformGgufArch(config);
   const widths = ggufWidths(config, layout);
   const linears = base.kind === "quantized" ? base.model.linears : new Map<string, QuantizedLinear>();
@@ -98,10 +133,33 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     const values = decodeRows(t, bytes, count);
     return heads > 0 ? permuteQK(values, heads, config.headDim, "hf") : values;
   };
+  const skipped = (name: string) => arch === "deci" && isRemoved(config, name) && /\.(input_layernorm|self_attn)\./.test(name);
+  const isMatrix = (name: string, shape: readonly number[]) => shape.length === 2 && !name.endsWith("norm.weight");
+  // A removed MLP of a deci model is written as zero channels of widths.ff (see ggufWidths).
+  const zeroMlp = (name: string) => arch === "deci" && name.includes(".mlp.") && layerShape(config, layerOf(name)).intermediateSize === 0;
+  const dimsOf = (name: string, ne: number[]) => (zeroMlp(name) ? ne.map((d) => (d === 0 ? widths.ff[layerOf(name)]! : d)) : ne);
+  // A preset's types depend on every matrix (how many attn_v, tied embeddings): chosen up front.
+  let mix: Map<string, GgmlType> | null = null;
+  if (dtype && isPreset(dtype)) {
+    const matrices: MixTensor[] = [];
+    for (const [name, shape] of shapes) {
+      if (skipped(name) || !isMatrix(name, shape)) continue;
+      matrices.push({ name: ggufTensorName(name, arch), rowLength: dimsOf(name, [...shape].reverse())[0]! });
+    }
+    const first = layerShape(config, 0);
+    mix = presetTypes(dtype, llamaOrder(matrices), config.numLayers, first.numKvHeads > 0 ? first.numHeads / first.numKvHeads : 1);
+  }
+  /** The type `dtype` asks for a matrix, null for "keep what it is". */
+  const requestedType = (g: string, rowLength: number, q: QuantizedLinear | null): GgmlType | null => {
+    if (mix) return mix.get(g)!;
+    if (uniformType) return uniformType.blockSize === 256 ? fallbackType(uniformType, rowLength) : uniformType;
+    if (dtype === LAYER_BITS && q) return fallbackType(TYPE_OF_BITS[layerBits(q)] ?? GGML_TYPES.Q8_0, rowLength);
+    return null;
+  };
   for (const [name, shape] of shapes) {
-    const g = ggufTensorName(name);
+    const g = ggufTensorName(name, arch);
     const ne = [...shape].reverse();
-    if (arch === "deci" && isRemoved(config, name) && /\.(input_layernorm|self_attn)\./.test(name)) {
+    if (skipped(name)) {
       // deci writes no attention for a layer without heads, except layer 0: llama.cpp takes the head
       // size from layer 0's head count, so that layer gets one all-zero head (it adds exactly 0).
       if (layerOf(name) !== 0) continue;
@@ -113,10 +171,18 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     const q = linears.get(name.replace(/\.weight$/, ""));
     const heads = qkHeads(config, name);
     const quantizedWeight = q && name.endsWith(".weight") ? q : null;
+    const made = opts.blocks?.get(name);
+    if (made) {
+      tensors.push({ name: g, ne, type: made.type, data: heads > 0 ? permuteBlockRows(made.data, shape[0]!, heads, config.headDim) : made.data });
+      keptCodes++;
+      continue;
+    }
+    const dims = dimsOf(name, ne);
+    const requested = isMatrix(name, shape) ? requestedType(g, dims[0]!, quantizedWeight) : null;
     if (quantizedWeight) {
       // Padding moves rows and columns, so a padded layer never keeps its blocks.
       const native = layout === "pad" ? null : nativeGgmlType(quantizedWeight);
-      if (native && (!requested || requested === native)) {
+      if (native && (!requested || requested === native || dtype === LAYER_BITS)) {
         const blocks = nativeBlocks(quantizedWeight as RtnLinear, native, heads, config.headDim);
         tensors.push({ name: g, ne, type: native, data: blocks.data });
         keptCodes++;
@@ -135,18 +201,14 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
       }
     }
     let data = weights.get(name)?.data;
-    let dims = ne;
-    if (arch === "deci" && name.includes(".mlp.") && layerShape(config, layerOf(name)).intermediateSize === 0) {
-      // deci: a removed MLP is written as zero channels (see ggufWidths).
-      dims = ne.map((d) => (d === 0 ? widths.ff[layerOf(name)]! : d));
-      data = new Float32Array(dims.reduce((a, b) => a * b, 1));
-    }
+    if (zeroMlp(name)) data = new Float32Array(dims.reduce((a, b) => a * b, 1));
     if (!data) throw new SlimtuneError("E_ARG", `the model has no tensor "${name}"`);
     const exactHalf = isHalfExact(data);
+    if (arch === "gemma3" && isShiftedNorm(name)) data = shiftNorm(data);
     if (heads > 0) data = permuteQK(data, layout === "pad" ? qkHeads(paddedConfig(config, widths), name) : heads, config.headDim, "gguf");
-    const matrix = shape.length === 2 && !name.endsWith("norm.weight");
     const wanted = requested ?? (exactHalf ? GGML_TYPES.F16 : GGML_TYPES.F32);
-    const t = matrix && dims[0]! % wanted.blockSize === 0 ? wanted : GGML_TYPES.F32;
+    // Legacy 32-blocks that do not divide a row stay F32 (llama.cpp has no fallback for them).
+    const t = isMatrix(name, shape) && dims[0]! % wanted.blockSize === 0 ? wanted : GGML_TYPES.F32;
     const bytes = encodeRows(t, data);
     tensors.push({ name: g, ne: dims, type: t, data: bytes });
     const kind = changeKind(t, quantizedWeight !== null, exactHalf);
@@ -167,15 +229,19 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     ["general.architecture", { type: "string", value: arch }],
     ["general.type", { type: "string", value: "model" }],
     ["general.name", { type: "string", value: opts.name ?? path.basename(tokenizerSource).replace(/\.gguf$/i, "") }],
-    ["general.file_type", { type: "u32", value: FILE_TYPE[fileType(tensors)] }],
+    ["general.file_type", { type: "u32", value: dtype && isPreset(dtype) ? PRESET_FILE_TYPE[dtype] : FILE_TYPE[fileType(tensors)] }],
     ...(tensors.some((t) => t.type.blockSize > 1) ? ([["general.quantization_version", { type: "u32", value: 2 }]] as Array<[string, GgufValue]>) : []),
     ...llamaHyperparameters(layout === "pad" ? paddedConfig(config, widths) : config, arch, widths),
+    ...(arch === "gemma3" ? gemma3Hyperparameters(config) : []),
     ...ggufTokenizerKeys(tokenizer, config.vocabSize, ids),
   ];
   writeGguf(outFile, metadata, tensors);
   const types: Partial<Record<GgmlTypeName, number>> = {};
   for (const t of tensors) types[t.type.name] = (types[t.type.name] ?? 0) + 1;
-  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange };
+  // A warning, not an error: llama.cpp's own converter writes these models the same way, and they
+  // agree with transformers on every sequence that fits in the window.
+  const windowWarning = ggufWindowWarning(config);
+  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange, warnings: windowWarning ? [windowWarning] : [] };
 }
 
 /** What writing a tensor as `t` does to it, or null when its values are kept exactly. */
@@ -206,8 +272,22 @@ function noOwnType(layers: readonly TensorChange[], padded: boolean): SlimtuneEr
   const why = padded ? "padding to uniform widths (--pruned pad) moves their rows, so no layer keeps its codes" : "no GGUF type slimtune writes has their grid (Q4_0: 4-bit symmetric g32, Q4_1: 4-bit asymmetric g32, Q8_0: 8-bit symmetric g32)";
   return new SlimtuneError(
     "E_ARG",
-    `these quantized layers cannot be written at their own bits: ${groups} — ${why}. Exporting them changes their weights: pass --dtype q4_0, q4_1 or q8_0 to round them onto that grid, or --dtype f32 / f16 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)${padded ? ", or export with --pruned deci" : ""}`,
+    `these quantized layers cannot be written at their own bits: ${groups} — ${why}. Exporting them changes their weights: pass --dtype ${LAYER_BITS} to round each layer onto the ggml k-quant of its own bit width (2-bit → Q2_K, 3 → Q3_K, 4 → Q4_K, 8 → Q8_0; per layer, so a mixed-precision model keeps its sizes), --dtype q4_k_m, q3_k_m, q2_k (llama.cpp's mixes) or one type such as q4_0 / q4_k for every matrix, or --dtype f32 / f16 to write their values as float (larger); the export then prints each change with its KL to the source (given --data)${padded ? ", or export with --pruned deci" : ""}`,
   );
+}
+
+/** Whole rows of blocks moved as permuteQK moves rows (GGUF's Q/K order). */
+function permuteBlockRows(data: Uint8Array, rows: number, heads: number, headDim: number): Uint8Array {
+  const order = permuteQK(Float32Array.from({ length: rows }, (_, n) => n), heads, headDim, "gguf");
+  const rowBytes = data.length / rows;
+  const out = new Uint8Array(data.length);
+  for (let n = 0; n < rows; n++) out.set(data.subarray(order[n]! * rowBytes, (order[n]! + 1) * rowBytes), n * rowBytes);
+  return out;
+}
+
+/** A quantized layer's bit width; ReALLM's is its code bits per weight, rounded. */
+function layerBits(q: QuantizedLinear): number {
+  return q.kind === "reallm" ? Math.round(q.spec.codeBits / q.spec.vqDim) : q.spec.bits;
 }
 
 const layerOf = (name: string) => Number(/^model\.layers\.(\d+)\./.exec(name)![1]);

@@ -2,12 +2,13 @@
 // quantizers of ggml-quants.c (formats.md §3.5): F32, F16, Q8_0 (d f16 + 32 int8), Q4_0
 // (d f16 + 16 bytes; byte j holds elements j and j + 16, low nibble first; x = (q − 8)·d) and Q4_1
 // (d f16, m f16, then Q4_0's 16 bytes; x = q·d + m: an asymmetric 4-bit grid with its minimum);
-// the k-quants Q4_K and Q6_K (super-blocks of 256) are in k-quants.ts.
+// Q5_0 and Q5_1 are in q5-quants.ts, the k-quants Q2_K … Q6_K (super-blocks of 256) in k-quants.ts.
 
 import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
-import { decodeKQuant, encodeKQuant } from "./k-quants.js";
+import { decodeKQuant, encodeKQuant, isKQuant } from "./k-quants.js";
+import { decodeQ5, encodeQ5 } from "./q5-quants.js";
 
-export type GgmlTypeName = "F32" | "F16" | "Q4_0" | "Q4_1" | "Q8_0" | "Q4_K" | "Q6_K";
+export type GgmlTypeName = "F32" | "F16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K";
 
 export interface GgmlType {
   name: GgmlTypeName;
@@ -23,8 +24,13 @@ export const GGML_TYPES: Record<GgmlTypeName, GgmlType> = {
   F16: { name: "F16", id: 1, blockSize: 1, blockBytes: 2 },
   Q4_0: { name: "Q4_0", id: 2, blockSize: 32, blockBytes: 18 },
   Q4_1: { name: "Q4_1", id: 3, blockSize: 32, blockBytes: 20 },
+  Q5_0: { name: "Q5_0", id: 6, blockSize: 32, blockBytes: 22 },
+  Q5_1: { name: "Q5_1", id: 7, blockSize: 32, blockBytes: 24 },
   Q8_0: { name: "Q8_0", id: 8, blockSize: 32, blockBytes: 34 },
+  Q2_K: { name: "Q2_K", id: 10, blockSize: 256, blockBytes: 84 },
+  Q3_K: { name: "Q3_K", id: 11, blockSize: 256, blockBytes: 110 },
   Q4_K: { name: "Q4_K", id: 12, blockSize: 256, blockBytes: 144 },
+  Q5_K: { name: "Q5_K", id: 13, blockSize: 256, blockBytes: 176 },
   Q6_K: { name: "Q6_K", id: 14, blockSize: 256, blockBytes: 210 },
 };
 
@@ -54,7 +60,8 @@ const roundf = (x: number) => Math.sign(x) * Math.round(Math.abs(x));
 
 /** Encodes rows of float32 values (row length a multiple of the block size) as `type`. */
 export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
-  if (type.name === "Q4_K" || type.name === "Q6_K") return encodeKQuant(type, values);
+  if (isKQuant(type.name)) return encodeKQuant(type.name, values);
+  if (type.name === "Q5_0" || type.name === "Q5_1") return encodeQ5(type.name, values);
   if (type.name === "F32") return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(rowBytes(type, values.length));
   const view = new DataView(out.buffer);
@@ -81,7 +88,7 @@ export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
         min = Math.min(min, x[j]!);
         max = Math.max(max, x[j]!);
       }
-      const d = fround((max - min) / 15);
+      const d = fround(fround(max - min) / 15);
       const id = d ? fround(1 / d) : 0;
       view.setUint16(o, f32ToF16Bits(d), true);
       view.setUint16(o + 2, f32ToF16Bits(min), true);
@@ -117,7 +124,8 @@ export function encodeRows(type: GgmlType, values: Float32Array): Uint8Array {
 
 /** Decodes `count` elements of `type` from `bytes` to float32. */
 export function decodeRows(type: GgmlType, bytes: Uint8Array, count: number): Float32Array {
-  if (type.name === "Q4_K" || type.name === "Q6_K") return decodeKQuant(type, bytes, count);
+  if (isKQuant(type.name)) return decodeKQuant(type.name, bytes, count);
+  if (type.name === "Q5_0" || type.name === "Q5_1") return decodeQ5(type.name, bytes, count);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(count);
   if (type.name === "F32") {

@@ -4,7 +4,8 @@
 // such a file back into a config and float weights.
 
 import type { LlamaConfig } from "../../arch/llama/config.js";
-import { layerShape } from "../../arch/llama/config.js";
+import { isGpt2, layerShape } from "../../arch/llama/config.js";
+import { gpt2GgufName, gpt2Hyperparameters, readGpt2Gguf } from "./gpt2.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import type { HostParam } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
@@ -13,8 +14,9 @@ import { CONFIG_LIMITS, LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.
 import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
+import { GEMMA3_NORM_TENSORS, gemma3ConfigFields, isShiftedNorm, unshiftNorm } from "./gemma3.js";
 
-export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
+export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3" | "gpt2";
 
 /**
  * The llama.cpp architecture a uniform-width model is written as. qwen3 needs its own (llama.cpp's
@@ -24,7 +26,9 @@ export type GgufArch = "llama" | "deci" | "qwen3" | "phi3";
  * reads the fused attn_qkv and a fused ffn_up (gate rows, then up rows) and rotates rotate-half.
  */
 export function uniformGgufArch(config: LlamaConfig): GgufArch {
-  return config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
+  if (isGpt2(config)) return "gpt2"; // its own names and keys: gpt2.ts
+  // gemma3 (Gemma 3, q/k norms too) rotates rotate-half as well (LLAMA_ROPE_TYPE_NEOX).
+  return config.gemma3 ? "gemma3" : config.qkNorm ? "qwen3" : config.fusedProjections ? "phi3" : "llama";
 }
 
 const LAYER_TENSORS: Record<string, string> = {
@@ -50,13 +54,15 @@ const GLOBAL_TENSORS: Record<string, string> = {
 };
 
 /** The GGUF name of a transformers tensor name (e.g. model.layers.3.mlp.up_proj.weight → blk.3.ffn_up.weight). */
-export function ggufTensorName(hf: string): string {
+export function ggufTensorName(hf: string, arch?: GgufArch): string {
+  const gpt2 = gpt2GgufName(hf);
+  if (gpt2) return gpt2;
   const global = GLOBAL_TENSORS[hf];
   if (global) return global;
   const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hf);
   if (m) {
     const [, i, rest, suffix] = m;
-    const full = LAYER_TENSORS[`${rest}${suffix ?? ""}`];
+    const full = (arch === "gemma3" ? GEMMA3_NORM_TENSORS[`${rest}${suffix ?? ""}`] : undefined) ?? LAYER_TENSORS[`${rest}${suffix ?? ""}`];
     if (full) return `blk.${i}.${full}`;
     const module = LAYER_TENSORS[rest!];
     if (module && suffix) return `blk.${i}.${module}${suffix}`;
@@ -122,10 +128,15 @@ export interface GgufLayerWidths {
  * MLP channels.
  */
 export function llamaHyperparameters(config: LlamaConfig, arch: GgufArch, widths: GgufLayerWidths): Array<[string, GgufValue]> {
+  if (arch === "gpt2") return gpt2Hyperparameters(config);
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const perLayer = (values: number[]): GgufValue => (arch === "deci" ? { type: "array", of: "i32", values } : u32(values[0]!));
+  // phi3's window, as llama.cpp's converter writes it (llama.cpp reads the key and then attends fully;
+  // slimtune reads it back so that the file is the model transformers computes).
+  const window: Array<[string, GgufValue]> = arch === "phi3" && config.slidingWindow !== undefined ? [["phi3.attention.sliding_window", u32(config.slidingWindow)]] : [];
   return [
+    ...window,
     [`${arch}.context_length`, u32(config.maxPositionEmbeddings)],
     [`${arch}.embedding_length`, u32(config.hiddenSize)],
     [`${arch}.block_count`, u32(config.numLayers)],
@@ -156,7 +167,7 @@ export interface LlamaGguf {
   gguf: GgufFile;
 }
 
-/** Reads a `llama`, `deci`, `qwen3` or `phi3` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
+/** Reads a `llama`, `deci`, `qwen3`, `phi3`, `gemma3` or `gpt2` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
 export function readLlamaGguf(file: string): LlamaGguf {
   const gguf = readGgufHeader(file);
   const meta = gguf.metadata;
@@ -164,7 +175,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3" and "phi3" GGUF models`);
+  if (arch === "gpt2") return { ...readGpt2Gguf(gguf), gguf }; // its own keys and names: gpt2.ts
+  if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3" && arch !== "gemma3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3", "phi3", "gemma3" and "gpt2" GGUF models`);
   if (arch === "phi3" && !gguf.tensors.has("blk.0.attn_qkv.weight")) fail("is a phi3 model with separate attn_q/attn_k/attn_v; slimtune reads phi3 with the fused attn_qkv that llama.cpp's converter writes");
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
   const num = (key: string, required = true): number | undefined => {
@@ -193,7 +205,8 @@ export function readLlamaGguf(file: string): LlamaGguf {
   const headDim = num("attention.key_length", false) ?? (maxHeads > 0 ? hidden / maxHeads : fail("has no attention heads and no key_length"));
   const rotary = num("rope.dimension_count", false);
   if (rotary !== undefined && rotary !== headDim) fail(`${arch}.rope.dimension_count ${rotary} differs from the head size ${headDim}; partial rotary embeddings are not LLaMA`);
-  if (meta.has(`${arch}.rope.scaling.type`) && meta.get(`${arch}.rope.scaling.type`)?.value !== "none") fail(`${arch}.rope.scaling.type is set; slimtune implements plain RoPE only`);
+  const linearGemma = arch === "gemma3" && meta.get(`${arch}.rope.scaling.type`)?.value === "linear";
+  if (!linearGemma && meta.has(`${arch}.rope.scaling.type`) && meta.get(`${arch}.rope.scaling.type`)?.value !== "none") fail(`${arch}.rope.scaling.type is set; slimtune implements plain RoPE only`);
   if (gguf.tensors.has("rope_freqs.weight")) fail("has rope_freqs.weight (LLaMA 3.1-style RoPE scaling); slimtune implements plain RoPE only");
   const embed = gguf.tensors.get("token_embd.weight") ?? fail("has no token_embd.weight");
   const vocab = embed.ne[1]!;
@@ -223,6 +236,11 @@ export function readLlamaGguf(file: string): LlamaGguf {
     hidden_act: "silu",
     torch_dtype: "float32",
   };
+  if (arch === "phi3") raw.sliding_window = num("attention.sliding_window", false) ?? null;
+  if (arch === "gemma3") {
+    delete raw.hidden_act;
+    Object.assign(raw, gemma3ConfigFields((k) => num(k, false), (k) => meta.get(`${arch}.${k}`)?.value, layers, hidden, maxHeads, headDim));
+  }
   const bos = tokenIds("bos_token_id");
   const eos = tokenIds("eos_token_id");
   if (bos !== undefined) raw.bos_token_id = bos;
@@ -234,7 +252,7 @@ export function readLlamaGguf(file: string): LlamaGguf {
 
   const weights = new Map<string, HostParam>();
   for (const [name, shape] of llamaParamShapes(config)) {
-    const g = ggufTensorName(name);
+    const g = ggufTensorName(name, arch as GgufArch);
     if (!gguf.tensors.has(g) && isRemoved(config, name)) {
       // deci writes nothing for a layer without attention; slimtune keeps empty weights and a unit norm.
       weights.set(name, { data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(1), shape: [...shape] });
@@ -248,10 +266,11 @@ export function readLlamaGguf(file: string): LlamaGguf {
     let data = readTensor(gguf, g);
     const headsOf = qkHeads(config, name);
     if (headsOf > 0) data = permuteQK(data, headsOf, config.headDim, "hf");
+    if (arch === "gemma3" && isShiftedNorm(name)) data = unshiftNorm(data);
     weights.set(name, { data, shape: [...shape] });
   }
   // By the names this model's tensors get (ffn_up is up_proj in llama, gate_up_proj in phi3).
-  const expected = new Set([...weights.keys()].map(ggufTensorName));
+  const expected = new Set([...weights.keys()].map((n) => ggufTensorName(n, arch as GgufArch)));
   for (const name of gguf.tensors.keys()) {
     if (!expected.has(name)) fail(`has tensor "${name}", which slimtune's ${arch} model does not use`);
   }

@@ -4,6 +4,8 @@
 import path from "node:path";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { FUSED_PARTS, LINEAR_MODULES, type LinearModule, linearLayers } from "../../arch/llama/shapes.js";
+import { GPT2_PARTS } from "../../arch/gpt2/names.js";
+import { isGpt2 } from "../../arch/llama/config.js";
 import type { HostParam, ParamSource } from "../../arch/params.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { Rng } from "../../core/rng.js";
@@ -92,7 +94,8 @@ export function loraMethod(base: LoraBase, opts: LoraOptions, name = "lora"): Lo
 
   let count = 0;
   for (const t of trainable.values()) count += t.data.length;
-  const adapterConfig: PeftLoraConfig = { r: rank, loraAlpha: alpha, targetModules, baseModelNameOrPath: base.baseName, useRslora };
+  // GPT-2's layers are Conv1D: PEFT records fan_in_fan_out for them (A and B keep nn.Linear's shapes).
+  const adapterConfig: PeftLoraConfig = { r: rank, loraAlpha: alpha, targetModules, baseModelNameOrPath: base.baseName, useRslora, ...(isGpt2(base.config) ? { fanInFanOut: true } : {}) };
   return {
     name,
     config: base.config,
@@ -114,14 +117,15 @@ export function loraMethod(base: LoraBase, opts: LoraOptions, name = "lora"): Lo
 /**
  * Target names of split layers (q_proj, gate_proj, …) on a model that holds them fused (phi3) name
  * the fused layer instead (qkv_proj, gate_up_proj), as PEFT users of such models write them; the
- * adapter then records the fused names. Other models and regexes are left as given.
+ * adapter then records the fused names. On gpt2 they name its Conv1D layers (c_attn, c_proj, c_fc).
+ * Other models and regexes are left as given.
  */
 export function fusedTargets(modulePaths: readonly string[], targetModules: readonly string[] | string): string[] | string {
   if (typeof targetModules === "string") return targetModules;
   const present = new Set(modulePaths.map((p) => p.slice(p.lastIndexOf(".") + 1)));
   const out = targetModules.map((t) => {
     if (present.has(t)) return t;
-    const fused = Object.entries(FUSED_PARTS).find(([name, parts]) => present.has(name) && parts.includes(t as LinearModule));
+    const fused = Object.entries({ ...FUSED_PARTS, ...GPT2_PARTS }).find(([name, parts]) => present.has(name) && parts.includes(t as LinearModule));
     return fused ? fused[0] : t;
   });
   return [...new Set(out)];
@@ -201,6 +205,10 @@ export function loraForDenseModel(model: LlamaModel, opts: LoraOptions, baseName
 export function loraFromAdapter(base: LoraBase, adapterDir: string, opts: { seed?: number; name?: string } = {}): LoraMethod {
   const adapter = loadPeftAdapter(adapterDir);
   const c = adapter.config;
+  if (c.fanInFanOut && !isGpt2(base.config)) {
+    // fan_in_fan_out says the base layers store W as [in, out] (Conv1D); this model's are nn.Linear.
+    throw new SlimtuneError("E_CONFIG", `fan_in_fan_out is true (an adapter for Conv1D layers, GPT-2), but the base is ${base.config.modelType}; use the adapter with the base model it was trained on`, path.join(adapterDir, PEFT_CONFIG_FILE));
+  }
   try {
     matchTargets(base.modulePaths, c.targetModules);
   } catch (err) {

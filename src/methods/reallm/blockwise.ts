@@ -4,6 +4,7 @@
 // Block by block, in order, like GPTQ's calibration (models/llama/block.ts); only L₁, L₂ move.
 
 import type { HostParam } from "../../arch/params.js";
+import { isGpt2 } from "../../arch/llama/config.js";
 import { Rng } from "../../core/rng.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { calibrationWindows } from "../../data/calibration.js";
@@ -38,6 +39,7 @@ export interface BlockwiseReport {
 /** Fits L₁, L₂ (the `trainable` arrays, updated in place) block by block. */
 export async function blockwiseFit(qm: QuantizedModel, trainable: ReadonlyMap<string, HostParam>, ctx: PrepareContext, opts: BlockwiseOptions): Promise<BlockwiseReport[]> {
   const { config } = qm;
+  if (isGpt2(config)) throw new SlimtuneError("E_ARG", "ReALLM's block-wise fit (--block-steps) does not support gpt2 yet; run --method reallm with --block-steps 0");
   const ref = opts.reference;
   if (ref.config.hiddenSize !== config.hiddenSize || ref.config.numLayers !== config.numLayers || ref.config.vocabSize !== config.vocabSize) {
     throw new SlimtuneError("E_CONFIG", `--reference has hidden ${ref.config.hiddenSize}, ${ref.config.numLayers} layers and vocabulary ${ref.config.vocabSize}; the ReALLM model has ${config.hiddenSize}, ${config.numLayers} and ${config.vocabSize} — pass the float model it was quantized from`, ref.sourceDir ?? undefined);
@@ -47,8 +49,8 @@ export async function blockwiseFit(qm: QuantizedModel, trainable: ReadonlyMap<st
   const C = config.hiddenSize;
   const rows = ids.length;
   const chunks = { rows, hidden: C, seq: T, batch: Math.max(1, Math.floor(2048 / T)) };
-  let xf = embedRows(ref.weights.get("model.embed_tokens.weight")!, ids);
-  let xq = embedRows(qm.dense.get("model.embed_tokens.weight")!, ids);
+  let xf = embedRows(ref.weights.get("model.embed_tokens.weight")!, ids, config);
+  let xq = embedRows(qm.dense.get("model.embed_tokens.weight")!, ids, config);
   const rng = new Rng(ctx.seed + 17);
   const sessionOpts = { threads: ctx.threads, memoryArena: false };
   const feedsOf = (names: string[]) => Object.fromEntries(names.map((n) => [n, trainable.get(n)!])) as Record<string, HostTensor>;

@@ -4,8 +4,10 @@
 // block's output against a target). Hidden states flow block to block as [S·T, C] float32 arrays.
 
 import { ropeInvFreq } from "../../arch/llama/rope.js";
-import { type LlamaConfig } from "../../arch/llama/config.js";
+import { type LlamaConfig, isGpt2 } from "../../arch/llama/config.js";
+import { gpt2LayerPrefix } from "../../arch/gpt2/names.js";
 import { linearLayers } from "../../arch/llama/shapes.js";
+import { embeddingScale } from "../../arch/llama/gemma3.js";
 import type { HostParam, ParamSource } from "../../arch/params.js";
 import { type CompiledGraph, type Graph, type GraphOutputs, type HostTensor, type Value, gemm, grad, mul, reduceMean, ropeTables, sub } from "../../engine/index.js";
 import { llamaBlock } from "./graph.js";
@@ -25,7 +27,8 @@ export function inputGroups(config: LlamaConfig, layer: number): string[][] {
   const groups: string[][] = [];
   let last = "";
   for (const l of linearLayers(config).filter((x) => x.layer === layer)) {
-    const input = l.module === "q_proj" || l.module === "k_proj" || l.module === "v_proj" ? "attn_in" : l.module === "gate_proj" || l.module === "up_proj" ? "mlp_in" : l.module;
+    // gpt2's four layers each read their own input (c_attn, attn.c_proj, c_fc, mlp.c_proj): one group each.
+    const input = l.module === "q_proj" || l.module === "k_proj" || l.module === "v_proj" ? "attn_in" : l.module === "gate_proj" || l.module === "up_proj" ? "mlp_in" : l.path;
     if (input === last) groups[groups.length - 1]!.push(l.path);
     else groups.push([l.path]);
     last = input;
@@ -34,8 +37,8 @@ export function inputGroups(config: LlamaConfig, layer: number): string[][] {
 }
 
 /** Every parameter name of decoder layer `layer` (norms, linear weights and biases). */
-export function blockParamNames(weights: ReadonlyMap<string, HostParam>, layer: number): string[] {
-  const prefix = `model.layers.${layer}.`;
+export function blockParamNames(weights: ReadonlyMap<string, HostParam>, layer: number, config: Pick<LlamaConfig, "modelType">): string[] {
+  const prefix = `${isGpt2(config) ? gpt2LayerPrefix(layer) : `model.layers.${layer}`}.`;
   return [...weights.keys()].filter((n) => n.startsWith(prefix));
 }
 
@@ -66,7 +69,10 @@ function blockBody(config: LlamaConfig, layer: number, params: ParamSource, batc
   const g = params.graph;
   const capture = new CapturingParams(params);
   const x = g.input(HIDDEN_IN, [batch * seq, config.hiddenSize]);
-  const tables = ropeTables(seq, config.headDim, config.ropeTheta, ropeInvFreq(config));
+  // GPT-2 has no RoPE: identity tables (cos 1, sin 0) leave q and k exactly as they are.
+  const tables = isGpt2(config)
+    ? { cos: new Float32Array(seq * config.headDim).fill(1), sin: new Float32Array(seq * config.headDim) }
+    : ropeTables(seq, config.headDim, config.ropeTheta, ropeInvFreq(config));
   const rot = { cos: g.constant(tables.cos, [seq, config.headDim]), sin: g.constant(tables.sin, [seq, config.headDim]) };
   const y = llamaBlock(config, capture, x, layer, { batch, seq, rot });
   return { x, y, capture };
@@ -159,10 +165,12 @@ export async function forEachChunk(
   }
 }
 
-/** Host embedding lookup: ids [S·T] → hidden states [S·T, C]. */
-export function embedRows(embed: HostParam, ids: Int32Array): Float32Array {
+/** Host embedding lookup: ids [S·T] → hidden states [S·T, C], scaled as the config's graph scales them (Gemma 3: × √C). */
+export function embedRows(embed: HostParam, ids: Int32Array, config: Pick<LlamaConfig, "gemma3" | "hiddenSize">): Float32Array {
   const C = embed.shape[1]!;
   const out = new Float32Array(ids.length * C);
   for (let i = 0; i < ids.length; i++) out.set(embed.data.subarray(ids[i]! * C, (ids[i]! + 1) * C), i * C);
+  const scale = embeddingScale(config);
+  if (scale !== 1) for (let i = 0; i < out.length; i++) out[i]! *= scale;
   return out;
 }

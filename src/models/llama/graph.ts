@@ -6,7 +6,12 @@
 import { type Value, add, causalAttention, gather, gemm, reshape, rmsNorm, ropeTables, siluGate, slice } from "../../engine/index.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
-import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
+import { GPT2_WTE } from "../../arch/gpt2/names.js";
+import { gpt2Hidden, gpt2Layer } from "../gpt2/graph.js";
+import { gemma3SequenceAttention } from "./gemma3-attention.js";
+import { gemma3Blocks, gemma3Layer } from "./gemma3-layer.js";
+import { sequenceWindowMasks } from "./window-mask.js";
 
 export interface DecoderInputs {
   /** Token ids, [B, T] int64. */
@@ -24,17 +29,24 @@ export interface DecoderInputs {
 
 /** Final normalised hidden states, [B·T, C]. */
 export function llamaHidden(config: LlamaConfig, p: ParamSource, inputs: DecoderInputs): Value {
+  if (isGpt2(config)) return gpt2Hidden(config, p, inputs); // GPT-2's own block: models/gpt2
   const g = p.graph;
   const [B, T] = inputs.ids.shape as [number, number];
+  if (config.gemma3) {
+    const attend = gemma3SequenceAttention(config, g, { batch: B, seq: T, ...(inputs.keyMask ? { keyMask: inputs.keyMask } : {}), ...(inputs.packed ? { packed: inputs.packed } : {}) });
+    return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
+  }
   const tables = ropeTables(T, config.headDim, config.ropeTheta, ropeInvFreq(config));
   const table = { cos: g.constant(tables.cos, [T, config.headDim]), sin: g.constant(tables.sin, [T, config.headDim]) };
   const packed = inputs.packed;
   // Packed rows read each token's angles at its own position: [B, 1, T, D] broadcasts over heads.
   const atPositions = (t: Value) => reshape(gather(t, packed!.positions), [B, 1, T, config.headDim]);
   const rot = packed ? { cos: atPositions(table.cos), sin: atPositions(table.sin) } : table;
-  const attend: LayerAttention = (_i, q, k, v, widths) => {
+  // The example mask of packed rows, with each layer's sliding window (if any) on top.
+  const maskOf = sequenceWindowMasks(config, g, { batch: B, seq: T, ...(packed ? { exampleMask: packed.exampleMask } : {}) });
+  const attend: LayerAttention = (i, q, k, v, widths) => {
     const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim };
-    return causalAttention(q, k, v, shape, rot, inputs.keyMask, packed?.exampleMask);
+    return causalAttention(q, k, v, shape, rot, inputs.keyMask, maskOf(i, q.dtype));
   };
   return llamaBlocks(config, p, inputs.ids, attend, { checkpoint: inputs.checkpoint ?? false });
 }
@@ -59,9 +71,11 @@ export function llamaBlocks(
 ): Value {
   const g = p.graph;
   const norm = opts.norm ?? rmsNorm;
+  if (config.gemma3) return gemma3Blocks(config, p, ids, attend, norm, opts.checkpoint ?? false);
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
-  let x = reshape(gather(p.tensor("model.embed_tokens.weight"), ids), [g.dims.mul(B, T), C]); // (B·T, C)
+  const rows = p.embed ? p.embed(ids) : gather(p.tensor("model.embed_tokens.weight"), ids);
+  let x = reshape(rows, [g.dims.mul(B, T), C]); // (B·T, C)
   for (let i = 0; i < config.numLayers; i++) {
     x = opts.checkpoint ? g.checkpointed(x, (xi) => llamaLayer(config, p, xi, i, attend, norm)) : llamaLayer(config, p, x, i, attend, norm);
   }
@@ -73,6 +87,7 @@ export function llamaLayer(config: LlamaConfig, p: ParamSource, x: Value, i: num
   const pre = `model.layers.${i}`;
   const widths = layerShape(config, i);
   if (config.fusedProjections) return fusedLayer(config, p, x, i, attend, norm);
+  if (config.gemma3) return gemma3Layer(config, p, x, i, attend, norm);
   // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
   if (widths.numHeads > 0) {
     const h = norm(x, p.tensor(`${pre}.input_layernorm.weight`), config.rmsNormEps);
@@ -124,15 +139,19 @@ export interface BlockContext {
   keyMask?: Value;
 }
 
-/** Decoder layer `i` on hidden states x [B·T, C] with causal attention over the window (one block as its own graph). */
+/** Decoder layer `i` on hidden states x [B·T, C] with causal attention (within the layer's sliding window, if any), one block as its own graph. */
 export function llamaBlock(config: LlamaConfig, p: ParamSource, x: Value, i: number, ctx: BlockContext): Value {
-  const attend: LayerAttention = (_i, q, k, v, widths) =>
-    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask);
-  return llamaLayer(config, p, x, i, attend);
+  // Gemma 3's layers have their own RoPE and window: ctx.rot (the config's one RoPE) does not apply.
+  const gemma = config.gemma3 ? gemma3SequenceAttention(config, p.graph, { batch: ctx.batch, seq: ctx.seq, ...(ctx.keyMask ? { keyMask: ctx.keyMask } : {}) }) : null;
+  const maskOf = sequenceWindowMasks(config, p.graph, { batch: ctx.batch, seq: ctx.seq });
+  const attend: LayerAttention = gemma ?? ((j, q, k, v, widths) =>
+    causalAttention(q, k, v, { batch: ctx.batch, seq: ctx.seq, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: config.headDim }, ctx.rot, ctx.keyMask, maskOf(j, q.dtype)));
+  return isGpt2(config) ? gpt2Layer(config, p, x, i, attend) : llamaLayer(config, p, x, i, attend);
 }
 
 /** Next-token logits [N, V] from hidden states [N, C]. */
 export function llamaLogits(config: LlamaConfig, p: ParamSource, hidden: Value): Value {
-  const head = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (p.head) return p.head(hidden);
+  const head = config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight";
   return gemm(hidden, p.tensor(head), { transB: true });
 }

@@ -5,10 +5,15 @@
 // logits, present.{i}.key/value.
 
 import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
-import { type LlamaConfig, layerShape } from "../../arch/llama/config.js";
+import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
+import { GPT2_WTE } from "../../arch/gpt2/names.js";
 import type { ParamSource } from "../../arch/params.js";
 import { ropeInvFreq } from "../../arch/llama/rope.js";
 import { llamaBlocks } from "./graph.js";
+import { gemma3CachedAttention } from "./gemma3-attention.js";
+import { gpt2Blocks } from "../gpt2/graph.js";
+import { layerNormFused } from "../gpt2/layers.js";
+import { cachedWindowMasks } from "./window-mask.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -26,6 +31,11 @@ export interface KvGraphOptions {
   past: boolean;
   /** "last": logits [B, V] of each sequence's last position (generation); "all": [B, T, V] (exports). */
   logits: "last" | "all";
+  /**
+   * What position_ids counts from (default 0). An ONNX export of Gemma 3 takes 1: transformers.js
+   * feeds gemma3_text position ids starting at 1, as onnx-community's Gemma 3 exports expect.
+   */
+  positionBase?: number;
 }
 
 export interface KvGraph {
@@ -55,26 +65,30 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
 
   // One token at a time, every node's fixed cost counts: RMSNorm and RoPE run as ONNX Runtime's
   // fused kernels (SimplifiedLayerNormalization, com.microsoft.RotaryEmbedding, which transformers.js'
-  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context.
-  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
-  const half = [config.maxPositionEmbeddings, D / 2];
-  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
-  const rotate = (x: Value) => ropeFused(x, positions, rot);
+  // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context. GPT-2 has
+  // no RoPE: its blocks (models/gpt2) add learned position embeddings at position_ids instead, and
+  // its LayerNorms run as ONNX's LayerNormalization.
   const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
-  const hidden = llamaBlocks(
-    config,
-    p,
-    ids,
-    (i, q, k, v, widths) => {
+  const onPresent = (i: number, key: Value, value: Value) => {
+    outputs[presentName(i, "key")] = key;
+    outputs[presentName(i, "value")] = value;
+  };
+  // Gemma 3: a RoPE table per layer kind and the sliding window on its local layers.
+  const gemma = config.gemma3
+    ? gemma3CachedAttention(config, g, { batch: B, seq: T, past: P, positions, positionBase: opts.positionBase ?? 0, mask, keep, pastOf: (i) => past[i]!, onPresent })
+    : null;
+  const rotate = gemma ? null : isGpt2(config) ? (x: Value) => x : ropeRotation(config, positions);
+  const maskOf = cachedWindowMasks(config, { keep, seq: T, past: P, mask }); // the sliding window of the layers that have one
+  const attend =
+    gemma ??
+    ((i: number, q: Value, k: Value, v: Value, widths: LayerShape) => {
       const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
-      const { out, key, value } = cachedAttention(q, k, v, shape, rotate, mask, past[i]!);
-      outputs[presentName(i, "key")] = key;
-      outputs[presentName(i, "value")] = value;
+      const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, maskOf(i), past[i]!);
+      onPresent(i, key, value);
       return out;
-    },
-    { norm: rmsNormFused },
-  );
+    });
+  const hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend, { norm: layerNormFused }) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
@@ -83,14 +97,26 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     outputs[presentName(i, "value")] = emptyCache(g, B, total, D);
   });
 
-  const head = p.tensor(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  // A quantized table (ParamSource.head) or the float head tensor.
+  const headName = config.tieWordEmbeddings ? (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight") : "lm_head.weight";
+  const project = (x: Value) => (p.head ? p.head(x) : gemm(x, p.tensor(headName), { transB: true }));
   const V = config.vocabSize;
   const C = config.hiddenSize;
   const logits =
     opts.logits === "last"
-      ? gemm(take(reshape(hidden, [B, T, C]), 1, -1), head, { transB: true }) // (B, V)
-      : reshape(gemm(hidden, head, { transB: true }), [B, T, V]); // (B, T, V)
+      ? project(take(reshape(hidden, [B, T, C]), 1, -1)) // (B, V)
+      : reshape(project(hidden), [B, T, V]); // (B, T, V)
   return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads };
+}
+
+/** RoPE at `positions` through ONNX Runtime's fused kernel, with HF's float32 tables up to the model's context. */
+function ropeRotation(config: LlamaConfig, positions: Value): (x: Value) => Value {
+  const D = config.headDim;
+  const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
+  const half = [config.maxPositionEmbeddings, D / 2];
+  const g = positions.graph;
+  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
+  return (x: Value) => ropeFused(x, positions, rot);
 }
 
 /** [B, 0, P + T, D]: a cache with no heads, the length of the others. */

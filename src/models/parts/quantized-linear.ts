@@ -6,7 +6,8 @@
 //   layer runs as the same layer with its columns permuted (contiguous groups), by any path above;
 // - ReALLM: y = x·Q̂ᵀ + (x·L₂ᵀ)·L₁ᵀ, L₁/L₂ constants or graph inputs (trained); Q̂ either dequantized
 //   once on the host into a constant ("dequantized", the default) or rebuilt in the graph from its
-//   codes by a codebook Gather times the block scales ("gather").
+//   codes by a codebook Gather times the block scales ("gather"), or the same from constants at their
+//   stored widths ("compact", exports: the file is the folder's size).
 // A new kind adds one builder to the table below.
 //
 // Training keeps the frozen base compressed: codes stay int8 initializers (constant folding is
@@ -17,10 +18,12 @@
 // time; the price is one extra dequantization per layer per step.
 
 import { type Graph, type Value, add, cast, gather, gemm, mul, reduceSum, reshape, transpose } from "../../engine/index.js";
+import { float32ToFloat16, roundToF16 } from "../../core/f16.js";
 import { nf4Codebook } from "../../quant/kinds/nf4.js";
 import { blockScale, dequantizeVq } from "../../quant/kinds/reallm.js";
 import type { GridLinear, Nf4Linear, QuantizedLinear, ReallmLinear, RtnLinear } from "../../quant/types.js";
 import { canUseMatMulNBits, matMulNBits } from "./matmul-nbits.js";
+import { canPackCodes, packedCodes } from "./packed-codes.js";
 
 export interface QuantLinearGraphOptions {
   /** Scales as a graph value (an input when they train); default: a constant from `q.scales`. */
@@ -29,10 +32,17 @@ export interface QuantLinearGraphOptions {
   fused?: boolean;
   /** MatMulNBits' accuracy_level: 0 exact (default), 4 int8 activations (generation). */
   accuracyLevel?: 0 | 4;
+  /** MatMulNBits on 3-bit codes stored at 3 bits and widened in the graph (exports: the file's size). */
+  packThreeBit?: boolean;
   /** ReALLM: L₁ [N, r] and L₂ [r, K] as graph values (inputs when they train); default constants. */
   lowRank?: { l1: Value; l2: Value };
-  /** ReALLM: how Q̂ enters the graph (default "dequantized"). */
-  vq?: "dequantized" | "gather";
+  /**
+   * ReALLM: how Q̂ enters the graph (default "dequantized"). "compact" is "gather" with every constant
+   * at its stored width — codes packed at their bits (parts/packed-codes.ts), scale codes uint8,
+   * codebook and float16 factors in half precision,
+   * widened in the graph — so an exported file is the size of the folder.
+   */
+  vq?: "dequantized" | "gather" | "compact";
 }
 
 /**
@@ -55,7 +65,7 @@ const rtnLinear: Builder<RtnLinear> = (g, q, name, opts) => {
     return (x) => inner(permute(x));
   }
   const { outFeatures: N, inFeatures: K, groupSize } = q;
-  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name, opts.accuracyLevel);
+  if (opts.fused && !opts.scales && canUseMatMulNBits(q)) return matMulNBits(g, q, name, opts.accuracyLevel, opts.packThreeBit);
   keepCompressed(g);
   const codes = g.constant(...centeredCodes(q), `${name}.centered_codes`);
   const levels = () => cast(codes, "float32");
@@ -86,7 +96,27 @@ const nf4Linear: Builder<Nf4Linear> = (g, q, name, opts) => {
 const reallmLinear: Builder<ReallmLinear> = (g, q, name, opts) => {
   const { outFeatures: N, inFeatures: K, spec } = q;
   let vq: (x: Value) => Value;
-  if (opts.vq === "gather") {
+  const compact = opts.vq === "compact";
+  if (compact) {
+    keepCompressed(g);
+    const d = spec.vqDim;
+    const bs = spec.blockSize;
+    const book = narrowFloat(g, q.codebook, [1 << spec.codeBits, d], `${name}.vq_codebook`);
+    const count = N * (K / d);
+    const codes = canPackCodes(spec.codeBits, count)
+      ? reshape(packedCodes(g, q.vqCodes, spec.codeBits, `${name}.vq_codes_packed`), [N, K / d])
+      : cast(g.constant(q.vqCodes, [N, K / d], "uint8", `${name}.vq_codes`), "int32");
+    // scale = code / (2^scaleBits − 1) · rowScale (quant/kinds/reallm.ts blockScale), per block.
+    const scaleCodes = cast(g.constant(q.scaleCodes, [N, K / bs, 1], "uint8", `${name}.vq_scale_codes`), "float32");
+    const rowFactor = g.constant(q.rowScales.map((s) => s / ((1 << spec.scaleBits) - 1)), [N, 1, 1], "float32", `${name}.vq_row_scales`);
+    const s = mul(scaleCodes, rowFactor);
+    const permute = q.perm ? columnPermutation(g, q.perm, `${name}.vq_perm`, "int32") : (x: Value) => x;
+    vq = (x) => {
+      const entries = gather(book, codes); // [N, K/d, d]
+      const qPermuted = reshape(mul(reshape(entries, [N, K / bs, bs]), s), [N, K]);
+      return gemm(permute(x), qPermuted, { transB: true });
+    };
+  } else if (opts.vq === "gather") {
     const d = spec.vqDim;
     const bs = spec.blockSize;
     const book = g.constant(q.codebook, [1 << spec.codeBits, d], "float32", `${name}.vq_codebook`);
@@ -106,8 +136,9 @@ const reallmLinear: Builder<ReallmLinear> = (g, q, name, opts) => {
   }
   const r = spec.rank;
   if (r === 0) return vq;
-  const l1 = opts.lowRank?.l1 ?? g.constant(q.l1, [N, r], "float32", `${name}.lowrank_l1`);
-  const l2 = opts.lowRank?.l2 ?? g.constant(q.l2, [r, K], "float32", `${name}.lowrank_l2`);
+  const factor = (data: Float32Array, shape: number[], n: string) => (compact && spec.lowRankDtype === "float16" ? narrowFloat(g, data, shape, n) : g.constant(data, shape, "float32", n));
+  const l1 = opts.lowRank?.l1 ?? factor(q.l1, [N, r], `${name}.lowrank_l1`);
+  const l2 = opts.lowRank?.l2 ?? factor(q.l2, [r, K], `${name}.lowrank_l2`);
   return (x) => add(vq(x), gemm(gemm(x, l2, { transB: true }), l1, { transB: true }));
 };
 
@@ -159,9 +190,15 @@ function groupOrdered(q: RtnLinear): { layer: RtnLinear; perm: Int32Array } {
   return { layer: { ...rest, codes }, perm };
 }
 
+/** float16 storage widened in the graph when every value is a float16 value (ReALLM's codebook, factors), else float32. */
+function narrowFloat(g: Graph, data: Float32Array, shape: number[], name: string): Value {
+  if (!data.every((v) => roundToF16(v) === v)) return g.constant(data, shape, "float32", name);
+  return cast(g.constant(float32ToFloat16(data), shape, "float16", name), "float32");
+}
+
 /** x [M, K] → x[:, perm] (a row gather on xᵀ, so gradients flow back through Gather's VJP); the index built once. */
-function columnPermutation(g: Graph, perm: Int32Array, name: string): (x: Value) => Value {
-  const idx = g.constant(BigInt64Array.from(perm, (v) => BigInt(v)), [perm.length], "int64", name);
+function columnPermutation(g: Graph, perm: Int32Array, name: string, index: "int64" | "int32" = "int64"): (x: Value) => Value {
+  const idx = index === "int32" ? g.constant(Int32Array.from(perm), [perm.length], "int32", name) : g.constant(BigInt64Array.from(perm, (v) => BigInt(v)), [perm.length], "int64", name);
   return (x) => transpose(gather(transpose(x, [1, 0]), idx), [1, 0]);
 }
 

@@ -6,9 +6,10 @@ import type { ParamSource } from "../../arch/params.js";
 import { type Graph, type Value, add, gemm } from "../../engine/index.js";
 import { dequantize } from "../../quant/kinds/index.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
-import type { QuantizedLinear, QuantizedModel } from "../../quant/types.js";
+import type { QuantizedLinear, QuantizedModel, RtnLinear } from "../../quant/types.js";
 import { DenseParams } from "../llama/params.js";
 import { canUseMatMulNBits } from "./matmul-nbits.js";
+import { quantizedTable } from "./quantized-embedding.js";
 import { quantizedLinear } from "./quantized-linear.js";
 
 export interface QuantizedParamsOptions {
@@ -26,7 +27,14 @@ export interface QuantizedParamsOptions {
   /** ReALLM layers' L₁, L₂ become graph inputs named by lowRankNames (they train). */
   lowRankInputs?: boolean;
   /** How ReALLM's vector-quantized part enters the graph. */
-  vq?: "dequantized" | "gather";
+  vq?: "dequantized" | "gather" | "compact";
+  /** MatMulNBits layers of 3 bits store their codes at 3 bits (exports). */
+  packThreeBit?: boolean;
+  /**
+   * Token embedding and LM head as quantized tables (models/parts/quantized-embedding.ts) instead of
+   * the float tensors; a tied model passes the same layer as both, and the graph holds it once.
+   */
+  tables?: { embedding?: RtnLinear; lmHead?: RtnLinear };
 }
 
 /** Graph input names of a ReALLM layer's low-rank factors (also their tensor names in the folder). */
@@ -36,6 +44,8 @@ export class QuantizedParams implements ParamSource {
   private readonly dense: DenseParams;
   /** Each layer built once, applied as often as the graph calls it (a checkpointed block twice). */
   private readonly layers = new Map<string, (x: Value) => Value>();
+  readonly embed?: (ids: Value) => Value;
+  readonly head?: (x: Value) => Value;
 
   constructor(
     readonly graph: Graph,
@@ -43,6 +53,14 @@ export class QuantizedParams implements ParamSource {
     private readonly opts: QuantizedParamsOptions = {},
   ) {
     this.dense = new DenseParams(graph, qm.dense, new Set());
+    const { embedding, lmHead } = opts.tables ?? {};
+    const level = opts.accuracyLevel ?? 0;
+    const table = embedding ? quantizedTable(graph, embedding, "model.embed_tokens", level) : undefined;
+    if (table) this.embed = (ids) => table.embed(ids);
+    if (lmHead) {
+      const head = lmHead === embedding && table ? table : quantizedTable(graph, lmHead, "lm_head", level);
+      this.head = (x) => head.head(x);
+    }
   }
 
   tensor(name: string): Value {
@@ -76,6 +94,6 @@ export class QuantizedParams implements ParamSource {
       const b = q.bias ? this.graph.constant(q.bias, [q.outFeatures], "float32", `${path}.bias`) : null;
       return (x) => (b ? add(gemm(x, w, { transB: true }), b) : gemm(x, w, { transB: true }));
     }
-    return quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
+    return quantizedLinear(this.graph, q, path, { scales, fused, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}), ...(this.opts.packThreeBit ? { packThreeBit: true } : {}) });
   }
 }

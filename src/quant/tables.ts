@@ -1,0 +1,35 @@
+// The token embedding and LM head quantized as tables, so a 4-bit model is a ~4-bit file (issue 17):
+// round-to-nearest in groups of 32 along the hidden size, symmetric (zero 2^(bits−1)), the grid both
+// GatherBlockQuantized and MatMulNBits read without zero points (models/parts/quantized-embedding.ts).
+// A tied model gets one table serving both.
+
+import type { LlamaConfig } from "../arch/llama/config.js";
+import type { HostParam } from "../arch/params.js";
+import { dequantizeRtn, quantizeRtn } from "./kinds/rtn.js";
+import type { QuantizedTables, QuantSpec } from "./types.js";
+
+export const TABLE_GROUP = 32;
+
+export const tableSpec = (bits: 4 | 8): QuantSpec => ({ scheme: "rtn", bits, groupSize: TABLE_GROUP, symmetric: true });
+
+/** Tables at `bits` from the float tensors; null when the hidden size has no whole groups of 32. */
+export function quantizeTables(config: LlamaConfig, weights: ReadonlyMap<string, HostParam>, bits: 4 | 8): QuantizedTables | null {
+  if (config.hiddenSize % TABLE_GROUP !== 0) return null;
+  const table = (name: string) => {
+    const w = weights.get(name);
+    return w ? quantizeRtn(w.data, w.shape[0]!, w.shape[1]!, tableSpec(bits)) : undefined;
+  };
+  const embedding = table("model.embed_tokens.weight");
+  return { embedding, lmHead: config.tieWordEmbeddings ? embedding : table("lm_head.weight") };
+}
+
+/** The float values the tables hold, by the tensor names they replace. */
+export function dequantizedTables(config: LlamaConfig, tables: QuantizedTables): Map<string, HostParam> {
+  const out = new Map<string, HostParam>();
+  const put = (name: string, q: QuantizedTables["embedding"]) => {
+    if (q) out.set(name, { data: dequantizeRtn(q), shape: [q.outFeatures, q.inFeatures] });
+  };
+  put("model.embed_tokens.weight", tables.embedding);
+  if (!config.tieWordEmbeddings) put("lm_head.weight", tables.lmHead);
+  return out;
+}

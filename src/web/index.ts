@@ -1,0 +1,10 @@
+// slimtune/web: the page's API. Open a model from bytes (picked files, or fetched), quantize it to
+// 4 bits, train PEQA or LoRA adapters step by step, generate, keep and switch adapters, and get
+// the adapter files to download — on onnxruntime-web (useOnnxRuntimeWeb first).
+
+export { useOnnxRuntimeWeb, type WebRuntime, type WebRuntimeOptions } from "./ort-web.js";
+export { WebSession, defaultWebTrainOptions, type LoraChoice, type WebMethod } from "./session.js";
+export type { WebStep, WebTrainOptions } from "./trainer.js";
+export { modelFromBytes, type FileBytes } from "./model-bytes.js";
+export { filesFromPicked, fetchModelFiles, MODEL_FILE_NAMES } from "./files.js";
+export { SlimtuneError } from "../core/errors.js";

@@ -1,0 +1,83 @@
+// A Hugging Face model folder given as bytes (files a user picked, or fetched): config.json,
+// model.safetensors (or shards named by model.safetensors.index.json), tokenizer.json and
+// tokenizer_config.json. Only the byte-level codecs are used, so this runs in a page.
+
+import { llamaParamShapes } from "../arch/llama/shapes.js";
+import type { HostParam } from "../arch/params.js";
+import { SlimtuneError } from "../core/errors.js";
+import { isJsonObject, parseJsonText } from "../core/json.js";
+import { parseLlamaConfig } from "../formats/hf-config.js";
+import { SafetensorsFile } from "../formats/safetensors.js";
+import { type TextTokenizer, buildTokenizer } from "../formats/tokenizer.js";
+import { assertFiniteBase } from "../models/finite.js";
+import { LlamaModel } from "../models/llama/model.js";
+
+export interface ModelFromBytes {
+  model: LlamaModel;
+  tokenizer: TextTokenizer;
+  /** Bytes of every file read (what the page shows as the model's size). */
+  fileBytes: number;
+}
+
+/** File name (no folder) → bytes. */
+export type FileBytes = ReadonlyMap<string, Uint8Array>;
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+function required(files: FileBytes, name: string, fix: string): Uint8Array {
+  const bytes = files.get(name);
+  if (!bytes) throw new SlimtuneError("E_NOT_FOUND", `${name} is missing; ${fix}`, name);
+  return bytes;
+}
+
+function jsonObject(files: FileBytes, name: string, fix: string): Record<string, unknown> {
+  const value = parseJsonText(text(required(files, name, fix)), { file: name, invalidFix: "re-download it" });
+  if (!isJsonObject(value)) throw new SlimtuneError("E_CONFIG", "must be a JSON object; re-download it", name);
+  return value;
+}
+
+/** The safetensors file holding each tensor: the single file, or the shards the index names. */
+function tensorFiles(files: FileBytes): (name: string) => SafetensorsFile {
+  const opened = new Map<string, SafetensorsFile>();
+  const open = (file: string) => {
+    let st = opened.get(file);
+    if (!st) {
+      st = SafetensorsFile.fromBytes(file, required(files, file, "pick every shard the index names"));
+      opened.set(file, st);
+    }
+    return st;
+  };
+  if (files.has("model.safetensors")) return () => open("model.safetensors");
+  const index = jsonObject(files, "model.safetensors.index.json", "pick a folder with model.safetensors (or its shards and their index)");
+  const map = index.weight_map;
+  if (!isJsonObject(map)) throw new SlimtuneError("E_SAFETENSORS", '"weight_map" must map tensor names to shard files', "model.safetensors.index.json");
+  return (name) => {
+    const shard = map[name];
+    if (typeof shard !== "string") throw new SlimtuneError("E_SAFETENSORS", `no shard holds tensor "${name}"`, "model.safetensors.index.json");
+    return open(shard);
+  };
+}
+
+/** Parses a float LLaMA-family model and its tokenizer from the folder's files. */
+export function modelFromBytes(files: FileBytes): ModelFromBytes {
+  const config = parseLlamaConfig(jsonObject(files, "config.json", "pick the whole model folder"), "config.json");
+  const fileOf = tensorFiles(files);
+  const weights = new Map<string, HostParam>();
+  for (const [name, shape] of llamaParamShapes(config)) {
+    const st = fileOf(name);
+    const entry = st.entries.get(name);
+    if (!entry) throw new SlimtuneError("E_SAFETENSORS", `missing tensor "${name}"; the weights do not match config.json`, st.path);
+    if (entry.shape.join(",") !== shape.join(",")) {
+      throw new SlimtuneError("E_SHAPE", `tensor "${name}" has shape [${entry.shape}]; config.json implies [${shape}]`, st.path);
+    }
+    weights.set(name, { data: st.float32(name), shape });
+  }
+  const model = new LlamaModel(config, weights, null);
+  assertFiniteBase({ kind: "float", model }, "model.safetensors");
+  const tokenizerJson = jsonObject(files, "tokenizer.json", "pick the model folder with its tokenizer.json");
+  const tokenizerConfig = files.has("tokenizer_config.json") ? jsonObject(files, "tokenizer_config.json", "") : {};
+  const tokenizer = buildTokenizer(tokenizerJson, tokenizerConfig, "tokenizer.json");
+  let fileBytes = 0;
+  for (const b of files.values()) fileBytes += b.byteLength;
+  return { model, tokenizer, fileBytes };
+}

@@ -1,0 +1,201 @@
+// Everything the page does with one model, in memory: open it from bytes, quantize it, train PEQA
+// or LoRA adapters, generate, keep several adapters and switch between them, and hand back the
+// files to download. Platform-neutral: it runs on whichever ONNX Runtime binding was chosen
+// (engine/ort-binding.ts), so the browser tests run this same class in Node to compare.
+
+import type { HostParam } from "../arch/params.js";
+import { SlimtuneError, quote } from "../core/errors.js";
+import { GraphCache, type SessionOptions } from "../engine/index.js";
+import { Generator } from "../eval/generate.js";
+import { type PerplexityResult, perplexity } from "../eval/perplexity.js";
+import { peftAdapterFiles } from "../formats/peft.js";
+import { peqaAdapterFiles } from "../formats/peqa-adapter.js";
+import type { TextTokenizer } from "../formats/tokenizer.js";
+import { loraForDenseModel } from "../methods/lora/index.js";
+import type { LoraMethod } from "../methods/lora/index.js";
+import type { TuningMethod } from "../methods/method.js";
+import { peqaMethod } from "../methods/peqa/index.js";
+import { baseScoring } from "../models/base-scoring.js";
+import type { ScoringModel } from "../models/scoring.js";
+import type { LlamaModel } from "../models/llama/model.js";
+import { quantizeModel } from "../quant/quantize-model.js";
+import { sizeReport } from "../quant/size.js";
+import type { QuantSpec, QuantizedModel } from "../quant/types.js";
+import { type FileBytes, modelFromBytes } from "./model-bytes.js";
+import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
+
+export type WebMethod = "peqa" | "lora";
+
+export interface LoraChoice {
+  rank: number;
+  alpha: number;
+  targets?: string[];
+  seed: number;
+}
+
+/** An adapter kept in the page: which method instance it belongs to and a copy of its tensors. */
+interface KeptAdapter {
+  method: TuningMethod;
+  tensors: Map<string, Float32Array>;
+}
+
+export const defaultWebTrainOptions: Omit<WebTrainOptions, "steps"> = {
+  lr: 1e-3,
+  warmupSteps: 0,
+  minLrRatio: 1,
+  weightDecay: 0,
+  clip: 1,
+  batch: 4,
+  seq: 64,
+  seed: 0,
+  heldOut: 0.1,
+};
+
+export class WebSession {
+  private quantized: QuantizedModel | null = null;
+  /** One method instance per kind: adapters of a kind share its graphs, so switching never recompiles. */
+  private readonly methods = new Map<WebMethod, TuningMethod>();
+  private readonly generators = new Map<TuningMethod | "base", Generator>();
+  private readonly adapters = new Map<string, KeptAdapter>();
+  private current: TuningMethod | null = null;
+  private readonly cache: GraphCache;
+  trainer: WebTrainer | null = null;
+
+  private constructor(
+    readonly model: LlamaModel,
+    readonly tokenizer: TextTokenizer,
+    readonly fileBytes: number,
+    private readonly session: SessionOptions,
+  ) {
+    this.cache = new GraphCache(session);
+  }
+
+  static open(files: FileBytes, session: SessionOptions = {}): WebSession {
+    const { model, tokenizer, fileBytes } = modelFromBytes(files);
+    return new WebSession(model, tokenizer, fileBytes, session);
+  }
+
+  get parameterCount(): number {
+    return this.model.parameterCount;
+  }
+
+  /** Bytes of the 4-bit model as a GPTQ folder would store it (null before quantize). */
+  get quantizedBytes(): number | null {
+    return this.quantized ? sizeReport(this.quantized).totalBytes : null;
+  }
+
+  get isQuantized(): boolean {
+    return this.quantized !== null;
+  }
+
+  /** RTN quantization of every linear layer (the float model is kept for LoRA). */
+  quantize(spec: QuantSpec, onProgress?: (done: number, total: number) => void): QuantizedModel {
+    if (this.quantized) throw new SlimtuneError("E_ARG", "the model is already quantized; reload it to quantize again");
+    this.quantized = quantizeModel(this.model, spec, onProgress);
+    return this.quantized;
+  }
+
+  /** The method instance of `kind`, created once (PEQA needs quantize() first). */
+  method(kind: WebMethod, lora: LoraChoice = { rank: 8, alpha: 16, seed: 0 }): TuningMethod {
+    let m = this.methods.get(kind);
+    if (!m) {
+      if (kind === "peqa") {
+        if (!this.quantized) throw new SlimtuneError("E_ARG", "PEQA trains the scales of a quantized model; quantize first");
+        m = peqaMethod(this.quantized);
+      } else {
+        m = loraForDenseModel(this.model, { rank: lora.rank, alpha: lora.alpha, seed: lora.seed, ...(lora.targets ? { targetModules: lora.targets } : {}) }, null);
+      }
+      this.methods.set(kind, m);
+    }
+    return m;
+  }
+
+  /**
+   * Starts a training run of `kind` on `text` from the method's current tensors (a fresh LoRA
+   * adapter or the base's scales the first time; the active adapter after that).
+   */
+  startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice): WebTrainer {
+    const method = this.method(kind, lora);
+    this.current = method;
+    const tokens = Int32Array.from(this.tokenizer.encode(text));
+    this.trainer = new WebTrainer(method, tokens, opts, this.cache);
+    return this.trainer;
+  }
+
+  async trainStep(keepGrads = false): Promise<WebStep> {
+    if (!this.trainer) throw new SlimtuneError("E_ARG", "no training run; start one first");
+    return this.trainer.step(keepGrads);
+  }
+
+  /** Copies the active method's tensors under `name` (replacing an adapter of that name). */
+  keepAdapter(name: string): void {
+    const method = this.activeMethod();
+    if (!name.trim()) throw new SlimtuneError("E_ARG", "give the adapter a name");
+    this.adapters.set(name, { method, tensors: new Map([...method.trainable].map(([k, p]) => [k, p.data.slice()])) });
+  }
+
+  get adapterNames(): string[] {
+    return [...this.adapters.keys()];
+  }
+
+  /** Makes `name` the active adapter: its tensors are copied into its method's inputs (no recompilation). */
+  useAdapter(name: string): void {
+    const kept = this.adapters.get(name);
+    if (!kept) throw new SlimtuneError("E_ARG", `no adapter named ${quote(name)}; kept: ${this.adapterNames.join(", ") || "none"}`);
+    for (const [k, data] of kept.tensors) kept.method.trainable.get(k)!.data.set(data);
+    this.current = kept.method;
+  }
+
+  /** Generation without any adapter (the float model, or the quantized one once quantized). */
+  useBase(): void {
+    this.current = null;
+  }
+
+  /** Greedy generation with the active adapter (or the base); returns the new token ids and text. */
+  async generate(prompt: string, maxNewTokens: number): Promise<{ ids: number[]; text: string; decodeTokensPerS: number }> {
+    const key = this.current ?? "base";
+    let gen = this.generators.get(key);
+    if (!gen) {
+      const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
+      gen = await Generator.create(scoring, this.tokenizer, this.session);
+      this.generators.set(key, gen);
+    }
+    const r = await gen.generate(prompt, { maxNewTokens, temperature: 0 });
+    return { ids: r.ids, text: r.text, decodeTokensPerS: r.decodeTokensPerS };
+  }
+
+  /** Perplexity of the active adapter (or the base) on `text`, in windows of `ctx` as `slimtune eval` scores a file. */
+  async perplexity(text: string, ctx: number, batch: number): Promise<PerplexityResult> {
+    const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
+    return perplexity(scoring, this.cache, Int32Array.from(this.tokenizer.encode(text)), { ctx, batch });
+  }
+
+  /** The files of adapter `name` (or of the active method): PEFT for LoRA, slimtune-peqa for PEQA. */
+  adapterFiles(name?: string): Map<string, Uint8Array[]> {
+    const method = name ? this.adapters.get(name)?.method : this.activeMethod();
+    const kept = name ? this.adapters.get(name) : undefined;
+    if (!method) throw new SlimtuneError("E_ARG", `no adapter named ${quote(name ?? "")}`);
+    const tensors = new Map<string, HostParam>([...method.trainable].map(([k, p]) => [k, { data: kept?.tensors.get(k) ?? p.data, shape: p.shape }]));
+    if (method.name === "peqa") return peqaAdapterFiles(this.quantized!, tensors);
+    return peftAdapterFiles((method as LoraMethod).adapterConfig, tensors);
+  }
+
+  private activeMethod(): TuningMethod {
+    if (!this.current) throw new SlimtuneError("E_ARG", "no adapter is active; train one first");
+    return this.current;
+  }
+
+  /** The quantized model once there is one (what PEQA adapters sit on), else the float model. */
+  private baseScoring() {
+    return baseScoring(this.quantized ? { kind: "quantized", model: this.quantized } : { kind: "float", model: this.model });
+  }
+
+  async release(): Promise<void> {
+    await this.cache.clear();
+  }
+}
+
+/** A method's current tensors as a ScoringModel (as methods/registry's methodScoring, without importing every method). */
+function methodScoring(method: TuningMethod): ScoringModel {
+  return { config: method.config, params: (g) => method.params(g, "eval"), weightFeeds: () => Object.fromEntries(method.trainable), cacheKey: method.name };
+}

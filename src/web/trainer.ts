@@ -1,0 +1,103 @@
+// Training steps a page can drive one at a time (a button, a loss chart): the pieces train/loop.ts
+// runs — the task's step graph, AdamW, global-norm clipping, the warm-up + cosine schedule — with
+// the same seeded batch order, minus what needs a file system (checkpoints, metrics.jsonl). The
+// browser tests check that a run here gives train()'s loss and weights in Node.
+
+import { Rng } from "../core/rng.js";
+import { SlimtuneError } from "../core/errors.js";
+import { GraphCache, type HostTensor } from "../engine/index.js";
+import type { TuningMethod } from "../methods/method.js";
+import { gradName } from "../models/llama/lm-graphs.js";
+import { AdamW } from "../train/adamw.js";
+import { clipByGlobalNorm } from "../train/clip.js";
+import { lmTask } from "../train/lm-task.js";
+import { learningRateAt } from "../train/schedule.js";
+import type { BatchSampler, TaskEval, TrainTask } from "../train/task.js";
+
+export interface WebTrainOptions {
+  /** Steps of this run (the schedule decays over them). */
+  steps: number;
+  lr: number;
+  warmupSteps: number;
+  minLrRatio: number;
+  weightDecay: number;
+  clip: number;
+  batch: number;
+  seq: number;
+  seed: number;
+  /** Fraction of the tokens held out for evaluation (0: none). */
+  heldOut: number;
+}
+
+export interface WebStep {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+  /** Gradients before clipping (kept only when asked, for the tests against Node). */
+  grads?: Map<string, Float32Array>;
+}
+
+export class WebTrainer {
+  private readonly optimizer: AdamW;
+  private readonly task: TrainTask;
+  private readonly sampler: BatchSampler;
+  private readonly names: string[];
+  private readonly rng: Rng;
+  private done = 0;
+
+  constructor(
+    readonly method: TuningMethod,
+    tokens: Int32Array,
+    readonly opts: WebTrainOptions,
+    private readonly cache: GraphCache,
+  ) {
+    if (tokens.length < opts.seq + 1) {
+      throw new SlimtuneError("E_DATA", `the text has ${tokens.length} tokens; training needs at least ${opts.seq + 1} (one window of ${opts.seq} plus its next token) — paste more text`);
+    }
+    // As train(): one seeded generator, first handed to the batch sampler.
+    this.rng = new Rng(opts.seed);
+    this.task = lmTask(tokens, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, evalTokens: 1 << 16 });
+    this.sampler = this.task.sampler(this.rng);
+    this.names = [...method.trainable.keys()];
+    this.optimizer = new AdamW(new Map([...method.trainable].map(([k, p]) => [k, p.data])), {
+      weightDecay: opts.weightDecay,
+      decay: (name) => method.decay(name),
+      lrScale: (name) => method.lrScale?.(name) ?? 1,
+    });
+  }
+
+  get stepsDone(): number {
+    return this.done;
+  }
+
+  /** One optimizer step on the next batch; returns what the chart shows. */
+  async step(keepGrads = false): Promise<WebStep> {
+    const { opts, method } = this;
+    if (this.done >= opts.steps) throw new SlimtuneError("E_ARG", `this run has done its ${opts.steps} steps; start another`);
+    const t0 = performance.now();
+    const lr = learningRateAt(this.done, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
+    const batch = this.sampler.next();
+    const spec = this.task.stepGraph(method, this.names, batch.shape, { checkpoint: false, replicas: 1 });
+    const graph = await this.cache.get(spec.key, spec.build);
+    const weights: Record<string, HostTensor> = Object.fromEntries(method.trainable);
+    const out = await graph.run({ ...weights, ...batch.feeds, ...(method.stepFeeds?.(this.rng) ?? {}) });
+    const loss = out.loss!.data[0] as number;
+    const grads = new Map(this.names.map((n) => [n, out[gradName(n)]!.data as Float32Array]));
+    const kept = keepGrads ? new Map([...grads].map(([n, g]) => [n, g.slice()])) : undefined;
+    const gradNorm = clipByGlobalNorm(grads, opts.clip);
+    if (!(Number.isFinite(gradNorm) && Number.isFinite(loss))) {
+      throw new SlimtuneError("E_DIVERGED", `step ${this.done + 1}: the loss or gradients are not finite (loss ${loss}); lower the learning rate`);
+    }
+    this.optimizer.step(grads, lr);
+    this.done++;
+    const seconds = (performance.now() - t0) / 1000;
+    return { step: this.done, loss, lr, gradNorm, tokensPerSecond: batch.tokens / seconds, ...(kept ? { grads: kept } : {}) };
+  }
+
+  /** Held-out loss and perplexity with the current weights (null when nothing is held out). */
+  async evaluate(): Promise<TaskEval | null> {
+    return this.task.evaluate(this.method, this.cache, Object.fromEntries(this.method.trainable));
+  }
+}

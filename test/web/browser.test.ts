@@ -1,0 +1,276 @@
+// slimtune/web in real Chromium (headless, Debian's /usr/bin/chromium through playwright-core),
+// against the same session in Node on onnxruntime-node: training steps, generation, adapter
+// switching, a downloaded adapter in `slimtune eval --adapter`, and the page's loss chart.
+//
+// Tolerances (WASM's MLAS kernels vs the native CPU ones; both float32, the same graphs):
+//   loss: |Δ| ≤ 1e-5 · |loss|; gradients: max |Δ| per tensor ≤ 1e-3 · that tensor's max |g|;
+//   weights after the AdamW step: max |Δ| ≤ 1e-3 · lr over the elements whose gradient is above
+//   1e-5. Adam's first step is lr · g / (|g| + 1e-8): for a gradient near 1e-8 its size (even its
+//   sign) rests on digits past float32 agreement, so those elements are left out.
+
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadPeqaAdapter } from "../../src/formats/peqa-adapter.js";
+import { LlamaModel } from "../../src/models/llama/model.js";
+import { quantizeModel } from "../../src/quant/quantize-model.js";
+import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
+import type { WebMethod } from "../../src/web/session.js";
+import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import { type BrowserRig, openRig } from "./browser-harness.js";
+import { SPEC, refModelFiles } from "./ref-files.js";
+
+const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
+const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
+const OTHER_TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(40_000, 60_000);
+const OPTS = { ...defaultWebTrainOptions, steps: 2, lr: 2e-3, batch: 2, seq: 32, heldOut: 0 };
+const PROMPT = "The history of the city";
+
+type StepResult = { loss: number; grads: Record<string, number[]>; after: Record<string, number[]> };
+
+/** Page-side helpers, evaluated in the page (the functions below run there, not in Node). */
+interface PageApp {
+  slimtuneApp: {
+    state: { session: WebSession };
+  };
+}
+
+let rig: BrowserRig;
+let node: WebSession;
+
+beforeAll(async () => {
+  rig = await openRig("?model=/models/ref-llama-5m/&threads=2");
+  const status = await rig.page.textContent("#status");
+  expect(status, rig.log.join("\n")).toMatch(/Model loaded. Engine: onnxruntime-web wasm, 2 thread/);
+  node = WebSession.open(refModelFiles(), { threads: 2 });
+}, 300_000);
+
+afterAll(async () => {
+  await rig?.close();
+  await node?.release();
+});
+
+async function pageStep(kind: WebMethod, text: string, opts: typeof OPTS): Promise<StepResult> {
+  return rig.page.evaluate(
+    async ({ kind, text, opts, spec }) => {
+      const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+      if (!s.isQuantized) s.quantize(spec);
+      s.startTraining(kind, text, opts);
+      const r = await s.trainStep(true);
+      const arrays = (m: Iterable<[string, Float32Array]>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
+      return { loss: r.loss, grads: arrays(r.grads!), after: arrays([...s.method(kind).trainable].map(([k, p]) => [k, p.data] as [string, Float32Array])) };
+    },
+    { kind, text, opts, spec: SPEC },
+  );
+}
+
+async function nodeStep(kind: WebMethod, text: string, opts: typeof OPTS): Promise<StepResult> {
+  if (!node.isQuantized) node.quantize(SPEC);
+  node.startTraining(kind, text, opts);
+  const r = await node.trainStep(true);
+  const arrays = (m: Iterable<[string, Float32Array]>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
+  return { loss: r.loss, grads: arrays(r.grads!), after: arrays([...node.method(kind).trainable].map(([k, p]) => [k, p.data] as [string, Float32Array])) };
+}
+
+const pageGenerate = (adapter: string | null) =>
+  rig.page.evaluate(
+    async ({ adapter, prompt }) => {
+      const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+      if (adapter) s.useAdapter(adapter);
+      else s.useBase();
+      return (await s.generate(prompt, 16)).ids;
+    },
+    { adapter, prompt: PROMPT },
+  );
+
+function worst(a: Record<string, number[]>, b: Record<string, number[]>): { diff: number; scale: number; name: string } {
+  let out = { diff: 0, scale: 0, name: "" };
+  for (const [name, xs] of Object.entries(a)) {
+    const ys = b[name]!;
+    expect(ys.length, name).toBe(xs.length);
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < xs.length; i++) {
+      diff = Math.max(diff, Math.abs(xs[i]! - ys[i]!));
+      scale = Math.max(scale, Math.abs(ys[i]!));
+    }
+    if (diff / (scale || 1) >= out.diff / (out.scale || 1)) out = { diff, scale, name };
+  }
+  return out;
+}
+
+/** The largest weight difference over elements whose gradient clears Adam's epsilon by far. */
+function worstUpdate(a: Record<string, number[]>, b: Record<string, number[]>, grads: Record<string, number[]>): { diff: number; name: string; compared: number } {
+  let out = { diff: 0, name: "", compared: 0 };
+  for (const [name, xs] of Object.entries(a)) {
+    const ys = b[name]!;
+    const g = grads[name]!;
+    for (let i = 0; i < xs.length; i++) {
+      if (Math.abs(g[i]!) <= 1e-5) continue;
+      out.compared++;
+      const d = Math.abs(xs[i]! - ys[i]!);
+      if (d > out.diff) out = { ...out, diff: d, name };
+    }
+  }
+  return out;
+}
+
+describe("slimtune/web in Chromium", () => {
+  for (const kind of ["peqa", "lora"] as const) {
+    it(`one ${kind} step gives Node's loss, gradients and updated weights`, async () => {
+      const [inPage, inNode] = [await pageStep(kind, TEXT, OPTS), await nodeStep(kind, TEXT, OPTS)];
+      expect(Object.keys(inPage.grads).sort()).toEqual(Object.keys(inNode.grads).sort());
+      expect(Math.abs(inPage.loss - inNode.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(inNode.loss));
+      const g = worst(inPage.grads, inNode.grads);
+      expect(g.diff, `${g.name}: max |Δg| ${g.diff} vs max |g| ${g.scale}`).toBeLessThanOrEqual(1e-3 * g.scale);
+      const w = worstUpdate(inPage.after, inNode.after, inNode.grads);
+      expect(w.diff, `${w.name}: max |Δw| ${w.diff} (${w.compared} elements compared)`).toBeLessThanOrEqual(1e-3 * OPTS.lr);
+      console.log(`${kind}: loss ${inPage.loss} (page) vs ${inNode.loss} (Node); worst gradient ${g.name} |Δ| ${g.diff.toExponential(2)} of ${g.scale.toExponential(2)}; worst weight |Δ| ${w.diff.toExponential(2)} over ${w.compared} elements`);
+    });
+  }
+
+  it("greedy generation gives Node's tokens, on the 4-bit base and with the PEQA adapter", async () => {
+    await rig.page.evaluate(() => (globalThis as unknown as PageApp).slimtuneApp.state.session.keepAdapter("peqa-a"));
+    node.startTraining("peqa", TEXT, OPTS);
+    await node.trainStep(); // Node's PEQA adapter: the same two steps as the page's (one above, one here)
+    const nodeAdapter = await node.generate(PROMPT, 16);
+    node.useBase();
+    const nodeBase = await node.generate(PROMPT, 16);
+    const pageBase = await pageGenerate(null);
+    expect(pageBase).toEqual(nodeBase.ids);
+    // The page's PEQA adapter has one step; bring it to two as Node's.
+    await rig.page.evaluate(
+      async ({ text, opts }) => {
+        const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+        s.useAdapter("peqa-a");
+        s.startTraining("peqa", text, opts);
+        await s.trainStep();
+        s.keepAdapter("peqa-a");
+      },
+      { text: TEXT, opts: OPTS },
+    );
+    expect(await pageGenerate("peqa-a")).toEqual(nodeAdapter.ids);
+    expect(nodeAdapter.ids).not.toEqual(nodeBase.ids);
+  });
+
+  it("switching adapters A → B → A changes the output and restores it", async () => {
+    await rig.page.evaluate(
+      async ({ text, opts }) => {
+        const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+        s.useAdapter("peqa-a");
+        s.startTraining("peqa", text, opts);
+        for (let i = 0; i < opts.steps; i++) await s.trainStep();
+        s.keepAdapter("peqa-b");
+      },
+      { text: OTHER_TEXT, opts: { ...OPTS, steps: 6, lr: 2e-2 } },
+    );
+    const a1 = await pageGenerate("peqa-a");
+    const b = await pageGenerate("peqa-b");
+    const a2 = await pageGenerate("peqa-a");
+    expect(b).not.toEqual(a1);
+    expect(a2).toEqual(a1);
+  });
+
+  it("a LoRA adapter downloaded from the page scores in `slimtune eval --adapter` as in the page", async () => {
+    const evalText = TEXT.slice(0, 6000);
+    const pagePerplexity = await rig.page.evaluate(
+      async ({ text, opts, evalText }) => {
+        const app = (globalThis as unknown as PageApp).slimtuneApp;
+        const s = app.state.session;
+        s.startTraining("lora", text, opts);
+        for (let i = 0; i < opts.steps; i++) await s.trainStep();
+        s.keepAdapter("lora-a");
+        (app.state as unknown as { active: string }).active = "lora-a";
+        return (await s.perplexity(evalText, 64, 4)).perplexity;
+      },
+      { text: TEXT, opts: { ...OPTS, steps: 4, lr: 1e-2 }, evalText },
+    );
+    const dir = scratchDir("web-download");
+    const downloads = new Promise<void>((resolve, reject) => {
+      let saved = 0;
+      rig.page.on("download", (d) => {
+        d.saveAs(path.join(dir, d.suggestedFilename())).then(() => ++saved === 2 && resolve(), reject);
+      });
+    });
+    await rig.page.evaluate(() => {
+      const doc = (globalThis as unknown as { document: { getElementById(id: string): { disabled: boolean } } }).document;
+      const button = doc.getElementById("download-adapter");
+      button.disabled = false;
+    });
+    await rig.page.click("#download-adapter");
+    await downloads;
+    expect(fs.readdirSync(dir).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
+    const data = path.join(dir, "eval.txt");
+    fs.writeFileSync(data, evalText);
+    const r = spawnSync(process.execPath, [path.join(ROOT, "dist", "cli", "main.js"), "eval", "--model", REF_MODEL, "--adapter", dir, "--data", data, "--ctx", "64", "--batch", "4", "--threads", "2", "--json"], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    const nodePerplexity = JSON.parse(r.stdout).perplexity as number;
+    expect(Math.abs(pagePerplexity - nodePerplexity)).toBeLessThanOrEqual(1e-4 * nodePerplexity);
+    console.log(`downloaded LoRA adapter: perplexity ${pagePerplexity} in the page, ${nodePerplexity} in slimtune eval --adapter`);
+  });
+
+  it("a PEQA adapter's files from the page load in Node on the same 4-bit base (the fingerprint hashed in the page matches)", async () => {
+    const files = await rig.page.evaluate(() => {
+      const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+      return Object.fromEntries([...s.adapterFiles("peqa-b")].map(([name, chunks]) => [name, chunks.flatMap((c) => Array.from(c))]));
+    });
+    const dir = scratchDir("web-peqa");
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), Uint8Array.from(bytes));
+    const adapter = loadPeqaAdapter(dir, quantizeModel(LlamaModel.load(REF_MODEL), SPEC));
+    const pageScales = await rig.page.evaluate(() => {
+      const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+      s.useAdapter("peqa-b");
+      return Object.fromEntries([...s.method("peqa").trainable].map(([k, p]) => [k, Array.from(p.data)]));
+    });
+    expect(adapter.scales.size).toBe(Object.keys(pageScales).length);
+    for (const [name, p] of adapter.scales) expect(Array.from(p.data), name).toEqual(pageScales[name]);
+  });
+
+  it("20 PEQA steps in the page lower the held-out loss", async () => {
+    const { before, after } = await rig.page.evaluate(
+      async ({ text, opts }) => {
+        const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+        s.useAdapter("peqa-a");
+        const trainer = s.startTraining("peqa", text, opts);
+        const before = (await trainer.evaluate())!.loss;
+        for (let i = 0; i < opts.steps; i++) await trainer.step();
+        return { before, after: (await trainer.evaluate())!.loss };
+      },
+      { text: TEXT, opts: { ...OPTS, steps: 20, lr: 5e-3, batch: 4, seq: 64, heldOut: 0.1 } },
+    );
+    console.log(`held-out loss ${before} → ${after} after 20 PEQA steps in the page`);
+    expect(after).toBeLessThan(before - 0.01);
+  });
+
+  it("training from the page's controls draws the loss chart (screenshot in /tmp)", async () => {
+    const page = rig.page;
+    await page.fill("#text", TEXT);
+    await page.selectOption("#method", "peqa");
+    await page.fill("#steps", "12");
+    await page.fill("#lr", "0.005");
+    await page.fill("#adapter-name", "from-the-page");
+    await page.click("#train");
+    await page.waitForFunction(
+      () => /Trained 12 peqa steps|failed/.test((globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("status").textContent ?? ""),
+      null,
+      { timeout: 240_000 },
+    );
+    expect(await page.textContent("#status")).toMatch(/Trained 12 peqa steps/);
+    const shot = "/tmp/slimtune-web-after-training.png";
+    await page.screenshot({ path: shot, fullPage: true });
+    expect(fs.statSync(shot).size).toBeGreaterThan(10_000);
+    // The chart's line is drawn in #1565c0: count those pixels on the canvas.
+    const linePixels = await page.evaluate(() => {
+      const canvas = (globalThis as unknown as { document: { getElementById(id: string): unknown } }).document.getElementById("chart") as { width: number; height: number; getContext(k: "2d"): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i]! < 60 && data[i + 2]! > 150 && data[i + 3]! > 200) n++;
+      return n;
+    });
+    expect(linePixels).toBeGreaterThan(300);
+    const info = await page.textContent("#train-info");
+    expect(info).toMatch(/step 12\/12: loss \d+\.\d+, \d+ tokens\/s/);
+    expect(await page.textContent("#adapters")).toContain("from-the-page");
+  });
+});

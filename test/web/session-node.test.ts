@@ -1,0 +1,65 @@
+// The page's session, run in Node on onnxruntime-node: its training steps are train()'s (same
+// batches, schedule, clipping and AdamW), and the adapter files it hands to a download are what
+// Node's adapter loaders read.
+
+import fs from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { lmTask } from "../../src/train/lm-task.js";
+import { train } from "../../src/train/loop.js";
+import { loraForDenseModel } from "../../src/methods/lora/index.js";
+import { peqaMethod } from "../../src/methods/peqa/index.js";
+import { loadPeftAdapter } from "../../src/formats/peft.js";
+import { quantizeModel } from "../../src/quant/quantize-model.js";
+import { LlamaModel } from "../../src/models/llama/model.js";
+import { loadTokenizer } from "../../src/formats/tokenizer.js";
+import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
+import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import { SPEC, refModelFiles } from "./ref-files.js";
+
+
+const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
+const OPTS = { ...defaultWebTrainOptions, steps: 3, lr: 2e-3, warmupSteps: 1, minLrRatio: 0.1, batch: 2, seq: 32, heldOut: 0 };
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+describe("the web session in Node", () => {
+  it("three PEQA and three LoRA steps leave exactly the weights train() leaves", async () => {
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    web.quantize(SPEC);
+    const tokens = Int32Array.from((await loadTokenizer(REF_MODEL)).encode(TEXT));
+    const model = LlamaModel.load(REF_MODEL);
+    for (const kind of ["peqa", "lora"] as const) {
+      const trainer = web.startTraining(kind, TEXT, OPTS);
+      const losses: number[] = [];
+      for (let i = 0; i < OPTS.steps; i++) losses.push((await trainer.step()).loss);
+      const method = kind === "peqa" ? peqaMethod(quantizeModel(model, SPEC)) : loraForDenseModel(model, { rank: 8, alpha: 16, seed: 0 }, null);
+      const task = lmTask(tokens, { batch: OPTS.batch, seq: OPTS.seq, heldOut: 0, evalTokens: 0 });
+      const summary = await train(method, task, {
+        steps: OPTS.steps, lr: OPTS.lr, warmupSteps: OPTS.warmupSteps, minLrRatio: OPTS.minLrRatio, weightDecay: 0, clip: OPTS.clip,
+        accumulate: 1, seed: OPTS.seed, evalEvery: 0, checkpointEvery: 0, outDir: scratchDir(`web-train-${kind}`), resume: false, threads: 2,
+      });
+      expect(summary.firstLoss).toBe(losses[0]);
+      expect(summary.lastLoss).toBe(losses[2]);
+      for (const [name, p] of method.trainable) expect(maxAbsDiff(p.data, web.method(kind).trainable.get(name)!.data), name).toBe(0);
+    }
+    await web.release();
+  });
+
+  it("a LoRA adapter's download files load in Node as the same tensors", async () => {
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    const trainer = web.startTraining("lora", TEXT, { ...OPTS, steps: 1 });
+    await trainer.step();
+    web.keepAdapter("a");
+    const dir = scratchDir("web-peft");
+    for (const [name, chunks] of web.adapterFiles("a")) fs.writeFileSync(path.join(dir, name), Buffer.concat(chunks));
+    const loaded = loadPeftAdapter(dir, { config: web.model.config });
+    expect(loaded.config.r).toBe(8);
+    for (const [name, p] of web.method("lora").trainable) expect(maxAbsDiff(loaded.tensors.get(name)!.data, p.data), name).toBe(0);
+    await web.release();
+  });
+});
