@@ -1,6 +1,7 @@
 // slimtune/web in real Chromium (headless, Debian's /usr/bin/chromium through playwright-core),
 // against the same session in Node on onnxruntime-node: training steps, generation, adapter
-// switching, a downloaded adapter in `slimtune eval --adapter`, and the page's loss chart.
+// switching, a downloaded adapter in `slimtune eval --adapter`, the page's loss chart (vega) and
+// its memory limit.
 //
 // Tolerances (WASM's MLAS kernels vs the native CPU ones; both float32, the same graphs):
 //   loss: |Δ| ≤ 1e-5 · |loss|; gradients: max |Δ| per tensor ≤ 1e-3 · that tensor's max |g|;
@@ -243,6 +244,37 @@ describe("slimtune/web in Chromium", () => {
     expect(after).toBeLessThan(before - 0.01);
   });
 
+  it("the loss chart takes a step in milliseconds at hundreds of points (500 inserts into a fresh chart)", async () => {
+    const page = await rig.context.newPage();
+    try {
+      await page.goto(rig.server.url);
+      // A string, not a function: the bundled chart module is imported by the page, not by vitest.
+      const ms = (await page.evaluate(`(async () => {
+        const { createLossChart } = await import("./loss-chart.js");
+        const el = document.createElement("div");
+        el.style.width = "900px";
+        document.body.append(el);
+        const chart = await createLossChart(el);
+        const times = [];
+        for (let i = 1; i <= 500; i++) {
+          const t0 = performance.now();
+          await chart.addStep(i, 5 - Math.log(i) / 5 + Math.sin(i) / 10);
+          if (i % 50 === 0) await chart.addHeldOut(i, 5 - Math.log(i) / 5);
+          await chart.setHeading("step " + i);
+          times.push(performance.now() - t0);
+        }
+        const lines = document.querySelectorAll("svg .mark-line.role-mark path");
+        const mean = (xs) => xs.reduce((a, b) => a + b) / xs.length;
+        return { first: mean(times.slice(0, 10)), last: mean(times.slice(490)), vertices: lines[lines.length - 1].getAttribute("d").split("L").length };
+      })()`)) as { first: number; last: number; vertices: number };
+      console.log(`chart update (insert + title): ${ms.first.toFixed(1)} ms at the first 10 points, ${ms.last.toFixed(1)} ms at points 491–500`);
+      expect(ms.vertices).toBe(500);
+      expect(ms.last).toBeLessThan(100); // a step of ref-llama-5m takes ≥ 300 ms in the page; the chart must stay far below it
+    } finally {
+      await page.close();
+    }
+  });
+
   it("a model too large for the page's memory is refused from its config.json, with its size and the limit shown in the page", async () => {
     // The Llama-3.2-1B shape (config.json only, served by the test server): ~4.6 GiB of float32 weights alone.
     const page = await rig.context.newPage();
@@ -254,6 +286,7 @@ describe("slimtune/web in Chromium", () => {
       expect(await page.getAttribute("#status", "class")).toBe("error");
       expect(await page.textContent("#limits")).toContain("too large to train in this page");
       expect(await page.isDisabled("#train")).toBe(true);
+      await page.screenshot({ path: "/tmp/slimtune-web-too-large.png" });
     } finally {
       await page.close();
     }
