@@ -1,5 +1,7 @@
 // Builds slimtune/web: an ESM bundle of src/web/index.ts for browsers (esbuild), the page
-// (web/index.html, web/page.js) and onnxruntime-web's WASM files, into dist/web/ (or argv[2]).
+// (web/index.html, web/page.js), the page's loss chart (web/loss-chart.js bundled with vega and
+// vega-lite, a separate file so slimtune/web itself carries no plotting code) and onnxruntime-web's
+// WASM files, into dist/web/ (or argv[2]).
 //
 // node:* modules: some files the page imports also hold path-level readers and writers (a codec's
 // readX(path) beside its parseX(bytes)). In the bundle those imports resolve to a stub that throws
@@ -21,6 +23,9 @@ const prototype = new Proxy({}, { get: (_t, key) => (key === "__esModule" ? fals
 const stub = new Proxy(function () { fail(); }, handler);
 module.exports = stub;
 `;
+
+/** web/ file bundled (with vega and vega-lite) rather than copied. */
+const CHART = "loss-chart.js";
 
 /** Resolves node:* and onnxruntime-node to the throwing stub; records who imported them. */
 function nodeStubs(importers) {
@@ -55,11 +60,23 @@ export async function buildWeb(outDir = path.join(root, "dist", "web"), { minify
     // onnxruntime-web loads its .wasm (and the threaded worker .mjs) from wasmPaths; they are copied beside the bundle.
     external: ["*.wasm"],
   });
+  // The chart: its own bundle under its own name (so the copy below skips the source).
+  await esbuild.build({
+    entryPoints: [path.join(root, "web", CHART)],
+    outfile: path.join(outDir, CHART),
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    minify,
+    sourcemap: true,
+    logLevel: "warning",
+  });
   const ortDist = path.join(root, "node_modules", "onnxruntime-web", "dist");
   for (const f of fs.readdirSync(ortDist)) {
     if (/^ort-wasm-simd-threaded(\.jsep|\.asyncify)?\.(wasm|mjs)$/.test(f)) fs.copyFileSync(path.join(ortDist, f), path.join(outDir, f));
   }
-  for (const f of fs.readdirSync(path.join(root, "web"))) fs.copyFileSync(path.join(root, "web", f), path.join(outDir, f));
+  for (const f of fs.readdirSync(path.join(root, "web"))) if (f !== CHART) fs.copyFileSync(path.join(root, "web", f), path.join(outDir, f));
   return { outDir, nodeImporters: new Map([...importers].filter(([from]) => !from.startsWith("node-stub"))) };
 }
 
@@ -67,6 +84,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const { outDir, nodeImporters } = await buildWeb(process.argv[2] ? path.resolve(process.argv[2]) : undefined);
   const size = fs.statSync(path.join(outDir, "slimtune-web.js")).size;
   console.log(`slimtune/web → ${path.relative(process.cwd(), outDir)}/slimtune-web.js (${(size / 1024).toFixed(0)} KiB)`);
+  const chart = fs.statSync(path.join(outDir, CHART)).size;
+  console.log(`the loss chart (vega + vega-lite) → ${CHART} (${(chart / 1024).toFixed(0)} KiB)`);
   console.log(`files the page bundles that still import node:* (stubbed; their path-level functions throw in a page): ${nodeImporters.size}`);
   for (const [from, ids] of [...nodeImporters].sort()) console.log(`  ${from}: ${[...new Set(ids)].join(", ")}`);
 }

@@ -1,9 +1,10 @@
 // The page's script: wires the controls to slimtune/web (slimtune-web.js, bundled beside it).
 // Every action reports progress and errors in #status, never only in the console.
 import * as slimtune from "./slimtune-web.js";
+import { createLossChart } from "./loss-chart.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, runtime: null, losses: [], busy: false };
+const state = { session: null, runtime: null, chart: null, busy: false };
 // The browser tests drive the same objects the controls use.
 window.slimtuneApp = { slimtune, state, loadFiles, ready: null };
 
@@ -14,6 +15,35 @@ function status(text, error = false) {
 }
 
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const gib = (bytes) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+
+/** The training shape the memory estimate is for: the controls' batch, seq and group, the page's LoRA rank. */
+function currentRun() {
+  const group = $("group").value;
+  return { batch: num("batch"), seq: num("seq"), groupSize: group === "channel" ? "channel" : Number(group), loraRank: 8 };
+}
+
+/**
+ * Checks `config` against the page's memory limit before anything large is read or trained: lists
+ * what each method needs in #limits, and throws (shown in #status and #limits) when `method` — or,
+ * without one, every method — would not fit.
+ */
+function checkMemory(config, method) {
+  const browser = { deviceMemoryGiB: navigator.deviceMemory, jsHeapLimitBytes: performance.memory?.jsHeapSizeLimit };
+  const limit = slimtune.pageMemoryLimit(browser);
+  const reported = [browser.deviceMemoryGiB ? `device memory ${browser.deviceMemoryGiB} GiB` : "", browser.jsHeapLimitBytes ? `JS heap limit ${gib(browser.jsHeapLimitBytes)}` : ""].filter(Boolean).join(", ") || "nothing";
+  const el = $("limits");
+  try {
+    const run = currentRun();
+    const plan = slimtune.assertFitsInPage(config, run, limit, method);
+    el.className = "";
+    el.textContent = `Memory at batch ${run.batch} × seq ${run.seq}, limit ${gib(limit.bytes)} (${limit.source}; the browser reports ${reported}):\n${plan.map((f) => slimtune.describeFit(f, limit)).join("\n")}`;
+  } catch (e) {
+    el.className = "error";
+    el.textContent = e?.message ?? String(e);
+    throw e;
+  }
+}
 
 /** Runs an action with the controls locked; its error is shown in the page. */
 async function guarded(label, action) {
@@ -41,11 +71,11 @@ function setButtons() {
 }
 
 async function loadFiles(files) {
+  checkMemory(slimtune.configFromBytes(files));
   const session = slimtune.WebSession.open(files, {});
   state.session?.release();
   state.session = session;
-  state.losses = [];
-  drawChart();
+  await state.chart?.reset();
   const c = session.model.config;
   $("model-info").textContent =
     `${(session.parameterCount / 1e6).toFixed(1)} M parameters, ${c.numLayers} layers, files ${mib(session.fileBytes)}, float32 in memory ${mib(session.parameterCount * 4)}`;
@@ -54,40 +84,13 @@ async function loadFiles(files) {
 }
 
 async function pickedFiles(input) {
-  await guarded("Reading the model", async () => loadFiles(await slimtune.filesFromPicked(input.files)));
-}
-
-function drawChart() {
-  const canvas = $("chart");
-  const ctx = canvas.getContext("2d");
-  const { width: w, height: h } = canvas;
-  ctx.clearRect(0, 0, w, h);
-  const ys = state.losses;
-  ctx.fillStyle = "#555";
-  ctx.font = "12px sans-serif";
-  if (ys.length === 0) {
-    ctx.fillText("loss appears here while training", 10, 20);
-    return;
-  }
-  const lo = Math.min(...ys);
-  const hi = Math.max(...ys);
-  const pad = 40;
-  const x = (i) => pad + ((w - pad - 10) * i) / Math.max(1, ys.length - 1);
-  const y = (v) => 10 + (h - 30) * (hi === lo ? 0.5 : (hi - v) / (hi - lo));
-  ctx.strokeStyle = "#ccc";
-  ctx.beginPath();
-  ctx.moveTo(pad, 10);
-  ctx.lineTo(pad, h - 20);
-  ctx.lineTo(w - 10, h - 20);
-  ctx.stroke();
-  ctx.fillText(hi.toFixed(3), 2, 14);
-  ctx.fillText(lo.toFixed(3), 2, h - 22);
-  ctx.fillText(`step ${ys.length}`, w - 60, h - 5);
-  ctx.strokeStyle = "#1565c0";
-  ctx.lineWidth = 2;
-  ctx.beginPath();
-  ys.forEach((v, i) => (i === 0 ? ctx.moveTo(x(i), y(v)) : ctx.lineTo(x(i), y(v))));
-  ctx.stroke();
+  await guarded("Reading the model", async () => {
+    const picked = [...input.files];
+    // config.json first: a model too large for the page is refused before its weights are read.
+    const config = picked.find((f) => f.name === "config.json" && (f.webkitRelativePath || f.name).split("/").length <= 2);
+    if (config) checkMemory(slimtune.configFromBytes(await slimtune.filesFromPicked([config])));
+    await loadFiles(await slimtune.filesFromPicked(picked));
+  });
 }
 
 function renderAdapters() {
@@ -151,21 +154,36 @@ $("train").addEventListener("click", () =>
     const steps = num("steps");
     const opts = { ...slimtune.defaultWebTrainOptions, steps, lr: num("lr"), batch: num("batch"), seq: num("seq") };
     const text = $("text").value;
-    s.startTraining(method, text, opts);
-    state.losses = [];
+    checkMemory(s.model.config, method);
+    const trainer = s.startTraining(method, text, opts);
+    const chart = state.chart;
+    await chart.reset();
+    // Held-out loss before training, at every quarter of the run and at its end (none when the text is too short to hold any out).
+    const every = Math.max(1, Math.ceil(steps / 4));
+    const heldOut = [];
+    const evaluate = async (step) => {
+      const e = await trainer.evaluate();
+      if (e) {
+        heldOut.push(e.loss);
+        await chart.addHeldOut(step, e.loss);
+      }
+    };
+    await evaluate(0);
     for (let i = 0; i < steps; i++) {
       const r = await s.trainStep();
-      state.losses.push(r.loss);
-      drawChart();
+      await chart.addStep(r.step, r.loss);
+      await chart.setHeading(`${method.toUpperCase()} loss per step — ${r.tokensPerSecond.toFixed(0)} tokens/s (step ${r.step}/${steps}, batch ${opts.batch} × ${opts.seq} tokens)`);
       $("train-info").textContent = ` step ${r.step}/${steps}: loss ${r.loss.toFixed(4)}, ${r.tokensPerSecond.toFixed(0)} tokens/s`;
       status(`Training ${method}: step ${r.step}/${steps}`);
+      if (r.step % every === 0 || r.step === steps) await evaluate(r.step);
       await new Promise((done) => setTimeout(done, 0));
     }
     const name = $("adapter-name").value.trim() || `${method}-${s.adapterNames.length + 1}`;
     s.keepAdapter(name);
     state.active = name;
     renderAdapters();
-    status(`Trained ${steps} ${method} steps; kept as adapter "${name}".`);
+    const held = heldOut.length > 1 ? ` Held-out loss ${heldOut[0].toFixed(4)} → ${heldOut.at(-1).toFixed(4)}.` : "";
+    status(`Trained ${steps} ${method} steps; kept as adapter "${name}".${held}`);
   }),
 );
 
@@ -199,10 +217,18 @@ window.slimtuneApp.ready = (async () => {
     state.runtime.note = note;
     status(`Ready: onnxruntime-web ${state.runtime.executionProvider}${note}, ${state.runtime.threads} thread(s). Pick a model folder.`);
     const model = params.get("model");
-    if (model) await guarded("Fetching the model", async () => loadFiles(await slimtune.fetchModelFiles(model.endsWith("/") ? model : `${model}/`)));
+    state.chart = await createLossChart($("chart"));
+    if (model) {
+      await guarded("Fetching the model", async () => {
+        const base = model.endsWith("/") ? model : `${model}/`;
+        // config.json first: a model too large for the page is refused before its weights are fetched.
+        const config = await slimtune.fetchModelFiles(base, ["config.json"]);
+        checkMemory(slimtune.configFromBytes(config));
+        await loadFiles(new Map([...config, ...(await slimtune.fetchModelFiles(base, ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]))]));
+      });
+    }
   } catch (e) {
     status(`Start-up failed: ${e?.message ?? e}`, true);
   }
   setButtons();
-  drawChart();
 })();

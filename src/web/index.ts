@@ -5,6 +5,18 @@
 export { useOnnxRuntimeWeb, type WebRuntime, type WebRuntimeOptions } from "./ort-web.js";
 export { WebSession, defaultWebTrainOptions, type LoraChoice, type WebMethod } from "./session.js";
 export type { WebStep, WebTrainOptions } from "./trainer.js";
-export { modelFromBytes, type FileBytes } from "./model-bytes.js";
+export { modelFromBytes, configFromBytes, type FileBytes } from "./model-bytes.js";
+export {
+  WASM_MEMORY_CAP_BYTES,
+  assertFitsInPage,
+  describeFit,
+  pageMemoryLimit,
+  pageMemoryPlan,
+  parameterCount,
+  type BrowserMemory,
+  type MethodFit,
+  type PageMemoryLimit,
+  type PageRun,
+} from "./memory-limit.js";
 export { filesFromPicked, fetchModelFiles, MODEL_FILE_NAMES } from "./files.js";
 export { SlimtuneError } from "../core/errors.js";

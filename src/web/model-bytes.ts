@@ -2,6 +2,7 @@
 // model.safetensors (or shards named by model.safetensors.index.json), tokenizer.json and
 // tokenizer_config.json. Only the byte-level codecs are used, so this runs in a page.
 
+import type { LlamaConfig } from "../arch/llama/config.js";
 import { llamaParamShapes } from "../arch/llama/shapes.js";
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
@@ -58,9 +59,14 @@ function tensorFiles(files: FileBytes): (name: string) => SafetensorsFile {
   };
 }
 
+/** config.json alone (the page checks what fits in memory before reading any weights). */
+export function configFromBytes(files: FileBytes): LlamaConfig {
+  return parseLlamaConfig(jsonObject(files, "config.json", "pick the whole model folder"), "config.json");
+}
+
 /** Parses a float LLaMA-family model and its tokenizer from the folder's files. */
 export function modelFromBytes(files: FileBytes): ModelFromBytes {
-  const config = parseLlamaConfig(jsonObject(files, "config.json", "pick the whole model folder"), "config.json");
+  const config = configFromBytes(files);
   const fileOf = tensorFiles(files);
   const weights = new Map<string, HostParam>();
   for (const [name, shape] of llamaParamShapes(config)) {

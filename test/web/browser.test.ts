@@ -1,6 +1,7 @@
 // slimtune/web in real Chromium (headless, Debian's /usr/bin/chromium through playwright-core),
 // against the same session in Node on onnxruntime-node: training steps, generation, adapter
-// switching, a downloaded adapter in `slimtune eval --adapter`, and the page's loss chart.
+// switching, a downloaded adapter in `slimtune eval --adapter`, the page's loss chart (vega) and
+// its memory limit.
 //
 // Tolerances (WASM's MLAS kernels vs the native CPU ones; both float32, the same graphs):
 //   loss: |Δ| ≤ 1e-5 · |loss|; gradients: max |Δ| per tensor ≤ 1e-3 · that tensor's max |g|;
@@ -243,6 +244,54 @@ describe("slimtune/web in Chromium", () => {
     expect(after).toBeLessThan(before - 0.01);
   });
 
+  it("the loss chart takes a step in milliseconds at hundreds of points (500 inserts into a fresh chart)", async () => {
+    const page = await rig.context.newPage();
+    try {
+      await page.goto(rig.server.url);
+      // A string, not a function: the bundled chart module is imported by the page, not by vitest.
+      const ms = (await page.evaluate(`(async () => {
+        const { createLossChart } = await import("./loss-chart.js");
+        const el = document.createElement("div");
+        el.style.width = "900px";
+        document.body.append(el);
+        const chart = await createLossChart(el);
+        const times = [];
+        for (let i = 1; i <= 500; i++) {
+          const t0 = performance.now();
+          await chart.addStep(i, 5 - Math.log(i) / 5 + Math.sin(i) / 10);
+          if (i % 50 === 0) await chart.addHeldOut(i, 5 - Math.log(i) / 5);
+          await chart.setHeading("step " + i);
+          times.push(performance.now() - t0);
+        }
+        const lines = document.querySelectorAll("svg .mark-line.role-mark path");
+        const mean = (xs) => xs.reduce((a, b) => a + b) / xs.length;
+        return { first: mean(times.slice(0, 10)), last: mean(times.slice(490)), vertices: lines[lines.length - 1].getAttribute("d").split("L").length };
+      })()`)) as { first: number; last: number; vertices: number };
+      console.log(`chart update (insert + title): ${ms.first.toFixed(1)} ms at the first 10 points, ${ms.last.toFixed(1)} ms at points 491–500`);
+      expect(ms.vertices).toBe(500);
+      expect(ms.last).toBeLessThan(100); // a step of ref-llama-5m takes ≥ 300 ms in the page; the chart must stay far below it
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("a model too large for the page's memory is refused from its config.json, with its size and the limit shown in the page", async () => {
+    // The Llama-3.2-1B shape (config.json only, served by the test server): ~4.6 GiB of float32 weights alone.
+    const page = await rig.context.newPage();
+    try {
+      await page.goto(`${rig.server.url}?model=/models/llama-3.2-1b-shape/&threads=1`);
+      await page.evaluate(() => (globalThis as unknown as { slimtuneApp: { ready: Promise<void> } }).slimtuneApp.ready);
+      const status = await page.textContent("#status");
+      expect(status).toMatch(/^Fetching the model failed: E_MEMORY: this model \(1236 M parameters\) is too large to train in this page .*the limit is [\d.]+ GiB, .*PEQA: needs at least [\d.]+ GiB.*LoRA: needs at least [\d.]+ GiB/);
+      expect(await page.getAttribute("#status", "class")).toBe("error");
+      expect(await page.textContent("#limits")).toContain("too large to train in this page");
+      expect(await page.isDisabled("#train")).toBe(true);
+      await page.screenshot({ path: "/tmp/slimtune-web-too-large.png" });
+    } finally {
+      await page.close();
+    }
+  });
+
   it("training from the page's controls draws the loss chart (screenshot in /tmp)", async () => {
     const page = rig.page;
     await page.fill("#text", TEXT);
@@ -260,15 +309,23 @@ describe("slimtune/web in Chromium", () => {
     const shot = "/tmp/slimtune-web-after-training.png";
     await page.screenshot({ path: shot, fullPage: true });
     expect(fs.statSync(shot).size).toBeGreaterThan(10_000);
-    // The chart's line is drawn in #1565c0: count those pixels on the canvas.
-    const linePixels = await page.evaluate(() => {
-      const canvas = (globalThis as unknown as { document: { getElementById(id: string): unknown } }).document.getElementById("chart") as { width: number; height: number; getContext(k: "2d"): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
-      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-      let n = 0;
-      for (let i = 0; i < data.length; i += 4) if (data[i]! < 60 && data[i + 2]! > 150 && data[i + 3]! > 200) n++;
-      return n;
+    // The chart (vega-lite → a Vega View rendering SVG): one line through the 12 training losses,
+    // and held-out points before training, at each quarter and at the end (steps 0, 3, 6, 9, 12).
+    const chart = await page.evaluate(() => {
+      const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): ArrayLike<{ getAttribute(a: string): string | null; textContent: string | null }> } }).document;
+      const all = (s: string) => Array.from(doc.querySelectorAll(s));
+      return {
+        lines: all("#chart svg .mark-line.role-mark path").map((p) => p.getAttribute("d") ?? ""),
+        points: all("#chart svg .mark-symbol.role-mark path").length,
+        texts: all("#chart svg text").map((t) => t.textContent ?? ""),
+      };
     });
-    expect(linePixels).toBeGreaterThan(300);
+    expect(chart.lines).toHaveLength(1);
+    expect(chart.lines[0]!.split("L").length, chart.lines[0]).toBe(12); // M + 11 L segments: one vertex per step
+    expect(chart.points).toBe(5);
+    expect(chart.texts).toEqual(expect.arrayContaining(["step", "loss (cross-entropy, nats/token)", "held-out loss", "training loss (batch)"]));
+    expect(chart.texts.find((t) => /^PEQA loss per step — \d+ tokens\/s \(step 12\/12/.test(t)), chart.texts.join(" | ")).toBeDefined();
+    expect(await page.textContent("#status")).toMatch(/Held-out loss \d+\.\d+ → \d+\.\d+/);
     const info = await page.textContent("#train-info");
     expect(info).toMatch(/step 12\/12: loss \d+\.\d+, \d+ tokens\/s/);
     expect(await page.textContent("#adapters")).toContain("from-the-page");
