@@ -52,7 +52,8 @@ const ROWS = [
 
 /** The --dtype tried, in order, when the default export refuses: the nearest types at the source's bits first. */
 const NEAREST = {
-  gguf: { 2: ["q2_k", "q3_k", "q4_k", "q4_0"], 3: ["q3_k", "q4_k", "q4_1", "q4_0"], 4: ["q4_k", "q4_1", "q4_0"] },
+  // layer-bits first: each layer at the ggml type of its own bits, the embeddings as the folder has them.
+  gguf: { 2: ["layer-bits", "q2_k", "q3_k", "q4_k", "q4_0"], 3: ["layer-bits", "q3_k", "q4_k", "q4_1", "q4_0"], 4: ["layer-bits", "q4_k", "q4_1", "q4_0"] },
   onnx: { 2: ["q2", "q4", "q8"], 3: ["q4", "q8"], 4: ["q4", "q8"] },
 };
 
