@@ -3,6 +3,7 @@
 // blocks, which slimtune reads back (`--model file.gguf`); and the options it refuses.
 
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readGgufHeader } from "../../src/formats/gguf/reader.js";
@@ -27,6 +28,9 @@ describe("slimtune quantize --target", () => {
     expect(g.tensors.get("blk.3.attn_q.weight")!.type.name).toBe("Q4_K");
     expect(g.tensors.get("blk.3.ffn_down.weight")!.type.name).toBe("Q5_0");
     expect(loadBase(out).kind).toBe("float");
+    // Its report sits beside the file, as export's does for a GGUF.
+    expect(fs.existsSync(`${out}.report.html`) && fs.existsSync(`${out}.report.json`)).toBe(true);
+    expect(JSON.parse(fs.readFileSync(`${out}.report.json`, "utf8"))).toMatchObject({ command: "quantize" });
   });
 
   it("refuses --target without --method gptq, an --out that is not .gguf, and --act-order", () => {

@@ -108,6 +108,7 @@ export default defineCommand({
       if (args.target !== undefined) {
         if (method !== "gptq") throw new SlimtuneError("E_ARG", "--target calibrates GPTQ onto a ggml grid: use it with --method gptq");
         const t = await gptqOntoTarget(String(args.target), modelDir, model, outDir, args);
+        await writeRunReport({ command: "quantize", out: outDir, options: args, summary: { method, ...t.report } });
         if (args.json) printJson({ out: outDir, method, seconds: (Date.now() - started) / 1000, ...t.report });
         else process.stdout.write(`${t.lines.join("\n")}\n`);
         return;
