@@ -1,7 +1,8 @@
 // llama.cpp's quantization presets (llama-mix.ts) against llama.cpp itself: llama_model_quantize in
 // node-llama-cpp's libllama (through ctypes) quantizes slimtune's F32 file of ref-llama-5m, and
 // slimtune's own export with the same preset must hold the same type for every tensor, the same
-// bytes and the same general.file_type. Then llama.cpp runs slimtune's files and slimtune reads them
+// bytes and the same general.file_type (also for tiny GPT-2, Phi-3 and Gemma 3 models, whose tensors
+// ref-llama-5m lacks). Then llama.cpp runs slimtune's files and slimtune reads them
 // back (`--model file.gguf`): their next-token distributions agree.
 
 import fs from "node:fs";
@@ -16,7 +17,7 @@ import { loadBase } from "../../src/models/load.js";
 import { llamaCppBins, llamaQuantize } from "../helpers/ggml-reference.js";
 import { llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
-import { slimtuneLogProbs } from "../helpers/tiny-families.js";
+import { GEMMA3_TINY_CONFIG, GPT2_TINY_CONFIG, PHI3_TINY_CONFIG, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
 
 const bins = llamaCppBins();
 const PRESETS: Array<[GgufPreset, number]> = [["q2_k", 10], ["q3_k_m", 12], ["q4_k_m", 15], ["q5_k_m", 17], ["q6_k", 18]];
@@ -105,4 +106,36 @@ describe.skipIf(!bins)("GGUF presets are llama.cpp's", () => {
       expect(mean[preset]!, preset).toBeLessThan(0.02);
     }
   });
+});
+
+// The families whose tensors ref-llama-5m lacks: Phi-3's and GPT-2's fused attn_qkv (attn_v-like in
+// llama.cpp's counters), GPT-2's learned position embedding (never quantized), Gemma 3's extra norms.
+describe.skipIf(!bins)("GGUF presets are llama.cpp's for the other families", () => {
+  const dir = scratchDir("gguf-presets-families");
+  const families: Array<[string, Record<string, unknown>]> = [
+    ["gpt2", GPT2_TINY_CONFIG],
+    ["phi3", PHI3_TINY_CONFIG],
+    ["gemma3", GEMMA3_TINY_CONFIG],
+  ];
+  for (const [family, config] of families) {
+    it(`${family}: q2_k, q4_k_m and q6_k hold llama_model_quantize's types and bytes`, () => {
+      const folder = path.join(dir, `tiny-${family.slice(0, 2)}`);
+      const model = saveRandomModel(config, 11, folder);
+      const f32 = path.join(dir, `${family}-f32.gguf`);
+      exportGguf({ kind: "float", model }, folder, f32, { dtype: "f32" });
+      for (const [preset, ftype] of PRESETS.filter(([p]) => p === "q2_k" || p === "q4_k_m" || p === "q6_k")) {
+        const ours = path.join(dir, `${family}-ours-${preset}.gguf`);
+        const theirs = path.join(dir, `${family}-llama-${preset}.gguf`);
+        exportGguf({ kind: "float", model }, folder, ours, { dtype: preset });
+        llamaQuantize(bins!, f32, theirs, ftype);
+        const a = readGgufHeader(ours);
+        const b = readGgufHeader(theirs);
+        expect([...a.tensors.keys()].sort()).toEqual([...b.tensors.keys()].sort());
+        for (const [name, t] of b.tensors) {
+          expect(a.tensors.get(name)!.type.name, `${family} ${preset} ${name}`).toBe(t.type.name);
+          expect(tensorBytes(a, name).equals(tensorBytes(b, name)), `${family} ${preset} ${name}: bytes`).toBe(true);
+        }
+      }
+    });
+  }
 });

@@ -57,7 +57,9 @@ export function presetTypes(preset: GgufPreset, tensors: readonly MixTensor[], l
   const base = DEFAULT_TYPE[preset];
   const T = GGML_TYPES;
   const tied = !tensors.some((t) => t.name === "output.weight");
-  const attnV = tensors.filter((t) => t.name.endsWith("attn_v.weight")).length;
+  // llama.cpp counts a fused attn_qkv as attn_v-like (category_is_attn_v): Phi-3 and GPT-2 have it.
+  const isAttnV = (name: string) => name.endsWith("attn_v.weight") || name.endsWith("attn_qkv.weight");
+  const attnV = tensors.filter((t) => isAttnV(t.name)).length;
   let iAttnV = 0;
   let iFfnDown = 0;
   const out = new Map<string, GgmlType>();
@@ -67,7 +69,7 @@ export function presetTypes(preset: GgufPreset, tensors: readonly MixTensor[], l
       type = rowLength % base.blockSize !== 0 ? T.Q8_0 : T.Q6_K;
     } else if (name === "token_embd.weight") {
       type = base;
-    } else if (name.endsWith("attn_v.weight")) {
+    } else if (isAttnV(name)) {
       const i = iAttnV++;
       if (preset === "q2_k") type = gqa >= 4 ? T.Q4_K : T.Q3_K;
       else if (preset === "q3_k_m") type = i < 2 ? T.Q5_K : T.Q4_K;

@@ -28,6 +28,7 @@ import type { LoadedBase } from "../../models/load.js";
 import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
+import { GPT2_WPE } from "../../arch/gpt2/names.js";
 import { GGUF_PRESETS, type GgufPreset, type MixTensor, PRESET_FILE_TYPE, fallbackType, llamaOrder, presetTypes } from "./llama-mix.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
 import { assertGemma3Writable, gemma3Hyperparameters, isShiftedNorm, shiftNorm } from "../../formats/gguf/gemma3.js";
@@ -134,7 +135,8 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
     return heads > 0 ? permuteQK(values, heads, config.headDim, "hf") : values;
   };
   const skipped = (name: string) => arch === "deci" && isRemoved(config, name) && /\.(input_layernorm|self_attn)\./.test(name);
-  const isMatrix = (name: string, shape: readonly number[]) => shape.length === 2 && !name.endsWith("norm.weight");
+  // llama-quantize quantizes neither norms nor learned position embeddings (tensor_allows_quantization).
+  const isMatrix = (name: string, shape: readonly number[]) => shape.length === 2 && !name.endsWith("norm.weight") && name !== GPT2_WPE;
   // A removed MLP of a deci model is written as zero channels of widths.ff (see ggufWidths).
   const zeroMlp = (name: string) => arch === "deci" && name.includes(".mlp.") && layerShape(config, layerOf(name)).intermediateSize === 0;
   const dimsOf = (name: string, ne: number[]) => (zeroMlp(name) ? ne.map((d) => (d === 0 ? widths.ff[layerOf(name)]! : d)) : ne);
