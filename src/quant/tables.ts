@@ -3,12 +3,16 @@
 // GatherBlockQuantized and MatMulNBits read without zero points (models/parts/quantized-embedding.ts).
 // A tied model gets one table serving both.
 
-import type { LlamaConfig } from "../arch/llama/config.js";
+import { type LlamaConfig, isGpt2 } from "../arch/llama/config.js";
+import { GPT2_WTE } from "../arch/gpt2/names.js";
 import type { HostParam } from "../arch/params.js";
 import { dequantizeRtn, quantizeRtn } from "./kinds/rtn.js";
 import type { QuantizedTables, QuantSpec } from "./types.js";
 
 export const TABLE_GROUP = 32;
+
+/** The token embedding tensor a table replaces (GPT-2 names it wte). */
+export const embeddingName = (config: LlamaConfig): string => (isGpt2(config) ? GPT2_WTE : "model.embed_tokens.weight");
 
 export const tableSpec = (bits: 4 | 8): QuantSpec => ({ scheme: "rtn", bits, groupSize: TABLE_GROUP, symmetric: true });
 
@@ -19,7 +23,7 @@ export function quantizeTables(config: LlamaConfig, weights: ReadonlyMap<string,
     const w = weights.get(name);
     return w ? quantizeRtn(w.data, w.shape[0]!, w.shape[1]!, tableSpec(bits)) : undefined;
   };
-  const embedding = table("model.embed_tokens.weight");
+  const embedding = table(embeddingName(config));
   return { embedding, lmHead: config.tieWordEmbeddings ? embedding : table("lm_head.weight") };
 }
 
@@ -29,7 +33,7 @@ export function dequantizedTables(config: LlamaConfig, tables: QuantizedTables):
   const put = (name: string, q: QuantizedTables["embedding"]) => {
     if (q) out.set(name, { data: dequantizeRtn(q), shape: [q.outFeatures, q.inFeatures] });
   };
-  put("model.embed_tokens.weight", tables.embedding);
+  put(embeddingName(config), tables.embedding);
   if (!config.tieWordEmbeddings) put("lm_head.weight", tables.lmHead);
   return out;
 }

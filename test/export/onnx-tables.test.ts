@@ -22,6 +22,7 @@ import { quantizeTables } from "../../src/quant/tables.js";
 import type { QuantizedModel } from "../../src/quant/types.js";
 import { exportedLogits, maxAbsDiff } from "../helpers/onnx-logits.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
+import { GPT2_TINY_CONFIG, saveRandomModel } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 
@@ -71,6 +72,24 @@ describe("ONNX export with the embedding and LM head quantized", () => {
     ]);
     const ours = await slimtuneLogits({ ...base.model, tables: quantizeTables(untied.config, base.model.dense, 8)! }, ids);
     expect(maxAbsDiff(await exportedLogits(path.join(dir, "untied"), untied.config, ids), ours) / Math.max(...ours.map(Math.abs))).toBeLessThan(1e-5);
+  });
+
+  it("GPT-2: its wte becomes the tied table too (the rows its own block gathers), reported and computed alike", async () => {
+    const folder = path.join(dir, "tiny-g2");
+    const gpt2 = saveRandomModel(GPT2_TINY_CONFIG, 5, folder);
+    const base: LoadedBase = { kind: "quantized", model: q4(gpt2) };
+    const r = await exportOnnx(base, folder, path.join(dir, "gpt2-q4"), { dtype: "q4", accuracyLevel: 0 });
+    expect(groupChanges(r.changes).filter((g) => g.kind === "quantized").map((g) => [g.to, g.tensors])).toEqual([
+      ["GatherBlockQuantized 4-bit g32 symmetric (also the tied LM head through MatMulNBits, one tensor)", "wte"],
+    ]);
+    const gids = ids.map((t) => t % gpt2.config.vocabSize);
+    const withTables = { ...base.model, tables: quantizeTables(gpt2.config, base.model.dense, 4)! };
+    const ours = await slimtuneLogits(withTables, gids);
+    const host = await floatLogits(dequantizedModel(withTables), gids);
+    expect(maxAbsDiff(ours, host) / Math.max(...host.map(Math.abs))).toBeLessThan(1e-5);
+    // Without the table the logits move: the test would pass by accident otherwise.
+    expect(maxAbsDiff(await floatLogits(dequantizedModel(base.model), gids), host)).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(await exportedLogits(path.join(dir, "gpt2-q4"), gpt2.config, gids), ours) / Math.max(...ours.map(Math.abs))).toBeLessThan(1e-5);
   });
 });
 

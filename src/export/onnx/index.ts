@@ -30,7 +30,7 @@ import { QuantizedParams } from "../../models/parts/quantized-params.js";
 import { quantizeModel } from "../../quant/quantize-model.js";
 import { dequantize } from "../../quant/kinds/index.js";
 import { reallmBitsPerWeight } from "../../quant/kinds/reallm.js";
-import { TABLE_GROUP, dequantizedTables, quantizeTables } from "../../quant/tables.js";
+import { TABLE_GROUP, dequantizedTables, embeddingName, quantizeTables } from "../../quant/tables.js";
 import type { QuantizedLinear, QuantizedModel, QuantizedTables, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
 import { dequantizedModel } from "../deploy.js";
@@ -217,7 +217,8 @@ function tablesFor(base: LoadedBase, dtype: NBitsDtype, asked: boolean, record: 
   const decoded = dequantizedTables(config, tables);
   const grid = `${bits}-bit g${TABLE_GROUP} symmetric`;
   const tied = config.tieWordEmbeddings ? " (also the tied LM head through MatMulNBits, one tensor)" : "";
-  if (tables.embedding) record("model.embed_tokens.weight", "float", `GatherBlockQuantized ${grid}${tied}`, "quantized", () => decoded.get("model.embed_tokens.weight")!.data);
+  const embed = embeddingName(config);
+  if (tables.embedding) record(embed, "float", `GatherBlockQuantized ${grid}${tied}`, "quantized", () => decoded.get(embed)!.data);
   if (tables.lmHead && !config.tieWordEmbeddings) record("lm_head.weight", "float", `MatMulNBits ${grid}`, "quantized", () => decoded.get("lm_head.weight")!.data);
   return tables;
 }

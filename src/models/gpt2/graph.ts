@@ -59,7 +59,8 @@ export function gpt2Blocks(config: LlamaConfig, p: ParamSource, ids: Value, posi
   const g = p.graph;
   const [B, T] = ids.shape as [number, number];
   const C = config.hiddenSize;
-  const tokens = gather(p.tensor(GPT2_WTE), ids); // (B, T, C)
+  // A quantized table (ParamSource.embed) when the export made one, else the float rows.
+  const tokens = p.embed ? p.embed(ids) : gather(p.tensor(GPT2_WTE), ids); // (B, T, C)
   const places = gather(p.tensor(GPT2_WPE), positions); // (T, C) or (B, T, C)
   let x = reshape(add(tokens, places), [g.dims.mul(B, T), C]);
   for (let i = 0; i < config.numLayers; i++) {
