@@ -2,7 +2,7 @@
 // RMSNorm, SiLU, rotary embeddings, causal grouped-query attention, cross-entropy; and, for
 // generation, attention over a key/value cache with run-time positions and lengths.
 
-import { add, and, equal, lessOrEqual, mul, neg, reciprocal, sigmoid, sqrt, sub, where } from "./ops/elementwise.js";
+import { add, and, equal, less, lessOrEqual, mul, neg, reciprocal, sigmoid, sqrt, sub, where } from "./ops/elementwise.js";
 import type { DType } from "./dtype.js";
 import type { OpDef, Value } from "./graph.js";
 import { matmul } from "./ops/matmul.js";
@@ -156,17 +156,19 @@ export function ropeFused(x: Value, positions: Value, tables: { cos: Value; sin:
 
 /**
  * The additive mask of attention over a cache, [B, 1, 1, T, P + T]: query t (at index P + t) sees
- * key j when j ≤ P + t and `keep` [B, P + T] (int64, 1 = real token, 0 = padding) is 1 at j.
- * `past` is P, a dim (0 when there is no cache yet).
+ * key j when j ≤ P + t and `keep` [B, P + T] (int64, 1 = real token, 0 = padding) is 1 at j, and,
+ * given a sliding `window`, when (P + t) − j < window. `past` is P, a dim (0 when there is no cache yet).
  */
-export function cacheMask(keep: Value, seq: number, past: number): Value {
+export function cacheMask(keep: Value, seq: number, past: number, window?: number): Value {
   const g = keep.graph;
   const [B, total] = keep.shape as [number, number];
   const one = g.scalar(1, "int64");
   const index = (x: Value) => sub(cumSum(add(mul(x, g.scalar(0, "int64")), one), 1), one); // 0, 1, … along axis 1
   const keyIndex = reshape(index(keep), [B, 1, total]);
   const queries = add(index(expand(reshape(one, [1, 1]), [B, seq])), dimValue(g, past)); // (B, T): P + t
-  const visible = and(lessOrEqual(keyIndex, reshape(queries, [B, seq, 1])), reshape(equal(keep, one), [B, 1, total])); // (B, T, P+T)
+  const queryIndex = reshape(queries, [B, seq, 1]);
+  let visible = and(lessOrEqual(keyIndex, queryIndex), reshape(equal(keep, one), [B, 1, total])); // (B, T, P+T)
+  if (window !== undefined) visible = and(visible, less(sub(queryIndex, keyIndex), g.scalar(window, "int64")));
   return reshape(where(visible, g.scalar(0), g.scalar(MASKED)), [B, 1, 1, seq, total]);
 }
 

@@ -5,7 +5,7 @@
 // it would have had anyway. graph.ts (training, scoring, packed rows, the block graph), kv-graph.ts
 // (generation, ONNX export) and gemma3-attention.ts all take their masks from here.
 
-import { type DType, type Graph, type Value, add, cumSum, dimValue, expand, less, mul, reshape, sub, where } from "../../engine/index.js";
+import { type DType, type Graph, type Value, add, cacheMask, expand } from "../../engine/index.js";
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { layerWindow } from "../../arch/llama/window.js";
 
@@ -60,7 +60,7 @@ export interface CachedMaskInputs {
   mask: Value;
 }
 
-/** The mask of layer i over the key/value cache: `mask`, plus the window on the layers that have one. */
+/** The mask of layer i over the key/value cache: `mask`, or cacheMask with the window on the layers that have one. */
 export function cachedWindowMasks(config: LlamaConfig, inputs: CachedMaskInputs): (layer: number) => Value {
   const made = new Map<number, Value>();
   return (i) => {
@@ -68,24 +68,9 @@ export function cachedWindowMasks(config: LlamaConfig, inputs: CachedMaskInputs)
     if (window === undefined) return inputs.mask;
     let mask = made.get(window);
     if (!mask) {
-      mask = add(inputs.mask, cacheWindowMask(inputs.keep, inputs.seq, inputs.past, window));
+      mask = cacheMask(inputs.keep, inputs.seq, inputs.past, window);
       made.set(window, mask);
     }
     return mask;
   };
-}
-
-/**
- * [B, 1, 1, T, P + T]: 0 where key index j is within the window of query index P + t
- * ((P + t) − j < window), a large negative elsewhere; added to cacheMask's causal/padding mask.
- */
-function cacheWindowMask(keep: Value, seq: number, past: number, window: number): Value {
-  const g = keep.graph;
-  const [B, total] = keep.shape as [number, number];
-  const one = g.scalar(1, "int64");
-  const index = (x: Value) => sub(cumSum(add(mul(x, g.scalar(0, "int64")), one), 1), one); // 0, 1, … along axis 1
-  const keyIndex = reshape(index(keep), [B, 1, total]);
-  const queries = add(index(expand(reshape(one, [1, 1]), [B, seq])), dimValue(g, past)); // (B, T): P + t
-  const near = less(sub(reshape(queries, [B, seq, 1]), keyIndex), g.scalar(window, "int64")); // (B, T, P+T)
-  return reshape(where(near, g.scalar(0), g.scalar(MASKED)), [B, 1, 1, seq, total]);
 }
