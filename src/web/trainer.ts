@@ -11,23 +11,17 @@ import { gradName } from "../models/llama/lm-graphs.js";
 import { AdamW } from "../train/adamw.js";
 import { clipByGlobalNorm } from "../train/clip.js";
 import { lmTask } from "../train/lm-task.js";
+import type { TrainOptions } from "../train/loop.js";
 import { learningRateAt } from "../train/schedule.js";
 import type { BatchSampler, TaskEval, TrainTask } from "../train/task.js";
 
-export interface WebTrainOptions {
-  /** Steps of this run (the schedule decays over them). */
-  steps: number;
-  lr: number;
-  warmupSteps: number;
-  minLrRatio: number;
-  weightDecay: number;
-  clip: number;
+/** train()'s options for one run of `steps` (the schedule decays over them), plus the page's batch shape and held-out fraction. */
+export type WebTrainOptions = Pick<TrainOptions, "steps" | "lr" | "warmupSteps" | "minLrRatio" | "weightDecay" | "clip" | "seed"> & {
   batch: number;
   seq: number;
-  seed: number;
   /** Fraction of the tokens held out for evaluation (0: none). */
   heldOut: number;
-}
+};
 
 export interface WebStep {
   step: number;
