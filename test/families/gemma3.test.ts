@@ -10,8 +10,6 @@ import path from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, env } from "@huggingface/transformers";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as E from "../../src/engine/index.js";
-import { Generator } from "../../src/eval/generate.js";
-import { generationScoring } from "../../src/export/deploy.js";
 import { exportGgufLora } from "../../src/export/gguf/lora.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { loraForDenseModel } from "../../src/methods/lora/index.js";
@@ -33,7 +31,7 @@ import { EXAMPLE_MASK, POSITIONS, buildSftScoreGraph } from "../../src/models/ll
 import { gradCheck } from "../engine/gradcheck.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { scratchDir } from "../helpers/paths.js";
-import { GEMMA3_TINY_CONFIG, randomModel, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
+import { GEMMA3_TINY_CONFIG, greedyIds, logProbGap, randomModel, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 16;
@@ -44,12 +42,7 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
   let model: LlamaModel;
   let tokenizer: TextTokenizer;
   let promptIds: number[];
-  const greedy = async (base: LoadedBase, adapter?: string) => {
-    const g = await Generator.create(generationScoring(base, adapter), tokenizer);
-    const r = await g.generate(promptIds, { maxNewTokens: N, temperature: 0, eosTokenIds: [] });
-    await g.release();
-    return r.ids;
-  };
+  const greedy = (base: LoadedBase, adapter?: string) => greedyIds(base, tokenizer, promptIds, N, adapter);
 
   beforeAll(async () => {
     model = saveRandomModel(GEMMA3_TINY_CONFIG, 3, folder);
@@ -96,18 +89,7 @@ describe("gemma3_text: config, llama.cpp and transformers.js agree with slimtune
     expect(report.architecture).toBe("gemma3");
     const theirs = await llamaNextProbabilities(file, promptIds);
     // Largest |Δ log p| over the tokens llama.cpp gives p ≥ 1e-4, at positions [from, to).
-    const worstOver = (ours: Float32Array[], from: number, to: number) => {
-      let worst = 0;
-      let compared = 0;
-      for (let t = from; t < to; t++) {
-        for (const [token, p] of theirs[t]!) {
-          if (p < 1e-4) continue; // below that, float32 rounding of the softmax dominates log p
-          worst = Math.max(worst, Math.abs(Math.log(p) - ours[t]![token]!));
-          compared++;
-        }
-      }
-      return { worst, compared };
-    };
+    const worstOver = (ours: Float32Array[], from: number, to: number) => logProbGap(theirs, ours, from, to);
     const ours = await slimtuneLogProbs(model, promptIds);
     const all = worstOver(ours, 0, promptIds.length);
     console.log(`gemma3: ${all.compared} log-probabilities over ${promptIds.length} positions, max |Δ log p| ${all.worst.toExponential(2)}`);

@@ -10,8 +10,6 @@ import fs from "node:fs";
 import path from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, env } from "@huggingface/transformers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Generator } from "../../src/eval/generate.js";
-import { generationScoring } from "../../src/export/deploy.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { exportGgufLora } from "../../src/export/gguf/lora.js";
 import { compactNames } from "../../src/export/changes.js";
@@ -32,7 +30,7 @@ import { gradCheck } from "../engine/gradcheck.js";
 import { geluGgml, gpt2ReferenceLogProbs } from "../helpers/gpt2-reference.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { REF_MODEL, scratchDir } from "../helpers/paths.js";
-import { GPT2_TINY_CONFIG, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
+import { GPT2_TINY_CONFIG, greedyIds, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 16;
@@ -43,12 +41,7 @@ describe("gpt2: config, llama.cpp and transformers.js agree with slimtune", () =
   let model: LlamaModel;
   let tokenizer: TextTokenizer;
   let promptIds: number[];
-  const greedy = async (base: LoadedBase, adapter?: string) => {
-    const g = await Generator.create(generationScoring(base, adapter), tokenizer);
-    const r = await g.generate(promptIds, { maxNewTokens: N, temperature: 0, eosTokenIds: [] });
-    await g.release();
-    return r.ids;
-  };
+  const greedy = (base: LoadedBase, adapter?: string) => greedyIds(base, tokenizer, promptIds, N, adapter);
 
   beforeAll(async () => {
     model = saveRandomModel(GPT2_TINY_CONFIG, 5, folder);

@@ -10,8 +10,6 @@ import path from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, env } from "@huggingface/transformers";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as E from "../../src/engine/index.js";
-import { Generator } from "../../src/eval/generate.js";
-import { generationScoring } from "../../src/export/deploy.js";
 import { exportGgufLora } from "../../src/export/gguf/lora.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { loraForDenseModel } from "../../src/methods/lora/index.js";
@@ -24,7 +22,7 @@ import type { LoadedBase } from "../../src/models/load.js";
 import { gradCheck } from "../engine/gradcheck.js";
 import { llamaGreedy, llamaNextProbabilities } from "../helpers/llama-cpp.js";
 import { scratchDir } from "../helpers/paths.js";
-import { PHI3_TINY_CONFIG, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
+import { PHI3_TINY_CONFIG, greedyIds, logProbGap, saveRandomModel, slimtuneLogProbs } from "../helpers/tiny-families.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
 const N = 16;
@@ -36,12 +34,7 @@ describe("phi3: config, llama.cpp and transformers.js agree with slimtune", () =
   let model: LlamaModel;
   let tokenizer: TextTokenizer;
   let promptIds: number[];
-  const greedy = async (base: LoadedBase, adapter?: string) => {
-    const g = await Generator.create(generationScoring(base, adapter), tokenizer);
-    const r = await g.generate(promptIds, { maxNewTokens: N, temperature: 0, eosTokenIds: [] });
-    await g.release();
-    return r.ids;
-  };
+  const greedy = (base: LoadedBase, adapter?: string) => greedyIds(base, tokenizer, promptIds, N, adapter);
 
   beforeAll(async () => {
     model = saveRandomModel(PHI3_TINY_CONFIG, 3, folder);
@@ -71,15 +64,7 @@ describe("phi3: config, llama.cpp and transformers.js agree with slimtune", () =
     expect(report.architecture).toBe("phi3");
     const ours = await slimtuneLogProbs(model, promptIds);
     const theirs = await llamaNextProbabilities(file, promptIds);
-    let worst = 0;
-    let compared = 0;
-    for (let t = 0; t < promptIds.length; t++) {
-      for (const [token, p] of theirs[t]!) {
-        if (p < 1e-4) continue; // below that, float32 rounding of the softmax dominates log p
-        worst = Math.max(worst, Math.abs(Math.log(p) - ours[t]![token]!));
-        compared++;
-      }
-    }
+    const { worst, compared } = logProbGap(theirs, ours);
     console.log(`phi3: ${compared} log-probabilities over ${promptIds.length} positions, max |Δ log p| ${worst.toExponential(2)}`);
     expect(compared).toBeGreaterThan(promptIds.length);
     expect(worst).toBeLessThan(1e-4);

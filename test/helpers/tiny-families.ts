@@ -11,6 +11,10 @@ import { DenseParams } from "../../src/models/llama/params.js";
 import { llamaParamShapes } from "../../src/arch/llama/shapes.js";
 import { parseLlamaConfig } from "../../src/formats/hf-config.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
+import { Generator } from "../../src/eval/generate.js";
+import { generationScoring } from "../../src/export/deploy.js";
+import type { TextTokenizer } from "../../src/formats/tokenizer.js";
+import type { LoadedBase } from "../../src/models/load.js";
 import { REF_MODEL } from "./paths.js";
 
 /** Qwen/Qwen3-0.6B's config.json, widths scaled down; head_dim · heads ≠ hidden_size, as in the real model (128 · 16 vs 1024). */
@@ -184,3 +188,28 @@ export const GEMMA3_TINY_CONFIG = {
   use_cache: true,
   vocab_size: 4096,
 };
+
+/**
+ * Largest |log p − ours| over the tokens llama.cpp gives p ≥ `minP` at positions [from, to), and how
+ * many were compared: below 1e-4, float32 rounding of the softmax dominates log p.
+ */
+export function logProbGap(theirs: ReadonlyArray<ReadonlyMap<number, number>>, ours: readonly Float32Array[], from = 0, to = theirs.length, minP = 1e-4): { worst: number; compared: number } {
+  let worst = 0;
+  let compared = 0;
+  for (let t = from; t < to; t++) {
+    for (const [token, p] of theirs[t]!) {
+      if (p < minP) continue;
+      worst = Math.max(worst, Math.abs(Math.log(p) - ours[t]![token]!));
+      compared++;
+    }
+  }
+  return { worst, compared };
+}
+
+/** slimtune's greedy continuation of `promptIds` (no stop token), with an adapter folder if given. */
+export async function greedyIds(base: LoadedBase, tokenizer: TextTokenizer, promptIds: number[], newTokens: number, adapter?: string): Promise<number[]> {
+  const g = await Generator.create(generationScoring(base, adapter), tokenizer);
+  const r = await g.generate(promptIds, { maxNewTokens: newTokens, temperature: 0, eosTokenIds: [] });
+  await g.release();
+  return r.ids;
+}
