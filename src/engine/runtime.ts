@@ -42,6 +42,8 @@ export interface SessionOptions {
   interOpThreads?: number;
   /** Constants past this many bytes in all are fed as inputs instead (default 1.75 GiB; see above). */
   maxInitializerBytes?: number;
+  /** ORT's per-node profiling: a JSON trace written to files starting with this prefix (benchmarks). */
+  profilePrefix?: string;
 }
 
 const ortType: Record<DType, ort.Tensor.Type> = {
@@ -87,6 +89,7 @@ export class CompiledGraph {
       graphOptimizationLevel: opts.optimization ?? "all",
       enableCpuMemArena: opts.memoryArena ?? true,
       enableMemPattern: opts.memoryPattern ?? false,
+      ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
       ...(Object.keys(config).length > 0 ? { extra: { ...nestConfig(config) } } : {}),
       ...(binding.executionProviders ? { executionProviders: [...binding.executionProviders] } : {}),
     };

@@ -43,19 +43,19 @@ export class Generator {
   private constructor(
     readonly model: ScoringModel,
     readonly tokenizer: TextTokenizer,
-    private readonly prefill: CompiledGraph,
-    private readonly decode: CompiledGraph,
-    private readonly layers: number,
+    private readonly step: CompiledGraph,
+    private readonly kvHeads: readonly number[],
   ) {}
 
-  /** Builds and compiles the prefill and decode graphs of `model`. */
+  /**
+   * Builds and compiles `model`'s KV graph once. One session runs the prefill (past length 0, the
+   * prompt's length of new tokens) and every decode step (one new token): two sessions held each
+   * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
+   */
   static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}): Promise<Generator> {
-    const build = (decode: boolean) =>
-      buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: decode ? 1 : "dynamic", past: decode, logits: "last" });
-    const pre = build(false);
-    const dec = build(true);
-    const [prefill, decode] = [await CompiledGraph.compile(pre.graph, pre.outputs, session), await CompiledGraph.compile(dec.graph, dec.outputs, session)];
-    return new Generator(model, tokenizer, prefill, decode, pre.kvHeads.length);
+    const kv = buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: "dynamic", past: true, logits: "last" });
+    const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
+    return new Generator(model, tokenizer, step, kv.kvHeads);
   }
 
   /** Generates from a prompt (text, tokenized as transformers would, or ids). */
@@ -82,8 +82,15 @@ export class Generator {
 
     let started = performance.now();
     const P0 = promptIds.length;
-    let out = await this.prefill.run({
+    const emptyPast = new Float32Array(0);
+    const past: Record<string, HostTensor> = {};
+    this.kvHeads.forEach((KV, i) => {
+      past[pastName(i, "key")] = { data: emptyPast, shape: [1, KV, 0, this.model.config.headDim] };
+      past[pastName(i, "value")] = { data: emptyPast, shape: [1, KV, 0, this.model.config.headDim] };
+    });
+    let out = await this.step.run({
       ...weights,
+      ...past,
       [INPUT_IDS]: { data: BigInt64Array.from(promptIds, BigInt), shape: [1, P0] },
       [ATTENTION_MASK]: { data: ones.subarray(0, P0), shape: [1, P0] },
       [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
@@ -117,11 +124,11 @@ export class Generator {
         [ATTENTION_MASK]: { data: ones.subarray(0, P + 1), shape: [1, P + 1] },
         [POSITION_IDS]: { data: BigInt64Array.of(BigInt(P)), shape: [1, 1] },
       };
-      for (let i = 0; i < this.layers; i++) {
+      for (let i = 0; i < this.kvHeads.length; i++) {
         feeds[pastName(i, "key")] = out[presentName(i, "key")]!;
         feeds[pastName(i, "value")] = out[presentName(i, "value")]!;
       }
-      out = await this.decode.run(feeds);
+      out = await this.step.run(feeds);
     }
     const decodeSeconds = (performance.now() - started) / 1000;
     const text = stream.finish();
@@ -138,8 +145,7 @@ export class Generator {
   }
 
   async release(): Promise<void> {
-    await this.prefill.release();
-    await this.decode.release();
+    await this.step.release();
   }
 }
 

@@ -3,8 +3,9 @@
 
 import fs from "node:fs";
 import { defineCommand } from "citty";
-import { SlimtuneError } from "../../core/errors.js";
+import { SlimtuneError, quote } from "../../core/errors.js";
 import { Generator } from "../../eval/generate.js";
+import { type HeadBits, withQuantizedHead } from "../../eval/head-tables.js";
 import { generationScoring } from "../../export/deploy.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { loadBase } from "../../models/load.js";
@@ -47,6 +48,7 @@ export default defineCommand({
     "ignore-eos": { type: "boolean", description: "Keep generating past end-of-sequence tokens (benchmarks)" },
     stop: { type: "string", description: "Stop before this string (repeat the flag for several)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
+    "head-bits": { type: "string", description: "A quantized model's embedding and LM head: 4, 8 or float (default 8; quantized at load, RTN in groups of 32)" },
     json: { type: "boolean", description: "Print one JSON object (prompt_ids, ids, text, prefill/decode tokens per second)" },
   },
   run: ({ args, rawArgs }) =>
@@ -67,7 +69,8 @@ export default defineCommand({
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
       const stop = stopStrings(rawArgs);
 
-      const base = loadBase(args.model);
+      // With an adapter the head stays as the adapter's scoring expects it (LoRA reads the float tensors).
+      const { base, head } = args.adapter ? { base: loadBase(args.model), head: "as the adapter's model has it" } : withQuantizedHead(loadBase(args.model), headBitsArg(args["head-bits"]));
       const model = generationScoring(base, args.adapter);
       const tokenizer = await loadTokenizer(args.model);
       if (args.chat) prompt = conversationPrompt(readConversationFile(args.chat), chatRendererFor(args.model, args["chat-template"]).renderer, tokenizer);
@@ -94,16 +97,24 @@ export default defineCommand({
           stop_reason: result.stopReason,
           prefill_tokens_per_s: result.prefillTokensPerS,
           decode_tokens_per_s: result.decodeTokensPerS,
+          head,
         });
         return;
       }
       process.stdout.write("\n");
       process.stderr.write(
-        `${model.description}: ${result.promptIds.length} prompt tokens at ${result.prefillTokensPerS.toFixed(0)} tokens/s, ` +
+        `${model.description}, embedding/LM head ${head}: ${result.promptIds.length} prompt tokens at ${result.prefillTokensPerS.toFixed(0)} tokens/s, ` +
           `${result.ids.length} new tokens at ${result.decodeTokensPerS.toFixed(1)} tokens/s (${result.stopReason})\n`,
       );
     }),
 });
+
+function headBitsArg(value: string | undefined): HeadBits {
+  if (value === undefined) return 8;
+  if (value === "4" || value === "8") return Number(value) as 4 | 8;
+  if (value === "float") return "float";
+  throw new SlimtuneError("E_ARG", `--head-bits ${quote(value)} must be 4, 8 or float`);
+}
 
 /** Every --stop value (citty keeps only the last of a repeated flag). */
 function stopStrings(rawArgs: string[]): string[] {
