@@ -6,7 +6,7 @@
 // (random N(0, 0.02²) weights, random prompt ids, a synthetic byte-level tokenizer).
 //
 //   npm run build && node bench/decode.mjs [--models ref-llama-5m,smollm2-135m-shape] [--threads 1,2]
-//     [--prompt 128] [--new 128] [--repeats 3] [--out bench/results/decode.json]
+//     [--prompt 128] [--new 128] [--repeats 3] [--head-bits 4|8|float] [--out bench/results/decode.json]
 //
 // Every run is its own process (peak RSS its own); each pair runs interleaved, repeats take the
 // median, and the CPU share other processes took during each run is recorded.
@@ -25,6 +25,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 128, help: "new tokens per run" },
     repeats: { type: "int", default: 3, help: "runs per configuration (median)" },
+    "head-bits": { type: "string", default: "4", help: "the 4-bit model's embedding/LM head at generate (4 = as the Q4_0 file's token_embd, 8, float)" },
     out: { type: "string", default: path.join(root, "bench/results/decode.json"), help: "results JSON" },
   },
   "node bench/decode.mjs — slimtune generate vs llama.cpp, prefill and decode tokens/s",
@@ -46,9 +47,10 @@ async function promptIds(name, dir, n) {
   return Array.from({ length: n }, () => 256 + rng.int(40_000));
 }
 
-async function slimtune(dir, ids, threads) {
-  const { json, run } = await cli(["generate", "--model", dir, "--prompt-ids", ids.join(","), "--max-new-tokens", String(flags.new), "--ignore-eos", "--threads", String(threads)]);
-  return { prefill: json.prefill_tokens_per_s, decode: json.decode_tokens_per_s, ids: json.ids, rssMb: run.maxRssMb, otherCpu: run.otherCpu };
+async function slimtune(dir, ids, threads, quantized) {
+  const head = quantized ? ["--head-bits", flags["head-bits"]] : [];
+  const { json, run } = await cli(["generate", "--model", dir, "--prompt-ids", ids.join(","), "--max-new-tokens", String(flags.new), "--ignore-eos", "--threads", String(threads), ...head]);
+  return { prefill: json.prefill_tokens_per_s, decode: json.decode_tokens_per_s, ids: json.ids, rssMb: run.maxRssMb, otherCpu: run.otherCpu, head: json.head };
 }
 
 async function llamaCpp(file, ids, threads) {
@@ -67,6 +69,7 @@ const summarize = (runs) => ({
   peak_rss_mb: Math.max(...runs.map((r) => r.rssMb)),
   other_cpu: median(runs.map((r) => r.otherCpu)),
   ids: runs[0].ids,
+  ...(runs[0].head ? { head: runs[0].head } : {}),
 });
 
 const results = { machine: machineInfo(), load_at_start: await sampleLoad(3000), flags, rows: [] };
@@ -85,7 +88,7 @@ for (const name of flags.models) {
       const a = [];
       const b = [];
       for (let r = 0; r < flags.repeats; r++) {
-        a.push(await slimtune(ours, ids, threads));
+        a.push(await slimtune(ours, ids, threads, ours === q4dir));
         b.push(await llamaCpp(theirs, ids, threads));
       }
       const s = summarize(a);
