@@ -1,7 +1,7 @@
-// Text generation with a key/value cache: one prefill run over the prompt, then one run of the
-// one-token decode graph per new token, feeding back the cache the previous run returned. Any
-// ScoringModel generates (float, quantized, with an adapter), since the graphs get their weights
-// through its ParamSource. It lives in eval/ beside perplexity: both run a model over tokens; the
+// Text generation with a key/value cache: one session of the KV graph runs the prefill over the
+// prompt (with an empty past), then one new token per run, feeding back the cache the previous run
+// returned. Any ScoringModel generates (float, quantized, with an adapter), since the graph gets
+// its weights through its ParamSource. It lives in eval/ beside perplexity: both run a model over tokens; the
 // CLI above picks the model and adapter.
 
 import { SlimtuneError } from "../core/errors.js";
