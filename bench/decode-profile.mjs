@@ -98,6 +98,7 @@ console.log(`${flags.model} ${flags.bits ? "4-bit" : "float32"}, ${flags.threads
 console.log(`prefill ${result.prefillTokensPerS.toFixed(0)} tok/s; decode ${result.decodeTokensPerS.toFixed(1)} tok/s`);
 console.log(`per decode token: ${perTokenWall.toFixed(2)} ms wall, ${runMs.toFixed(2)} ms in CompiledGraph.run, ${ortMs.toFixed(2)} ms in session.run (${((100 * ortMs) / perTokenWall).toFixed(0)} %)`);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+console.log(`greedy ids: ${result.ids.join(",")}`);
 
 if (flags["ort-profile"]) {
   const files = fs.readdirSync(work).filter((f) => f.startsWith(path.basename(prefix)) && f.endsWith(".json"));
