@@ -13,12 +13,12 @@ Per layer (one weight W [n, k] and the Hessian H [k, k] of its input, both raw l
 
 Everything runs in float32 as the reference does. Layers that share an input share the Hessian
 preparation (as in a model: q/k/v, gate/up), so the manifest lists preparations and their layers.
-Timed: the preparation and each layer's column loop. Not timed: reading files, and the relative
+Timed (wall and process CPU seconds, the machine being shared): the preparation and each layer's column loop. Not timed: reading files, and the relative
 reconstruction error ‖(W − Q)X‖ / ‖WX‖ = sqrt(tr(D H Dᵀ) / tr(W H Wᵀ)) reported for comparison.
 
 Usage: gptq_peer.py --dir DIR [--threads 1] [--out-values DIR]
-DIR/manifest.json: {"bits", "group_size", "act_order", "damp", "block_size",
-                    "hessians": [{"name", "k", "file", "layers": [{"name", "n", "file"}]}]}
+DIR/manifest.json: {"bits", "act_order", "damp", "block_size",
+                    "hessians": [{"name", "k", "group_size", "file", "layers": [{"name", "n", "file"}]}]}
 Prints one JSON line per layer and a final summary line.
 """
 
@@ -91,8 +91,9 @@ def gptq_layer(w, dead, perm, hinv, bits, group_size, block_size):
             col = w1[:, i]
             d = hinv1[i, i]
             if group_size < k and (i1 + i) % group_size == 0:
-                # The group's parameters from its values now: earlier blocks' errors already applied, and
-                # with block_size a multiple of group_size this block has not touched it yet.
+                # As the reference does: from W, which holds the earlier blocks' errors but not this block's
+                # (the same values when the group starts the block; slimtune reads the block's current
+                # values, so a group starting mid-block, e.g. g64 in blocks of 128, can differ slightly).
                 scale, zero = find_params(w[:, i1 + i:i1 + i + group_size], bits)
             q = quantize(col, scale, zero, maxq)
             q1[:, i] = q
@@ -132,25 +133,28 @@ def main():
         m = json.load(f)
     total_prep = 0.0
     total_layers = 0.0
+    total_cpu = 0.0
     for hs in m["hessians"]:
         k = hs["k"]
         h = read_raw(os.path.join(args.dir, hs["file"]), (k, k))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         dead, perm, hinv = prepare(h, m["damp"], m["act_order"])
-        prep_s = time.perf_counter() - t0
+        prep_s, prep_cpu = time.perf_counter() - t0, time.process_time() - c0
         total_prep += prep_s
+        total_cpu += prep_cpu
         for layer in hs["layers"]:
             w = read_raw(os.path.join(args.dir, layer["file"]), (layer["n"], k))
-            t0 = time.perf_counter()
-            q, loss = gptq_layer(w, dead, perm, hinv, m["bits"], m["group_size"], m["block_size"])
-            sec = time.perf_counter() - t0
+            t0, c0 = time.perf_counter(), time.process_time()
+            q, loss = gptq_layer(w, dead, perm, hinv, m["bits"], hs["group_size"], m["block_size"])
+            sec, cpu = time.perf_counter() - t0, time.process_time() - c0
             total_layers += sec
+            total_cpu += cpu
             if args.out_values:
                 q.numpy().astype("<f4").tofile(os.path.join(args.out_values, layer["name"] + ".q.f32"))
-            rec = {"layer": layer["name"], "n": layer["n"], "k": k, "hessian": hs["name"], "hessian_s": prep_s, "gptq_s": sec, "loss": loss, "relative_error": relative_error(w, q, h)}
+            rec = {"layer": layer["name"], "n": layer["n"], "k": k, "hessian": hs["name"], "hessian_s": prep_s, "gptq_s": sec, "hessian_cpu_s": prep_cpu, "gptq_cpu_s": cpu, "loss": loss, "relative_error": relative_error(w, q, h)}
             print(json.dumps(rec), flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"summary": True, "torch": torch.__version__, "threads": torch.get_num_threads(), "hessian_s": total_prep, "gptq_s": total_layers, "seconds": total_prep + total_layers, "peak_rss_mb": peak}), flush=True)
+    print(json.dumps({"summary": True, "torch": torch.__version__, "threads": torch.get_num_threads(), "hessian_s": total_prep, "gptq_s": total_layers, "seconds": total_prep + total_layers, "cpu_s": total_cpu, "peak_rss_mb": peak}), flush=True)
 
 
 if __name__ == "__main__":
