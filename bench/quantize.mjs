@@ -157,7 +157,7 @@ async function childGptq(dir, threads, outValues) {
   console.log(JSON.stringify({ summary: true, threads, hessian_s: hessianS, gptq_s: gptqS, seconds: hessianS + gptqS, cpu_s: cpuS, peak_rss_mb: process.resourceUsage().maxRSS / 1024 }));
 }
 
-async function childReallm(dir, threads) {
+async function childReallm(dir, threads, only) {
   const { quantizeReallmLayer } = await dist("quant/reallm.js");
   const { dequantize } = await dist("quant/kinds/index.js");
   const { HostGemm } = await dist("quant/linalg/host-gemm.js");
@@ -171,6 +171,7 @@ async function childReallm(dir, threads) {
   for (const hs of m.hessians) {
     const h = Float64Array.from(readF32(path.join(dir, hs.file)));
     for (const l of hs.layers) {
+      if (only.length && !only.includes(l.name)) continue;
       const w = readF32(path.join(dir, l.file));
       const t0 = performance.now();
       const c0 = process.cpuUsage();
@@ -252,6 +253,7 @@ async function main() {
       "calib-seqs": { type: "int", default: 8, help: "calibration sequences" },
       "calib-len": { type: "int", default: 256, help: "tokens per calibration sequence" },
       seed: { type: "int", default: 0, help: "weights and calibration inputs" },
+      "reallm-layers": { type: "list", default: [], help: "ReALLM on these layers of the block only (e.g. k_proj,o_proj,down_proj); default all" },
       out: { type: "string", default: path.join(root, "bench/results/quantize"), help: "writes OUT.json and OUT.log" },
       work: { type: "string", default: path.join(os.tmpdir(), "slimtune-quantize-bench"), help: "where the weights and Hessians go" },
       child: { type: "string", default: "", help: "(internal) gptq | reallm" },
@@ -261,7 +263,7 @@ async function main() {
     "node bench/quantize.mjs [flags]",
   );
   if (flags.child === "gptq") return childGptq(flags.dir, flags.threads, flags["out-values"]);
-  if (flags.child === "reallm") return childReallm(flags.dir, flags.threads);
+  if (flags.child === "reallm") return childReallm(flags.dir, flags.threads, flags["reallm-layers"]);
 
   setLogFile(`${flags.out}.log`);
   const machine = machineInfo();
@@ -284,7 +286,7 @@ async function main() {
       rec.qDistance = qDistance(dir, manifest.hessians.flatMap((h) => h.layers));
     }
     if (flags.methods.includes("reallm")) {
-      rec.reallm = await runChild("slimtune ReALLM", process.execPath, [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads)], env);
+      rec.reallm = await runChild("slimtune ReALLM", process.execPath, [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads), ...(flags["reallm-layers"].length ? ["--reallm-layers", flags["reallm-layers"].join(",")] : [])], env);
     }
     results.models.push(rec);
     writeJson(`${flags.out}.json`, results);
@@ -298,6 +300,7 @@ function table(rec) {
   const rows = [];
   const byName = (list, name) => list?.layers.find((l) => l.layer === name);
   const zero = { wall: 0, cpu: 0 };
+  const estimated = [];
   const sums = { peer: { ...zero }, gptq: { ...zero }, reallm: { ...zero } };
   const gptqTime = (l, first) => (l ? { wall: l.gptq_s + (first ? l.hessian_s : 0), cpu: l.gptq_cpu_s + (first ? l.hessian_cpu_s : 0) } : null);
   const both = (t) => (t ? `${fmt.f(t.wall)} (${fmt.f(t.cpu)})` : "–");
@@ -311,7 +314,10 @@ function table(rec) {
       const p = gptqTime(byName(rec.peer, l.name), i === 0);
       const s = gptqTime(byName(rec.gptq, l.name), i === 0);
       const rl = byName(rec.reallm, l.name);
-      const r = rl ? { wall: rl.seconds, cpu: rl.cpu_s } : null;
+      // A layer left out (--reallm-layers) counts as a measured layer with as many weights, marked "≈".
+      const twin = rl ?? rec.reallm?.layers.find((o) => o.n * o.k === l.n * hs.k);
+      const r = twin ? { wall: twin.seconds, cpu: twin.cpu_s } : null;
+      if (!rl && twin) estimated.push(`${l.name} ≈ ${twin.layer}`);
       add("peer", p);
       add("gptq", s);
       add("reallm", r);
@@ -322,7 +328,7 @@ function table(rec) {
         p && s ? `${fmt.x(p.wall / s.wall)} (${fmt.x(p.cpu / s.cpu)})` : "–",
         fmt.f(byName(rec.peer, l.name)?.relative_error, 4),
         fmt.f(byName(rec.gptq, l.name)?.relative_error, 4),
-        both(r),
+        rl ? both(r) : r ? `≈ ${both(r)}` : "–",
         fmt.f(rl?.relative_error, 4),
       ]);
     });
@@ -334,7 +340,8 @@ function table(rec) {
   rows.push([`× ${L} blocks (extrapolated)`, both(scaled(sums.peer)), both(scaled(sums.gptq)), ratio(sums.peer, sums.gptq), "", "", both(scaled(sums.reallm)), ""]);
   rows.push(["peak RSS of the process, MiB", fmt.int(rec.peer?.maxRssMb), fmt.int(rec.gptq?.maxRssMb), "", "", "", fmt.int(rec.reallm?.maxRssMb), ""]);
   rows.push(["other processes' share of the CPU", fmt.pct(rec.peer?.otherCpu, 0), fmt.pct(rec.gptq?.otherCpu, 0), "", "", "", fmt.pct(rec.reallm?.otherCpu, 0), ""]);
-  return `${rec.model}: seconds wall (CPU)\n${mdTable(["layer", "peer GPTQ", "slimtune GPTQ", "speed vs peer", "peer ‖ΔWX‖/‖WX‖", "slimtune ‖ΔWX‖/‖WX‖", "slimtune ReALLM 3 bpw", "ReALLM ‖ΔWX‖/‖WX‖"], rows)}`;
+  const note = estimated.length ? `\nReALLM layers not run, counted as the measured layer of the same size: ${estimated.join(", ")}` : "";
+  return `${rec.model}: seconds wall (CPU)${note}\n${mdTable(["layer", "peer GPTQ", "slimtune GPTQ", "speed vs peer", "peer ‖ΔWX‖/‖WX‖", "slimtune ‖ΔWX‖/‖WX‖", "slimtune ReALLM 3 bpw", "ReALLM ‖ΔWX‖/‖WX‖"], rows)}`;
 }
 
 await main();
