@@ -143,11 +143,14 @@ async function childGptq(dir, threads, outValues) {
     cpuS += prepCpu;
     for (const l of hs.layers) {
       const w = readF32(path.join(dir, l.file));
-      t0 = performance.now();
       const spec = { scheme: "rtn", bits: m.bits, groupSize: hs.group_size, symmetric: false };
+      t0 = performance.now();
+      c0 = process.cpuUsage();
       const res = await gptqQuantize(w, l.n, hs.k, prep, spec, { settings, gemm, layer: l.name });
       const sec = (performance.now() - t0) / 1000;
+      const cpu = cpuSeconds(c0);
       gptqS += sec;
+      cpuS += cpu;
       const q = dequantizeRtn(res.layer);
       if (outValues) fs.writeFileSync(path.join(outValues, `${l.name}.q.f32`), Buffer.from(q.buffer, q.byteOffset, q.byteLength));
       console.log(JSON.stringify({ layer: l.name, n: l.n, k: hs.k, hessian: hs.name, hessian_s: prepS, gptq_s: sec, hessian_cpu_s: prepCpu, gptq_cpu_s: cpu, loss: res.loss, relative_error: await relativeError(gemm, w, q, h, l.n, hs.k) }));
@@ -250,6 +253,8 @@ async function main() {
       models: { type: "list", default: ["smollm2-135m-shape", "qwen2.5-0.5b-shape"], help: "folders under shared/models" },
       methods: { type: "list", default: ["gptq", "reallm"], help: "gptq (against the peer) and/or reallm" },
       threads: { type: "int", default: 1, help: "threads for both sides" },
+      sides: { type: "list", default: ["peer", "slimtune"], help: "GPTQ sides to run (one side per invocation lets two runs share a busy machine)" },
+      "reuse-data": { type: "bool", default: false, help: "keep the weights and Hessians already in --work (same seed) instead of writing them again" },
       "calib-seqs": { type: "int", default: 8, help: "calibration sequences" },
       "calib-len": { type: "int", default: 256, help: "tokens per calibration sequence" },
       seed: { type: "int", default: 0, help: "weights and calibration inputs" },
@@ -276,14 +281,22 @@ async function main() {
     const cfg = JSON.parse(fs.readFileSync(path.join(shared, "models", model, "config.json"), "utf8"));
     const dir = path.join(flags.work, model);
     log(`${model}: writing one block's weights and Hessians (${flags["calib-seqs"]} × ${flags["calib-len"]} calibration tokens) to ${dir}`);
-    const manifest = await makeData(dir, cfg, { threads: flags.threads, seed: flags.seed, calibSeqs: flags["calib-seqs"], calibLen: flags["calib-len"] });
+    const existing = path.join(dir, "manifest.json");
+    const manifest =
+      flags["reuse-data"] && fs.existsSync(existing)
+        ? JSON.parse(fs.readFileSync(existing, "utf8"))
+        : await makeData(dir, cfg, { threads: flags.threads, seed: flags.seed, calibSeqs: flags["calib-seqs"], calibLen: flags["calib-len"] });
     const rec = { model, layersInModel: cfg.num_hidden_layers, calibrationTokens: manifest.calibration_tokens, shapes: manifest.hessians };
     if (flags.methods.includes("gptq")) {
       for (const side of ["peer", "slimtune"]) fs.mkdirSync(path.join(dir, side), { recursive: true });
-      rec.peer = await runChild("peer (PyTorch fasterquant)", python, [peerScript, "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "peer")], env);
-      rec.peer.torch = rec.peer.summary.torch;
-      rec.gptq = await runChild("slimtune GPTQ", process.execPath, [fileURLToPath(import.meta.url), "--child", "gptq", "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "slimtune")], env);
-      rec.qDistance = qDistance(dir, manifest.hessians.flatMap((h) => h.layers));
+      if (flags.sides.includes("peer")) {
+        rec.peer = await runChild("peer (PyTorch fasterquant)", python, [peerScript, "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "peer")], env);
+        rec.peer.torch = rec.peer.summary.torch;
+      }
+      if (flags.sides.includes("slimtune")) {
+        rec.gptq = await runChild("slimtune GPTQ", process.execPath, [fileURLToPath(import.meta.url), "--child", "gptq", "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "slimtune")], env);
+      }
+      if (rec.peer && rec.gptq) rec.qDistance = qDistance(dir, manifest.hessians.flatMap((h) => h.layers));
     }
     if (flags.methods.includes("reallm")) {
       rec.reallm = await runChild("slimtune ReALLM", process.execPath, [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads), ...(flags["reallm-layers"].length ? ["--reallm-layers", flags["reallm-layers"].join(",")] : [])], env);
