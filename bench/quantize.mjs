@@ -261,6 +261,7 @@ async function main() {
       "reallm-layers": { type: "list", default: [], help: "ReALLM on these layers of the block only (e.g. k_proj,o_proj,down_proj); default all" },
       out: { type: "string", default: path.join(root, "bench/results/quantize"), help: "writes OUT.json and OUT.log" },
       work: { type: "string", default: path.join(os.tmpdir(), "slimtune-quantize-bench"), help: "where the weights and Hessians go" },
+      merge: { type: "list", default: [], help: "instead of running: join the sides of earlier runs' JSON files (same data: seed and calibration) into --out" },
       child: { type: "string", default: "", help: "(internal) gptq | reallm" },
       dir: { type: "string", default: "", help: "(internal) data folder" },
       "out-values": { type: "string", default: "", help: "(internal)" },
@@ -270,6 +271,7 @@ async function main() {
   if (flags.child === "gptq") return childGptq(flags.dir, flags.threads, flags["out-values"]);
   if (flags.child === "reallm") return childReallm(flags.dir, flags.threads, flags["reallm-layers"]);
 
+  if (flags.merge.length) return merge(flags.merge, flags.out);
   setLogFile(`${flags.out}.log`);
   const machine = machineInfo();
   log(`machine: ${machine.cpu}, ${machine.cores} cores; torch ${machine.torch}; commit ${machine.commit}; threads ${flags.threads}`);
@@ -308,6 +310,28 @@ async function main() {
   writeJson(`${flags.out}.json`, results);
 }
 
+/** One record per model from several runs' JSON: each side (peer, gptq, reallm) from the run that has it. */
+function merge(files, out) {
+  setLogFile(`${out}.log`);
+  const runs = files.map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+  const models = new Map();
+  for (const [i, run] of runs.entries()) {
+    for (const rec of run.models) {
+      const m = models.get(rec.model) ?? { ...rec, peer: undefined, gptq: undefined, reallm: undefined, from: {} };
+      for (const side of ["peer", "gptq", "reallm", "qDistance"]) {
+        if (rec[side] && !m[side]) {
+          m[side] = rec[side];
+          m.from[side] = `${files[i]} (${run.machine.date})`;
+        }
+      }
+      models.set(rec.model, m);
+    }
+  }
+  const merged = { machine: runs[0].machine, mergedFrom: files, bits: BITS, reallmBudget: REALLM_BUDGET, models: [...models.values()] };
+  writeJson(`${out}.json`, merged);
+  for (const rec of merged.models) log(`\n${table(rec)}\nsides from: ${JSON.stringify(rec.from)}`);
+}
+
 /** Per layer: wall and CPU seconds (a shared Hessian preparation counted once, on its group's first layer). */
 function table(rec) {
   const rows = [];
@@ -318,6 +342,7 @@ function table(rec) {
   const gptqTime = (l, first) => (l ? { wall: l.gptq_s + (first ? l.hessian_s : 0), cpu: l.gptq_cpu_s + (first ? l.hessian_cpu_s : 0) } : null);
   const both = (t) => (t ? `${fmt.f(t.wall)} (${fmt.f(t.cpu)})` : "–");
   const add = (key, t) => {
+    // (sums of the layers that ran)
     if (!t) return;
     sums[key].wall += t.wall;
     sums[key].cpu += t.cpu;
@@ -347,10 +372,12 @@ function table(rec) {
     });
   }
   const L = rec.layersInModel;
-  const scaled = (t) => ({ wall: t.wall * L, cpu: t.cpu * L });
-  const ratio = (a, b) => `${fmt.x(a.wall / b.wall)} (${fmt.x(a.cpu / b.cpu)})`;
-  rows.push(["one block", both(sums.peer), both(sums.gptq), ratio(sums.peer, sums.gptq), "", "", both(sums.reallm), ""]);
-  rows.push([`× ${L} blocks (extrapolated)`, both(scaled(sums.peer)), both(scaled(sums.gptq)), ratio(sums.peer, sums.gptq), "", "", both(scaled(sums.reallm)), ""]);
+  // A side that did not run shows "–", not a zero.
+  const ran = { peer: Boolean(rec.peer), gptq: Boolean(rec.gptq), reallm: Boolean(rec.reallm) };
+  const total = (key, times = 1) => (ran[key] ? { wall: sums[key].wall * times, cpu: sums[key].cpu * times } : null);
+  const ratio = ran.peer && ran.gptq ? `${fmt.x(sums.peer.wall / sums.gptq.wall)} (${fmt.x(sums.peer.cpu / sums.gptq.cpu)})` : "–";
+  rows.push(["one block", both(total("peer")), both(total("gptq")), ratio, "", "", both(total("reallm")), ""]);
+  rows.push([`× ${L} blocks (extrapolated)`, both(total("peer", L)), both(total("gptq", L)), ratio, "", "", both(total("reallm", L)), ""]);
   rows.push(["peak RSS of the process, MiB", fmt.int(rec.peer?.maxRssMb), fmt.int(rec.gptq?.maxRssMb), "", "", "", fmt.int(rec.reallm?.maxRssMb), ""]);
   rows.push(["other processes' share of the CPU", fmt.pct(rec.peer?.otherCpu, 0), fmt.pct(rec.gptq?.otherCpu, 0), "", "", "", fmt.pct(rec.reallm?.otherCpu, 0), ""]);
   const note = estimated.length ? `\nReALLM layers not run, counted as the measured layer of the same size: ${estimated.join(", ")}` : "";
