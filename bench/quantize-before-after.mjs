@@ -1,4 +1,9 @@
-// Before/after CPU seconds of one ReALLM layer and one GPTQ Hessian preparation: argv[2] = dist root.
+// Before/after CPU seconds (the machine is shared, so CPU time rather than wall time) of one ReALLM
+// layer (SmolLM2's q_proj, 3 bits per weight) and one GPTQ Hessian preparation (SmolLM2's down_proj
+// input, K = 1536), on the data bench/quantize.mjs wrote to /tmp/slimtune-quantize-bench.
+//   node bench/quantize-before-after.mjs ROOT hessian|reallm
+// ROOT holds a dist/ built from any commit (git archive COMMIT src tsconfig*.json package.json |
+// tar -x -C ROOT; link ROOT/node_modules; npx tsc -p ROOT/tsconfig.build.json).
 import fs from "node:fs";
 const root = process.argv[2];
 const which = process.argv[3];
