@@ -99,31 +99,18 @@ export interface KmeansOptions {
   tolerance?: number;
 }
 
-/** The nearest centroid of every point (and Σ squared distances), in place into `assign`; plain loops (tests, tiny problems). */
+/** The nearest centroid of every point (and Σ squared distances), in place into `assign`; plain loops (tests, small codebooks). */
 export function assignNearest(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): { inertia: number; changed: number } {
   let inertia = 0;
   let changed = 0;
+  const second = new Float64Array(2);
   for (let p = 0; p < count; p++) {
-    const at = p * d;
-    let best = 0;
-    let bestDist = Infinity;
-    for (let c = 0; c < k; c++) {
-      const ct = c * d;
-      let dist = 0;
-      for (let j = 0; j < d; j++) {
-        const diff = points[at + j]! - centroids[ct + j]!;
-        dist += diff * diff;
-      }
-      if (dist < bestDist) {
-        bestDist = dist;
-        best = c;
-      }
-    }
+    inertia += scanPoint(points, p, d, centroids, k, second);
+    const best = second[1]!;
     if (assign[p] !== best) {
       changed++;
       assign[p] = best;
     }
-    inertia += bestDist;
   }
   return { inertia, changed };
 }
