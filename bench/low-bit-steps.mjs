@@ -124,7 +124,7 @@ for (const name of a.models) {
     let absmax = 0;
     for (const v of up.data) absmax = Math.max(absmax, Math.abs(v));
     const points = Float32Array.from(up.data, (v) => v / absmax);
-    const km = await seconds(() => kmeans(points, count, d, 1 << bits, { rng: new Rng(3), nearest, iterations: 10, tolerance: 0 }));
+    const km = await seconds(() => kmeans(points, count, d, 1 << bits, { rng: new Rng(3), iterations: 10, tolerance: 0 }));
     r.kmeans[`d${d}-k${1 << bits}`] = { points: count, iterations: km.out.iterations, s: km.s, perIterationS: km.s / (km.out.iterations + 1) };
   }
   // One whole ReALLM matrix at 3 bits per weight, and one LQ-LoRA matrix.

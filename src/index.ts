@@ -16,7 +16,7 @@ export { quantizeLinear, dequantize } from "./quant/kinds/index.js";
 export { sizeReport, type SizeReport } from "./quant/size.js";
 export { budgetModel, allocationBytes, allocationAvgBits, allocationPlan, checkBudget, type Budget, type BudgetModel, type Allocation } from "./quant/budget.js";
 export { fisherSensitivity, greedyAllocation } from "./quant/allocation.js";
-export { gptqQuantize, prepareHessian, defaultGptqSettings, type GptqSettings } from "./quant/gptq.js";
+export { gptqQuantize, prepareHessian, prepareHessianBlocked, defaultGptqSettings, type GptqSettings } from "./quant/gptq.js";
 export { quantizeReallmModel, quantizeReallmLayer, reallmCandidates, type ReallmOptions } from "./quant/reallm.js";
 export { lqloraQuantizeModel } from "./quant/lqlora.js";
 export { HostGemm } from "./quant/linalg/host-gemm.js";

@@ -21,6 +21,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import { roundToF16 } from "../core/f16.js";
 import { type RtnStats, rtnCode, rtnGroupParams } from "./kinds/rtn.js";
+import { type Float64Gemm, upperCholeskyOfInverseBlocked } from "./linalg/blocked-cholesky.js";
 import { checkSquare, upperCholeskyOfInverse } from "./linalg/cholesky.js";
 import type { HostGemm } from "./linalg/host-gemm.js";
 import { checkQuantSpec, resolveGroupSize } from "./spec.js";
@@ -58,9 +59,15 @@ function checkSettings(s: GptqSettings): void {
   }
 }
 
-/** Dead columns, act-order, dampening and U = chol((H + λI)⁻¹) for a Hessian H [k, k] (left untouched). */
-export function prepareHessian(h: Float64Array, k: number, settings: GptqSettings, layer = "the layer"): PreparedHessian {
-  const started = performance.now();
+/** H in processing order (act-order), dead columns' diagonal set to 1, and what dampening needs. */
+interface OrderedHessian {
+  ordered: Float64Array;
+  perm: Int32Array | null;
+  dead: Int32Array;
+  meanDiag: number;
+}
+
+function orderHessian(h: Float64Array, k: number, settings: GptqSettings, layer: string): OrderedHessian {
   checkSettings(settings);
   checkSquare(h, k, `the Hessian of ${layer}`);
   const deadList: number[] = [];
@@ -80,25 +87,52 @@ export function prepareHessian(h: Float64Array, k: number, settings: GptqSetting
   const ordered = new Float64Array(k * k);
   for (let i = 0; i < k; i++) {
     const pi = perm ? perm[i]! : i;
-    for (let j = 0; j < k; j++) ordered[i * k + j] = h[pi * k + (perm ? perm[j]! : j)]!;
+    if (perm) for (let j = 0; j < k; j++) ordered[i * k + j] = h[pi * k + perm[j]!]!;
+    else ordered.set(h.subarray(i * k, (i + 1) * k), i * k);
     ordered[i * k + i] = diag[pi]!;
   }
   let mean = 0;
   for (let i = 0; i < k; i++) mean += diag[i]!;
-  mean /= k;
-  let percent = settings.dampPercent;
-  for (;;) {
-    const damped = Float64Array.from(ordered);
-    for (let i = 0; i < k; i++) damped[i * k + i]! += percent * mean;
-    const hinv = upperCholeskyOfInverse(damped, k);
-    if (hinv) return { k, hinv, perm, dead: Int32Array.from(deadList), dampPercent: percent, seconds: (performance.now() - started) / 1000 };
-    if (percent >= 0.5) {
-      throw new SlimtuneError(
-        "E_ARG",
-        `the Hessian of ${layer} is not positive definite even with ${(100 * percent).toFixed(0)} % dampening; the calibration inputs are degenerate — use more calibration samples (--calib-samples) or text that the model can read`,
-      );
-    }
-    percent = Math.min(0.5, percent * 2);
+  return { ordered, perm, dead: Int32Array.from(deadList), meanDiag: mean / k };
+}
+
+/** The next dampening fraction after `percent` failed to make H + λI factor, or an E_ARG at 50 %. */
+function nextDamp(percent: number, layer: string): number {
+  if (percent >= 0.5) {
+    throw new SlimtuneError(
+      "E_ARG",
+      `the Hessian of ${layer} is not positive definite even with ${(100 * percent).toFixed(0)} % dampening; the calibration inputs are degenerate — use more calibration samples (--calib-samples) or text that the model can read`,
+    );
+  }
+  return Math.min(0.5, percent * 2);
+}
+
+function damped(o: OrderedHessian, k: number, percent: number): Float64Array {
+  const out = Float64Array.from(o.ordered);
+  for (let i = 0; i < k; i++) out[i * k + i]! += percent * o.meanDiag;
+  return out;
+}
+
+/** Dead columns, act-order, dampening and U = chol((H + λI)⁻¹) for a Hessian H [k, k] (left untouched); flat loops (cholesky.ts). */
+export function prepareHessian(h: Float64Array, k: number, settings: GptqSettings, layer = "the layer"): PreparedHessian {
+  const started = performance.now();
+  const o = orderHessian(h, k, settings, layer);
+  for (let percent = settings.dampPercent; ; percent = nextDamp(percent, layer)) {
+    const hinv = upperCholeskyOfInverse(damped(o, k, percent), k);
+    if (hinv) return { k, hinv, perm: o.perm, dead: o.dead, dampPercent: percent, seconds: (performance.now() - started) / 1000 };
+  }
+}
+
+/**
+ * prepareHessian with the factorizations blocked and their O(k³) products in ONNX Runtime
+ * (linalg/blocked-cholesky.ts): what models of real widths use. Same result up to rounding.
+ */
+export async function prepareHessianBlocked(h: Float64Array, k: number, settings: GptqSettings, gemm: Float64Gemm, layer = "the layer"): Promise<PreparedHessian> {
+  const started = performance.now();
+  const o = orderHessian(h, k, settings, layer);
+  for (let percent = settings.dampPercent; ; percent = nextDamp(percent, layer)) {
+    const hinv = await upperCholeskyOfInverseBlocked(damped(o, k, percent), k, gemm);
+    if (hinv) return { k, hinv, perm: o.perm, dead: o.dead, dampPercent: percent, seconds: (performance.now() - started) / 1000 };
   }
 }
 

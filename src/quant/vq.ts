@@ -159,7 +159,7 @@ export async function vqQuantize(r: Float32Array, n: number, k: number, shape: V
       points[i * k + p] = s > 0 ? r[i * k + col(p)]! / s : 0;
     }
   }
-  const km = await kmeans(points, count, d, 1 << c, { rng: opts.rng, nearest: opts.nearest, iterations: opts.iterations ?? 30, ...(opts.init ? { init: opts.init } : {}) });
+  const km = await kmeans(points, count, d, 1 << c, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.init ? { init: opts.init } : {}) });
   const codebook = Float32Array.from(km.centroids, roundToF16);
   const vqCodes = new Uint8Array(count);
   vqCodes.set(km.assign);

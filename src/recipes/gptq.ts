@@ -19,7 +19,7 @@ import { CompiledGraph, Graph, type HostTensor } from "../engine/index.js";
 import { DenseParams } from "../models/llama/params.js";
 import { HIDDEN_OUT, blockParamNames, buildBlockGraph, embedRows, forEachChunk, gramName, inputGroups } from "../models/llama/block.js";
 import { dequantizeRtn, type RtnStats } from "../quant/kinds/rtn.js";
-import { type GptqSettings, type PreparedHessian, gptqQuantize, prepareHessian } from "../quant/gptq.js";
+import { type GptqSettings, type PreparedHessian, gptqQuantize, prepareHessianBlocked } from "../quant/gptq.js";
 import { type BlockTarget, gptqQuantizeBlocks } from "../quant/gptq-blocks.js";
 import { HostGemm } from "../quant/linalg/host-gemm.js";
 import type { QuantPlan } from "../quant/quantize-model.js";
@@ -216,7 +216,7 @@ async function sequentialGptq(model: FloatWeights, paths: ReadonlySet<string>, c
           const h = sums.get(first)!;
           const k = Math.round(Math.sqrt(h.length));
           for (let j = 0; j < h.length; j++) h[j]! *= 2 / rows;
-          const prep = prepareHessian(h, k, opts.settings, first);
+          const prep = await prepareHessianBlocked(h, k, opts.settings, gemm, first);
           hessianSeconds += prep.seconds;
           for (const path of group) {
             const w = model.weights.get(`${path}.weight`)!;

@@ -1,5 +1,6 @@
 // Large matrix products of host arrays through ONNX Runtime: C = op(A)·op(B) as a one-node Gemm graph,
-// compiled once per shape and dtype. The heavy products of GPTQ (lazy batch updates), of randomized
+// compiled once per dtype and transposition with symbolic sizes, so the blocked factorizations
+// (linalg/blocked-cholesky.ts), whose operands change shape at every step, reuse one session. The heavy products of GPTQ (lazy batch updates), of randomized
 // SVD and of k-means run here: ORT's Gemm reaches 10-100+ GFLOPS on this CPU where a JavaScript loop
 // manages ~1. float64 keeps host maths exact enough to compare against a float64 reference.
 
@@ -37,11 +38,12 @@ export class HostGemm {
     const tb = Boolean(s.transB);
     const aShape = ta ? [s.k, s.m] : [s.m, s.k];
     const bShape = tb ? [s.n, s.k] : [s.k, s.n];
-    const key = `${dtype}:${aShape.join("x")}${ta ? "T" : ""}:${bShape.join("x")}${tb ? "T" : ""}`;
+    const key = `${dtype}:${ta ? "T" : "N"}${tb ? "T" : "N"}`;
     const compiled: CompiledGraph = await this.cache.get(key, () => {
       const g = new Graph();
-      const av = g.input("a", aShape, dtype);
-      const bv = g.input("b", bShape, dtype);
+      const [m, k, n] = [g.sym("m"), g.sym("k"), g.sym("n")];
+      const av = g.input("a", ta ? [k, m] : [m, k], dtype);
+      const bv = g.input("b", tb ? [n, k] : [k, n], dtype);
       return { graph: g, outputs: { c: gemm(av, bv, { transA: ta, transB: tb }) } };
     });
     const out = await compiled.run({ a: { data: a, shape: aShape }, b: { data: b, shape: bShape } });

@@ -1,14 +1,18 @@
 // k-means for vector quantization: seeded k-means++ initialisation, then Lloyd iterations until
 // (almost) no point changes cluster (or `iterations` run out). Points are d-dimensional sub-vectors of a weight
-// matrix (d ≤ 8, k ≤ 256 centroids), hundreds of thousands of them.
+// matrix (d ≤ 8, k ≤ 256 centroids), hundreds of thousands to millions of them.
 //
-// The assignment step — every point against every centroid, P·k·d multiply-adds per iteration — runs
-// through ONNX Runtime as one Gemm and an ArgMin (argmin_c ‖c‖² − 2·x·c, in chunks of points);
-// centroid updates and k-means++ stay on the host. Written here rather than taken from ml-kmeans:
-// that package takes number[][] (one JS array per point) and calls a distance function per (point,
-// centroid) pair, which for 442,368 two-dimensional points (a SmolLM2 MLP matrix at d = 2) means half
-// a million arrays and ~7 million calls per iteration; a pure-JS loop over 32,768 points and 128
-// centroids took ~80 s for the ~200 Lloyd iterations of one ReALLM matrix search on this machine.
+// Lloyd's loop (`kmeans`) keeps Hamerly's distance bounds per point, so after the first iterations
+// only the few points near a cluster boundary are compared with every centroid; centroid sums are
+// updated by the points that move. Before, every iteration assigned every point again (through ORT
+// as one Gemm + ArgMin), and ReALLM on ref-llama-5m spent 208 of its 219 s there. k-means++ seeds
+// from a sample of 256 points per centroid. `NearestCentroid` (one full assignment through ORT, for
+// a codebook that is not the result of the loop, e.g. after rounding to float16) stays.
+//
+// Written here rather than taken from ml-kmeans: that package takes number[][] (one JS array per
+// point) and calls a distance function per (point, centroid) pair, which for 442,368
+// two-dimensional points (a SmolLM2 MLP matrix at d = 2) means half a million arrays and ~7 million
+// calls per iteration.
 
 import { SlimtuneError } from "../../core/errors.js";
 import type { Rng } from "../../core/rng.js";
@@ -87,7 +91,6 @@ export interface KmeansResult {
 
 export interface KmeansOptions {
   rng: Rng;
-  nearest: NearestCentroid;
   /** Start from these centroids [k, d] instead of k-means++ (warm start: a nearby problem's codebook). */
   init?: Float32Array;
   /** Lloyd iterations at most (default 30). */
@@ -96,14 +99,64 @@ export interface KmeansOptions {
   tolerance?: number;
 }
 
-/** The nearest centroid of every point (and Σ squared distances), in place into `assign`; plain loops (tests, tiny problems). */
+/** The nearest centroid of every point (and Σ squared distances), in place into `assign`; plain loops (tests, small codebooks). */
 export function assignNearest(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): { inertia: number; changed: number } {
   let inertia = 0;
   let changed = 0;
+  const second = new Float64Array(2);
   for (let p = 0; p < count; p++) {
-    const at = p * d;
-    let best = 0;
-    let bestDist = Infinity;
+    inertia += scanPoint(points, p, d, centroids, k, second);
+    const best = second[1]!;
+    if (assign[p] !== best) {
+      changed++;
+      assign[p] = best;
+    }
+  }
+  return { inertia, changed };
+}
+
+/**
+ * Nearest and second-nearest centroid of point `p` by a full scan: returns the nearest's squared
+ * distance; the second's goes to `second[0]`, the nearest's index to `second[1]`. ReALLM's d = 2 and
+ * d = 4 are unrolled (twice as fast as the general loop).
+ */
+function scanPoint(points: Float32Array, p: number, d: number, centroids: Float32Array, k: number, second: Float64Array): number {
+  const at = p * d;
+  let best = 0;
+  let d1 = Infinity;
+  let d2 = Infinity;
+  if (d === 2) {
+    const x0 = points[at]!;
+    const x1 = points[at + 1]!;
+    for (let c = 0; c < k; c++) {
+      const a = x0 - centroids[2 * c]!;
+      const b = x1 - centroids[2 * c + 1]!;
+      const dist = a * a + b * b;
+      if (dist < d1) {
+        d2 = d1;
+        d1 = dist;
+        best = c;
+      } else if (dist < d2) d2 = dist;
+    }
+  } else if (d === 4) {
+    const x0 = points[at]!;
+    const x1 = points[at + 1]!;
+    const x2 = points[at + 2]!;
+    const x3 = points[at + 3]!;
+    for (let c = 0; c < k; c++) {
+      const ct = 4 * c;
+      const a = x0 - centroids[ct]!;
+      const b = x1 - centroids[ct + 1]!;
+      const e = x2 - centroids[ct + 2]!;
+      const f = x3 - centroids[ct + 3]!;
+      const dist = a * a + b * b + e * e + f * f;
+      if (dist < d1) {
+        d2 = d1;
+        d1 = dist;
+        best = c;
+      } else if (dist < d2) d2 = dist;
+    }
+  } else {
     for (let c = 0; c < k; c++) {
       const ct = c * d;
       let dist = 0;
@@ -111,21 +164,27 @@ export function assignNearest(points: Float32Array, count: number, d: number, ce
         const diff = points[at + j]! - centroids[ct + j]!;
         dist += diff * diff;
       }
-      if (dist < bestDist) {
-        bestDist = dist;
+      if (dist < d1) {
+        d2 = d1;
+        d1 = dist;
         best = c;
-      }
+      } else if (dist < d2) d2 = dist;
     }
-    if (assign[p] !== best) {
-      changed++;
-      assign[p] = best;
-    }
-    inertia += bestDist;
   }
-  return { inertia, changed };
+  second[0] = d2;
+  second[1] = best;
+  return d1;
 }
 
-/** Clusters `count` points of dimension `d` (row-major in `points`) into `k` clusters. */
+/**
+ * Clusters `count` points of dimension `d` (row-major in `points`) into `k` clusters: Lloyd's
+ * algorithm with Hamerly's bounds (Hamerly 2010, "Making k-means even faster"). Each point keeps an
+ * upper bound on the distance to its centroid and a lower bound on the distance to every other one;
+ * when centroids move the bounds loosen by the moves, and a point is looked at again only when its
+ * bounds cross (or its centroid's nearest neighbour is closer than twice the upper bound). After the
+ * first iterations almost every point is skipped, so an iteration costs O(count) instead of
+ * O(count·k·d) — the same assignments as a full scan every time, up to ties.
+ */
 export async function kmeans(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Promise<KmeansResult> {
   if (!Number.isInteger(k) || k < 1 || k > 65536) throw new SlimtuneError("E_ARG", `k-means needs 1 ≤ k ≤ 65536 centroids, got ${k}`);
   if (points.length !== count * d) throw new SlimtuneError("E_SHAPE", `k-means got ${points.length} values for ${count} points of dimension ${d}`);
@@ -136,32 +195,109 @@ export async function kmeans(points: Float32Array, count: number, d: number, k: 
   const centroids = opts.init ? Float32Array.from(opts.init) : kmeansPlusPlus(points, count, d, k, rng);
   const assign = k <= 256 ? new Uint8Array(count) : new Uint16Array(count);
   const maxIter = opts.iterations ?? 30;
-  let { inertia } = await opts.nearest.assign(points, count, d, centroids, k, assign);
-  let iterations = 0;
+  const upper = new Float64Array(count);
+  const lower = new Float64Array(count);
+  const second = new Float64Array(2);
   const sums = new Float64Array(k * d);
   const sizes = new Float64Array(k);
+  for (let p = 0; p < count; p++) {
+    const d1 = scanPoint(points, p, d, centroids, k, second);
+    const c = second[1]!;
+    assign[p] = c;
+    upper[p] = Math.sqrt(d1);
+    lower[p] = Math.sqrt(second[0]!);
+    sizes[c]!++;
+    for (let j = 0; j < d; j++) sums[c * d + j]! += points[p * d + j]!;
+  }
+  const shift = new Float64Array(k);
+  const half = new Float64Array(k);
+  const previous = new Float32Array(k * d);
+  let iterations = 0;
   for (let it = 0; it < maxIter; it++) {
     iterations++;
-    sums.fill(0);
-    sizes.fill(0);
-    for (let p = 0; p < count; p++) {
-      const c = assign[p]!;
-      sizes[c]!++;
-      for (let j = 0; j < d; j++) sums[c * d + j]! += points[p * d + j]!;
+    previous.set(centroids);
+    // An empty cluster keeps its centroid.
+    for (let c = 0; c < k; c++) if (sizes[c]! > 0) for (let j = 0; j < d; j++) centroids[c * d + j] = sums[c * d + j]! / sizes[c]!;
+    let far = 0; // the largest move, and the largest among the other centroids
+    let farAt = -1;
+    let farOther = 0;
+    for (let c = 0; c < k; c++) {
+      let m = 0;
+      for (let j = 0; j < d; j++) m += (centroids[c * d + j]! - previous[c * d + j]!) ** 2;
+      m = Math.sqrt(m);
+      shift[c] = m;
+      if (m > far) {
+        farOther = far;
+        far = m;
+        farAt = c;
+      } else if (m > farOther) farOther = m;
     }
     for (let c = 0; c < k; c++) {
-      // An empty cluster keeps its centroid.
-      if (sizes[c]! > 0) for (let j = 0; j < d; j++) centroids[c * d + j] = sums[c * d + j]! / sizes[c]!;
+      let nearest = Infinity;
+      for (let o = 0; o < k; o++) {
+        if (o === c) continue;
+        let m = 0;
+        for (let j = 0; j < d; j++) m += (centroids[c * d + j]! - centroids[o * d + j]!) ** 2;
+        if (m < nearest) nearest = m;
+      }
+      half[c] = Math.sqrt(nearest) / 2;
     }
-    const r = await opts.nearest.assign(points, count, d, centroids, k, assign);
-    inertia = r.inertia;
-    if (r.changed <= (opts.tolerance ?? 1e-3) * count) break;
+    let changed = 0;
+    for (let p = 0; p < count; p++) {
+      const a = assign[p]!;
+      upper[p]! += shift[a]!;
+      lower[p]! -= a === farAt ? farOther : far;
+      const bound = Math.max(half[a]!, lower[p]!);
+      if (upper[p]! <= bound) continue;
+      let own = 0;
+      for (let j = 0; j < d; j++) own += (points[p * d + j]! - centroids[a * d + j]!) ** 2;
+      upper[p] = Math.sqrt(own);
+      if (upper[p]! <= bound) continue;
+      const d1 = scanPoint(points, p, d, centroids, k, second);
+      const c = second[1]!;
+      upper[p] = Math.sqrt(d1);
+      lower[p] = Math.sqrt(second[0]!);
+      if (c !== a) {
+        changed++;
+        assign[p] = c;
+        sizes[a]!--;
+        sizes[c]!++;
+        for (let j = 0; j < d; j++) {
+          const v = points[p * d + j]!;
+          sums[a * d + j]! -= v;
+          sums[c * d + j]! += v;
+        }
+      }
+    }
+    if (changed <= (opts.tolerance ?? 1e-3) * count) break;
+  }
+  let inertia = 0;
+  for (let p = 0; p < count; p++) {
+    const ct = assign[p]! * d;
+    for (let j = 0; j < d; j++) inertia += (points[p * d + j]! - centroids[ct + j]!) ** 2;
   }
   return { centroids, assign, inertia, iterations };
 }
 
-/** k-means++ seeding: each next centre drawn with probability ∝ squared distance to the nearest chosen one. */
-function kmeansPlusPlus(points: Float32Array, count: number, d: number, k: number, rng: Rng): Float32Array {
+/** Points k-means++ seeds from at most, per centroid: enough for the seeding, without its O(count·k·d) pass over millions of points. */
+const SEEDING_POINTS_PER_CENTROID = 256;
+
+/**
+ * k-means++ seeding: each next centre drawn with probability ∝ squared distance to the nearest chosen
+ * one — over a random sample of the points when there are more than SEEDING_POINTS_PER_CENTROID · k
+ * (Lloyd's iterations then run over all of them).
+ */
+function kmeansPlusPlus(all: Float32Array, allCount: number, d: number, k: number, rng: Rng): Float32Array {
+  let points = all;
+  let count = allCount;
+  if (allCount > SEEDING_POINTS_PER_CENTROID * k) {
+    count = SEEDING_POINTS_PER_CENTROID * k;
+    points = new Float32Array(count * d);
+    for (let i = 0; i < count; i++) {
+      const p = rng.int(allCount);
+      points.set(all.subarray(p * d, p * d + d), i * d);
+    }
+  }
   const centroids = new Float32Array(k * d);
   const nearest = new Float64Array(count).fill(Infinity);
   let pick = rng.int(count);
