@@ -18,6 +18,8 @@ export interface ModelFromBytes {
   tokenizer: TextTokenizer;
   /** Bytes of every file read (what the page shows as the model's size). */
   fileBytes: number;
+  /** tokenizer_config.json's object ({} without one): its chat_template and special tokens render instruction data. */
+  tokenizerConfig: Record<string, unknown>;
 }
 
 /** File name (no folder) → bytes. */
@@ -85,5 +87,5 @@ export function modelFromBytes(files: FileBytes): ModelFromBytes {
   const tokenizer = buildTokenizer(tokenizerJson, tokenizerConfig, "tokenizer.json");
   let fileBytes = 0;
   for (const b of files.values()) fileBytes += b.byteLength;
-  return { model, tokenizer, fileBytes };
+  return { model, tokenizer, fileBytes, tokenizerConfig };
 }

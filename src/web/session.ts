@@ -5,6 +5,7 @@
 
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError, quote } from "../core/errors.js";
+import { ChatRenderer, chatTemplateOf, templateTokensOf } from "../data/chat-render.js";
 import { GraphCache, type SessionOptions } from "../engine/index.js";
 import { Generator } from "../eval/generate.js";
 import { type PerplexityResult, perplexity } from "../eval/perplexity.js";
@@ -22,6 +23,7 @@ import { quantizeModel } from "../quant/quantize-model.js";
 import { sizeReport } from "../quant/size.js";
 import type { QuantSpec, QuantizedModel } from "../quant/types.js";
 import { type FileBytes, modelFromBytes } from "./model-bytes.js";
+import { type WebDataChoice, type WebTrainingData, webTrainingData } from "./training-data.js";
 import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
 
 export type WebMethod = "peqa" | "lora";
@@ -60,19 +62,24 @@ export class WebSession {
   private current: TuningMethod | null = null;
   private readonly cache: GraphCache;
   trainer: WebTrainer | null = null;
+  /** What the last training run read: plain text or which JSONL format, and its counts (shown in the page). */
+  trainingData: WebTrainingData | null = null;
 
   private constructor(
     readonly model: LlamaModel,
     readonly tokenizer: TextTokenizer,
     readonly fileBytes: number,
+    /** The model's chat template (or the default per format) for instruction records. */
+    readonly chat: ChatRenderer,
     private readonly session: SessionOptions,
   ) {
     this.cache = new GraphCache(session);
   }
 
   static open(files: FileBytes, session: SessionOptions = {}): WebSession {
-    const { model, tokenizer, fileBytes } = modelFromBytes(files);
-    return new WebSession(model, tokenizer, fileBytes, session);
+    const { model, tokenizer, fileBytes, tokenizerConfig } = modelFromBytes(files);
+    const template = chatTemplateOf(tokenizerConfig, "tokenizer_config.json");
+    return new WebSession(model, tokenizer, fileBytes, new ChatRenderer(template, templateTokensOf(tokenizerConfig), "tokenizer_config.json"), session);
   }
 
   get parameterCount(): number {
@@ -112,13 +119,16 @@ export class WebSession {
 
   /**
    * Starts a training run of `kind` on `text` from the method's current tensors (a fresh LoRA
-   * adapter or the base's scales the first time; the active adapter after that).
+   * adapter or the base's scales the first time; the active adapter after that). `text` is plain
+   * text or JSONL instruction records (detected, or named by `data.format`); records train on
+   * their answers only, as finetune --task sft.
    */
-  startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice): WebTrainer {
+  startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice, data: WebDataChoice = {}): WebTrainer {
+    const parsed = webTrainingData(text, this.tokenizer, this.chat, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, seed: opts.seed, padId: this.model.config.eosTokenId ?? 0 }, data);
     const method = this.method(kind, lora);
     this.current = method;
-    const tokens = Int32Array.from(this.tokenizer.encode(text));
-    this.trainer = new WebTrainer(method, tokens, opts, this.cache);
+    this.trainingData = parsed;
+    this.trainer = new WebTrainer(method, parsed.kind === "text" ? parsed.tokens : parsed.task, opts, this.cache);
     return this.trainer;
   }
 

@@ -14,9 +14,11 @@ import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { loadTokenizer } from "../../src/formats/tokenizer.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
-import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import { loadSftData } from "../../src/recipes/sft-data.js";
+import { sftTask } from "../../src/train/sft-task.js";
+import { SlimtuneError } from "../../src/core/errors.js";
+import { REF_MODEL, SHARED, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
 import { SPEC, refModelFiles } from "./ref-files.js";
-
 
 const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
 const OPTS = { ...defaultWebTrainOptions, steps: 3, lr: 2e-3, warmupSteps: 1, minLrRatio: 0.1, batch: 2, seq: 32, heldOut: 0 };
@@ -60,6 +62,57 @@ describe("the web session in Node", () => {
     const loaded = loadPeftAdapter(dir, { config: web.model.config });
     expect(loaded.config.r).toBe(8);
     for (const [name, p] of web.method("lora").trainable) expect(maxAbsDiff(loaded.tensors.get(name)!.data, p.data), name).toBe(0);
+    await web.release();
+  });
+
+  for (const file of ["seed-tasks-alpaca.jsonl", "seed-tasks-chat.jsonl"]) {
+    it(`JSONL records (${file}) train on their answers as finetune --task sft does: three LoRA steps leave train()'s weights`, async () => {
+      const jsonl = fs.readFileSync(path.join(SHARED, "data", "instructions", file), "utf8").split("\n").slice(0, 40).join("\n");
+      const opts = { ...OPTS, seq: 64, heldOut: 0.1 };
+      const web = WebSession.open(refModelFiles(), { threads: 2 });
+      const trainer = web.startTraining("lora", jsonl, opts);
+      expect(web.trainingData?.kind).toBe("sft");
+      expect(web.trainingData?.summary).toMatch(/JSONL: 36 records → \d+ examples, [\d,]+ of [\d,]+ tokens carry loss \(answers only\).*; 4 records held out/);
+      const losses: number[] = [];
+      for (let i = 0; i < opts.steps; i++) losses.push((await trainer.step()).loss);
+      const webHeld = (await trainer.evaluate())!.loss;
+
+      const dataFile = path.join(scratchDir(`web-sft-${file}`), file);
+      fs.writeFileSync(dataFile, jsonl);
+      const tokenizer = await loadTokenizer(REF_MODEL);
+      const sft = loadSftData(REF_MODEL, tokenizer, { dataFile, trainOnPrompt: false, tooLong: "cut-prompt", seq: opts.seq, heldOut: opts.heldOut, seed: opts.seed });
+      const method = loraForDenseModel(LlamaModel.load(REF_MODEL), { rank: 8, alpha: 16, seed: 0 }, null);
+      const task = sftTask(sft.train, sft.heldOut, { batch: opts.batch, seq: opts.seq, pack: true, padId: method.config.eosTokenId ?? 0 });
+      const summary = await train(method, task, {
+        steps: opts.steps, lr: opts.lr, warmupSteps: opts.warmupSteps, minLrRatio: opts.minLrRatio, weightDecay: 0, clip: opts.clip,
+        accumulate: 1, seed: opts.seed, evalEvery: 0, checkpointEvery: 0, outDir: scratchDir(`web-sft-train-${file}`), resume: false, threads: 2,
+      });
+      expect(summary.firstLoss).toBe(losses[0]);
+      expect(summary.lastLoss).toBe(losses[2]);
+      for (const [name, p] of method.trainable) expect(maxAbsDiff(p.data, web.method("lora").trainable.get(name)!.data), name).toBe(0);
+      expect(webHeld).toBeGreaterThan(0);
+      await web.release();
+    });
+  }
+
+  it("a malformed JSONL line is E_DATA naming the source, the line and the field", async () => {
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    const bad = '{"prompt": "2+2=", "completion": "4"}\n\n{"prompt": "3+3=", "completion": 6}\n';
+    const err = (() => {
+      try {
+        web.startTraining("lora", bad, OPTS, undefined, { source: "pairs.jsonl" });
+      } catch (e) {
+        return e as SlimtuneError;
+      }
+      throw new Error("the bad line was accepted");
+    })();
+    expect(err).toBeInstanceOf(SlimtuneError);
+    expect(err.code).toBe("E_DATA");
+    expect(err.message).toBe('pairs.jsonl: line 3: field "completion" is "6"; it must be a string');
+    expect(() => web.startTraining("lora", "{not json", OPTS)).toThrow(/^the pasted text: line 1: is not valid JSON/);
+    // Plain text is never parsed as records, even when asked for by name.
+    web.startTraining("lora", TEXT, OPTS, undefined, { format: "text" });
+    expect(web.trainingData?.kind).toBe("text");
     await web.release();
   });
 });
