@@ -22,7 +22,8 @@ import type { LlamaModel } from "../models/llama/model.js";
 import { quantizeModel } from "../quant/quantize-model.js";
 import { sizeReport } from "../quant/size.js";
 import type { QuantSpec, QuantizedModel } from "../quant/types.js";
-import { type FileBytes, modelFromBytes } from "./model-bytes.js";
+import type { GgufFile } from "../formats/gguf/reader.js";
+import { type FileBytes, type ModelFromBytes, modelFromBytes, modelFromGguf } from "./model-bytes.js";
 import { type WebDataChoice, type WebTrainingData, webTrainingData } from "./training-data.js";
 import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
 
@@ -77,9 +78,18 @@ export class WebSession {
   }
 
   static open(files: FileBytes, session: SessionOptions = {}): WebSession {
-    const { model, tokenizer, fileBytes, tokenizerConfig } = modelFromBytes(files);
-    const template = chatTemplateOf(tokenizerConfig, "tokenizer_config.json");
-    return new WebSession(model, tokenizer, fileBytes, new ChatRenderer(template, templateTokensOf(tokenizerConfig), "tokenizer_config.json"), session);
+    return WebSession.fromParsed(modelFromBytes(files), "tokenizer_config.json", session);
+  }
+
+  /** A GGUF model file (parsed with ggufFromBytes): weights dequantized to float32, tokenizer and chat template from its metadata. */
+  static openGguf(gguf: GgufFile, session: SessionOptions = {}): WebSession {
+    return WebSession.fromParsed(modelFromGguf(gguf), `${gguf.file} (tokenizer.chat_template)`, session);
+  }
+
+  private static fromParsed(parsed: ModelFromBytes, templateSource: string, session: SessionOptions): WebSession {
+    const { model, tokenizer, fileBytes, tokenizerConfig } = parsed;
+    const template = chatTemplateOf(tokenizerConfig, templateSource);
+    return new WebSession(model, tokenizer, fileBytes, new ChatRenderer(template, templateTokensOf(tokenizerConfig), templateSource), session);
   }
 
   get parameterCount(): number {

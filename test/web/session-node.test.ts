@@ -17,6 +17,9 @@ import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
 import { loadSftData } from "../../src/recipes/sft-data.js";
 import { sftTask } from "../../src/train/sft-task.js";
 import { SlimtuneError } from "../../src/core/errors.js";
+import { exportGguf } from "../../src/export/gguf/model.js";
+import { readLlamaGguf } from "../../src/formats/gguf/llama.js";
+import { configFromGguf, ggufFromBytes, ggufTypeSummary } from "../../src/web/model-bytes.js";
 import { REF_MODEL, SHARED, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
 import { SPEC, refModelFiles } from "./ref-files.js";
 
@@ -114,5 +117,27 @@ describe("the web session in Node", () => {
     web.startTraining("lora", TEXT, OPTS, undefined, { format: "text" });
     expect(web.trainingData?.kind).toBe("text");
     await web.release();
+  });
+
+  it("a GGUF file opened from bytes gives the model, tokenizer and generation Node reads from its path (Q8_0)", async () => {
+    const file = path.join(scratchDir("web-gguf"), "ref-q8_0.gguf");
+    const report = exportGguf({ kind: "float", model: LlamaModel.load(REF_MODEL) }, REF_MODEL, file, { dtype: "q8_0" });
+    const bytes = new Uint8Array(fs.readFileSync(file));
+    const gguf = ggufFromBytes(bytes, "ref-q8_0.gguf");
+    expect(configFromGguf(gguf)).toEqual(readLlamaGguf(file).config);
+    expect(ggufTypeSummary(gguf)).toBe(`Q8_0 × ${report.types.Q8_0}, F32 × ${report.types.F32}`); // 6 layers × 7 matrices + the embedding; the norms
+    const web = WebSession.openGguf(gguf, { threads: 2 });
+    expect(web.fileBytes).toBe(bytes.byteLength);
+    const fromPath = readLlamaGguf(file);
+    for (const [name, p] of fromPath.weights) expect(maxAbsDiff(web.model.weights.get(name)!.data, p.data), name).toBe(0);
+    expect(web.tokenizer.encode(TEXT.slice(0, 2000))).toEqual((await loadTokenizer(file)).encode(TEXT.slice(0, 2000)));
+    // Q8_0 rounds the weights, yet on this prompt the greedy tokens stay the float folder's.
+    const fromFolder = WebSession.open(refModelFiles(), { threads: 2 });
+    const [g, f] = [await web.generate("The history of the city", 12), await fromFolder.generate("The history of the city", 12)];
+    expect(g.ids).toEqual(f.ids);
+    // A truncated file is refused by the same checks as on disk, naming the picked file.
+    expect(() => ggufFromBytes(bytes.subarray(0, bytes.length - 100), "cut.gguf")).toThrow(/^cut\.gguf: tensor ".*": data .* lies past the end of the file/);
+    await web.release();
+    await fromFolder.release();
   });
 });
