@@ -4,9 +4,10 @@ import * as slimtune from "./slimtune-web.js";
 import { createLossChart } from "./loss-chart.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, runtime: null, chart: null, busy: false };
+// dataSource: the picked data file's name (errors name it), or null for pasted text.
+const state = { session: null, runtime: null, chart: null, busy: false, dataSource: null };
 // The browser tests drive the same objects the controls use.
-window.slimtuneApp = { slimtune, state, loadFiles, ready: null };
+window.slimtuneApp = { slimtune, state, loadFiles, loadGguf, ready: null };
 
 function status(text, error = false) {
   const el = $("status");
@@ -72,13 +73,26 @@ function setButtons() {
 
 async function loadFiles(files) {
   checkMemory(slimtune.configFromBytes(files));
-  const session = slimtune.WebSession.open(files, {});
+  await useSession(slimtune.WebSession.open(files, {}), `files ${mib([...files.values()].reduce((n, b) => n + b.byteLength, 0))}`);
+}
+
+/** A GGUF model file's bytes: header checked and memory checked from its keys before any tensor is dequantized. */
+async function loadGguf(bytes, name) {
+  const gguf = slimtune.ggufFromBytes(bytes, name);
+  checkMemory(slimtune.configFromGguf(gguf));
+  status(`Reading ${name}: dequantizing its tensors to float32…`);
+  await new Promise((done) => setTimeout(done, 0));
+  await useSession(slimtune.WebSession.openGguf(gguf, {}), `GGUF ${name} ${mib(bytes.byteLength)} (${slimtune.ggufTypeSummary(gguf)})`);
+}
+
+async function useSession(session, source) {
   state.session?.release();
   state.session = session;
+  state.active = undefined;
   await state.chart?.reset();
   const c = session.model.config;
   $("model-info").textContent =
-    `${(session.parameterCount / 1e6).toFixed(1)} M parameters, ${c.numLayers} layers, files ${mib(session.fileBytes)}, float32 in memory ${mib(session.parameterCount * 4)}`;
+    `${(session.parameterCount / 1e6).toFixed(1)} M parameters, ${c.numLayers} layers, ${source}, float32 in memory ${mib(session.parameterCount * 4)}`;
   renderAdapters();
   status(`Model loaded. Engine: onnxruntime-web ${state.runtime.executionProvider}${state.runtime.note}, ${state.runtime.threads} thread(s)${state.runtime.crossOriginIsolated ? "" : " (page not cross-origin isolated)"}.`);
 }
@@ -86,6 +100,13 @@ async function loadFiles(files) {
 async function pickedFiles(input) {
   await guarded("Reading the model", async () => {
     const picked = [...input.files];
+    const gguf = picked.find((f) => f.name.toLowerCase().endsWith(".gguf"));
+    if (gguf) {
+      if (picked.length > 1) throw new Error(`pick the GGUF file alone (${picked.length} files were picked)`);
+      status(`Reading ${gguf.name} (${mib(gguf.size)})…`);
+      await loadGguf(new Uint8Array(await gguf.arrayBuffer()), gguf.name);
+      return;
+    }
     // config.json first: a model too large for the page is refused before its weights are read.
     const config = picked.find((f) => f.name === "config.json" && (f.webkitRelativePath || f.name).split("/").length <= 2);
     if (config) checkMemory(slimtune.configFromBytes(await slimtune.filesFromPicked([config])));
@@ -134,7 +155,15 @@ $("pick-folder").addEventListener("change", (e) => pickedFiles(e.target));
 $("pick-files").addEventListener("change", (e) => pickedFiles(e.target));
 $("pick-text").addEventListener("change", async (e) => {
   const f = e.target.files[0];
-  if (f) $("text").value = await f.text();
+  if (!f) return;
+  $("text").value = await f.text();
+  state.dataSource = f.name;
+  if (f.name.toLowerCase().endsWith(".jsonl")) $("data-format").value = "jsonl";
+  $("data-info").textContent = `${f.name}: ${mib(f.size)}`;
+});
+// Edited text is no longer the picked file: errors name "the pasted text".
+$("text").addEventListener("input", () => {
+  state.dataSource = null;
 });
 
 $("quantize").addEventListener("click", () =>
@@ -155,7 +184,8 @@ $("train").addEventListener("click", () =>
     const opts = { ...slimtune.defaultWebTrainOptions, steps, lr: num("lr"), batch: num("batch"), seq: num("seq") };
     const text = $("text").value;
     checkMemory(s.model.config, method);
-    const trainer = s.startTraining(method, text, opts);
+    const trainer = s.startTraining(method, text, opts, undefined, { format: $("data-format").value, ...(state.dataSource ? { source: state.dataSource } : {}) });
+    $("data-info").textContent = `Training on ${s.trainingData.summary}`;
     const chart = state.chart;
     await chart.reset();
     // Held-out loss before training, at every quarter of the run and at its end (none when the text is too short to hold any out).
@@ -220,6 +250,12 @@ window.slimtuneApp.ready = (async () => {
     state.chart = await createLossChart($("chart"));
     if (model) {
       await guarded("Fetching the model", async () => {
+        if (model.toLowerCase().endsWith(".gguf")) {
+          const res = await fetch(model);
+          if (!res.ok) throw new Error(`fetching ${model} gave HTTP ${res.status}`);
+          await loadGguf(new Uint8Array(await res.arrayBuffer()), model.split("/").pop());
+          return;
+        }
         const base = model.endsWith("/") ? model : `${model}/`;
         // config.json first: a model too large for the page is refused before its weights are fetched.
         const config = await slimtune.fetchModelFiles(base, ["config.json"]);

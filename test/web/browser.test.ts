@@ -13,12 +13,14 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exportGguf } from "../../src/export/gguf/model.js";
 import { loadPeqaAdapter } from "../../src/formats/peqa-adapter.js";
+import { ggufFromBytes } from "../../src/web/model-bytes.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
 import type { WebMethod } from "../../src/web/session.js";
-import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import { REF_MODEL, SHARED, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
 import { type BrowserRig, openRig } from "./browser-harness.js";
 import { SPEC, refModelFiles } from "./ref-files.js";
 
@@ -27,6 +29,16 @@ const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
 const OTHER_TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(40_000, 60_000);
 const OPTS = { ...defaultWebTrainOptions, steps: 2, lr: 2e-3, batch: 2, seq: 32, heldOut: 0 };
 const PROMPT = "The history of the city";
+/** 40 Alpaca records (36 trained, 4 held out at the page's default 10 %). */
+const JSONL = fs.readFileSync(path.join(SHARED, "data", "instructions", "seed-tasks-alpaca.jsonl"), "utf8").split("\n").slice(0, 40).join("\n");
+
+/** Waits until #status reports the end of an action: `done`, or a failure. */
+const settled = (page: BrowserRig["page"], done: RegExp) =>
+  page.waitForFunction(
+    (source) => new RegExp(`${source}|failed`).test((globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("status").textContent ?? ""),
+    done.source,
+    { timeout: 240_000 },
+  );
 
 type StepResult = { loss: number; grads: Record<string, number[]>; after: Record<string, number[]> };
 
@@ -329,5 +341,79 @@ describe("slimtune/web in Chromium", () => {
     const info = await page.textContent("#train-info");
     expect(info).toMatch(/step 12\/12: loss \d+\.\d+, \d+ tokens\/s/);
     expect(await page.textContent("#adapters")).toContain("from-the-page");
+  });
+
+  it("one LoRA step on JSONL records (answers only) gives Node's loss and gradients", async () => {
+    const opts = { ...OPTS, seq: 64, heldOut: 0.1 };
+    // Fresh sessions on both sides: the LoRA factors start from the same seed.
+    const inPage = await rig.page.evaluate(
+      async ({ jsonl, opts }) => {
+        const { slimtune } = (globalThis as unknown as { slimtuneApp: { slimtune: typeof import("../../src/web/index.js") } }).slimtuneApp;
+        const s = slimtune.WebSession.open(await slimtune.fetchModelFiles("/models/ref-llama-5m/"), {});
+        s.startTraining("lora", jsonl, opts);
+        const r = await s.trainStep(true);
+        const summary = s.trainingData!.summary;
+        await s.release();
+        return { loss: r.loss, grads: Object.fromEntries([...r.grads!].map(([k, v]) => [k, Array.from(v)])), summary };
+      },
+      { jsonl: JSONL, opts },
+    );
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    web.startTraining("lora", JSONL, opts);
+    const r = await web.trainStep(true);
+    await web.release();
+    expect(inPage.summary).toMatch(/^alpaca JSONL: 36 records/);
+    expect(Math.abs(inPage.loss - r.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(r.loss));
+    const g = worst(inPage.grads, Object.fromEntries([...r.grads!].map(([k, v]) => [k, Array.from(v)])));
+    expect(g.diff, `${g.name}: max |Δg| ${g.diff} vs max |g| ${g.scale}`).toBeLessThanOrEqual(1e-3 * g.scale);
+    console.log(`JSONL LoRA step: loss ${inPage.loss} (page) vs ${r.loss} (Node); worst gradient ${g.name} |Δ| ${g.diff.toExponential(2)} of ${g.scale.toExponential(2)}`);
+  });
+
+  it("a JSONL file picked in the page trains from the controls; a bad line is shown with its code, file and line", async () => {
+    const page = rig.page;
+    const dir = scratchDir("web-jsonl-pick");
+    const bad = path.join(dir, "bad.jsonl");
+    fs.writeFileSync(bad, '{"prompt": "2+2=", "completion": "4"}\n{"prompt": "3+3="}\n');
+    await page.setInputFiles("#pick-text", bad);
+    await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("data-info").textContent?.startsWith("bad.jsonl"));
+    expect(await page.inputValue("#data-format")).toBe("jsonl");
+    await page.selectOption("#method", "lora");
+    await page.fill("#steps", "2");
+    await page.fill("#adapter-name", "from-jsonl");
+    await page.click("#train");
+    await settled(page, /Trained 2 lora steps/);
+    expect(await page.textContent("#status")).toBe('Training failed: E_DATA: bad.jsonl: line 2: has no field "completion", which prompt-completion records need (the format came from the first record\'s fields or --data-format prompt-completion)');
+    expect(await page.getAttribute("#status", "class")).toBe("error");
+
+    const good = path.join(dir, "alpaca.jsonl");
+    fs.writeFileSync(good, JSONL);
+    await page.setInputFiles("#pick-text", good);
+    await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("data-info").textContent?.startsWith("alpaca.jsonl"));
+    await page.click("#train");
+    await settled(page, /Trained 2 lora steps/);
+    expect(await page.textContent("#status")).toMatch(/^Trained 2 lora steps; kept as adapter "from-jsonl"/);
+    expect(await page.textContent("#data-info")).toMatch(/^Training on alpaca JSONL: 36 records → \d+ examples, [\d,]+ of [\d,]+ tokens carry loss \(answers only\).*; 4 records held out$/);
+  });
+
+  it("a GGUF file picked in the page opens with its size and types, and generates Node's tokens", async () => {
+    const file = path.join(scratchDir("web-gguf-pick"), "ref-q8_0.gguf");
+    exportGguf({ kind: "float", model: LlamaModel.load(REF_MODEL) }, REF_MODEL, file, { dtype: "q8_0" });
+    const nodeSession = WebSession.openGguf(ggufFromBytes(new Uint8Array(fs.readFileSync(file)), "ref-q8_0.gguf"), { threads: 2 });
+    const nodeIds = (await nodeSession.generate(PROMPT, 16)).ids;
+    await nodeSession.release();
+    const page = await rig.context.newPage();
+    try {
+      await page.goto(`${rig.server.url}?threads=2`);
+      await page.evaluate(() => (globalThis as unknown as { slimtuneApp: { ready: Promise<void> } }).slimtuneApp.ready);
+      await page.setInputFiles("#pick-files", file);
+      await settled(page, /Model loaded/);
+      expect(await page.textContent("#status")).toMatch(/^Model loaded/);
+      const size = (fs.statSync(file).size / 2 ** 20).toFixed(1);
+      expect(await page.textContent("#model-info")).toBe(`5.5 M parameters, 6 layers, GGUF ref-q8_0.gguf ${size} MiB (Q8_0 × 43, F32 × 13), float32 in memory 20.9 MiB`);
+      const pageIds = await page.evaluate(async (prompt) => (await (globalThis as unknown as PageApp).slimtuneApp.state.session.generate(prompt, 16)).ids, PROMPT);
+      expect(pageIds).toEqual(nodeIds);
+    } finally {
+      await page.close();
+    }
   });
 });
