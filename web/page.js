@@ -69,6 +69,7 @@ function setButtons() {
   $("train").disabled = state.busy || !s;
   $("generate").disabled = state.busy || !s;
   $("download-adapter").disabled = state.busy || !s || s.adapterNames.length === 0;
+  $("download-gguf").disabled = state.busy || !s;
 }
 
 async function loadFiles(files) {
@@ -230,6 +231,26 @@ $("download-adapter").addEventListener("click", () =>
     const name = state.active && state.active !== "(base)" ? state.active : undefined;
     for (const [file, chunks] of state.session.adapterFiles(name)) download(file, chunks);
     status("Adapter files downloaded (put them in one folder; eval --adapter reads it).");
+  }),
+);
+
+$("download-gguf").addEventListener("click", () =>
+  guarded("Writing the GGUF file", async () => {
+    const s = state.session;
+    const name = state.active && state.active !== "(base)" ? state.active : undefined;
+    const choice = $("gguf-type").value;
+    // auto: a 4-bit model's layers onto the k-quant of their bits (RTN g32 asymmetric keeps its codes as Q4_1); a float one as F16.
+    const method = s.adapterMethod(name);
+    const quantizedBase = method === "peqa" || (method === null && s.isQuantized);
+    const dtype = choice !== "auto" ? choice : quantizedBase ? "layer-bits" : "f16";
+    await new Promise((done) => setTimeout(done, 0));
+    const { chunks, report, description } = s.ggufFile(dtype, name);
+    const file = `${name ?? "base"}-${dtype}.gguf`;
+    download(file, chunks);
+    const bytes = chunks.reduce((n, c) => n + c.byteLength, 0);
+    const types = Object.entries(report.types).map(([t, n]) => `${t} × ${n}`).join(", ");
+    $("deploy-info").textContent = `${file}: ${mib(bytes)}, ${description}; tensors ${types}${report.warnings.length ? `; ${report.warnings.join("; ")}` : ""}`;
+    status(`Downloaded ${file} (${mib(bytes)}); llama.cpp loads it as it is.`);
   }),
 );
 

@@ -23,6 +23,8 @@ export interface ModelFromBytes {
   fileBytes: number;
   /** tokenizer_config.json's object ({} without one): its chat_template and special tokens render instruction data. */
   tokenizerConfig: Record<string, unknown>;
+  /** tokenizer.json's object (a GGUF file's rebuilt from its metadata): what a GGUF download writes back. */
+  tokenizerJson: Record<string, unknown>;
 }
 
 /** File name (no folder) → bytes. */
@@ -90,7 +92,7 @@ export function modelFromBytes(files: FileBytes): ModelFromBytes {
   const tokenizer = buildTokenizer(tokenizerJson, tokenizerConfig, "tokenizer.json");
   let fileBytes = 0;
   for (const b of files.values()) fileBytes += b.byteLength;
-  return { model, tokenizer, fileBytes, tokenizerConfig };
+  return { model, tokenizer, fileBytes, tokenizerConfig, tokenizerJson };
 }
 
 /** A GGUF model file's header, parsed and checked from bytes (tensor data is read only by modelFromGguf). */
@@ -122,5 +124,5 @@ export function modelFromGguf(gguf: GgufFile): ModelFromBytes {
   assertFiniteBase({ kind: "float", model }, gguf.file);
   const { json, config: tokenizerConfig } = tokenizerFromGguf(gguf.metadata, gguf.file);
   const tokenizer = buildTokenizer(json as Record<string, unknown>, tokenizerConfig as Record<string, unknown>, gguf.file);
-  return { model, tokenizer, fileBytes: gguf.bytes.byteLength, tokenizerConfig: tokenizerConfig as Record<string, unknown> };
+  return { model, tokenizer, fileBytes: gguf.bytes.byteLength, tokenizerConfig: tokenizerConfig as Record<string, unknown>, tokenizerJson: json as Record<string, unknown> };
 }

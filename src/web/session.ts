@@ -23,6 +23,11 @@ import { quantizeModel } from "../quant/quantize-model.js";
 import { sizeReport } from "../quant/size.js";
 import type { QuantSpec, QuantizedModel } from "../quant/types.js";
 import type { GgufFile } from "../formats/gguf/reader.js";
+import type { TokenizerSource } from "../formats/gguf/tokenizer.js";
+import { type GgufDtype, type GgufExportReport, encodeGgufModel } from "../export/gguf/model.js";
+import { copyWeights, withScales } from "../export/merged.js";
+import { mergeLora } from "../methods/lora/merge.js";
+import type { LoadedBase } from "../models/load.js";
 import { type FileBytes, type ModelFromBytes, modelFromBytes, modelFromGguf } from "./model-bytes.js";
 import { type WebDataChoice, type WebTrainingData, webTrainingData } from "./training-data.js";
 import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
@@ -72,6 +77,8 @@ export class WebSession {
     readonly fileBytes: number,
     /** The model's chat template (or the default per format) for instruction records. */
     readonly chat: ChatRenderer,
+    /** The tokenizer's files as objects, written into a GGUF download. */
+    private readonly tokenizerFiles: TokenizerSource,
     private readonly session: SessionOptions,
   ) {
     this.cache = new GraphCache(session);
@@ -87,9 +94,10 @@ export class WebSession {
   }
 
   private static fromParsed(parsed: ModelFromBytes, templateSource: string, session: SessionOptions): WebSession {
-    const { model, tokenizer, fileBytes, tokenizerConfig } = parsed;
+    const { model, tokenizer, fileBytes, tokenizerConfig, tokenizerJson } = parsed;
     const template = chatTemplateOf(tokenizerConfig, templateSource);
-    return new WebSession(model, tokenizer, fileBytes, new ChatRenderer(template, templateTokensOf(tokenizerConfig), templateSource), session);
+    const chat = new ChatRenderer(template, templateTokensOf(tokenizerConfig), templateSource);
+    return new WebSession(model, tokenizer, fileBytes, chat, { json: tokenizerJson, config: tokenizerConfig, file: "tokenizer.json" }, session);
   }
 
   get parameterCount(): number {
@@ -154,6 +162,12 @@ export class WebSession {
     this.adapters.set(name, { method, tensors: new Map([...method.trainable].map(([k, p]) => [k, p.data.slice()])) });
   }
 
+  /** The method adapter `name` (or, without a name, the active one) belongs to; null when none is active. */
+  adapterMethod(name?: string): WebMethod | null {
+    const method = name !== undefined ? this.adapters.get(name)?.method : this.current;
+    return method ? (method.name === "peqa" ? "peqa" : "lora") : null;
+  }
+
   get adapterNames(): string[] {
     return [...this.adapters.keys()];
   }
@@ -198,6 +212,31 @@ export class WebSession {
     const tensors = new Map<string, HostParam>([...method.trainable].map(([k, p]) => [k, { data: kept?.tensors.get(k) ?? p.data, shape: p.shape }]));
     if (method.name === "peqa") return peqaAdapterFiles(this.quantized!, tensors);
     return peftAdapterFiles((method as LoraMethod).adapterConfig, tensors);
+  }
+
+  /**
+   * The model a deployment runs with adapter `name` (or the active one; the base when none is
+   * active) merged as `slimtune export` merges a folder: PEQA's scales into the 4-bit layers, LoRA
+   * folded into a copy of the float weights (W + scale·B·A).
+   */
+  deployedBase(name?: string): { base: LoadedBase; description: string } {
+    const kept = name !== undefined ? this.adapters.get(name) : undefined;
+    if (name !== undefined && !kept) throw new SlimtuneError("E_ARG", `no adapter named ${quote(name)}; kept: ${this.adapterNames.join(", ") || "none"}`);
+    const method = kept?.method ?? this.current;
+    const base: LoadedBase = this.quantized ? { kind: "quantized", model: this.quantized } : { kind: "float", model: this.model };
+    if (!method) return { base, description: `the ${this.quantized ? "4-bit" : "float"} base, no adapter` };
+    const tensors = new Map<string, HostParam>([...method.trainable].map(([k, p]) => [k, { data: kept?.tensors.get(k) ?? p.data, shape: p.shape }]));
+    if (method.name === "peqa") return { base: { kind: "quantized", model: withScales(this.quantized!, { trainable: tensors }) }, description: `PEQA adapter${name ? ` "${name}"` : ""} merged into the 4-bit model` };
+    const float = copyWeights(this.model);
+    mergeLora(float.weights, { scale: (method as LoraMethod).scale, tensors });
+    return { base: { kind: "float", model: float }, description: `LoRA adapter${name ? ` "${name}"` : ""} merged into the float model` };
+  }
+
+  /** The deployed model (deployedBase) as a GGUF file llama.cpp loads, in chunks for a download. */
+  ggufFile(dtype: GgufDtype | undefined, name?: string): { chunks: Uint8Array[]; report: Omit<GgufExportReport, "file">; description: string } {
+    const { base, description } = this.deployedBase(name);
+    const { chunks, report } = encodeGgufModel(base, this.tokenizerFiles, { ...(dtype ? { dtype } : {}), name: name ?? "slimtune-web" });
+    return { chunks, report, description };
   }
 
   private activeMethod(): TuningMethod {

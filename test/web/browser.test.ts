@@ -16,6 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { loadPeqaAdapter } from "../../src/formats/peqa-adapter.js";
 import { ggufFromBytes } from "../../src/web/model-bytes.js";
+import { deployedModel } from "../../src/export/deploy.js";
+import { loadBase } from "../../src/models/load.js";
+import { llamaGreedy } from "../helpers/llama-cpp.js";
+import { greedyIds } from "../helpers/tiny-families.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
@@ -415,5 +419,39 @@ describe("slimtune/web in Chromium", () => {
     } finally {
       await page.close();
     }
+  });
+
+  it("the GGUF downloaded from the page is Node's export of the same adapter byte for byte, and llama.cpp generates slimtune's tokens", async () => {
+    const page = rig.page;
+    const files = await page.evaluate(
+      async ({ text, opts }) => {
+        const app = (globalThis as unknown as PageApp).slimtuneApp;
+        const s = app.state.session;
+        s.startTraining("lora", text, opts);
+        for (let i = 0; i < opts.steps; i++) await s.trainStep();
+        s.keepAdapter("deploy-lora");
+        (app.state as unknown as { active: string }).active = "deploy-lora";
+        return Object.fromEntries([...s.adapterFiles("deploy-lora")].map(([name, chunks]) => [name, chunks.flatMap((c) => Array.from(c))]));
+      },
+      { text: TEXT, opts: { ...OPTS, steps: 3, lr: 1e-2 } },
+    );
+    const dir = scratchDir("web-gguf-download");
+    const adapterDir = path.join(dir, "adapter");
+    fs.mkdirSync(adapterDir, { recursive: true });
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(adapterDir, name), Uint8Array.from(bytes));
+    await page.selectOption("#gguf-type", "f32");
+    const download = page.waitForEvent("download");
+    await page.click("#download-gguf");
+    const file = path.join(dir, (await download).suggestedFilename());
+    await (await download).saveAs(file);
+    expect(path.basename(file)).toBe("deploy-lora-f32.gguf");
+    expect(await page.textContent("#deploy-info")).toMatch(/^deploy-lora-f32\.gguf: [\d.]+ MiB, LoRA adapter "deploy-lora" merged into the float model; tensors F32 × 56/);
+    const nodeFile = path.join(dir, "node.gguf");
+    const deployed = deployedModel(loadBase(REF_MODEL), adapterDir).base;
+    exportGguf(deployed, REF_MODEL, nodeFile, { dtype: "f32", name: "deploy-lora" });
+    expect(Buffer.compare(fs.readFileSync(file), fs.readFileSync(nodeFile))).toBe(0);
+    const tokenizer = await (await import("../../src/formats/tokenizer.js")).loadTokenizer(REF_MODEL);
+    const prompt = tokenizer.encodePrompt(PROMPT);
+    expect(await llamaGreedy(file, prompt, 12)).toEqual(await greedyIds(deployed, tokenizer, prompt, 12));
   });
 });

@@ -20,6 +20,13 @@ import { SlimtuneError } from "../../src/core/errors.js";
 import { exportGguf } from "../../src/export/gguf/model.js";
 import { readLlamaGguf } from "../../src/formats/gguf/llama.js";
 import { configFromGguf, ggufFromBytes, ggufTypeSummary } from "../../src/web/model-bytes.js";
+import { deployedModel } from "../../src/export/deploy.js";
+import { loadBase } from "../../src/models/load.js";
+import { llamaGreedy, llamaPerplexity } from "../helpers/llama-cpp.js";
+import { GraphCache } from "../../src/engine/index.js";
+import { perplexity } from "../../src/eval/perplexity.js";
+import { baseScoring } from "../../src/models/base-scoring.js";
+import { greedyIds } from "../helpers/tiny-families.js";
 import { REF_MODEL, SHARED, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
 import { SPEC, refModelFiles } from "./ref-files.js";
 
@@ -139,5 +146,48 @@ describe("the web session in Node", () => {
     expect(() => ggufFromBytes(bytes.subarray(0, bytes.length - 100), "cut.gguf")).toThrow(/^cut\.gguf: tensor ".*": data .* lies past the end of the file/);
     await web.release();
     await fromFolder.release();
+  });
+
+  it("the deployable GGUF the page downloads: LoRA merged is Node's export byte for byte and llama.cpp generates slimtune's greedy tokens; PEQA's Q4_K file scores llama.cpp's perplexity within 1 %", async () => {
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    web.quantize(SPEC);
+    const steps = { ...OPTS, steps: 4, lr: 1e-2 };
+    for (const kind of ["lora", "peqa"] as const) {
+      const trainer = web.startTraining(kind, TEXT, steps);
+      for (let i = 0; i < steps.steps; i++) await trainer.step();
+      web.keepAdapter(kind);
+    }
+    web.useBase();
+    const dir = scratchDir("web-deploy");
+    const prompt = web.tokenizer.encodePrompt("The history of the city");
+
+    // LoRA: Node exports the downloaded adapter folder onto the float model as the same file.
+    const lora = web.ggufFile("f32", "lora");
+    expect(lora.description).toBe('LoRA adapter "lora" merged into the float model');
+    const loraFile = path.join(dir, "lora.gguf");
+    fs.writeFileSync(loraFile, Buffer.concat(lora.chunks));
+    const adapterDir = path.join(dir, "lora-adapter");
+    fs.mkdirSync(adapterDir, { recursive: true });
+    for (const [name, chunks] of web.adapterFiles("lora")) fs.writeFileSync(path.join(adapterDir, name), Buffer.concat(chunks));
+    const nodeFile = path.join(dir, "lora-node.gguf");
+    exportGguf(deployedModel(loadBase(REF_MODEL), adapterDir).base, REF_MODEL, nodeFile, { dtype: "f32", name: "lora" });
+    expect(Buffer.compare(fs.readFileSync(loraFile), fs.readFileSync(nodeFile))).toBe(0);
+    const loraOurs = await greedyIds(web.deployedBase("lora").base, web.tokenizer, prompt, 12);
+    expect(await llamaGreedy(loraFile, prompt, 12)).toEqual(loraOurs);
+
+    // PEQA: the tuned scales in the 4-bit layers, each rounded onto Q4_K (layer-bits: g64 has no ggml type of its own).
+    // llama.cpp's Q4_K kernels round activations to 8 bits, so near-tied greedy choices can flip:
+    // compared as the k-quant tests do, by perplexity on the file read back (within 1 %).
+    const peqa = web.ggufFile("layer-bits", "peqa");
+    // 6 layers × 6 matrices; down_proj's rows of 704 are not whole 256-blocks, so llama.cpp's fallback (Q5_0) as llama-quantize does.
+    expect([peqa.report.types.Q4_K, peqa.report.types.Q5_0]).toEqual([36, 6]);
+    const peqaFile = path.join(dir, "peqa.gguf");
+    fs.writeFileSync(peqaFile, Buffer.concat(peqa.chunks));
+    const tokens = Int32Array.from(web.tokenizer.encode(TEXT)).subarray(0, 1024);
+    const ours = (await perplexity(baseScoring(loadBase(peqaFile)), new GraphCache(), tokens, { ctx: 256 })).perplexity;
+    const theirs = await llamaPerplexity(peqaFile, tokens, 256);
+    console.log(`PEQA GGUF (Q4_K): perplexity ${ours.toFixed(3)} in slimtune on the file, ${theirs.toFixed(3)} in llama.cpp`);
+    expect(Math.abs(theirs / ours - 1)).toBeLessThan(0.01);
+    await web.release();
   });
 });
