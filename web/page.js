@@ -167,6 +167,20 @@ $("text").addEventListener("input", () => {
   state.dataSource = null;
 });
 
+$("pick-adapter").addEventListener("change", (e) =>
+  guarded("Loading the adapter", async () => {
+    const s = state.session;
+    if (!s) throw new Error("load a model first");
+    const files = new Map();
+    for (const f of e.target.files) files.set(f.name, new Uint8Array(await f.arrayBuffer()));
+    const name = $("load-name").value.trim() || `loaded-${s.adapterNames.length + 1}`;
+    const kind = s.loadAdapterFiles(name, files);
+    state.active = name;
+    renderAdapters();
+    status(`Loaded ${kind === "peqa" ? "PEQA" : "LoRA"} adapter "${name}" from ${[...files.keys()].join(", ")}; it is active.`);
+  }),
+);
+
 $("quantize").addEventListener("click", () =>
   guarded("Quantizing", async () => {
     const group = $("group").value;

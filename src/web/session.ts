@@ -9,8 +9,9 @@ import { ChatRenderer, chatTemplateOf, templateTokensOf } from "../data/chat-ren
 import { GraphCache, type SessionOptions } from "../engine/index.js";
 import { Generator } from "../eval/generate.js";
 import { type PerplexityResult, perplexity } from "../eval/perplexity.js";
-import { peftAdapterFiles } from "../formats/peft.js";
-import { peqaAdapterFiles } from "../formats/peqa-adapter.js";
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, parsePeftAdapter, peftAdapterFiles } from "../formats/peft.js";
+import { PEQA_CONFIG, PEQA_TENSORS, parsePeqaAdapter, peqaAdapterFiles } from "../formats/peqa-adapter.js";
+import { isJsonObject, parseJsonText } from "../core/json.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import { loraForDenseModel } from "../methods/lora/index.js";
 import type { LoraMethod } from "../methods/lora/index.js";
@@ -172,6 +173,55 @@ export class WebSession {
     return [...this.adapters.keys()];
   }
 
+  /**
+   * Keeps an adapter read from its files (picked in the page) under `name` and makes it active:
+   * a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors) or a PEQA one
+   * (peqa_adapter.json + adapter_model.safetensors, made for this 4-bit model: its fingerprint is checked).
+   */
+  loadAdapterFiles(name: string, files: FileBytes): WebMethod {
+    if (!name.trim()) throw new SlimtuneError("E_ARG", "give the adapter a name");
+    const json = (file: string) => {
+      const value = parseJsonText(new TextDecoder().decode(files.get(file)!), { file, invalidFix: "re-save the adapter" });
+      if (!isJsonObject(value)) throw new SlimtuneError("E_CONFIG", "must be a JSON object; re-save the adapter", file);
+      return value;
+    };
+    const weights = files.get(PEFT_WEIGHTS_FILE) ?? files.get(PEQA_TENSORS);
+    const missing = (what: string) => new SlimtuneError("E_NOT_FOUND", `${PEFT_WEIGHTS_FILE} is missing; pick it together with ${what}`);
+    let kind: WebMethod;
+    let tensors: Map<string, Float32Array>;
+    if (files.has(PEQA_CONFIG)) {
+      if (!this.quantized) throw new SlimtuneError("E_ARG", "a PEQA adapter holds the scales of a 4-bit model; quantize first, with the settings it was trained on");
+      if (!weights) throw missing(PEQA_CONFIG);
+      const adapter = parsePeqaAdapter(json(PEQA_CONFIG), weights, this.quantized);
+      kind = "peqa";
+      tensors = new Map([...adapter.scales].map(([k, p]) => [k, p.data]));
+    } else if (files.has(PEFT_CONFIG_FILE)) {
+      if (!weights) throw missing(PEFT_CONFIG_FILE);
+      const adapter = parsePeftAdapter(json(PEFT_CONFIG_FILE), weights, { config: this.model.config });
+      const c = adapter.config;
+      const existing = this.methods.get("lora") as LoraMethod | undefined;
+      if (!existing) {
+        // The page's LoRA takes the adapter's shape: rank, alpha, rsLoRA and target modules.
+        this.methods.set("lora", loraForDenseModel(this.model, { rank: c.r, alpha: c.loraAlpha, targetModules: c.targetModules, seed: 0, ...(c.useRslora ? { useRslora: true } : {}) }, null));
+      } else if (existing.adapterConfig.r !== c.r || existing.adapterConfig.loraAlpha !== c.loraAlpha || !existing.adapterConfig.useRslora !== !c.useRslora || targetsKey(existing.adapterConfig.targetModules) !== targetsKey(c.targetModules)) {
+        throw new SlimtuneError(
+          "E_ARG",
+          `this page's LoRA adapters have r=${existing.adapterConfig.r}, alpha=${existing.adapterConfig.loraAlpha} on ${JSON.stringify(existing.adapterConfig.targetModules)}; the picked one has r=${c.r}, alpha=${c.loraAlpha} on ${JSON.stringify(c.targetModules)} — reload the model to switch to its shape`,
+          PEFT_CONFIG_FILE,
+        );
+      }
+      const method = this.methods.get("lora")!;
+      for (const k of method.trainable.keys()) if (!adapter.tensors.has(k)) throw new SlimtuneError("E_SAFETENSORS", `has no tensor "${k}", which the adapter's target modules need`, PEFT_WEIGHTS_FILE);
+      kind = "lora";
+      tensors = new Map([...adapter.tensors].map(([k, p]) => [k, p.data]));
+    } else {
+      throw new SlimtuneError("E_NOT_FOUND", `pick an adapter's files: ${PEFT_CONFIG_FILE} and ${PEFT_WEIGHTS_FILE} (LoRA, PEFT) or ${PEQA_CONFIG} and ${PEQA_TENSORS} (PEQA)`);
+    }
+    this.adapters.set(name, { method: this.methods.get(kind) ?? this.method(kind), tensors });
+    this.useAdapter(name);
+    return kind;
+  }
+
   /** Makes `name` the active adapter: its tensors are copied into its method's inputs (no recompilation). */
   useAdapter(name: string): void {
     const kept = this.adapters.get(name);
@@ -257,4 +307,9 @@ export class WebSession {
 /** A method's current tensors as a ScoringModel (as methods/registry's methodScoring, without importing every method). */
 function methodScoring(method: TuningMethod): ScoringModel {
   return { config: method.config, params: (g) => method.params(g, "eval"), weightFeeds: () => Object.fromEntries(method.trainable), cacheKey: method.name };
+}
+
+/** Target modules compared as PEFT matches them: a regex as it is, a list as a set (adapter_config.json stores it sorted). */
+function targetsKey(targets: string[] | string): string {
+  return typeof targets === "string" ? `re:${targets}` : JSON.stringify([...targets].sort());
 }

@@ -454,4 +454,33 @@ describe("slimtune/web in Chromium", () => {
     const prompt = tokenizer.encodePrompt(PROMPT);
     expect(await llamaGreedy(file, prompt, 12)).toEqual(await greedyIds(deployed, tokenizer, prompt, 12));
   });
+
+  it("an adapter's files picked in the page load as an adapter, active at once, generating what the adapter that wrote them generates", async () => {
+    const page = rig.page;
+    const { files, ids } = await page.evaluate(
+      async ({ text, opts, prompt }) => {
+        const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+        s.startTraining("lora", text, opts);
+        for (let i = 0; i < opts.steps; i++) await s.trainStep();
+        s.keepAdapter("to-reload");
+        const ids = (await s.generate(prompt, 16)).ids;
+        s.useBase();
+        return { ids, files: Object.fromEntries([...s.adapterFiles("to-reload")].map(([name, chunks]) => [name, chunks.flatMap((c) => Array.from(c))])) };
+      },
+      { text: OTHER_TEXT, opts: { ...OPTS, steps: 2, lr: 2e-2 }, prompt: PROMPT },
+    );
+    const dir = scratchDir("web-adapter-pick");
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), Uint8Array.from(bytes));
+    await page.fill("#load-name", "reloaded");
+    await page.setInputFiles("#pick-adapter", Object.keys(files).map((f) => path.join(dir, f)));
+    await settled(page, /Loaded LoRA adapter/);
+    expect(await page.textContent("#status")).toMatch(/^Loaded LoRA adapter "reloaded" from adapter_config\.json, adapter_model\.safetensors|^Loaded LoRA adapter "reloaded" from adapter_model\.safetensors, adapter_config\.json/);
+    expect(await page.textContent("#adapters")).toContain("reloaded");
+    const reloaded = await page.evaluate(async (prompt) => (await (globalThis as unknown as PageApp).slimtuneApp.state.session.generate(prompt, 16)).ids, PROMPT);
+    expect(reloaded).toEqual(ids);
+    // Only one of the two files: the page says which is missing.
+    await page.setInputFiles("#pick-adapter", path.join(dir, "adapter_config.json"));
+    await settled(page, /^$/);
+    expect(await page.textContent("#status")).toBe("Loading the adapter failed: E_NOT_FOUND: adapter_model.safetensors is missing; pick it together with adapter_config.json");
+  });
 });

@@ -190,4 +190,37 @@ describe("the web session in Node", () => {
     expect(Math.abs(theirs / ours - 1)).toBeLessThan(0.01);
     await web.release();
   });
+
+  it("adapters loaded from their files (PEFT LoRA, PEQA) switch in as the adapters that wrote them; a mismatched one is refused", async () => {
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    web.quantize(SPEC);
+    const steps = { ...OPTS, steps: 2, lr: 1e-2 };
+    for (const kind of ["lora", "peqa"] as const) {
+      const trainer = web.startTraining(kind, TEXT, steps);
+      for (let i = 0; i < steps.steps; i++) await trainer.step();
+      web.keepAdapter(kind);
+    }
+    const bytes = (name: string) => new Map([...web.adapterFiles(name)].map(([f, chunks]) => [f, new Uint8Array(Buffer.concat(chunks))]));
+    const expected = new Map<string, number[]>();
+    for (const kind of ["lora", "peqa"]) {
+      web.useAdapter(kind);
+      expected.set(kind, (await web.generate("The history of the city", 12)).ids);
+    }
+    // A second page session (same model, same 4-bit settings) loads both from their files.
+    const other = WebSession.open(refModelFiles(), { threads: 2 });
+    other.quantize(SPEC);
+    expect(other.loadAdapterFiles("from-peft", bytes("lora"))).toBe("lora");
+    expect((await other.generate("The history of the city", 12)).ids).toEqual(expected.get("lora"));
+    expect(other.loadAdapterFiles("from-peqa", bytes("peqa"))).toBe("peqa");
+    expect((await other.generate("The history of the city", 12)).ids).toEqual(expected.get("peqa"));
+    other.useAdapter("from-peft");
+    expect((await other.generate("The history of the city", 12)).ids).toEqual(expected.get("lora"));
+    expect(expected.get("lora")).not.toEqual(expected.get("peqa"));
+    // A PEQA adapter of another 4-bit base (group 32) is refused by its fingerprint; a lone config names the missing file.
+    const g32 = WebSession.open(refModelFiles(), { threads: 2 });
+    g32.quantize({ ...SPEC, groupSize: 32 });
+    expect(() => g32.loadAdapterFiles("x", bytes("peqa"))).toThrow(/^peqa_adapter\.json: adapter was trained on another base/);
+    expect(() => g32.loadAdapterFiles("x", new Map([["adapter_config.json", bytes("lora").get("adapter_config.json")!]]))).toThrow(/adapter_model\.safetensors is missing/);
+    for (const s of [web, other, g32]) await s.release();
+  });
 });
