@@ -271,12 +271,25 @@ $("download-gguf").addEventListener("click", () =>
 window.slimtuneApp.ready = (async () => {
   try {
     const params = new URLSearchParams(location.search);
-    // WebGPU only when asked for (?ep=webgpu) and the browser has an adapter; WASM otherwise.
-    let ep = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
+    // WebGPU only when asked for and the browser has an adapter; WASM otherwise. The training graphs
+    // on ORT-web's WebGPU EP gave a wrong loss where they were tested (SwiftShader, see
+    // docs/benchmarks.md §4), so ?ep=webgpu falls back to WASM with that message;
+    // ?ep=webgpu-unchecked runs them on WebGPU anyway, to try another GPU.
+    const asked = params.get("ep");
+    let ep = asked === "webgpu" || asked === "webgpu-unchecked" ? "webgpu" : "wasm";
     let note = "";
-    if (ep === "webgpu" && !(await navigator.gpu?.requestAdapter().catch(() => null))) {
-      ep = "wasm";
-      note = " (WebGPU was asked for, but this browser offers no WebGPU adapter)";
+    if (ep === "webgpu") {
+      const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+      const name = adapter ? [adapter.info?.vendor, adapter.info?.architecture, adapter.info?.description].filter(Boolean).join(" ") || "unnamed" : "";
+      if (!adapter) {
+        ep = "wasm";
+        note = " (WebGPU was asked for, but this browser offers no WebGPU adapter)";
+      } else if (asked === "webgpu") {
+        ep = "wasm";
+        note = ` (WebGPU adapter "${name}" found, but training on ORT-web's WebGPU EP gave a wrong loss in slimtune's tests — a PEQA step 7.43 where WASM and Node give 7.00; LoRA's matched — so this page trains on WASM; ?ep=webgpu-unchecked tries WebGPU anyway)`;
+      } else {
+        note = ` (adapter "${name}", unchecked: compare a step's loss with WASM's)`;
+      }
     }
     state.runtime = slimtune.useOnnxRuntimeWeb({ wasmPaths: new URL("./", location.href).href, executionProvider: ep, ...(params.get("threads") ? { threads: Number(params.get("threads")) } : {}) });
     state.runtime.note = note;

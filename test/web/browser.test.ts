@@ -25,7 +25,7 @@ import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
 import type { WebMethod } from "../../src/web/session.js";
 import { REF_MODEL, SHARED, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
-import { type BrowserRig, openRig } from "./browser-harness.js";
+import { type BrowserRig, WEBGPU_ARGS, openRig } from "./browser-harness.js";
 import { SPEC, refModelFiles } from "./ref-files.js";
 
 const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
@@ -482,5 +482,17 @@ describe("slimtune/web in Chromium", () => {
     await page.setInputFiles("#pick-adapter", path.join(dir, "adapter_config.json"));
     await settled(page, /^$/);
     expect(await page.textContent("#status")).toBe("Loading the adapter failed: E_NOT_FOUND: adapter_model.safetensors is missing; pick it together with adapter_config.json");
+  });
+
+  it("?ep=webgpu with SwiftShader's WebGPU adapter: the page names the adapter and trains on WASM, saying why", async () => {
+    const gpu = await openRig("?threads=1&ep=webgpu", WEBGPU_ARGS);
+    try {
+      const status = await gpu.page.textContent("#status");
+      expect(status).toMatch(/^Ready: onnxruntime-web wasm \(WebGPU adapter ".*swiftshader.*" found, but training on ORT-web's WebGPU EP gave a wrong loss in slimtune.s tests .* so this page trains on WASM; \?ep=webgpu-unchecked tries WebGPU anyway\)/i);
+      const ep = await gpu.page.evaluate(() => (globalThis as unknown as { slimtuneApp: { state: { runtime: { executionProvider: string } } } }).slimtuneApp.state.runtime.executionProvider);
+      expect(ep).toBe("wasm");
+    } finally {
+      await gpu.close();
+    }
   });
 });
