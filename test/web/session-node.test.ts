@@ -189,7 +189,7 @@ describe("the web session in Node", () => {
     console.log(`PEQA GGUF (Q4_K): perplexity ${ours.toFixed(3)} in slimtune on the file, ${theirs.toFixed(3)} in llama.cpp`);
     expect(Math.abs(theirs / ours - 1)).toBeLessThan(0.01);
     await web.release();
-  });
+  }, 600_000); // llama.cpp runs two files; minutes on a busy machine
 
   it("adapters loaded from their files (PEFT LoRA, PEQA) switch in as the adapters that wrote them; a mismatched one is refused", async () => {
     const web = WebSession.open(refModelFiles(), { threads: 2 });
@@ -222,5 +222,5 @@ describe("the web session in Node", () => {
     expect(() => g32.loadAdapterFiles("x", bytes("peqa"))).toThrow(/^peqa_adapter\.json: adapter was trained on another base/);
     expect(() => g32.loadAdapterFiles("x", new Map([["adapter_config.json", bytes("lora").get("adapter_config.json")!]]))).toThrow(/adapter_model\.safetensors is missing/);
     for (const s of [web, other, g32]) await s.release();
-  });
+  }, 300_000);
 });
