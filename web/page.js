@@ -4,9 +4,10 @@ import * as slimtune from "./slimtune-web.js";
 import { createLossChart } from "./loss-chart.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, runtime: null, chart: null, busy: false };
+// dataSource: the picked data file's name (errors name it), or null for pasted text.
+const state = { session: null, runtime: null, chart: null, busy: false, dataSource: null };
 // The browser tests drive the same objects the controls use.
-window.slimtuneApp = { slimtune, state, loadFiles, ready: null };
+window.slimtuneApp = { slimtune, state, loadFiles, loadGguf, ready: null };
 
 function status(text, error = false) {
   const el = $("status");
@@ -68,17 +69,31 @@ function setButtons() {
   $("train").disabled = state.busy || !s;
   $("generate").disabled = state.busy || !s;
   $("download-adapter").disabled = state.busy || !s || s.adapterNames.length === 0;
+  $("download-gguf").disabled = state.busy || !s;
 }
 
 async function loadFiles(files) {
   checkMemory(slimtune.configFromBytes(files));
-  const session = slimtune.WebSession.open(files, {});
+  await useSession(slimtune.WebSession.open(files, {}), `files ${mib([...files.values()].reduce((n, b) => n + b.byteLength, 0))}`);
+}
+
+/** A GGUF model file's bytes: header checked and memory checked from its keys before any tensor is dequantized. */
+async function loadGguf(bytes, name) {
+  const gguf = slimtune.ggufFromBytes(bytes, name);
+  checkMemory(slimtune.configFromGguf(gguf));
+  status(`Reading ${name}: dequantizing its tensors to float32…`);
+  await new Promise((done) => setTimeout(done, 0));
+  await useSession(slimtune.WebSession.openGguf(gguf, {}), `GGUF ${name} ${mib(bytes.byteLength)} (${slimtune.ggufTypeSummary(gguf)})`);
+}
+
+async function useSession(session, source) {
   state.session?.release();
   state.session = session;
+  state.active = undefined;
   await state.chart?.reset();
   const c = session.model.config;
   $("model-info").textContent =
-    `${(session.parameterCount / 1e6).toFixed(1)} M parameters, ${c.numLayers} layers, files ${mib(session.fileBytes)}, float32 in memory ${mib(session.parameterCount * 4)}`;
+    `${(session.parameterCount / 1e6).toFixed(1)} M parameters, ${c.numLayers} layers, ${source}, float32 in memory ${mib(session.parameterCount * 4)}`;
   renderAdapters();
   status(`Model loaded. Engine: onnxruntime-web ${state.runtime.executionProvider}${state.runtime.note}, ${state.runtime.threads} thread(s)${state.runtime.crossOriginIsolated ? "" : " (page not cross-origin isolated)"}.`);
 }
@@ -86,6 +101,13 @@ async function loadFiles(files) {
 async function pickedFiles(input) {
   await guarded("Reading the model", async () => {
     const picked = [...input.files];
+    const gguf = picked.find((f) => f.name.toLowerCase().endsWith(".gguf"));
+    if (gguf) {
+      if (picked.length > 1) throw new Error(`pick the GGUF file alone (${picked.length} files were picked)`);
+      status(`Reading ${gguf.name} (${mib(gguf.size)})…`);
+      await loadGguf(new Uint8Array(await gguf.arrayBuffer()), gguf.name);
+      return;
+    }
     // config.json first: a model too large for the page is refused before its weights are read.
     const config = picked.find((f) => f.name === "config.json" && (f.webkitRelativePath || f.name).split("/").length <= 2);
     if (config) checkMemory(slimtune.configFromBytes(await slimtune.filesFromPicked([config])));
@@ -134,8 +156,30 @@ $("pick-folder").addEventListener("change", (e) => pickedFiles(e.target));
 $("pick-files").addEventListener("change", (e) => pickedFiles(e.target));
 $("pick-text").addEventListener("change", async (e) => {
   const f = e.target.files[0];
-  if (f) $("text").value = await f.text();
+  if (!f) return;
+  $("text").value = await f.text();
+  state.dataSource = f.name;
+  if (f.name.toLowerCase().endsWith(".jsonl")) $("data-format").value = "jsonl";
+  $("data-info").textContent = `${f.name}: ${mib(f.size)}`;
 });
+// Edited text is no longer the picked file: errors name "the pasted text".
+$("text").addEventListener("input", () => {
+  state.dataSource = null;
+});
+
+$("pick-adapter").addEventListener("change", (e) =>
+  guarded("Loading the adapter", async () => {
+    const s = state.session;
+    if (!s) throw new Error("load a model first");
+    const files = new Map();
+    for (const f of e.target.files) files.set(f.name, new Uint8Array(await f.arrayBuffer()));
+    const name = $("load-name").value.trim() || `loaded-${s.adapterNames.length + 1}`;
+    const kind = s.loadAdapterFiles(name, files);
+    state.active = name;
+    renderAdapters();
+    status(`Loaded ${kind === "peqa" ? "PEQA" : "LoRA"} adapter "${name}" from ${[...files.keys()].join(", ")}; it is active.`);
+  }),
+);
 
 $("quantize").addEventListener("click", () =>
   guarded("Quantizing", async () => {
@@ -155,7 +199,8 @@ $("train").addEventListener("click", () =>
     const opts = { ...slimtune.defaultWebTrainOptions, steps, lr: num("lr"), batch: num("batch"), seq: num("seq") };
     const text = $("text").value;
     checkMemory(s.model.config, method);
-    const trainer = s.startTraining(method, text, opts);
+    const trainer = s.startTraining(method, text, opts, undefined, { format: $("data-format").value, ...(state.dataSource ? { source: state.dataSource } : {}) });
+    $("data-info").textContent = `Training on ${s.trainingData.summary}`;
     const chart = state.chart;
     await chart.reset();
     // Held-out loss before training, at every quarter of the run and at its end (none when the text is too short to hold any out).
@@ -203,15 +248,48 @@ $("download-adapter").addEventListener("click", () =>
   }),
 );
 
+$("download-gguf").addEventListener("click", () =>
+  guarded("Writing the GGUF file", async () => {
+    const s = state.session;
+    const name = state.active && state.active !== "(base)" ? state.active : undefined;
+    const choice = $("gguf-type").value;
+    // auto: a 4-bit model's layers onto the k-quant of their bits (RTN g32 asymmetric keeps its codes as Q4_1); a float one as F16.
+    const method = s.adapterMethod(name);
+    const quantizedBase = method === "peqa" || (method === null && s.isQuantized);
+    const dtype = choice !== "auto" ? choice : quantizedBase ? "layer-bits" : "f16";
+    await new Promise((done) => setTimeout(done, 0));
+    const { chunks, report, description } = s.ggufFile(dtype, name);
+    const file = `${name ?? "base"}-${dtype}.gguf`;
+    download(file, chunks);
+    const bytes = chunks.reduce((n, c) => n + c.byteLength, 0);
+    const types = Object.entries(report.types).map(([t, n]) => `${t} × ${n}`).join(", ");
+    $("deploy-info").textContent = `${file}: ${mib(bytes)}, ${description}; tensors ${types}${report.warnings.length ? `; ${report.warnings.join("; ")}` : ""}`;
+    status(`Downloaded ${file} (${mib(bytes)}); llama.cpp loads it as it is.`);
+  }),
+);
+
 window.slimtuneApp.ready = (async () => {
   try {
     const params = new URLSearchParams(location.search);
-    // WebGPU only when asked for (?ep=webgpu) and the browser has an adapter; WASM otherwise.
-    let ep = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
+    // WebGPU only when asked for and the browser has an adapter; WASM otherwise. The training graphs
+    // on ORT-web's WebGPU EP gave a wrong loss where they were tested (SwiftShader, see
+    // docs/benchmarks.md §4), so ?ep=webgpu falls back to WASM with that message;
+    // ?ep=webgpu-unchecked runs them on WebGPU anyway, to try another GPU.
+    const asked = params.get("ep");
+    let ep = asked === "webgpu" || asked === "webgpu-unchecked" ? "webgpu" : "wasm";
     let note = "";
-    if (ep === "webgpu" && !(await navigator.gpu?.requestAdapter().catch(() => null))) {
-      ep = "wasm";
-      note = " (WebGPU was asked for, but this browser offers no WebGPU adapter)";
+    if (ep === "webgpu") {
+      const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+      const name = adapter ? [adapter.info?.vendor, adapter.info?.architecture, adapter.info?.description].filter(Boolean).join(" ") || "unnamed" : "";
+      if (!adapter) {
+        ep = "wasm";
+        note = " (WebGPU was asked for, but this browser offers no WebGPU adapter)";
+      } else if (asked === "webgpu") {
+        ep = "wasm";
+        note = ` (WebGPU adapter "${name}" found, but training on ORT-web's WebGPU EP gave a wrong loss in slimtune's tests — a PEQA step 7.43 where WASM and Node give 7.00; LoRA's matched — so this page trains on WASM; ?ep=webgpu-unchecked tries WebGPU anyway)`;
+      } else {
+        note = ` (adapter "${name}", unchecked: compare a step's loss with WASM's)`;
+      }
     }
     state.runtime = slimtune.useOnnxRuntimeWeb({ wasmPaths: new URL("./", location.href).href, executionProvider: ep, ...(params.get("threads") ? { threads: Number(params.get("threads")) } : {}) });
     state.runtime.note = note;
@@ -220,6 +298,12 @@ window.slimtuneApp.ready = (async () => {
     state.chart = await createLossChart($("chart"));
     if (model) {
       await guarded("Fetching the model", async () => {
+        if (model.toLowerCase().endsWith(".gguf")) {
+          const res = await fetch(model);
+          if (!res.ok) throw new Error(`fetching ${model} gave HTTP ${res.status}`);
+          await loadGguf(new Uint8Array(await res.arrayBuffer()), model.split("/").pop());
+          return;
+        }
         const base = model.endsWith("/") ? model : `${model}/`;
         // config.json first: a model too large for the page is refused before its weights are fetched.
         const config = await slimtune.fetchModelFiles(base, ["config.json"]);

@@ -11,8 +11,8 @@
 
 import { SlimtuneError } from "../core/errors.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
-import type { ChatRenderer, Segment } from "./chat-template.js";
-import { type InstructBody, type InstructRecord, answerIsEmpty } from "./instruct-records.js";
+import type { ChatRenderer, Segment } from "./chat-render.js";
+import { type InstructBody, type InstructRecord, answerIsEmpty } from "./instruct-parse.js";
 
 export const TOO_LONG_POLICIES = ["cut-prompt", "drop"] as const;
 export type TooLongPolicy = (typeof TOO_LONG_POLICIES)[number];

@@ -10,7 +10,7 @@ import { baseScoring } from "../models/base-scoring.js";
 import { LlamaModel } from "../models/llama/model.js";
 import type { LoadedBase } from "../models/load.js";
 import type { QuantizedLinear } from "../quant/types.js";
-import { dequantizedModel } from "./deploy.js";
+import { dequantizedModel } from "./merged.js";
 
 /** "widened": the same values in wider codes (3-bit codes in MatMulNBits' 4-bit fields), KL 0 by construction. */
 export type ChangeKind = "re-rounded" | "upcast" | "quantized" | "codes kept, d/m rounded to f16" | "codes kept, scales rounded to f16" | "widened";

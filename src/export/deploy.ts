@@ -5,7 +5,6 @@
 // generation runs PEQA merged (the same integer kernels as the plain base) and LoRA as the adapter
 // it is.
 
-import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
 import type { FineGatesMethod } from "../methods/finegates/index.js";
 import { mergeLora } from "../methods/lora/merge.js";
@@ -13,13 +12,11 @@ import { loadAdapter, scoringFor } from "../methods/registry.js";
 import type { TuningMethod } from "../methods/method.js";
 import { baseScoring } from "../models/base-scoring.js";
 import { describeBase } from "../models/describe.js";
-import { LlamaModel } from "../models/llama/model.js";
 import type { LoadedBase } from "../models/load.js";
 import type { ScoringModel } from "../models/scoring.js";
-import { dequantize } from "../quant/kinds/index.js";
-import { scaleName } from "../quant/scales.js";
-import { dequantizedTables } from "../quant/tables.js";
-import type { QuantizedModel } from "../quant/types.js";
+import { copyWeights, dequantizedModel, withScales } from "./merged.js";
+
+export { dequantizedModel };
 
 export interface Deployed {
   base: LoadedBase;
@@ -66,30 +63,4 @@ export function generationScoring(base: LoadedBase, adapterDir?: string): Scorin
 
 function describe(base: LoadedBase): string {
   return `the ${describeBase(base)}`;
-}
-
-/** The quantized model with each layer's scales replaced by the PEQA method's tuned ones. */
-function withScales(qm: QuantizedModel, method: TuningMethod): QuantizedModel {
-  const linears = new Map([...qm.linears].map(([path, q]) => {
-    const tuned = method.trainable.get(scaleName(path));
-    return [path, tuned ? { ...q, scales: Float32Array.from(tuned.data) } : q];
-  }));
-  return { ...qm, linears };
-}
-
-function copyWeights(model: LlamaModel): LlamaModel {
-  const weights = new Map<string, HostParam>([...model.weights].map(([k, w]) => [k, { data: Float32Array.from(w.data), shape: [...w.shape] }]));
-  return new LlamaModel(model.config, weights, model.sourceDir);
-}
-
-/** Every quantized layer dequantized to float32 weights (and its bias), beside the float tensors. */
-export function dequantizedModel(qm: QuantizedModel): LlamaModel {
-  const weights = new Map<string, HostParam>();
-  for (const [name, w] of qm.dense) weights.set(name, { data: Float32Array.from(w.data), shape: [...w.shape] });
-  if (qm.tables) for (const [name, w] of dequantizedTables(qm.config, qm.tables)) weights.set(name, w);
-  for (const [path, q] of qm.linears) {
-    weights.set(`${path}.weight`, { data: dequantize(q), shape: [q.outFeatures, q.inFeatures] });
-    if (q.bias) weights.set(`${path}.bias`, { data: Float32Array.from(q.bias), shape: [q.outFeatures] });
-  }
-  return new LlamaModel(qm.config, weights, qm.sourceDir);
 }

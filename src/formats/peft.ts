@@ -177,7 +177,19 @@ export function loadPeftAdapter(dir: string, opts: LoadPeftOptions = {}): PeftAd
       : "the folder holds no adapter weights; copy adapter_model.safetensors next to adapter_config.json";
     throw new SlimtuneError("E_NOT_FOUND", `file does not exist; ${hint}`, weightsFile);
   }
-  const file = SafetensorsFile.open(weightsFile);
+  return { config, raw, tensors: loraTensors(SafetensorsFile.open(weightsFile), weightsFile, config, opts) };
+}
+
+/**
+ * The same checks on an adapter's two files in memory (a web page's picked files): `configJson`
+ * is adapter_config.json's object, `weights` adapter_model.safetensors' bytes.
+ */
+export function parsePeftAdapter(configJson: Record<string, unknown>, weights: Uint8Array, opts: LoadPeftOptions = {}): PeftAdapter {
+  const { config, raw } = configFromJson(configJson, PEFT_CONFIG_FILE);
+  return { config, raw, tensors: loraTensors(SafetensorsFile.fromBytes(PEFT_WEIGHTS_FILE, weights), PEFT_WEIGHTS_FILE, config, opts) };
+}
+
+function loraTensors(file: SafetensorsFile, weightsFile: string, config: PeftLoraConfig, opts: LoadPeftOptions): Map<string, PeftTensor> {
   const tensors = new Map<string, PeftTensor>();
   for (const key of file.names().sort()) {
     const parsed = parseLoraKey(key);
@@ -196,7 +208,7 @@ export function loadPeftAdapter(dir: string, opts: LoadPeftOptions = {}): PeftAd
   if (tensors.size === 0) throw new SlimtuneError("E_SAFETENSORS", "holds no LoRA tensors; re-save the adapter", weightsFile);
   checkPairs(config.r, tensors, (code, message) => new SlimtuneError(code, message, weightsFile));
   if (opts.config) checkAgainstModel(weightsFile, tensors, opts.config);
-  return { config, raw, tensors };
+  return tensors;
 }
 
 type MakeError = (code: "E_SHAPE" | "E_SAFETENSORS", message: string) => SlimtuneError;
@@ -294,6 +306,10 @@ function readConfig(file: string): { config: PeftLoraConfig; raw: Record<string,
     missingFix: "a PEFT adapter folder needs adapter_config.json beside adapter_model.safetensors",
     invalidFix: "re-save the adapter",
   });
+  return configFromJson(raw, file);
+}
+
+function configFromJson(raw: Record<string, unknown>, file: string): { config: PeftLoraConfig; raw: Record<string, unknown> } {
   // PEFT's own key names, as PEFT users know them (adapter_config.json: "r is 0; expected …").
   const c = parseFields(raw, configShape, configExpected, { file, label: (f) => f, missing: "undefined", fix: "re-save the adapter with PEFT or slimtune" });
   for (const [key, isDefault, what] of unsupported) {

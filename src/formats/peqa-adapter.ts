@@ -88,6 +88,15 @@ export function loadPeqaAdapter(dir: string, qm: QuantizedModel): PeqaAdapter {
   const file = path.join(dir, PEQA_CONFIG);
   if (!fs.existsSync(file)) throw new SlimtuneError("E_NOT_FOUND", `no ${PEQA_CONFIG}: not a PEQA adapter folder`, dir);
   const json = readJsonObject(file, { missingFix: "pass an adapter folder written by finetune --method peqa", invalidFix: "re-train or re-save the adapter" });
+  return peqaFrom(json, file, SafetensorsFile.open(path.join(dir, PEQA_TENSORS)), qm);
+}
+
+/** The same checks on an adapter's two files in memory (a web page's picked files): peqa_adapter.json's object and the safetensors bytes. */
+export function parsePeqaAdapter(json: Record<string, unknown>, tensorBytes: Uint8Array, qm: QuantizedModel): PeqaAdapter {
+  return peqaFrom(json, PEQA_CONFIG, SafetensorsFile.fromBytes(PEQA_TENSORS, tensorBytes), qm);
+}
+
+function peqaFrom(json: Record<string, unknown>, file: string, tensors: SafetensorsFile, qm: QuantizedModel): PeqaAdapter {
   const config = parseFields(json, configShape, configExpected, { file, fix: "the adapter file is damaged; re-save it with finetune --method peqa" });
   const fingerprint = codesFingerprint(qm);
   if (config.base_fingerprint !== fingerprint) {
@@ -98,7 +107,6 @@ export function loadPeqaAdapter(dir: string, qm: QuantizedModel): PeqaAdapter {
       file,
     );
   }
-  const tensors = SafetensorsFile.open(path.join(dir, PEQA_TENSORS));
   const scales = new Map<string, HostParam>();
   for (const [p, q] of qm.linears) {
     const name = scaleName(p);

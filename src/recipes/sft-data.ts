@@ -3,10 +3,10 @@
 // format), tokenized with answer-only loss masks; held out from --eval-data or a seeded sample of
 // the training records (split before tokenizing, so no piece of a held-out record is trained on).
 
-import { Rng } from "../core/rng.js";
-import { SlimtuneError } from "../core/errors.js";
 import { ChatRenderer, chatRendererFor, readChatTemplateFile } from "../data/chat-template.js";
-import { type InstructFormat, type InstructRecord, readInstructFile } from "../data/instruct-records.js";
+import { type InstructFormat, type InstructRecord, readInstructFile, splitRecords } from "../data/instruct-records.js";
+
+export { splitRecords };
 import { type SftCounts, type SftExample, type TooLongPolicy, tokenizeRecords } from "../data/sft-examples.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 
@@ -70,22 +70,6 @@ export function loadSftData(modelSource: string | null, tokenizer: TextTokenizer
     renderer,
     summary: { format: data.format, chatTemplate: source, train: train.counts, heldOut: held?.counts ?? null, scoredOn },
   };
-}
-
-/** A seeded sample of `fraction` of the records held out. */
-export function splitRecords(records: readonly InstructRecord[], fraction: number, seed: number): { train: InstructRecord[]; heldOut: InstructRecord[] } {
-  const n = Math.round(fraction * records.length);
-  if (!(fraction > 0 && fraction < 1) || n < 1 || n >= records.length) {
-    throw new SlimtuneError("E_DATA", `holding out ${fraction} of ${records.length} records leaves nothing to score or nothing to train on; pass --held-out in (0, 1), --eval-data, or more data`);
-  }
-  const order = records.map((_, i) => i);
-  const rng = new Rng(seed + 11);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const held = new Set(order.slice(0, n));
-  return { train: records.filter((_, i) => !held.has(i)), heldOut: records.filter((_, i) => held.has(i)) };
 }
 
 /** One line per part for the run's log: what was read, how it was cut to fit, and the template. */

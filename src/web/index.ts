@@ -5,7 +5,8 @@
 export { useOnnxRuntimeWeb, type WebRuntime, type WebRuntimeOptions } from "./ort-web.js";
 export { WebSession, defaultWebTrainOptions, type LoraChoice, type WebMethod } from "./session.js";
 export type { WebStep, WebTrainOptions } from "./trainer.js";
-export { modelFromBytes, configFromBytes, type FileBytes } from "./model-bytes.js";
+export { modelFromBytes, configFromBytes, configFromGguf, ggufFromBytes, ggufTypeSummary, modelFromGguf, type FileBytes } from "./model-bytes.js";
+export { looksLikeJsonl, webTrainingData, type WebDataChoice, type WebDataFormat, type WebTrainingData } from "./training-data.js";
 export {
   WASM_MEMORY_CAP_BYTES,
   assertFitsInPage,

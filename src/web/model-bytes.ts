@@ -7,6 +7,9 @@ import { llamaParamShapes } from "../arch/llama/shapes.js";
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError } from "../core/errors.js";
 import { isJsonObject, parseJsonText } from "../core/json.js";
+import { ggufLlamaConfig, llamaFromGguf } from "../formats/gguf/llama.js";
+import { type GgufFile, parseGgufBytes } from "../formats/gguf/reader.js";
+import { tokenizerFromGguf } from "../formats/gguf/tokenizer.js";
 import { parseLlamaConfig } from "../formats/hf-config.js";
 import { SafetensorsFile } from "../formats/safetensors.js";
 import { type TextTokenizer, buildTokenizer } from "../formats/tokenizer.js";
@@ -18,6 +21,10 @@ export interface ModelFromBytes {
   tokenizer: TextTokenizer;
   /** Bytes of every file read (what the page shows as the model's size). */
   fileBytes: number;
+  /** tokenizer_config.json's object ({} without one): its chat_template and special tokens render instruction data. */
+  tokenizerConfig: Record<string, unknown>;
+  /** tokenizer.json's object (a GGUF file's rebuilt from its metadata): what a GGUF download writes back. */
+  tokenizerJson: Record<string, unknown>;
 }
 
 /** File name (no folder) → bytes. */
@@ -85,5 +92,37 @@ export function modelFromBytes(files: FileBytes): ModelFromBytes {
   const tokenizer = buildTokenizer(tokenizerJson, tokenizerConfig, "tokenizer.json");
   let fileBytes = 0;
   for (const b of files.values()) fileBytes += b.byteLength;
-  return { model, tokenizer, fileBytes };
+  return { model, tokenizer, fileBytes, tokenizerConfig, tokenizerJson };
+}
+
+/** A GGUF model file's header, parsed and checked from bytes (tensor data is read only by modelFromGguf). */
+export function ggufFromBytes(bytes: Uint8Array, name: string): GgufFile {
+  return parseGgufBytes(bytes, name);
+}
+
+/** The config a GGUF file's keys give (what the page checks against its memory limit before dequantizing). */
+export function configFromGguf(gguf: GgufFile): LlamaConfig {
+  return ggufLlamaConfig(gguf).config;
+}
+
+/** Tensors of each ggml type in the file, e.g. "Q8_0 × 14, F32 × 9" (what the page shows beside the size). */
+export function ggufTypeSummary(gguf: GgufFile): string {
+  const counts = new Map<string, number>();
+  for (const t of gguf.tensors.values()) counts.set(t.type.name, (counts.get(t.type.name) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([type, n]) => `${type} × ${n}`).join(", ");
+}
+
+/**
+ * A LLaMA-family model from a GGUF file's bytes: its config and tokenizer from the metadata, its
+ * weights dequantized to float32 (the page quantizes them again to train PEQA, as Node does).
+ */
+export function modelFromGguf(gguf: GgufFile): ModelFromBytes {
+  if (!gguf.bytes) throw new SlimtuneError("E_ARG", "modelFromGguf needs a header parsed from bytes (ggufFromBytes)", gguf.file);
+  configFromGguf(gguf); // refuses architectures the page's LLaMA model does not run (gpt2) before any tensor is read
+  const { config, weights } = llamaFromGguf(gguf);
+  const model = new LlamaModel(config, weights, null);
+  assertFiniteBase({ kind: "float", model }, gguf.file);
+  const { json, config: tokenizerConfig } = tokenizerFromGguf(gguf.metadata, gguf.file);
+  const tokenizer = buildTokenizer(json as Record<string, unknown>, tokenizerConfig as Record<string, unknown>, gguf.file);
+  return { model, tokenizer, fileBytes: gguf.bytes.byteLength, tokenizerConfig: tokenizerConfig as Record<string, unknown>, tokenizerJson: json as Record<string, unknown> };
 }

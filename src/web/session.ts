@@ -5,11 +5,13 @@
 
 import type { HostParam } from "../arch/params.js";
 import { SlimtuneError, quote } from "../core/errors.js";
+import { ChatRenderer, chatTemplateOf, templateTokensOf } from "../data/chat-render.js";
 import { GraphCache, type SessionOptions } from "../engine/index.js";
 import { Generator } from "../eval/generate.js";
 import { type PerplexityResult, perplexity } from "../eval/perplexity.js";
-import { peftAdapterFiles } from "../formats/peft.js";
-import { peqaAdapterFiles } from "../formats/peqa-adapter.js";
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, parsePeftAdapter, peftAdapterFiles } from "../formats/peft.js";
+import { PEQA_CONFIG, PEQA_TENSORS, parsePeqaAdapter, peqaAdapterFiles } from "../formats/peqa-adapter.js";
+import { isJsonObject, parseJsonText } from "../core/json.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import { loraForDenseModel } from "../methods/lora/index.js";
 import type { LoraMethod } from "../methods/lora/index.js";
@@ -21,7 +23,14 @@ import type { LlamaModel } from "../models/llama/model.js";
 import { quantizeModel } from "../quant/quantize-model.js";
 import { sizeReport } from "../quant/size.js";
 import type { QuantSpec, QuantizedModel } from "../quant/types.js";
-import { type FileBytes, modelFromBytes } from "./model-bytes.js";
+import type { GgufFile } from "../formats/gguf/reader.js";
+import type { TokenizerSource } from "../formats/gguf/tokenizer.js";
+import { type GgufDtype, type GgufExportReport, encodeGgufModel } from "../export/gguf/model.js";
+import { copyWeights, withScales } from "../export/merged.js";
+import { mergeLora } from "../methods/lora/merge.js";
+import type { LoadedBase } from "../models/load.js";
+import { type FileBytes, type ModelFromBytes, modelFromBytes, modelFromGguf } from "./model-bytes.js";
+import { type WebDataChoice, type WebTrainingData, webTrainingData } from "./training-data.js";
 import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
 
 export type WebMethod = "peqa" | "lora";
@@ -60,19 +69,36 @@ export class WebSession {
   private current: TuningMethod | null = null;
   private readonly cache: GraphCache;
   trainer: WebTrainer | null = null;
+  /** What the last training run read: plain text or which JSONL format, and its counts (shown in the page). */
+  trainingData: WebTrainingData | null = null;
 
   private constructor(
     readonly model: LlamaModel,
     readonly tokenizer: TextTokenizer,
     readonly fileBytes: number,
+    /** The model's chat template (or the default per format) for instruction records. */
+    readonly chat: ChatRenderer,
+    /** The tokenizer's files as objects, written into a GGUF download. */
+    private readonly tokenizerFiles: TokenizerSource,
     private readonly session: SessionOptions,
   ) {
     this.cache = new GraphCache(session);
   }
 
   static open(files: FileBytes, session: SessionOptions = {}): WebSession {
-    const { model, tokenizer, fileBytes } = modelFromBytes(files);
-    return new WebSession(model, tokenizer, fileBytes, session);
+    return WebSession.fromParsed(modelFromBytes(files), "tokenizer_config.json", session);
+  }
+
+  /** A GGUF model file (parsed with ggufFromBytes): weights dequantized to float32, tokenizer and chat template from its metadata. */
+  static openGguf(gguf: GgufFile, session: SessionOptions = {}): WebSession {
+    return WebSession.fromParsed(modelFromGguf(gguf), `${gguf.file} (tokenizer.chat_template)`, session);
+  }
+
+  private static fromParsed(parsed: ModelFromBytes, templateSource: string, session: SessionOptions): WebSession {
+    const { model, tokenizer, fileBytes, tokenizerConfig, tokenizerJson } = parsed;
+    const template = chatTemplateOf(tokenizerConfig, templateSource);
+    const chat = new ChatRenderer(template, templateTokensOf(tokenizerConfig), templateSource);
+    return new WebSession(model, tokenizer, fileBytes, chat, { json: tokenizerJson, config: tokenizerConfig, file: "tokenizer.json" }, session);
   }
 
   get parameterCount(): number {
@@ -112,13 +138,16 @@ export class WebSession {
 
   /**
    * Starts a training run of `kind` on `text` from the method's current tensors (a fresh LoRA
-   * adapter or the base's scales the first time; the active adapter after that).
+   * adapter or the base's scales the first time; the active adapter after that). `text` is plain
+   * text or JSONL instruction records (detected, or named by `data.format`); records train on
+   * their answers only, as finetune --task sft.
    */
-  startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice): WebTrainer {
+  startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice, data: WebDataChoice = {}): WebTrainer {
+    const parsed = webTrainingData(text, this.tokenizer, this.chat, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, seed: opts.seed, padId: this.model.config.eosTokenId ?? 0 }, data);
     const method = this.method(kind, lora);
     this.current = method;
-    const tokens = Int32Array.from(this.tokenizer.encode(text));
-    this.trainer = new WebTrainer(method, tokens, opts, this.cache);
+    this.trainingData = parsed;
+    this.trainer = new WebTrainer(method, parsed.kind === "text" ? parsed.tokens : parsed.task, opts, this.cache);
     return this.trainer;
   }
 
@@ -134,8 +163,63 @@ export class WebSession {
     this.adapters.set(name, { method, tensors: new Map([...method.trainable].map(([k, p]) => [k, p.data.slice()])) });
   }
 
+  /** The method adapter `name` (or, without a name, the active one) belongs to; null when none is active. */
+  adapterMethod(name?: string): WebMethod | null {
+    const method = name !== undefined ? this.adapters.get(name)?.method : this.current;
+    return method ? (method.name === "peqa" ? "peqa" : "lora") : null;
+  }
+
   get adapterNames(): string[] {
     return [...this.adapters.keys()];
+  }
+
+  /**
+   * Keeps an adapter read from its files (picked in the page) under `name` and makes it active:
+   * a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors) or a PEQA one
+   * (peqa_adapter.json + adapter_model.safetensors, made for this 4-bit model: its fingerprint is checked).
+   */
+  loadAdapterFiles(name: string, files: FileBytes): WebMethod {
+    if (!name.trim()) throw new SlimtuneError("E_ARG", "give the adapter a name");
+    const json = (file: string) => {
+      const value = parseJsonText(new TextDecoder().decode(files.get(file)!), { file, invalidFix: "re-save the adapter" });
+      if (!isJsonObject(value)) throw new SlimtuneError("E_CONFIG", "must be a JSON object; re-save the adapter", file);
+      return value;
+    };
+    const weights = files.get(PEFT_WEIGHTS_FILE) ?? files.get(PEQA_TENSORS);
+    const missing = (what: string) => new SlimtuneError("E_NOT_FOUND", `${PEFT_WEIGHTS_FILE} is missing; pick it together with ${what}`);
+    let kind: WebMethod;
+    let tensors: Map<string, Float32Array>;
+    if (files.has(PEQA_CONFIG)) {
+      if (!this.quantized) throw new SlimtuneError("E_ARG", "a PEQA adapter holds the scales of a 4-bit model; quantize first, with the settings it was trained on");
+      if (!weights) throw missing(PEQA_CONFIG);
+      const adapter = parsePeqaAdapter(json(PEQA_CONFIG), weights, this.quantized);
+      kind = "peqa";
+      tensors = new Map([...adapter.scales].map(([k, p]) => [k, p.data]));
+    } else if (files.has(PEFT_CONFIG_FILE)) {
+      if (!weights) throw missing(PEFT_CONFIG_FILE);
+      const adapter = parsePeftAdapter(json(PEFT_CONFIG_FILE), weights, { config: this.model.config });
+      const c = adapter.config;
+      const existing = this.methods.get("lora") as LoraMethod | undefined;
+      if (!existing) {
+        // The page's LoRA takes the adapter's shape: rank, alpha, rsLoRA and target modules.
+        this.methods.set("lora", loraForDenseModel(this.model, { rank: c.r, alpha: c.loraAlpha, targetModules: c.targetModules, seed: 0, ...(c.useRslora ? { useRslora: true } : {}) }, null));
+      } else if (existing.adapterConfig.r !== c.r || existing.adapterConfig.loraAlpha !== c.loraAlpha || !existing.adapterConfig.useRslora !== !c.useRslora || targetsKey(existing.adapterConfig.targetModules) !== targetsKey(c.targetModules)) {
+        throw new SlimtuneError(
+          "E_ARG",
+          `this page's LoRA adapters have r=${existing.adapterConfig.r}, alpha=${existing.adapterConfig.loraAlpha} on ${JSON.stringify(existing.adapterConfig.targetModules)}; the picked one has r=${c.r}, alpha=${c.loraAlpha} on ${JSON.stringify(c.targetModules)} — reload the model to switch to its shape`,
+          PEFT_CONFIG_FILE,
+        );
+      }
+      const method = this.methods.get("lora")!;
+      for (const k of method.trainable.keys()) if (!adapter.tensors.has(k)) throw new SlimtuneError("E_SAFETENSORS", `has no tensor "${k}", which the adapter's target modules need`, PEFT_WEIGHTS_FILE);
+      kind = "lora";
+      tensors = new Map([...adapter.tensors].map(([k, p]) => [k, p.data]));
+    } else {
+      throw new SlimtuneError("E_NOT_FOUND", `pick an adapter's files: ${PEFT_CONFIG_FILE} and ${PEFT_WEIGHTS_FILE} (LoRA, PEFT) or ${PEQA_CONFIG} and ${PEQA_TENSORS} (PEQA)`);
+    }
+    this.adapters.set(name, { method: this.methods.get(kind) ?? this.method(kind), tensors });
+    this.useAdapter(name);
+    return kind;
   }
 
   /** Makes `name` the active adapter: its tensors are copied into its method's inputs (no recompilation). */
@@ -180,6 +264,31 @@ export class WebSession {
     return peftAdapterFiles((method as LoraMethod).adapterConfig, tensors);
   }
 
+  /**
+   * The model a deployment runs with adapter `name` (or the active one; the base when none is
+   * active) merged as `slimtune export` merges a folder: PEQA's scales into the 4-bit layers, LoRA
+   * folded into a copy of the float weights (W + scale·B·A).
+   */
+  deployedBase(name?: string): { base: LoadedBase; description: string } {
+    const kept = name !== undefined ? this.adapters.get(name) : undefined;
+    if (name !== undefined && !kept) throw new SlimtuneError("E_ARG", `no adapter named ${quote(name)}; kept: ${this.adapterNames.join(", ") || "none"}`);
+    const method = kept?.method ?? this.current;
+    const base: LoadedBase = this.quantized ? { kind: "quantized", model: this.quantized } : { kind: "float", model: this.model };
+    if (!method) return { base, description: `the ${this.quantized ? "4-bit" : "float"} base, no adapter` };
+    const tensors = new Map<string, HostParam>([...method.trainable].map(([k, p]) => [k, { data: kept?.tensors.get(k) ?? p.data, shape: p.shape }]));
+    if (method.name === "peqa") return { base: { kind: "quantized", model: withScales(this.quantized!, { trainable: tensors }) }, description: `PEQA adapter${name ? ` "${name}"` : ""} merged into the 4-bit model` };
+    const float = copyWeights(this.model);
+    mergeLora(float.weights, { scale: (method as LoraMethod).scale, tensors });
+    return { base: { kind: "float", model: float }, description: `LoRA adapter${name ? ` "${name}"` : ""} merged into the float model` };
+  }
+
+  /** The deployed model (deployedBase) as a GGUF file llama.cpp loads, in chunks for a download. */
+  ggufFile(dtype: GgufDtype | undefined, name?: string): { chunks: Uint8Array[]; report: Omit<GgufExportReport, "file">; description: string } {
+    const { base, description } = this.deployedBase(name);
+    const { chunks, report } = encodeGgufModel(base, this.tokenizerFiles, { ...(dtype ? { dtype } : {}), name: name ?? "slimtune-web" });
+    return { chunks, report, description };
+  }
+
   private activeMethod(): TuningMethod {
     if (!this.current) throw new SlimtuneError("E_ARG", "no adapter is active; train one first");
     return this.current;
@@ -198,4 +307,9 @@ export class WebSession {
 /** A method's current tensors as a ScoringModel (as methods/registry's methodScoring, without importing every method). */
 function methodScoring(method: TuningMethod): ScoringModel {
   return { config: method.config, params: (g) => method.params(g, "eval"), weightFeeds: () => Object.fromEntries(method.trainable), cacheKey: method.name };
+}
+
+/** Target modules compared as PEFT matches them: a regex as it is, a list as a set (adapter_config.json stores it sorted). */
+function targetsKey(targets: string[] | string): string {
+  return typeof targets === "string" ? `re:${targets}` : JSON.stringify([...targets].sort());
 }

@@ -43,16 +43,17 @@ export class WebTrainer {
 
   constructor(
     readonly method: TuningMethod,
-    tokens: Int32Array,
+    /** Plain text's tokens (language modelling), or a task already built (instruction records: web/training-data.ts). */
+    data: Int32Array | TrainTask,
     readonly opts: WebTrainOptions,
     private readonly cache: GraphCache,
   ) {
-    if (tokens.length < opts.seq + 1) {
-      throw new SlimtuneError("E_DATA", `the text has ${tokens.length} tokens; training needs at least ${opts.seq + 1} (one window of ${opts.seq} plus its next token) — paste more text`);
+    if (data instanceof Int32Array && data.length < opts.seq + 1) {
+      throw new SlimtuneError("E_DATA", `the text has ${data.length} tokens; training needs at least ${opts.seq + 1} (one window of ${opts.seq} plus its next token) — paste more text`);
     }
     // As train(): one seeded generator, first handed to the batch sampler.
     this.rng = new Rng(opts.seed);
-    this.task = lmTask(tokens, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, evalTokens: 1 << 16 });
+    this.task = data instanceof Int32Array ? lmTask(data, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, evalTokens: 1 << 16 }) : data;
     this.sampler = this.task.sampler(this.rng);
     this.names = [...method.trainable.keys()];
     this.optimizer = new AdamW(new Map([...method.trainable].map(([k, p]) => [k, p.data])), {

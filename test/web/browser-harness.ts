@@ -20,8 +20,11 @@ export interface BrowserRig {
   close(): Promise<void>;
 }
 
+/** Chromium flags that give headless Chromium a WebGPU adapter on a machine without a GPU (SwiftShader, in software). */
+export const WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader"];
+
 /** Builds the page into a temp folder, serves it (models of /work/shared at /models/) and opens it in headless Chromium. */
-export async function openRig(query: string): Promise<BrowserRig> {
+export async function openRig(query: string, extraArgs: readonly string[] = []): Promise<BrowserRig> {
   const { buildWeb } = await import("../../scripts/build-web.mjs");
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-web-page-"));
   await buildWeb(root);
@@ -31,7 +34,8 @@ export async function openRig(query: string): Promise<BrowserRig> {
     executablePath: CHROMIUM,
     headless: true,
     acceptDownloads: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    // --disable-gpu unless the caller asks for WebGPU (SwiftShader's software adapter: WEBGPU_ARGS).
+    args: ["--no-sandbox", ...(extraArgs.length ? extraArgs : ["--disable-gpu"]), "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const log: string[] = [];

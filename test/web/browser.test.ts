@@ -13,13 +13,19 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exportGguf } from "../../src/export/gguf/model.js";
 import { loadPeqaAdapter } from "../../src/formats/peqa-adapter.js";
+import { ggufFromBytes } from "../../src/web/model-bytes.js";
+import { deployedModel } from "../../src/export/deploy.js";
+import { loadBase } from "../../src/models/load.js";
+import { llamaGreedy } from "../helpers/llama-cpp.js";
+import { greedyIds } from "../helpers/tiny-families.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { WebSession, defaultWebTrainOptions } from "../../src/web/session.js";
 import type { WebMethod } from "../../src/web/session.js";
-import { REF_MODEL, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
-import { type BrowserRig, openRig } from "./browser-harness.js";
+import { REF_MODEL, SHARED, WIKITEXT_VALID, scratchDir } from "../helpers/paths.js";
+import { type BrowserRig, WEBGPU_ARGS, openRig } from "./browser-harness.js";
 import { SPEC, refModelFiles } from "./ref-files.js";
 
 const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
@@ -27,6 +33,16 @@ const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
 const OTHER_TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(40_000, 60_000);
 const OPTS = { ...defaultWebTrainOptions, steps: 2, lr: 2e-3, batch: 2, seq: 32, heldOut: 0 };
 const PROMPT = "The history of the city";
+/** 40 Alpaca records (36 trained, 4 held out at the page's default 10 %). */
+const JSONL = fs.readFileSync(path.join(SHARED, "data", "instructions", "seed-tasks-alpaca.jsonl"), "utf8").split("\n").slice(0, 40).join("\n");
+
+/** Waits until #status reports the end of an action: `done`, or a failure. */
+const settled = (page: BrowserRig["page"], done: RegExp) =>
+  page.waitForFunction(
+    (source) => new RegExp(`${source}|failed`).test((globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("status").textContent ?? ""),
+    done.source,
+    { timeout: 240_000 },
+  );
 
 type StepResult = { loss: number; grads: Record<string, number[]>; after: Record<string, number[]> };
 
@@ -128,7 +144,7 @@ describe("slimtune/web in Chromium", () => {
       const w = worstUpdate(inPage.after, inNode.after, inNode.grads);
       expect(w.diff, `${w.name}: max |Δw| ${w.diff} (${w.compared} elements compared)`).toBeLessThanOrEqual(1e-3 * OPTS.lr);
       console.log(`${kind}: loss ${inPage.loss} (page) vs ${inNode.loss} (Node); worst gradient ${g.name} |Δ| ${g.diff.toExponential(2)} of ${g.scale.toExponential(2)}; worst weight |Δ| ${w.diff.toExponential(2)} over ${w.compared} elements`);
-    });
+    }, 300_000); // the first steps compile each method's graphs in the page and in Node: over 2 minutes on a loaded machine
   }
 
   it("greedy generation gives Node's tokens, on the 4-bit base and with the PEQA adapter", async () => {
@@ -329,5 +345,154 @@ describe("slimtune/web in Chromium", () => {
     const info = await page.textContent("#train-info");
     expect(info).toMatch(/step 12\/12: loss \d+\.\d+, \d+ tokens\/s/);
     expect(await page.textContent("#adapters")).toContain("from-the-page");
+  });
+
+  it("one LoRA step on JSONL records (answers only) gives Node's loss and gradients", async () => {
+    const opts = { ...OPTS, seq: 64, heldOut: 0.1 };
+    // Fresh sessions on both sides: the LoRA factors start from the same seed.
+    const inPage = await rig.page.evaluate(
+      async ({ jsonl, opts }) => {
+        const { slimtune } = (globalThis as unknown as { slimtuneApp: { slimtune: typeof import("../../src/web/index.js") } }).slimtuneApp;
+        const s = slimtune.WebSession.open(await slimtune.fetchModelFiles("/models/ref-llama-5m/"), {});
+        s.startTraining("lora", jsonl, opts);
+        const r = await s.trainStep(true);
+        const summary = s.trainingData!.summary;
+        await s.release();
+        return { loss: r.loss, grads: Object.fromEntries([...r.grads!].map(([k, v]) => [k, Array.from(v)])), summary };
+      },
+      { jsonl: JSONL, opts },
+    );
+    const web = WebSession.open(refModelFiles(), { threads: 2 });
+    web.startTraining("lora", JSONL, opts);
+    const r = await web.trainStep(true);
+    await web.release();
+    expect(inPage.summary).toMatch(/^alpaca JSONL: 36 records/);
+    expect(Math.abs(inPage.loss - r.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(r.loss));
+    const g = worst(inPage.grads, Object.fromEntries([...r.grads!].map(([k, v]) => [k, Array.from(v)])));
+    expect(g.diff, `${g.name}: max |Δg| ${g.diff} vs max |g| ${g.scale}`).toBeLessThanOrEqual(1e-3 * g.scale);
+    console.log(`JSONL LoRA step: loss ${inPage.loss} (page) vs ${r.loss} (Node); worst gradient ${g.name} |Δ| ${g.diff.toExponential(2)} of ${g.scale.toExponential(2)}`);
+  });
+
+  it("a JSONL file picked in the page trains from the controls; a bad line is shown with its code, file and line", async () => {
+    const page = rig.page;
+    const dir = scratchDir("web-jsonl-pick");
+    const bad = path.join(dir, "bad.jsonl");
+    fs.writeFileSync(bad, '{"prompt": "2+2=", "completion": "4"}\n{"prompt": "3+3="}\n');
+    await page.setInputFiles("#pick-text", bad);
+    await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("data-info").textContent?.startsWith("bad.jsonl"));
+    expect(await page.inputValue("#data-format")).toBe("jsonl");
+    await page.selectOption("#method", "lora");
+    await page.fill("#steps", "2");
+    await page.fill("#adapter-name", "from-jsonl");
+    await page.click("#train");
+    await settled(page, /Trained 2 lora steps/);
+    expect(await page.textContent("#status")).toBe('Training failed: E_DATA: bad.jsonl: line 2: has no field "completion", which prompt-completion records need (the format came from the first record\'s fields or --data-format prompt-completion)');
+    expect(await page.getAttribute("#status", "class")).toBe("error");
+
+    const good = path.join(dir, "alpaca.jsonl");
+    fs.writeFileSync(good, JSONL);
+    await page.setInputFiles("#pick-text", good);
+    await page.waitForFunction(() => (globalThis as unknown as { document: { getElementById(id: string): { textContent: string | null } } }).document.getElementById("data-info").textContent?.startsWith("alpaca.jsonl"));
+    await page.click("#train");
+    await settled(page, /Trained 2 lora steps/);
+    expect(await page.textContent("#status")).toMatch(/^Trained 2 lora steps; kept as adapter "from-jsonl"/);
+    expect(await page.textContent("#data-info")).toMatch(/^Training on alpaca JSONL: 36 records → \d+ examples, [\d,]+ of [\d,]+ tokens carry loss \(answers only\).*; 4 records held out$/);
+  });
+
+  it("a GGUF file picked in the page opens with its size and types, and generates Node's tokens", async () => {
+    const file = path.join(scratchDir("web-gguf-pick"), "ref-q8_0.gguf");
+    exportGguf({ kind: "float", model: LlamaModel.load(REF_MODEL) }, REF_MODEL, file, { dtype: "q8_0" });
+    const nodeSession = WebSession.openGguf(ggufFromBytes(new Uint8Array(fs.readFileSync(file)), "ref-q8_0.gguf"), { threads: 2 });
+    const nodeIds = (await nodeSession.generate(PROMPT, 16)).ids;
+    await nodeSession.release();
+    const page = await rig.context.newPage();
+    try {
+      await page.goto(`${rig.server.url}?threads=2`);
+      await page.evaluate(() => (globalThis as unknown as { slimtuneApp: { ready: Promise<void> } }).slimtuneApp.ready);
+      await page.setInputFiles("#pick-files", file);
+      await settled(page, /Model loaded/);
+      expect(await page.textContent("#status")).toMatch(/^Model loaded/);
+      const size = (fs.statSync(file).size / 2 ** 20).toFixed(1);
+      expect(await page.textContent("#model-info")).toBe(`5.5 M parameters, 6 layers, GGUF ref-q8_0.gguf ${size} MiB (Q8_0 × 43, F32 × 13), float32 in memory 20.9 MiB`);
+      const pageIds = await page.evaluate(async (prompt) => (await (globalThis as unknown as PageApp).slimtuneApp.state.session.generate(prompt, 16)).ids, PROMPT);
+      expect(pageIds).toEqual(nodeIds);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("the GGUF downloaded from the page is Node's export of the same adapter byte for byte, and llama.cpp generates slimtune's tokens", async () => {
+    const page = rig.page;
+    const files = await page.evaluate(
+      async ({ text, opts }) => {
+        const app = (globalThis as unknown as PageApp).slimtuneApp;
+        const s = app.state.session;
+        s.startTraining("lora", text, opts);
+        for (let i = 0; i < opts.steps; i++) await s.trainStep();
+        s.keepAdapter("deploy-lora");
+        (app.state as unknown as { active: string }).active = "deploy-lora";
+        return Object.fromEntries([...s.adapterFiles("deploy-lora")].map(([name, chunks]) => [name, chunks.flatMap((c) => Array.from(c))]));
+      },
+      { text: TEXT, opts: { ...OPTS, steps: 3, lr: 1e-2 } },
+    );
+    const dir = scratchDir("web-gguf-download");
+    const adapterDir = path.join(dir, "adapter");
+    fs.mkdirSync(adapterDir, { recursive: true });
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(adapterDir, name), Uint8Array.from(bytes));
+    await page.selectOption("#gguf-type", "f32");
+    const download = page.waitForEvent("download");
+    await page.click("#download-gguf");
+    const file = path.join(dir, (await download).suggestedFilename());
+    await (await download).saveAs(file);
+    expect(path.basename(file)).toBe("deploy-lora-f32.gguf");
+    expect(await page.textContent("#deploy-info")).toMatch(/^deploy-lora-f32\.gguf: [\d.]+ MiB, LoRA adapter "deploy-lora" merged into the float model; tensors F32 × 56/);
+    const nodeFile = path.join(dir, "node.gguf");
+    const deployed = deployedModel(loadBase(REF_MODEL), adapterDir).base;
+    exportGguf(deployed, REF_MODEL, nodeFile, { dtype: "f32", name: "deploy-lora" });
+    expect(Buffer.compare(fs.readFileSync(file), fs.readFileSync(nodeFile))).toBe(0);
+    const tokenizer = await (await import("../../src/formats/tokenizer.js")).loadTokenizer(REF_MODEL);
+    const prompt = tokenizer.encodePrompt(PROMPT);
+    expect(await llamaGreedy(file, prompt, 12)).toEqual(await greedyIds(deployed, tokenizer, prompt, 12));
+  });
+
+  it("an adapter's files picked in the page load as an adapter, active at once, generating what the adapter that wrote them generates", async () => {
+    const page = rig.page;
+    const { files, ids } = await page.evaluate(
+      async ({ text, opts, prompt }) => {
+        const s = (globalThis as unknown as PageApp).slimtuneApp.state.session;
+        s.startTraining("lora", text, opts);
+        for (let i = 0; i < opts.steps; i++) await s.trainStep();
+        s.keepAdapter("to-reload");
+        const ids = (await s.generate(prompt, 16)).ids;
+        s.useBase();
+        return { ids, files: Object.fromEntries([...s.adapterFiles("to-reload")].map(([name, chunks]) => [name, chunks.flatMap((c) => Array.from(c))])) };
+      },
+      { text: OTHER_TEXT, opts: { ...OPTS, steps: 2, lr: 2e-2 }, prompt: PROMPT },
+    );
+    const dir = scratchDir("web-adapter-pick");
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), Uint8Array.from(bytes));
+    await page.fill("#load-name", "reloaded");
+    await page.setInputFiles("#pick-adapter", Object.keys(files).map((f) => path.join(dir, f)));
+    await settled(page, /Loaded LoRA adapter/);
+    expect(await page.textContent("#status")).toMatch(/^Loaded LoRA adapter "reloaded" from adapter_config\.json, adapter_model\.safetensors|^Loaded LoRA adapter "reloaded" from adapter_model\.safetensors, adapter_config\.json/);
+    expect(await page.textContent("#adapters")).toContain("reloaded");
+    const reloaded = await page.evaluate(async (prompt) => (await (globalThis as unknown as PageApp).slimtuneApp.state.session.generate(prompt, 16)).ids, PROMPT);
+    expect(reloaded).toEqual(ids);
+    // Only one of the two files: the page says which is missing.
+    await page.setInputFiles("#pick-adapter", path.join(dir, "adapter_config.json"));
+    await settled(page, /^$/);
+    expect(await page.textContent("#status")).toBe("Loading the adapter failed: E_NOT_FOUND: adapter_model.safetensors is missing; pick it together with adapter_config.json");
+  });
+
+  it("?ep=webgpu with SwiftShader's WebGPU adapter: the page names the adapter and trains on WASM, saying why", async () => {
+    const gpu = await openRig("?threads=1&ep=webgpu", WEBGPU_ARGS);
+    try {
+      const status = await gpu.page.textContent("#status");
+      expect(status).toMatch(/^Ready: onnxruntime-web wasm \(WebGPU adapter ".*swiftshader.*" found, but training on ORT-web's WebGPU EP gave a wrong loss in slimtune.s tests .* so this page trains on WASM; \?ep=webgpu-unchecked tries WebGPU anyway\)/i);
+      const ep = await gpu.page.evaluate(() => (globalThis as unknown as { slimtuneApp: { state: { runtime: { executionProvider: string } } } }).slimtuneApp.state.runtime.executionProvider);
+      expect(ep).toBe("wasm");
+    } finally {
+      await gpu.close();
+    }
   });
 });

@@ -12,7 +12,6 @@
 // its per-layer bits; float tensors stay float). Each change is recorded (export/changes.ts) so the
 // caller can print and measure it.
 
-import path from "node:path";
 import { type LayerShape, type LlamaConfig, layerShape } from "../../arch/llama/config.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import { ggufWindowWarning } from "../../arch/llama/window.js";
@@ -22,12 +21,13 @@ import { SlimtuneError } from "../../core/errors.js";
 import { GGML_TYPES, type GgmlType, type GgmlTypeName, decodeRows, encodeRows } from "../../formats/gguf/ggml-types.js";
 import { type GgufArch, type GgufLayerWidths, ggufTensorName, isRemoved, llamaHyperparameters, permuteQK, qkHeads, uniformGgufArch } from "../../formats/gguf/llama.js";
 import { ggufTokenizerKeys } from "../../formats/gguf/tokenizer.js";
-import { type GgufTensor, type GgufValue, writeGguf } from "../../formats/gguf/writer.js";
+import { type GgufTensor, type GgufValue, encodeGguf, writeGguf } from "../../formats/gguf/writer.js";
+import type { TokenizerSource } from "../../formats/gguf/tokenizer.js";
 import { readTokenizerFiles } from "../../formats/tokenizer.js";
 import type { LoadedBase } from "../../models/load.js";
 import type { QuantizedLinear, RtnLinear } from "../../quant/types.js";
 import { type ChangeKind, type TensorChange, groupChanges, layerWords } from "../changes.js";
-import { dequantizedModel } from "../deploy.js";
+import { dequantizedModel } from "../merged.js";
 import { GPT2_WPE } from "../../arch/gpt2/names.js";
 import { GGUF_PRESETS, type GgufPreset, type MixTensor, PRESET_FILE_TYPE, fallbackType, llamaOrder, presetTypes } from "./llama-mix.js";
 import { nativeBlocks, nativeGgmlType } from "./native.js";
@@ -97,6 +97,23 @@ export interface GgufExportReport {
 
 /** Writes `base` (with adapters already merged) as a GGUF model file; the tokenizer comes from `tokenizerSource`. */
 export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: string, opts: GgufExportOptions): GgufExportReport {
+  const tokenizer = readTokenizerFiles(tokenizerSource);
+  const name = opts.name ?? baseName(tokenizerSource).replace(/\.gguf$/i, "");
+  const { metadata, tensors, report } = ggufModel(base, tokenizer, { ...opts, name });
+  writeGguf(outFile, metadata, tensors);
+  return { file: outFile, ...report };
+}
+
+/** The same file as exportGguf, as byte chunks (a web page's download); the tokenizer is given as its two JSON objects. */
+export function encodeGgufModel(base: LoadedBase, tokenizer: TokenizerSource, opts: GgufExportOptions & { name: string }): { chunks: Uint8Array[]; report: Omit<GgufExportReport, "file"> } {
+  const { metadata, tensors, report } = ggufModel(base, tokenizer, opts);
+  return { chunks: encodeGguf(metadata, tensors), report };
+}
+
+/** The last part of a path, as path.basename gives it (a trailing slash ignored), without node:path. */
+const baseName = (p: string) => p.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? p;
+
+function ggufModel(base: LoadedBase, tokenizer: TokenizerSource, opts: GgufExportOptions & { name: string }): { metadata: Array<[string, GgufValue]>; tensors: GgufTensor[]; report: Omit<GgufExportReport, "file"> } {
   const config = base.model.config;
   if (config.ropeScaling) {
     throw new SlimtuneError("E_ARG", "the model uses Llama 3 RoPE scaling, which slimtune does not write to GGUF yet (llama.cpp needs a rope_freqs tensor); export it with --format onnx");
@@ -223,27 +240,25 @@ export function exportGguf(base: LoadedBase, tokenizerSource: string, outFile: s
   }
   if (unrepresentable.length > 0) throw noOwnType(unrepresentable, layout === "pad");
 
-  const tokenizer = readTokenizerFiles(tokenizerSource);
   const ids: { bos?: number; eos?: number } = {};
   if (config.bosTokenId !== undefined) ids.bos = config.bosTokenId;
   if (config.eosTokenId !== undefined) ids.eos = config.eosTokenId;
   const metadata: Array<[string, GgufValue]> = [
     ["general.architecture", { type: "string", value: arch }],
     ["general.type", { type: "string", value: "model" }],
-    ["general.name", { type: "string", value: opts.name ?? path.basename(tokenizerSource).replace(/\.gguf$/i, "") }],
+    ["general.name", { type: "string", value: opts.name }],
     ["general.file_type", { type: "u32", value: dtype && isPreset(dtype) ? PRESET_FILE_TYPE[dtype] : FILE_TYPE[fileType(tensors)] }],
     ...(tensors.some((t) => t.type.blockSize > 1) ? ([["general.quantization_version", { type: "u32", value: 2 }]] as Array<[string, GgufValue]>) : []),
     ...llamaHyperparameters(layout === "pad" ? paddedConfig(config, widths) : config, arch, widths),
     ...(arch === "gemma3" ? gemma3Hyperparameters(config) : []),
     ...ggufTokenizerKeys(tokenizer, config.vocabSize, ids),
   ];
-  writeGguf(outFile, metadata, tensors);
   const types: Partial<Record<GgmlTypeName, number>> = {};
   for (const t of tensors) types[t.type.name] = (types[t.type.name] ?? 0) + 1;
   // A warning, not an error: llama.cpp's own converter writes these models the same way, and they
   // agree with transformers on every sequence that fits in the window.
   const windowWarning = ggufWindowWarning(config);
-  return { file: outFile, architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange, warnings: windowWarning ? [windowWarning] : [] };
+  return { metadata, tensors, report: { architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange, warnings: windowWarning ? [windowWarning] : [] } };
 }
 
 /** What writing a tensor as `t` does to it, or null when its values are kept exactly. */

@@ -169,13 +169,28 @@ export interface LlamaGguf {
 
 /** Reads a `llama`, `deci`, `qwen3`, `phi3`, `gemma3` or `gpt2` GGUF model: config from its keys, float32 weights (dequantized, un-permuted). */
 export function readLlamaGguf(file: string): LlamaGguf {
-  const gguf = readGgufHeader(file);
+  return llamaFromGguf(readGgufHeader(file));
+}
+
+/** readLlamaGguf on a parsed header (from a path or from bytes: parseGgufBytes). */
+export function llamaFromGguf(gguf: GgufFile): LlamaGguf {
+  if (gguf.metadata.get("general.architecture")?.value === "gpt2") return { ...readGpt2Gguf(gguf), gguf }; // its own keys and names: gpt2.ts
+  const { config, arch } = ggufLlamaConfig(gguf);
+  return { config, weights: ggufLlamaWeights(gguf, config, arch), gguf };
+}
+
+/**
+ * The config of a LLaMA-family GGUF model from its keys and tensor shapes alone (no tensor data
+ * is read, so a page can check what fits in memory first). GPT-2 files are refused: their
+ * config is gpt2.ts's.
+ */
+export function ggufLlamaConfig(gguf: GgufFile): { config: LlamaConfig; arch: GgufArch } {
   const meta = gguf.metadata;
+  const file = gguf.file;
   const fail = (why: string): never => {
     throw new SlimtuneError("E_GGUF", why, file);
   };
   const arch = meta.get("general.architecture")?.value;
-  if (arch === "gpt2") return { ...readGpt2Gguf(gguf), gguf }; // its own keys and names: gpt2.ts
   if (arch !== "llama" && arch !== "deci" && arch !== "qwen3" && arch !== "phi3" && arch !== "gemma3") fail(`general.architecture is ${shownJson(arch)}; slimtune reads "llama", "deci" (LLaMA-family), "qwen3", "phi3", "gemma3" and "gpt2" GGUF models`);
   if (arch === "phi3" && !gguf.tensors.has("blk.0.attn_qkv.weight")) fail("is a phi3 model with separate attn_q/attn_k/attn_v; slimtune reads phi3 with the fused attn_qkv that llama.cpp's converter writes");
   if (meta.get("general.type")?.value === "adapter") fail("is a LoRA adapter, not a model; pass the base model GGUF as --model");
@@ -248,11 +263,18 @@ export function readLlamaGguf(file: string): LlamaGguf {
   if (!(uniform(heads) && uniform(kvHeads) && uniform(ff))) {
     raw[LAYER_SHAPES_KEY] = heads.map((h, i) => ({ num_attention_heads: h, num_key_value_heads: kvHeads[i], intermediate_size: ff[i] }));
   }
-  const config = parseLlamaConfig(raw, file);
+  return { config: parseLlamaConfig(raw, file), arch: arch as GgufArch };
+}
 
+/** Every weight the config needs, dequantized to float32 in slimtune's layout; a tensor the model does not use is refused. */
+function ggufLlamaWeights(gguf: GgufFile, config: LlamaConfig, arch: GgufArch): Map<string, HostParam> {
+  const layers = config.numLayers;
+  const fail = (why: string): never => {
+    throw new SlimtuneError("E_GGUF", why, gguf.file);
+  };
   const weights = new Map<string, HostParam>();
   for (const [name, shape] of llamaParamShapes(config)) {
-    const g = ggufTensorName(name, arch as GgufArch);
+    const g = ggufTensorName(name, arch);
     if (!gguf.tensors.has(g) && isRemoved(config, name)) {
       // deci writes nothing for a layer without attention; slimtune keeps empty weights and a unit norm.
       weights.set(name, { data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(1), shape: [...shape] });
@@ -270,9 +292,9 @@ export function readLlamaGguf(file: string): LlamaGguf {
     weights.set(name, { data, shape: [...shape] });
   }
   // By the names this model's tensors get (ffn_up is up_proj in llama, gate_up_proj in phi3).
-  const expected = new Set([...weights.keys()].map((n) => ggufTensorName(n, arch as GgufArch)));
+  const expected = new Set([...weights.keys()].map((n) => ggufTensorName(n, arch)));
   for (const name of gguf.tensors.keys()) {
     if (!expected.has(name)) fail(`has tensor "${name}", which slimtune's ${arch} model does not use`);
   }
-  return { config, weights, gguf };
+  return weights;
 }

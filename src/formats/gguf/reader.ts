@@ -42,7 +42,10 @@ export interface GgufTensorInfo {
 }
 
 export interface GgufFile {
+  /** The path, or the name a page's picked file goes by (for messages). */
   file: string;
+  /** The whole file when it was parsed from bytes (a page's picked file); tensors are then read from here, not the disk. */
+  bytes?: Uint8Array;
   version: number;
   metadata: Map<string, GgufEntry>;
   tensors: Map<string, GgufTensorInfo>;
@@ -59,7 +62,8 @@ class HeaderReader {
   private readonly decoder = new TextDecoder("utf-8", { fatal: true });
 
   constructor(
-    private readonly fd: number,
+    /** Fills `into` with the file's bytes from offset `at`. */
+    private readonly read: (into: Uint8Array, at: number) => void,
     readonly size: number,
     private readonly file: string,
   ) {}
@@ -75,7 +79,7 @@ class HeaderReader {
     if (this.pos + n > this.start + this.buf.length) {
       const length = Math.min(this.size - this.pos, Math.max(n, 1 << 20));
       this.buf = new Uint8Array(length);
-      fs.readSync(this.fd, this.buf, 0, length, this.pos);
+      this.read(this.buf, this.pos);
       this.start = this.pos;
     }
     const view = new DataView(this.buf.buffer, this.pos - this.start, n);
@@ -143,97 +147,107 @@ export function readGgufHeader(file: string): GgufFile {
   const size = regularFileSize(file, "GGUF");
   const fd = withIo(file, "open the GGUF file", () => fs.openSync(file, "r"));
   try {
-    const r: HeaderReader = new HeaderReader(fd, size, file);
-    const magic = r.u32("magic");
-    if (magic !== 0x46554747) r.fail("magic", `is 0x${magic.toString(16)}, not "GGUF"; this is not a GGUF file`);
-    const version = r.u32("version");
-    if ((version & 0xffff) === 0) r.fail("version", "is big-endian; slimtune reads little-endian GGUF files only");
-    if (version !== 2 && version !== 3) r.fail("version", `is ${version}; slimtune reads GGUF versions 2 and 3`);
-    const nTensors = r.count("tensor_count", MAX_TENSORS);
-    const nKv = r.count("metadata_kv_count", MAX_KV);
-
-    const metadata = new Map<string, GgufEntry>();
-    for (let i = 0; i < nKv; i++) {
-      const key = r.string(`metadata key ${i}`);
-      if (!key) r.fail(`metadata key ${i}`, "is empty");
-      if (metadata.has(key)) r.fail(key, "appears twice (llama.cpp refuses duplicate keys)");
-      const typeId = r.i32(`${key} (value type)`);
-      const type = typeNames[typeId];
-      if (!type) r.fail(key, `has value type ${typeId}; GGUF types are 0–12`);
-      if (type !== "array") {
-        metadata.set(key, { type, value: r.scalar(type, key) });
-        continue;
-      }
-      const ofId = r.i32(`${key} (array element type)`);
-      const of = typeNames[ofId];
-      if (!of || of === "array") r.fail(key, `is an array of type ${ofId}; nested arrays and unknown types are not GGUF`);
-      const n = r.length(`${key} (array length)`, MAX_ARRAY_LENGTH, scalarBytes[of]);
-      const values: Array<number | bigint | string | boolean> = new Array(n);
-      for (let j = 0; j < n; j++) values[j] = r.scalar(of, `${key}[${j}]`);
-      metadata.set(key, { type, of, value: values });
-    }
-
-    const align = metadata.get("general.alignment");
-    let alignment = GGUF_ALIGNMENT;
-    if (align) {
-      if (align.type !== "u32" || typeof align.value !== "number" || align.value === 0 || (align.value & (align.value - 1)) !== 0) {
-        r.fail("general.alignment", `is ${String(align.value)} (${align.type}); it must be a uint32 power of two`);
-      }
-      alignment = align.value;
-    }
-
-    const infos: Array<Omit<GgufTensorInfo, "offset"> & { relative: bigint }> = [];
-    const names = new Set<string>();
-    for (let i = 0; i < nTensors; i++) {
-      const name = r.string(`tensor ${i} name`);
-      if (new TextEncoder().encode(name).byteLength > 63) r.fail(`tensor "${name}"`, "name is longer than 63 bytes (GGML_MAX_NAME)");
-      if (names.has(name)) r.fail(`tensor "${name}"`, "appears twice");
-      names.add(name);
-      const nDims = r.u32(`tensor "${name}" n_dims`);
-      if (nDims < 1 || nDims > 4) r.fail(`tensor "${name}" n_dims`, `is ${nDims}; ggml tensors have 1 to 4 dims`);
-      const ne: number[] = [];
-      let count = 1n;
-      for (let d = 0; d < nDims; d++) {
-        const v = r.i64(`tensor "${name}" ne[${d}]`);
-        if (v < 0n) r.fail(`tensor "${name}" ne[${d}]`, `is ${v}; dims are non-negative`);
-        count *= v;
-        if (count > BigInt(Number.MAX_SAFE_INTEGER)) r.fail(`tensor "${name}" ne`, "element count overflows (the file is corrupt)");
-        ne.push(Number(v));
-      }
-      const typeId = r.i32(`tensor "${name}" type`);
-      if (typeId < 0 || typeId >= GGML_TYPE_COUNT) r.fail(`tensor "${name}" type`, `is ${typeId}, not a ggml type (0–${GGML_TYPE_COUNT - 1})`);
-      const type = ggmlTypeById(typeId);
-      if (!type) {
-        r.fail(`tensor "${name}" type`, `is ${GGML_TYPE_NAMES[typeId] ?? typeId}; slimtune reads ${Object.keys(GGML_TYPES).join(", ")} — re-quantize the model to one of those (llama-quantize … Q8_0)`);
-      }
-      if (ne[0]! % type.blockSize !== 0) r.fail(`tensor "${name}" ne[0]`, `is ${ne[0]}, not a multiple of ${type.name}'s block of ${type.blockSize}`);
-      const relative = r.u64(`tensor "${name}" offset`);
-      infos.push({ name, ne, type, count: Number(count), bytes: rowBytes(type, Number(count)), relative });
-    }
-    const dataStart = Math.ceil(r.pos / alignment) * alignment;
-    const tensors = new Map<string, GgufTensorInfo>();
-    let expected = 0;
-    for (const t of infos) {
-      if (t.relative !== BigInt(expected)) {
-        r.fail(`tensor "${t.name}" offset`, `is ${t.relative}; llama.cpp requires ${expected} (each tensor right after the previous one, aligned to ${alignment})`);
-      }
-      const offset = dataStart + expected;
-      if (offset + t.bytes > r.size) {
-        r.fail(`tensor "${t.name}"`, `data [${offset}, ${offset + t.bytes}) lies past the end of the file (${r.size} bytes; truncated GGUF — download it again)`);
-      }
-      tensors.set(t.name, { name: t.name, ne: t.ne, type: t.type, count: t.count, bytes: t.bytes, offset });
-      expected += Math.ceil(t.bytes / alignment) * alignment;
-    }
-    return { file, version, metadata, tensors };
+    return parseHeader(new HeaderReader((into, at) => fs.readSync(fd, into, 0, into.length, at), size, file), file);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The same checks on a GGUF file already in memory (a page's picked file); `name` is what messages call it. */
+export function parseGgufBytes(bytes: Uint8Array, name: string): GgufFile {
+  const header = parseHeader(new HeaderReader((into, at) => into.set(bytes.subarray(at, at + into.length)), bytes.length, name), name);
+  return { ...header, bytes };
+}
+
+function parseHeader(r: HeaderReader, file: string): GgufFile {
+  const magic = r.u32("magic");
+  if (magic !== 0x46554747) r.fail("magic", `is 0x${magic.toString(16)}, not "GGUF"; this is not a GGUF file`);
+  const version = r.u32("version");
+  if ((version & 0xffff) === 0) r.fail("version", "is big-endian; slimtune reads little-endian GGUF files only");
+  if (version !== 2 && version !== 3) r.fail("version", `is ${version}; slimtune reads GGUF versions 2 and 3`);
+  const nTensors = r.count("tensor_count", MAX_TENSORS);
+  const nKv = r.count("metadata_kv_count", MAX_KV);
+
+  const metadata = new Map<string, GgufEntry>();
+  for (let i = 0; i < nKv; i++) {
+    const key = r.string(`metadata key ${i}`);
+    if (!key) r.fail(`metadata key ${i}`, "is empty");
+    if (metadata.has(key)) r.fail(key, "appears twice (llama.cpp refuses duplicate keys)");
+    const typeId = r.i32(`${key} (value type)`);
+    const type = typeNames[typeId];
+    if (!type) r.fail(key, `has value type ${typeId}; GGUF types are 0–12`);
+    if (type !== "array") {
+      metadata.set(key, { type, value: r.scalar(type, key) });
+      continue;
+    }
+    const ofId = r.i32(`${key} (array element type)`);
+    const of = typeNames[ofId];
+    if (!of || of === "array") r.fail(key, `is an array of type ${ofId}; nested arrays and unknown types are not GGUF`);
+    const n = r.length(`${key} (array length)`, MAX_ARRAY_LENGTH, scalarBytes[of]);
+    const values: Array<number | bigint | string | boolean> = new Array(n);
+    for (let j = 0; j < n; j++) values[j] = r.scalar(of, `${key}[${j}]`);
+    metadata.set(key, { type, of, value: values });
+  }
+
+  const align = metadata.get("general.alignment");
+  let alignment = GGUF_ALIGNMENT;
+  if (align) {
+    if (align.type !== "u32" || typeof align.value !== "number" || align.value === 0 || (align.value & (align.value - 1)) !== 0) {
+      r.fail("general.alignment", `is ${String(align.value)} (${align.type}); it must be a uint32 power of two`);
+    }
+    alignment = align.value;
+  }
+
+  const infos: Array<Omit<GgufTensorInfo, "offset"> & { relative: bigint }> = [];
+  const names = new Set<string>();
+  for (let i = 0; i < nTensors; i++) {
+    const name = r.string(`tensor ${i} name`);
+    if (new TextEncoder().encode(name).byteLength > 63) r.fail(`tensor "${name}"`, "name is longer than 63 bytes (GGML_MAX_NAME)");
+    if (names.has(name)) r.fail(`tensor "${name}"`, "appears twice");
+    names.add(name);
+    const nDims = r.u32(`tensor "${name}" n_dims`);
+    if (nDims < 1 || nDims > 4) r.fail(`tensor "${name}" n_dims`, `is ${nDims}; ggml tensors have 1 to 4 dims`);
+    const ne: number[] = [];
+    let count = 1n;
+    for (let d = 0; d < nDims; d++) {
+      const v = r.i64(`tensor "${name}" ne[${d}]`);
+      if (v < 0n) r.fail(`tensor "${name}" ne[${d}]`, `is ${v}; dims are non-negative`);
+      count *= v;
+      if (count > BigInt(Number.MAX_SAFE_INTEGER)) r.fail(`tensor "${name}" ne`, "element count overflows (the file is corrupt)");
+      ne.push(Number(v));
+    }
+    const typeId = r.i32(`tensor "${name}" type`);
+    if (typeId < 0 || typeId >= GGML_TYPE_COUNT) r.fail(`tensor "${name}" type`, `is ${typeId}, not a ggml type (0–${GGML_TYPE_COUNT - 1})`);
+    const type = ggmlTypeById(typeId);
+    if (!type) {
+      r.fail(`tensor "${name}" type`, `is ${GGML_TYPE_NAMES[typeId] ?? typeId}; slimtune reads ${Object.keys(GGML_TYPES).join(", ")} — re-quantize the model to one of those (llama-quantize … Q8_0)`);
+    }
+    if (ne[0]! % type.blockSize !== 0) r.fail(`tensor "${name}" ne[0]`, `is ${ne[0]}, not a multiple of ${type.name}'s block of ${type.blockSize}`);
+    const relative = r.u64(`tensor "${name}" offset`);
+    infos.push({ name, ne, type, count: Number(count), bytes: rowBytes(type, Number(count)), relative });
+  }
+  const dataStart = Math.ceil(r.pos / alignment) * alignment;
+  const tensors = new Map<string, GgufTensorInfo>();
+  let expected = 0;
+  for (const t of infos) {
+    if (t.relative !== BigInt(expected)) {
+      r.fail(`tensor "${t.name}" offset`, `is ${t.relative}; llama.cpp requires ${expected} (each tensor right after the previous one, aligned to ${alignment})`);
+    }
+    const offset = dataStart + expected;
+    if (offset + t.bytes > r.size) {
+      r.fail(`tensor "${t.name}"`, `data [${offset}, ${offset + t.bytes}) lies past the end of the file (${r.size} bytes; truncated GGUF — download it again)`);
+    }
+    tensors.set(t.name, { name: t.name, ne: t.ne, type: t.type, count: t.count, bytes: t.bytes, offset });
+    expected += Math.ceil(t.bytes / alignment) * alignment;
+  }
+  return { file, version, metadata, tensors };
 }
 
 /** A tensor's values as float32 (dequantized), in ggml order (ne[0] fastest). */
 export function readTensor(gguf: GgufFile, name: string): Float32Array {
   const t = gguf.tensors.get(name);
   if (!t) throw new SlimtuneError("E_GGUF", `has no tensor "${name}"`, gguf.file);
+  if (gguf.bytes) return decodeRows(t.type, gguf.bytes.subarray(t.offset, t.offset + t.bytes), t.count);
   const bytes = new Uint8Array(t.bytes);
   const fd = withIo(gguf.file, "read the GGUF file", () => fs.openSync(gguf.file, "r"));
   try {
