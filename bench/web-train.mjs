@@ -32,6 +32,7 @@ const flags = parseFlags(
     seq: { type: "int", default: 64, help: "tokens per window" },
     "decode-tokens": { type: "int", default: 32, help: "greedy tokens per decode measurement" },
     "no-gemm": { type: "bool", default: false, help: "skip the plain-Gemm ceiling" },
+    builds: { type: "bool", default: false, help: "only compare onnxruntime-web's builds: the same step-graph bytes in Node and on the plain and the JSEP build" },
     webgpu: { type: "bool", default: false, help: "also probe the WebGPU EP (SwiftShader; may close the page)" },
     out: { type: "string", default: path.join(root, "bench", "results", "web-train.json"), help: "results JSON (written after every section)" },
   },
@@ -139,7 +140,7 @@ results.chromium = browser.version();
 const cdp = await browser.newBrowserCDPSession();
 
 try {
-  for (const name of flags.models) {
+  for (const name of flags.builds ? [] : flags.models) {
     const big = name !== "ref-llama-5m";
     const threadList = big ? [flags.threads.at(-1)] : flags.threads;
     const steps = big ? 1 : flags.steps;
@@ -233,37 +234,41 @@ try {
         m.nodeTokensPerS = median(m.rounds.map((x) => x.node.tokensPerS));
         m.ratio = median(m.rounds.map((x) => x.ratio));
         m.ratioPerCpuS = median(m.rounds.map((x) => x.ratioPerCpuS));
-        // Decode with the adapter just trained: the first call compiles the decoder, then page and Node take turns.
-        await tab.evaluate(async ({ kind, prompt, n }) => {
-          const s = window.slimtuneApp.state.session;
-          s.keepAdapter(kind);
-          await s.generate(prompt, n);
-        }, { kind, prompt: PROMPT, n: flags["decode-tokens"] });
-        node.keepAdapter(kind);
-        await node.generate(PROMPT, flags["decode-tokens"]);
-        const decode = [];
-        for (let r = 0; r < 2; r++) {
-          const p = await timed("page", cdp, () => tab.evaluate(async ({ prompt, n }) => window.slimtuneApp.state.session.generate(prompt, n), { prompt: PROMPT, n: flags["decode-tokens"] }));
-          const q = await timed("node", cdp, () => node.generate(PROMPT, flags["decode-tokens"]));
-          decode.push({ page: r2(p.value.decodeTokensPerS), node: r2(q.value.decodeTokensPerS), sameIds: JSON.stringify(p.value.ids) === JSON.stringify(q.value.ids), foreign: { page: r2(p.foreign), node: r2(q.foreign) } });
+        save();
+        // Decode with the adapter just trained. A page that runs out of memory closes ("Target
+        // crashed"): recorded, and the run goes on with the next model.
+        try {
+          m.decode = await decodeTurns(tab, node, kind);
+          log(`  ${kind}: training ${m.pageTokensPerS} vs ${m.nodeTokensPerS} tok/s → ${m.ratio}× (per CPU s ${m.ratioPerCpuS}×); decode ${m.decode.page} vs ${m.decode.node} tok/s → ${m.decode.ratio}×, same tokens: ${m.decode.rounds.every((d) => d.sameIds)}`);
+        } catch (e) {
+          m.decode = { error: String(e.message ?? e).split("\n")[0] };
+          log(`  ${kind}: training ${m.pageTokensPerS} vs ${m.nodeTokensPerS} tok/s → ${m.ratio}×; decode failed in the page: ${m.decode.error}`);
+          row.pageCrashed = tab.isClosed() || !(await tab.evaluate(() => true).catch(() => false));
+          save();
+          if (row.pageCrashed) break;
         }
-        m.decode = { rounds: decode, page: Math.max(...decode.map((d) => d.page)), node: Math.max(...decode.map((d) => d.node)) };
-        m.decode.ratio = r3(m.decode.page / m.decode.node);
-        log(`  ${kind}: training ${m.pageTokensPerS} vs ${m.nodeTokensPerS} tok/s → ${m.ratio}× (per CPU s ${m.ratioPerCpuS}×); decode ${m.decode.page} vs ${m.decode.node} tok/s → ${m.decode.ratio}×, same tokens: ${decode.every((d) => d.sameIds)}`);
         save();
       }
-      row.pageMemory = await tab.evaluate(async () => {
-        const m = await performance.measureUserAgentSpecificMemory?.().catch((e) => ({ error: String(e) }));
-        return { jsHeapUsedMiB: performance.memory ? performance.memory.usedJSHeapSize / 2 ** 20 : null, uaSpecificMiB: m?.bytes ? m.bytes / 2 ** 20 : (m?.error ?? null) };
-      });
+      if (!row.pageCrashed) {
+        row.pageMemory = await tab.evaluate(async () => {
+          const m = await performance.measureUserAgentSpecificMemory?.().catch((e) => ({ error: String(e) }));
+          return { jsHeapUsedMiB: performance.memory ? performance.memory.usedJSHeapSize / 2 ** 20 : null, uaSpecificMiB: m?.bytes ? m.bytes / 2 ** 20 : (m?.error ?? null) };
+        });
+      }
       row.pageConsoleWarnings = consoleLines.filter((l) => !l.startsWith("log:")).slice(0, 10);
       await node.release();
-      await context.close();
+      await context.close().catch(() => {});
       save();
       if (!flags["no-gemm"]) {
         row.gemm = await gemmCeiling(readLlamaConfig(folders[name]), t);
         save();
       }
+    }
+  }
+  if (flags.builds) {
+    for (const t of flags.threads.map(Number)) {
+      results.builds = { ...results.builds, [t]: await buildComparison(t) };
+      save();
     }
   }
   if (flags.webgpu) {
@@ -277,6 +282,27 @@ try {
 }
 save();
 log(`results → ${path.relative(process.cwd(), flags.out)}`);
+
+/** Greedy decode with the adapter just trained: the first call compiles the decoder, then page and Node take turns (2 rounds, best of each). */
+async function decodeTurns(tab, node, kind) {
+  const n = flags["decode-tokens"];
+  await tab.evaluate(async ({ kind, prompt, n }) => {
+    const s = window.slimtuneApp.state.session;
+    s.keepAdapter(kind);
+    await s.generate(prompt, n);
+  }, { kind, prompt: PROMPT, n });
+  node.keepAdapter(kind);
+  await node.generate(PROMPT, n);
+  const rounds = [];
+  for (let r = 0; r < 2; r++) {
+    const p = await timed("page", cdp, () => tab.evaluate(async ({ prompt, n }) => window.slimtuneApp.state.session.generate(prompt, n), { prompt: PROMPT, n }));
+    const q = await timed("node", cdp, () => node.generate(PROMPT, n));
+    rounds.push({ page: r2(p.value.decodeTokensPerS), node: r2(q.value.decodeTokensPerS), sameIds: JSON.stringify(p.value.ids) === JSON.stringify(q.value.ids), foreign: { page: r2(p.foreign), node: r2(q.foreign) } });
+  }
+  const page = Math.max(...rounds.map((d) => d.page));
+  const node_ = Math.max(...rounds.map((d) => d.node));
+  return { rounds, page, node: node_, ratio: r3(page / node_) };
+}
 
 /**
  * One plain Gemm per linear shape of the step (M = batch·seq tokens): x·Wᵀ for q/o (C→C), gate/up
@@ -397,4 +423,115 @@ async function webgpuProbe() {
   } finally {
     await gpu.close();
   }
+}
+
+/**
+ * The step graph alone, without the page around it: ref-llama-5m's PEQA and LoRA step graphs as
+ * ONNX bytes with one batch of feeds, run by session.run in onnxruntime-node and in two pages, one
+ * on onnxruntime-web's plain SIMD build (ort.wasm.min.mjs) and one on its JSEP build (ort.min.mjs,
+ * what `import "onnxruntime-web"` gives), with the session options CompiledGraph uses; the three
+ * take turns, `--rounds` rounds of `--steps` runs each after one warm-up run.
+ */
+async function buildComparison(threads) {
+  const { lmTask } = await import(path.join(root, "dist", "train", "lm-task.js"));
+  const files = new Map(FILES.map((n) => [n, new Uint8Array(fs.readFileSync(path.join(refDir, n)))]));
+  const s = WebSession.open(files, { threads });
+  s.quantize(spec);
+  const tokens = Int32Array.from(s.tokenizer.encode(text.slice(0, 50_000)));
+  const sessionOptions = { interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableCpuMemArena: true, enableMemPattern: false };
+  const builds = { wasm: "/ort/ort.wasm.min.mjs", jsep: "/ort/ort.min.mjs" };
+  const tabs = {};
+  for (const [build, url] of Object.entries(builds)) {
+    const context = await browser.newContext();
+    const tab = await context.newPage();
+    await tab.goto(server.url);
+    await tab.evaluate(async ({ url, threads }) => {
+      const ort = await import(url);
+      ort.env.wasm.numThreads = threads;
+      ort.env.wasm.wasmPaths = "/ort/";
+      window.benchOrt = ort;
+      window.benchSessions = {};
+    }, { url, threads });
+    tabs[build] = { context, tab };
+  }
+  const out = {};
+  for (const kind of flags.methods) {
+    const m = s.method(kind);
+    const task = lmTask(tokens, { batch: flags.batch, seq: flags.seq, heldOut: 0, evalTokens: 1 << 16 });
+    const batch = task.sampler(new Rng(0)).next();
+    const { graph, outputs } = task.stepGraph(m, [...m.trainable.keys()], batch.shape, { checkpoint: false, replicas: 1 }).build();
+    const bytes = E.toOnnxBytes(graph, outputs, new Set());
+    const dtypes = Object.fromEntries(graph.inputs.map((v) => [v.name, v.dtype]));
+    const feeds = { ...Object.fromEntries(m.trainable), ...batch.feeds };
+    const sess = await ortNode.InferenceSession.create(bytes, { ...sessionOptions, intraOpNumThreads: threads });
+    const nodeFeeds = Object.fromEntries(Object.entries(feeds).map(([n, x]) => [n, new ortNode.Tensor(dtypes[n], x.data, x.shape)]));
+    const pageFeeds = Object.fromEntries(Object.entries(feeds).map(([n, x]) => [n, { dtype: dtypes[n], data: [...x.data], shape: x.shape }]));
+    const create = {};
+    for (const [build, { tab }] of Object.entries(tabs)) {
+      create[build] = await tab.evaluate(async ({ kind, bytes, feeds, so }) => {
+        const ort = window.benchOrt;
+        const typed = { float32: Float32Array, int32: Int32Array };
+        const t0 = performance.now();
+        const sess = await ort.InferenceSession.create(new Uint8Array(bytes), { ...so, executionProviders: ["wasm"] });
+        const ms = performance.now() - t0;
+        const f = Object.fromEntries(Object.entries(feeds).map(([n, x]) => [n, new ort.Tensor(x.dtype, x.dtype === "int64" ? BigInt64Array.from(x.data.map(BigInt)) : typed[x.dtype].from(x.data), x.shape)]));
+        await sess.run(f);
+        window.benchSessions[kind] = { sess, f };
+        return ms / 1000;
+      }, { kind, bytes: [...bytes], feeds: pageFeeds, so: sessionOptions });
+    }
+    await sess.run(nodeFeeds);
+    const rounds = [];
+    for (let r = 0; r < flags.rounds; r++) {
+      const round = {};
+      const q = await timed("node", cdp, async () => {
+        for (let i = 0; i < flags.steps; i++) await sess.run(nodeFeeds);
+      });
+      round.node = { runS: r3(q.wall / flags.steps), foreign: r2(q.foreign) };
+      for (const [build, { tab }] of Object.entries(tabs)) {
+        const p = await timed("page", cdp, () => tab.evaluate(async ({ kind, n }) => {
+          const { sess, f } = window.benchSessions[kind];
+          for (let i = 0; i < n; i++) await sess.run(f);
+        }, { kind, n: flags.steps }));
+        round[build] = { runS: r3(p.wall / flags.steps), foreign: r2(p.foreign), vsNode: r3(q.wall / p.wall) };
+      }
+      rounds.push(round);
+      log(`  session.run only, ${kind}, ${threads} thread(s): node ${round.node.runS} s | plain wasm ${round.wasm.runS} s (${round.wasm.vsNode}×) | jsep ${round.jsep.runS} s (${round.jsep.vsNode}×); others ${Object.values(round).map((x) => `${(100 * x.foreign).toFixed(0)} %`).join(" / ")}`);
+    }
+    await sess.release();
+    const nodeProfile = await profileInNode(bytes, nodeFeeds, threads, sessionOptions, kind);
+    log(`  Node's kernel time by op, ${kind}: ${nodeProfile.byOp.slice(0, 6).map((o) => `${o.op} ${(100 * o.share).toFixed(0)} %`).join(", ")}`);
+    out[kind] = {
+      nodeProfile,
+      sessionCreateS: { wasm: r2(create.wasm), jsep: r2(create.jsep) },
+      rounds,
+      wasmVsNode: median(rounds.map((x) => x.wasm.vsNode)),
+      jsepVsNode: median(rounds.map((x) => x.jsep.vsNode)),
+      wasmVsJsep: median(rounds.map((x) => r3(x.jsep.runS / x.wasm.runS))),
+    };
+  }
+  for (const { context } of Object.values(tabs)) await context.close();
+  await s.release();
+  return out;
+}
+
+/** ORT's own profile of the step graph in Node (3rd run): kernel time by op type, as a share of all kernels. */
+async function profileInNode(bytes, feeds, threads, sessionOptions, kind) {
+  const prefix = path.join(scratch, `profile-${kind}-${threads}`);
+  const sess = await ortNode.InferenceSession.create(bytes, { ...sessionOptions, intraOpNumThreads: threads, enableProfiling: true, profileFilePrefix: prefix });
+  for (let i = 0; i < 3; i++) await sess.run(feeds);
+  sess.endProfiling();
+  await sess.release();
+  const file = fs.readdirSync(scratch).filter((f) => f.startsWith(path.basename(prefix))).sort().at(-1);
+  const events = JSON.parse(fs.readFileSync(path.join(scratch, file), "utf8"));
+  const last = events.filter((e) => e.name === "model_run").at(-1);
+  const kernels = events.filter((e) => e.cat === "Node" && e.name.endsWith("_kernel_time") && e.ts >= last.ts && e.ts <= last.ts + last.dur);
+  const total = kernels.reduce((t, e) => t + e.dur, 0);
+  const byOp = new Map();
+  for (const e of kernels) byOp.set(e.args.op_name, (byOp.get(e.args.op_name) ?? 0) + e.dur);
+  return {
+    modelRunMs: r2(last.dur / 1000),
+    kernelMs: r2(total / 1000),
+    byOp: [...byOp].sort((a, b) => b[1] - a[1]).map(([op, us]) => ({ op, ms: r2(us / 1000), share: r3(us / total) })),
+  };
 }
