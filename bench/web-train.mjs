@@ -461,6 +461,8 @@ async function buildComparison(threads) {
     const batch = task.sampler(new Rng(0)).next();
     const { graph, outputs } = task.stepGraph(m, [...m.trainable.keys()], batch.shape, { checkpoint: false, replicas: 1 }).build();
     const bytes = E.toOnnxBytes(graph, outputs, new Set());
+    // The pages fetch the graph from the server (/models/ is the scratch folder): handing megabytes to page.evaluate is slow.
+    fs.writeFileSync(path.join(scratch, `step-${kind}.onnx`), bytes);
     const dtypes = Object.fromEntries(graph.inputs.map((v) => [v.name, v.dtype]));
     const feeds = { ...Object.fromEntries(m.trainable), ...batch.feeds };
     const sess = await ortNode.InferenceSession.create(bytes, { ...sessionOptions, intraOpNumThreads: threads });
@@ -468,17 +470,18 @@ async function buildComparison(threads) {
     const pageFeeds = Object.fromEntries(Object.entries(feeds).map(([n, x]) => [n, { dtype: dtypes[n], data: [...x.data], shape: x.shape }]));
     const create = {};
     for (const [build, { tab }] of Object.entries(tabs)) {
-      create[build] = await tab.evaluate(async ({ kind, bytes, feeds, so }) => {
+      create[build] = await tab.evaluate(async ({ kind, feeds, so }) => {
         const ort = window.benchOrt;
         const typed = { float32: Float32Array, int32: Int32Array };
+        const bytes = new Uint8Array(await (await fetch(`/models/step-${kind}.onnx`)).arrayBuffer());
         const t0 = performance.now();
-        const sess = await ort.InferenceSession.create(new Uint8Array(bytes), { ...so, executionProviders: ["wasm"] });
+        const sess = await ort.InferenceSession.create(bytes, { ...so, executionProviders: ["wasm"] });
         const ms = performance.now() - t0;
         const f = Object.fromEntries(Object.entries(feeds).map(([n, x]) => [n, new ort.Tensor(x.dtype, x.dtype === "int64" ? BigInt64Array.from(x.data.map(BigInt)) : typed[x.dtype].from(x.data), x.shape)]));
         await sess.run(f);
         window.benchSessions[kind] = { sess, f };
         return ms / 1000;
-      }, { kind, bytes: [...bytes], feeds: pageFeeds, so: sessionOptions });
+      }, { kind, feeds: pageFeeds, so: sessionOptions });
     }
     await sess.run(nodeFeeds);
     const rounds = [];
