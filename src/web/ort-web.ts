@@ -4,9 +4,10 @@
 //
 // Two builds of onnxruntime-web, chosen by execution provider: the WASM EP runs on the plain SIMD
 // build (`onnxruntime-web/wasm`), WebGPU on the JSEP build (`onnxruntime-web`). The JSEP build can
-// run the WASM EP too, but its CPU kernels are slower: measured in headless Chromium on
-// ref-llama-5m (bench/web-train.mjs --builds), the PEQA training step's session.run took 2–4× as
-// long and LoRA's 1.3–1.7× (docs/benchmarks.md §4). The bundle is built with the
+// run the WASM EP too, but slower: measured in headless Chromium on ref-llama-5m
+// (bench/web-train.mjs --builds), creating the step graph's session took about twice as long, the
+// first runs of a fresh session (while V8 tiers the kernels up) were slower, and LoRA's warm step
+// 1.1–1.6× (docs/benchmarks.md §4). The bundle is built with the
 // "onnxruntime-web-use-extern-wasm" condition (scripts/build-web.mjs), so each build loads its own
 // glue (ort-wasm-simd-threaded[.jsep].mjs) from wasmPaths and its worker threads start from there.
 
