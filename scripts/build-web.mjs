@@ -57,6 +57,10 @@ export async function buildWeb(outDir = path.join(root, "dist", "web"), { minify
     sourcemap: true,
     logLevel: "warning",
     plugins: [nodeStubs(importers)],
+    // onnxruntime-web's builds that load their glue (ort-wasm-simd-threaded[.jsep].mjs) from wasmPaths
+    // rather than carrying it inline: src/web/ort-web.ts holds two builds, and each one's worker
+    // threads must start from its own glue, not from this bundle.
+    conditions: ["onnxruntime-web-use-extern-wasm"],
     // onnxruntime-web loads its .wasm (and the threaded worker .mjs) from wasmPaths; they are copied beside the bundle.
     external: ["*.wasm"],
   });

@@ -29,6 +29,12 @@ export interface WebStep {
   lr: number;
   gradNorm: number;
   tokensPerSecond: number;
+  /**
+   * Where the step's time went, in seconds: the step graph's run (feeds in, kernels, gradients out)
+   * and everything around it on the host (batch, graph lookup, clipping, AdamW). The benchmark
+   * reads these to tell ONNX Runtime's share from the JavaScript side's.
+   */
+  seconds: { run: number; host: number };
   /** Gradients before clipping (kept only when asked, for the tests against Node). */
   grads?: Map<string, Float32Array>;
 }
@@ -77,7 +83,10 @@ export class WebTrainer {
     const spec = this.task.stepGraph(method, this.names, batch.shape, { checkpoint: false, replicas: 1 });
     const graph = await this.cache.get(spec.key, spec.build);
     const weights: Record<string, HostTensor> = Object.fromEntries(method.trainable);
-    const out = await graph.run({ ...weights, ...batch.feeds, ...(method.stepFeeds?.(this.rng) ?? {}) });
+    const feeds = { ...weights, ...batch.feeds, ...(method.stepFeeds?.(this.rng) ?? {}) };
+    const r0 = performance.now();
+    const out = await graph.run(feeds);
+    const run = (performance.now() - r0) / 1000;
     const loss = out.loss!.data[0] as number;
     const grads = new Map(this.names.map((n) => [n, out[gradName(n)]!.data as Float32Array]));
     const kept = keepGrads ? new Map([...grads].map(([n, g]) => [n, g.slice()])) : undefined;
@@ -88,7 +97,7 @@ export class WebTrainer {
     this.optimizer.step(grads, lr);
     this.done++;
     const seconds = (performance.now() - t0) / 1000;
-    return { step: this.done, loss, lr, gradNorm, tokensPerSecond: batch.tokens / seconds, ...(kept ? { grads: kept } : {}) };
+    return { step: this.done, loss, lr, gradNorm, tokensPerSecond: batch.tokens / seconds, seconds: { run, host: seconds - run }, ...(kept ? { grads: kept } : {}) };
   }
 
   /** Held-out loss and perplexity with the current weights (null when nothing is held out). */
