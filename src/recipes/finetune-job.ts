@@ -20,9 +20,8 @@ import { lmTask } from "../train/lm-task.js";
 import { sftTask, stepsPerEpoch } from "../train/sft-task.js";
 import { type SftDataOptions, type SftDataSummary, describeSftData, loadSftData } from "./sft-data.js";
 import { type TrainHooks, type TrainOptions, type TrainSummary, train as trainLoop } from "../train/loop.js";
-import { checkTrainingMemory, estimateTrainingMemory } from "../train/memory.js";
+import { planCheckpointing } from "../train/memory.js";
 import type { TuningMethod } from "../methods/method.js";
-import os from "node:os";
 import { AdamW } from "../train/adamw.js";
 import type { TrainTask } from "../train/task.js";
 
@@ -162,12 +161,7 @@ function fitMemory(method: TuningMethod, task: TrainTask, t: JobTask, opts: Trai
     seq: t.kind === "classify" ? t.maxLen : t.seq,
     ...(t.kind === "classify" ? { outputsPerToken: Number(task.fixed.num_labels ?? 2) } : {}),
   };
-  const wanted = opts.checkpointActivations ?? false;
-  if (!wanted && estimateTrainingMemory({ ...base, checkpointActivations: false }).totalBytes > os.freemem()) {
-    checkTrainingMemory({ ...base, checkpointActivations: true });
-    hooks.onLog?.("the run would not fit in free memory with every activation kept: --checkpoint-activations is on (about one more forward per step)");
-    return true;
-  }
-  checkTrainingMemory({ ...base, checkpointActivations: wanted });
-  return wanted;
+  const plan = planCheckpointing(base, opts.checkpointActivations ?? false);
+  if (plan.note) hooks.onLog?.(plan.note);
+  return plan.checkpointActivations;
 }

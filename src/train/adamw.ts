@@ -62,9 +62,12 @@ export class AdamW {
 
   /**
    * One update. Parameters without a gradient are left untouched (no decay either, as in PyTorch), but
-   * the step count is shared, unlike PyTorch's per-parameter count.
+   * the step count is shared, unlike PyTorch's per-parameter count. `gradScale` (clipScale's factor)
+   * multiplies every gradient as it is read, rounded to float32 exactly as clipping the gradients in
+   * place would store them, so clipping costs no pass of its own; the gradients are not modified.
    */
-  step(grads: Map<string, Float32Array>, lr: number): void {
+  step(grads: Map<string, Float32Array>, lr: number, gradScale = 1): void {
+    if (!(Number.isFinite(gradScale) && gradScale > 0)) throw new SlimtuneError("E_ARG", `AdamW gradient scale ${gradScale} must be a positive finite number`);
     for (const [name, g] of grads) {
       const p = this.params.get(name);
       if (!p) throw new SlimtuneError("E_ARG", `gradient for "${name}" has no matching parameter in the optimizer`);
@@ -89,7 +92,7 @@ export class AdamW {
       const keep = this.decayed.has(name) ? 1 - lrHere * this.weightDecay : 1;
       const n = p.length;
       for (let i = 0; i < n; i++) {
-        const gi = g[i]!;
+        const gi = Math.fround(g[i]! * gradScale);
         const mi = b1 * m[i]! + c1 * gi;
         const vi = b2 * v[i]! + c2 * gi * gi;
         m[i] = mi;

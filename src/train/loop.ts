@@ -9,7 +9,7 @@ import { gradName } from "../models/llama/lm-graphs.js";
 import { Rng } from "../core/rng.js";
 import { AdamW } from "./adamw.js";
 import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "../formats/checkpoint.js";
-import { clipByGlobalNorm } from "./clip.js";
+import { clipScale, globalNorm } from "./clip.js";
 import { DivergenceMonitor } from "./divergence.js";
 import { MetricsLog } from "./metrics-log.js";
 import { removeStaleTemps } from "../core/output.js";
@@ -198,9 +198,10 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       // A run shorter than the warm-up simply warms up for all of it.
       const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
       const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
-      const gradNorm = clipByGlobalNorm(grads, opts.clip);
+      const gradNorm = globalNorm(grads.values());
       const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
-      if (finite) optimizer.step(grads, lr);
+      // Clipping is applied by AdamW as it reads each gradient (one pass over them, not two).
+      if (finite) optimizer.step(grads, lr, clipScale(gradNorm, opts.clip));
       done = s + 1;
       tokensSeen += tokens;
       ranTokens += tokens;

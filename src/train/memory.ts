@@ -23,3 +23,27 @@ export function checkTrainingMemory(m: MemoryInputs, available = os.freemem()): 
   }
   return e;
 }
+
+export interface CheckpointPlan {
+  checkpointActivations: boolean;
+  /** What was decided and why, for the run's log; null when the user's choice stands unchanged. */
+  note: string | null;
+  estimate: MemoryEstimate;
+}
+
+/**
+ * Whether the run keeps every activation or recomputes them: a run that would not fit with every
+ * activation kept gets --checkpoint-activations by itself (about one more forward per step beats
+ * refusing the run). Still E_MEMORY when even the checkpointed run does not fit.
+ */
+export function planCheckpointing(m: Omit<MemoryInputs, "checkpointActivations">, wanted: boolean, available = os.freemem()): CheckpointPlan {
+  if (!wanted) {
+    const kept = estimateTrainingMemory({ ...m, checkpointActivations: false });
+    if (kept.totalBytes > available) {
+      const estimate = checkTrainingMemory({ ...m, checkpointActivations: true }, available);
+      const note = `activations checkpointed: estimate ${gib(kept.totalBytes)} > available ${gib(available)} with every activation kept (${gib(estimate.totalBytes)} checkpointed; about one more forward per step)`;
+      return { checkpointActivations: true, note, estimate };
+    }
+  }
+  return { checkpointActivations: wanted, note: null, estimate: checkTrainingMemory({ ...m, checkpointActivations: wanted }, available) };
+}

@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 import { AdamW, defaultDecay } from "../../src/train/adamw.js";
+import { clipByGlobalNorm, clipScale, globalNorm } from "../../src/train/clip.js";
 
 interface Ref {
   p: number;
@@ -114,6 +115,34 @@ describe("AdamW", () => {
     const opt = new AdamW(new Map([["a", new Float32Array(2)]]));
     expect(() => opt.step(grads, 0.1)).toThrow(expect.objectContaining({ code }));
     expect(opt.stepCount).toBe(0);
+  });
+
+  it("a gradient scale gives bit for bit what clipping the gradients in place and stepping gives, and leaves them alone", () => {
+    const make = () => new Map([["w", Float32Array.from({ length: 257 }, (_, i) => Math.sin(i) * 0.3)]]);
+    const gradsAt = (t: number) => new Map([["w", Float32Array.from({ length: 257 }, (_, i) => Math.cos(i * t) * (3 + t))]]);
+    const inPlace = make();
+    const fused = make();
+    const a = new AdamW(inPlace, { weightDecay: 0.1 });
+    const b = new AdamW(fused, { weightDecay: 0.1 });
+    for (let t = 1; t <= 5; t++) {
+      const g1 = gradsAt(t);
+      clipByGlobalNorm(g1, 1);
+      a.step(g1, 1e-2);
+      const g2 = gradsAt(t);
+      const before = g2.get("w")!.slice();
+      const scale = clipScale(globalNorm(g2.values()), 1);
+      expect(scale).toBeLessThan(1);
+      b.step(g2, 1e-2, scale);
+      expect(g2.get("w")).toEqual(before);
+    }
+    expect(fused.get("w")).toEqual(inPlace.get("w"));
+    expect(b.exportState().m.get("w")).toEqual(a.exportState().m.get("w"));
+    expect(b.exportState().v.get("w")).toEqual(a.exportState().v.get("w"));
+  });
+
+  it("refuses a gradient scale that is not positive and finite", () => {
+    const opt = new AdamW(new Map([["w", new Float32Array(2)]]));
+    for (const bad of [0, -1, NaN, Infinity]) expect(() => opt.step(new Map([["w", new Float32Array(2)]]), 1e-3, bad)).toThrow(/gradient scale/);
   });
 
   it("export → import resumes identically", () => {

@@ -1,7 +1,7 @@
 // Tests for global-norm computation and clipping.
 
 import { describe, expect, it } from "vitest";
-import { clipByGlobalNorm, globalNorm } from "../../src/train/clip.js";
+import { clipByGlobalNorm, clipScale, globalNorm } from "../../src/train/clip.js";
 
 const grads = () =>
   new Map([
@@ -43,5 +43,19 @@ describe("clipByGlobalNorm", () => {
     const g = new Map([["a", new Float32Array([1, NaN])]]);
     expect(clipByGlobalNorm(g, 1)).toBeNaN();
     expect(g.get("a")![0]).toBe(1);
+  });
+});
+
+describe("clipScale", () => {
+  it.each([
+    [5, 10, 1],
+    [5, 5, 1],
+    [5, 0, 1],
+    [5, -1, 1],
+    [5, 1, 1 / (5 + 1e-6)],
+    [NaN, 1, 1],
+    [Infinity, 1, 1],
+  ])("norm %d, maxNorm %d → %d", (norm, maxNorm, want) => {
+    expect(clipScale(norm, maxNorm)).toBe(want);
   });
 });
