@@ -16,6 +16,7 @@
 //     --onnx RUN/x-onnx --head RUN/x --embedding MODEL/model.safetensors --tokenizer MODEL \
 //     [--data ../shared/data/ag-news/dev.tsv] [--limit 0] [--out bench/results/ag-news-runtimes.json]
 
+import fs from "node:fs";
 import path from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, Tensor, env } from "@huggingface/transformers";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
@@ -134,7 +135,10 @@ if (flags.onnx) {
   env.localModelPath = path.dirname(path.resolve(flags.onnx));
   const name = path.basename(path.resolve(flags.onnx));
   const tokenizer = await AutoTokenizer.from_pretrained(name);
-  const lm = await AutoModelForCausalLM.from_pretrained(name, { dtype: "fp32", device: "cpu" });
+  // The export names its file by dtype (model_q4.onnx for a 4-bit model) and says which in config.json.
+  const config = JSON.parse(fs.readFileSync(path.join(flags.onnx, "config.json"), "utf8"));
+  const dtype = config["transformers.js_config"]?.dtype ?? "fp32";
+  const lm = await AutoModelForCausalLM.from_pretrained(name, { dtype, device: "cpu" });
   const residuals = [];
   const r = await score(
     "transformers.js",
