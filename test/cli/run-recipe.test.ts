@@ -88,7 +88,7 @@ const stagesOut = path.join(scratchDir("run-recipe-multistage"), "run");
 const qprunerPage = path.join(stagesOut, "qpruner", "report.html");
 
 describe("slimtune run with pruning-adapter and qpruner stages", () => {
-  it("keeps each stage's metrics.jsonl, so both reports list the curves and QPruner's also the trials", () => {
+  it("keeps each stage's metrics.jsonl, so both reports list the curves and QPruner's also the trials", async () => {
     const dir = path.dirname(stagesOut);
     // The first lines of AG News (header kept): a few batches are enough to draw a curve.
     const head = (file: string, lines: number) => {
@@ -107,8 +107,15 @@ describe("slimtune run with pruning-adapter and qpruner stages", () => {
     };
     const file = path.join(dir, "multistage.json");
     fs.writeFileSync(file, JSON.stringify(recipe));
-    const r = spawnSync(process.execPath, [CLI, "run", file, "--out", stagesOut], { encoding: "utf8" });
-    expect(r.status, r.stderr).toBe(0);
+    // Spawned without blocking the test worker: a minute-long spawnSync starves vitest's RPC.
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, "run", file, "--out", stagesOut], { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(0);
     for (const [stage, charts] of [["pa", ["widths", "curves"]], ["qpruner", ["bits", "widths", "curves", "trials"]]] as const) {
       const steps = fs.readFileSync(path.join(stagesOut, stage, "metrics.jsonl"), "utf8").split("\n").filter((l) => l.includes('"kind":"train"'));
       expect(steps.length, stage).toBe(3); // the final training run's steps, not the trials'
