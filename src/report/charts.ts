@@ -80,7 +80,8 @@ export function curvesChart(points: readonly CurvePoint[]): Chart | null {
         mark: { type: "line", point: { size: 18 } },
         encoding: {
           x: { field: "step", type: "quantitative", title: "step" },
-          y: { field: "value", type: "quantitative", title: null, scale: { zero: false } },
+          // "~g": a series that never moves has a zero-width domain, whose ticks d3 would round to "0".
+          y: { field: "value", type: "quantitative", title: null, scale: { zero: false }, axis: { format: "~g" } },
         },
       },
     },
@@ -135,8 +136,9 @@ export function qualityVsSizeChart(points: readonly ComparisonPoint[]): Chart | 
   const base = {
     mark: { type: "point" as const, filled: true, size: 90 },
     encoding: {
-      x: { field: "MB", type: "quantitative" as const, title: "served size (MB)", scale: { zero: false } },
-      y: { field: "quality", type: "quantitative" as const, title: metrics.size === 1 ? [...metrics][0]! : "quality", scale: { zero: false } },
+      // Padding keeps the best and the smallest runs off the frame's edge, where half a point is cut.
+      x: { field: "MB", type: "quantitative" as const, title: "served size (MB)", scale: { zero: false, padding: 12 } },
+      y: { field: "quality", type: "quantitative" as const, title: metrics.size === 1 ? [...metrics][0]! : "quality", scale: { zero: false, padding: 12 } },
       // tableau20: a recipe such as ag-news.yaml compares 13 runs; the default palette repeats after 10.
       color: { field: "run", type: "nominal" as const, title: "run", scale: { scheme: points.length > 10 ? "tableau20" : "tableau10" }, legend: { labelLimit: 260 } },
       tooltip: [{ field: "run" }, { field: "metric" }, { field: "quality", format: ".4f" }, { field: "MB", format: ".3f" }],

@@ -11,7 +11,7 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { writeRunReport } from "../../src/report/run-report.js";
-import { REF_MODEL, scratchDir } from "../helpers/paths.js";
+import { REF_MODEL, SHARED, scratchDir } from "../helpers/paths.js";
 
 const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
 const CLI = path.join(ROOT, "dist/cli/main.js");
@@ -82,6 +82,50 @@ describe("slimtune run recipes/demo.yaml", () => {
   }, 600_000);
 });
 
+// A recipe with the two multi-stage commands whose training ran in a work folder they delete:
+// their reports must still draw the final training run's curves (and QPruner's trials).
+const stagesOut = path.join(scratchDir("run-recipe-multistage"), "run");
+const qprunerPage = path.join(stagesOut, "qpruner", "report.html");
+
+describe("slimtune run with pruning-adapter and qpruner stages", () => {
+  it("keeps each stage's metrics.jsonl, so both reports list the curves and QPruner's also the trials", async () => {
+    const dir = path.dirname(stagesOut);
+    // The first lines of AG News (header kept): a few batches are enough to draw a curve.
+    const head = (file: string, lines: number) => {
+      const to = path.join(dir, file);
+      fs.writeFileSync(to, fs.readFileSync(path.join(SHARED, "data", "ag-news", file), "utf8").split("\n").slice(0, lines + 1).join("\n") + "\n");
+      return to;
+    };
+    const data = { model: REF_MODEL, task: "classify", data: head("train.tsv", 160), "eval-data": head("dev.tsv", 32), ratio: 0.2, steps: 3, batch: 4, "max-len": 32, samples: 2 };
+    const recipe = {
+      name: "multistage",
+      stages: {
+        pa: { command: "pruning-adapter", options: data },
+        qpruner: { command: "qpruner", options: { ...data, "avg-bits": 3, allocation: "bo", trials: 2, "round-size": 1, "random-starts": 1, workers: 0, "recovery-steps": 1 } },
+      },
+      compare: [{ stage: "pa", label: "Pruning-Adapter" }, { stage: "qpruner", label: "QPruner" }],
+    };
+    const file = path.join(dir, "multistage.json");
+    fs.writeFileSync(file, JSON.stringify(recipe));
+    // Spawned without blocking the test worker: a minute-long spawnSync starves vitest's RPC.
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, "run", file, "--out", stagesOut], { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(0);
+    for (const [stage, charts] of [["pa", ["widths", "curves"]], ["qpruner", ["bits", "widths", "curves", "trials"]]] as const) {
+      const steps = fs.readFileSync(path.join(stagesOut, stage, "metrics.jsonl"), "utf8").split("\n").filter((l) => l.includes('"kind":"train"'));
+      expect(steps.length, stage).toBe(3); // the final training run's steps, not the trials'
+      const report = JSON.parse(fs.readFileSync(path.join(stagesOut, stage, "report.json"), "utf8")) as { charts: string[]; curves: unknown[] };
+      expect(report.charts, stage).toEqual(charts);
+      expect(report.curves.length, stage).toBeGreaterThanOrEqual(3);
+    }
+  }, 600_000);
+});
+
 /** Opens each page in headless Chromium; returns the SVGs per figure, console errors, and screenshots. */
 async function inChromium(pages: string[]): Promise<Array<{ figures: string[]; svgsInFigures: number; errors: string[]; shot: string }>> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-chromium-"));
@@ -131,9 +175,9 @@ describe("the reports in Chromium", () => {
     fs.writeFileSync(path.join(full, "mixed-precision.json"), JSON.stringify({ budget: { bytes: 2.45e6 }, trials, pareto_front: [0, 2, 4] }));
     await writeRunReport({ command: "qpruner", out: full, options: { "avg-bits": "3" }, summary: {}, quality: { metric: "accuracy", before: 0.25, after: 0.6, higherIsBetter: true } });
 
-    const pages = [path.join(out, "report.html"), path.join(out, "q4", "report.html"), path.join(out, "peqa", "report.html"), path.join(full, "report.html")];
-    const expected = [["quality-vs-size"], ...[path.join(out, "q4"), path.join(out, "peqa"), full].map((d) => (JSON.parse(fs.readFileSync(path.join(d, "report.json"), "utf8")) as { charts: string[] }).charts)];
-    expect(expected.slice(1)).toEqual([["bits"], ["bits", "curves"], ["bits", "widths", "curves", "trials"]]);
+    const pages = [path.join(out, "report.html"), path.join(out, "q4", "report.html"), path.join(out, "peqa", "report.html"), path.join(full, "report.html"), qprunerPage];
+    const expected = [["quality-vs-size"], ...[path.join(out, "q4"), path.join(out, "peqa"), full, path.dirname(qprunerPage)].map((d) => (JSON.parse(fs.readFileSync(path.join(d, "report.json"), "utf8")) as { charts: string[] }).charts)];
+    expect(expected.slice(1)).toEqual([["bits"], ["bits", "curves"], ["bits", "widths", "curves", "trials"], ["bits", "widths", "curves", "trials"]]);
     const results = await inChromium(pages);
     results.forEach((r, i) => {
       expect(r.errors, pages[i]).toEqual([]);

@@ -16,6 +16,7 @@ import { type StepReport, type TrainSummary, train } from "../../train/loop.js";
 import type { TaskEval } from "../../train/task.js";
 import type { RecoveryOptions } from "../qpruner/index.js";
 import { folderSizes } from "../folder-sizes.js";
+import { keepTrainingMetrics, readTrainingMetrics } from "../kept-metrics.js";
 import { type TaskDataOptions, loadTaskData } from "../task-data.js";
 
 export interface PruningAdapterOptions {
@@ -53,6 +54,7 @@ export async function runPruningAdapter(model: LlamaModel, tokenizer: TextTokeni
   const cleanup = () => fs.rmSync(work, { recursive: true, force: true });
   process.once("exit", cleanup);
   let training: TrainSummary;
+  let metrics: string | null = null;
   try {
     training = await train(
       method,
@@ -74,6 +76,7 @@ export async function runPruningAdapter(model: LlamaModel, tokenizer: TextTokeni
       },
       { onStep: hooks.onStep, onEval: hooks.onEval },
     );
+    metrics = readTrainingMetrics(work);
   } finally {
     process.off("exit", cleanup);
     cleanup();
@@ -96,6 +99,7 @@ export async function runPruningAdapter(model: LlamaModel, tokenizer: TextTokeni
       task.saveExtra(path.join(tmp, "adapter"));
     }
     writeFileAtomic(path.join(tmp, "pruning-adapter.json"), `${JSON.stringify(report, null, 1)}\n`);
+    keepTrainingMetrics(tmp, metrics);
   });
   const files = folderSizes(o.outDir);
   return { prune: pruned, training, files, seconds: { prune: (tPrune - t0) / 1000, train: (tTrain - tPrune) / 1000, total: (performance.now() - t0) / 1000 } };

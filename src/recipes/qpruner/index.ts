@@ -26,6 +26,7 @@ import type { TaskEval } from "../../train/task.js";
 import { type MixedPrecisionOptions, type MixedPrecisionResult, allocateBits, mixedPrecisionJson, writeMixedPrecisionReport } from "../mixed-precision/index.js";
 import type { RecoverySettings } from "../mixed-precision/trial.js";
 import { folderSizes } from "../folder-sizes.js";
+import { keepTrainingMetrics, readTrainingMetrics } from "../kept-metrics.js";
 import { type TaskDataOptions, loadTaskData } from "../task-data.js";
 
 export interface RecoveryOptions {
@@ -161,6 +162,8 @@ export async function runQPruner(model: LlamaModel, tokenizer: TextTokenizer, o:
       }
       writeMixedPrecisionReport(tmp, mixed, `QPruner: ${(100 * o.prune.ratio).toFixed(0)} % pruned, held-out loss against stored bytes`);
       writeFileAtomic(path.join(tmp, "qpruner.json"), `${JSON.stringify(report, null, 1)}\n`);
+      // The final recovery's curves (the trials' own runs are summed up in mixed-precision.json).
+      keepTrainingMetrics(tmp, readTrainingMetrics(path.join(work, "recovery")));
     });
     const files = folderSizes(o.outDir);
     const t1 = performance.now();
