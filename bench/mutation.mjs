@@ -45,7 +45,7 @@ const FOLDERS = {
     // (any change to a built graph fails them). The PyTorch references (llama-, variant-reference,
     // 10 s) run the same ops through whole models and would only add time to each mutant.
     mutate: ["src/engine/ops/**/*.ts"],
-    tests: ["test/engine/ops-grad.test.ts", "test/engine/dims.test.ts", "test/engine/autodiff.test.ts", "test/engine/static-graphs.test.ts"],
+    tests: ["test/engine/ops-grad.test.ts", "test/engine/ops-mutants.test.ts", "test/engine/dims.test.ts", "test/engine/autodiff.test.ts", "test/engine/static-graphs.test.ts"],
   },
   "models-llama": {
     mutate: ["src/models/llama/**/*.ts"],
