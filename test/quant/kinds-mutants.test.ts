@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { dequantize, layerStorage, quantizeLinear } from "../../src/quant/kinds/index.js";
 import { quantizeNf4 } from "../../src/quant/kinds/nf4.js";
-import { type RtnStats, quantizeRtn, rtnGroupParams } from "../../src/quant/kinds/rtn.js";
+import { type RtnStats, quantizeRtn, rtnCode, rtnGroupParams } from "../../src/quant/kinds/rtn.js";
 import type { Nf4Linear, QuantSpec, ReallmLinear, ReallmSpec, RtnLinear } from "../../src/quant/types.js";
 import { expectSlimtuneError } from "../formats/helpers.js";
 import { gaussian } from "./helpers.js";
@@ -83,6 +83,11 @@ describe("quantizeLinear dispatches on the spec's scheme, passing the options on
     bad[70] = Infinity;
     expectSlimtuneError(() => quantizeLinear(bad, 4, 64, rtnSpec, { layer: "L.q_proj" }), "E_ARG", "weight [1, 6] of L.q_proj is Infinity");
     expectSlimtuneError(() => quantizeLinear(bad, 4, 64, nf4Spec, { layer: "L.k_proj" }), "E_ARG", "weight [1, 6] of L.k_proj is Infinity");
+    // In a later group the column is the group's start plus the offset.
+    bad[70] = 0;
+    bad[104] = NaN;
+    expectSlimtuneError(() => quantizeLinear(bad, 4, 64, rtnSpec, { layer: "L.v_proj" }), "E_ARG", "weight [1, 40] of L.v_proj is NaN");
+    expectSlimtuneError(() => quantizeLinear(bad, 4, 64, nf4Spec, { layer: "L.o_proj" }), "E_ARG", "weight [1, 40] of L.o_proj is NaN");
   });
 });
 
@@ -100,7 +105,8 @@ describe("argument checks of the grid quantizers", () => {
   });
 
   it("NF4 refuses a wrong length and a NaN, naming the weight", () => {
-    expectSlimtuneError(() => quantizeNf4(new Float32Array(63), 1, 64, nf4Spec), "E_SHAPE", "63 values", "[1, 64]");
+    expectSlimtuneError(() => quantizeNf4(new Float32Array(63), 1, 64, nf4Spec), "E_SHAPE", "63 values", "[1, 64] needs 64");
+    expectSlimtuneError(() => quantizeRtn(new Float32Array(9), 2, 4, rtnSpec), "E_SHAPE", "9 values", "[2, 4] needs 8");
     const w = new Float32Array(64);
     w[17] = NaN;
     expectSlimtuneError(() => quantizeNf4(w, 1, 64, nf4Spec), "E_ARG", "weight [0, 17] of the layer is NaN");
@@ -109,6 +115,21 @@ describe("argument checks of the grid quantizers", () => {
 });
 
 describe("RTN corner cases", () => {
+  it("a layer with one input column (K = 1) quantizes, per channel, in both grid kinds", () => {
+    const w = Float32Array.from([0.5, -2]);
+    const q = quantizeRtn(w, 2, 1, { ...rtnSpec, bits: 4, groupSize: "channel" });
+    expect(Array.from(dequantize(q))).toEqual(Array.from(w));
+    expect(Array.from(dequantize(quantizeNf4(w, 2, 1, { ...nf4Spec, groupSize: "channel" })))).toEqual(Array.from(w));
+  });
+
+  it("rtnCode clamps to [0, 2^b − 1] a weight outside the group's grid (GPTQ's updated weights can be)", () => {
+    expect(rtnCode(-5, 1, 2, 3)).toBe(0);
+    expect(rtnCode(-2, 1, 2, 3)).toBe(0);
+    expect(rtnCode(0.4, 1, 2, 3)).toBe(2);
+    expect(rtnCode(1, 1, 2, 3)).toBe(3);
+    expect(rtnCode(9, 1, 2, 3)).toBe(3);
+  });
+
   it("symmetric all-zero group: s = 2/(2^b − 1), z = 2^(b−1), dequantized to exact zeros", () => {
     expect(rtnGroupParams(0, 0, 4, true, true)).toEqual({ s: Math.fround(2 / 15), z: 8 });
     const q = quantizeRtn(new Float32Array(32), 1, 32, { scheme: "rtn", bits: 4, groupSize: "channel", symmetric: true });
@@ -166,6 +187,13 @@ describe("ReALLM dequantization: Ŵ = Q̂ + L₁·L₂", () => {
     // Row 0: block scales 3/3·3 = 3 and 1/3·3 = 1; codes 1, 0 → [−3, 1.5] at columns 1, 0 and [1, 2];
     //        plus 1·[0.5, 0, 0, 0.25]. Row 1: scales 2/3·6 = 4 and 6; codes 0, 1 → [4, 8] swapped, [−6, 3].
     expect(Array.from(dequantize(reallmLayer()))).toEqual([2, -3, 1, 2.25, 8, 4, -6, 3]);
+  });
+
+  it("rank 2: row i gets Σ_j L₁[i, j] · L₂[j, :]", () => {
+    const q = reallmLayer();
+    const r2: ReallmLinear = { ...q, spec: { ...q.spec, rank: 2 }, l1: Float32Array.from([1, 2, 0, 3]), l2: Float32Array.from([0.5, 0, 0, 0.25, 1, -1, 0, 0]) };
+    // Q̂ rows [1.5, −3, 1, 2] and [8, 4, −6, 3], plus [2.5, −2, 0, 0.25] and [3, −3, 0, 0].
+    expect(Array.from(dequantize(r2))).toEqual([4, -5, 1, 2.25, 11, 1, -6, 3]);
   });
 
   it("without a permutation, positions are columns; rank 0 adds nothing", () => {
