@@ -53,6 +53,12 @@ describe("comparisons, CumSum and take compute what they are named for", () => {
     expect(out.w!.data).toEqual([-1, -1, -1, 7, 8, 9]);
   });
 
+  it("matmul broadcasts only the leading axes: [2, 3, 4] @ [4, 5] is [2, 3, 5]", () => {
+    const g = new Graph();
+    expect(E.matmul(g.input("a", [2, 3, 4]), g.input("b", [4, 5])).shape).toEqual([2, 3, 5]);
+    expect(E.matmul(g.input("c", [3, 4]), g.input("d", [2, 4, 5])).shape).toEqual([2, 3, 5]);
+  });
+
   it("reductions keep or drop the reduced axes, and sum a duplicated axis once", () => {
     const g = new Graph();
     const x = g.input("x", [2, 3, 4], "float32");
