@@ -42,6 +42,13 @@ describe("README commands run to success", () => {
     expect(row("float32")).toBeGreaterThan(1);
     expect(row("PEQA 4-bit (+ adapter)")).toBeLessThan(row("RTN 4-bit"));
     expect(fs.existsSync(path.join(out, "peqa4-tuned"))).toBe(true);
+    // The run's report beside them: perplexity RTN → PEQA as the table printed it, and the page.
+    const report = JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8")) as { command: string; quality: { metric: string; before: number; after: number } };
+    expect(report.command).toBe("demo");
+    expect(report.quality.metric).toBe("perplexity");
+    expect(report.quality.before).toBeCloseTo(row("RTN 4-bit"), 1);
+    expect(report.quality.after).toBeCloseTo(row("PEQA 4-bit (+ adapter)"), 1);
+    expect(fs.readFileSync(path.join(out, "report.html"), "utf8")).toContain("perplexity");
   });
 
   it("pruning-adapter: prunes, trains LoRA on the pruned model, reports accuracy, writes a loadable folder", async () => {

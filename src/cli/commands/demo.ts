@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { SlimtuneError } from "../../core/errors.js";
 import { isQuantBits } from "../../quant/spec.js";
 import { runPeqaDemo } from "../../recipes/peqa-demo.js";
+import { writeRunReport } from "../../report/run-report.js";
 import { intArg, runAction } from "../args.js";
 import { type Progress, createProgress } from "../progress.js";
 import { runWithProgress } from "./finetune.js";
@@ -43,13 +44,14 @@ export default defineCommand({
       const bits = intArg("bits", args.bits, 4);
       if (!isQuantBits(bits)) throw new SlimtuneError("E_ARG", `--bits ${bits} is not supported; use 2, 3, 4 or 8`);
       let bar: Progress | null = null;
-      await runPeqaDemo(
+      const steps = intArg("steps", args.steps, 60);
+      const result = await runPeqaDemo(
         {
           modelDir: args.model ?? path.join(shared, "models", "ref-llama-5m"),
           trainFile: path.join(wikitext, "valid.txt"),
           testFile: path.join(wikitext, "test.txt"),
           bits,
-          steps: intArg("steps", args.steps, 60),
+          steps,
           evalTokens: intArg("eval-tokens", args["eval-tokens"], 65536, 2),
           outDir: args.out,
         },
@@ -66,5 +68,20 @@ export default defineCommand({
           finetune: runWithProgress,
         },
       );
+      // The run's report (what every model-writing command leaves): the quantized base's bit map and
+      // perplexity RTN → PEQA on the test split, beside the folders the demo wrote.
+      const paths = await writeRunReport({
+        command: "demo",
+        out: args.out,
+        options: { bits, steps, "eval-tokens": intArg("eval-tokens", args["eval-tokens"], 65536, 2) },
+        summary: {
+          perplexity: { float32: result.float.perplexity, rtn: result.rtn.perplexity, peqa_tuned: result.tuned.perplexity },
+          bytes: { float32: result.floatBytes, quantized: result.quantBytes, adapter: result.adapterBytes },
+          seconds: result.seconds,
+        },
+        quality: { metric: "perplexity", before: result.rtn.perplexity, after: result.tuned.perplexity, higherIsBetter: false, on: "WikiText-2 test (RTN → PEQA-tuned)" },
+        baseModel: path.join(args.out, `rtn${bits}`),
+      });
+      process.stdout.write(`report: ${paths.html}\n`);
     }),
 });
