@@ -14,6 +14,7 @@
 
 import path from "node:path";
 import * as H from "./lib/harness.mjs";
+import { randomLlamaWeights } from "./lib/random-weights.mjs";
 
 const SPEC = {
   models: { type: "list", default: ["ref-llama-5m", "smollm2-135m-shape"], help: "models to time" },
@@ -52,14 +53,7 @@ function loadModel(name) {
   const spec = MODELS[name];
   if (!spec.random) return LlamaModel.load(spec.dir);
   const config = readLlamaConfig(spec.dir);
-  const rng = new Rng(0);
-  const weights = new Map();
-  for (const [n, shape] of llamaParamShapes(config)) {
-    const data = new Float32Array(shape.reduce((p, d) => p * d, 1));
-    if (n.endsWith("norm.weight")) data.fill(1);
-    else rng.fillNormal(data, 0.02);
-    weights.set(n, { data, shape });
-  }
+  const weights = new Map(randomLlamaWeights(config, 0, { Rng, llamaParamShapes }).map((w) => [w.name, { data: w.data, shape: w.shape }]));
   return new LlamaModel(config, weights, null);
 }
 

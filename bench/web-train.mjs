@@ -19,6 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { cpuStat, foreignLoad, median, parseFlags, root, shared } from "./lib/harness.mjs";
+import { randomLlamaWeights } from "./lib/random-weights.mjs";
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -71,14 +72,7 @@ function modelFolders(scratch) {
     fs.mkdirSync(dir, { recursive: true });
     fs.copyFileSync(path.join(src, "config.json"), path.join(dir, "config.json"));
     for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(refDir, f), path.join(dir, f));
-    const rng = new Rng(0);
-    const tensors = [];
-    for (const [n, shape] of llamaParamShapes(readLlamaConfig(src))) {
-      const data = new Float32Array(shape.reduce((p, d) => p * d, 1));
-      if (n.endsWith("norm.weight")) data.fill(1);
-      else rng.fillNormal(data, 0.02);
-      tensors.push({ name: n, dtype: "F32", shape, data });
-    }
+    const tensors = randomLlamaWeights(readLlamaConfig(src), 0, { Rng, llamaParamShapes }).map((w) => ({ ...w, dtype: "F32" }));
     writeSafetensors(path.join(dir, "model.safetensors"), tensors);
     out[name] = dir;
   }

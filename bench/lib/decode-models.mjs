@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { root, shared } from "./harness.mjs";
+import { randomLlamaWeights } from "./random-weights.mjs";
 
 const dist = (m) => import(path.join(root, "dist", m));
 
@@ -16,14 +17,7 @@ export async function modelFolder(name, work) {
   const { Rng } = await dist("core/rng.js");
   const src = path.join(shared, "models", name);
   const config = readLlamaConfig(src);
-  const rng = new Rng(1234);
-  const weights = new Map();
-  for (const [n, shape] of llamaParamShapes(config)) {
-    const data = new Float32Array(shape.reduce((p, d) => p * d, 1));
-    if (n.endsWith("norm.weight")) data.fill(1);
-    else rng.fillNormal(data, 0.02);
-    weights.set(n, { data, shape });
-  }
+  const weights = new Map(randomLlamaWeights(config, 1234, { Rng, llamaParamShapes }).map((w) => [w.name, { data: w.data, shape: w.shape }]));
   const dir = path.join(work, name);
   new LlamaModel(config, weights, null).save(dir);
   fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(syntheticTokenizer(config.vocabSize)));
