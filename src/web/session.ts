@@ -27,11 +27,14 @@ import type { GgufFile } from "../formats/gguf/reader.js";
 import type { TokenizerSource } from "../formats/gguf/tokenizer.js";
 import { type GgufDtype, type GgufExportReport, encodeGgufModel } from "../export/gguf/model.js";
 import { copyWeights, withScales } from "../export/merged.js";
+import { type OnnxDtype, type OnnxExportReport, type TokenizerFileBytes, encodeOnnxFolder, tokenizerFilesFromObjects } from "../export/onnx/encode.js";
+import { TOKENIZER_FILES } from "../formats/tokenizer.js";
 import { mergeLora } from "../methods/lora/merge.js";
 import type { LoadedBase } from "../models/load.js";
 import { type FileBytes, type ModelFromBytes, modelFromBytes, modelFromGguf } from "./model-bytes.js";
 import { type WebDataChoice, type WebTrainingData, webTrainingData } from "./training-data.js";
 import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
+import { zipFiles } from "./zip.js";
 
 export type WebMethod = "peqa" | "lora";
 
@@ -80,25 +83,29 @@ export class WebSession {
     readonly chat: ChatRenderer,
     /** The tokenizer's files as objects, written into a GGUF download. */
     private readonly tokenizerFiles: TokenizerSource,
+    /** The tokenizer files as a transformers.js download carries them: a folder's own bytes, a GGUF file's rebuilt. */
+    private readonly tokenizerFileBytes: TokenizerFileBytes,
     private readonly session: SessionOptions,
   ) {
     this.cache = new GraphCache(session);
   }
 
   static open(files: FileBytes, session: SessionOptions = {}): WebSession {
-    return WebSession.fromParsed(modelFromBytes(files), "tokenizer_config.json", session);
+    const own = new Map([...files].filter(([name]) => TOKENIZER_FILES.includes(name)));
+    return WebSession.fromParsed(modelFromBytes(files), "tokenizer_config.json", own, session);
   }
 
   /** A GGUF model file (parsed with ggufFromBytes): weights dequantized to float32, tokenizer and chat template from its metadata. */
   static openGguf(gguf: GgufFile, session: SessionOptions = {}): WebSession {
-    return WebSession.fromParsed(modelFromGguf(gguf), `${gguf.file} (tokenizer.chat_template)`, session);
+    const parsed = modelFromGguf(gguf);
+    return WebSession.fromParsed(parsed, `${gguf.file} (tokenizer.chat_template)`, tokenizerFilesFromObjects(parsed.tokenizerJson, parsed.tokenizerConfig), session);
   }
 
-  private static fromParsed(parsed: ModelFromBytes, templateSource: string, session: SessionOptions): WebSession {
+  private static fromParsed(parsed: ModelFromBytes, templateSource: string, tokenizerFileBytes: TokenizerFileBytes, session: SessionOptions): WebSession {
     const { model, tokenizer, fileBytes, tokenizerConfig, tokenizerJson } = parsed;
     const template = chatTemplateOf(tokenizerConfig, templateSource);
     const chat = new ChatRenderer(template, templateTokensOf(tokenizerConfig), templateSource);
-    return new WebSession(model, tokenizer, fileBytes, chat, { json: tokenizerJson, config: tokenizerConfig, file: "tokenizer.json" }, session);
+    return new WebSession(model, tokenizer, fileBytes, chat, { json: tokenizerJson, config: tokenizerConfig, file: "tokenizer.json" }, tokenizerFileBytes, session);
   }
 
   get parameterCount(): number {
@@ -287,6 +294,17 @@ export class WebSession {
     const { base, description } = this.deployedBase(name);
     const { chunks, report } = encodeGgufModel(base, this.tokenizerFiles, { ...(dtype ? { dtype } : {}), name: name ?? "slimtune-web" });
     return { chunks, report, description };
+  }
+
+  /**
+   * The deployed model (deployedBase) as the folder transformers.js loads, zipped for one download:
+   * onnx/model*.onnx, config.json, generation_config.json and the tokenizer files — the files
+   * `slimtune export --format onnx` writes for the same model. MatMulNBits' accuracy level 4, as export's default.
+   */
+  onnxZip(dtype: OnnxDtype | undefined, name?: string): { zip: Uint8Array; files: string[]; report: OnnxExportReport; description: string } {
+    const { base, description } = this.deployedBase(name);
+    const { files, report } = encodeOnnxFolder(base, this.tokenizerFileBytes, dtype ? { dtype } : {});
+    return { zip: zipFiles(files), files: files.map((f) => f.name), report, description };
   }
 
   private activeMethod(): TuningMethod {
