@@ -63,6 +63,19 @@ export const defaultWebTrainOptions: Omit<WebTrainOptions, "steps"> = {
   heldOut: 0.1,
 };
 
+/**
+ * Float32 weights above which the page keeps the sessions of one phase only: training one method,
+ * or generating with one adapter kind. ONNX Runtime's WASM heap is one wasm32 memory that never
+ * shrinks and stops at 4 GiB, and every session holds its own copy of the weights there. At the
+ * SmolLM2-135M shape (538 MB of float32) a PEQA step's session took the heap to 1.49 GiB, a LoRA
+ * step's added 1.27 GiB and LoRA's decoder 0.81 GiB more: 3.57 GiB with all of them alive, and one
+ * more step or decode past that crashed the page ("Target crashed", bench/web-limits.mjs). Freed
+ * sessions leave their room in the heap for the next one, so the heap peaks at the largest phase,
+ * not at their sum. Below this size every session is kept (the reference model's all fit in
+ * 0.13 GiB) and switching back costs no recompilation.
+ */
+export const ONE_PHASE_ABOVE_BYTES = 128 * 2 ** 20;
+
 export class WebSession {
   private quantized: QuantizedModel | null = null;
   /** One method instance per kind: adapters of a kind share its graphs, so switching never recompiles. */
@@ -74,6 +87,10 @@ export class WebSession {
   trainer: WebTrainer | null = null;
   /** What the last training run read: plain text or which JSONL format, and its counts (shown in the page). */
   trainingData: WebTrainingData | null = null;
+  /** Float32 weight bytes above which only one phase's sessions are kept (ONE_PHASE_ABOVE_BYTES; tests lower it). */
+  onePhaseAboveBytes = ONE_PHASE_ABOVE_BYTES;
+  /** Sessions being released (releaseFor); the next run waits for them so their heap is free first. */
+  private releasing: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly model: LlamaModel,
@@ -152,6 +169,7 @@ export class WebSession {
   startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice, data: WebDataChoice = {}): WebTrainer {
     const parsed = webTrainingData(text, this.tokenizer, this.chat, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, seed: opts.seed, padId: this.model.config.eosTokenId ?? 0 }, data);
     const method = this.method(kind, lora);
+    this.releaseFor({ train: method });
     this.current = method;
     this.trainingData = parsed;
     this.trainer = new WebTrainer(method, parsed.kind === "text" ? parsed.tokens : parsed.task, opts, this.cache);
@@ -160,6 +178,7 @@ export class WebSession {
 
   async trainStep(keepGrads = false): Promise<WebStep> {
     if (!this.trainer) throw new SlimtuneError("E_ARG", "no training run; start one first");
+    await this.released();
     return this.trainer.step(keepGrads);
   }
 
@@ -245,6 +264,8 @@ export class WebSession {
   /** Greedy generation with the active adapter (or the base); returns the new token ids and text. */
   async generate(prompt: string, maxNewTokens: number): Promise<{ ids: number[]; text: string; decodeTokensPerS: number }> {
     const key = this.current ?? "base";
+    this.releaseFor({ generate: key });
+    await this.released();
     let gen = this.generators.get(key);
     if (!gen) {
       const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
@@ -258,6 +279,8 @@ export class WebSession {
   /** Perplexity of the active adapter (or the base) on `text`, in windows of `ctx` as `slimtune eval` scores a file. */
   async perplexity(text: string, ctx: number, batch: number): Promise<PerplexityResult> {
     const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
+    this.releaseFor({ evaluate: true });
+    await this.released();
     return perplexity(scoring, this.cache, Int32Array.from(this.tokenizer.encode(text)), { ctx, batch });
   }
 
@@ -317,7 +340,35 @@ export class WebSession {
     return baseScoring(this.quantized ? { kind: "quantized", model: this.quantized } : { kind: "float", model: this.model });
   }
 
+  /**
+   * For a model past onePhaseAboveBytes, frees the sessions the next phase does not use: training
+   * keeps only its own method's step graphs (no decoder); generating keeps only its own decoder;
+   * scoring keeps the cached graphs and no decoder. Smaller models keep everything.
+   */
+  private releaseFor(next: { train: TuningMethod } | { generate: TuningMethod | "base" } | { evaluate: true }): void {
+    if (4 * this.model.parameterCount <= this.onePhaseAboveBytes) return;
+    const freed: Promise<void>[] = [];
+    for (const [key, gen] of this.generators) {
+      if ("generate" in next && next.generate === key) continue;
+      this.generators.delete(key);
+      freed.push(gen.release());
+    }
+    const otherMethod = "train" in next && this.trainer !== null && this.trainer.method !== next.train;
+    if ("generate" in next || otherMethod) freed.push(this.cache.clear());
+    if (freed.length) this.releasing = Promise.all([this.releasing, ...freed]).then(() => undefined);
+  }
+
+  /** Waits for the sessions being released; a failed release is thrown once, to the run that waited. */
+  private async released(): Promise<void> {
+    const pending = this.releasing;
+    this.releasing = Promise.resolve();
+    await pending;
+  }
+
   async release(): Promise<void> {
+    await this.released();
+    for (const gen of this.generators.values()) await gen.release();
+    this.generators.clear();
     await this.cache.clear();
   }
 }
