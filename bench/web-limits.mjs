@@ -123,7 +123,7 @@ async function stage(tab, crashed, name, fn, arg) {
   );
   const r = await Promise.race([run, limit]);
   const wall = (performance.now() - t0) / 1000;
-  if (r.outcome === "done") r.wasmHeapGiB = await tab.evaluate(() => Math.max(0, ...window.__wasmMemories.map((m) => m.buffer.byteLength)) / 2 ** 30).then(r2, () => null);
+  if (r.outcome !== "crashed" && r.outcome !== "hung") r.wasmHeapGiB = await tab.evaluate(() => Math.max(0, ...window.__wasmMemories.map((m) => m.buffer.byteLength)) / 2 ** 30).then(r2, () => null);
   const own = Math.max(0, (await chromiumCpu()) - own0);
   return { stage: name, ...r, wallS: r2(wall), pageCpuS: r2(own), foreign: r2(foreignLoad(s0, cpuStat(), own * 1000)) };
 }
@@ -141,7 +141,8 @@ const pageStages = {
     const s = window.slimtuneApp.state.session;
     const limit = slimtune.pageMemoryLimit({ deviceMemoryGiB: navigator.deviceMemory, jsHeapLimitBytes: performance.memory?.jsHeapSizeLimit });
     const fit = slimtune.pageMemoryPlan(s.model.config, run, limit).find((f) => f.method === method);
-    return { limitGiB: limit.bytes / 2 ** 30, estimateGiB: fit.estimate.totalBytes / 2 ** 30, fits: fit.fits };
+    // heapGiB: the page's predicted WASM heap (memory-limit.ts' PAGE_HEAP_FIT), absent before it was calibrated.
+    return { limitGiB: limit.bytes / 2 ** 30, estimateGiB: fit.estimate.totalBytes / 2 ** 30, ...(fit.heapBytes ? { heapGiB: fit.heapBytes / 2 ** 30 } : {}), fits: fit.fits };
   },
   async quantize({ spec }) {
     window.slimtuneApp.state.session.quantize(spec);

@@ -179,7 +179,8 @@ export class WebSession {
   async trainStep(keepGrads = false): Promise<WebStep> {
     if (!this.trainer) throw new SlimtuneError("E_ARG", "no training run; start one first");
     await this.released();
-    return this.trainer.step(keepGrads);
+    const trainer = this.trainer;
+    return inWasmMemory("the training step", () => trainer.step(keepGrads));
   }
 
   /** Copies the active method's tensors under `name` (replacing an adapter of that name). */
@@ -269,10 +270,11 @@ export class WebSession {
     let gen = this.generators.get(key);
     if (!gen) {
       const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
-      gen = await Generator.create(scoring, this.tokenizer, this.session);
+      gen = await inWasmMemory("building the decoder", () => Generator.create(scoring, this.tokenizer, this.session));
       this.generators.set(key, gen);
     }
-    const r = await gen.generate(prompt, { maxNewTokens, temperature: 0 });
+    const decoder = gen;
+    const r = await inWasmMemory("generating", () => decoder.generate(prompt, { maxNewTokens, temperature: 0 }));
     return { ids: r.ids, text: r.text, decodeTokensPerS: r.decodeTokensPerS };
   }
 
@@ -370,6 +372,24 @@ export class WebSession {
     for (const gen of this.generators.values()) await gen.release();
     this.generators.clear();
     await this.cache.clear();
+  }
+}
+
+/**
+ * ONNX Runtime running out of its WASM heap (std::bad_alloc from OrtRun or session creation; the
+ * Qwen2.5-0.5B shape's PEQA step does, bench/web-limits.mjs) as E_MEMORY saying what to change.
+ * In Node the same words name the machine's memory, which is what ran out there.
+ */
+async function inWasmMemory<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!/bad_alloc|out of memory|Aborted\(OOM\)/i.test(message)) throw e;
+    throw new SlimtuneError(
+      "E_MEMORY",
+      `${what} ran out of ONNX Runtime's memory (in a page its WebAssembly heap, at most 4 GiB): ${message.split("\n")[0]!.slice(0, 200)}. Use a smaller model, batch or seq, or train in Node (npx slimtune finetune)`,
+    );
   }
 }
 

@@ -16,11 +16,15 @@ const TEXT = fs.readFileSync(WIKITEXT_VALID, "utf8").slice(0, 20_000);
 const OPTS = { ...defaultWebTrainOptions, steps: 4, lr: 1e-2, batch: 2, seq: 32, heldOut: 0 };
 
 let live = 0;
+/** Set to make every run fail as ORT-web does when its WASM heap is full. */
+let heapFull = false;
 const counted: typeof ort.InferenceSession = Object.assign(Object.create(ort.InferenceSession), {
   async create(...args: Parameters<typeof ort.InferenceSession.create>) {
     const session = await ort.InferenceSession.create(...args);
     live++;
     const release = session.release.bind(session);
+    const run = session.run.bind(session) as (...a: unknown[]) => ReturnType<typeof session.run>;
+    (session as { run: unknown }).run = (...a: unknown[]) => (heapFull ? Promise.reject(new Error("failed to call OrtRun(). ERROR_CODE: 6, ERROR_MESSAGE: std::bad_alloc")) : run(...a));
     session.release = async () => {
       live--;
       return release();
@@ -69,4 +73,19 @@ describe("a large model in the page keeps one phase's sessions", () => {
     await large.release();
     expect(live).toBe(0);
   }, 120_000);
+
+  it("a step or decode that runs out of ORT's memory is E_MEMORY saying what to change", async () => {
+    const s = WebSession.open(refModelFiles(), { threads: 2 });
+    s.startTraining("lora", TEXT, OPTS);
+    await s.trainStep();
+    heapFull = true;
+    try {
+      await expect(s.trainStep()).rejects.toMatchObject({ code: "E_MEMORY", message: expect.stringMatching(/^the training step ran out of ONNX Runtime's memory \(in a page its WebAssembly heap, at most 4 GiB\): failed to call OrtRun\(\)\. ERROR_CODE: 6, ERROR_MESSAGE: std::bad_alloc\. Use a smaller model, batch or seq/) });
+      await expect(s.generate("The history", 4)).rejects.toMatchObject({ code: "E_MEMORY", message: expect.stringMatching(/^generating ran out of ONNX Runtime's memory/) });
+    } finally {
+      heapFull = false;
+    }
+    expect((await s.generate("The history", 4)).ids).toHaveLength(4);
+    await s.release();
+  }, 60_000);
 });
