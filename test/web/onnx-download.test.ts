@@ -8,7 +8,10 @@ import path from "node:path";
 import { unzipSync } from "fflate";
 import { describe, expect, it } from "vitest";
 import { deployedModel } from "../../src/export/deploy.js";
+import { exportGguf } from "../../src/export/gguf/model.js";
 import { exportOnnx } from "../../src/export/onnx/index.js";
+import { loadBase } from "../../src/models/load.js";
+import { ggufFromBytes } from "../../src/web/model-bytes.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import type { LoadedBase } from "../../src/models/load.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
@@ -61,6 +64,21 @@ describe("the transformers.js folder the page downloads", () => {
     }
     // The same model gives the same archive (fixed entry times): a download can be checked by its hash.
     expect(Buffer.compare(Buffer.from(web.onnxZip("fp32", "lora").zip), Buffer.from(web.onnxZip("fp32", "lora").zip))).toBe(0);
+    await web.release();
+  }, 120_000);
+
+  it("from a GGUF file: its tokenizer files rebuilt from the metadata as exportOnnx rebuilds them, the folder byte for byte", async () => {
+    const dir = scratchDir("web-onnx-gguf");
+    const file = path.join(dir, "ref-f32.gguf");
+    exportGguf(loadBase(REF_MODEL), REF_MODEL, file, { dtype: "f32" });
+    const web = WebSession.openGguf(ggufFromBytes(new Uint8Array(fs.readFileSync(file)), "ref-f32.gguf"), { threads: 2 });
+    const unzipped = unzipSync(web.onnxZip(undefined).zip);
+    const nodeDir = path.join(dir, "node");
+    await exportOnnx(loadBase(file), file, nodeDir, {});
+    const expected = folderFiles(nodeDir);
+    expect(Object.keys(unzipped).sort()).toEqual([...expected.keys()].sort());
+    expect(Object.keys(unzipped)).toContain("tokenizer_config.json");
+    for (const [name, bytes] of expected) expect(Buffer.compare(Buffer.from(unzipped[name]!), bytes), name).toBe(0);
     await web.release();
   }, 120_000);
 });
