@@ -68,11 +68,12 @@ export const defaultWebTrainOptions: Omit<WebTrainOptions, "steps"> = {
  * or generating with one adapter kind. ONNX Runtime's WASM heap is one wasm32 memory that never
  * shrinks and stops at 4 GiB, and every session holds its own copy of the weights there. At the
  * SmolLM2-135M shape (538 MB of float32) a PEQA step's session took the heap to 1.49 GiB, a LoRA
- * step's added 1.27 GiB and LoRA's decoder 0.81 GiB more: 3.57 GiB with all of them alive, and one
- * more step or decode past that crashed the page ("Target crashed", bench/web-limits.mjs). Freed
- * sessions leave their room in the heap for the next one, so the heap peaks at the largest phase,
- * not at their sum. Below this size every session is kept (the reference model's all fit in
- * 0.13 GiB) and switching back costs no recompilation.
+ * step's added 1.27 GiB and LoRA's decoder 0.81 GiB more: 3.57 GiB with all of them alive and the
+ * renderer 6.0 GiB resident — the page the kernel's OOM killer took on the shared machine ("Target
+ * crashed", docs/benchmarks.md §4). Freed sessions leave their room in the heap for the next one,
+ * so the heap peaks at the largest phase, not at their sum (2.02 GiB; renderer 4.6 GiB). Below
+ * this size every session is kept (the reference model's all fit in 0.13 GiB) and switching back
+ * costs no recompilation.
  */
 export const ONE_PHASE_ABOVE_BYTES = 128 * 2 ** 20;
 
