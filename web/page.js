@@ -70,6 +70,7 @@ function setButtons() {
   $("generate").disabled = state.busy || !s;
   $("download-adapter").disabled = state.busy || !s || s.adapterNames.length === 0;
   $("download-gguf").disabled = state.busy || !s;
+  $("download-onnx").disabled = state.busy || !s;
 }
 
 async function loadFiles(files) {
@@ -268,6 +269,23 @@ $("download-gguf").addEventListener("click", () =>
   }),
 );
 
+$("download-onnx").addEventListener("click", () =>
+  guarded("Writing the transformers.js folder", async () => {
+    const s = state.session;
+    const name = state.active && state.active !== "(base)" ? state.active : undefined;
+    const choice = $("onnx-dtype").value;
+    // auto: what the deployed model is (a 4-bit one keeps its own codes as q4, a float one fp32).
+    const dtype = choice === "auto" ? undefined : choice;
+    await new Promise((done) => setTimeout(done, 0));
+    const { zip, files, report, description } = s.onnxZip(dtype, name);
+    const file = `${name ?? "base"}-onnx.zip`;
+    download(file, [zip]);
+    const changed = report.changes.length ? `; ${report.changes.length} tensors changed by the dtype` : "";
+    $("deploy-info").textContent = `${file}: ${mib(zip.byteLength)}, ${description}; dtype ${report.dtype}, ${files.join(", ")}${changed}`;
+    status(`Downloaded ${file} (${mib(zip.byteLength)}); unzip it and load the folder with transformers.js (dtype "${report.dtype}").`);
+  }),
+);
+
 window.slimtuneApp.ready = (async () => {
   try {
     const params = new URLSearchParams(location.search);
@@ -308,7 +326,7 @@ window.slimtuneApp.ready = (async () => {
         // config.json first: a model too large for the page is refused before its weights are fetched.
         const config = await slimtune.fetchModelFiles(base, ["config.json"]);
         checkMemory(slimtune.configFromBytes(config));
-        await loadFiles(new Map([...config, ...(await slimtune.fetchModelFiles(base, ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]))]));
+        await loadFiles(new Map([...config, ...(await slimtune.fetchModelFiles(base, ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"]))]));
       });
     }
   } catch (e) {

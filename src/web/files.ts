@@ -2,9 +2,16 @@
 // or several files) or fetched from a URL folder.
 
 import { SlimtuneError } from "../core/errors.js";
+import { TOKENIZER_FILES } from "../formats/tokenizer.js";
 
-/** The files modelFromBytes reads (others in a picked folder are skipped, never loaded). */
-export const MODEL_FILE_NAMES: readonly string[] = ["config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"];
+/**
+ * The files the page keeps from a picked folder (others are skipped, never loaded): what
+ * modelFromBytes reads, and every tokenizer file, which a transformers.js download carries as they are.
+ */
+export const MODEL_FILE_NAMES: readonly string[] = ["config.json", "model.safetensors", "model.safetensors.index.json", ...TOKENIZER_FILES];
+
+/** Files a fetched folder may lack: fetchModelFiles skips them on HTTP 404. */
+const OPTIONAL_FILES = TOKENIZER_FILES.filter((f) => f !== "tokenizer.json");
 
 const isModelFile = (name: string) => MODEL_FILE_NAMES.includes(name) || /^model-\d+-of-\d+\.safetensors$/.test(name);
 
@@ -32,7 +39,7 @@ export async function fetchModelFiles(baseUrl: string, names: readonly string[] 
   const out = new Map<string, Uint8Array>();
   for (const name of names) {
     const res = await fetch(`${baseUrl}${name}`);
-    if (res.status === 404 && name === "tokenizer_config.json") continue;
+    if (res.status === 404 && OPTIONAL_FILES.includes(name)) continue;
     if (!res.ok) throw new SlimtuneError("E_IO", `fetching ${name} gave HTTP ${res.status}`, `${baseUrl}${name}`);
     out.set(name, new Uint8Array(await res.arrayBuffer()));
   }

@@ -19,5 +19,7 @@ export {
   type PageMemoryLimit,
   type PageRun,
 } from "./memory-limit.js";
+export { zipFiles, type ZipEntry } from "./zip.js";
+export type { OnnxDtype, OnnxExportReport } from "../export/onnx/encode.js";
 export { filesFromPicked, fetchModelFiles, MODEL_FILE_NAMES } from "./files.js";
 export { SlimtuneError } from "../core/errors.js";

@@ -1,7 +1,8 @@
-// What fits in a page: the training-memory estimate Node uses (train/memory-estimate.ts: weights,
-// gradients and AdamW's moments, the activations the backward keeps, the logits) for each method
-// the page trains, against WebAssembly's 4 GiB (one ORT instance is wasm32) or less when the
-// browser reports less memory. Decided from config.json alone, so a model that cannot train is
+// What fits in a page: the WASM heap a training step takes, predicted from the training-memory
+// estimate Node uses (train/memory-estimate.ts: weights, gradients and AdamW's moments, the
+// activations the backward keeps, the logits) by a per-method factor measured in Chromium
+// (PAGE_HEAP_FIT), against WebAssembly's 4 GiB (ORT-web's heap is one wasm32 memory) or less when
+// the browser reports less memory. Decided from config.json alone, so a model that cannot train is
 // refused before its weights are read.
 
 import type { LlamaConfig } from "../arch/llama/config.js";
@@ -40,7 +41,33 @@ export interface MethodFit {
   method: PageMethod;
   trainableParameters: number;
   estimate: MemoryEstimate;
+  /** The WASM heap one training step is predicted to take (PAGE_HEAP_FIT applied to the estimate). */
+  heapBytes: number;
   fits: boolean;
+}
+
+/**
+ * ORT-web's WASM heap after one training step, as `factor × estimate.totalBytes + baseBytes`,
+ * measured in headless Chromium by bench/web-limits.mjs (bench/results/web-limits.json, batch 4 ×
+ * seq 64, 4-bit g64, LoRA r8, each method in a fresh page) and fitted through two models:
+ *   PEQA: ref-llama-5m 0.12 GiB (estimate 0.063), SmolLM2-135M shape 1.49 GiB (estimate 0.973);
+ *   LoRA: ref-llama-5m 0.13 GiB (estimate 0.065), SmolLM2-135M shape 1.92 GiB (estimate 0.991).
+ * The heap holds more than the estimate counts: LoRA's frozen float weights are copied into it as
+ * the model's bytes, parsed and made tensors while the session is created (the heap never shrinks,
+ * so that peak stays), and PEQA's graph dequantizes every weight to float and takes the gradient
+ * of it before reducing it to the scales. The heap grows in steps, so these are its size, a little
+ * above what was in use. Checked on a third model: the Qwen2.5-0.5B shape, predicted over 4 GiB
+ * with both methods, fails in the page with both (docs/benchmarks.md §4).
+ */
+export const PAGE_HEAP_FIT: Record<PageMethod, { factor: number; baseBytes: number }> = {
+  peqa: { factor: 1.505, baseBytes: 0.025 * 2 ** 30 },
+  lora: { factor: 1.933, baseBytes: 0.004 * 2 ** 30 },
+};
+
+/** The WASM heap a training step of `method` takes, predicted from Node's estimate (PAGE_HEAP_FIT). */
+export function predictedHeapBytes(method: PageMethod, estimate: MemoryEstimate): number {
+  const fit = PAGE_HEAP_FIT[method];
+  return fit.factor * estimate.totalBytes + fit.baseBytes;
 }
 
 export const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
@@ -78,16 +105,18 @@ export function pageMemoryPlan(config: LlamaConfig, run: PageRun, limit: PageMem
     // LoRA's factors are parameters beside the base; PEQA's scales replace nothing the float count misses.
     const total = method === "lora" ? base + trainable : base;
     const estimate = estimateTrainingMemory({ config, totalParameters: total, trainableParameters: trainable, batch: run.batch, seq: run.seq, checkpointActivations: false });
-    return { method, trainableParameters: trainable, estimate, fits: estimate.totalBytes <= limit.bytes };
+    const heapBytes = predictedHeapBytes(method, estimate);
+    return { method, trainableParameters: trainable, estimate, heapBytes, fits: heapBytes <= limit.bytes };
   });
 }
 
 const methodName = (m: PageMethod) => (m === "peqa" ? "PEQA" : "LoRA");
 
-/** One line per method: its estimate, and whether it fits. */
+/** One line per method: the WASM heap it needs, the estimate that comes from, and whether it fits. */
 export function describeFit(fit: MethodFit, limit: PageMemoryLimit): string {
   const e = fit.estimate;
-  return `${methodName(fit.method)}: needs at least ${gib(e.totalBytes)} (weights ${gib(e.weightsBytes)}, optimizer ${gib(e.optimizerBytes)}, activations ${gib(e.activationBytes)}, logits ${gib(e.logitsBytes)}) — ${fit.fits ? "fits" : "does not fit"} in ${gib(limit.bytes)}`;
+  const factor = PAGE_HEAP_FIT[fit.method].factor;
+  return `${methodName(fit.method)}: needs about ${gib(fit.heapBytes)} of WASM memory (${factor}× as measured in Chromium, of a ${gib(e.totalBytes)} estimate: weights ${gib(e.weightsBytes)}, optimizer ${gib(e.optimizerBytes)}, activations ${gib(e.activationBytes)}, logits ${gib(e.logitsBytes)}) — ${fit.fits ? "fits" : "does not fit"} in ${gib(limit.bytes)}`;
 }
 
 /** E_MEMORY naming the size and the limit when `method` (or, without one, every method) would not fit. */

@@ -27,11 +27,14 @@ import type { GgufFile } from "../formats/gguf/reader.js";
 import type { TokenizerSource } from "../formats/gguf/tokenizer.js";
 import { type GgufDtype, type GgufExportReport, encodeGgufModel } from "../export/gguf/model.js";
 import { copyWeights, withScales } from "../export/merged.js";
+import { type OnnxDtype, type OnnxExportReport, type TokenizerFileBytes, encodeOnnxFolder, tokenizerFilesFromObjects } from "../export/onnx/encode.js";
+import { TOKENIZER_FILES } from "../formats/tokenizer.js";
 import { mergeLora } from "../methods/lora/merge.js";
 import type { LoadedBase } from "../models/load.js";
 import { type FileBytes, type ModelFromBytes, modelFromBytes, modelFromGguf } from "./model-bytes.js";
 import { type WebDataChoice, type WebTrainingData, webTrainingData } from "./training-data.js";
 import { type WebStep, type WebTrainOptions, WebTrainer } from "./trainer.js";
+import { zipFiles } from "./zip.js";
 
 export type WebMethod = "peqa" | "lora";
 
@@ -60,6 +63,20 @@ export const defaultWebTrainOptions: Omit<WebTrainOptions, "steps"> = {
   heldOut: 0.1,
 };
 
+/**
+ * Float32 weights above which the page keeps the sessions of one phase only: training one method,
+ * or generating with one adapter kind. ONNX Runtime's WASM heap is one wasm32 memory that never
+ * shrinks and stops at 4 GiB, and every session holds its own copy of the weights there. At the
+ * SmolLM2-135M shape (538 MB of float32) a PEQA step's session took the heap to 1.49 GiB, a LoRA
+ * step's added 1.27 GiB and LoRA's decoder 0.81 GiB more: 3.57 GiB with all of them alive and the
+ * renderer 6.0 GiB resident — the page the kernel's OOM killer took on the shared machine ("Target
+ * crashed", docs/benchmarks.md §4). Freed sessions leave their room in the heap for the next one,
+ * so the heap peaks at the largest phase, not at their sum (2.02 GiB; renderer 4.6 GiB). Below
+ * this size every session is kept (the reference model's all fit in 0.13 GiB) and switching back
+ * costs no recompilation.
+ */
+export const ONE_PHASE_ABOVE_BYTES = 128 * 2 ** 20;
+
 export class WebSession {
   private quantized: QuantizedModel | null = null;
   /** One method instance per kind: adapters of a kind share its graphs, so switching never recompiles. */
@@ -71,6 +88,10 @@ export class WebSession {
   trainer: WebTrainer | null = null;
   /** What the last training run read: plain text or which JSONL format, and its counts (shown in the page). */
   trainingData: WebTrainingData | null = null;
+  /** Float32 weight bytes above which only one phase's sessions are kept (ONE_PHASE_ABOVE_BYTES; tests lower it). */
+  onePhaseAboveBytes = ONE_PHASE_ABOVE_BYTES;
+  /** Sessions being released (releaseFor); the next run waits for them so their heap is free first. */
+  private releasing: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly model: LlamaModel,
@@ -80,25 +101,29 @@ export class WebSession {
     readonly chat: ChatRenderer,
     /** The tokenizer's files as objects, written into a GGUF download. */
     private readonly tokenizerFiles: TokenizerSource,
+    /** The tokenizer files as a transformers.js download carries them: a folder's own bytes, a GGUF file's rebuilt. */
+    private readonly tokenizerFileBytes: TokenizerFileBytes,
     private readonly session: SessionOptions,
   ) {
     this.cache = new GraphCache(session);
   }
 
   static open(files: FileBytes, session: SessionOptions = {}): WebSession {
-    return WebSession.fromParsed(modelFromBytes(files), "tokenizer_config.json", session);
+    const own = new Map([...files].filter(([name]) => TOKENIZER_FILES.includes(name)));
+    return WebSession.fromParsed(modelFromBytes(files), "tokenizer_config.json", own, session);
   }
 
   /** A GGUF model file (parsed with ggufFromBytes): weights dequantized to float32, tokenizer and chat template from its metadata. */
   static openGguf(gguf: GgufFile, session: SessionOptions = {}): WebSession {
-    return WebSession.fromParsed(modelFromGguf(gguf), `${gguf.file} (tokenizer.chat_template)`, session);
+    const parsed = modelFromGguf(gguf);
+    return WebSession.fromParsed(parsed, `${gguf.file} (tokenizer.chat_template)`, tokenizerFilesFromObjects(parsed.tokenizerJson, parsed.tokenizerConfig), session);
   }
 
-  private static fromParsed(parsed: ModelFromBytes, templateSource: string, session: SessionOptions): WebSession {
+  private static fromParsed(parsed: ModelFromBytes, templateSource: string, tokenizerFileBytes: TokenizerFileBytes, session: SessionOptions): WebSession {
     const { model, tokenizer, fileBytes, tokenizerConfig, tokenizerJson } = parsed;
     const template = chatTemplateOf(tokenizerConfig, templateSource);
     const chat = new ChatRenderer(template, templateTokensOf(tokenizerConfig), templateSource);
-    return new WebSession(model, tokenizer, fileBytes, chat, { json: tokenizerJson, config: tokenizerConfig, file: "tokenizer.json" }, session);
+    return new WebSession(model, tokenizer, fileBytes, chat, { json: tokenizerJson, config: tokenizerConfig, file: "tokenizer.json" }, tokenizerFileBytes, session);
   }
 
   get parameterCount(): number {
@@ -145,6 +170,7 @@ export class WebSession {
   startTraining(kind: WebMethod, text: string, opts: WebTrainOptions, lora?: LoraChoice, data: WebDataChoice = {}): WebTrainer {
     const parsed = webTrainingData(text, this.tokenizer, this.chat, { batch: opts.batch, seq: opts.seq, heldOut: opts.heldOut, seed: opts.seed, padId: this.model.config.eosTokenId ?? 0 }, data);
     const method = this.method(kind, lora);
+    this.releaseFor({ train: method });
     this.current = method;
     this.trainingData = parsed;
     this.trainer = new WebTrainer(method, parsed.kind === "text" ? parsed.tokens : parsed.task, opts, this.cache);
@@ -153,7 +179,9 @@ export class WebSession {
 
   async trainStep(keepGrads = false): Promise<WebStep> {
     if (!this.trainer) throw new SlimtuneError("E_ARG", "no training run; start one first");
-    return this.trainer.step(keepGrads);
+    await this.released();
+    const trainer = this.trainer;
+    return inWasmMemory("the training step", () => trainer.step(keepGrads));
   }
 
   /** Copies the active method's tensors under `name` (replacing an adapter of that name). */
@@ -238,19 +266,24 @@ export class WebSession {
   /** Greedy generation with the active adapter (or the base); returns the new token ids and text. */
   async generate(prompt: string, maxNewTokens: number): Promise<{ ids: number[]; text: string; decodeTokensPerS: number }> {
     const key = this.current ?? "base";
+    this.releaseFor({ generate: key });
+    await this.released();
     let gen = this.generators.get(key);
     if (!gen) {
       const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
-      gen = await Generator.create(scoring, this.tokenizer, this.session);
+      gen = await inWasmMemory("building the decoder", () => Generator.create(scoring, this.tokenizer, this.session));
       this.generators.set(key, gen);
     }
-    const r = await gen.generate(prompt, { maxNewTokens, temperature: 0 });
+    const decoder = gen;
+    const r = await inWasmMemory("generating", () => decoder.generate(prompt, { maxNewTokens, temperature: 0 }));
     return { ids: r.ids, text: r.text, decodeTokensPerS: r.decodeTokensPerS };
   }
 
   /** Perplexity of the active adapter (or the base) on `text`, in windows of `ctx` as `slimtune eval` scores a file. */
   async perplexity(text: string, ctx: number, batch: number): Promise<PerplexityResult> {
     const scoring = this.current ? methodScoring(this.current) : this.baseScoring();
+    this.releaseFor({ evaluate: true });
+    await this.released();
     return perplexity(scoring, this.cache, Int32Array.from(this.tokenizer.encode(text)), { ctx, batch });
   }
 
@@ -289,6 +322,17 @@ export class WebSession {
     return { chunks, report, description };
   }
 
+  /**
+   * The deployed model (deployedBase) as the folder transformers.js loads, zipped for one download:
+   * onnx/model*.onnx, config.json, generation_config.json and the tokenizer files — the files
+   * `slimtune export --format onnx` writes for the same model. MatMulNBits' accuracy level 4, as export's default.
+   */
+  onnxZip(dtype: OnnxDtype | undefined, name?: string): { zip: Uint8Array; files: string[]; report: OnnxExportReport; description: string } {
+    const { base, description } = this.deployedBase(name);
+    const { files, report } = encodeOnnxFolder(base, this.tokenizerFileBytes, dtype ? { dtype } : {});
+    return { zip: zipFiles(files), files: files.map((f) => f.name), report, description };
+  }
+
   private activeMethod(): TuningMethod {
     if (!this.current) throw new SlimtuneError("E_ARG", "no adapter is active; train one first");
     return this.current;
@@ -299,8 +343,54 @@ export class WebSession {
     return baseScoring(this.quantized ? { kind: "quantized", model: this.quantized } : { kind: "float", model: this.model });
   }
 
+  /**
+   * For a model past onePhaseAboveBytes, frees the sessions the next phase does not use: training
+   * keeps only its own method's step graphs (no decoder); generating keeps only its own decoder;
+   * scoring keeps the cached graphs and no decoder. Smaller models keep everything.
+   */
+  private releaseFor(next: { train: TuningMethod } | { generate: TuningMethod | "base" } | { evaluate: true }): void {
+    if (4 * this.model.parameterCount <= this.onePhaseAboveBytes) return;
+    const freed: Promise<void>[] = [];
+    for (const [key, gen] of this.generators) {
+      if ("generate" in next && next.generate === key) continue;
+      this.generators.delete(key);
+      freed.push(gen.release());
+    }
+    const otherMethod = "train" in next && this.trainer !== null && this.trainer.method !== next.train;
+    if ("generate" in next || otherMethod) freed.push(this.cache.clear());
+    if (freed.length) this.releasing = Promise.all([this.releasing, ...freed]).then(() => undefined);
+  }
+
+  /** Waits for the sessions being released; a failed release is thrown once, to the run that waited. */
+  private async released(): Promise<void> {
+    const pending = this.releasing;
+    this.releasing = Promise.resolve();
+    await pending;
+  }
+
   async release(): Promise<void> {
+    await this.released();
+    for (const gen of this.generators.values()) await gen.release();
+    this.generators.clear();
     await this.cache.clear();
+  }
+}
+
+/**
+ * ONNX Runtime running out of its WASM heap (std::bad_alloc from OrtRun or session creation; the
+ * Qwen2.5-0.5B shape's PEQA step does, bench/web-limits.mjs) as E_MEMORY saying what to change.
+ * In Node the same words name the machine's memory, which is what ran out there.
+ */
+async function inWasmMemory<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!/bad_alloc|out of memory|Aborted\(OOM\)/i.test(message)) throw e;
+    throw new SlimtuneError(
+      "E_MEMORY",
+      `${what} ran out of ONNX Runtime's memory (in a page its WebAssembly heap, at most 4 GiB): ${message.split("\n")[0]!.slice(0, 200)}. Use a smaller model, batch or seq, or train in Node (npx slimtune finetune)`,
+    );
   }
 }
 

@@ -7,6 +7,6 @@ import { REF_MODEL } from "../helpers/paths.js";
 export const SPEC = { scheme: "rtn", bits: 4, groupSize: 64, symmetric: false } as const;
 
 export function refModelFiles(): Map<string, Uint8Array> {
-  const names = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+  const names = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"];
   return new Map(names.map((n) => [n, new Uint8Array(fs.readFileSync(path.join(REF_MODEL, n)))]));
 }
