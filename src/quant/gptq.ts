@@ -21,7 +21,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import { roundToF16 } from "../core/f16.js";
 import { type RtnStats, rtnCode, rtnGroupParams } from "./kinds/rtn.js";
-import { type Float64Gemm, upperCholeskyOfInverseBlocked } from "./linalg/blocked-cholesky.js";
+import { type FactorGemm, type FactorPrecision, upperCholeskyOfInverseBlocked } from "./linalg/blocked-cholesky.js";
 import { checkSquare, upperCholeskyOfInverse } from "./linalg/cholesky.js";
 import type { HostGemm } from "./linalg/host-gemm.js";
 import { checkQuantSpec, resolveGroupSize } from "./spec.js";
@@ -41,8 +41,8 @@ export const defaultGptqSettings: GptqSettings = { blockSize: 128, dampPercent: 
 /** What GPTQ needs from one Hessian; layers that share an input (q/k/v, gate/up) share it. */
 export interface PreparedHessian {
   k: number;
-  /** Upper factor U of (H + λI)⁻¹ = UᵀU, in processing order, [K, K] row-major. */
-  hinv: Float64Array;
+  /** Upper factor U of (H + λI)⁻¹ = UᵀU, in processing order, [K, K] row-major (float32 from the blocked path). */
+  hinv: Float32Array | Float64Array;
   /** perm[j] = the original column processed j-th (act-order); null: natural order. */
   perm: Int32Array | null;
   /** Columns with H_kk = 0, whose weights are zeroed. */
@@ -108,7 +108,7 @@ function nextDamp(percent: number, layer: string): number {
 }
 
 function damped(o: OrderedHessian, k: number, percent: number): Float64Array {
-  const out = Float64Array.from(o.ordered);
+  const out = o.ordered.slice();
   for (let i = 0; i < k; i++) out[i * k + i]! += percent * o.meanDiag;
   return out;
 }
@@ -127,11 +127,11 @@ export function prepareHessian(h: Float64Array, k: number, settings: GptqSetting
  * prepareHessian with the factorizations blocked and their O(k³) products in ONNX Runtime
  * (linalg/blocked-cholesky.ts): what models of real widths use. Same result up to rounding.
  */
-export async function prepareHessianBlocked(h: Float64Array, k: number, settings: GptqSettings, gemm: Float64Gemm, layer = "the layer"): Promise<PreparedHessian> {
+export async function prepareHessianBlocked(h: Float64Array, k: number, settings: GptqSettings, gemm: FactorGemm, layer = "the layer", precision: FactorPrecision = "float32"): Promise<PreparedHessian> {
   const started = performance.now();
   const o = orderHessian(h, k, settings, layer);
   for (let percent = settings.dampPercent; ; percent = nextDamp(percent, layer)) {
-    const hinv = await upperCholeskyOfInverseBlocked(damped(o, k, percent), k, gemm);
+    const hinv = await upperCholeskyOfInverseBlocked(damped(o, k, percent), k, gemm, { precision });
     if (hinv) return { k, hinv, perm: o.perm, dead: o.dead, dampPercent: percent, seconds: (performance.now() - started) / 1000 };
   }
 }
@@ -170,94 +170,104 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
     throw new SlimtuneError("E_ARG", `GPTQ block size ${block} is not a multiple of group size ${gs} for ${layer}; use a block size of 128 (or any multiple of the group size)`);
   }
 
-  // W in processing order, float64, dead columns zeroed.
-  const W = new Float64Array(n * k);
+  // Wᵀ in processing order, float32 as the reference keeps W: column j of W is row j of `wt`, n
+  // contiguous values, so quantizing a column and the rank-1 updates of the block's later columns
+  // are tight loops over contiguous rows, and the columns not yet reached are one contiguous tail.
+  const wt = new Float32Array(k * n);
   for (let r = 0; r < n; r++) {
+    const src = r * k;
     for (let j = 0; j < k; j++) {
-      const v = w[r * k + (perm ? perm[j]! : j)]!;
+      const v = w[src + (perm ? perm[j]! : j)]!;
       if (!Number.isFinite(v)) throw new SlimtuneError("E_ARG", `weight [${r}, ${perm ? perm[j] : j}] of ${layer} is ${v}; quantization needs finite weights — the model file is corrupt`);
-      W[r * k + j] = v;
+      wt[j * n + r] = v;
     }
   }
   if (prep.dead.length) {
     const deadPos = perm ? inversePermutation(perm) : null;
     for (const c of prep.dead) {
       const j = deadPos ? deadPos[c]! : c;
-      for (let r = 0; r < n; r++) W[r * k + j] = 0;
+      wt.fill(0, j * n, (j + 1) * n);
     }
   }
 
   const scales = new Float32Array(n * groups);
   const zeros = new Uint8Array(n * groups);
-  const codes = new Uint8Array(n * k); // processing order
-  const safe = true;
-  const setParams = (g: number, values: (r: number, j: number) => number, count: number) => {
-    for (let r = 0; r < n; r++) {
-      let lo = 0;
-      let hi = 0;
-      for (let j = 0; j < count; j++) {
-        const v = values(r, j);
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
+  const codesT = new Uint8Array(k * n); // processing order, transposed like wt
+  // The current group's parameters per row, as the loop reads them.
+  const curScale = new Float32Array(n);
+  const curZero = new Uint8Array(n);
+  const lo = new Float64Array(n);
+  const hi = new Float64Array(n);
+  const setParams = (g: number, first: number, count: number) => {
+    lo.fill(0);
+    hi.fill(0);
+    for (let j = first; j < first + count; j++) {
+      const row = j * n;
+      for (let r = 0; r < n; r++) {
+        const v = wt[row + r]!;
+        if (v < lo[r]!) lo[r] = v;
+        if (v > hi[r]!) hi[r] = v;
       }
-      const { s, z } = rtnGroupParams(lo, hi, spec.bits, spec.symmetric, safe, opts.stats);
-      scales[r * groups + g] = roundToF16(s);
-      zeros[r * groups + g] = z;
+    }
+    for (let r = 0; r < n; r++) {
+      const { s, z } = rtnGroupParams(lo[r]!, hi[r]!, spec.bits, spec.symmetric, true, opts.stats);
+      curScale[r] = scales[r * groups + g] = roundToF16(s);
+      curZero[r] = zeros[r * groups + g] = z;
     }
   };
-  if (!grouped) setParams(0, (r, j) => W[r * k + j]!, k);
+  if (!grouped) setParams(0, 0, k);
 
   let loss = 0;
+  const err = new Float32Array(block * n); // the block's scaled errors, one row per column
   for (let i1 = 0; i1 < k; i1 += block) {
     const i2 = Math.min(i1 + block, k);
     const cnt = i2 - i1;
-    const W1 = new Float64Array(n * cnt);
-    for (let r = 0; r < n; r++) W1.set(W.subarray(r * k + i1, r * k + i2), r * cnt);
-    const err = new Float64Array(n * cnt);
     for (let i = 0; i < cnt; i++) {
       const col = i1 + i;
-      const g = grouped ? Math.floor(col / gs) : 0;
-      if (grouped && col % gs === 0) setParams(g, (r, j) => W1[r * cnt + i + j]!, gs);
+      if (grouped && col % gs === 0) setParams(col / gs, col, gs);
       const hrow = col * k;
       const d = hinv[hrow + col]!;
+      const row = col * n;
+      const eRow = i * n;
+      let colLoss = 0;
       for (let r = 0; r < n; r++) {
-        const s = scales[r * groups + g]!;
-        const z = zeros[r * groups + g]!;
-        const at = r * cnt;
-        const wv = W1[at + i]!;
+        const s = curScale[r]!;
+        const z = curZero[r]!;
+        const wv = wt[row + r]!;
         const code = rtnCode(wv, s, z, maxq);
-        codes[r * k + col] = code;
+        codesT[row + r] = code;
         const diff = wv - s * (code - z);
-        loss += (diff * diff) / (d * d) / 2;
-        const e = diff / d;
-        err[at + i] = e;
-        if (e === 0) continue;
-        for (let j = i + 1; j < cnt; j++) W1[at + j]! -= e * hinv[hrow + i1 + j]!;
+        colLoss += diff * diff;
+        err[eRow + r] = diff / d;
+      }
+      loss += colLoss / (d * d) / 2;
+      for (let j = i + 1; j < cnt; j++) {
+        const u = hinv[hrow + i1 + j]!;
+        if (u === 0) continue;
+        const target = (i1 + j) * n;
+        for (let r = 0; r < n; r++) wt[target + r]! -= u * err[eRow + r]!;
       }
     }
     if (i2 < k) {
-      // W[:, i2:] −= Err · U[i1:i2, i2:]
+      // The lazy batch update in one Gemm: Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ · Err.
       const rest = k - i2;
-      const u = new Float64Array(cnt * rest);
+      const u = new Float32Array(cnt * rest);
       for (let i = 0; i < cnt; i++) u.set(hinv.subarray((i1 + i) * k + i2, (i1 + i + 1) * k), i * rest);
-      const delta = await opts.gemm.mul(err, u, { m: n, k: cnt, n: rest });
-      for (let r = 0; r < n; r++) {
-        const at = r * k + i2;
-        const dt = r * rest;
-        for (let j = 0; j < rest; j++) W[at + j]! -= delta[dt + j]!;
-      }
+      const updated = await opts.gemm.mulSub(wt.subarray(i2 * n), u, err.subarray(0, cnt * n), { m: rest, k: cnt, n, transA: true });
+      wt.set(updated, i2 * n);
     }
   }
 
-  let outCodes = codes;
+  const outCodes = new Uint8Array(n * k);
+  for (let j = 0; j < k; j++) {
+    const c = perm ? perm[j]! : j;
+    const row = j * n;
+    for (let r = 0; r < n; r++) outCodes[r * k + c] = codesT[row + r]!;
+  }
   let groupIndex: Int32Array | undefined;
-  if (perm) {
-    outCodes = new Uint8Array(n * k);
-    for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) outCodes[r * k + perm[j]!] = codes[r * k + j]!;
-    if (grouped) {
-      groupIndex = new Int32Array(k);
-      for (let j = 0; j < k; j++) groupIndex[perm[j]!] = Math.floor(j / gs);
-    }
+  if (perm && grouped) {
+    groupIndex = new Int32Array(k);
+    for (let j = 0; j < k; j++) groupIndex[perm[j]!] = Math.floor(j / gs);
   }
   const out: RtnLinear = { kind: "rtn", spec: { ...spec }, outFeatures: n, inFeatures: k, groupSize: gs, codes: outCodes, scales, zeros, bias: null };
   if (groupIndex) out.groupIndex = groupIndex;
