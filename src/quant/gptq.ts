@@ -36,6 +36,11 @@ export interface GptqSettings {
   actOrder: boolean;
 }
 
+/** Columns whose rank-1 updates run in JavaScript before one Gemm carries them to the rest of the block. */
+const SUB_BLOCK = 16;
+/** Rows per tile when W goes to Wᵀ and the codes come back. */
+const TILE = 16;
+
 export const defaultGptqSettings: GptqSettings = { blockSize: 128, dampPercent: 0.01, actOrder: false };
 
 /** What GPTQ needs from one Hessian; layers that share an input (q/k/v, gate/up) share it. */
@@ -173,13 +178,19 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
   // Wᵀ in processing order, float32 as the reference keeps W: column j of W is row j of `wt`, n
   // contiguous values, so quantizing a column and the rank-1 updates of the block's later columns
   // are tight loops over contiguous rows, and the columns not yet reached are one contiguous tail.
+  for (let i = 0; i < w.length; i++) {
+    if (!Number.isFinite(w[i]!)) {
+      throw new SlimtuneError("E_ARG", `weight [${Math.floor(i / k)}, ${i % k}] of ${layer} is ${w[i]}; quantization needs finite weights — the model file is corrupt`);
+    }
+  }
   const wt = new Float32Array(k * n);
-  for (let r = 0; r < n; r++) {
-    const src = r * k;
+  for (let r0 = 0; r0 < n; r0 += TILE) {
+    // A tile of rows at a time, so both the reads (along rows of W) and the writes (along rows of Wᵀ) stay in cache.
+    const r1 = Math.min(r0 + TILE, n);
     for (let j = 0; j < k; j++) {
-      const v = w[src + (perm ? perm[j]! : j)]!;
-      if (!Number.isFinite(v)) throw new SlimtuneError("E_ARG", `weight [${r}, ${perm ? perm[j] : j}] of ${layer} is ${v}; quantization needs finite weights — the model file is corrupt`);
-      wt[j * n + r] = v;
+      const c = perm ? perm[j]! : j;
+      const dst = j * n;
+      for (let r = r0; r < r1; r++) wt[dst + r] = w[r * k + c]!;
     }
   }
   if (prep.dead.length) {
@@ -217,52 +228,55 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
   };
   if (!grouped) setParams(0, 0, k);
 
-  let loss = 0;
+  // Two levels of lazy updates. Inside a sub-block of `sub` columns, each column's error moves the
+  // sub-block's later columns at once (rank-1 updates of contiguous rows, in JavaScript); a finished
+  // sub-block moves the rest of its block in one Gemm, and a finished block the rest of the matrix,
+  // as the reference's blocks do. The result is the same for any split (every column still sees all
+  // earlier errors before it is quantized; only the order of the float sums changes), but the
+  // O(n·block) JavaScript work per column shrinks to O(n·sub) — it was most of a layer's time.
+  // A group's parameters need all earlier errors in all its columns: groups must then start on a
+  // sub-block boundary or lie inside one.
+  const sub = !grouped || gs % SUB_BLOCK === 0 || SUB_BLOCK % gs === 0 ? Math.min(SUB_BLOCK, block) : block;
   const err = new Float32Array(block * n); // the block's scaled errors, one row per column
+  /** Wᵀ[t0:t1, :] −= U[c0:c1, t0:t1]ᵀ · Err[c0:c1, :] for columns c0..c1 of the block at i1, in one Gemm. */
+  const spread = async (i1: number, c0: number, c1: number, t0: number, t1: number) => {
+    const width = t1 - t0;
+    const u = new Float32Array((c1 - c0) * width);
+    for (let c = c0; c < c1; c++) u.set(hinv.subarray(c * k + t0, c * k + t1), (c - c0) * width);
+    const updated = await opts.gemm.mulSub(wt.subarray(t0 * n, t1 * n), u, err.subarray((c0 - i1) * n, (c1 - i1) * n), { m: width, k: c1 - c0, n, transA: true });
+    wt.set(updated, t0 * n);
+  };
+  let loss = 0;
   for (let i1 = 0; i1 < k; i1 += block) {
     const i2 = Math.min(i1 + block, k);
-    const cnt = i2 - i1;
-    for (let i = 0; i < cnt; i++) {
-      const col = i1 + i;
-      if (grouped && col % gs === 0) setParams(col / gs, col, gs);
-      const hrow = col * k;
-      const d = hinv[hrow + col]!;
-      const row = col * n;
-      const eRow = i * n;
-      let colLoss = 0;
-      for (let r = 0; r < n; r++) {
-        const s = curScale[r]!;
-        const z = curZero[r]!;
-        const wv = wt[row + r]!;
-        const code = rtnCode(wv, s, z, maxq);
-        codesT[row + r] = code;
-        const diff = wv - s * (code - z);
-        colLoss += diff * diff;
-        err[eRow + r] = diff / d;
+    for (let s0 = i1; s0 < i2; s0 += sub) {
+      const s1 = Math.min(s0 + sub, i2);
+      for (let col = s0; col < s1; col++) {
+        if (grouped && col % gs === 0) setParams(col / gs, col, gs);
+        const hrow = col * k;
+        const d = hinv[hrow + col]!;
+        const row = col * n;
+        const eRow = (col - i1) * n;
+        loss += quantizeRow(wt.subarray(row, row + n), curScale, curZero, maxq, d, codesT.subarray(row, row + n), err.subarray(eRow, eRow + n)) / (d * d) / 2;
+        const e = err.subarray(eRow, eRow + n);
+        for (let j = col + 1; j < s1; j++) {
+          const u = hinv[hrow + j]!;
+          if (u !== 0) subtractScaled(wt.subarray(j * n, (j + 1) * n), e, u);
+        }
       }
-      loss += colLoss / (d * d) / 2;
-      for (let j = i + 1; j < cnt; j++) {
-        const u = hinv[hrow + i1 + j]!;
-        if (u === 0) continue;
-        const target = (i1 + j) * n;
-        for (let r = 0; r < n; r++) wt[target + r]! -= u * err[eRow + r]!;
-      }
+      if (s1 < i2) await spread(i1, s0, s1, s1, i2);
     }
-    if (i2 < k) {
-      // The lazy batch update in one Gemm: Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ · Err.
-      const rest = k - i2;
-      const u = new Float32Array(cnt * rest);
-      for (let i = 0; i < cnt; i++) u.set(hinv.subarray((i1 + i) * k + i2, (i1 + i + 1) * k), i * rest);
-      const updated = await opts.gemm.mulSub(wt.subarray(i2 * n), u, err.subarray(0, cnt * n), { m: rest, k: cnt, n, transA: true });
-      wt.set(updated, i2 * n);
-    }
+    if (i2 < k) await spread(i1, i1, i2, i2, k);
   }
 
   const outCodes = new Uint8Array(n * k);
-  for (let j = 0; j < k; j++) {
-    const c = perm ? perm[j]! : j;
-    const row = j * n;
-    for (let r = 0; r < n; r++) outCodes[r * k + c] = codesT[row + r]!;
+  for (let r0 = 0; r0 < n; r0 += TILE) {
+    const r1 = Math.min(r0 + TILE, n);
+    for (let j = 0; j < k; j++) {
+      const c = perm ? perm[j]! : j;
+      const src = j * n;
+      for (let r = r0; r < r1; r++) outCodes[r * k + c] = codesT[src + r]!;
+    }
   }
   let groupIndex: Int32Array | undefined;
   if (perm && grouped) {
@@ -272,6 +286,30 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
   const out: RtnLinear = { kind: "rtn", spec: { ...spec }, outFeatures: n, inFeatures: k, groupSize: gs, codes: outCodes, scales, zeros, bias: null };
   if (groupIndex) out.groupIndex = groupIndex;
   return { layer: out, loss, seconds: (performance.now() - started) / 1000 };
+}
+
+// The two hot loops, as small functions of their arrays: inside the async gptqQuantize, whose arrays
+// are also closure variables, V8 compiled the same loops several times slower.
+
+/** Codes of one column (its n values, contiguous) on the current grid; writes err = (w − q)/d and returns Σ (w − q)². */
+function quantizeRow(w: Float32Array, scale: Float32Array, zero: Uint8Array, maxq: number, d: number, codes: Uint8Array, err: Float32Array): number {
+  let sum = 0;
+  for (let r = 0; r < w.length; r++) {
+    const s = scale[r]!;
+    const z = zero[r]!;
+    const wv = w[r]!;
+    const code = rtnCode(wv, s, z, maxq);
+    codes[r] = code;
+    const diff = wv - s * (code - z);
+    sum += diff * diff;
+    err[r] = diff / d;
+  }
+  return sum;
+}
+
+/** dst −= u · src: one rank-1 update of a later column by this column's error. */
+function subtractScaled(dst: Float32Array, src: Float32Array, u: number): void {
+  for (let r = 0; r < dst.length; r++) dst[r]! -= u * src[r]!;
 }
 
 export function inversePermutation(perm: Int32Array): Int32Array {
