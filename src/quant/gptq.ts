@@ -66,7 +66,10 @@ function checkSettings(s: GptqSettings): void {
 
 /** H in processing order (act-order), dead columns' diagonal set to 1, and what dampening needs. */
 interface OrderedHessian {
+  /** H in processing order: H itself (never written) when there is no permutation. */
   ordered: Float64Array;
+  /** Its diagonal with dead columns' entries set to 1, in processing order. */
+  diag: Float64Array;
   perm: Int32Array | null;
   dead: Int32Array;
   meanDiag: number;
@@ -84,21 +87,18 @@ function orderHessian(h: Float64Array, k: number, settings: GptqSettings, layer:
       diag[i] = 1;
     }
   }
-  let perm: Int32Array | null = null;
-  if (settings.actOrder) {
-    // Stable: ties keep their original order, so the result is deterministic.
-    perm = Int32Array.from({ length: k }, (_, i) => i).sort((a, b) => diag[b]! - diag[a]! || a - b);
-  }
-  const ordered = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) {
-    const pi = perm ? perm[i]! : i;
-    if (perm) for (let j = 0; j < k; j++) ordered[i * k + j] = h[pi * k + perm[j]!]!;
-    else ordered.set(h.subarray(i * k, (i + 1) * k), i * k);
-    ordered[i * k + i] = diag[pi]!;
-  }
   let mean = 0;
   for (let i = 0; i < k; i++) mean += diag[i]!;
-  return { ordered, perm, dead: Int32Array.from(deadList), meanDiag: mean / k };
+  const dead = Int32Array.from(deadList);
+  if (!settings.actOrder) return { ordered: h, diag, perm: null, dead, meanDiag: mean / k };
+  // Stable: ties keep their original order, so the result is deterministic.
+  const perm = Int32Array.from({ length: k }, (_, i) => i).sort((a, b) => diag[b]! - diag[a]! || a - b);
+  const ordered = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) {
+    const pi = perm[i]!;
+    for (let j = 0; j < k; j++) ordered[i * k + j] = h[pi * k + perm[j]!]!;
+  }
+  return { ordered, diag: Float64Array.from(perm, (pi) => diag[pi]!), perm, dead, meanDiag: mean / k };
 }
 
 /** The next dampening fraction after `percent` failed to make H + λI factor, or an E_ARG at 50 %. */
@@ -112,9 +112,16 @@ function nextDamp(percent: number, layer: string): number {
   return Math.min(0.5, percent * 2);
 }
 
+/** The diagonal of H + λI (dead columns' entries 1 before λ), in processing order. */
+function dampedDiagonal(o: OrderedHessian, percent: number): Float64Array {
+  const lambda = percent * o.meanDiag;
+  return o.diag.map((v) => v + lambda);
+}
+
 function damped(o: OrderedHessian, k: number, percent: number): Float64Array {
   const out = o.ordered.slice();
-  for (let i = 0; i < k; i++) out[i * k + i]! += percent * o.meanDiag;
+  const diag = dampedDiagonal(o, percent);
+  for (let i = 0; i < k; i++) out[i * k + i] = diag[i]!;
   return out;
 }
 
@@ -136,7 +143,7 @@ export async function prepareHessianBlocked(h: Float64Array, k: number, settings
   const started = performance.now();
   const o = orderHessian(h, k, settings, layer);
   for (let percent = settings.dampPercent; ; percent = nextDamp(percent, layer)) {
-    const hinv = await upperCholeskyOfInverseBlocked(damped(o, k, percent), k, gemm, { precision });
+    const hinv = await upperCholeskyOfInverseBlocked(o.ordered, k, gemm, { precision, diagonal: dampedDiagonal(o, percent) });
     if (hinv) return { k, hinv, perm: o.perm, dead: o.dead, dampPercent: percent, seconds: (performance.now() - started) / 1000 };
   }
 }

@@ -83,14 +83,21 @@ export async function inverseCholeskyFactor<T extends GemmArray>(a: T, n: number
 
 /**
  * The upper-triangular U with H⁻¹ = Uᵀ·U (cholesky.ts upperCholeskyOfInverse: U = J·R⁻¹·J with
- * JHJ = R·Rᵀ, J the index reversal), in `precision`. Null when H is not positive definite.
+ * JHJ = R·Rᵀ, J the index reversal), in `precision`. `diagonal` replaces H's diagonal (GPTQ's
+ * dampening), so H itself is neither copied nor written. Null when H is not positive definite.
  */
-export async function upperCholeskyOfInverseBlocked(h: Float64Array, n: number, gemm: FactorGemm, opts: { block?: number; precision?: FactorPrecision } = {}): Promise<Float32Array | Float64Array | null> {
+export async function upperCholeskyOfInverseBlocked(
+  h: Float64Array,
+  n: number,
+  gemm: FactorGemm,
+  opts: { block?: number; precision?: FactorPrecision; diagonal?: Float64Array } = {},
+): Promise<Float32Array | Float64Array | null> {
   const flipped = opts.precision === "float64" ? new Float64Array(n * n) : new Float32Array(n * n);
   for (let i = 0; i < n; i++) {
     const src = (n - 1 - i) * n + (n - 1);
     const dst = i * n;
     for (let j = 0; j <= i; j++) flipped[dst + j] = h[src - j]!;
+    if (opts.diagonal) flipped[dst + i] = opts.diagonal[n - 1 - i]!;
   }
   const rInv = await inverseCholeskyFactor(flipped, n, gemm, opts.block ?? 128);
   if (!rInv) return null;
