@@ -216,17 +216,15 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
   const curZero = new Uint8Array(n);
   const lo = new Float64Array(n);
   const hi = new Float64Array(n);
+  // Rows of Wᵀ from `tailStart` on, the columns not yet quantized (and the current block's): a
+  // finished block's rows are never read again, so the lazy update's result replaces them without a copy.
+  let tail = wt;
+  let tailStart = 0;
+  const column = (j: number) => tail.subarray((j - tailStart) * n, (j - tailStart + 1) * n);
   const setParams = (g: number, first: number, count: number) => {
     lo.fill(0);
     hi.fill(0);
-    for (let j = first; j < first + count; j++) {
-      const row = j * n;
-      for (let r = 0; r < n; r++) {
-        const v = wt[row + r]!;
-        if (v < lo[r]!) lo[r] = v;
-        if (v > hi[r]!) hi[r] = v;
-      }
-    }
+    for (let j = first; j < first + count; j++) widenRange(column(j), lo, hi);
     for (let r = 0; r < n; r++) {
       const { s, z } = rtnGroupParams(lo[r]!, hi[r]!, spec.bits, spec.symmetric, true, opts.stats);
       curScale[r] = scales[r * groups + g] = roundToF16(s);
@@ -250,8 +248,12 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
     const width = t1 - t0;
     const u = new Float32Array((c1 - c0) * width);
     for (let c = c0; c < c1; c++) u.set(hinv.subarray(c * k + t0, c * k + t1), (c - c0) * width);
-    const updated = await opts.gemm.mulSub(wt.subarray(t0 * n, t1 * n), u, err.subarray((c0 - i1) * n, (c1 - i1) * n), { m: width, k: c1 - c0, n, transA: true });
-    wt.set(updated, t0 * n);
+    const at = (t0 - tailStart) * n;
+    const updated = await opts.gemm.mulSub(tail.subarray(at, at + width * n), u, err.subarray((c0 - i1) * n, (c1 - i1) * n), { m: width, k: c1 - c0, n, transA: true });
+    if (t1 === k) {
+      tail = updated;
+      tailStart = t0;
+    } else tail.set(updated, at);
   };
   let loss = 0;
   for (let i1 = 0; i1 < k; i1 += block) {
@@ -262,13 +264,11 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
         if (grouped && col % gs === 0) setParams(col / gs, col, gs);
         const hrow = col * k;
         const d = hinv[hrow + col]!;
-        const row = col * n;
-        const eRow = (col - i1) * n;
-        loss += quantizeRow(wt.subarray(row, row + n), curScale, curZero, maxq, d, codesT.subarray(row, row + n), err.subarray(eRow, eRow + n)) / (d * d) / 2;
-        const e = err.subarray(eRow, eRow + n);
+        const e = err.subarray((col - i1) * n, (col - i1 + 1) * n);
+        loss += quantizeRow(column(col), curScale, curZero, maxq, d, codesT.subarray(col * n, (col + 1) * n), e) / (d * d) / 2;
         for (let j = col + 1; j < s1; j++) {
           const u = hinv[hrow + j]!;
-          if (u !== 0) subtractScaled(wt.subarray(j * n, (j + 1) * n), e, u);
+          if (u !== 0) subtractScaled(column(j), e, u);
         }
       }
       if (s1 < i2) await spread(i1, s0, s1, s1, i2);
@@ -312,6 +312,15 @@ function quantizeRow(w: Float32Array, scale: Float32Array, zero: Uint8Array, max
     err[r] = diff / d;
   }
   return sum;
+}
+
+/** Widens the per-row ranges [lo, hi] by one column's values. */
+function widenRange(values: Float32Array, lo: Float64Array, hi: Float64Array): void {
+  for (let r = 0; r < values.length; r++) {
+    const v = values[r]!;
+    if (v < lo[r]!) lo[r] = v;
+    if (v > hi[r]!) hi[r] = v;
+  }
 }
 
 /** dst −= u · src: one rank-1 update of a later column by this column's error. */

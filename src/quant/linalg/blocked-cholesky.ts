@@ -37,14 +37,10 @@ function slice<T extends GemmArray>(a: T, n: number, r0: number, r1: number, c0:
   return out;
 }
 
-/** Writes the dense [·, w] block `b` into a [·, n] at (r0, c0), negated when `negate`. */
-function place(a: GemmArray, n: number, r0: number, c0: number, b: GemmArray, w: number, negate = false): void {
+/** Writes the dense [·, w] block `b` into a [·, n] at (r0, c0). */
+function place(a: GemmArray, n: number, r0: number, c0: number, b: GemmArray, w: number): void {
   const rows = b.length / w;
-  for (let r = 0; r < rows; r++) {
-    const at = (r0 + r) * n + c0;
-    if (!negate) a.set(b.subarray(r * w, (r + 1) * w), at);
-    else for (let q = 0; q < w; q++) a[at + q] = -b[r * w + q]!;
-  }
+  for (let r = 0; r < rows; r++) a.set(b.subarray(r * w, (r + 1) * w), (r0 + r) * n + c0);
 }
 
 /** The flat float64 loops of cholesky.ts on a block of `block` or fewer. */
@@ -73,10 +69,10 @@ export async function inverseCholeskyFactor<T extends GemmArray>(a: T, n: number
   const li22 = await inverseCholeskyFactor(schur, n2, gemm, block);
   if (!li22) return null;
   const t = await gemm.mul(l21, li11, { m: n2, k: n1, n: n1 });
-  const x21 = await gemm.mul(li22, t, { m: n2, k: n2, n: n1 });
+  const x21 = await gemm.mul(li22, t, { m: n2, k: n2, n: n1, alpha: -1 });
   const out = allocLike(a, n * n);
   place(out, n, 0, 0, li11, n1);
-  place(out, n, n1, 0, x21, n1, true);
+  place(out, n, n1, 0, x21, n1);
   place(out, n, n1, n1, li22, n2);
   return out;
 }

@@ -24,6 +24,8 @@ export interface GemmShape {
   n: number;
   transA?: boolean;
   transB?: boolean;
+  /** Scales the product (ONNX Gemm's alpha); 1 when absent. mul only. */
+  alpha?: number;
 }
 
 /** A cache of Gemm sessions; call `release()` when done with it. */
@@ -43,13 +45,14 @@ export class HostGemm {
     const tb = Boolean(s.transB);
     const aShape = ta ? [s.k, s.m] : [s.m, s.k];
     const bShape = tb ? [s.n, s.k] : [s.k, s.n];
-    const key = `${dtype}:${ta ? "T" : "N"}${tb ? "T" : "N"}`;
+    const alpha = s.alpha ?? 1;
+    const key = `${dtype}:${ta ? "T" : "N"}${tb ? "T" : "N"}:${alpha}`;
     const compiled: CompiledGraph = await this.cache.get(key, () => {
       const g = new Graph();
       const [m, k, n] = [g.sym("m"), g.sym("k"), g.sym("n")];
       const av = g.input("a", ta ? [k, m] : [m, k], dtype);
       const bv = g.input("b", tb ? [n, k] : [k, n], dtype);
-      return { graph: g, outputs: { c: gemm(av, bv, { transA: ta, transB: tb }) } };
+      return { graph: g, outputs: { c: gemm(av, bv, { transA: ta, transB: tb, alpha }) } };
     });
     const out = await compiled.run({ a: { data: a, shape: aShape }, b: { data: b, shape: bShape } });
     return out.c!.data as T;
