@@ -249,7 +249,7 @@ export async function gptqQuantize(w: Float32Array, n: number, k: number, prep: 
     const u = new Float32Array((c1 - c0) * width);
     for (let c = c0; c < c1; c++) u.set(hinv.subarray(c * k + t0, c * k + t1), (c - c0) * width);
     const at = (t0 - tailStart) * n;
-    const updated = await opts.gemm.mulSub(tail.subarray(at, at + width * n), u, err.subarray((c0 - i1) * n, (c1 - i1) * n), { m: width, k: c1 - c0, n, transA: true });
+    const updated = await opts.gemm.mulAdd(tail.subarray(at, at + width * n), u, err.subarray((c0 - i1) * n, (c1 - i1) * n), { m: width, k: c1 - c0, n, transA: true, alpha: -1 });
     if (t1 === k) {
       tail = updated;
       tailStart = t0;

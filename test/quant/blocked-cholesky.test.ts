@@ -49,7 +49,7 @@ function flatInverseFactor(h: Float64Array, k: number): Float64Array {
   return invertLower(l, k);
 }
 
-describe("HostGemm.mulSub", () => {
+describe("HostGemm.mulAdd", () => {
   it("computes C − op(A)·op(B) and leaves C alone, in both precisions", async () => {
     const [m, k, n] = [5, 3, 4];
     const a = gaussian(k * m, 1); // stored [k, m]: used transposed
@@ -62,38 +62,52 @@ describe("HostGemm.mulSub", () => {
       want[i * n + j] = c[i * n + j]! - s;
     }
     const before = Float32Array.from(c);
-    const got32 = await gemm.mulSub(c, a, b, { m, k, n, transA: true });
+    const got32 = await gemm.mulAdd(c, a, b, { m, k, n, transA: true, alpha: -1 });
     expect(maxAbsDiff(got32, want)).toBeLessThan(1e-5);
     expect(Array.from(c)).toEqual(Array.from(before));
-    const got64 = await gemm.mulSub(Float64Array.from(c), Float64Array.from(a), Float64Array.from(b), { m, k, n, transA: true });
+    const got64 = await gemm.mulAdd(Float64Array.from(c), Float64Array.from(a), Float64Array.from(b), { m, k, n, transA: true, alpha: -1 });
     expect(maxAbsDiff(got64, want)).toBeLessThan(1e-12);
-    await expect(gemm.mulSub(c.subarray(1), a, b, { m, k, n, transA: true })).rejects.toThrow(/C has 19 values/);
+    await expect(gemm.mulAdd(c.subarray(1), a, b, { m, k, n, transA: true, alpha: -1 })).rejects.toThrow(/C has 19 values/);
   });
 });
 
 describe("recursive Cholesky factor inverse", () => {
   it.each([
-    [64, 16], // two levels of halving
-    [70, 16], // a last block of 6
-    [45, 64], // one block: the flat path
-    [300, 32], // four levels, uneven halves
-  ])("matches the flat loops at k = %d, blocks of %d (float64)", async (k, block) => {
+    [64, 16, 512], // two levels of halving
+    [70, 16, 512], // a last block of 6
+    [45, 64, 512], // one block: the flat path
+    [300, 32, 512], // four levels, uneven halves
+    [300, 32, 40], // the same with the triangular products split in halves, down to widths of 40
+    [231, 16, 24], // odd widths at every split
+  ])("matches the flat loops at k = %d, blocks of %d, triangles split from width %d (float64)", async (k, block, splitMin) => {
     const h = spd(k, 3 * k, k);
     const want = flatInverseFactor(h, k);
-    const got = (await inverseCholeskyFactor(Float64Array.from(h), k, gemm, block))!;
+    const got = (await inverseCholeskyFactor(Float64Array.from(h), k, gemm, { block, splitMin }))!;
     expect(got).toBeInstanceOf(Float64Array);
     expect(maxAbsDiff(got, want)).toBeLessThan(1e-9 * maxAbs(want));
     for (let i = 0; i < k; i++) for (let j = i + 1; j < k; j++) expect(got[i * k + j]).toBe(0);
-    const u = (await upperCholeskyOfInverseBlocked(h, k, gemm, { block, precision: "float64" }))!;
+    const u = (await upperCholeskyOfInverseBlocked(h, k, gemm, { block, splitMin, precision: "float64" }))!;
     expect(u).toBeInstanceOf(Float64Array);
     expect(maxAbsDiff(u, upperCholeskyOfInverse(h, k)!)).toBeLessThan(1e-9 * maxAbs(want));
+  });
+
+  it("takes H's diagonal from `diagonal` when given, without writing H", async () => {
+    const k = 150;
+    const h = spd(k, 2 * k, 5);
+    const before = Float64Array.from(h);
+    const diagonal = Float64Array.from({ length: k }, (_, i) => h[i * k + i]! + 0.5 + (i % 3));
+    const withDiagonal = Float64Array.from(h);
+    for (let i = 0; i < k; i++) withDiagonal[i * k + i] = diagonal[i]!;
+    const u = (await upperCholeskyOfInverseBlocked(h, k, gemm, { block: 32, precision: "float64", diagonal }))!;
+    expect(maxAbsDiff(u, upperCholeskyOfInverse(withDiagonal, k)!)).toBeLessThan(1e-9);
+    expect(Array.from(h)).toEqual(Array.from(before));
   });
 
   it("in float32 agrees with float64 to float32's precision", async () => {
     const k = 300;
     const h = spd(k, 3 * k, 9, 0.05);
     const want = upperCholeskyOfInverse(h, k)!;
-    const u = (await upperCholeskyOfInverseBlocked(h, k, gemm, { block: 32 }))!;
+    const u = (await upperCholeskyOfInverseBlocked(h, k, gemm, { block: 32, splitMin: 40 }))!;
     expect(u).toBeInstanceOf(Float32Array);
     const rel = maxAbsDiff(u, want) / maxAbs(want);
     expect(rel).toBeLessThan(1e-4);
@@ -110,7 +124,8 @@ describe("recursive Cholesky factor inverse", () => {
     }
     h[35 * k + 35] = h[3 * k + 3]! - 1;
     expect(choleskyLowerInPlace(Float64Array.from(h), k)).toBe(false);
-    expect(await inverseCholeskyFactor(Float64Array.from(h), k, gemm, 16)).toBeNull();
+    expect(await inverseCholeskyFactor(Float64Array.from(h), k, gemm, { block: 16 })).toBeNull();
+    expect(await inverseCholeskyFactor(Float64Array.from(h), k, gemm, { block: 8, splitMin: 8 })).toBeNull();
     expect(await upperCholeskyOfInverseBlocked(h, k, gemm, { block: 16 })).toBeNull();
     expect(await upperCholeskyOfInverseBlocked(h, k, gemm, { block: 16, precision: "float64" })).toBeNull();
   });

@@ -24,7 +24,7 @@ export interface GemmShape {
   n: number;
   transA?: boolean;
   transB?: boolean;
-  /** Scales the product (ONNX Gemm's alpha); 1 when absent. mul only. */
+  /** Scales the product (ONNX Gemm's alpha); 1 when absent. */
   alpha?: number;
 }
 
@@ -59,24 +59,25 @@ export class HostGemm {
   }
 
   /**
-   * C − op(A)·op(B) in one ORT Gemm (β = 1, α = −1): GPTQ's lazy batch update of the columns not yet
-   * quantized. C [m, n] is not modified; the result is a new array.
+   * C + α·op(A)·op(B) in one ORT Gemm (β = 1; α = s.alpha, default 1): with α = −1, GPTQ's lazy
+   * batch update of the columns not yet quantized. C [m, n] is not modified; the result is a new array.
    */
-  async mulSub<T extends GemmArray>(c: T, a: T, b: T, s: GemmShape): Promise<T> {
+  async mulAdd<T extends GemmArray>(c: T, a: T, b: T, s: GemmShape): Promise<T> {
     const dtype = dtypeOf(a);
-    if (dtypeOf(b) !== dtype || dtypeOf(c) !== dtype) throw new TypeError("HostGemm.mulSub: C, A and B must share one precision");
-    checkSizes("mulSub", a, b, s);
-    if (c.length !== s.m * s.n) throw new RangeError(`HostGemm.mulSub: C has ${c.length} values; [${s.m}, ${s.n}] needs ${s.m * s.n}`);
+    if (dtypeOf(b) !== dtype || dtypeOf(c) !== dtype) throw new TypeError("HostGemm.mulAdd: C, A and B must share one precision");
+    checkSizes("mulAdd", a, b, s);
+    if (c.length !== s.m * s.n) throw new RangeError(`HostGemm.mulAdd: C has ${c.length} values; [${s.m}, ${s.n}] needs ${s.m * s.n}`);
     const ta = Boolean(s.transA);
     const tb = Boolean(s.transB);
-    const key = `${dtype}:${ta ? "T" : "N"}${tb ? "T" : "N"}:sub`;
+    const alpha = s.alpha ?? 1;
+    const key = `${dtype}:${ta ? "T" : "N"}${tb ? "T" : "N"}:${alpha}:C`;
     const compiled: CompiledGraph = await this.cache.get(key, () => {
       const g = new Graph();
       const [m, k, n] = [g.sym("m"), g.sym("k"), g.sym("n")];
       const av = g.input("a", ta ? [k, m] : [m, k], dtype);
       const bv = g.input("b", tb ? [n, k] : [k, n], dtype);
       const cv = g.input("c", [m, n], dtype);
-      const attrs = { transA: ta ? 1 : 0, transB: tb ? 1 : 0, alpha: { float: -1 }, beta: { float: 1 } };
+      const attrs = { transA: ta ? 1 : 0, transB: tb ? 1 : 0, alpha: { float: alpha }, beta: { float: 1 } };
       return { graph: g, outputs: { y: g.add(GemmWithC, [av, bv, cv], [m, n], dtype, attrs) } };
     });
     const out = await compiled.run({
