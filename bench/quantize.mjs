@@ -131,9 +131,9 @@ async function childGptq(dir, threads, outValues) {
   const settings = { ...defaultGptqSettings, blockSize: m.block_size, dampPercent: m.damp, actOrder: m.act_order };
   // Warm-up, untimed (the peer does the same): JIT compilation and ORT's first session would
   // otherwise land on the first layer; in a model they are paid once for all its blocks.
-  // K = 1200 splits into halves wide enough (≥ 512) that every product session the factorization
+  // K = 1280 splits into halves wide enough (≥ 512) that every product session the factorization
   // of a real width uses is created here, not inside the first timed layer.
-  const warmK = 1200;
+  const warmK = 1280;
   const warmH = new Float64Array(warmK * warmK);
   for (let i = 0; i < warmK; i++) for (let j = 0; j < warmK; j++) warmH[i * warmK + j] = i === j ? 2 : 1 / (1 + Math.abs(i - j));
   const warmW = Float32Array.from({ length: 64 * warmK }, (_, i) => Math.sin(i));
