@@ -40,7 +40,7 @@ for (const [d, k] of [[2, 64], [2, 256], [4, 256]]) {
   const perIteration = (eleven - one) / 10;
   console.log(
     `d = ${d}, k = ${k}, ${count} points: full assignment host ${host.toFixed(3)} s, ORT Gemm+ArgMin ${ort.toFixed(3)} s (${(host / ort).toFixed(2)}× the host's speed); ` +
-      `kmeans per further iteration ${perIteration.toFixed(4)} s (the ORT pass costs ${(ort / perIteration).toFixed(1)} of them)`,
+      `kmeans: seeding, first full scan and one iteration ${one.toFixed(3)} s, each further iteration ${perIteration.toFixed(4)} s (the ORT pass costs ${(ort / perIteration).toFixed(1)} of them)`,
   );
 }
 await nearest.release();
