@@ -8,9 +8,10 @@
 // - dampening λ = dampPercent · mean(diag H) is added to the diagonal (doubled until H + λI factors);
 // - U = chol((H + λI)⁻¹) (upper) gives every update: column i's error e = (w − q) / U_ii moves the
 //   remaining columns by −e · U[i, j];
-// - lazy batches: updates inside a block of `blockSize` columns run column by column on the host; the
-//   rest of the matrix receives the block's accumulated errors in one product Err · U[block, rest]
-//   through ONNX Runtime (float64);
+// - lazy batches: the rest of the matrix receives a block of `blockSize` columns' accumulated errors
+//   in one product Err · U[block, rest] through ONNX Runtime; inside the block, sub-blocks of 16
+//   columns run column by column on the host and reach the block's later columns in one product;
+// - float32 throughout, as the reference: W, the errors, U (prepareHessianBlocked) and the products;
 // - group scales and zeros are fixed when a group starts, from the columns' values at that moment
 //   (every earlier column's error already applied: blocks are widened to whole groups, so a group
 //   never straddles two blocks); per-channel parameters come from the whole row before any update.
