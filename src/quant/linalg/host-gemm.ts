@@ -1,8 +1,10 @@
-// Large matrix products of host arrays through ONNX Runtime: C = op(A)·op(B) as a one-node Gemm graph,
-// compiled once per dtype and transposition with symbolic sizes, so the blocked factorizations
-// (linalg/blocked-cholesky.ts), whose operands change shape at every step, reuse one session. The heavy products of GPTQ (lazy batch updates), of randomized
-// SVD and of k-means run here: ORT's Gemm reaches 10-100+ GFLOPS on this CPU where a JavaScript loop
-// manages ~1. float64 keeps host maths exact enough to compare against a float64 reference.
+// Large matrix products of host arrays through ONNX Runtime: C = α·op(A)·op(B) (and C + α·op(A)·op(B))
+// as a one-node Gemm graph, compiled once per dtype, transposition and α with symbolic sizes, so the
+// factorizations (linalg/blocked-cholesky.ts), whose operands change shape at every step, reuse one
+// session. The heavy products of GPTQ (lazy batch updates), of randomized SVD and of k-means run
+// here: ORT's Gemm reaches 10-100+ GFLOPS on this CPU where a JavaScript loop manages ~1. float32
+// is what GPTQ uses (as its reference); float64 keeps host maths exact enough to compare against a
+// float64 reference.
 
 import { type CompiledGraph, Graph, GraphCache, type OpDef, gemm } from "../../engine/index.js";
 
