@@ -17,7 +17,7 @@
 // and how far slimtune's Q is from the peer's, ‖Q_slimtune − Q_peer‖ / ‖W‖.
 //
 //   node bench/quantize.mjs [--models smollm2-135m-shape,qwen2.5-0.5b-shape] [--methods gptq,reallm]
-//                           [--threads 1] [--out bench/results/quantize]
+//                           [--threads 1] [--repeats 3] [--out bench/results/quantize]
 //
 // Needs dist/ (npx tsc -p tsconfig.build.json) and /usr/bin/python3 with torch (SLIMTUNE_PYTHON).
 
@@ -131,7 +131,9 @@ async function childGptq(dir, threads, outValues) {
   const settings = { ...defaultGptqSettings, blockSize: m.block_size, dampPercent: m.damp, actOrder: m.act_order };
   // Warm-up, untimed (the peer does the same): JIT compilation and ORT's first session would
   // otherwise land on the first layer; in a model they are paid once for all its blocks.
-  const warmK = 384;
+  // K = 1280 splits into halves wide enough (≥ 512) that every product session the factorization
+  // of a real width uses is created here, not inside the first timed layer.
+  const warmK = 1280;
   const warmH = new Float64Array(warmK * warmK);
   for (let i = 0; i < warmK; i++) for (let j = 0; j < warmK; j++) warmH[i * warmK + j] = i === j ? 2 : 1 / (1 + Math.abs(i - j));
   const warmW = Float32Array.from({ length: 64 * warmK }, (_, i) => Math.sin(i));
@@ -261,6 +263,7 @@ async function main() {
       models: { type: "list", default: ["smollm2-135m-shape", "qwen2.5-0.5b-shape"], help: "folders under shared/models" },
       methods: { type: "list", default: ["gptq", "reallm"], help: "gptq (against the peer) and/or reallm" },
       threads: { type: "int", default: 1, help: "threads for both sides" },
+      repeats: { type: "int", default: 1, help: "GPTQ runs per side, alternating; each side reports its median run" },
       sides: { type: "list", default: ["peer", "slimtune"], help: "GPTQ sides to run (one side per invocation lets two runs share a busy machine)" },
       "reuse-data": { type: "bool", default: false, help: "keep the weights and Hessians already in --work (same seed) instead of writing them again" },
       "calib-seqs": { type: "int", default: 8, help: "calibration sequences" },
@@ -299,12 +302,27 @@ async function main() {
     const rec = { model, layersInModel: cfg.num_hidden_layers, calibrationTokens: manifest.calibration_tokens, shapes: manifest.hessians };
     if (flags.methods.includes("gptq")) {
       for (const side of ["peer", "slimtune"]) fs.mkdirSync(path.join(dir, side), { recursive: true });
-      if (flags.sides.includes("peer")) {
-        rec.peer = await runChild("peer (PyTorch fasterquant)", python, [peerScript, "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "peer")], env);
-        rec.peer.torch = rec.peer.summary.torch;
+      // Under a shared machine's changing load, the sides alternate (peer, slimtune, peer, …) and each
+      // keeps its median run; every run's totals and each adjacent pair's speed ratio are recorded too.
+      const runs = { peer: [], gptq: [] };
+      for (let i = 0; i < flags.repeats; i++) {
+        if (flags.sides.includes("peer")) {
+          const run = await runChild("peer (PyTorch fasterquant)", python, [peerScript, "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "peer")], env);
+          run.torch = run.summary.torch;
+          runs.peer.push(run);
+        }
+        if (flags.sides.includes("slimtune")) {
+          runs.gptq.push(await runChild("slimtune GPTQ", process.execPath, [fileURLToPath(import.meta.url), "--child", "gptq", "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "slimtune")], env));
+        }
       }
-      if (flags.sides.includes("slimtune")) {
-        rec.gptq = await runChild("slimtune GPTQ", process.execPath, [fileURLToPath(import.meta.url), "--child", "gptq", "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "slimtune")], env);
+      for (const side of ["peer", "gptq"]) {
+        if (!runs[side].length) continue;
+        rec[side] = medianRun(runs[side]);
+        rec[side].runs = runs[side].map((r) => ({ seconds: r.summary.seconds, cpu_s: r.summary.cpu_s, otherCpu: r.otherCpu, maxRssMb: r.maxRssMb }));
+      }
+      if (runs.peer.length && runs.peer.length === runs.gptq.length) {
+        rec.pairRatios = runs.peer.map((p, i) => ({ wall: p.summary.seconds / runs.gptq[i].summary.seconds, cpu: p.summary.cpu_s / runs.gptq[i].summary.cpu_s }));
+        log(`  speed vs peer, run by run (timed work, wall / CPU): ${rec.pairRatios.map((r) => `${fmt.x(r.wall)} / ${fmt.x(r.cpu)}`).join(", ")}`);
       }
       if (rec.peer && rec.gptq) rec.qDistance = qDistance(dir, manifest.hessians.flatMap((h) => h.layers));
     }
@@ -316,6 +334,12 @@ async function main() {
     log(`\n${table(rec)}`);
   }
   writeJson(`${flags.out}.json`, results);
+}
+
+/** The run with the median timed-work seconds (the lower middle one of an even count). */
+function medianRun(runs) {
+  const sorted = [...runs].sort((a, b) => a.summary.seconds - b.summary.seconds);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
 /** One record per model from several runs' JSON: each side (peer, gptq, reallm) from the run that has it. */
