@@ -53,7 +53,8 @@ export class Generator {
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
   static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}): Promise<Generator> {
-    const kv = buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: "dynamic", past: true, logits: "last" });
+    // ORT's fused attention and residual-norm kernels where the family allows (kv-graph.ts `fused`).
+    const kv = buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true });
     const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
     return new Generator(model, tokenizer, step, kv.kvHeads);
   }
