@@ -10,6 +10,7 @@ import { CompiledGraph, Graph, type HostTensor, type SessionOptions } from "../e
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../models/llama/kv-graph.js";
 import type { ScoringModel } from "../models/scoring.js";
+import { QuantizedParams } from "../models/parts/quantized-params.js";
 import { type SamplingOptions, nextToken } from "./sampling.js";
 
 export interface GenerateOptions extends SamplingOptions {
@@ -43,8 +44,11 @@ export class Generator {
   private constructor(
     readonly model: ScoringModel,
     readonly tokenizer: TextTokenizer,
-    private readonly step: CompiledGraph,
+    private step: CompiledGraph,
     private readonly kvHeads: readonly number[],
+    /** Weight feeds folded into the graph as constants (PEQA's scales), as they were when it was built. */
+    private folded: Record<string, HostTensor> | null,
+    private readonly session: SessionOptions,
   ) {}
 
   /**
@@ -53,10 +57,24 @@ export class Generator {
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
   static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}): Promise<Generator> {
-    // ORT's fused attention and residual-norm kernels where the family allows (kv-graph.ts `fused`).
-    const kv = buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true });
-    const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
-    return new Generator(model, tokenizer, step, kv.kvHeads);
+    const { step, kvHeads, folded } = await compileStep(model, session);
+    return new Generator(model, tokenizer, step, kvHeads, folded, session);
+  }
+
+  /**
+   * The weight feeds of a run. Scales folded at build time are checked against the model's current
+   * ones first (a page keeps training an adapter between generations): changed scales rebuild the
+   * session once, so generation never runs stale weights.
+   */
+  private async weightFeeds(): Promise<Record<string, HostTensor>> {
+    const feeds = this.model.weightFeeds();
+    if (!this.folded) return feeds;
+    if (sameFeeds(this.folded, feeds)) return {};
+    await this.step.release();
+    const rebuilt = await compileStep(this.model, this.session);
+    this.step = rebuilt.step;
+    this.folded = rebuilt.folded;
+    return {};
   }
 
   /** Generates from a prompt (text, tokenized as transformers would, or ids). */
@@ -76,7 +94,7 @@ export class Generator {
     }
     const eos = new Set(opts.eosTokenIds ?? defaultEos(this.model, this.tokenizer));
     const rng = new Rng(opts.seed ?? 0);
-    const weights = this.model.weightFeeds();
+    const weights = await this.weightFeeds();
     const maxTotal = Math.min(context, promptIds.length + opts.maxNewTokens);
     const ones = new BigInt64Array(maxTotal).fill(1n);
     const stream = new TextStream(this.tokenizer, opts.stop ?? [], opts.onText);
@@ -148,6 +166,41 @@ export class Generator {
   async release(): Promise<void> {
     await this.step.release();
   }
+}
+
+/**
+ * The model's KV graph for generation, compiled. A quantized model whose scales are graph inputs
+ * (PEQA's scoring) gets them folded into MatMulNBits constants at the values fed now: as inputs,
+ * every layer was dequantized in the graph on every token (1.1 tok/s at the SmolLM2 shape).
+ */
+async function compileStep(model: ScoringModel, session: SessionOptions): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
+  let params = model.params(new Graph());
+  let folded: Record<string, HostTensor> | null = null;
+  if (params instanceof QuantizedParams && params.takesScaleInputs) {
+    folded = snapshot(model.weightFeeds());
+    params = params.folded(new Graph(), folded);
+  }
+  // ORT's fused attention and residual-norm kernels where the family allows (kv-graph.ts `fused`).
+  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true });
+  const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
+  return { step, kvHeads: kv.kvHeads, folded };
+}
+
+/** A copy of the feeds' values (training updates them in place). */
+function snapshot(feeds: Record<string, HostTensor>): Record<string, HostTensor> {
+  return Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { data: t.data.slice(), shape: [...t.shape] }]));
+}
+
+function sameFeeds(a: Record<string, HostTensor>, b: Record<string, HostTensor>): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((k) => {
+    const x = a[k]!.data;
+    const y = b[k]?.data;
+    if (!y || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  });
 }
 
 function defaultEos(model: ScoringModel, tokenizer: TextTokenizer): number[] {

@@ -3,7 +3,7 @@
 // constants or graph inputs (PEQA trains them, task switching swaps them).
 
 import type { ParamSource } from "../../arch/params.js";
-import { type Graph, type Value, add, gemm } from "../../engine/index.js";
+import { type Graph, type HostTensor, type Value, add, gemm } from "../../engine/index.js";
 import { dequantize } from "../../quant/kinds/index.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
 import type { QuantizedLinear, QuantizedModel, RtnLinear } from "../../quant/types.js";
@@ -61,6 +61,28 @@ export class QuantizedParams implements ParamSource {
       const head = lmHead === embedding && table ? table : quantizedTable(graph, lmHead, "lm_head", level);
       this.head = (x) => head.head(x);
     }
+  }
+
+  /** Whether the scales are graph inputs (PEQA training and scoring, task switching). */
+  get takesScaleInputs(): boolean {
+    return this.opts.scaleInputs === true;
+  }
+
+  /**
+   * The same model in a new graph with `scales` (the feeds of the scale inputs, by scaleName)
+   * folded into its layers as constants, for generation: MatMulNBits at `accuracyLevel` where the
+   * layer allows it, other grid layers dequantized once on the host. Exact: MatMulNBits computes
+   * (code − zero) · scale per block, and a per-channel scale replicated over a row's blocks is that
+   * channel's scale; the scale-input graph instead dequantized every layer on every run.
+   */
+  folded(graph: Graph, scales: Readonly<Record<string, HostTensor>>, accuracyLevel: 0 | 4 = 4): QuantizedParams {
+    const linears = new Map([...this.qm.linears].map(([path, q]) => {
+      const tuned = q.kind === "reallm" ? undefined : scales[scaleName(path)];
+      return [path, tuned ? { ...q, scales: Float32Array.from(tuned.data as Float32Array) } : q] as const;
+    }));
+    const { embedding, lmHead } = this.opts.tables ?? {};
+    const tables = embedding || lmHead ? { tables: this.opts.tables! } : {};
+    return new QuantizedParams(graph, { ...this.qm, linears }, { fused: true, accuracyLevel, dequantizeUnfused: true, ...tables });
   }
 
   tensor(name: string): Value {
