@@ -40,6 +40,16 @@ export interface GenerateResult {
   decodeTokensPerS: number;
 }
 
+export interface GeneratorOptions {
+  /**
+   * The caller hands the model over to this generator: once the graph holds a quantized model's
+   * codes as constants, the host copies are freed before ONNX Runtime copies the graph in, which
+   * lowers the peak (QuantizedParams.releaseCodes). The model can build no other graph afterwards.
+   * Ignored for a model whose scales are folded at build time (they may change and need a rebuild).
+   */
+  releaseHostCodes?: boolean;
+}
+
 export class Generator {
   private constructor(
     readonly model: ScoringModel,
@@ -56,8 +66,8 @@ export class Generator {
    * prompt's length of new tokens) and every decode step (one new token): two sessions held each
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
-  static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}): Promise<Generator> {
-    const { step, kvHeads, folded } = await compileStep(model, session);
+  static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}, opts: GeneratorOptions = {}): Promise<Generator> {
+    const { step, kvHeads, folded } = await compileStep(model, session, opts.releaseHostCodes === true);
     return new Generator(model, tokenizer, step, kvHeads, folded, session);
   }
 
@@ -173,7 +183,7 @@ export class Generator {
  * (PEQA's scoring) gets them folded into MatMulNBits constants at the values fed now: as inputs,
  * every layer was dequantized in the graph on every token (1.1 tok/s at the SmolLM2 shape).
  */
-async function compileStep(model: ScoringModel, session: SessionOptions): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
+async function compileStep(model: ScoringModel, session: SessionOptions, releaseCodes = false): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
   let params = model.params(new Graph());
   let folded: Record<string, HostTensor> | null = null;
   if (params instanceof QuantizedParams && params.takesScaleInputs) {
@@ -182,6 +192,7 @@ async function compileStep(model: ScoringModel, session: SessionOptions): Promis
   }
   // ORT's fused attention and residual-norm kernels where the family allows (kv-graph.ts `fused`).
   const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true });
+  if (releaseCodes && !folded && params instanceof QuantizedParams) params.releaseCodes();
   const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
   return { step, kvHeads: kv.kvHeads, folded };
 }

@@ -74,7 +74,7 @@ export default defineCommand({
       const model = generationScoring(base, args.adapter);
       const tokenizer = await loadTokenizer(args.model);
       if (args.chat) prompt = conversationPrompt(readConversationFile(args.chat), chatRendererFor(args.model, args["chat-template"]).renderer, tokenizer);
-      const generator = await Generator.create(model, tokenizer, threads ? { threads } : {});
+      const generator = await Generator.create(model, tokenizer, threads ? { threads } : {}, { releaseHostCodes: true }); // the model serves this generator only
       const result = await generator.generate(prompt, {
         maxNewTokens,
         temperature,

@@ -85,6 +85,30 @@ export class QuantizedParams implements ParamSource {
     return new QuantizedParams(graph, { ...this.qm, linears }, { fused: true, accuracyLevel, dequantizeUnfused: true, ...tables });
   }
 
+  /**
+   * Frees the host copies of the integer codes the graph now holds in its own constants (MatMulNBits'
+   * packed blocks, the tables', or a dequantized float weight): every built RTN/NF4 layer's and the
+   * embedding/LM head tables', one byte per code (106 MB + 28 MB at the SmolLM2-135M shape). For a
+   * caller that hands the model over to one session (`slimtune generate`, `chat`): the model keeps
+   * its other fields, but can no longer build a graph or be saved. Returns the bytes released.
+   */
+  releaseCodes(): number {
+    let bytes = 0;
+    const empty = new Uint8Array(0);
+    for (const path of this.layers.keys()) {
+      const q = this.qm.linears.get(path);
+      if (!q || q.kind === "reallm" || q.codes.length === 0) continue;
+      bytes += q.codes.byteLength;
+      q.codes = empty;
+    }
+    for (const table of [this.opts.tables?.embedding, this.opts.tables?.lmHead]) {
+      if (!table || table.codes.length === 0 || (!this.embed && !this.head)) continue;
+      bytes += table.codes.byteLength;
+      table.codes = empty;
+    }
+    return bytes;
+  }
+
   tensor(name: string): Value {
     if (!this.dense.has(name)) throw new Error(`quantized model has no float tensor "${name}"`);
     return this.dense.tensor(name);
