@@ -56,9 +56,8 @@ const { withQuantizedHead } = await dist("eval/head-tables.js");
 const { Rng } = await dist("core/rng.js");
 
 mark("modules loaded");
-const loaded = loadBase(dir);
-mark("model loaded");
-const { base, head } = withQuantizedHead(loaded, { 4: 4, 8: 8, 32: "float" }[flags["head-bits"]] ?? 4);
+// As the CLI does: nothing keeps the loaded model beside the one with its head tables.
+const { base, head } = withQuantizedHead(loadBase(dir), { 4: 4, 8: 8, 32: "float" }[flags["head-bits"]] ?? 4);
 mark(`head: ${head.split(" (")[0]}`);
 const model = generationScoring(base);
 const tokenizer = await loadTokenizer(dir);
