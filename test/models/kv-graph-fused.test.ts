@@ -15,6 +15,9 @@ import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { DenseParams } from "../../src/models/llama/params.js";
 import { fusedDecoderFits } from "../../src/models/parts/fused-decoder.js";
+import { QuantizedParams } from "../../src/models/parts/quantized-params.js";
+import { withQuantizedHead } from "../../src/eval/head-tables.js";
+import { quantizeModel } from "../../src/quant/quantize-model.js";
 import { REF_MODEL, SHARED } from "../helpers/paths.js";
 import { prunedRefModel } from "../helpers/pruned.js";
 
@@ -29,7 +32,7 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
 }
 
 /** Greedy decoding through one session: the prefill's logits, then each step's; and the tokens picked. */
-async function greedy(config: LlamaConfig, params: () => ParamSource, fused: boolean): Promise<{ logits: Float32Array[]; ids: number[]; nodes: number }> {
+async function greedy(config: LlamaConfig, params: () => ParamSource, fused: boolean): Promise<{ logits: Float32Array[]; ids: number[]; nodes: number; reshapes: number }> {
   const kv = buildKvGraph(config, params(), { batch: 1, seq: "dynamic", past: true, logits: "last", fused });
   expect(kv.fused).toBe(fused);
   const step = await CompiledGraph.compile(kv.graph, kv.outputs);
@@ -56,10 +59,10 @@ async function greedy(config: LlamaConfig, params: () => ParamSource, fused: boo
     logits.push(out[LOGITS]!.data as Float32Array);
   }
   await step.release();
-  return { logits, ids, nodes: kv.graph.nodes.length };
+  return { logits, ids, nodes: kv.graph.nodes.length, reshapes: kv.graph.nodes.filter((n) => n.op.type === "Reshape").length };
 }
 
-async function expectSameDecoding(config: LlamaConfig, params: () => ParamSource): Promise<void> {
+async function expectSameDecoding(config: LlamaConfig, params: () => ParamSource): Promise<{ reshapes: number }> {
   expect(fusedDecoderFits(config)).toBe(true);
   const portable = await greedy(config, params, false);
   const fused = await greedy(config, params, true);
@@ -67,6 +70,7 @@ async function expectSameDecoding(config: LlamaConfig, params: () => ParamSource
   fused.logits.forEach((l, s) => expect(maxDiff(l, portable.logits[s]!), `step ${s}`).toBeLessThan(2e-4));
   expect(fused.ids).toEqual(portable.ids);
   expect(fused.nodes).toBeLessThan(portable.nodes * 0.6);
+  return { reshapes: fused.reshapes };
 }
 
 const dense = (model: LlamaModel) => () => new DenseParams(new Graph(), model.weights, new Set());
@@ -78,7 +82,16 @@ describe("the fused generation graph decodes as the portable one", () => {
   });
 
   it("ref-llama-5m", async () => {
-    await expectSameDecoding(ref.config, dense(ref));
+    const { reshapes } = await expectSameDecoding(ref.config, dense(ref));
+    expect(reshapes).toBeGreaterThanOrEqual(4 * ref.config.numLayers); // float Gemms take [B·T, C]: q, k, v in, the output out
+  });
+
+  it("ref-llama-5m at 4 bits (MatMulNBits layers, an 8-bit table): the stream stays [B, T, C]", async () => {
+    const { base } = withQuantizedHead({ kind: "quantized", model: quantizeModel(ref, { scheme: "rtn", bits: 4, groupSize: 32, symmetric: false }) }, 8);
+    if (base.kind !== "quantized") throw new Error("expected a quantized model");
+    const qm = base.model;
+    const { reshapes } = await expectSameDecoding(ref.config, () => new QuantizedParams(new Graph(), qm, { fused: true, tables: qm.tables! }));
+    expect(reshapes).toBeLessThanOrEqual(4); // the table's rows, the hidden states to [B·T, C] and back, the last position's
   });
 
   for (const fixture of ["tiny-qwen2-variant", "tiny-llama3-rope"]) {

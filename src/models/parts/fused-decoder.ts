@@ -11,6 +11,7 @@ import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arc
 import { windowBinds } from "../../arch/llama/window.js";
 import type { ParamSource } from "../../arch/params.js";
 import { skipRmsNorm } from "./fused-ops.js";
+import { QuantizedParams } from "./quantized-params.js";
 
 /**
  * Whether GroupQueryAttention can run `config`'s attention: not Gemma 3 (per-layer RoPE, query
@@ -29,16 +30,35 @@ export function fusedDecoderFits(config: LlamaConfig): boolean {
   return true;
 }
 
-/** Attention of layer i: q [B·T, H·D], k and v [B·T, KV·D] before RoPE → [B·T, H·D]. */
+/**
+ * Attention of layer i: q [..., H·D], k and v [..., KV·D] before RoPE → [..., H·D], where rows are
+ * [B·T] or, when every linear layer takes them (fusedLlamaBlocks), [B, T].
+ */
 export type FusedAttention = (layer: number, q: Value, k: Value, v: Value, widths: LayerShape) => Value;
 
-/** Embeddings → the decoder layers → the final RMSNorm: hidden states [B·T, C] for ids [B, T]. */
+/** The module paths of layer i's linear layers that the block applies. */
+function layerLinears(config: LlamaConfig, i: number): string[] {
+  const w = layerShape(config, i);
+  const pre = `model.layers.${i}`;
+  return [
+    ...(w.numHeads > 0 ? ["q_proj", "k_proj", "v_proj", "o_proj"].map((m) => `${pre}.self_attn.${m}`) : []),
+    ...(w.intermediateSize > 0 ? ["gate_proj", "up_proj", "down_proj"].map((m) => `${pre}.mlp.${m}`) : []),
+  ];
+}
+
+/**
+ * Embeddings → the decoder layers → the final RMSNorm: hidden states [B·T, C] for ids [B, T]. When
+ * every linear layer is a MatMulNBits (which takes [B, T, K]), the stream stays [B, T, C] from the
+ * embedding to the last norm, and the reshapes around each attention (four nodes a layer) go away.
+ */
 export function fusedLlamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value, attend: FusedAttention): Value {
   const g = p.graph;
   const [B, T] = ids.shape as [number, number];
   const eps = config.rmsNormEps;
-  const rows = p.embed ? p.embed(ids) : gather(p.tensor("model.embed_tokens.weight"), ids);
-  let x = reshape(rows, [g.dims.mul(B, T), config.hiddenSize]); // the residual stream (B·T, C)
+  const C = config.hiddenSize;
+  const rows = p.embed ? p.embed(ids) : gather(p.tensor("model.embed_tokens.weight"), ids); // (B, T, C)
+  const anyRank = p instanceof QuantizedParams && Array.from({ length: config.numLayers }, (_, i) => layerLinears(config, i)).flat().every((path) => p.takesRowsOfAnyRank(path));
+  let x = anyRank ? rows : reshape(rows, [g.dims.mul(B, T), C]); // the residual stream
   // A sub-block's output waits here until the next norm adds it to the stream in the same kernel.
   let pending: Value | null = null;
   const normed = (weight: string, last = false): Value => {
@@ -69,11 +89,12 @@ export function fusedLlamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value
       pending = p.linear(`${pre}.mlp.down_proj`, siluGate(p.linear(`${pre}.mlp.gate_proj`, h), p.linear(`${pre}.mlp.up_proj`, h)));
     }
   }
-  return normed("model.norm.weight", true);
+  const hidden = normed("model.norm.weight", true);
+  return anyRank ? reshape(hidden, [g.dims.mul(B, T), C]) : hidden;
 }
 
-/** Qwen3's q/k norm: x [N, heads·D] RMS-normalised head by head over its D values. */
+/** Qwen3's q/k norm: x [..., heads·D] RMS-normalised head by head over its D values. */
 function perHeadNorm(x: Value, weight: Value, heads: number, config: LlamaConfig): Value {
-  const [N, width] = x.shape as [number, number];
-  return reshape(rmsNormFused(reshape(x, [N, heads, config.headDim]), weight, config.rmsNormEps), [N, width]);
+  const rows = x.shape.slice(0, -1);
+  return reshape(rmsNormFused(reshape(x, [...rows, heads, config.headDim]), weight, config.rmsNormEps), x.shape);
 }

@@ -52,13 +52,14 @@ export interface GqaShape {
 
 /**
  * Causal grouped-query attention of T new tokens over the cache, RoPE applied inside (rotate-half):
- * q [B·T, H·D], k and v [B·T, KV·D] before RoPE; past keys (after RoPE) and values [B, KV, P, D].
- * Returns the output [B·T, H·D] and the caches with the new tokens appended, [B, KV, P + T, D].
+ * q [B·T, H·D], k and v [B·T, KV·D] before RoPE (or already [B, T, ·]); past keys (after RoPE) and
+ * values [B, KV, P, D]. Returns the output in q's layout and the caches with the new tokens
+ * appended, [B, KV, P + T, D].
  */
 export function groupQueryAttention(q: Value, k: Value, v: Value, past: { key: Value; value: Value }, s: GqaShape, ctx: GqaContext): { out: Value; key: Value; value: Value } {
   const g = q.graph;
   const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
-  const rows = (x: Value, width: number) => reshape(x, [B, T, width]);
+  const rows = (x: Value, width: number) => (x.rank === 3 ? x : reshape(x, [B, T, width]));
   const cache = { shape: [B, KV, g.dims.add(s.past, T), D], dtype: q.dtype };
   const [out, key, value] = g.addMulti(
     GroupQueryAttention,
@@ -66,5 +67,5 @@ export function groupQueryAttention(q: Value, k: Value, v: Value, past: { key: V
     [{ shape: [B, T, H * D], dtype: q.dtype }, cache, cache],
     { num_heads: H, kv_num_heads: KV, do_rotary: 1, rotary_interleaved: 0 },
   );
-  return { out: reshape(out!, [g.dims.mul(B, T), H * D]), key: key!, value: value! };
+  return { out: q.rank === 3 ? out! : reshape(out!, [g.dims.mul(B, T), H * D]), key: key!, value: value! };
 }

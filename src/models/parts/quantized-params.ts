@@ -63,6 +63,15 @@ export class QuantizedParams implements ParamSource {
     }
   }
 
+  /**
+   * Whether linear(path, x) takes x of any rank [..., K]: a quantized RTN layer run by MatMulNBits
+   * (not act-order, whose column permutation works on [M, K]); float and dequantized layers are Gemms of [M, K].
+   */
+  takesRowsOfAnyRank(path: string): boolean {
+    const q = this.qm.linears.get(path);
+    return q?.kind === "rtn" && !q.groupIndex && this.opts.fused === true && !this.opts.scaleInputs && canUseMatMulNBits(q);
+  }
+
   /** Whether the scales are graph inputs (PEQA training and scoring, task switching). */
   get takesScaleInputs(): boolean {
     return this.opts.scaleInputs === true;
