@@ -48,6 +48,11 @@ export interface GeneratorOptions {
    * Ignored for a model whose scales are folded at build time (they may change and need a rebuild).
    */
   releaseHostCodes?: boolean;
+  /**
+   * ORT's fused attention and residual-norm kernels where the family allows (default true); false
+   * keeps the portable graph the ONNX export writes (benchmarks compare the two).
+   */
+  fusedKernels?: boolean;
 }
 
 export class Generator {
@@ -59,6 +64,7 @@ export class Generator {
     /** Weight feeds folded into the graph as constants (PEQA's scales), as they were when it was built. */
     private folded: Record<string, HostTensor> | null,
     private readonly session: SessionOptions,
+    private readonly fused: boolean,
   ) {}
 
   /**
@@ -67,8 +73,9 @@ export class Generator {
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
   static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}, opts: GeneratorOptions = {}): Promise<Generator> {
-    const { step, kvHeads, folded } = await compileStep(model, session, opts.releaseHostCodes === true);
-    return new Generator(model, tokenizer, step, kvHeads, folded, session);
+    const build = { releaseCodes: opts.releaseHostCodes === true, fused: opts.fusedKernels ?? true };
+    const { step, kvHeads, folded } = await compileStep(model, session, build);
+    return new Generator(model, tokenizer, step, kvHeads, folded, session, build.fused);
   }
 
   /**
@@ -81,7 +88,7 @@ export class Generator {
     if (!this.folded) return feeds;
     if (sameFeeds(this.folded, feeds)) return {};
     await this.step.release();
-    const rebuilt = await compileStep(this.model, this.session);
+    const rebuilt = await compileStep(this.model, this.session, { releaseCodes: false, fused: this.fused });
     this.step = rebuilt.step;
     this.folded = rebuilt.folded;
     return {};
@@ -183,16 +190,16 @@ export class Generator {
  * (PEQA's scoring) gets them folded into MatMulNBits constants at the values fed now: as inputs,
  * every layer was dequantized in the graph on every token (1.1 tok/s at the SmolLM2 shape).
  */
-async function compileStep(model: ScoringModel, session: SessionOptions, releaseCodes = false): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
+async function compileStep(model: ScoringModel, session: SessionOptions, build: { releaseCodes: boolean; fused: boolean }): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
   let params = model.params(new Graph());
   let folded: Record<string, HostTensor> | null = null;
   if (params instanceof QuantizedParams && params.takesScaleInputs) {
     folded = snapshot(model.weightFeeds());
     params = params.folded(new Graph(), folded);
   }
-  // ORT's fused attention and residual-norm kernels where the family allows (kv-graph.ts `fused`).
-  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true });
-  if (releaseCodes && !folded && params instanceof QuantizedParams) params.releaseCodes();
+  // ORT's fused kernels where the family allows (kv-graph.ts `fused`), unless the caller asked for the portable graph.
+  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused });
+  if (build.releaseCodes && !folded && params instanceof QuantizedParams) params.releaseCodes();
   const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
   return { step, kvHeads: kv.kvHeads, folded };
 }
