@@ -38,6 +38,13 @@ export interface GenerateResult {
   prefillTokensPerS: number;
   /** New tokens per second after the first (one decode run each). */
   decodeTokensPerS: number;
+  /**
+   * CPU seconds this process spent in the prefill and in the decode runs (every thread's), or null
+   * where the platform does not say (a page). On a shared machine wall time counts other processes'
+   * turns; CPU time is the work itself, so benchmarks compare runtimes per CPU second too.
+   */
+  prefillCpuSeconds: number | null;
+  decodeCpuSeconds: number | null;
 }
 
 export interface GeneratorOptions {
@@ -117,6 +124,7 @@ export class Generator {
     const stream = new TextStream(this.tokenizer, opts.stop ?? [], opts.onText);
 
     let started = performance.now();
+    let cpuStarted = cpuSeconds();
     const P0 = promptIds.length;
     const emptyPast = new Float32Array(0);
     const past: Record<string, HostTensor> = {};
@@ -132,7 +140,9 @@ export class Generator {
       [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
     });
     const prefillSeconds = (performance.now() - started) / 1000;
+    const prefillCpuSeconds = cpuSince(cpuStarted);
     started = performance.now();
+    cpuStarted = cpuSeconds();
     const all = [...promptIds];
     const ids: number[] = [];
     let stopReason: GenerateResult["stopReason"] = "length";
@@ -167,6 +177,7 @@ export class Generator {
       out = await this.step.run(feeds);
     }
     const decodeSeconds = (performance.now() - started) / 1000;
+    const decodeCpuSeconds = cpuSince(cpuStarted);
     const text = stream.finish();
     return {
       promptIds,
@@ -177,6 +188,8 @@ export class Generator {
       decodeSeconds,
       prefillTokensPerS: P0 / prefillSeconds,
       decodeTokensPerS: ids.length > 1 ? (ids.length - 1) / decodeSeconds : 0,
+      prefillCpuSeconds,
+      decodeCpuSeconds,
     };
   }
 
@@ -219,6 +232,17 @@ function sameFeeds(a: Record<string, HostTensor>, b: Record<string, HostTensor>)
     for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
     return true;
   });
+}
+
+/** This process's CPU seconds so far (user + system, every thread), or null outside Node. */
+function cpuSeconds(): number | null {
+  const usage = (globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }).process?.cpuUsage?.();
+  return usage ? (usage.user + usage.system) / 1e6 : null;
+}
+
+function cpuSince(start: number | null): number | null {
+  const now = cpuSeconds();
+  return start === null || now === null ? null : now - start;
 }
 
 function defaultEos(model: ScoringModel, tokenizer: TextTokenizer): number[] {

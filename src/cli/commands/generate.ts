@@ -97,6 +97,8 @@ export default defineCommand({
           stop_reason: result.stopReason,
           prefill_tokens_per_s: result.prefillTokensPerS,
           decode_tokens_per_s: result.decodeTokensPerS,
+          prefill_cpu_s: result.prefillCpuSeconds,
+          decode_cpu_s: result.decodeCpuSeconds,
           head,
         });
         return;
