@@ -4,11 +4,13 @@
 // Under a shared machine's load wall-clock rates swing 2× between rounds, so each round also records
 // the process's CPU time: decode CPU ms per token = (CPU of a run with --new tokens − CPU of a
 // prefill-only run) / (new − 1), which time-slicing by other processes does not inflate.
-// Also a PEQA method's scoring (scales as graph inputs, as the page generates while training) with
-// its scales folded at build time, against the same graph with the scales fed every run.
+// --compare peqa: a PEQA method's scoring (scales as graph inputs, as the page generates while
+// training) with its scales folded at build time, against the same graph with the scales fed every
+// run. --compare lift: weights as initializers (ORT copies and prepacks them) against weights fed
+// as inputs from the JS buffers every run (maxInitializerBytes 0: no copy inside ORT, no prepacking).
 //
 //   npm run build && node bench/decode-ab.mjs [--model smollm2-135m-shape] [--bits 0|4] [--threads 1]
-//     [--prompt 128] [--new 32] [--rounds 5] [--peqa] [--out bench/results/decode-ab.json]
+//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift] [--out bench/results/decode-ab.json]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -25,7 +27,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 32, help: "new tokens per round" },
     rounds: { type: "int", default: 5, help: "turns per generator (median)" },
-    peqa: { type: "bool", default: false, help: "compare a PEQA method's scoring: scales folded at build time vs fed as inputs (4-bit, per channel)" },
+    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs" },
     out: { type: "string", default: path.join(root, "bench/results/decode-ab.json"), help: "results JSON" },
   },
   "node bench/decode-ab.mjs — fused vs portable generation graph (or folded vs input PEQA scales), interleaved in one process",
@@ -49,7 +51,7 @@ const session = { threads: flags.threads };
 const load = await sampleLoad(2000);
 
 let pair;
-if (flags.peqa) {
+if (flags.compare === "peqa") {
   // PEQA tunes per-channel scales; the scoring a page generates with feeds them as graph inputs.
   const { LlamaModel } = await dist("models/llama/model.js");
   const { quantizeModel } = await dist("quant/quantize-model.js");
@@ -84,10 +86,16 @@ if (flags.peqa) {
     base = withQuantizedHead(loadBase(q), 4).base;
   }
   const model = generationScoring(base);
-  pair = [
-    ["fused kernels", await Generator.create(model, tokenizer, session)],
-    ["portable graph", await Generator.create(model, tokenizer, session, { fusedKernels: false })],
-  ];
+  pair =
+    flags.compare === "lift"
+      ? [
+          ["weights as initializers", await Generator.create(model, tokenizer, session)],
+          ["weights fed as inputs", await Generator.create(model, tokenizer, { ...session, maxInitializerBytes: 0 })],
+        ]
+      : [
+          ["fused kernels", await Generator.create(model, tokenizer, session)],
+          ["portable graph", await Generator.create(model, tokenizer, session, { fusedKernels: false })],
+        ];
 }
 
 const rng = new Rng(7);
