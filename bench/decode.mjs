@@ -6,7 +6,7 @@
 // (random N(0, 0.02²) weights, random prompt ids, a synthetic byte-level tokenizer).
 //
 //   npm run build && node bench/decode.mjs [--models ref-llama-5m,smollm2-135m-shape] [--threads 1,2]
-//     [--prompt 128] [--new 128] [--repeats 3] [--head-bits 4|8|float] [--out bench/results/decode.json]
+//     [--prompt 128] [--new 128] [--repeats 3] [--head-bits 4|8|float] [--weights float,4bit] [--out bench/results/decode.json]
 //
 // Every run is its own process (peak RSS its own); each pair runs interleaved, repeats take the
 // median, and the CPU share other processes took during each run is recorded. Each side also reports
@@ -27,6 +27,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 128, help: "new tokens per run" },
     repeats: { type: "int", default: 3, help: "runs per configuration (median)" },
+    weights: { type: "list", default: ["float", "4bit"], help: "pairs to run: float (float32 vs F32), 4bit (4-bit vs Q4_0); 4bit alone keeps a 1B model's float run out of memory" },
     "head-bits": { type: "string", default: "4", help: "the 4-bit model's embedding/LM head at generate (4 = as the Q4_0 file's token_embd, 8, float)" },
     out: { type: "string", default: path.join(root, "bench/results/decode.json"), help: "results JSON" },
   },
@@ -84,12 +85,13 @@ for (const name of flags.models) {
   await cli(["quantize", "--model", dir, "--bits", "4", "--group-size", "32", "--sym", "--out", q4dir], { label: `${name} 4-bit` });
   const f32 = path.join(work, `${name}-f32.gguf`);
   const q40 = path.join(work, `${name}-q4_0.gguf`);
-  await cli(["export", "--format", "gguf", "--model", dir, "--dtype", "f32", "--out", f32], { label: `${name} GGUF F32` });
+  if (flags.weights.includes("float")) await cli(["export", "--format", "gguf", "--model", dir, "--dtype", "f32", "--out", f32], { label: `${name} GGUF F32` });
   const q = await cli(["export", "--format", "gguf", "--model", q4dir, "--dtype", "q4_0", "--out", q40], { label: `${name} GGUF Q4_0` });
   log(`Q4_0 file keeps the 4-bit model's codes in ${q.json.kept_codes} layers`);
   const ids = await promptIds(name, dir, flags.prompt);
   for (const threads of flags.threads.map(Number)) {
-    for (const [weights, ours, theirs] of [["float32 vs F32", dir, f32], ["4-bit vs Q4_0", q4dir, q40]]) {
+    const pairs = [["float", "float32 vs F32", dir, f32], ["4bit", "4-bit vs Q4_0", q4dir, q40]].filter(([key]) => flags.weights.includes(key));
+    for (const [, weights, ours, theirs] of pairs) {
       const a = [];
       const b = [];
       for (let r = 0; r < flags.repeats; r++) {
