@@ -2,7 +2,7 @@
 // `slimtune generate` on a model folder — load, embedding/LM head tables, the graph and its ONNX
 // bytes, the ORT session, a short greedy run — by wrapping the stages the CLI calls.
 //
-//   npm run build && node bench/decode-memory.mjs [--model smollm2-135m-shape] [--bits 0|4] [--new 16] [--release 0|1]
+//   npm run build && node bench/decode-memory.mjs [--model smollm2-135m-shape] [--bits 0|4] [--new 16] [--release 0|1] [--arena 0|1]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -17,6 +17,7 @@ const flags = parseFlags(
     bits: { type: "int", default: 4, help: "0 = float32, 4 = RTN 4-bit g32 symmetric" },
     new: { type: "int", default: 16, help: "new tokens" },
     "head-bits": { type: "int", default: 4, help: "a quantized model's embedding/LM head: 4, 8, 32 = float" },
+    arena: { type: "int", default: 1, help: "ORT's CPU memory arena: 1 on (the default session option), 0 off" },
     release: { type: "int", default: 1, help: "1 = free the host codes before the session is created (as generate/chat do), 0 = keep them" },
   },
   "node bench/decode-memory.mjs — resident and peak memory after each stage of generate",
@@ -71,7 +72,7 @@ CompiledGraph.compile = async function (graph, outputs, opts) {
   return r;
 };
 void onnx;
-const generator = await Generator.create(model, tokenizer, { threads: 1 }, { releaseHostCodes: flags.release === 1 });
+const generator = await Generator.create(model, tokenizer, { threads: 1, memoryArena: flags.arena === 1 }, { releaseHostCodes: flags.release === 1 });
 mark("generator ready");
 const rng = new Rng(7);
 const ids = Array.from({ length: 128 }, () => 256 + rng.int(40_000));
