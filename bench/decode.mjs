@@ -6,10 +6,12 @@
 // (random N(0, 0.02²) weights, random prompt ids, a synthetic byte-level tokenizer).
 //
 //   npm run build && node bench/decode.mjs [--models ref-llama-5m,smollm2-135m-shape] [--threads 1,2]
-//     [--prompt 128] [--new 128] [--repeats 3] [--head-bits 4|8|float] [--out bench/results/decode.json]
+//     [--prompt 128] [--new 128] [--repeats 3] [--head-bits 4|8|float] [--weights float,4bit] [--out bench/results/decode.json]
 //
 // Every run is its own process (peak RSS its own); each pair runs interleaved, repeats take the
-// median, and the CPU share other processes took during each run is recorded.
+// median, and the CPU share other processes took during each run is recorded. Each side also reports
+// its CPU seconds in the prefill and the decode: on a machine other processes share, wall time counts
+// their turns too, so the ratios per CPU second (work per token) are printed beside the wall ones.
 
 import fs from "node:fs";
 import os from "node:os";
@@ -25,6 +27,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 128, help: "new tokens per run" },
     repeats: { type: "int", default: 3, help: "runs per configuration (median)" },
+    weights: { type: "list", default: ["float", "4bit"], help: "pairs to run: float (float32 vs F32), 4bit (4-bit vs Q4_0); 4bit alone keeps a 1B model's float run out of memory" },
     "head-bits": { type: "string", default: "4", help: "the 4-bit model's embedding/LM head at generate (4 = as the Q4_0 file's token_embd, 8, float)" },
     out: { type: "string", default: path.join(root, "bench/results/decode.json"), help: "results JSON" },
   },
@@ -50,7 +53,7 @@ async function promptIds(name, dir, n) {
 async function slimtune(dir, ids, threads, quantized) {
   const head = quantized ? ["--head-bits", flags["head-bits"]] : [];
   const { json, run } = await cli(["generate", "--model", dir, "--prompt-ids", ids.join(","), "--max-new-tokens", String(flags.new), "--ignore-eos", "--threads", String(threads), ...head]);
-  return { prefill: json.prefill_tokens_per_s, decode: json.decode_tokens_per_s, ids: json.ids, rssMb: run.maxRssMb, otherCpu: run.otherCpu, head: json.head };
+  return { prefill: json.prefill_tokens_per_s, decode: json.decode_tokens_per_s, prefillCpu: json.prefill_cpu_s, decodeCpu: json.decode_cpu_s, ids: json.ids, rssMb: run.maxRssMb, otherCpu: run.otherCpu, head: json.head };
 }
 
 async function llamaCpp(file, ids, threads) {
@@ -60,12 +63,15 @@ async function llamaCpp(file, ids, threads) {
   if (run.code !== 0) throw new Error(`llama-decode exited with ${run.code}: ${run.stderr.slice(-500)}`);
   const json = JSON.parse(run.stdout.trim().split("\n").at(-1));
   log(`  → prefill ${json.prefill_tokens_per_s.toFixed(0)} tok/s, decode ${json.decode_tokens_per_s.toFixed(1)} tok/s`);
-  return { prefill: json.prefill_tokens_per_s, decode: json.decode_tokens_per_s, ids: json.ids, rssMb: run.maxRssMb, otherCpu: run.otherCpu };
+  return { prefill: json.prefill_tokens_per_s, decode: json.decode_tokens_per_s, prefillCpu: json.prefill_cpu_s, decodeCpu: json.decode_cpu_s, ids: json.ids, rssMb: run.maxRssMb, otherCpu: run.otherCpu };
 }
 
 const summarize = (runs) => ({
   prefill_tokens_per_s: median(runs.map((r) => r.prefill)),
   decode_tokens_per_s: median(runs.map((r) => r.decode)),
+  // Work per token, which other processes' turns on the CPU do not inflate (see the header).
+  prefill_cpu_s: median(runs.map((r) => r.prefillCpu)),
+  decode_cpu_ms_per_token: median(runs.map((r) => (1000 * r.decodeCpu) / (flags.new - 1))),
   peak_rss_mb: Math.max(...runs.map((r) => r.rssMb)),
   other_cpu: median(runs.map((r) => r.otherCpu)),
   ids: runs[0].ids,
@@ -79,12 +85,13 @@ for (const name of flags.models) {
   await cli(["quantize", "--model", dir, "--bits", "4", "--group-size", "32", "--sym", "--out", q4dir], { label: `${name} 4-bit` });
   const f32 = path.join(work, `${name}-f32.gguf`);
   const q40 = path.join(work, `${name}-q4_0.gguf`);
-  await cli(["export", "--format", "gguf", "--model", dir, "--dtype", "f32", "--out", f32], { label: `${name} GGUF F32` });
+  if (flags.weights.includes("float")) await cli(["export", "--format", "gguf", "--model", dir, "--dtype", "f32", "--out", f32], { label: `${name} GGUF F32` });
   const q = await cli(["export", "--format", "gguf", "--model", q4dir, "--dtype", "q4_0", "--out", q40], { label: `${name} GGUF Q4_0` });
   log(`Q4_0 file keeps the 4-bit model's codes in ${q.json.kept_codes} layers`);
   const ids = await promptIds(name, dir, flags.prompt);
   for (const threads of flags.threads.map(Number)) {
-    for (const [weights, ours, theirs] of [["float32 vs F32", dir, f32], ["4-bit vs Q4_0", q4dir, q40]]) {
+    const pairs = [["float", "float32 vs F32", dir, f32], ["4bit", "4-bit vs Q4_0", q4dir, q40]].filter(([key]) => flags.weights.includes(key));
+    for (const [, weights, ours, theirs] of pairs) {
       const a = [];
       const b = [];
       for (let r = 0; r < flags.repeats; r++) {
@@ -102,9 +109,11 @@ for (const name of flags.models) {
         llama_cpp: { ...l, ids: undefined },
         decode_ratio: s.decode_tokens_per_s / l.decode_tokens_per_s,
         prefill_ratio: s.prefill_tokens_per_s / l.prefill_tokens_per_s,
+        decode_cpu_ratio: l.decode_cpu_ms_per_token / s.decode_cpu_ms_per_token,
+        prefill_cpu_ratio: l.prefill_cpu_s / s.prefill_cpu_s,
         greedy_tokens_agree: agree < 0 ? s.ids.length : agree,
       };
-      log(`${name} ${weights} ${threads}t: decode ${s.decode_tokens_per_s.toFixed(1)} vs ${l.decode_tokens_per_s.toFixed(1)} tok/s (${row.decode_ratio.toFixed(2)}×)`);
+      log(`${name} ${weights} ${threads}t: decode ${s.decode_tokens_per_s.toFixed(1)} vs ${l.decode_tokens_per_s.toFixed(1)} tok/s (${row.decode_ratio.toFixed(2)}×; per CPU second ${row.decode_cpu_ratio.toFixed(2)}×)`);
       results.rows.push(row);
       writeJson(flags.out, results);
     }
@@ -116,7 +125,7 @@ writeJson(flags.out, results);
 const f = (x, d = 0) => x.toFixed(d);
 console.log(
   mdTable(
-    ["model", "weights", "threads", "prefill tok/s slimtune", "prefill tok/s llama.cpp", "decode tok/s slimtune", "decode tok/s llama.cpp", "decode ratio", "peak RSS MiB (slimtune / llama.cpp)", "greedy tokens equal", "other CPU"],
+    ["model", "weights", "threads", "prefill tok/s slimtune", "prefill tok/s llama.cpp", "decode tok/s slimtune", "decode tok/s llama.cpp", "decode ratio", "decode ratio per CPU s", "prefill ratio per CPU s", "peak RSS MiB (slimtune / llama.cpp)", "greedy tokens equal", "other CPU"],
     results.rows.map((r) => [
       r.model,
       r.weights,
@@ -126,6 +135,8 @@ console.log(
       f(r.slimtune.decode_tokens_per_s, 1),
       f(r.llama_cpp.decode_tokens_per_s, 1),
       `${f(r.decode_ratio, 2)}×`,
+      `${f(r.decode_cpu_ratio, 2)}×`,
+      `${f(r.prefill_cpu_ratio, 2)}×`,
       `${f(r.slimtune.peak_rss_mb)} / ${f(r.llama_cpp.peak_rss_mb)}`,
       `${r.greedy_tokens_agree} / ${flags.new}`,
       `${f(100 * Math.max(r.slimtune.other_cpu, r.llama_cpp.other_cpu))} %`,

@@ -43,6 +43,8 @@ function backprop(g: Graph, order: readonly Node[], needed: Set<Node>, grads: Ma
     }
     const node = order[i]!;
     if (!needed.has(node)) continue;
+    // Multi-output ops (fused inference kernels) have no VJP; a gradient reaching any output is an error.
+    if (node.outputs.length > 1 && node.outputs.some((v) => v && grads.has(v))) throw new Error(`op ${node.op.type} has several outputs and no gradient, but lies between the loss and a parameter`);
     const dy = grads.get(node.output);
     if (!dy) continue;
     const custom = g.customVjps.get(node.output);

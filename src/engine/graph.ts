@@ -27,7 +27,19 @@ export interface Node {
   readonly attrs: Attrs;
   /** JavaScript-side facts a VJP needs (axes, perms, slice bounds); not emitted. */
   readonly meta: Record<string, unknown>;
+  /** The first output (the only one of most ops). */
   readonly output: Value;
+  /**
+   * Every output in the op's order: [output] for single-output ops; a multi-output op (addMulti)
+   * has null where an optional output is not wanted (written as "" in ONNX).
+   */
+  readonly outputs: readonly (Value | null)[];
+}
+
+/** Shape and dtype of one output of a multi-output node. */
+export interface OutputSpec {
+  shape: Shape;
+  dtype: DType;
 }
 
 export type ValueKind = "input" | "constant" | "node";
@@ -145,20 +157,37 @@ export class Graph {
     for (const x of inputs) {
       if (x.graph !== this) throw new Error(`${op.type}: input ${x} belongs to another graph`);
     }
-    this.checkShape(op.type, shape);
-    let output!: Value;
+    return this.addMulti(op, inputs, [{ shape, dtype }], attrs, meta)[0]!;
+  }
+
+  /**
+   * Appends a node with several outputs (ORT's fused kernels: SkipSimplifiedLayerNormalization's
+   * normalised value and residual sum, GroupQueryAttention's output and present key/value). `outputs`
+   * lists them in the op's order, null for an optional output the graph does not want; the first is
+   * required. Such ops have no gradient: grad() refuses a loss that depends on one.
+   */
+  addMulti(op: OpDef, inputs: Value[], outputs: ReadonlyArray<OutputSpec | null>, attrs: Attrs = {}, meta: Record<string, unknown> = {}): Array<Value | null> {
+    for (const x of inputs) {
+      if (x.graph !== this) throw new Error(`${op.type}: input ${x} belongs to another graph`);
+    }
+    if (!outputs[0]) throw new Error(`${op.type}: the first output is required`);
+    for (const o of outputs) if (o) this.checkShape(op.type, o.shape);
+    let values: Array<Value | null> = [];
     const node: Node = {
       op,
       inputs,
       attrs,
       meta,
       get output() {
-        return output;
+        return values[0]!;
+      },
+      get outputs() {
+        return values;
       },
     };
-    output = new Value(this, this.nextId++, [...shape], dtype, "node", node, null, null);
+    values = outputs.map((o) => (o ? new Value(this, this.nextId++, [...o.shape], o.dtype, "node", node, null, null) : null));
     this.nodes.push(node);
-    return output;
+    return values;
   }
 
   /**

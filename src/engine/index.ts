@@ -1,7 +1,7 @@
 // The engine's public surface: graph IR, ops, autodiff and the ONNX Runtime bridge.
 
 export * from "./dtype.js";
-export { Graph, Value, type Node, type OpDef, type Attrs } from "./graph.js";
+export { Graph, Value, type Node, type OpDef, type Attrs, type OutputSpec } from "./graph.js";
 export * from "./ops/elementwise.js";
 export * from "./ops/matmul.js";
 export * from "./ops/nn.js";

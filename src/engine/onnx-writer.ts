@@ -78,7 +78,7 @@ export function toOnnxBytes(graph: Graph, outputs: GraphOutputs, lift: ReadonlyS
       domain: node.op.domain ?? "",
       name: `n${i}_${node.op.type}`,
       input: node.inputs.map((x) => nameOf(x, names)),
-      output: [nameOf(node.output, names)],
+      output: outputNames(node, names),
       attribute: Object.entries(node.attrs).map(([k, a]) => attribute(k, a)),
     });
   });
@@ -111,6 +111,13 @@ function nameOf(v: Value, names: Map<Value, string>): string {
     names.set(v, n);
   }
   return n;
+}
+
+/** A node's output names in the op's order: "" for an optional output left out, none after the last wanted one. */
+function outputNames(node: Node, names: Map<Value, string>): string[] {
+  const out = node.outputs.map((v) => (v ? nameOf(v, names) : ""));
+  while (out.length > 1 && out[out.length - 1] === "") out.pop();
+  return out;
 }
 
 /** Nodes the outputs depend on, in graph (dependency) order. */

@@ -10,6 +10,7 @@ import { CompiledGraph, Graph, type HostTensor, type SessionOptions } from "../e
 import type { TextTokenizer } from "../formats/tokenizer.js";
 import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../models/llama/kv-graph.js";
 import type { ScoringModel } from "../models/scoring.js";
+import { QuantizedParams } from "../models/parts/quantized-params.js";
 import { type SamplingOptions, nextToken } from "./sampling.js";
 
 export interface GenerateOptions extends SamplingOptions {
@@ -37,14 +38,40 @@ export interface GenerateResult {
   prefillTokensPerS: number;
   /** New tokens per second after the first (one decode run each). */
   decodeTokensPerS: number;
+  /**
+   * CPU seconds this process spent in the prefill and in the decode runs (every thread's), or null
+   * where the platform does not say (a page). On a shared machine wall time counts other processes'
+   * turns; CPU time is the work itself, so benchmarks compare runtimes per CPU second too.
+   */
+  prefillCpuSeconds: number | null;
+  decodeCpuSeconds: number | null;
+}
+
+export interface GeneratorOptions {
+  /**
+   * The caller hands the model over to this generator: once the graph holds a quantized model's
+   * codes as constants, the host copies are freed before ONNX Runtime copies the graph in, which
+   * lowers the peak (QuantizedParams.releaseCodes). The model can build no other graph afterwards.
+   * Ignored for a model whose scales are folded at build time (they may change and need a rebuild).
+   */
+  releaseHostCodes?: boolean;
+  /**
+   * ORT's fused attention and residual-norm kernels where the family allows (default true); false
+   * keeps the portable graph the ONNX export writes (benchmarks compare the two).
+   */
+  fusedKernels?: boolean;
 }
 
 export class Generator {
   private constructor(
     readonly model: ScoringModel,
     readonly tokenizer: TextTokenizer,
-    private readonly step: CompiledGraph,
+    private step: CompiledGraph,
     private readonly kvHeads: readonly number[],
+    /** Weight feeds folded into the graph as constants (PEQA's scales), as they were when it was built. */
+    private folded: Record<string, HostTensor> | null,
+    private readonly session: SessionOptions,
+    private readonly fused: boolean,
   ) {}
 
   /**
@@ -52,10 +79,26 @@ export class Generator {
    * prompt's length of new tokens) and every decode step (one new token): two sessions held each
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
-  static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}): Promise<Generator> {
-    const kv = buildKvGraph(model.config, model.params(new Graph()), { batch: 1, seq: "dynamic", past: true, logits: "last" });
-    const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
-    return new Generator(model, tokenizer, step, kv.kvHeads);
+  static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}, opts: GeneratorOptions = {}): Promise<Generator> {
+    const build = { releaseCodes: opts.releaseHostCodes === true, fused: opts.fusedKernels ?? true };
+    const { step, kvHeads, folded } = await compileStep(model, session, build);
+    return new Generator(model, tokenizer, step, kvHeads, folded, session, build.fused);
+  }
+
+  /**
+   * The weight feeds of a run. Scales folded at build time are checked against the model's current
+   * ones first (a page keeps training an adapter between generations): changed scales rebuild the
+   * session once, so generation never runs stale weights.
+   */
+  private async weightFeeds(): Promise<Record<string, HostTensor>> {
+    const feeds = this.model.weightFeeds();
+    if (!this.folded) return feeds;
+    if (sameFeeds(this.folded, feeds)) return {};
+    await this.step.release();
+    const rebuilt = await compileStep(this.model, this.session, { releaseCodes: false, fused: this.fused });
+    this.step = rebuilt.step;
+    this.folded = rebuilt.folded;
+    return {};
   }
 
   /** Generates from a prompt (text, tokenized as transformers would, or ids). */
@@ -75,12 +118,13 @@ export class Generator {
     }
     const eos = new Set(opts.eosTokenIds ?? defaultEos(this.model, this.tokenizer));
     const rng = new Rng(opts.seed ?? 0);
-    const weights = this.model.weightFeeds();
+    const weights = await this.weightFeeds();
     const maxTotal = Math.min(context, promptIds.length + opts.maxNewTokens);
     const ones = new BigInt64Array(maxTotal).fill(1n);
     const stream = new TextStream(this.tokenizer, opts.stop ?? [], opts.onText);
 
     let started = performance.now();
+    let cpuStarted = cpuSeconds();
     const P0 = promptIds.length;
     const emptyPast = new Float32Array(0);
     const past: Record<string, HostTensor> = {};
@@ -96,7 +140,9 @@ export class Generator {
       [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
     });
     const prefillSeconds = (performance.now() - started) / 1000;
+    const prefillCpuSeconds = cpuSince(cpuStarted);
     started = performance.now();
+    cpuStarted = cpuSeconds();
     const all = [...promptIds];
     const ids: number[] = [];
     let stopReason: GenerateResult["stopReason"] = "length";
@@ -131,6 +177,7 @@ export class Generator {
       out = await this.step.run(feeds);
     }
     const decodeSeconds = (performance.now() - started) / 1000;
+    const decodeCpuSeconds = cpuSince(cpuStarted);
     const text = stream.finish();
     return {
       promptIds,
@@ -141,12 +188,61 @@ export class Generator {
       decodeSeconds,
       prefillTokensPerS: P0 / prefillSeconds,
       decodeTokensPerS: ids.length > 1 ? (ids.length - 1) / decodeSeconds : 0,
+      prefillCpuSeconds,
+      decodeCpuSeconds,
     };
   }
 
   async release(): Promise<void> {
     await this.step.release();
   }
+}
+
+/**
+ * The model's KV graph for generation, compiled. A quantized model whose scales are graph inputs
+ * (PEQA's scoring) gets them folded into MatMulNBits constants at the values fed now: as inputs,
+ * every layer was dequantized in the graph on every token (1.1 tok/s at the SmolLM2 shape).
+ */
+async function compileStep(model: ScoringModel, session: SessionOptions, build: { releaseCodes: boolean; fused: boolean }): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
+  let params = model.params(new Graph());
+  let folded: Record<string, HostTensor> | null = null;
+  if (params instanceof QuantizedParams && params.takesScaleInputs) {
+    folded = snapshot(model.weightFeeds());
+    params = params.folded(new Graph(), folded);
+  }
+  // ORT's fused kernels where the family allows (kv-graph.ts `fused`), unless the caller asked for the portable graph.
+  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused });
+  if (build.releaseCodes && !folded && params instanceof QuantizedParams) params.releaseCodes();
+  const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
+  return { step, kvHeads: kv.kvHeads, folded };
+}
+
+/** A copy of the feeds' values (training updates them in place). */
+function snapshot(feeds: Record<string, HostTensor>): Record<string, HostTensor> {
+  return Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { data: t.data.slice(), shape: [...t.shape] }]));
+}
+
+function sameFeeds(a: Record<string, HostTensor>, b: Record<string, HostTensor>): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((k) => {
+    const x = a[k]!.data;
+    const y = b[k]?.data;
+    if (!y || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  });
+}
+
+/** This process's CPU seconds so far (user + system, every thread), or null outside Node. */
+function cpuSeconds(): number | null {
+  const usage = (globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }).process?.cpuUsage?.();
+  return usage ? (usage.user + usage.system) / 1e6 : null;
+}
+
+function cpuSince(start: number | null): number | null {
+  const now = cpuSeconds();
+  return start === null || now === null ? null : now - start;
 }
 
 function defaultEos(model: ScoringModel, tokenizer: TextTokenizer): number[] {

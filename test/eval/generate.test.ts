@@ -73,6 +73,9 @@ describe("generate", () => {
     expectGreedyChain(logits, r.promptIds.length, r.ids, model.config.vocabSize);
     expect(r.prefillTokensPerS).toBeGreaterThan(0);
     expect(r.decodeTokensPerS).toBeGreaterThan(0);
+    // Node reports the CPU time of each phase; a decode of 23 runs takes some.
+    expect(r.prefillCpuSeconds).toBeGreaterThan(0);
+    expect(r.decodeCpuSeconds).toBeGreaterThan(0);
   });
 
   it("a 4-bit model decodes through MatMulNBits at accuracy level 4, and the cache changes nothing", async () => {

@@ -38,7 +38,7 @@ export default defineCommand({
       const { renderer, source } = chatRendererFor(args.model, args["chat-template"]);
       const tokenizer = await loadTokenizer(args.model);
       const model = generationScoring(loadBase(args.model), args.adapter);
-      const generator = await Generator.create(model, tokenizer, threads ? { threads } : {});
+      const generator = await Generator.create(model, tokenizer, threads ? { threads } : {}, { releaseHostCodes: true }); // the model serves this generator only
       const session = new ChatSession(generator, renderer, tokenizer, args.system);
       const interactive = Boolean(process.stdin.isTTY);
       process.stderr.write(`${model.description}; chat template: ${source}. /reset starts over, /exit quits.\n`);

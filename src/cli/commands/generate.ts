@@ -74,7 +74,7 @@ export default defineCommand({
       const model = generationScoring(base, args.adapter);
       const tokenizer = await loadTokenizer(args.model);
       if (args.chat) prompt = conversationPrompt(readConversationFile(args.chat), chatRendererFor(args.model, args["chat-template"]).renderer, tokenizer);
-      const generator = await Generator.create(model, tokenizer, threads ? { threads } : {});
+      const generator = await Generator.create(model, tokenizer, threads ? { threads } : {}, { releaseHostCodes: true }); // the model serves this generator only
       const result = await generator.generate(prompt, {
         maxNewTokens,
         temperature,
@@ -97,6 +97,8 @@ export default defineCommand({
           stop_reason: result.stopReason,
           prefill_tokens_per_s: result.prefillTokensPerS,
           decode_tokens_per_s: result.decodeTokensPerS,
+          prefill_cpu_s: result.prefillCpuSeconds,
+          decode_cpu_s: result.decodeCpuSeconds,
           head,
         });
         return;

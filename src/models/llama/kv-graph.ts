@@ -14,6 +14,8 @@ import { gemma3CachedAttention } from "./gemma3-attention.js";
 import { gpt2Blocks } from "../gpt2/graph.js";
 import { layerNormFused } from "../gpt2/layers.js";
 import { cachedWindowMasks } from "./window-mask.js";
+import { fusedDecoderFits, fusedLlamaBlocks } from "../parts/fused-decoder.js";
+import { gqaContext, groupQueryAttention } from "../parts/fused-ops.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -36,6 +38,14 @@ export interface KvGraphOptions {
    * feeds gemma3_text position ids starting at 1, as onnx-community's Gemma 3 exports expect.
    */
   positionBase?: number;
+  /**
+   * Generation: ONNX Runtime's fused kernels (GroupQueryAttention with its RoPE,
+   * SkipSimplifiedLayerNormalization) where fusedDecoderFits says the family allows them, for a
+   * batch of 1 with a past input; ~13 nodes per layer instead of ~37. The kernel takes positions
+   * from the attention mask (all ones: one unpadded sequence), so position_ids is fed but unread.
+   * Off for exports: transformers.js feeds left-padded batches.
+   */
+  fused?: boolean;
 }
 
 export interface KvGraph {
@@ -43,6 +53,8 @@ export interface KvGraph {
   outputs: GraphOutputs;
   /** Key/value heads of each layer's cache (per-layer widths of a pruned model; 0 = no attention). */
   kvHeads: number[];
+  /** Whether the graph runs ORT's fused kernels (opts.fused and a family they fit). */
+  fused: boolean;
 }
 
 export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphOptions): KvGraph {
@@ -68,27 +80,39 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   // onnxruntime runs too), with HF's float32 cos/sin tables up to the model's context. GPT-2 has
   // no RoPE: its blocks (models/gpt2) add learned position embeddings at position_ids instead, and
   // its LayerNorms run as ONNX's LayerNormalization.
-  const mask = cacheMask(keep, T, P);
   const outputs: GraphOutputs = {};
   const onPresent = (i: number, key: Value, value: Value) => {
     outputs[presentName(i, "key")] = key;
     outputs[presentName(i, "value")] = value;
   };
-  // Gemma 3: a RoPE table per layer kind and the sliding window on its local layers.
-  const gemma = config.gemma3
-    ? gemma3CachedAttention(config, g, { batch: B, seq: T, past: P, positions, positionBase: opts.positionBase ?? 0, mask, keep, pastOf: (i) => past[i]!, onPresent })
-    : null;
-  const rotate = gemma ? null : isGpt2(config) ? (x: Value) => x : ropeRotation(config, positions);
-  const maskOf = cachedWindowMasks(config, { keep, seq: T, past: P, mask }); // the sliding window of the layers that have one
-  const attend =
-    gemma ??
-    ((i: number, q: Value, k: Value, v: Value, widths: LayerShape) => {
-      const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
-      const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, maskOf(i), past[i]!);
+  const fused = opts.fused === true && opts.batch === 1 && opts.past && fusedDecoderFits(config);
+  let hidden: Value;
+  if (fused) {
+    const ctx = gqaContext(keep, total, ropeHalfConstants(config, g));
+    hidden = fusedLlamaBlocks(config, p, ids, (i, q, k, v, widths) => {
+      const shape = { batch: B, seq: T, past: P, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
+      const { out, key, value } = groupQueryAttention(q, k, v, past[i]!, shape, ctx);
       onPresent(i, key, value);
       return out;
     });
-  const hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend, { norm: layerNormFused }) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
+  } else {
+    const mask = cacheMask(keep, T, P);
+    // Gemma 3: a RoPE table per layer kind and the sliding window on its local layers.
+    const gemma = config.gemma3
+      ? gemma3CachedAttention(config, g, { batch: B, seq: T, past: P, positions, positionBase: opts.positionBase ?? 0, mask, keep, pastOf: (i) => past[i]!, onPresent })
+      : null;
+    const rotate = gemma ? null : isGpt2(config) ? (x: Value) => x : ropeRotation(config, positions);
+    const maskOf = cachedWindowMasks(config, { keep, seq: T, past: P, mask }); // the sliding window of the layers that have one
+    const attend =
+      gemma ??
+      ((i: number, q: Value, k: Value, v: Value, widths: LayerShape) => {
+        const shape = { batch: B, seq: T, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
+        const { out, key, value } = cachedAttention(q, k, v, shape, rotate!, maskOf(i), past[i]!);
+        onPresent(i, key, value);
+        return out;
+      });
+    hidden = isGpt2(config) ? gpt2Blocks(config, p, ids, positions, attend, { norm: layerNormFused }) : llamaBlocks(config, p, ids, attend, { norm: rmsNormFused });
+  }
   // A layer a pruning removed all heads from keeps an empty cache that still grows with the sequence,
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
@@ -106,17 +130,21 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     opts.logits === "last"
       ? project(take(reshape(hidden, [B, T, C]), 1, -1)) // (B, V)
       : reshape(project(hidden), [B, T, V]); // (B, T, V)
-  return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads };
+  return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads, fused };
 }
 
 /** RoPE at `positions` through ONNX Runtime's fused kernel, with HF's float32 tables up to the model's context. */
 function ropeRotation(config: LlamaConfig, positions: Value): (x: Value) => Value {
+  const rot = ropeHalfConstants(config, positions.graph);
+  return (x: Value) => ropeFused(x, positions, rot);
+}
+
+/** HF's float32 RoPE tables [context, D/2] as constants (RotaryEmbedding and GroupQueryAttention read the same layout). */
+function ropeHalfConstants(config: LlamaConfig, g: Graph): { cos: Value; sin: Value } {
   const D = config.headDim;
   const tables = ropeHalfTables(config.maxPositionEmbeddings, D, config.ropeTheta, ropeInvFreq(config));
   const half = [config.maxPositionEmbeddings, D / 2];
-  const g = positions.graph;
-  const rot = { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
-  return (x: Value) => ropeFused(x, positions, rot);
+  return { cos: g.constant(tables.cos, half, "float32", "rope.cos"), sin: g.constant(tables.sin, half, "float32", "rope.sin") };
 }
 
 /** [B, 0, P + T, D]: a cache with no heads, the length of the others. */

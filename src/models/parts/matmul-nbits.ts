@@ -56,7 +56,8 @@ export function matMulNBits(g: Graph, q: RtnLinear, name: string, accuracyLevel:
       : g.constant(packed, [N, blocks, blob], "uint8", `${name}.nbits_weight`);
   const blockScales = g.constant(scales, [N * blocks], "float32", `${name}.nbits_scales`);
   const zeros = g.constant(zeroPoints, [N * zpRow], "uint8", `${name}.nbits_zeros`);
-  return (x) => g.add(MatMulNBits, [x, weight, blockScales, zeros], [x.shape[0]!, N], "float32", attrs);
+  // A [..., K] → [..., N]: rows of any rank (the fused decoder keeps its stream [B, T, C]).
+  return (x) => g.add(MatMulNBits, [x, weight, blockScales, zeros], [...x.shape.slice(0, -1), N], "float32", attrs);
 }
 
 /**

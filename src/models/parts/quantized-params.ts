@@ -3,7 +3,7 @@
 // constants or graph inputs (PEQA trains them, task switching swaps them).
 
 import type { ParamSource } from "../../arch/params.js";
-import { type Graph, type Value, add, gemm } from "../../engine/index.js";
+import { type Graph, type HostTensor, type Value, add, gemm } from "../../engine/index.js";
 import { dequantize } from "../../quant/kinds/index.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
 import type { QuantizedLinear, QuantizedModel, RtnLinear } from "../../quant/types.js";
@@ -61,6 +61,61 @@ export class QuantizedParams implements ParamSource {
       const head = lmHead === embedding && table ? table : quantizedTable(graph, lmHead, "lm_head", level);
       this.head = (x) => head.head(x);
     }
+  }
+
+  /**
+   * Whether linear(path, x) takes x of any rank [..., K]: a quantized RTN layer run by MatMulNBits
+   * (not act-order, whose column permutation works on [M, K]); float and dequantized layers are Gemms of [M, K].
+   */
+  takesRowsOfAnyRank(path: string): boolean {
+    const q = this.qm.linears.get(path);
+    return q?.kind === "rtn" && !q.groupIndex && this.opts.fused === true && !this.opts.scaleInputs && canUseMatMulNBits(q);
+  }
+
+  /** Whether the scales are graph inputs (PEQA training and scoring, task switching). */
+  get takesScaleInputs(): boolean {
+    return this.opts.scaleInputs === true;
+  }
+
+  /**
+   * The same model in a new graph with `scales` (the feeds of the scale inputs, by scaleName)
+   * folded into its layers as constants, for generation: MatMulNBits at `accuracyLevel` where the
+   * layer allows it, other grid layers dequantized once on the host. Exact: MatMulNBits computes
+   * (code − zero) · scale per block, and a per-channel scale replicated over a row's blocks is that
+   * channel's scale; the scale-input graph instead dequantized every layer on every run.
+   */
+  folded(graph: Graph, scales: Readonly<Record<string, HostTensor>>, accuracyLevel: 0 | 4 = 4): QuantizedParams {
+    const linears = new Map([...this.qm.linears].map(([path, q]) => {
+      const tuned = q.kind === "reallm" ? undefined : scales[scaleName(path)];
+      return [path, tuned ? { ...q, scales: Float32Array.from(tuned.data as Float32Array) } : q] as const;
+    }));
+    const { embedding, lmHead } = this.opts.tables ?? {};
+    const tables = embedding || lmHead ? { tables: this.opts.tables! } : {};
+    return new QuantizedParams(graph, { ...this.qm, linears }, { fused: true, accuracyLevel, dequantizeUnfused: true, ...tables });
+  }
+
+  /**
+   * Frees the host copies of the integer codes the graph now holds in its own constants (MatMulNBits'
+   * packed blocks, the tables', or a dequantized float weight): every built RTN/NF4 layer's and the
+   * embedding/LM head tables', one byte per code (106 MB + 28 MB at the SmolLM2-135M shape). For a
+   * caller that hands the model over to one session (`slimtune generate`, `chat`): the model keeps
+   * its other fields, but can no longer build a graph or be saved. Returns the bytes released.
+   */
+  releaseCodes(): number {
+    let bytes = 0;
+    const empty = new Uint8Array(0);
+    for (const path of this.layers.keys()) {
+      const q = this.qm.linears.get(path);
+      if (!q || q.kind === "reallm" || q.codes.length === 0) continue;
+      bytes += q.codes.byteLength;
+      q.codes = empty;
+    }
+    for (const table of [this.opts.tables?.embedding, this.opts.tables?.lmHead]) {
+      if (!table || table.codes.length === 0 || (!this.embed && !this.head)) continue;
+      bytes += table.codes.byteLength;
+      table.codes = empty;
+    }
+    return bytes;
   }
 
   tensor(name: string): Value {
