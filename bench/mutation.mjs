@@ -201,7 +201,7 @@ for (const name of names) {
   const score = valid ? (100 * detected) / valid : null;
   // A partial run gets its own entry, so it never overwrites the folder's (or another part's) record.
   const key = only ? `${name} (${only.map((p) => path.relative(FOLDERS[name].mutate[0].split("*")[0], p) || p).join(", ")})` : name;
-  summary[key] = { mutate: f.mutate, score, counts, minutes: (Date.now() - started) / 60000, finished: new Date().toISOString(), survivors };
+  summary[key] = { mutate: f.mutate, ...(sample !== null ? { sample: `whole files in sha256(path) order within ${sample} mutants` } : {}), score, counts, minutes: (Date.now() - started) / 60000, finished: new Date().toISOString(), survivors };
   fs.writeFileSync(summaryFile, JSON.stringify(summary, null, 2) + "\n");
   console.log(`${key}: ${score === null ? "no mutants" : `${score.toFixed(1)} % of ${valid} mutants killed`} (${JSON.stringify(counts)}); survivors in reports/mutation/summary.json`);
 }
