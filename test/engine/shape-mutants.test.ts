@@ -26,25 +26,25 @@ describe("reshape with symbolic dims", () => {
     const B = g.sym("batch");
     const T = g.sym("seq");
     const x = g.input("x", [B, T, 6]);
-    const y = g.input("y", [B, 3]);
-    const tail = g.input("tail", [2, 3]);
+    const tail = g.input("tail", [1, T, 6]);
     const outputs = {
       rows: E.reshape(x, [g.dims.mul(B, T), 6]), // one symbolic dim
       heads: E.reshape(x, [B, T, 2, 3]), // two
       pairs: E.reshape(x, [g.dims.mul(B, 2), T, 3]), // a coefficient 2 on a symbol
       split: E.reshape(x, [B, 2, T, 3]), // static dims between symbolic ones
-      // concat gives [B + 2, 3]; reshaped to [B + 2, 1, 3] with the symbol kept: a polynomial with a constant term.
-      grown: E.reshape(E.concat([y, tail], 0), [g.dims.add(B, 2), 1, 3]),
+      // concat gives [B + 1, T, 6]; reshaped with two symbolic dims, B + 1 is computed at run time
+      // from a polynomial with a constant term of coefficient 1.
+      grown: E.reshape(E.concat([x, tail], 0), [g.dims.add(B, 1), T, 2, 3]),
     };
     for (const [b, t] of [[1, 2], [3, 4]] as const) {
-      const out = await run(g, outputs, { x: { data: iota(b * t * 6), shape: [b, t, 6] }, y: { data: iota(b * 3), shape: [b, 3] }, tail: { data: iota(6, 100), shape: [2, 3] } });
+      const out = await run(g, outputs, { x: { data: iota(b * t * 6), shape: [b, t, 6] }, tail: { data: iota(t * 6, 1000), shape: [1, t, 6] } });
       expect(out.rows!.shape).toEqual([b * t, 6]);
       expect(out.heads!.shape).toEqual([b, t, 2, 3]);
       expect(out.pairs!.shape).toEqual([2 * b, t, 3]);
       expect(out.split!.shape).toEqual([b, 2, t, 3]);
       for (const k of ["rows", "heads", "pairs", "split"]) expect(out[k]!.data, k).toEqual(Array.from(iota(b * t * 6)));
-      expect(out.grown!.shape).toEqual([b + 2, 1, 3]);
-      expect(out.grown!.data).toEqual([...Array.from(iota(b * 3)), ...Array.from(iota(6, 100))]);
+      expect(out.grown!.shape).toEqual([b + 1, t, 2, 3]);
+      expect(out.grown!.data).toEqual([...Array.from(iota(b * t * 6)), ...Array.from(iota(t * 6, 1000))]);
     }
   });
 
