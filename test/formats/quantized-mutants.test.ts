@@ -1,12 +1,18 @@
 // GPTQ `dynamic` overrides (formats.md §1.9) and the quant_method dispatch, on hand-written
 // values: fast enough to run once per mutant (bench/mutation.mjs, formats-quantized), where the
-// folder round trips in gptq-folder.test.ts take seconds each.
+// folder round trips in gptq-folder.test.ts take seconds each. Everything is computed inside the
+// tests: Stryker switches a mutant on after vitest has collected the file, so a value computed in a
+// describe body never sees it (and a throw there is not counted as a kill).
 
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { type DynamicRule, buildDynamic, matchDynamic, parseDynamic } from "../../src/formats/quantized/gptq-dynamic.js";
-import { loadQuantizedFolder } from "../../src/formats/quantized/index.js";
+import { loadQuantizedFolder, saveQuantizedFolder } from "../../src/formats/quantized/index.js";
+import { HostGemm } from "../../src/quant/linalg/host-gemm.js";
+import { NearestCentroid } from "../../src/quant/linalg/kmeans.js";
+import { quantizeReallmModel } from "../../src/quant/reallm.js";
+import { tinyModel } from "../quant/helpers.js";
 import { expectSlimtuneError, refModelDir, tempDir } from "./helpers.js";
 
 const FILE = "some/config.json";
@@ -43,15 +49,18 @@ describe("parseDynamic", () => {
     expectSlimtuneError(() => parseDynamic({ "+:q": { group_size: 1.5 } }, FILE), "E_CONFIG", prefix, "-1 or a group size");
     expectSlimtuneError(() => parseDynamic({ "+:q": { sym: 1 } }, FILE), "E_CONFIG", prefix, "true or false");
     expectSlimtuneError(() => parseDynamic({ "+:q": { desc_act: "yes" } }, FILE), "E_CONFIG", prefix, "true or false");
+    // Only a leading +: or -: is a prefix; "+:" later in a key is part of the regex.
+    expect(parseDynamic({ "q+:z": { bits: 8 } }, FILE)).toStrictEqual([{ pattern: "q+:z", rule: { skip: false, overrides: { bits: 8 } } }]);
     // A skipped module's value is never read.
     expect(parseDynamic({ "-:q": { bits: "not read" } }, FILE)).toStrictEqual([{ pattern: "q", rule: { skip: true } }]);
   });
 });
 
 describe("matchDynamic", () => {
-  const entries = parseDynamic({ "-:.*\\.mlp\\.down_proj": {}, "+:model\\.layers\\.1": { bits: 2 }, "+:model\\.layers\\.1\\.self_attn|lm": { bits: 8 } }, FILE);
+  const parsed = () => parseDynamic({ "-:.*\\.mlp\\.down_proj": {}, "+:model\\.layers\\.1": { bits: 2 }, "+:model\\.layers\\.1\\.self_attn|lm": { bits: 8 } }, FILE);
 
   it("takes the first pattern that matches at the start of the name, like Python's re.match", () => {
+    const entries = parsed();
     expect(matchDynamic(entries, "model.layers.1.mlp.down_proj")?.rule).toEqual({ skip: true });
     // A prefix match is a match (re.match does not need the whole name): layer 10 matches "layers\.1".
     expect(matchDynamic(entries, "model.layers.10.self_attn.q_proj")?.rule).toEqual({ skip: false, overrides: { bits: 2 } });
@@ -60,6 +69,7 @@ describe("matchDynamic", () => {
 
   it("anchors the whole alternation, not just its first branch", () => {
     // ^(?:a|lm): "xlm" does not match; ^a|lm would.
+    const entries = parsed();
     expect(matchDynamic(entries, "xlm_head")).toBeNull();
     expect(matchDynamic(entries, "lm_head")?.rule).toEqual({ skip: false, overrides: { bits: 8 } });
   });
@@ -126,5 +136,21 @@ describe("loadQuantizedFolder", () => {
     expect(err.file).toBe(path.join(folder, "config.json"));
     fs.writeFileSync(path.join(folder, "config.json"), JSON.stringify({ ...config, quantization_config: { quant_method: 4, bits: 4 } }));
     expectSlimtuneError(() => loadQuantizedFolder(folder), "E_CONFIG", '"quant_method" is 4;');
+  });
+
+  it("saves a ReALLM model in its own layout, with the budget it was made under", async () => {
+    const gemm = new HostGemm({ threads: 1 });
+    const nearest = new NearestCentroid({ threads: 1 });
+    try {
+      const { qm } = await quantizeReallmModel(tinyModel("llama", 5), { budget: 4, rank: 2, seed: 0, gemm, nearest, blockSize: 32, maxIterations: 1 });
+      const out = path.join(dir, "reallm");
+      saveQuantizedFolder(out, qm);
+      const quant = (JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8")) as { quantization_config: Record<string, unknown> }).quantization_config;
+      expect([quant.quant_method, quant.budget_bits_per_weight]).toEqual(["slimtune-reallm", 4]);
+      expect(loadQuantizedFolder(out).method).toEqual({ name: "reallm", config: { budget_bits_per_weight: 4 } });
+    } finally {
+      await gemm.release();
+      await nearest.release();
+    }
   });
 });
