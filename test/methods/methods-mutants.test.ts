@@ -10,7 +10,13 @@ import { fullDefinition, fullFineTuning } from "../../src/methods/full/index.js"
 import { mergeLora } from "../../src/methods/lora/merge.js";
 import { lqloraDefinition } from "../../src/methods/lqlora/index.js";
 import { qloraDefinition, qloraMethod, quantizedLoraBase } from "../../src/methods/qlora/index.js";
-import { reallmDefinition } from "../../src/methods/reallm/index.js";
+import { reallmDefinition, reallmMethod } from "../../src/methods/reallm/index.js";
+import { loadReallmFolder } from "../../src/formats/quantized/index.js";
+import { HostGemm } from "../../src/quant/linalg/host-gemm.js";
+import { NearestCentroid } from "../../src/quant/linalg/kmeans.js";
+import { quantizeReallmModel } from "../../src/quant/reallm.js";
+import type { QuantizedModel, ReallmLinear } from "../../src/quant/types.js";
+import { AdamW } from "../../src/train/adamw.js";
 import { withDefaults } from "../../src/methods/flags.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import type { LoadedBase } from "../../src/models/load.js";
@@ -49,6 +55,7 @@ describe("mergeLora", () => {
     bad(A(), param([2, 1], [1, 2])); // B's rank 1 ≠ A's 2
     bad(A(), param([3, 2], [1, 2, 3, 4, 5, 6])); // N = 3 ≠ W's 2
     bad(param([2, 2], [1, 2, 3, 4]), B()); // K = 2 ≠ W's 3
+    expectSlimtuneError(() => mergeLora(weights(), { scale: 1, tensors: new Map([[keyA, A()], [keyB, param([2, 1], [1, 2])]]) }), "E_SHAPE", `"${keyA}" [2, 3] and "${keyB}" [2, 1] into "${UP}.weight" [2, 3]`);
   });
 });
 
@@ -90,6 +97,7 @@ describe("QLoRA's quantized base", () => {
     expect([lqloraDefinition.needs, lqloraDefinition.defaultLr]).toEqual(["quantized", 1e-3]);
     expect([reallmDefinition.needs, reallmDefinition.defaultLr]).toEqual(["quantized", 1e-3]);
     expect([fullDefinition.needs, fullDefinition.defaultLr]).toEqual(["float", 1e-4]);
+    expect([qloraDefinition.name, lqloraDefinition.name, reallmDefinition.name, fullDefinition.name]).toEqual(["qlora", "lqlora", "reallm", "full"]);
     const opts = withDefaults(qloraDefinition.flags, { rank: 4, alpha: 8, targets: ["o_proj"] });
     const m = qloraDefinition.create(quantized, opts, { seed: 1 }) as ReturnType<typeof qloraMethod>;
     expect([m.name, m.rank, m.scale, m.targets]).toEqual(["qlora", 4, 2, ["model.layers.0.self_attn.o_proj"]]);
@@ -118,6 +126,26 @@ describe("QLoRA's quantized base", () => {
     expectSlimtuneError(() => lqloraDefinition.create(quantized, {}, { seed: 0, adapter: path.join(dir, "elsewhere") }), "E_ARG", `at ${path.join(dir, "elsewhere")};`);
     expectSlimtuneError(() => lqloraDefinition.create({ kind: "float", model: new LlamaModel(tiny.config, tiny.weights, null) }, {}, { seed: 0 }), "E_ARG", "--method lqlora needs a quantized model folder");
   });
+
+  it("lqlora and qlora continue a saved adapter: from the model folder, from --adapter, and through adapter.load", () => {
+    const dir = tempDir("lqlora-adapter");
+    const quantized: LoadedBase = { kind: "quantized", model: { ...qm, sourceDir: dir } };
+    const trained = qloraMethod(qm, { rank: 2, alpha: 4, targetModules: ["up_proj"], seed: 3 });
+    trained.trainable.get(`base_model.model.${UP}.lora_B.weight`)!.data.fill(0.5);
+    trained.save(path.join(dir, "lqlora_adapter"));
+    const same = (m: ReturnType<typeof qloraMethod>) => expect(Array.from(m.trainable.get(`base_model.model.${UP}.lora_B.weight`)!.data).every((v) => v === 0.5)).toBe(true);
+    const lq = lqloraDefinition.create(quantized, {}, { seed: 0 }) as ReturnType<typeof qloraMethod>;
+    expect([lq.name, lq.targets]).toEqual(["lqlora", [UP]]);
+    same(lq);
+    const adapter = path.join(dir, "lqlora_adapter");
+    expect(qloraDefinition.adapter!.detect(adapter)).toBe(true);
+    const q = qloraDefinition.create(quantized, withDefaults(qloraDefinition.flags), { seed: 0, adapter }) as ReturnType<typeof qloraMethod>;
+    expect(q.name).toBe("qlora");
+    same(q);
+    const loaded = qloraDefinition.adapter!.load(quantized, adapter) as ReturnType<typeof qloraMethod>;
+    expect(loaded.name).toBe("qlora");
+    same(loaded);
+  });
 });
 
 describe("full fine-tuning", () => {
@@ -132,5 +160,67 @@ describe("full fine-tuning", () => {
     expect(m.decay("model.layers.0.self_attn.q_proj.bias")).toBe(false);
     expect(m.decay("model.layers.0.input_layernorm.weight")).toBe(false);
     expect(fullFineTuning(model).config).toBe(model.config);
+    const dir = tempDir("full-save");
+    m.save(path.join(dir, "out"));
+    const back = LlamaModel.load(path.join(dir, "out"));
+    expect(Array.from(back.weights.get("model.layers.0.self_attn.q_proj.bias")!.data)).toEqual(Array.from(model.weights.get("model.layers.0.self_attn.q_proj.bias")!.data));
+  });
+});
+
+describe("reallm tuning method", () => {
+  const tiny = tinyModel("llama", 6);
+  const opts = { blockSteps: 0, blockLr: 1e-3, blockBatch: 2, blockSamples: 4 };
+  const quantize = async (): Promise<QuantizedModel> => {
+    const gemm = new HostGemm({ threads: 1 });
+    const nearest = new NearestCentroid({ threads: 1 });
+    try {
+      return (await quantizeReallmModel(tiny, { budget: 4, rank: 2, seed: 0, gemm, nearest, blockSize: 32, maxIterations: 1 })).qm;
+    } finally {
+      await gemm.release();
+      await nearest.release();
+    }
+  };
+  /** `qm` with the layers in `paths` at rank 0 (no factors). */
+  const rankZero = (qm: QuantizedModel, paths: string[]): QuantizedModel => ({
+    ...qm,
+    linears: new Map([...qm.linears].map(([p, q]) => [p, paths.includes(p) ? { ...(q as ReallmLinear), spec: { ...(q as ReallmLinear).spec, rank: 0 }, l1: new Float32Array(0), l2: new Float32Array(0) } : q])),
+  });
+
+  it("trains L₁ [N, r] and L₂ [r, K] of each layer with a rank, counts every weight, decays all, saves with the budget", async () => {
+    const qm = await quantize();
+    const down = "model.layers.0.mlp.down_proj";
+    const m = reallmMethod(rankZero(qm, [down]), opts);
+    expect(m.name).toBe("reallm");
+    expect(m.trainable.size).toBe(12); // 6 layers with rank 2, two factors each
+    expect(m.trainable.get("model.layers.0.self_attn.k_proj.lowrank_l1")!.shape).toEqual([32, 2]);
+    expect(m.trainable.get("model.layers.0.self_attn.k_proj.lowrank_l2")!.shape).toEqual([2, 64]);
+    expect(m.trainable.has(`${down}.lowrank_l1`)).toBe(false);
+    expect(m.totalParameters).toBe(36864 + 6144 + 192);
+    expect(m.decay("model.layers.0.self_attn.k_proj.lowrank_l1")).toBe(true);
+    await expect(m.prepare!({ tokens: new Int32Array(100), seq: 8, seed: 0, optimizer: (p) => new AdamW(p), log: () => {} })).resolves.toBeNull();
+    m.trainable.get("model.layers.0.self_attn.k_proj.lowrank_l1")!.data.fill(0.25);
+    const dir = tempDir("reallm-save");
+    m.save(dir);
+    const back = loadReallmFolder(dir);
+    expect(back.method).toEqual({ name: "reallm", config: { budget_bits_per_weight: 4 } });
+    expect(Array.from((back.linears.get("model.layers.0.self_attn.k_proj") as ReallmLinear).l1).every((v) => v === 0.25)).toBe(true);
+    expect((back.linears.get(down) as ReallmLinear).spec.rank).toBe(0);
+  });
+
+  it("refuses a model whose every layer has rank 0", async () => {
+    const qm = await quantize();
+    expectSlimtuneError(() => reallmMethod(rankZero(qm, [...qm.linears.keys()]), opts), "E_ARG", "every layer of this ReALLM model has rank 0, so nothing can train");
+  });
+
+  it("the block-wise phase reports its settings and its time in seconds", async () => {
+    const qm = await quantize();
+    const dir = tempDir("reallm-reference");
+    new LlamaModel(tiny.config, tiny.weights, null).save(dir);
+    const m = reallmMethod(qm, { blockSteps: 2, reference: dir, blockLr: 2e-3, blockBatch: 2, blockSamples: 4 });
+    const tokens = Int32Array.from({ length: 200 }, (_, i) => (i * 13 + 5) % tiny.config.vocabSize);
+    const report = (await m.prepare!({ tokens, seq: 8, seed: 0, optimizer: (p) => new AdamW(p), log: () => {} })) as { blockwise: { steps: number; lr: number; samples: number; seconds: number; blocks: unknown[] } };
+    expect([report.blockwise.steps, report.blockwise.lr, report.blockwise.samples, report.blockwise.blocks.length]).toEqual([2, 2e-3, 4, 1]);
+    expect(report.blockwise.seconds).toBeGreaterThan(0);
+    expect(report.blockwise.seconds).toBeLessThan(120);
   });
 });
