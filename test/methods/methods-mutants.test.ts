@@ -103,8 +103,16 @@ describe("QLoRA's quantized base", () => {
     expect([m.name, m.rank, m.scale, m.targets]).toEqual(["qlora", 4, 2, ["model.layers.0.self_attn.o_proj"]]);
     expectSlimtuneError(() => qloraDefinition.create(float, opts, { seed: 1 }), "E_ARG", "--method qlora needs a quantized model folder");
     expectSlimtuneError(() => fullDefinition.create(quantized, {}, { seed: 1 }), "E_ARG", "--method full needs a float model folder");
+    expectSlimtuneError(() => reallmDefinition.create(float, withDefaults(reallmDefinition.flags), { seed: 1 }), "E_ARG", "--method reallm needs a quantized model folder");
     expectSlimtuneError(() => reallmDefinition.create(quantized, withDefaults(reallmDefinition.flags), { seed: 1 }), "E_ARG", "model.layers.0.self_attn.q_proj is a rtn layer");
     expect(qloraDefinition.adapter!.detect(tempDir("qlora-detect"))).toBe(false);
+  });
+
+  it("every definition has a summary and every flag a description for finetune --help", () => {
+    for (const d of [qloraDefinition, lqloraDefinition, reallmDefinition, fullDefinition]) {
+      expect(d.summary.length, d.name).toBeGreaterThan(20);
+      for (const [key, flag] of Object.entries(d.flags as Record<string, { description: string }>)) expect(flag.description.length, `${d.name} ${key}`).toBeGreaterThan(5);
+    }
   });
 
   it("reallm's flags: defaults and bounds", () => {
@@ -142,6 +150,7 @@ describe("QLoRA's quantized base", () => {
     const q = qloraDefinition.create(quantized, withDefaults(qloraDefinition.flags), { seed: 0, adapter }) as ReturnType<typeof qloraMethod>;
     expect(q.name).toBe("qlora");
     same(q);
+    expectSlimtuneError(() => qloraDefinition.adapter!.load({ kind: "float", model: new LlamaModel(tiny.config, tiny.weights, null) }, adapter), "E_ARG", "--method qlora needs a quantized model folder");
     const loaded = qloraDefinition.adapter!.load(quantized, adapter) as ReturnType<typeof qloraMethod>;
     expect(loaded.name).toBe("qlora");
     same(loaded);
@@ -218,9 +227,11 @@ describe("reallm tuning method", () => {
     new LlamaModel(tiny.config, tiny.weights, null).save(dir);
     const m = reallmMethod(qm, { blockSteps: 2, reference: dir, blockLr: 2e-3, blockBatch: 2, blockSamples: 4 });
     const tokens = Int32Array.from({ length: 200 }, (_, i) => (i * 13 + 5) % tiny.config.vocabSize);
+    const started = performance.now();
     const report = (await m.prepare!({ tokens, seq: 8, seed: 0, optimizer: (p) => new AdamW(p), log: () => {} })) as { blockwise: { steps: number; lr: number; samples: number; seconds: number; blocks: unknown[] } };
     expect([report.blockwise.steps, report.blockwise.lr, report.blockwise.samples, report.blockwise.blocks.length]).toEqual([2, 2e-3, 4, 1]);
+    const wall = (performance.now() - started) / 1000;
     expect(report.blockwise.seconds).toBeGreaterThan(0);
-    expect(report.blockwise.seconds).toBeLessThan(120);
+    expect(report.blockwise.seconds).toBeLessThanOrEqual(wall);
   });
 });

@@ -152,6 +152,40 @@ describe("ref-llama-5m block by block", () => {
   });
 });
 
+describe("forEachChunk", () => {
+  it("runs `batch` sequences at a time and a smaller last chunk, feeding each its rows as [rows, C]", async () => {
+    const C = 2;
+    const T = 3;
+    const x = Float32Array.from({ length: 3 * T * C }, (_, i) => i); // three sequences
+    const graphs: number[] = [];
+    const fed: Array<{ shape: number[]; first: number; extra: number }> = [];
+    const chunks: Array<[number, number]> = [];
+    await forEachChunk(
+      x,
+      { rows: 3 * T, hidden: C, seq: T, batch: 2 },
+      async (b) => {
+        graphs.push(b);
+        // A stand-in for a compiled block graph: hands back what it was fed.
+        return { run: async (feeds: Record<string, HostTensor>) => feeds } as unknown as CompiledGraph;
+      },
+      { fixed: float(new Float32Array(1), [1]) },
+      (out, first, rows) => {
+        const h = out[HIDDEN_IN]!;
+        fed.push({ shape: h.shape, first: (h.data as Float32Array)[0]!, extra: (out.extra!.data as Float32Array)[0]! });
+        expect(out.fixed).toBeDefined();
+        chunks.push([first, rows]);
+      },
+      (first, rows) => ({ extra: float(Float32Array.of(first * 100 + rows), [1]) }),
+    );
+    expect(graphs).toEqual([2, 1]);
+    expect(chunks).toEqual([[0, 2 * T], [2 * T, T]]);
+    expect(fed).toEqual([
+      { shape: [2 * T, C], first: 0, extra: 6 },
+      { shape: [T, C], first: 2 * T * C, extra: 600 + 3 },
+    ]);
+  });
+});
+
 describe("GPT-2's block groups and Gemma's embedding scale", () => {
   it("gpt2: each of the four linear layers reads its own input", () => {
     const config = parseLlamaConfig({ model_type: "gpt2", n_embd: 64, n_head: 2, n_layer: 2, n_positions: 32, vocab_size: 96 }, "gpt2/config.json");
