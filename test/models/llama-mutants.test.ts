@@ -158,7 +158,7 @@ describe("forEachChunk", () => {
     const T = 3;
     const x = Float32Array.from({ length: 3 * T * C }, (_, i) => i); // three sequences
     const graphs: number[] = [];
-    const fed: Array<{ shape: number[]; first: number; extra: number }> = [];
+    const fed: Array<{ shape: readonly number[]; first: number; extra: number }> = [];
     const chunks: Array<[number, number]> = [];
     await forEachChunk(
       x,
