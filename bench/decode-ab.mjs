@@ -15,7 +15,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { modelFolder } from "./lib/decode-models.mjs";
+import { cachedDecodeFolder } from "./lib/decode-models.mjs";
 import { ensureBuilt, machineInfo, median, parseFlags, root, sampleLoad, writeJson } from "./lib/harness.mjs";
 
 const flags = parseFlags(
@@ -44,8 +44,7 @@ const { loadTokenizer } = await dist("formats/tokenizer.js");
 const { withQuantizedHead } = await dist("eval/head-tables.js");
 const { Rng } = await dist("core/rng.js");
 
-let dir = path.join(work, flags.model);
-if (!fs.existsSync(path.join(dir, "config.json"))) dir = await modelFolder(flags.model, work);
+const dir = await cachedDecodeFolder(flags.model, work, 0);
 const tokenizer = await loadTokenizer(dir);
 const session = { threads: flags.threads };
 const load = await sampleLoad(2000);
@@ -76,15 +75,7 @@ if (flags.compare === "peqa") {
     ["PEQA scales as inputs", await Generator.create(asInputs, tokenizer, session)],
   ];
 } else {
-  let base = loadBase(dir);
-  if (flags.bits === 4) {
-    const q = path.join(work, `${flags.model}-q4`);
-    if (!fs.existsSync(path.join(q, "config.json"))) {
-      const { execFileSync } = await import("node:child_process");
-      execFileSync(process.execPath, [path.join(root, "dist/cli/main.js"), "quantize", "--model", dir, "--bits", "4", "--group-size", "32", "--sym", "--out", q, "--json"], { stdio: "ignore" });
-    }
-    base = withQuantizedHead(loadBase(q), 4).base;
-  }
+  const base = flags.bits === 4 ? withQuantizedHead(loadBase(await cachedDecodeFolder(flags.model, work, 4)), 4).base : loadBase(dir);
   const model = generationScoring(base);
   pair =
     flags.compare === "lift"

@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { modelFolder } from "./lib/decode-models.mjs";
+import { cachedDecodeFolder } from "./lib/decode-models.mjs";
 import { ensureBuilt, parseFlags, root } from "./lib/harness.mjs";
 
 const flags = parseFlags(
@@ -36,16 +36,7 @@ function mark(stage) {
   console.log(`${stage.padEnd(34)} rss ${mib(rss).padStart(5)} MiB   peak ${mib(peak).padStart(5)} MiB`);
 }
 
-let dir = path.join(work, flags.model);
-if (!fs.existsSync(path.join(dir, "config.json"))) dir = await modelFolder(flags.model, work);
-if (flags.bits === 4) {
-  const q = path.join(work, `${flags.model}-q4`);
-  if (!fs.existsSync(path.join(q, "config.json"))) {
-    const { execFileSync } = await import("node:child_process");
-    execFileSync(process.execPath, [path.join(root, "dist/cli/main.js"), "quantize", "--model", dir, "--bits", "4", "--group-size", "32", "--sym", "--out", q, "--json"], { stdio: "ignore" });
-  }
-  dir = q;
-}
+const dir = await cachedDecodeFolder(flags.model, work, flags.bits);
 
 const { CompiledGraph } = await dist("engine/runtime.js");
 const onnx = await dist("engine/onnx-writer.js");

@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { modelFolder } from "./lib/decode-models.mjs";
+import { cachedDecodeFolder } from "./lib/decode-models.mjs";
 import { ensureBuilt, parseFlags, root } from "./lib/harness.mjs";
 
 const flags = parseFlags(
@@ -38,16 +38,7 @@ const { loadBase } = await dist("models/load.js");
 const { loadTokenizer } = await dist("formats/tokenizer.js");
 const { Rng } = await dist("core/rng.js");
 
-let dir = path.join(work, flags.model);
-if (!fs.existsSync(path.join(dir, "config.json"))) dir = await modelFolder(flags.model, work);
-if (flags.bits === 4) {
-  const q = path.join(work, `${flags.model}-q4`);
-  if (!fs.existsSync(path.join(q, "config.json"))) {
-    const { execFileSync } = await import("node:child_process");
-    execFileSync(process.execPath, [path.join(root, "dist/cli/main.js"), "quantize", "--model", dir, "--bits", "4", "--group-size", "32", "--sym", "--out", q, "--json"], { stdio: "inherit" });
-  }
-  dir = q;
-}
+const dir = await cachedDecodeFolder(flags.model, work, flags.bits, { stdio: "inherit" });
 
 // Time inside session.run, per call, by wrapping the compiled graph's session once it exists.
 const runs = [];
@@ -73,7 +64,7 @@ CompiledGraph.prototype.run = async function (feeds, outputs) {
 
 const prefix = path.join(work, `ort-${flags.model}-${flags.bits}`);
 const { withQuantizedHead } = await dist("eval/head-tables.js");
-const headBits = { 0: "auto", 4: 4, 8: 8, 32: "float" }[flags["head-bits"]];
+const headBits = { 0: undefined, 4: 4, 8: 8, 32: "float" }[flags["head-bits"]]; // 0: withQuantizedHead's default, as generate
 const { base, head } = withQuantizedHead(loadBase(dir), headBits);
 console.log(`embedding/LM head: ${head}`);
 const model = generationScoring(base);

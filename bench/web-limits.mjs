@@ -22,7 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { cpuStat, foreignLoad, parseFlags, root, shared } from "./lib/harness.mjs";
-import { randomLlamaWeights } from "./lib/random-weights.mjs";
+import { pageModelFolder, refDir } from "./lib/web-models.mjs";
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -43,12 +43,7 @@ const flags = parseFlags(
 
 const { buildWeb } = await import(path.join(root, "scripts", "build-web.mjs"));
 const { startWebServer } = await import(path.join(root, "dist", "cli", "web-server.js"));
-const { Rng } = await import(path.join(root, "dist", "core", "rng.js"));
-const { llamaParamShapes } = await import(path.join(root, "dist", "arch", "llama", "shapes.js"));
-const { readLlamaConfig } = await import(path.join(root, "dist", "formats", "hf-config.js"));
-const { writeSafetensors } = await import(path.join(root, "dist", "formats", "safetensors.js"));
 
-const refDir = path.join(shared, "models", "ref-llama-5m");
 const text = fs.readFileSync(path.join(shared, "data", "wikitext-2", "valid.txt"), "utf8").slice(0, 100_000);
 const spec = { scheme: "rtn", bits: 4, groupSize: 64, symmetric: false };
 const r2 = (x) => Math.round(x * 100) / 100;
@@ -61,20 +56,6 @@ const save = () => {
 };
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-web-limits-"));
-
-/** The folder served for `name`: ref-llama-5m as it is; a config-only shape with seeded random weights. */
-function modelFolder(name) {
-  if (name === "ref-llama-5m") return refDir;
-  const src = path.join(shared, "models", name);
-  if (!fs.existsSync(path.join(src, "config.json"))) throw new Error(`unknown model ${name}: no ${src}/config.json`);
-  const dir = path.join(scratch, name);
-  fs.mkdirSync(dir, { recursive: true });
-  fs.copyFileSync(path.join(src, "config.json"), path.join(dir, "config.json"));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(refDir, f), path.join(dir, f));
-  const tensors = randomLlamaWeights(readLlamaConfig(src), 0, { Rng, llamaParamShapes }).map((w) => ({ ...w, dtype: "F32" }));
-  writeSafetensors(path.join(dir, "model.safetensors"), tensors);
-  return dir;
-}
 
 /** Resident memory of every Chromium renderer, sampled until stopped: the peak of the largest one. */
 function rssSampler(cdp) {
@@ -204,7 +185,7 @@ async function freshPage() {
 try {
   for (const name of flags.models) {
     log(`${name}: preparing the folder`);
-    const dir = modelFolder(name);
+    const dir = await pageModelFolder(name, scratch);
     const base = name === "ref-llama-5m" ? "/ref/" : `/models/${name}/`;
     const run = { batch: flags.batch, seq: flags.seq, groupSize: spec.groupSize, loraRank: 8 };
     const opts = { steps: 1, lr: 1e-3, warmupSteps: 0, minLrRatio: 1, weightDecay: 0, clip: 1, seed: 0, batch: flags.batch, seq: flags.seq, heldOut: 0 };

@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { cpuStat, foreignLoad, median, parseFlags, root, shared } from "./lib/harness.mjs";
-import { randomLlamaWeights } from "./lib/random-weights.mjs";
+import { pageModelFolder, refDir } from "./lib/web-models.mjs";
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -45,12 +45,9 @@ const { startWebServer } = await import(path.join(root, "dist", "cli", "web-serv
 const { WebSession, defaultWebTrainOptions } = await import(path.join(root, "dist", "web", "session.js"));
 const E = await import(path.join(root, "dist", "engine", "index.js"));
 const { Rng } = await import(path.join(root, "dist", "core", "rng.js"));
-const { llamaParamShapes } = await import(path.join(root, "dist", "arch", "llama", "shapes.js"));
 const { readLlamaConfig } = await import(path.join(root, "dist", "formats", "hf-config.js"));
-const { writeSafetensors } = await import(path.join(root, "dist", "formats", "safetensors.js"));
 const ortNode = await import("onnxruntime-node");
 
-const refDir = path.join(shared, "models", "ref-llama-5m");
 const text = fs.readFileSync(path.join(shared, "data", "wikitext-2", "valid.txt"), "utf8").slice(0, 200_000);
 const spec = { scheme: "rtn", bits: 4, groupSize: 64, symmetric: false };
 const PROMPT = "The history of the city";
@@ -58,24 +55,10 @@ const FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_
 const r2 = (x) => Math.round(x * 100) / 100;
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
-/** The folders the page fetches from (/models/<name>/): ref-llama-5m as it is; the SmolLM2 shape written with random weights. */
-function modelFolders(scratch) {
+/** The folders the page fetches from (/models/<name>/): ref-llama-5m as it is; the shapes written with random weights. */
+async function modelFolders(scratch) {
   const out = {};
-  for (const name of flags.models) {
-    if (name === "ref-llama-5m") {
-      out[name] = refDir;
-      continue;
-    }
-    const src = path.join(shared, "models", name);
-    if (!fs.existsSync(path.join(src, "config.json"))) throw new Error(`unknown model ${name}: no ${src}/config.json`);
-    const dir = path.join(scratch, name);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.copyFileSync(path.join(src, "config.json"), path.join(dir, "config.json"));
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(refDir, f), path.join(dir, f));
-    const tensors = randomLlamaWeights(readLlamaConfig(src), 0, { Rng, llamaParamShapes }).map((w) => ({ ...w, dtype: "F32" }));
-    writeSafetensors(path.join(dir, "model.safetensors"), tensors);
-    out[name] = dir;
-  }
+  for (const name of flags.models) out[name] = await pageModelFolder(name, scratch);
   return out;
 }
 
@@ -117,7 +100,7 @@ const log = (msg) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-web-bench-"));
 const pageDir = path.join(scratch, "page");
 await buildWeb(pageDir);
-const folders = modelFolders(scratch);
+const folders = await modelFolders(scratch);
 const server = await startWebServer({
   root: pageDir,
   port: 0,

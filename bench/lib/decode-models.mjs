@@ -46,3 +46,20 @@ function syntheticTokenizer(V) {
   };
 }
 
+
+/**
+ * The cached model folder for `name` under `work` (written once, then reused across runs): float
+ * with `bits` 0, else quantized by the CLI as the decode benchmarks compare it, RTN 4-bit groups of
+ * 32, symmetric (Q4_0's grid). `stdio` "inherit" shows the quantize progress.
+ */
+export async function cachedDecodeFolder(name, work, bits, { stdio = "ignore" } = {}) {
+  let dir = path.join(work, name);
+  if (!fs.existsSync(path.join(dir, "config.json"))) dir = await modelFolder(name, work);
+  if (bits !== 4) return dir;
+  const q = path.join(work, `${name}-q4`);
+  if (!fs.existsSync(path.join(q, "config.json"))) {
+    const { execFileSync } = await import("node:child_process");
+    execFileSync(process.execPath, [path.join(root, "dist/cli/main.js"), "quantize", "--model", dir, "--bits", "4", "--group-size", "32", "--sym", "--out", q, "--json"], { stdio });
+  }
+  return q;
+}
