@@ -13,17 +13,17 @@ import { loadTokenizer, type TextTokenizer } from "../../src/formats/tokenizer.j
 import { methodScoring } from "../../src/methods/registry.js";
 import { peqaMethod } from "../../src/methods/peqa/index.js";
 import { baseScoring } from "../../src/models/base-scoring.js";
-import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../../src/models/llama/kv-graph.js";
+import { LOGITS, buildKvGraph } from "../../src/models/llama/kv-graph.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { QuantizedParams } from "../../src/models/parts/quantized-params.js";
 import type { ParamSource } from "../../src/arch/params.js";
 import type { TuningMethod } from "../../src/methods/method.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
 import type { QuantizedModel } from "../../src/quant/types.js";
+import { emptyPast, kvStepFeeds, pastFromPresent } from "../helpers/kv-step.js";
 import { REF_MODEL } from "../helpers/paths.js";
 
 const PROMPT = " The tower is 324 metres tall, about the same height as";
-const i64 = (xs: number[]) => BigInt64Array.from(xs, BigInt);
 
 /** Scales as a tuning run leaves them: every one moved by a different few per cent. */
 function tune(method: TuningMethod, amount: number): void {
@@ -35,25 +35,11 @@ function tune(method: TuningMethod, amount: number): void {
 async function stepLogits(config: LlamaModel["config"], params: ParamSource, feeds: Record<string, HostTensor>, prompt: number[]): Promise<Float32Array[]> {
   const kv = buildKvGraph(config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true });
   const step = await CompiledGraph.compile(kv.graph, kv.outputs);
-  const run = (tokens: number[], from: number, past: Record<string, HostTensor>) =>
-    step.run({
-      ...feeds,
-      ...past,
-      [INPUT_IDS]: { data: i64(tokens), shape: [1, tokens.length] },
-      [ATTENTION_MASK]: { data: i64(Array(from + tokens.length).fill(1)), shape: [1, from + tokens.length] },
-      [POSITION_IDS]: { data: i64(tokens.map((_, i) => from + i)), shape: [1, tokens.length] },
-    });
-  const empty: Record<string, HostTensor> = {};
-  kv.kvHeads.forEach((KV, i) => {
-    for (const half of ["key", "value"] as const) empty[pastName(i, half)] = { data: new Float32Array(0), shape: [1, KV, 0, config.headDim] };
-  });
-  let out = await run(prompt, 0, empty);
+  const run = (tokens: number[], from: number, past: Record<string, HostTensor>) => step.run({ ...feeds, ...past, ...kvStepFeeds(tokens, from) });
+  let out = await run(prompt, 0, emptyPast(kv.kvHeads, config.headDim));
   const all = [out[LOGITS]!.data as Float32Array];
   for (const [s, token] of [11, 250, 3000, 42].entries()) {
-    const past: Record<string, HostTensor> = {};
-    kv.kvHeads.forEach((_, i) => {
-      for (const half of ["key", "value"] as const) past[pastName(i, half)] = out[presentName(i, half)]!;
-    });
+    const past = pastFromPresent(out, kv.kvHeads.length);
     out = await run([token], prompt.length + s, past);
     all.push(out[LOGITS]!.data as Float32Array);
   }

@@ -7,21 +7,21 @@
 
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { CompiledGraph, Graph, type HostTensor } from "../../src/engine/index.js";
+import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import type { LlamaConfig } from "../../src/arch/llama/config.js";
 import type { ParamSource } from "../../src/arch/params.js";
 import { argmax } from "../../src/eval/sampling.js";
-import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../../src/models/llama/kv-graph.js";
+import { LOGITS, buildKvGraph } from "../../src/models/llama/kv-graph.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
 import { DenseParams } from "../../src/models/llama/params.js";
 import { fusedDecoderFits } from "../../src/models/parts/fused-decoder.js";
 import { QuantizedParams } from "../../src/models/parts/quantized-params.js";
 import { withQuantizedHead } from "../../src/eval/head-tables.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
+import { emptyPast, kvStepFeeds, pastFromPresent } from "../helpers/kv-step.js";
 import { REF_MODEL, SHARED } from "../helpers/paths.js";
 import { prunedRefModel } from "../helpers/pruned.js";
 
-const i64 = (xs: number[]) => BigInt64Array.from(xs, BigInt);
 const PROMPT = [1, 417, 29, 3051, 88, 12, 940, 7];
 const STEPS = 6;
 
@@ -36,26 +36,13 @@ async function greedy(config: LlamaConfig, params: () => ParamSource, fused: boo
   const kv = buildKvGraph(config, params(), { batch: 1, seq: "dynamic", past: true, logits: "last", fused });
   expect(kv.fused).toBe(fused);
   const step = await CompiledGraph.compile(kv.graph, kv.outputs);
-  const feeds = (tokens: number[], from: number): Record<string, HostTensor> => ({
-    [INPUT_IDS]: { data: i64(tokens), shape: [1, tokens.length] },
-    [ATTENTION_MASK]: { data: i64(Array(from + tokens.length).fill(1)), shape: [1, from + tokens.length] },
-    [POSITION_IDS]: { data: i64(tokens.map((_, i) => from + i)), shape: [1, tokens.length] },
-  });
-  const empty: Record<string, HostTensor> = {};
-  kv.kvHeads.forEach((KV, i) => {
-    for (const half of ["key", "value"] as const) empty[pastName(i, half)] = { data: new Float32Array(0), shape: [1, KV, 0, config.headDim] };
-  });
-  let out = await step.run({ ...feeds(PROMPT, 0), ...empty });
+  let out = await step.run({ ...kvStepFeeds(PROMPT, 0), ...emptyPast(kv.kvHeads, config.headDim) });
   const logits = [out[LOGITS]!.data as Float32Array];
   const ids: number[] = [];
   for (let s = 0; s < STEPS; s++) {
     const id = argmax(logits.at(-1)!);
     ids.push(id);
-    const next = feeds([id], PROMPT.length + s);
-    kv.kvHeads.forEach((_, i) => {
-      for (const half of ["key", "value"] as const) next[pastName(i, half)] = out[presentName(i, half)]!;
-    });
-    out = await step.run(next);
+    out = await step.run({ ...kvStepFeeds([id], PROMPT.length + s), ...pastFromPresent(out, kv.kvHeads.length) });
     logits.push(out[LOGITS]!.data as Float32Array);
   }
   await step.release();
