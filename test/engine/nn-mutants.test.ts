@@ -4,17 +4,9 @@
 
 import { describe, expect, it } from "vitest";
 import * as E from "../../src/engine/index.js";
-import { CompiledGraph, Graph } from "../../src/engine/index.js";
+import { Graph } from "../../src/engine/index.js";
+import { runGraphOnce as run } from "../helpers/run-graph.js";
 
-async function run(g: Graph, outputs: Record<string, E.Value>, feeds: Record<string, { data: Float32Array | BigInt64Array | Int32Array; shape: number[] }>) {
-  const compiled = await CompiledGraph.compile(g, outputs, { threads: 1 });
-  try {
-    const out = await compiled.run(feeds);
-    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { shape: v.shape, data: Array.from(v.data as Float32Array) }]));
-  } finally {
-    await compiled.release();
-  }
-}
 
 describe("nn ops by hand", () => {
   it("softmax and logSoftmax default to the last axis of a rank-3 input", async () => {

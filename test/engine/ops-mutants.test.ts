@@ -4,13 +4,9 @@
 
 import { describe, expect, it } from "vitest";
 import * as E from "../../src/engine/index.js";
-import { CompiledGraph, Graph } from "../../src/engine/index.js";
+import { Graph } from "../../src/engine/index.js";
+import { runGraphOnce as run } from "../helpers/run-graph.js";
 
-async function run(g: Graph, outputs: Record<string, E.Value>, feeds: Record<string, { data: Float32Array; shape: number[] }>) {
-  const compiled = await CompiledGraph.compile(g, outputs, { threads: 1 });
-  const out = await compiled.run(feeds);
-  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { shape: v.shape, data: Array.from(v.data as ArrayLike<number | boolean>, (x) => Number(x)) }]));
-}
 
 describe("comparisons, CumSum and take compute what they are named for", () => {
   it("equal, less, lessOrEqual, greater, and, sign; cumSum along an axis; take with a negative index", async () => {

@@ -5,20 +5,11 @@
 
 import { describe, expect, it } from "vitest";
 import * as E from "../../src/engine/index.js";
-import { CompiledGraph, Graph } from "../../src/engine/index.js";
+import { Graph } from "../../src/engine/index.js";
+import { runGraphOnce as run } from "../helpers/run-graph.js";
 
-type Feed = { data: Float32Array; shape: number[] };
 const iota = (n: number, from = 0) => Float32Array.from({ length: n }, (_, i) => from + i);
 
-async function run(g: Graph, outputs: Record<string, E.Value>, feeds: Record<string, Feed>) {
-  const compiled = await CompiledGraph.compile(g, outputs, { threads: 1 });
-  try {
-    const out = await compiled.run(feeds);
-    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { shape: v.shape, data: Array.from(v.data as Float32Array) }]));
-  } finally {
-    await compiled.release();
-  }
-}
 
 describe("reshape with symbolic dims", () => {
   it("one symbolic dim (left to ONNX as −1), two (sizes computed at run time), and a sum with a constant", async () => {
