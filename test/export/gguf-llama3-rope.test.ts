@@ -91,6 +91,10 @@ describe("Llama 3 RoPE scaling as llama.cpp's rope_freqs", () => {
     // low/high/orig scaled together give the same factors, so the tiny fixture comes back as a multiple.
     const other = { ...big.ropeScaling!, lowFreqFactor: 2, highFreqFactor: 8, originalMaxPositions: 16384 };
     expect(llama3ScalingFromFactors(big, llama3RopeFreqFactors(big, other))).toEqual(big.ropeScaling);
+    // A band so narrow that no pair is blended: any edges between the kept and the scaled pairs fit.
+    const narrow = llama3RopeFreqFactors(big, { ...big.ropeScaling!, highFreqFactor: 1.01 });
+    expect(narrow.every((f) => f === 1 || f === 32)).toBe(true);
+    expect(llama3RopeFreqFactors(big, llama3ScalingFromFactors(big, narrow)!)).toEqual(narrow);
     expect(llama3ScalingFromFactors(big, new Float32Array(32).fill(1))).toBeUndefined();
     expect(llama3ScalingFromFactors(big, Float32Array.from({ length: 32 }, (_, i) => 1 + i))).toBeNull();
     expect(llama3ScalingFromFactors(big, new Float32Array(16).fill(2))).toBeNull();
@@ -169,13 +173,20 @@ describe("tiny-llama3-rope in llama.cpp matches PyTorch", () => {
     }
   });
 
-  it("slimtune reads its GGUF back with the same scaling and weights", () => {
+  it("slimtune reads its GGUF back with the same scaling and weights, and refuses factors it cannot express", () => {
     const file = path.join(dir, "llama3-rope-f32.gguf");
     if (!fs.existsSync(file)) exportGguf({ kind: "float", model }, FIXTURE, file, { dtype: "f32" });
     const back = readLlamaGguf(file);
     expect(back.config.ropeScaling).toEqual({ type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 32 });
     expect(ropeInvFreq(back.config)).toEqual(ropeInvFreq(model.config));
     expect(back.weights.get("model.layers.1.self_attn.k_proj.weight")!.data).toEqual(model.weights.get("model.layers.1.self_attn.k_proj.weight")!.data);
+    // Factors no Llama 3 scaling gives (1, 2, …, 16) are refused, not read as plain RoPE.
+    const bytes = fs.readFileSync(file);
+    const at = readGgufHeader(file).tensors.get(ROPE_FREQS_TENSOR)!.offset;
+    Buffer.from(Float32Array.from({ length: 16 }, (_, i) => 1 + i).buffer).copy(bytes, at);
+    const bad = path.join(dir, "llama3-rope-bad-factors.gguf");
+    fs.writeFileSync(bad, bytes);
+    expect(() => readLlamaGguf(bad)).toThrow(expect.objectContaining({ code: "E_GGUF", message: expect.stringMatching(/rope_freqs\.weight holds factors no Llama 3/) }));
   });
 
   it("refuses what llama.cpp cannot express, naming the field", () => {

@@ -41,43 +41,49 @@ function sameFactors(a: Float32Array, b: Float32Array): boolean {
 
 /**
  * Llama 3 scaling parameters that reproduce `factors` (a file's rope_freqs), or null when no
- * parameters of that form do. All ones is plain RoPE (undefined). With low_freq_factor fixed at 1,
- * the blend's smooth value is linear in 1/wavelength (slope orig/(high−1), intercept −1/(high−1)),
- * so two blended pairs give orig and high; with fewer, Llama 3's high_freq_factor 4 is assumed and
- * the band edges placed between the pairs that are scaled and those that are not.
+ * parameters of that form do. All ones is plain RoPE (undefined). The result is checked by
+ * recomputing the factors from it.
  */
 export function llama3ScalingFromFactors(config: RopeFields, factors: Float32Array): Llama3RopeScaling | undefined | null {
   if (factors.length !== config.headDim / 2 || !factors.every((f) => Number.isFinite(f) && f >= 1)) return null;
   const factor = Math.max(...factors);
   if (factor === 1) return undefined;
-  const wavelengths = plainWavelengths(config);
+  const band = blendBand(plainWavelengths(config), factors, factor);
+  if (!band || !(Number.isFinite(band.orig) && Number.isFinite(band.high) && band.orig >= 1 && band.high > 1)) return null;
+  // config.json holds an integer original_max_position_embeddings; a round high_freq_factor is kept when it fits.
+  const fitted: Llama3RopeScaling = { type: "llama3", factor, lowFreqFactor: 1, highFreqFactor: band.high, originalMaxPositions: Math.round(band.orig) };
+  const tidy = { ...fitted, highFreqFactor: Math.round(band.high * 1e4) / 1e4 };
+  for (const s of [tidy, fitted]) if (sameFactors(llama3RopeFreqFactors(config, s), factors)) return s;
+  return null;
+}
+
+/**
+ * original_max_position_embeddings and high_freq_factor of the blend, low_freq_factor taken as 1.
+ * Then a blended pair's smooth value, recovered from its factor, is linear in 1/wavelength (slope
+ * orig/(high−1), intercept −1/(high−1)), so two blended pairs give both. With fewer, Llama 3's
+ * high_freq_factor 4 is assumed: one blended pair then gives orig; with none, orig is put between
+ * the scaled wavelengths (which must exceed it) and high times the kept ones (which must stay below
+ * orig/high), with a high below 4 when 4 leaves no room.
+ */
+function blendBand(wavelengths: Float64Array, factors: Float32Array, factor: number): { orig: number; high: number } | null {
   const near = (x: number, y: number) => Math.abs(x - y) <= 1e-5 * y;
-  const blended = [...factors.keys()].filter((i) => !near(factors[i]!, 1) && !near(factors[i]!, factor));
-  const candidates: Array<{ orig: number; high: number }> = [];
+  const kept = [...factors.keys()].filter((i) => near(factors[i]!, 1));
+  const scaled = [...factors.keys()].filter((i) => near(factors[i]!, factor));
+  const blended = [...factors.keys()].filter((i) => !kept.includes(i) && !scaled.includes(i));
   const smoothOf = (i: number) => (1 / factors[i]! - 1 / factor) / (1 - 1 / factor);
   if (blended.length >= 2) {
     const a = blended[0]!;
     const b = blended.at(-1)!;
     const slope = (smoothOf(a) - smoothOf(b)) / (1 / wavelengths[a]! - 1 / wavelengths[b]!);
-    const intercept = smoothOf(a) - slope / wavelengths[a]!;
-    const high = 1 - 1 / intercept;
-    candidates.push({ orig: slope * (high - 1), high });
-  } else if (blended.length === 1) {
-    const i = blended[0]!;
-    candidates.push({ orig: wavelengths[i]! * (3 * smoothOf(i) + 1), high: 4 });
-  } else {
-    // No blended pair: any orig with every unscaled wavelength below orig/4 and every scaled one above orig works.
-    const kept = Math.max(0, ...wavelengths.filter((_, i) => factors[i] === 1));
-    const scaled = Math.min(...wavelengths.filter((_, i) => factors[i] !== 1));
-    candidates.push({ orig: (4 * kept + scaled) / 2, high: 4 });
+    const high = 1 - 1 / (smoothOf(a) - slope / wavelengths[a]!);
+    return { orig: slope * (high - 1), high };
   }
-  for (const { orig, high } of candidates) {
-    if (!(Number.isFinite(orig) && Number.isFinite(high) && orig >= 1 && high > 1)) continue;
-    const s: Llama3RopeScaling = { type: "llama3", factor, lowFreqFactor: 1, highFreqFactor: high, originalMaxPositions: Math.round(orig) };
-    // Configs carry integers and round values: keep them when they reproduce the factors.
-    const tidy = { ...s, highFreqFactor: Math.round(high * 1e4) / 1e4 };
-    if (sameFactors(llama3RopeFreqFactors(config, tidy), factors)) return tidy;
-    if (sameFactors(llama3RopeFreqFactors(config, s), factors)) return s;
-  }
-  return null;
+  if (blended.length === 1) return { orig: wavelengths[blended[0]!]! * (3 * smoothOf(blended[0]!) + 1), high: 4 };
+  if (scaled.length === 0) return null;
+  const longestKept = Math.max(0, ...kept.map((i) => wavelengths[i]!));
+  const shortestScaled = Math.min(...scaled.map((i) => wavelengths[i]!));
+  if (4 * longestKept < shortestScaled) return { orig: (4 * longestKept + shortestScaled) / 2, high: 4 };
+  // Too close for a high_freq_factor of 4: a narrower band between them.
+  const orig = (longestKept + shortestScaled) / 2;
+  return { orig, high: Math.sqrt(orig / longestKept) };
 }
