@@ -2,8 +2,10 @@
 // on the same weights, in the same run, at 1 and 2 threads: prefill tokens/s over a prompt and
 // decode tokens/s over greedy new tokens. Pairs: float32 vs GGUF F32, and slimtune's 4-bit
 // (round-to-nearest, symmetric, groups of 32, MatMulNBits at accuracy level 4) vs Q4_0 written from
-// the same codes. Models: ref-llama-5m (real weights, a WikiText-2 prompt) and the SmolLM2-135M shape
-// (random N(0, 0.02²) weights, random prompt ids, a synthetic byte-level tokenizer).
+// the same codes. Models: ref-llama-5m (real weights, a WikiText-2 prompt) and the shapes in
+// shared/models — smollm2-135m-shape, qwen2.5-0.5b-shape, llama-3.2-1b-shape (whose Llama 3 RoPE
+// scaling the GGUF files carry as llama.cpp's rope_freqs.weight) — with random N(0, 0.02²) weights,
+// random prompt ids and a synthetic byte-level tokenizer.
 //
 //   npm run build && node bench/decode.mjs [--models ref-llama-5m,smollm2-135m-shape] [--threads 1,2]
 //     [--prompt 128] [--new 128] [--repeats 3] [--head-bits 4|8|float] [--weights float,4bit] [--out bench/results/decode.json]

@@ -1,5 +1,6 @@
 // A model as a GGUF file llama.cpp loads (formats.md §3): `llama` hyperparameters and tensor names,
-// Q/K rows permuted, norms and biases in F32, matrices in the chosen type, and the tokenizer.
+// Q/K rows permuted, norms and biases in F32, matrices in the chosen type, and the tokenizer; Llama
+// 3's RoPE scaling as the F32 `rope_freqs.weight` llama.cpp's converter writes (rope-freqs.ts).
 // A pruned model with per-layer widths is written as `deci` (llama.cpp reads its head and channel
 // counts per layer) or padded back to uniform widths with zero rows and columns (`pad`, exact, no
 // speed-up). Each quantized layer whose grid is a ggml type's (native.ts: Q4_0, Q4_1, Q8_0) keeps its
@@ -20,6 +21,7 @@ import { f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
 import { SlimtuneError } from "../../core/errors.js";
 import { GGML_TYPES, type GgmlType, type GgmlTypeName, decodeRows, encodeRows } from "../../formats/gguf/ggml-types.js";
 import { type GgufArch, type GgufLayerWidths, ggufTensorName, isRemoved, llamaHyperparameters, permuteQK, qkHeads, uniformGgufArch } from "../../formats/gguf/llama.js";
+import { ROPE_FREQS_TENSOR, llama3RopeFreqFactors } from "../../formats/gguf/rope-freqs.js";
 import { ggufTokenizerKeys } from "../../formats/gguf/tokenizer.js";
 import { type GgufTensor, type GgufValue, encodeGguf, writeGguf } from "../../formats/gguf/writer.js";
 import type { TokenizerSource } from "../../formats/gguf/tokenizer.js";
@@ -115,9 +117,6 @@ const baseName = (p: string) => p.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ??
 
 function ggufModel(base: LoadedBase, tokenizer: TokenizerSource, opts: GgufExportOptions & { name: string }): { metadata: Array<[string, GgufValue]>; tensors: GgufTensor[]; report: Omit<GgufExportReport, "file"> } {
   const config = base.model.config;
-  if (config.ropeScaling) {
-    throw new SlimtuneError("E_ARG", "the model uses Llama 3 RoPE scaling, which slimtune does not write to GGUF yet (llama.cpp needs a rope_freqs tensor); export it with --format onnx");
-  }
   const dtype = opts.dtype;
   const uniformType = dtype && !isPreset(dtype) && dtype !== LAYER_BITS ? TYPE_OF[dtype] : null;
   const uniform = isUniform(config);
@@ -133,6 +132,7 @@ function ggufModel(base: LoadedBase, tokenizer: TokenizerSource, opts: GgufExpor
   if (config.gemma3) assertGemma3Writable(config);
   if (opts.blocks && layout === "pad") throw new SlimtuneError("E_ARG", "a pruned model's k-quant blocks cannot be padded to uniform widths (padding moves rows and columns); export it with --pruned deci");
   const arch: GgufArch = layout === "deci" ? "deci" : layout === "pad" ? "llama" : uniformGgufArch(config);
+  const ropeFreqs = ropeFreqsTensor(config, arch);
   const widths = ggufWidths(config, layout);
   const linears = base.kind === "quantized" ? base.model.linears : new Map<string, QuantizedLinear>();
   const method = base.kind === "quantized" ? base.model.method?.name : undefined;
@@ -140,7 +140,8 @@ function ggufModel(base: LoadedBase, tokenizer: TokenizerSource, opts: GgufExpor
   const weights = layout === "pad" ? padWeights(config, float.weights, widths) : float.weights;
   const shapes = layout === "pad" ? llamaParamShapes(paddedConfig(config, widths)) : llamaParamShapes(config);
 
-  const tensors: GgufTensor[] = [];
+  // First, where llama.cpp's converter puts it; never quantized (ggml's RoPE reads F32 factors).
+  const tensors: GgufTensor[] = ropeFreqs ? [ropeFreqs] : [];
   const changes: TensorChange[] = [];
   const unrepresentable: TensorChange[] = [];
   let keptCodes = 0;
@@ -259,6 +260,21 @@ function ggufModel(base: LoadedBase, tokenizer: TokenizerSource, opts: GgufExpor
   // agree with transformers on every sequence that fits in the window.
   const windowWarning = ggufWindowWarning(config);
   return { metadata, tensors, report: { architecture: arch, tensors: tensors.length, keptCodes, types, changes, keptMaxAbsChange, warnings: windowWarning ? [windowWarning] : [] } };
+}
+
+/**
+ * Llama 3's RoPE scaling as llama.cpp reads it: `rope_freqs.weight`, head_dim/2 F32 factors, which
+ * its `llama` and `deci` graphs divide the angles by (null without scaling). llama.cpp's other
+ * architectures slimtune writes have no such tensor, so a scaled model among them is refused.
+ */
+function ropeFreqsTensor(config: LlamaConfig, arch: GgufArch): GgufTensor | null {
+  const scaling = config.ropeScaling;
+  if (!scaling) return null;
+  if (arch !== "llama" && arch !== "deci") {
+    throw new SlimtuneError("E_GGUF", `config.json's rope_scaling (rope_type "llama3") cannot be written for llama.cpp's ${arch} architecture, which reads no rope_freqs tensor; only llama and deci models carry Llama 3 RoPE scaling in GGUF. Export it with --format onnx`);
+  }
+  const factors = llama3RopeFreqFactors(config, scaling);
+  return { name: ROPE_FREQS_TENSOR, ne: [factors.length], type: GGML_TYPES.F32, data: encodeRows(GGML_TYPES.F32, factors) };
 }
 
 /** What writing a tensor as `t` does to it, or null when its values are kept exactly. */

@@ -14,6 +14,7 @@ import { CONFIG_LIMITS, LAYER_SHAPES_KEY, parseLlamaConfig } from "../hf-config.
 import { type GgufFile, readGgufHeader, readTensor } from "./reader.js";
 import { tokenizerFromGguf } from "./tokenizer.js";
 import type { GgufValue } from "./writer.js";
+import { ROPE_FREQS_TENSOR, llama3ScalingFromFactors } from "./rope-freqs.js";
 import { GEMMA3_NORM_TENSORS, gemma3ConfigFields, isShiftedNorm, unshiftNorm } from "./gemma3.js";
 
 export type GgufArch = "llama" | "deci" | "qwen3" | "phi3" | "gemma3" | "gpt2";
@@ -180,9 +181,9 @@ export function llamaFromGguf(gguf: GgufFile): LlamaGguf {
 }
 
 /**
- * The config of a LLaMA-family GGUF model from its keys and tensor shapes alone (no tensor data
- * is read, so a page can check what fits in memory first). GPT-2 files are refused: their
- * config is gpt2.ts's.
+ * The config of a LLaMA-family GGUF model from its keys and tensor shapes (no tensor data is read
+ * but the head_dim/2 floats of rope_freqs, so a page can check what fits in memory first). GPT-2
+ * files are refused: their config is gpt2.ts's.
  */
 export function ggufLlamaConfig(gguf: GgufFile): { config: LlamaConfig; arch: GgufArch } {
   const meta = gguf.metadata;
@@ -222,7 +223,7 @@ export function ggufLlamaConfig(gguf: GgufFile): { config: LlamaConfig; arch: Gg
   if (rotary !== undefined && rotary !== headDim) fail(`${arch}.rope.dimension_count ${rotary} differs from the head size ${headDim}; partial rotary embeddings are not LLaMA`);
   const linearGemma = arch === "gemma3" && meta.get(`${arch}.rope.scaling.type`)?.value === "linear";
   if (!linearGemma && meta.has(`${arch}.rope.scaling.type`) && meta.get(`${arch}.rope.scaling.type`)?.value !== "none") fail(`${arch}.rope.scaling.type is set; slimtune implements plain RoPE only`);
-  if (gguf.tensors.has("rope_freqs.weight")) fail("has rope_freqs.weight (LLaMA 3.1-style RoPE scaling); slimtune implements plain RoPE only");
+  const ropeScaling = ggufRopeScaling(gguf, String(arch), headDim, num("rope.freq_base", false) ?? 10000);
   const embed = gguf.tensors.get("token_embd.weight") ?? fail("has no token_embd.weight");
   const vocab = embed.ne[1]!;
 
@@ -245,6 +246,7 @@ export function ggufLlamaConfig(gguf: GgufFile): { config: LlamaConfig; arch: Gg
     max_position_embeddings: num("context_length")!,
     rms_norm_eps: num("attention.layer_norm_rms_epsilon")!,
     rope_theta: num("rope.freq_base", false) ?? 10000,
+    ...(ropeScaling ? { rope_scaling: ropeScaling } : {}),
     tie_word_embeddings: !gguf.tensors.has("output.weight"),
     attention_bias: gguf.tensors.has("blk.0.attn_q.bias"),
     mlp_bias: gguf.tensors.has("blk.0.ffn_up.bias"),
@@ -264,6 +266,27 @@ export function ggufLlamaConfig(gguf: GgufFile): { config: LlamaConfig; arch: Gg
     raw[LAYER_SHAPES_KEY] = heads.map((h, i) => ({ num_attention_heads: h, num_key_value_heads: kvHeads[i], intermediate_size: ff[i] }));
   }
   return { config: parseLlamaConfig(raw, file), arch: arch as GgufArch };
+}
+
+/**
+ * config.json's rope_scaling for a file with `rope_freqs.weight` (Llama 3.1/3.2 as llama.cpp's
+ * converter and slimtune write them), recovered from its factors; null without the tensor. Factors
+ * no Llama 3 scaling gives, or the tensor in an architecture whose llama.cpp graph ignores it, are
+ * refused rather than read as plain RoPE.
+ */
+function ggufRopeScaling(gguf: GgufFile, arch: string, headDim: number, ropeTheta: number): Record<string, unknown> | null {
+  const t = gguf.tensors.get(ROPE_FREQS_TENSOR);
+  if (!t) return null;
+  const fail = (why: string): never => {
+    throw new SlimtuneError("E_GGUF", `${ROPE_FREQS_TENSOR} ${why}`, gguf.file);
+  };
+  if (arch !== "llama" && arch !== "deci") fail(`is in a ${arch} model; slimtune reads Llama 3 RoPE scaling in llama and deci models only`);
+  if (t.ne.length !== 1 || t.ne[0] !== headDim / 2) fail(`has ne [${t.ne.join(", ")}]; expected [${headDim / 2}] (head size ${headDim} / 2)`);
+  const factors = readTensor(gguf, ROPE_FREQS_TENSOR);
+  const s = llama3ScalingFromFactors({ headDim, ropeTheta }, factors);
+  if (s === null) fail(`holds factors no Llama 3 RoPE scaling (rope_type "llama3") gives (from ${factors[0]} to ${factors.at(-1)}); slimtune implements plain RoPE and Llama 3's scaling`);
+  if (!s) return null;
+  return { rope_type: "llama3", factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositions };
 }
 
 /** Every weight the config needs, dequantized to float32 in slimtune's layout; a tensor the model does not use is refused. */
@@ -293,6 +316,8 @@ function ggufLlamaWeights(gguf: GgufFile, config: LlamaConfig, arch: GgufArch): 
   }
   // By the names this model's tensors get (ffn_up is up_proj in llama, gate_up_proj in phi3).
   const expected = new Set([...weights.keys()].map((n) => ggufTensorName(n, arch)));
+  // Read into the config's rope scaling (ggufRopeScaling); all ones is plain RoPE, also used.
+  if (gguf.tensors.has(ROPE_FREQS_TENSOR)) expected.add(ROPE_FREQS_TENSOR);
   for (const name of gguf.tensors.keys()) {
     if (!expected.has(name)) fail(`has tensor "${name}", which slimtune's ${arch} model does not use`);
   }
