@@ -218,7 +218,8 @@ async function compileStep(model: ScoringModel, session: SessionOptions, build: 
   if (handOver && params instanceof QuantizedParams) params.releaseCodes();
   // The weights travel to ONNX Runtime through a temporary external-data file (in Node), and a model
   // handed over lets go of its constants once they are written, before ORT loads its own copy.
-  const step = await CompiledGraph.compile(kv.graph, kv.outputs, { weightsFile: true, ...session, ...(handOver ? { releaseConstants: true } : {}) });
+  // Options the caller sets explicitly win (benchmarks compare the paths).
+  const step = await CompiledGraph.compile(kv.graph, kv.outputs, { weightsFile: true, ...(handOver ? { releaseConstants: true } : {}), ...session });
   return { step, kvHeads: kv.kvHeads, folded };
 }
 
