@@ -100,7 +100,10 @@ export class CompiledGraph {
     // Lifted constants are fed by every run, so they are never released.
     const handOver = (collect?: () => void) => {
       if (opts.releaseConstants) {
-        detachBuffers(constants.filter((c) => !lifted.has(c)).map((c) => c.data as HostArray));
+        detachBuffers(
+          constants.filter((c) => !lifted.has(c)).map((c) => c.data as HostArray),
+          [...lifted].map((c) => c.data as HostArray),
+        );
         collect?.();
       }
       trace("constants released");
@@ -225,12 +228,14 @@ function opensFiles(binding: OrtBinding): boolean {
 
 /**
  * Detaches each array's buffer (moving it into a clone nobody keeps), so the memory is freed at the
- * next collection even while other objects still hold views of it. Shared and already detached
- * buffers are left alone.
+ * next collection even while other objects still hold views of it. SharedArrayBuffers, detached
+ * buffers and the buffers of `keep` (views into one loaded file may back a lifted constant too) are
+ * left alone.
  */
-function detachBuffers(arrays: readonly HostArray[]): void {
+function detachBuffers(arrays: readonly HostArray[], keep: readonly HostArray[]): void {
+  const kept = new Set(keep.map((a) => a.buffer));
   const buffers = new Set<ArrayBuffer>();
-  for (const a of arrays) if (a.buffer instanceof ArrayBuffer && a.buffer.byteLength > 0) buffers.add(a.buffer);
+  for (const a of arrays) if (a.buffer instanceof ArrayBuffer && a.buffer.byteLength > 0 && !kept.has(a.buffer)) buffers.add(a.buffer);
   for (const b of buffers) structuredClone(b, { transfer: [b] });
 }
 

@@ -11,17 +11,19 @@ import { CompiledGraph, Graph } from "../../src/engine/index.js";
 import { Rng } from "../../src/core/rng.js";
 
 /** Token ids → a gathered table row → a Gemm with a weight and a bias; weights above and below the 4 KiB external-data threshold. */
-function build() {
+function build({ oneBuffer = false } = {}) {
   const rng = new Rng(11);
   const fill = (n: number) => {
     const x = new Float32Array(n);
     rng.fillNormal(x, 1);
     return x;
   };
+  // oneBuffer: the table and w as views into one buffer, as a loader reading one file may hand them out.
+  const shared = oneBuffer ? fill(64 * 32 + 48 * 32) : null;
   const g = new Graph();
   const ids = g.input("ids", [2, 3], "int64");
-  const table = g.constant(fill(64 * 32), [64, 32], "float32", "table"); // 8 KiB: external
-  const w = g.constant(fill(48 * 32), [48, 32], "float32", "w"); // 6 KiB: external
+  const table = g.constant(shared ? shared.subarray(0, 64 * 32) : fill(64 * 32), [64, 32], "float32", "table"); // 8 KiB: external
+  const w = g.constant(shared ? shared.subarray(64 * 32) : fill(48 * 32), [48, 32], "float32", "w"); // 6 KiB: external
   const b = g.constant(fill(48), [48], "float32", "b"); // 192 B: stays in the model file
   const x = E.reshape(E.gather(table, ids), [6, 32]);
   const y = E.add(E.gemm(x, w, { transB: true }), b);
@@ -106,6 +108,16 @@ describe("sessions from an ONNX file with external data", () => {
     const compiled = await CompiledGraph.compile(b.g, b.outputs, { threads: 1, weightsFile: true, releaseConstants: true, maxInitializerBytes: 7 * 1024 });
     expect(b.constants.table.length).toBe(64 * 32);
     expect(b.constants.w.length).toBe(0);
+    expect(await runOnce(compiled)).toEqual(want);
+  });
+
+  it("with releaseConstants, keep a buffer that also backs a lifted constant", async () => {
+    const a = build({ oneBuffer: true });
+    const want = await runOnce(await CompiledGraph.compile(a.g, a.outputs, { threads: 1 }));
+    const b = build({ oneBuffer: true });
+    const compiled = await CompiledGraph.compile(b.g, b.outputs, { threads: 1, weightsFile: true, releaseConstants: true, maxInitializerBytes: 7 * 1024 });
+    expect([b.constants.table.length, b.constants.w.length]).toEqual([64 * 32, 48 * 32]);
+    expect(b.constants.b.length).toBe(0);
     expect(await runOnce(compiled)).toEqual(want);
   });
 });
