@@ -132,13 +132,11 @@ export class CompiledGraph {
         },
       );
     } else {
-      let bytes: Uint8Array | null = toOnnxBytes(graph, outputs, lifted);
+      const bytes = toOnnxBytes(graph, outputs, lifted);
       onnxBytes = bytes.byteLength;
       trace("serialized");
       handOver();
-      const source = bytes;
-      bytes = null;
-      session = await create(source);
+      session = await create(bytes);
     }
     const inputs = new Map(graph.inputs.map((v) => [v.name!, { shape: v.shape, dtype: v.dtype }]));
     const symbolic = graph.inputs.some((v) => !isStaticShape(v.shape));
