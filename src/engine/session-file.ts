@@ -12,6 +12,8 @@ import vm from "node:vm";
 import { withIo } from "../core/io.js";
 import type { ExternalData } from "./onnx-writer.js";
 
+/** Session folders are named slimtune-session-<pid>-<random>, so a later run can tell whose they were. */
+const FOLDER_PREFIX = "slimtune-session-";
 const MODEL_FILE = "model.onnx";
 const DATA_FILE = "model.onnx.data";
 /** Each tensor starts on a page boundary, so a runtime may map it straight from the file. */
@@ -23,7 +25,9 @@ const ALIGN = 4096;
  * file's path and the bytes of both files. The folder is removed when `use` settles, whether it resolved or threw.
  */
 export async function withExternalDataFile<T>(minBytes: number, serialize: (external: ExternalData) => Uint8Array, use: (modelPath: string, bytesWritten: number) => Promise<T>): Promise<T> {
-  const dir = withIo(os.tmpdir(), "create a temporary folder for the session's ONNX file", () => fs.mkdtempSync(path.join(os.tmpdir(), "slimtune-session-")));
+  const tmp = os.tmpdir();
+  removeFoldersOfDeadRuns(tmp);
+  const dir = withIo(tmp, "create a temporary folder for the session's ONNX file", () => fs.mkdtempSync(path.join(tmp, `${FOLDER_PREFIX}${process.pid}-`)));
   try {
     const dataPath = path.join(dir, DATA_FILE);
     const fd = withIo(dataPath, "create the session's external data file", () => fs.openSync(dataPath, "w"));
@@ -48,6 +52,38 @@ export async function withExternalDataFile<T>(minBytes: number, serialize: (exte
     return await use(modelPath, model.byteLength + end);
   } finally {
     removeFolder(dir);
+  }
+}
+
+/**
+ * Removes session folders whose process no longer exists: a run killed while creating its session
+ * (Ctrl-C, the OOM killer) never reached its `finally`. A folder of a live process is left alone.
+ */
+function removeFoldersOfDeadRuns(tmp: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(tmp);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = name.startsWith(FOLDER_PREFIX) ? /^(\d+)-/.exec(name.slice(FOLDER_PREFIX.length))?.[1] : undefined;
+    if (pid === undefined || processAlive(Number(pid))) continue;
+    try {
+      fs.rmSync(path.join(tmp, name), { recursive: true, force: true });
+    } catch {
+      // Another user's folder, or one going away meanwhile: not ours to insist on.
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -2,6 +2,7 @@
 // computes exactly what the in-memory session does, leaves no temporary folder behind on success or
 // failure, and with releaseConstants lets go of the host's copies of the constants it wrote.
 
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -119,5 +120,18 @@ describe("sessions from an ONNX file with external data", () => {
     expect([b.constants.table.length, b.constants.w.length]).toEqual([64 * 32, 48 * 32]);
     expect(b.constants.b.length).toBe(0);
     expect(await runOnce(compiled)).toEqual(want);
+  });
+
+  it("remove the folders of runs that died while creating a session, and leave a live run's alone", async () => {
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid; // exited before we look
+    const stale = path.join(tmp, `slimtune-session-${dead}-AbC123`);
+    const live = path.join(tmp, `slimtune-session-${process.pid}-XyZ789`);
+    for (const dir of [stale, live]) {
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, "model.onnx.data"), "left behind");
+    }
+    const b = build();
+    await runOnce(await CompiledGraph.compile(b.g, b.outputs, { threads: 1, weightsFile: true }));
+    expect(sessionFolders(tmp)).toEqual([path.basename(live)]);
   });
 });
