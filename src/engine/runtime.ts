@@ -44,7 +44,24 @@ export interface SessionOptions {
   maxInitializerBytes?: number;
   /** ORT's per-node profiling: a JSON trace written to files starting with this prefix (benchmarks). */
   profilePrefix?: string;
+  /**
+   * Write initializers of at least 4 KiB as ONNX external data into a temporary folder (removed once
+   * the session exists, or on failure) and create the session from the file's path, instead of from
+   * one in-memory ModelProto ORT parses into a copy. Only with onnxruntime-node; ignored in a page.
+   */
+  weightsFile?: boolean;
+  /**
+   * The caller hands the graph's constants over: once they are serialized (into the ONNX bytes or the
+   * external data file), their host buffers are detached so the memory can go before ONNX Runtime
+   * builds its own copy. Every typed array over those buffers reads as empty afterwards.
+   */
+  releaseConstants?: boolean;
+  /** Called as compilation passes each stage ("runtime loaded", "serialized", "constants released", "session created"); benchmarks read memory there. */
+  trace?: (stage: string) => void;
 }
+
+/** Initializers from one page on go to the external data file with `weightsFile`; smaller ones stay inline (4-bit layers of a small model are often under 1 MiB each). */
+const EXTERNAL_MIN_BYTES = 4096;
 
 const ortType: Record<DType, ort.Tensor.Type> = {
   float32: "float32",
@@ -73,35 +90,57 @@ export class CompiledGraph {
   ) {}
 
   static async compile(graph: Graph, outputs: GraphOutputs, opts: SessionOptions = {}): Promise<CompiledGraph> {
-    const lifted = constantsToLift(usedConstants(graph, outputs), opts.maxInitializerBytes ?? defaultMaxInitializerBytes);
-    const bytes = toOnnxBytes(graph, outputs, lifted);
+    const constants = usedConstants(graph, outputs);
+    const lifted = constantsToLift(constants, opts.maxInitializerBytes ?? defaultMaxInitializerBytes);
     const binding = await ortBinding();
     const liftedFeeds = Object.fromEntries([...lifted].map((c) => [c.name!, new binding.Tensor(ortType[c.dtype], c.data as never, c.shape as number[])]));
-    const config = { ...opts.config };
-    if (graph.disabledOptimizers.size > 0) {
-      const prior = config["optimization.disable_specified_optimizers"];
-      config["optimization.disable_specified_optimizers"] = [...(prior ? prior.split(";") : []), ...graph.disabledOptimizers].join(";");
-    }
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: opts.threads ?? 0,
-      interOpNumThreads: opts.interOpThreads ?? 1,
-      executionMode: (opts.interOpThreads ?? 1) > 1 ? "parallel" : "sequential",
-      graphOptimizationLevel: opts.optimization ?? "all",
-      enableCpuMemArena: opts.memoryArena ?? true,
-      enableMemPattern: opts.memoryPattern ?? false,
-      ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
-      ...(Object.keys(config).length > 0 ? { extra: { ...nestConfig(config) } } : {}),
-      ...(binding.executionProviders ? { executionProviders: [...binding.executionProviders] } : {}),
+    const sessionOptions = ortSessionOptions(graph, opts, binding);
+    const trace = opts.trace ?? (() => {});
+    trace("runtime loaded");
+    // Lifted constants are fed by every run, so they are never released.
+    const handOver = (collect?: () => void) => {
+      if (opts.releaseConstants) {
+        detachBuffers(
+          constants.filter((c) => !lifted.has(c)).map((c) => c.data as HostArray),
+          [...lifted].map((c) => c.data as HostArray),
+        );
+        collect?.();
+      }
+      trace("constants released");
+    };
+    const create = async (source: string | Uint8Array) => {
+      try {
+        const session = await binding.InferenceSession.create(source as never, sessionOptions);
+        trace("session created");
+        return session;
+      } catch (e) {
+        throw new SlimtuneError("E_ENGINE", `ONNX Runtime rejected a generated graph: ${(e as Error).message}`);
+      }
     };
     let session: ort.InferenceSession;
-    try {
-      session = await binding.InferenceSession.create(bytes, sessionOptions);
-    } catch (e) {
-      throw new SlimtuneError("E_ENGINE", `ONNX Runtime rejected a generated graph: ${(e as Error).message}`);
+    let onnxBytes: number;
+    if (opts.weightsFile && opensFiles(binding)) {
+      const { withExternalDataFile, collectGarbage } = await import("./session-file.js");
+      session = await withExternalDataFile(
+        EXTERNAL_MIN_BYTES,
+        (external) => toOnnxBytes(graph, outputs, lifted, external),
+        async (modelPath, bytesWritten) => {
+          onnxBytes = bytesWritten;
+          trace("serialized");
+          handOver(collectGarbage);
+          return create(modelPath);
+        },
+      );
+    } else {
+      const bytes = toOnnxBytes(graph, outputs, lifted);
+      onnxBytes = bytes.byteLength;
+      trace("serialized");
+      handOver();
+      session = await create(bytes);
     }
     const inputs = new Map(graph.inputs.map((v) => [v.name!, { shape: v.shape, dtype: v.dtype }]));
     const symbolic = graph.inputs.some((v) => !isStaticShape(v.shape));
-    return new CompiledGraph(session, inputs, Object.keys(outputs), bytes.byteLength, symbolic ? graph.dims : null, liftedFeeds, binding);
+    return new CompiledGraph(session, inputs, Object.keys(outputs), onnxBytes!, symbolic ? graph.dims : null, liftedFeeds, binding);
   }
 
   /**
@@ -155,6 +194,47 @@ export class CompiledGraph {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+function ortSessionOptions(graph: Graph, opts: SessionOptions, binding: OrtBinding): ort.InferenceSession.SessionOptions {
+  const config = { ...opts.config };
+  if (graph.disabledOptimizers.size > 0) {
+    const prior = config["optimization.disable_specified_optimizers"];
+    config["optimization.disable_specified_optimizers"] = [...(prior ? prior.split(";") : []), ...graph.disabledOptimizers].join(";");
+  }
+  return {
+    intraOpNumThreads: opts.threads ?? 0,
+    interOpNumThreads: opts.interOpThreads ?? 1,
+    executionMode: (opts.interOpThreads ?? 1) > 1 ? "parallel" : "sequential",
+    graphOptimizationLevel: opts.optimization ?? "all",
+    enableCpuMemArena: opts.memoryArena ?? true,
+    enableMemPattern: opts.memoryPattern ?? false,
+    ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+    ...(Object.keys(config).length > 0 ? { extra: { ...nestConfig(config) } } : {}),
+    ...(binding.executionProviders ? { executionProviders: [...binding.executionProviders] } : {}),
+  };
+}
+
+/**
+ * Whether the binding creates sessions from a file path: onnxruntime-node does (it is the binding
+ * that names no execution providers); onnxruntime-web in a page fetches URLs instead.
+ */
+function opensFiles(binding: OrtBinding): boolean {
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+  return binding.executionProviders === undefined && node !== undefined;
+}
+
+/**
+ * Detaches each array's buffer (moving it into a clone nobody keeps), so the memory is freed at the
+ * next collection even while other objects still hold views of it. SharedArrayBuffers, detached
+ * buffers and the buffers of `keep` (views into one loaded file may back a lifted constant too) are
+ * left alone.
+ */
+function detachBuffers(arrays: readonly HostArray[], keep: readonly HostArray[]): void {
+  const kept = new Set(keep.map((a) => a.buffer));
+  const buffers = new Set<ArrayBuffer>();
+  for (const a of arrays) if (a.buffer instanceof ArrayBuffer && a.buffer.byteLength > 0 && !kept.has(a.buffer)) buffers.add(a.buffer);
+  for (const b of buffers) structuredClone(b, { transfer: [b] });
 }
 
 /** "session.x" → { session: { x } }, the shape onnxruntime's `extra` option takes. */

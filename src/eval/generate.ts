@@ -50,9 +50,11 @@ export interface GenerateResult {
 export interface GeneratorOptions {
   /**
    * The caller hands the model over to this generator: once the graph holds a quantized model's
-   * codes as constants, the host copies are freed before ONNX Runtime copies the graph in, which
-   * lowers the peak (QuantizedParams.releaseCodes). The model can build no other graph afterwards.
-   * Ignored for a model whose scales are folded at build time (they may change and need a rebuild).
+   * codes as constants, the host copies are freed (QuantizedParams.releaseCodes), and once the
+   * graph's constants are written for ONNX Runtime, their buffers are detached — a float model's
+   * weights among them (SessionOptions.releaseConstants) — so the host's copy is gone before ORT
+   * loads its own. The model can build no other graph afterwards, and its weight arrays read as
+   * empty. Ignored for a model whose scales are folded at build time (they may change and need a rebuild).
    */
   releaseHostCodes?: boolean;
   /**
@@ -212,8 +214,12 @@ async function compileStep(model: ScoringModel, session: SessionOptions, build: 
   }
   // ORT's fused kernels where the family allows (kv-graph.ts `fused`), unless the caller asked for the portable graph.
   const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused });
-  if (build.releaseCodes && !folded && params instanceof QuantizedParams) params.releaseCodes();
-  const step = await CompiledGraph.compile(kv.graph, kv.outputs, session);
+  const handOver = build.releaseCodes && !folded;
+  if (handOver && params instanceof QuantizedParams) params.releaseCodes();
+  // The weights travel to ONNX Runtime through a temporary external-data file (in Node), and a model
+  // handed over lets go of its constants once they are written, before ORT loads its own copy.
+  // Options the caller sets explicitly win (benchmarks compare the paths).
+  const step = await CompiledGraph.compile(kv.graph, kv.outputs, { weightsFile: true, ...(handOver ? { releaseConstants: true } : {}), ...session });
   return { step, kvHeads: kv.kvHeads, folded };
 }
 

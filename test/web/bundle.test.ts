@@ -15,6 +15,7 @@ const STILL_IMPORTING_NODE = [
   "src/core/json.ts",
   "src/core/output.ts",
   "src/engine/ort-binding.ts", // onnxruntime-node, imported only when no binding was chosen (never in the page)
+  "src/engine/session-file.ts", // the external-data session file, imported only under onnxruntime-node (never in the page)
   "src/formats/folder-tensors.ts",
   "src/formats/gguf/reader.ts",
   "src/formats/hf-config.ts",
