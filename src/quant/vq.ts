@@ -8,7 +8,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
-import { type NearestCentroid, kmeans } from "./linalg/kmeans.js";
+import { type NearestCentroid, trainCodebook } from "./linalg/kmeans.js";
 import type { ReallmSpec } from "./types.js";
 
 export type VqShape = Pick<ReallmSpec, "vqDim" | "codeBits" | "blockSize" | "scaleBits" | "permuted">;
@@ -159,10 +159,11 @@ export async function vqQuantize(r: Float32Array, n: number, k: number, shape: V
       points[i * k + p] = s > 0 ? r[i * k + col(p)]! / s : 0;
     }
   }
-  const km = await kmeans(points, count, d, 1 << c, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.init ? { init: opts.init } : {}) });
-  const codebook = Float32Array.from(km.centroids, roundToF16);
+  // The codebook is fitted on a sample of the sub-vectors; every one is coded once, against the
+  // float16 centroids a loader will see.
+  const book = trainCodebook(points, count, d, 1 << c, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.init ? { init: opts.init } : {}) });
+  const codebook = Float32Array.from(book.centroids, roundToF16);
   const vqCodes = new Uint8Array(count);
-  vqCodes.set(km.assign);
   await opts.nearest.assign(points, count, d, codebook, 1 << c, vqCodes);
 
   const deq = new Float32Array(n * k);
@@ -179,5 +180,5 @@ export async function vqQuantize(r: Float32Array, n: number, k: number, shape: V
       }
     }
   }
-  return { vqCodes, codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: km.iterations };
+  return { vqCodes, codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: book.iterations };
 }
