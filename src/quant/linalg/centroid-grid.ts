@@ -30,9 +30,13 @@ interface CentroidGrid {
   list: Uint16Array;
 }
 
-/** Whether a grid pays for itself: its dimension has one, and there are many points per centroid. */
+/**
+ * Whether a grid pays for itself: its dimension has one, and there are many points per centroid
+ * and per cell (building it compares every cell's box with every centroid).
+ */
 export function gridSuits(count: number, d: number, k: number): boolean {
-  return BINS[d] !== undefined && k >= 4 && count >= 64 * k;
+  const bins = BINS[d];
+  return bins !== undefined && k >= 4 && count >= 64 * k && count >= 8 * bins ** d;
 }
 
 /**

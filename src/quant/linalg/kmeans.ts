@@ -98,6 +98,8 @@ export interface KmeansOptions {
   iterations?: number;
   /** Stop once at most this share of the points changes cluster in an iteration (default 1e-3). */
   tolerance?: number;
+  /** Fit on a random sample of at most this many points per centroid (default TRAINING_POINTS_PER_CENTROID). */
+  pointsPerCentroid?: number;
 }
 
 /**
@@ -208,25 +210,28 @@ function checkKmeansArgs(points: Float32Array, count: number, d: number, k: numb
 
 /** `size` distinct points drawn at random (Floyd's algorithm), kept in their original order. */
 function samplePoints(points: Float32Array, count: number, d: number, size: number, rng: Rng): Float32Array {
-  const chosen = new Set<number>();
+  const chosen = new Uint8Array(count);
   for (let j = count - size; j < count; j++) {
     const t = rng.int(j + 1);
-    chosen.add(chosen.has(t) ? j : t);
+    chosen[chosen[t] ? j : t] = 1;
   }
-  const order = Int32Array.from(chosen).sort();
   const out = new Float32Array(size * d);
-  for (let i = 0; i < size; i++) for (let j = 0; j < d; j++) out[i * d + j] = points[order[i]! * d + j]!;
+  let at = 0;
+  for (let p = 0; p < count; p++) {
+    if (!chosen[p]) continue;
+    for (let j = 0; j < d; j++) out[at++] = points[p * d + j]!;
+  }
   return out;
 }
 
 /**
  * Fits k centroids to the points without assigning them all: on a random sample of
- * TRAINING_POINTS_PER_CENTROID · k points when there are more (k-means++ seeding and Lloyd's
+ * pointsPerCentroid · k points when there are more (k-means++ seeding and Lloyd's
  * iterations on the sample), else on all of them. With `init`, Lloyd starts from those centroids.
  */
 export function trainCodebook(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Codebook {
   checkKmeansArgs(points, count, d, k);
-  const cap = TRAINING_POINTS_PER_CENTROID * k;
+  const cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
   const sampled = count > cap;
   const train = sampled ? samplePoints(points, count, d, cap, opts.rng) : points;
   const trainedOn = sampled ? cap : count;
@@ -241,7 +246,7 @@ export function trainCodebook(points: Float32Array, count: number, d: number, k:
  */
 export async function kmeans(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Promise<KmeansResult> {
   checkKmeansArgs(points, count, d, k);
-  const cap = TRAINING_POINTS_PER_CENTROID * k;
+  const cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
   if (count > cap) {
     const book = trainCodebook(points, count, d, k, opts);
     const assign = k <= 256 ? new Uint8Array(count) : new Uint16Array(count);
@@ -349,8 +354,8 @@ function lloyd(points: Float32Array, count: number, d: number, k: number, centro
 }
 
 
-/** Points k-means++ seeds from at most, per centroid: enough for the seeding, without its O(count·k·d) pass over millions of points. */
-const SEEDING_POINTS_PER_CENTROID = 256;
+/** Points k-means++ seeds from at most, per centroid: enough to place the seeds, at a quarter of the training sample's O(count·k·d) cost. */
+const SEEDING_POINTS_PER_CENTROID = 64;
 
 /**
  * k-means++ seeding: each next centre drawn with probability ∝ squared distance to the nearest chosen
