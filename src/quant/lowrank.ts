@@ -34,6 +34,11 @@ export interface AlternatingOptions {
   maxIterations?: number;
   /** Round L₁, L₂ to float16 (as stored), so Q̂ is fitted to the factors a loader will see. */
   float16Factors?: boolean;
+  /**
+   * Start each round's SVD from the previous round's L₂ (its right singular subspace) with one power
+   * iteration instead of two from a random start: the target W − Q̂ moves little between rounds.
+   */
+  warmStart?: boolean;
 }
 
 /** quant(R) → Q̂ (same shape as R) and whatever the caller needs to keep. */
@@ -46,8 +51,9 @@ async function product(f: LowRankFactors, n: number, k: number, gemm: HostGemm):
 }
 
 /** The rank-r factors of A [n, k] with √Σ on both sides. */
-export async function lowRankFactors(a: Float64Array, n: number, k: number, rank: number, opts: AlternatingOptions): Promise<LowRankFactors> {
-  const svd = await truncatedSvd(a, n, k, rank, { gemm: opts.gemm, rng: opts.rng });
+export async function lowRankFactors(a: Float64Array, n: number, k: number, rank: number, opts: AlternatingOptions, start?: LowRankFactors): Promise<LowRankFactors> {
+  const warm = start && start.rank > 0 ? { start: Float64Array.from(start.l2), powerIterations: 1 } : {};
+  const svd = await truncatedSvd(a, n, k, rank, { gemm: opts.gemm, rng: opts.rng, ...warm });
   const r = svd.rank;
   const l1 = new Float32Array(n * r);
   const l2 = new Float32Array(r * k);
@@ -88,7 +94,7 @@ export async function alternatingInit<S>(w: Float32Array, n: number, k: number, 
     const t0 = performance.now();
     const target = new Float64Array(n * k);
     for (let i = 0; i < target.length; i++) target[i] = w[i]! - qDeq[i]!;
-    const factors = await lowRankFactors(target, n, k, rank, opts);
+    const factors = await lowRankFactors(target, n, k, rank, opts, opts.warmStart && best ? best.factors : undefined);
     const l = await product(factors, n, k, opts.gemm);
     svdSeconds += (performance.now() - t0) / 1000;
     const residual = new Float32Array(n * k);

@@ -141,7 +141,7 @@ function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: F
 const FIT_POINTS_PER_CENTROID = 1024;
 
 /** Sub-vectors each candidate shape is scored on: about this many, in whole rows drawn at random. */
-const SCREENING_SUBVECTORS = 32768;
+const SCREENING_SUBVECTORS = 16384;
 
 /**
  * Each candidate's relative error ‖W − L₁L₂ − Q̂‖ / ‖W‖ after one round of the alternating init,
@@ -179,8 +179,8 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
     const r = Math.min(cand.spec.rank, factors?.rank ?? 0);
     if (factors && r > 0) subtractLowRank(residual, picked, factors.l1, factors.rank, factors.l2, r, k);
     const vqShape = { vqDim: cand.spec.vqDim, codeBits: cand.spec.codeBits, blockSize: cand.spec.blockSize, scaleBits: cand.spec.scaleBits, permuted };
-    // Ranking only needs a rough fit: 5 Lloyd iterations on 64 sub-vectors per centroid.
-    const vq = await vqQuantize(residual, rows, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: Math.min(5, opts.kmeansIterations ?? 10), pointsPerCentroid: 64, layer });
+    // Ranking only needs a rough fit: 5 Lloyd iterations on 32 sub-vectors per centroid.
+    const vq = await vqQuantize(residual, rows, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: Math.min(5, opts.kmeansIterations ?? 10), pointsPerCentroid: 32, layer });
     scores.push(Math.sqrt(vq.error / norm));
   }
   return { scores, svdSeconds };
@@ -216,7 +216,7 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
       const vq = await vqQuantize(residual, n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, pointsPerCentroid: FIT_POINTS_PER_CENTROID, layer, ...(warm ? { init: warm } : {}) });
       warm = vq.codebook;
       return { deq: vq.deq, state: vq };
-    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16" });
+    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16", warmStart: true });
     kmeansSeconds += res.quantizeSeconds;
     svdSeconds += res.svdSeconds;
     return res;

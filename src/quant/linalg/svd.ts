@@ -29,6 +29,12 @@ export interface SvdOptions {
   oversample?: number;
   /** Power iterations (default 2); each sharpens the spectrum's decay. */
   powerIterations?: number;
+  /**
+   * Rows [s, n] spanning a guess of the leading right singular subspace (a nearby matrix's Vᵀ):
+   * the first s columns of Ω, the rest Gaussian. Subspace iteration from a good guess needs fewer
+   * power iterations than from a random start.
+   */
+  start?: Float64Array;
 }
 
 /** Orthonormalises the l rows of `rows` [l, m] in place (classical Gram–Schmidt, twice); returns the row count kept. */
@@ -65,6 +71,8 @@ export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: 
   const l = Math.min(r + (opts.oversample ?? 10), m, n);
   const omega = new Float64Array(n * l);
   for (let i = 0; i < omega.length; i++) omega[i] = opts.rng.normal();
+  const guessed = opts.start ? Math.min(l, opts.start.length / n) : 0;
+  for (let j = 0; j < guessed; j++) for (let c = 0; c < n; c++) omega[c * l + j] = opts.start![j * n + c]!;
   // Y = A·Ω [m, l]; kept as rows Yᵀ [l, m] for contiguous Gram–Schmidt.
   let qt = transposed(await opts.gemm.mul(a, omega, { m, k: n, n: l }), m, l);
   orthonormalRows(qt, l, m);
