@@ -16,7 +16,8 @@ import { Rng } from "../core/rng.js";
 import { reallmBitsPerWeight } from "./kinds/reallm.js";
 import type { HostGemm } from "./linalg/host-gemm.js";
 import type { NearestCentroid } from "./linalg/kmeans.js";
-import { alternatingInit, lowRankFactors } from "./lowrank.js";
+import { alternatingInit } from "./lowrank.js";
+import { type TruncatedSvd, truncatedSvd } from "./linalg/svd.js";
 import { type VqResult, vqQuantize } from "./vq.js";
 import type { QuantizedLinear, QuantizedModel, ReallmLinear, ReallmSpec } from "./types.js";
 import { mostCommonSpec } from "./types.js";
@@ -147,7 +148,7 @@ const SCREENING_SUBVECTORS = 16384;
  * Each candidate's relative error ‖W − L₁L₂ − Q̂‖ / ‖W‖ after one round of the alternating init,
  * estimated on a random subset of rows: L₁L₂ from one SVD of the whole W at the largest candidate
  * rank (truncated per candidate: the leading singular triplets of a rank-R fit are the rank-r
- * fit), Q̂ by the candidate's vector quantizer on the sampled rows' residual. The shapes differ by
+ * fit; factors not rounded to float16), Q̂ by the candidate's vector quantizer on the sampled rows' residual. The shapes differ by
  * far more than the sampling error (on the benchmark's layers: 0.24 against ≥ 0.30), and scoring
  * every shape on the whole matrix cost more than fitting the winner.
  */
@@ -162,9 +163,9 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
   }
   const picked = Int32Array.from(chosen).sort();
   const maxRank = Math.max(...candidates.map((c) => c.spec.rank));
-  const float16Factors = candidates.every((c) => c.spec.lowRankDtype === "float16");
   const t0 = performance.now();
-  const factors = maxRank > 0 ? await lowRankFactors(Float64Array.from(w), n, k, maxRank, { gemm: opts.gemm, rng: new Rng(seed + 1), float16Factors }) : null;
+  // One power iteration: ranking shapes needs the low-rank part roughly, not to the last digit.
+  const svd = maxRank > 0 ? await truncatedSvd(Float64Array.from(w), n, k, maxRank, { gemm: opts.gemm, rng: new Rng(seed + 1), powerIterations: 1 }) : null;
   const svdSeconds = (performance.now() - t0) / 1000;
   const sub = new Float32Array(rows * k);
   let norm = 0;
@@ -176,8 +177,8 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
   const scores: number[] = [];
   for (const cand of candidates) {
     const residual = Float32Array.from(sub);
-    const r = Math.min(cand.spec.rank, factors?.rank ?? 0);
-    if (factors && r > 0) subtractLowRank(residual, picked, factors.l1, factors.rank, factors.l2, r, k);
+    const r = Math.min(cand.spec.rank, svd?.rank ?? 0);
+    if (svd && r > 0) subtractLowRank(residual, picked, svd, r, k);
     const vqShape = { vqDim: cand.spec.vqDim, codeBits: cand.spec.codeBits, blockSize: cand.spec.blockSize, scaleBits: cand.spec.scaleBits, permuted };
     // Ranking only needs a rough fit: 5 Lloyd iterations on 32 sub-vectors per centroid.
     const vq = await vqQuantize(residual, rows, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: Math.min(5, opts.kmeansIterations ?? 10), pointsPerCentroid: 32, layer });
@@ -186,14 +187,14 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
   return { scores, svdSeconds };
 }
 
-/** out[i] −= L₁[rows[i], :r] · L₂[:r] for the sampled rows (L₁ has `width` columns). */
-function subtractLowRank(out: Float32Array, rows: Int32Array, l1: Float32Array, width: number, l2: Float32Array, r: number, k: number): void {
+/** out[i] −= (U Σ Vᵀ)[rows[i]] truncated to rank r, for the sampled rows. */
+function subtractLowRank(out: Float32Array, rows: Int32Array, svd: TruncatedSvd, r: number, k: number): void {
   const acc = new Float64Array(k);
   for (let i = 0; i < rows.length; i++) {
     acc.fill(0);
     for (let t = 0; t < r; t++) {
-      const a = l1[rows[i]! * width + t]!;
-      for (let c = 0; c < k; c++) acc[c]! += a * l2[t * k + c]!;
+      const a = svd.u[rows[i]! * svd.rank + t]! * svd.s[t]!;
+      for (let c = 0; c < k; c++) acc[c]! += a * svd.vt[t * k + c]!;
     }
     for (let c = 0; c < k; c++) out[i * k + c]! -= acc[c]!;
   }
