@@ -170,7 +170,7 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
   const maxRank = Math.max(...candidates.map((c) => c.spec.rank));
   const t0 = performance.now();
   // One power iteration: ranking shapes needs the low-rank part roughly, not to the last digit.
-  const svd = maxRank > 0 ? await truncatedSvd(Float64Array.from(w), n, k, maxRank, { gemm: opts.gemm, rng: new Rng(seed + 1), powerIterations: 1 }) : null;
+  const svd = maxRank > 0 ? await truncatedSvd(w, n, k, maxRank, { gemm: opts.gemm, rng: new Rng(seed + 1), powerIterations: 1 }) : null;
   const svdSeconds = (performance.now() - t0) / 1000;
   const sub = new Float32Array(rows * k);
   let norm = 0;
@@ -222,7 +222,7 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
       const vq = await vqQuantize(residual, n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, pointsPerCentroid: FIT_POINTS_PER_CENTROID, layer, ...(warm ? { init: warm } : {}) });
       warm = vq.codebook;
       return { deq: vq.deq, state: vq };
-    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16", warmStart: true });
+    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16", warmStart: true, float32: true });
     kmeansSeconds += res.quantizeSeconds;
     svdSeconds += res.svdSeconds;
     return res;

@@ -108,12 +108,22 @@ describe("alternating low-rank + quantized init", () => {
     expect(Math.min(...warm.errors)).toBeLessThan(Math.min(...cold.errors) * 1.001);
   });
 
+  it("float32 rounds (W − Q̂, its SVD's products and L₁L₂ in float32) reach the float64 rounds' errors", async () => {
+    const f64 = await alternatingInit(w, n, k, r, quant, { gemm, rng: new Rng(3), maxIterations: 4, warmStart: true });
+    const f32 = await alternatingInit(w, n, k, r, quant, { gemm, rng: new Rng(3), maxIterations: 4, warmStart: true, float32: true });
+    expect(f32.errors.length).toBe(f64.errors.length);
+    f32.errors.forEach((e, i) => expect(e).toBeCloseTo(f64.errors[i]!, 4));
+  });
+
   it("an SVD started from the right singular subspace finds the singular values with no power iteration", async () => {
     const a = Float64Array.from(w);
     const exact = await truncatedSvd(a, n, k, r, { gemm, rng: new Rng(5), powerIterations: 4 });
     const started = await truncatedSvd(a, n, k, r, { gemm, rng: new Rng(6), powerIterations: 0, oversample: 0, start: exact.vt });
     const random = await truncatedSvd(a, n, k, r + 2, { gemm, rng: new Rng(6), powerIterations: 0, oversample: 0 });
     for (let j = 0; j < r; j++) expect(started.s[j]).toBeCloseTo(exact.s[j]!, 8);
+    // The same from float32 A (products in float32), to float32's precision.
+    const single = await truncatedSvd(Float32Array.from(a), n, k, r, { gemm, rng: new Rng(6), powerIterations: 0, oversample: 0, start: exact.vt });
+    for (let j = 0; j < r; j++) expect(single.s[j]! / exact.s[j]!).toBeCloseTo(1, 5);
     // From a random start without power iterations the noise leaks in: the smallest kept value is off.
     expect(Math.abs(random.s[r - 1]! - exact.s[r - 1]!)).toBeGreaterThan(1e-6);
   });
