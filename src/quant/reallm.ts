@@ -4,9 +4,10 @@
 //
 // The choice: for each sub-vector length d (default 2 and 4) the two largest codebooks that fit
 // the budget, each with the largest rank the remaining bits pay for (or a fixed --rank). Every
-// candidate gets one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)); the lowest
-// Frobenius error wins and continues alternating until its error rises or the iterations run out
-// (quant/lowrank.ts). With permutation "auto", the winner is fitted with and without the in-block
+// candidate is scored by one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)) on a
+// random subset of rows (screenCandidates); the lowest Frobenius error wins and is fitted on the
+// whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
+// each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is fitted with and without the in-block
 // column permutation and the better kept.
 
 import type { FloatWeights, HostParam } from "../arch/params.js";

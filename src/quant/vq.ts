@@ -2,8 +2,9 @@
 // 1. optionally permute columns inside each block so that correlated columns share a sub-vector;
 // 2. scale each row's blocks of `blockSize` columns by their absmax — the scales themselves coded
 //    in `scaleBits` bits against a float16 per-row maximum (rounded up, so no value exceeds ±1);
-// 3. cluster the normalised d-dimensional sub-vectors of the whole matrix with k-means into
-//    2^codeBits centroids (rounded to float16, as stored) and replace each by its nearest centroid.
+// 3. fit 2^codeBits centroids to the normalised d-dimensional sub-vectors with k-means on a random
+//    sample of them (linalg/kmeans.ts trainCodebook), round them to float16 (as stored) and replace
+//    every sub-vector by its nearest centroid.
 
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";

@@ -2,12 +2,15 @@
 // (almost) no point changes cluster (or `iterations` run out). Points are d-dimensional sub-vectors of a weight
 // matrix (d ≤ 8, k ≤ 256 centroids), hundreds of thousands to millions of them.
 //
-// Lloyd's loop (`kmeans`) keeps Hamerly's distance bounds per point, so after the first iterations
-// only the few points near a cluster boundary are compared with every centroid; centroid sums are
-// updated by the points that move. Before, every iteration assigned every point again (through ORT
-// as one Gemm + ArgMin), and ReALLM on ref-llama-5m spent 208 of its 219 s there. k-means++ seeds
-// from a sample of 256 points per centroid. `NearestCentroid` (one full assignment through ORT, for
-// a codebook that is not the result of the loop, e.g. after rounding to float16) stays.
+// As faiss does, the codebook is fitted on a random sample of at most 256 points per centroid
+// (`trainCodebook`; more on request) and every point is assigned once at the end: fitting on all of
+// them cost ReALLM most of its time for a codebook that a sample pins down (inertia within 1–3 %).
+// k-means++ seeds from 64 points per centroid of that sample. Lloyd's loop keeps Hamerly's distance
+// bounds per point, so after the first iterations only the few points near a cluster boundary are
+// compared with every centroid; centroid sums are updated by the points that move. The final
+// assignment goes through a centroid grid (centroid-grid.ts: exact, 2–4× a full scan at d = 2, 4);
+// `NearestCentroid` keeps ORT's Gemm + ArgMin for codebooks the grid does not serve (d = 8), where
+// it beats the host scan.
 //
 // Written here rather than taken from ml-kmeans: that package takes number[][] (one JS array per
 // point) and calls a distance function per (point, centroid) pair, which for 442,368
