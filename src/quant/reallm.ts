@@ -7,8 +7,8 @@
 // candidate is scored by one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)) on a
 // random subset of rows (screenCandidates); the lowest Frobenius error wins and is fitted on the
 // whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
-// each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is fitted with and without the in-block
-// column permutation and the better kept.
+// each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is
+// fitted with and without the in-block column permutation and the better kept.
 
 import type { FloatWeights, HostParam } from "../arch/params.js";
 import { linearLayers } from "../arch/llama/shapes.js";
@@ -140,8 +140,8 @@ function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: F
 
 /**
  * The kept shape's codebook is fitted on up to this many sub-vectors per centroid (4× faiss's
- * default): on the benchmark's layers 256 left the error 0.5–1 % above
- * Lloyd on every sub-vector, 1024 within 0.5 %, at little cost for codebooks of 16–32 entries.
+ * default): on the benchmark's layers 256 left the error 0.5–1 % above Lloyd on every sub-vector,
+ * 1024 within 0.5 %, at little cost for codebooks of 16–32 entries.
  */
 const FIT_POINTS_PER_CENTROID = 1024;
 
@@ -154,9 +154,10 @@ const SCREENING_SUBVECTORS = 16384;
  * Each candidate's relative error ‖W − L₁L₂ − Q̂‖ / ‖W‖ after one round of the alternating init,
  * estimated on a random subset of rows: L₁L₂ from one SVD of the whole W at the largest candidate
  * rank (truncated per candidate: the leading singular triplets of a rank-R fit are the rank-r
- * fit; factors not rounded to float16), Q̂ by the candidate's vector quantizer on the sampled rows' residual. The shapes differ by
- * far more than the sampling error (on the benchmark's layers: 0.24 against ≥ 0.30), and scoring
- * every shape on the whole matrix cost more than fitting the winner.
+ * fit; factors not rounded to float16), Q̂ by the candidate's vector quantizer on the sampled
+ * rows' residual. The shapes differ by far more than the sampling error (on the benchmark's
+ * layers: 0.24 against ≥ 0.29), and scoring every shape on the whole matrix cost more than
+ * fitting the winner.
  */
 async function screenCandidates(w: Float32Array, n: number, k: number, candidates: ReallmCandidate[], opts: ReallmOptions, seed: number, permuted: boolean, layer: string): Promise<{ scores: number[]; svdSeconds: number }> {
   const rng = new Rng(seed + 2);
