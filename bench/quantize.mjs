@@ -178,6 +178,11 @@ async function childReallm(dir, threads, only) {
   const m = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
   const gemm = new HostGemm({ threads });
   const nearest = new NearestCentroid({ threads });
+  const reallmOptions = { budget: REALLM_BUDGET, vqDims: [2, 4], blockSize: 64, permute: false, lowRankDtype: "float16", seed: 0, gemm, nearest };
+  // Warm-up, untimed, as the GPTQ child and the peer do: ORT's Gemm sessions and the JIT, paid once
+  // per model, would otherwise land on the first timed layer.
+  const warmW = Float32Array.from({ length: 256 * 512 }, (_, i) => 0.02 * Math.sin(i * 0.7));
+  await quantizeReallmLayer(warmW, 256, 512, reallmOptions, "warm-up");
   let total = 0;
   let totalCpu = 0;
   let i = 0;
@@ -188,7 +193,7 @@ async function childReallm(dir, threads, only) {
       const w = readF32(path.join(dir, l.file));
       const t0 = performance.now();
       const c0 = process.cpuUsage();
-      const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, { budget: REALLM_BUDGET, vqDims: [2, 4], blockSize: 64, permute: false, lowRankDtype: "float16", seed: 0, gemm, nearest }, l.name, i++);
+      const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, reallmOptions, l.name, i++);
       const sec = (performance.now() - t0) / 1000;
       const cpu = cpuSeconds(c0);
       total += sec;
@@ -208,6 +213,8 @@ async function childReallm(dir, threads, only) {
           vq: `d${layer.spec.vqDim}x${1 << layer.spec.codeBits}`,
           frobenius_error: report.relativeError,
           relative_error: await relativeError(gemm, w, q, h, l.n, hs.k),
+          alternation_errors: report.errors,
+          candidates: report.candidates,
         }),
       );
     }
@@ -263,7 +270,7 @@ async function main() {
       models: { type: "list", default: ["smollm2-135m-shape", "qwen2.5-0.5b-shape"], help: "folders under shared/models" },
       methods: { type: "list", default: ["gptq", "reallm"], help: "gptq (against the peer) and/or reallm" },
       threads: { type: "int", default: 1, help: "threads for both sides" },
-      repeats: { type: "int", default: 1, help: "GPTQ runs per side, alternating; each side reports its median run" },
+      repeats: { type: "int", default: 1, help: "runs per side (peer, slimtune GPTQ, ReALLM), taking turns; each side reports its median run" },
       sides: { type: "list", default: ["peer", "slimtune"], help: "GPTQ sides to run (one side per invocation lets two runs share a busy machine)" },
       "reuse-data": { type: "bool", default: false, help: "keep the weights and Hessians already in --work (same seed) instead of writing them again" },
       "calib-seqs": { type: "int", default: 8, help: "calibration sequences" },
@@ -304,7 +311,7 @@ async function main() {
       for (const side of ["peer", "slimtune"]) fs.mkdirSync(path.join(dir, side), { recursive: true });
       // Under a shared machine's changing load, the sides alternate (peer, slimtune, peer, …) and each
       // keeps its median run; every run's totals and each adjacent pair's speed ratio are recorded too.
-      const runs = { peer: [], gptq: [] };
+      const runs = { peer: [], gptq: [], reallm: [] };
       for (let i = 0; i < flags.repeats; i++) {
         if (flags.sides.includes("peer")) {
           const run = await runChild("peer (PyTorch fasterquant)", python, [peerScript, "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "peer")], env);
@@ -314,8 +321,10 @@ async function main() {
         if (flags.sides.includes("slimtune")) {
           runs.gptq.push(await runChild("slimtune GPTQ", process.execPath, [fileURLToPath(import.meta.url), "--child", "gptq", "--dir", dir, "--threads", String(flags.threads), "--out-values", path.join(dir, "slimtune")], env));
         }
+        // ReALLM takes its turn in the same rotation, so each of its runs has a peer run beside it.
+        if (flags.methods.includes("reallm")) runs.reallm.push(await runChild("slimtune ReALLM", process.execPath, reallmArgs(dir, flags), env));
       }
-      for (const side of ["peer", "gptq"]) {
+      for (const side of ["peer", "gptq", "reallm"]) {
         if (!runs[side].length) continue;
         rec[side] = medianRun(runs[side]);
         rec[side].runs = runs[side].map((r) => ({ seconds: r.summary.seconds, cpu_s: r.summary.cpu_s, otherCpu: r.otherCpu, maxRssMb: r.maxRssMb }));
@@ -324,16 +333,41 @@ async function main() {
         rec.pairRatios = runs.peer.map((p, i) => ({ wall: p.summary.seconds / runs.gptq[i].summary.seconds, cpu: p.summary.cpu_s / runs.gptq[i].summary.cpu_s }));
         log(`  speed vs peer, run by run (timed work, wall / CPU): ${rec.pairRatios.map((r) => `${fmt.x(r.wall)} / ${fmt.x(r.cpu)}`).join(", ")}`);
       }
+      if (runs.peer.length && runs.peer.length === runs.reallm.length) {
+        // ReALLM's work counted over the layers it ran, the peer's over the same layers.
+        rec.reallmPairRatios = runs.peer.map((p, i) => reallmVsPeer(p, runs.reallm[i], manifest));
+        log(`  ReALLM speed vs the peer's GPTQ, run by run (timed work, wall / CPU): ${rec.reallmPairRatios.map((r) => `${fmt.x(r.wall)} / ${fmt.x(r.cpu)}`).join(", ")}`);
+      }
       if (rec.peer && rec.gptq) rec.qDistance = qDistance(dir, manifest.hessians.flatMap((h) => h.layers));
     }
-    if (flags.methods.includes("reallm")) {
-      rec.reallm = await runChild("slimtune ReALLM", process.execPath, [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads), ...(flags["reallm-layers"].length ? ["--reallm-layers", flags["reallm-layers"].join(",")] : [])], env);
+    if (flags.methods.includes("reallm") && !rec.reallm) {
+      rec.reallm = await runChild("slimtune ReALLM", process.execPath, reallmArgs(dir, flags), env);
     }
     results.models.push(rec);
     writeJson(`${flags.out}.json`, results);
     log(`\n${table(rec)}`);
   }
   writeJson(`${flags.out}.json`, results);
+}
+
+function reallmArgs(dir, flags) {
+  return [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads), ...(flags["reallm-layers"].length ? ["--reallm-layers", flags["reallm-layers"].join(",")] : [])];
+}
+
+/** Peer GPTQ time ÷ ReALLM time over the layers ReALLM ran (each shared Hessian preparation counted once, as in a model). */
+function reallmVsPeer(peer, reallm, manifest) {
+  const ran = new Set(reallm.layers.map((l) => l.layer));
+  let wall = 0;
+  let cpu = 0;
+  for (const hs of manifest.hessians) {
+    const layers = hs.layers.filter((l) => ran.has(l.name));
+    layers.forEach((l, i) => {
+      const p = peer.layers.find((x) => x.layer === l.name);
+      wall += p.gptq_s + (i === 0 ? p.hessian_s : 0);
+      cpu += p.gptq_cpu_s + (i === 0 ? p.hessian_cpu_s : 0);
+    });
+  }
+  return { wall: wall / reallm.summary.seconds, cpu: cpu / reallm.summary.cpu_s };
 }
 
 /** The run with the median timed-work seconds (the lower middle one of an even count). */
@@ -379,7 +413,10 @@ function table(rec) {
     sums[key].wall += t.wall;
     sums[key].cpu += t.cpu;
   };
+  // The peer's time over the layers with a ReALLM time (its shared Hessian preparation once per group).
+  const peerBesideReallm = { ...zero };
   for (const hs of rec.shapes) {
+    let preparedBeside = false;
     hs.layers.forEach((l, i) => {
       const p = gptqTime(byName(rec.peer, l.name), i === 0);
       const s = gptqTime(byName(rec.gptq, l.name), i === 0);
@@ -391,6 +428,13 @@ function table(rec) {
       add("peer", p);
       add("gptq", s);
       add("reallm", r);
+      const peerLayer = byName(rec.peer, l.name);
+      if (r && peerLayer) {
+        const prep = preparedBeside ? { wall: 0, cpu: 0 } : { wall: peerLayer.hessian_s, cpu: peerLayer.hessian_cpu_s };
+        preparedBeside = true;
+        peerBesideReallm.wall += peerLayer.gptq_s + prep.wall;
+        peerBesideReallm.cpu += peerLayer.gptq_cpu_s + prep.cpu;
+      }
       rows.push([
         `${l.name} [${l.n}, ${hs.k}] g${hs.group_size}`,
         both(p),
@@ -399,6 +443,7 @@ function table(rec) {
         fmt.f(byName(rec.peer, l.name)?.relative_error, 4),
         fmt.f(byName(rec.gptq, l.name)?.relative_error, 4),
         rl ? both(r) : r ? `≈ ${both(r)}` : "–",
+        p && r ? `${fmt.x(p.wall / r.wall)} (${fmt.x(p.cpu / r.cpu)})` : "–",
         fmt.f(rl?.relative_error, 4),
       ]);
     });
@@ -408,12 +453,13 @@ function table(rec) {
   const ran = { peer: Boolean(rec.peer), gptq: Boolean(rec.gptq), reallm: Boolean(rec.reallm) };
   const total = (key, times = 1) => (ran[key] ? { wall: sums[key].wall * times, cpu: sums[key].cpu * times } : null);
   const ratio = ran.peer && ran.gptq ? `${fmt.x(sums.peer.wall / sums.gptq.wall)} (${fmt.x(sums.peer.cpu / sums.gptq.cpu)})` : "–";
-  rows.push(["one block", both(total("peer")), both(total("gptq")), ratio, "", "", both(total("reallm")), ""]);
-  rows.push([`× ${L} blocks (extrapolated)`, both(total("peer", L)), both(total("gptq", L)), ratio, "", "", both(total("reallm", L)), ""]);
-  rows.push(["peak RSS of the process, MiB", fmt.int(rec.peer?.maxRssMb), fmt.int(rec.gptq?.maxRssMb), "", "", "", fmt.int(rec.reallm?.maxRssMb), ""]);
-  rows.push(["other processes' share of the CPU", fmt.pct(rec.peer?.otherCpu, 0), fmt.pct(rec.gptq?.otherCpu, 0), "", "", "", fmt.pct(rec.reallm?.otherCpu, 0), ""]);
+  const reallmRatio = ran.peer && ran.reallm ? `${fmt.x(peerBesideReallm.wall / sums.reallm.wall)} (${fmt.x(peerBesideReallm.cpu / sums.reallm.cpu)})` : "–";
+  rows.push(["one block", both(total("peer")), both(total("gptq")), ratio, "", "", both(total("reallm")), reallmRatio, ""]);
+  rows.push([`× ${L} blocks (extrapolated)`, both(total("peer", L)), both(total("gptq", L)), ratio, "", "", both(total("reallm", L)), reallmRatio, ""]);
+  rows.push(["peak RSS of the process, MiB", fmt.int(rec.peer?.maxRssMb), fmt.int(rec.gptq?.maxRssMb), "", "", "", fmt.int(rec.reallm?.maxRssMb), "", ""]);
+  rows.push(["other processes' share of the CPU", fmt.pct(rec.peer?.otherCpu, 0), fmt.pct(rec.gptq?.otherCpu, 0), "", "", "", fmt.pct(rec.reallm?.otherCpu, 0), "", ""]);
   const note = estimated.length ? `\nReALLM layers not run, counted as the measured layer of the same size: ${estimated.join(", ")}` : "";
-  return `${rec.model}: seconds wall (CPU)${note}\n${mdTable(["layer", "peer GPTQ", "slimtune GPTQ", "speed vs peer", "peer ‖ΔWX‖/‖WX‖", "slimtune ‖ΔWX‖/‖WX‖", "slimtune ReALLM 3 bpw", "ReALLM ‖ΔWX‖/‖WX‖"], rows)}`;
+  return `${rec.model}: seconds wall (CPU)${note}\n${mdTable(["layer", "peer GPTQ", "slimtune GPTQ", "speed vs peer", "peer ‖ΔWX‖/‖WX‖", "slimtune ‖ΔWX‖/‖WX‖", "slimtune ReALLM 3 bpw", "ReALLM speed vs peer GPTQ", "ReALLM ‖ΔWX‖/‖WX‖"], rows)}`;
 }
 
 await main();

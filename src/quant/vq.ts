@@ -2,13 +2,14 @@
 // 1. optionally permute columns inside each block so that correlated columns share a sub-vector;
 // 2. scale each row's blocks of `blockSize` columns by their absmax — the scales themselves coded
 //    in `scaleBits` bits against a float16 per-row maximum (rounded up, so no value exceeds ±1);
-// 3. cluster the normalised d-dimensional sub-vectors of the whole matrix with k-means into
-//    2^codeBits centroids (rounded to float16, as stored) and replace each by its nearest centroid.
+// 3. fit 2^codeBits centroids to the normalised d-dimensional sub-vectors with k-means on a random
+//    sample of them (linalg/kmeans.ts trainCodebook), round them to float16 (as stored) and replace
+//    every sub-vector by its nearest centroid.
 
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
-import { type NearestCentroid, kmeans } from "./linalg/kmeans.js";
+import { type NearestCentroid, trainCodebook } from "./linalg/kmeans.js";
 import type { ReallmSpec } from "./types.js";
 
 export type VqShape = Pick<ReallmSpec, "vqDim" | "codeBits" | "blockSize" | "scaleBits" | "permuted">;
@@ -111,6 +112,8 @@ export interface VqOptions {
   nearest: NearestCentroid;
   /** Lloyd iterations at most. */
   iterations?: number;
+  /** The codebook is fitted on at most this many sub-vectors per centroid (kmeans.ts trainCodebook). */
+  pointsPerCentroid?: number;
   /** Warm start: a codebook [2^codeBits, d] fitted to a nearby residual (the previous alternation). */
   init?: Float32Array;
   layer?: string;
@@ -124,7 +127,6 @@ export async function vqQuantize(r: Float32Array, n: number, k: number, shape: V
   const blocks = k / bs;
   const maxCode = (1 << scaleBits) - 1;
   const perm = shape.permuted ? correlatedPermutation(r, n, k, bs, d) : null;
-  const col = (p: number) => (perm ? perm[p]! : p);
 
   const scaleCodes = new Uint8Array(n * blocks);
   const rowScales = new Float32Array(n);
@@ -154,30 +156,36 @@ export async function vqQuantize(r: Float32Array, n: number, k: number, shape: V
   const count = (n * k) / d;
   const points = new Float32Array(n * k);
   for (let i = 0; i < n; i++) {
-    for (let p = 0; p < k; p++) {
-      const s = scale[i * blocks + Math.floor(p / bs)]!;
-      points[i * k + p] = s > 0 ? r[i * k + col(p)]! / s : 0;
+    for (let b = 0; b < blocks; b++) {
+      const s = scale[i * blocks + b]!;
+      if (s === 0) continue; // an all-zero block: its points stay 0
+      const row = i * k;
+      for (let p = b * bs; p < (b + 1) * bs; p++) points[row + p] = r[row + (perm ? perm[p]! : p)]! / s;
     }
   }
-  const km = await kmeans(points, count, d, 1 << c, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.init ? { init: opts.init } : {}) });
-  const codebook = Float32Array.from(km.centroids, roundToF16);
+  // The codebook is fitted on a sample of the sub-vectors; every one is coded once, against the
+  // float16 centroids a loader will see.
+  const book = trainCodebook(points, count, d, 1 << c, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.pointsPerCentroid ? { pointsPerCentroid: opts.pointsPerCentroid } : {}), ...(opts.init ? { init: opts.init } : {}) });
+  const codebook = Float32Array.from(book.centroids, roundToF16);
   const vqCodes = new Uint8Array(count);
-  vqCodes.set(km.assign);
   await opts.nearest.assign(points, count, d, codebook, 1 << c, vqCodes);
 
   const deq = new Float32Array(n * k);
   let error = 0;
   for (let i = 0; i < n; i++) {
-    for (let p = 0; p < k; p += d) {
-      const s = scale[i * blocks + Math.floor(p / bs)]!;
-      const cc = vqCodes[(i * k + p) / d]! * d;
-      for (let t = 0; t < d; t++) {
-        const j = col(p + t);
-        const v = s * codebook[cc + t]!;
-        deq[i * k + j] = v;
-        error += (r[i * k + j]! - v) ** 2;
+    const row = i * k;
+    for (let b = 0; b < blocks; b++) {
+      const s = scale[i * blocks + b]!;
+      for (let p = b * bs; p < (b + 1) * bs; p += d) {
+        const cc = vqCodes[(row + p) / d]! * d;
+        for (let t = 0; t < d; t++) {
+          const j = row + (perm ? perm[p + t]! : p + t);
+          const v = s * codebook[cc + t]!;
+          deq[j] = v;
+          error += (r[j]! - v) ** 2;
+        }
       }
     }
   }
-  return { vqCodes, codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: km.iterations };
+  return { vqCodes, codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: book.iterations };
 }

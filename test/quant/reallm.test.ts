@@ -11,6 +11,7 @@ import { dequantize, quantizeLinear } from "../../src/quant/kinds/index.js";
 import { dequantizeReallm, reallmBitsPerWeight, reallmStorageOf } from "../../src/quant/kinds/reallm.js";
 import { HostGemm } from "../../src/quant/linalg/host-gemm.js";
 import { NearestCentroid, kmeans } from "../../src/quant/linalg/kmeans.js";
+import { truncatedSvd } from "../../src/quant/linalg/svd.js";
 import { alternatingInit } from "../../src/quant/lowrank.js";
 import { quantizeReallmLayer, quantizeReallmModel, reallmCandidates } from "../../src/quant/reallm.js";
 import { sizeReport } from "../../src/quant/size.js";
@@ -98,6 +99,33 @@ describe("alternating low-rank + quantized init", () => {
     let off = 0;
     for (let i = 0; i < w.length; i++) off += (w[i]! - l[i]!) ** 2;
     expect(Math.sqrt(off / w.length)).toBeLessThan(0.06);
+  });
+
+  it("warm-started rounds (the SVD from the previous L₂, one power iteration) reach the cold rounds' errors", async () => {
+    const cold = await alternatingInit(w, n, k, r, quant, { gemm, rng: new Rng(3), maxIterations: 4 });
+    const warm = await alternatingInit(w, n, k, r, quant, { gemm, rng: new Rng(3), maxIterations: 4, warmStart: true });
+    expect(warm.errors[0]).toBe(cold.errors[0]); // the first round has nothing to start from
+    expect(Math.min(...warm.errors)).toBeLessThan(Math.min(...cold.errors) * 1.001);
+  });
+
+  it("float32 rounds (W − Q̂, its SVD's products and L₁L₂ in float32) reach the float64 rounds' errors", async () => {
+    const f64 = await alternatingInit(w, n, k, r, quant, { gemm, rng: new Rng(3), maxIterations: 4, warmStart: true });
+    const f32 = await alternatingInit(w, n, k, r, quant, { gemm, rng: new Rng(3), maxIterations: 4, warmStart: true, float32: true });
+    expect(f32.errors.length).toBe(f64.errors.length);
+    f32.errors.forEach((e, i) => expect(e).toBeCloseTo(f64.errors[i]!, 4));
+  });
+
+  it("an SVD started from the right singular subspace finds the singular values with no power iteration", async () => {
+    const a = Float64Array.from(w);
+    const exact = await truncatedSvd(a, n, k, r, { gemm, rng: new Rng(5), powerIterations: 4 });
+    const started = await truncatedSvd(a, n, k, r, { gemm, rng: new Rng(6), powerIterations: 0, oversample: 0, start: exact.vt });
+    const random = await truncatedSvd(a, n, k, r + 2, { gemm, rng: new Rng(6), powerIterations: 0, oversample: 0 });
+    for (let j = 0; j < r; j++) expect(started.s[j]).toBeCloseTo(exact.s[j]!, 8);
+    // The same from float32 A (products in float32), to float32's precision.
+    const single = await truncatedSvd(Float32Array.from(a), n, k, r, { gemm, rng: new Rng(6), powerIterations: 0, oversample: 0, start: exact.vt });
+    for (let j = 0; j < r; j++) expect(single.s[j]! / exact.s[j]!).toBeCloseTo(1, 5);
+    // From a random start without power iterations the noise leaks in: the smallest kept value is off.
+    expect(Math.abs(random.s[r - 1]! - exact.s[r - 1]!)).toBeGreaterThan(1e-6);
   });
 
   it("with ReALLM's vector quantizer", async () => {

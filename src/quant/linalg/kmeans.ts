@@ -2,12 +2,15 @@
 // (almost) no point changes cluster (or `iterations` run out). Points are d-dimensional sub-vectors of a weight
 // matrix (d ≤ 8, k ≤ 256 centroids), hundreds of thousands to millions of them.
 //
-// Lloyd's loop (`kmeans`) keeps Hamerly's distance bounds per point, so after the first iterations
-// only the few points near a cluster boundary are compared with every centroid; centroid sums are
-// updated by the points that move. Before, every iteration assigned every point again (through ORT
-// as one Gemm + ArgMin), and ReALLM on ref-llama-5m spent 208 of its 219 s there. k-means++ seeds
-// from a sample of 256 points per centroid. `NearestCentroid` (one full assignment through ORT, for
-// a codebook that is not the result of the loop, e.g. after rounding to float16) stays.
+// As faiss does, the codebook is fitted on a random sample of at most 256 points per centroid
+// (`trainCodebook`; more on request) and every point is assigned once at the end: fitting on all of
+// them cost ReALLM most of its time for a codebook that a sample pins down (inertia within 1–3 %).
+// k-means++ seeds from 64 points per centroid of that sample. Lloyd's loop keeps Hamerly's distance
+// bounds per point, so after the first iterations only the few points near a cluster boundary are
+// compared with every centroid; centroid sums are updated by the points that move. The final
+// assignment goes through a centroid grid (centroid-grid.ts: exact, 2–4× a full scan at d = 2, 4);
+// `NearestCentroid` keeps ORT's Gemm + ArgMin for codebooks the grid does not serve (d = 8), where
+// it beats the host scan.
 //
 // Written here rather than taken from ml-kmeans: that package takes number[][] (one JS array per
 // point) and calls a distance function per (point, centroid) pair, which for 442,368
@@ -17,6 +20,7 @@
 import { SlimtuneError } from "../../core/errors.js";
 import type { Rng } from "../../core/rng.js";
 import { type CompiledGraph, Graph, GraphCache, type OpDef, add, cast, gemm } from "../../engine/index.js";
+import { assignThroughGrid, gridSuits } from "./centroid-grid.js";
 
 const ArgMin: OpDef = { type: "ArgMin" };
 /** Points per assignment run: P × k float32 scores stay ≤ 64 MB at k = 256. */
@@ -44,8 +48,8 @@ export class NearestCentroid {
 
   /** Writes the nearest centroid of every point into `assign`; returns Σ squared distances and how many changed. */
   async assign(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): Promise<{ inertia: number; changed: number }> {
-    // Small codebooks: the host loop beats a Gemm whose inner dimension is d.
-    if (k * d <= 64) return assignNearest(points, count, d, centroids, k, assign);
+    // Small codebooks, and any codebook the grid serves: the host loop beats a Gemm whose inner dimension is d.
+    if (k * d <= 64 || gridSuits(count, d, k)) return assignNearest(points, count, d, centroids, k, assign);
     const norms = new Float32Array(k);
     for (let c = 0; c < k; c++) {
       let s = 0;
@@ -97,10 +101,22 @@ export interface KmeansOptions {
   iterations?: number;
   /** Stop once at most this share of the points changes cluster in an iteration (default 1e-3). */
   tolerance?: number;
+  /** Fit on a random sample of at most this many points per centroid (default TRAINING_POINTS_PER_CENTROID). */
+  pointsPerCentroid?: number;
 }
 
-/** The nearest centroid of every point (and Σ squared distances), in place into `assign`; plain loops (tests, small codebooks). */
+/**
+ * The nearest centroid of every point (lowest index on ties) and Σ squared distances, in place into
+ * `assign`: through a centroid grid where one pays (centroid-grid.ts: d = 2…4, many points per
+ * centroid), else a full scan. Both give the same assignment.
+ */
 export function assignNearest(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): { inertia: number; changed: number } {
+  if (gridSuits(count, d, k)) return assignThroughGrid(points, count, d, centroids, k, assign);
+  return scanAll(points, count, d, centroids, k, assign);
+}
+
+/** assignNearest by comparing every point with every centroid. */
+export function scanAll(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): { inertia: number; changed: number } {
   let inertia = 0;
   let changed = 0;
   const second = new Float64Array(2);
@@ -176,25 +192,91 @@ function scanPoint(points: Float32Array, p: number, d: number, centroids: Float3
   return d1;
 }
 
-/**
- * Clusters `count` points of dimension `d` (row-major in `points`) into `k` clusters: Lloyd's
- * algorithm with Hamerly's bounds (Hamerly 2010, "Making k-means even faster"). Each point keeps an
- * upper bound on the distance to its centroid and a lower bound on the distance to every other one;
- * when centroids move the bounds loosen by the moves, and a point is looked at again only when its
- * bounds cross (or its centroid's nearest neighbour is closer than twice the upper bound). After the
- * first iterations almost every point is skipped, so an iteration costs O(count) instead of
- * O(count·k·d) — the same assignments as a full scan every time, up to ties.
- */
-export async function kmeans(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Promise<KmeansResult> {
+/** Training points per centroid at most (faiss's default cap): the codebook is fitted on a random sample of this many, then every point is assigned once. */
+export const TRAINING_POINTS_PER_CENTROID = 256;
+
+export interface Codebook {
+  /** Centroids [k, d], row-major. */
+  centroids: Float32Array;
+  iterations: number;
+  /** Points the centroids were fitted on (all of them, or the sample). */
+  trainedOn: number;
+}
+
+function checkKmeansArgs(points: Float32Array, count: number, d: number, k: number): void {
   if (!Number.isInteger(k) || k < 1 || k > 65536) throw new SlimtuneError("E_ARG", `k-means needs 1 ≤ k ≤ 65536 centroids, got ${k}`);
   if (points.length !== count * d) throw new SlimtuneError("E_SHAPE", `k-means got ${points.length} values for ${count} points of dimension ${d}`);
   if (k > count) {
     throw new SlimtuneError("E_ARG", `a codebook of ${k} centroids is larger than the ${count} sub-vectors to cluster; use at most ${Math.max(0, Math.floor(Math.log2(count)))} code bits (2^bits ≤ ${count})`);
   }
-  const { rng } = opts;
-  const centroids = opts.init ? Float32Array.from(opts.init) : kmeansPlusPlus(points, count, d, k, rng);
+}
+
+/** `size` distinct points drawn at random (Floyd's algorithm), kept in their original order. */
+function samplePoints(points: Float32Array, count: number, d: number, size: number, rng: Rng): Float32Array {
+  const chosen = new Uint8Array(count);
+  for (let j = count - size; j < count; j++) {
+    const t = rng.int(j + 1);
+    chosen[chosen[t] ? j : t] = 1;
+  }
+  const out = new Float32Array(size * d);
+  let at = 0;
+  for (let p = 0; p < count; p++) {
+    if (!chosen[p]) continue;
+    for (let j = 0; j < d; j++) out[at++] = points[p * d + j]!;
+  }
+  return out;
+}
+
+/**
+ * Fits k centroids to the points without assigning them all: on a random sample of
+ * pointsPerCentroid · k points when there are more (k-means++ seeding and Lloyd's
+ * iterations on the sample), else on all of them. With `init`, Lloyd starts from those centroids.
+ */
+export function trainCodebook(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Codebook {
+  checkKmeansArgs(points, count, d, k);
+  const cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
+  const sampled = count > cap;
+  const train = sampled ? samplePoints(points, count, d, cap, opts.rng) : points;
+  const trainedOn = sampled ? cap : count;
+  const centroids = opts.init ? Float32Array.from(opts.init) : kmeansPlusPlus(train, trainedOn, d, k, opts.rng);
+  const { iterations } = lloyd(train, trainedOn, d, k, centroids, opts.iterations ?? 30, opts.tolerance ?? 1e-3);
+  return { centroids, iterations, trainedOn };
+}
+
+/**
+ * Clusters `count` points of dimension `d` (row-major in `points`) into `k` clusters: the codebook
+ * from trainCodebook, then the nearest centroid of every point.
+ */
+export async function kmeans(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Promise<KmeansResult> {
+  checkKmeansArgs(points, count, d, k);
+  const cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
+  if (count > cap) {
+    const book = trainCodebook(points, count, d, k, opts);
+    const assign = k <= 256 ? new Uint8Array(count) : new Uint16Array(count);
+    const { inertia } = assignNearest(points, count, d, book.centroids, k, assign);
+    return { centroids: book.centroids, assign, inertia, iterations: book.iterations };
+  }
+  const centroids = opts.init ? Float32Array.from(opts.init) : kmeansPlusPlus(points, count, d, k, opts.rng);
+  const { assign, iterations } = lloyd(points, count, d, k, centroids, opts.iterations ?? 30, opts.tolerance ?? 1e-3);
+  let inertia = 0;
+  for (let p = 0; p < count; p++) {
+    const ct = assign[p]! * d;
+    for (let j = 0; j < d; j++) inertia += (points[p * d + j]! - centroids[ct + j]!) ** 2;
+  }
+  return { centroids, assign, inertia, iterations };
+}
+
+/**
+ * Lloyd's algorithm from `centroids` (updated in place) with Hamerly's bounds (Hamerly 2010, "Making
+ * k-means even faster"). Each point keeps an upper bound on the distance to its centroid and a lower
+ * bound on the distance to every other one; when centroids move the bounds loosen by the moves, and
+ * a point is looked at again only when its bounds cross (or its centroid's nearest neighbour is
+ * closer than twice the upper bound). After the first iterations almost every point is skipped, so
+ * an iteration costs O(count) instead of O(count·k·d) — the same assignments as a full scan every
+ * time, up to ties. Returns each point's cluster for the final centroids.
+ */
+function lloyd(points: Float32Array, count: number, d: number, k: number, centroids: Float32Array, maxIter: number, tolerance: number): { assign: Uint8Array | Uint16Array; iterations: number } {
   const assign = k <= 256 ? new Uint8Array(count) : new Uint16Array(count);
-  const maxIter = opts.iterations ?? 30;
   const upper = new Float64Array(count);
   const lower = new Float64Array(count);
   const second = new Float64Array(2);
@@ -269,18 +351,14 @@ export async function kmeans(points: Float32Array, count: number, d: number, k: 
         }
       }
     }
-    if (changed <= (opts.tolerance ?? 1e-3) * count) break;
+    if (changed <= tolerance * count) break;
   }
-  let inertia = 0;
-  for (let p = 0; p < count; p++) {
-    const ct = assign[p]! * d;
-    for (let j = 0; j < d; j++) inertia += (points[p * d + j]! - centroids[ct + j]!) ** 2;
-  }
-  return { centroids, assign, inertia, iterations };
+  return { assign, iterations };
 }
 
-/** Points k-means++ seeds from at most, per centroid: enough for the seeding, without its O(count·k·d) pass over millions of points. */
-const SEEDING_POINTS_PER_CENTROID = 256;
+
+/** Points k-means++ seeds from at most, per centroid: enough to place the seeds, at a quarter of the training sample's O(count·k·d) cost. */
+const SEEDING_POINTS_PER_CENTROID = 64;
 
 /**
  * k-means++ seeding: each next centre drawn with probability ∝ squared distance to the nearest chosen

@@ -10,7 +10,7 @@
 
 import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import type { Rng } from "../../core/rng.js";
-import type { HostGemm } from "./host-gemm.js";
+import type { GemmShape, HostGemm } from "./host-gemm.js";
 
 export interface TruncatedSvd {
   rank: number;
@@ -29,6 +29,12 @@ export interface SvdOptions {
   oversample?: number;
   /** Power iterations (default 2); each sharpens the spectrum's decay. */
   powerIterations?: number;
+  /**
+   * Rows [s, n] spanning a guess of the leading right singular subspace (a nearby matrix's Vᵀ):
+   * the first s columns of Ω, the rest Gaussian. Subspace iteration from a good guess needs fewer
+   * power iterations than from a random start.
+   */
+  start?: Float64Array;
 }
 
 /** Orthonormalises the l rows of `rows` [l, m] in place (classical Gram–Schmidt, twice); returns the row count kept. */
@@ -58,24 +64,41 @@ function transposed(a: Float64Array, rows: number, cols: number): Float64Array {
   return out;
 }
 
-/** The best rank-`rank` approximation's factors of A [m, n] (row-major, float64). */
-export async function truncatedSvd(a: Float64Array, m: number, n: number, rank: number, opts: SvdOptions): Promise<TruncatedSvd> {
+/** `x` in A's precision, for a Gemm with A (HostGemm multiplies two arrays of one type). */
+function like(a: Float32Array | Float64Array, x: Float64Array): Float32Array | Float64Array {
+  return a instanceof Float32Array ? Float32Array.from(x) : x;
+}
+
+/** A product's result as float64, for the host's orthonormalisation. */
+function wide(x: Float32Array | Float64Array): Float64Array {
+  return x instanceof Float64Array ? x : Float64Array.from(x);
+}
+
+/**
+ * The best rank-`rank` approximation's factors of A [m, n] (row-major). The products with A run in
+ * A's precision: a float32 A (float32 weights) halves their cost and the copy; everything else,
+ * the orthonormalisation included, is float64.
+ */
+export async function truncatedSvd(a: Float32Array | Float64Array, m: number, n: number, rank: number, opts: SvdOptions): Promise<TruncatedSvd> {
   const r = Math.min(rank, m, n);
   if (r <= 0) return { rank: 0, u: new Float64Array(0), s: new Float64Array(0), vt: new Float64Array(0) };
   const l = Math.min(r + (opts.oversample ?? 10), m, n);
   const omega = new Float64Array(n * l);
   for (let i = 0; i < omega.length; i++) omega[i] = opts.rng.normal();
+  const guessed = opts.start ? Math.min(l, opts.start.length / n) : 0;
+  for (let j = 0; j < guessed; j++) for (let c = 0; c < n; c++) omega[c * l + j] = opts.start![j * n + c]!;
   // Y = A·Ω [m, l]; kept as rows Yᵀ [l, m] for contiguous Gram–Schmidt.
-  let qt = transposed(await opts.gemm.mul(a, omega, { m, k: n, n: l }), m, l);
+  const mulA = async (x: Float64Array, shape: GemmShape, aFirst: boolean): Promise<Float64Array> => wide(aFirst ? await opts.gemm.mul(a, like(a, x), shape) : await opts.gemm.mul(like(a, x), a, shape));
+  let qt = transposed(await mulA(omega, { m, k: n, n: l }, true), m, l);
   orthonormalRows(qt, l, m);
   for (let it = 0; it < (opts.powerIterations ?? 2); it++) {
     // Z = Aᵀ·Q [n, l] = (Qᵀ·A)ᵀ, then Y = A·orth(Z).
-    const zt = await opts.gemm.mul(qt, a, { m: l, k: m, n }); // Qᵀ·A = Zᵀ [l, n]
+    const zt = await mulA(qt, { m: l, k: m, n }, false); // Qᵀ·A = Zᵀ [l, n]
     orthonormalRows(zt, l, n);
-    qt = transposed(await opts.gemm.mul(a, zt, { m, k: n, n: l, transB: true }), m, l);
+    qt = transposed(await mulA(zt, { m, k: n, n: l, transB: true }, true), m, l);
     orthonormalRows(qt, l, m);
   }
-  const b = await opts.gemm.mul(qt, a, { m: l, k: m, n }); // B = QᵀA [l, n]
+  const b = await mulA(qt, { m: l, k: m, n }, false); // B = QᵀA [l, n]
   const bbt = await opts.gemm.mul(b, b, { m: l, k: n, n: l, transB: true }); // [l, l]
   const rowsOf = (x: Float64Array, cols: number) => Array.from({ length: x.length / cols }, (_, i) => Array.from(x.subarray(i * cols, (i + 1) * cols)));
   const evd = new EigenvalueDecomposition(new Matrix(rowsOf(bbt, l)), { assumeSymmetric: true });
