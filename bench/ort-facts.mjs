@@ -11,6 +11,9 @@
 //      (CPU/wall would say the same on an idle machine, but other processes' load hides it.)
 //   3. MatMulNBits: 40 layers of 576 × 1536 (alternating up and down, as an MLP) at one row,
 //      4 bits, accuracy level 4, 1 thread, in blocks of 32 and 128: 4-bit weight GB per CPU second.
+//   forward (with --facts forward): the eval forward of bench/train-step.mjs (SmolLM2-135M shape,
+//      random weights, batch 8 × seq 256, 2 threads) in CPU seconds per batch, this worktree's graph
+//      run on each install (dist/engine's binding seam), since wall time under load says little.
 //
 //   npx tsc -p tsconfig.build.json && node --expose-gc bench/ort-facts.mjs \
 //     --ort /work/main/node_modules/onnxruntime-node,node_modules/onnxruntime-node [--rounds 3] [--rows 2048]
@@ -20,7 +23,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { machineInfo, median, parseFlags, root, sampleLoad, writeJson } from "./lib/harness.mjs";
+import { machineInfo, median, parseFlags, root, sampleLoad, shared, writeJson } from "./lib/harness.mjs";
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -28,7 +31,7 @@ const flags = parseFlags(
     ort: { type: "list", default: [path.join(root, "node_modules/onnxruntime-node")], help: "onnxruntime-node package folders to compare" },
     rounds: { type: "int", default: 3, help: "turns per install (median)" },
     rows: { type: "int", default: 2048, help: "rows of the [rows, 49152] reductions (eval's logits block at batch 8 × seq 256)" },
-    facts: { type: "list", default: ["fetches", "threads", "matmulnbits"], help: "which facts to measure" },
+    facts: { type: "list", default: ["fetches", "threads", "matmulnbits"], help: "which to measure: fetches, threads, matmulnbits, forward" },
     child: { type: "string", default: "", help: "(internal) measure with this install and print JSON" },
     out: { type: "string", default: path.join(root, "bench/results/ort-facts.json"), help: "results JSON" },
   },
@@ -176,6 +179,38 @@ async function matMulNBitsFact(ort) {
   return out;
 }
 
+/** The eval forward at the SmolLM2 shape: CPU ms per batch (median of 2 after 1 warm-up). */
+async function forwardFact(ort) {
+  const { useOrtBinding } = await dist("engine/ort-binding.js");
+  useOrtBinding(ort);
+  const api = await dist("index.js");
+  const { IDS, TARGETS } = await dist("models/llama/lm-graphs.js");
+  const config = api.readLlamaConfig(path.join(shared, "models/smollm2-135m-shape"));
+  const rng = new api.Rng(0);
+  const weights = new Map();
+  for (const [name, shape] of api.llamaParamShapes(config)) {
+    const data = new Float32Array(shape.reduce((p, d) => p * d, 1));
+    if (name.endsWith("norm.weight")) data.fill(1);
+    else rng.fillNormal(data, 0.02);
+    weights.set(name, { data, shape });
+  }
+  const [B, T] = [8, 256];
+  const g = new api.engine.Graph();
+  const { graph, outputs } = api.buildLmScoreGraph(config, new api.DenseParams(g, weights, new Set()), B, T);
+  const compiled = await api.engine.CompiledGraph.compile(graph, outputs, { threads: 2 });
+  const ids = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(config.vocabSize)));
+  const targets = BigInt64Array.from({ length: B * T }, () => BigInt(rng.int(config.vocabSize)));
+  const runs = [];
+  for (let s = 0; s < 3; s++) {
+    const c0 = cpuMs();
+    const t0 = performance.now();
+    await compiled.run({ [IDS]: { data: ids, shape: [B, T] }, [TARGETS]: { data: targets, shape: [B * T] } });
+    if (s > 0) runs.push({ cpuMs: cpuMs() - c0, wallMs: performance.now() - t0 });
+  }
+  await compiled.release();
+  return { cpuMsPerBatch: median(runs.map((r) => r.cpuMs)), wallMsPerBatch: median(runs.map((r) => r.wallMs)), peakRssMb: process.resourceUsage().maxRSS / 1024 };
+}
+
 async function child(dir) {
   const ort = await import(pathToFileURL(path.join(path.resolve(dir), "dist/index.js")).href);
   const version = ort.env.versions.node;
@@ -185,6 +220,7 @@ async function child(dir) {
     fetches: want.has("fetches") ? await fetchesFact(ort) : null,
     threads: want.has("threads") ? await threadsFact(ort, flags.rows) : null,
     matMulNBits: want.has("matmulnbits") ? await matMulNBitsFact(ort) : null,
+    forward: want.has("forward") ? await forwardFact(ort) : null,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
@@ -212,6 +248,8 @@ function summary(res) {
   }
   const m = res.matMulNBits;
   if (m) parts.push(`MatMulNBits GB per CPU s: g32 ${m.block32.gbPerCpuS.toFixed(2)}, g128 ${m.block128.gbPerCpuS.toFixed(2)}`);
+  const fw = res.forward;
+  if (fw) parts.push(`eval forward ${(fw.cpuMsPerBatch / 1000).toFixed(2)} CPU s per batch (wall ${(fw.wallMsPerBatch / 1000).toFixed(2)} s), peak RSS ${fw.peakRssMb.toFixed(0)} MiB`);
   return parts.join(" | ");
 }
 
