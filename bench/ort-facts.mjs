@@ -117,6 +117,11 @@ async function threadsFact(ort, rows) {
   const ops = {
     ReduceLogSumExp: (g, x) => g.add({ type: "ReduceLogSumExp" }, [x, g.int64s([1])], [rows, 1], "float32", { keepdims: 1 }),
     LogSoftmax: (g, x) => g.add({ type: "LogSoftmax" }, [x], [rows, VOCAB], "float32", { axis: 1 }),
+    // The same kernel with a [rows, 1] output, so the run returns no large array to copy.
+    "LogSoftmax+ReduceSum": (g, x) => {
+      const y = g.add({ type: "LogSoftmax" }, [x], [rows, VOCAB], "float32", { axis: 1 });
+      return g.add({ type: "ReduceSum" }, [y, g.int64s([1])], [rows, 1], "float32", { keepdims: 1 });
+    },
   };
   const out = {};
   for (const [name, build] of Object.entries(ops)) {
@@ -244,7 +249,7 @@ function summary(res) {
   const t = res.threads;
   if (t) {
     const op = (name) => `${name} ${t[`${name}@1`].cpuMs.toFixed(0)} CPU ms at 1 thread, ${t[`${name}@2`].cpuMs.toFixed(0)} at 2, busiest thread ${(100 * t[`${name}@2`].busiestShare).toFixed(0)} %`;
-    parts.push(`${op("ReduceLogSumExp")}; ${op("LogSoftmax")}`);
+    parts.push(`${op("ReduceLogSumExp")}; ${op("LogSoftmax")}; ${op("LogSoftmax+ReduceSum")}`);
   }
   const m = res.matMulNBits;
   if (m) parts.push(`MatMulNBits GB per CPU s: g32 ${m.block32.gbPerCpuS.toFixed(2)}, g128 ${m.block128.gbPerCpuS.toFixed(2)}`);
