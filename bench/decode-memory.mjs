@@ -7,7 +7,7 @@
 // CPU other processes took meanwhile.
 //
 //   npm run build && node bench/decode-memory.mjs [--model smollm2-135m-shape] [--bits 0|4] [--new 16] [--threads 1]
-//     [--file 0|1] [--release 0|1] [--release-constants 0|1] [--prepack 0|1] [--arena 0|1] [--gc-probe 0|1]
+//     [--file 0|1] [--release 0|1] [--release-constants 0|1] [--prepack 0|1] [--arena 0|1] [--streamed 0|1] [--gc-probe 0|1]
 //   node bench/decode-memory.mjs --bits 0 --new 64 --variants "file=0,release-constants=0;file=1;file=1,prepack=0" --rounds 3 --out bench/results/NAME
 
 import fs from "node:fs";
@@ -32,6 +32,7 @@ const flags = parseFlags(
     "release-constants": { type: "int", default: -1, help: "override SessionOptions.releaseConstants (0/1; default: as --release)" },
     prepack: { type: "int", default: 1, help: "0 = session.disable_prepacking" },
     arena: { type: "int", default: 1, help: "ORT's CPU memory arena: 1 on (the default session option), 0 off" },
+    streamed: { type: "int", default: 1, help: "1 = the head's tables built from the file block by block (generate since session 28); 0 = from the loaded float tensors" },
     "gc-probe": { type: "int", default: 0, help: "1 = a full collection after loading, to show what is live (changes the run)" },
     variants: { type: "string", default: "", help: "A/B mode: settings separated by ';', each 'flag=value,…' (e.g. \"file=0;file=1\")" },
     rounds: { type: "int", default: 3, help: "A/B mode: rounds; each runs every variant once, in turn" },
@@ -67,13 +68,15 @@ const { Generator } = await dist("eval/generate.js");
 const { generationScoring } = await dist("export/deploy.js");
 const { loadBase } = await dist("models/load.js");
 const { loadTokenizer } = await dist("formats/tokenizer.js");
-const { withQuantizedHead } = await dist("eval/head-tables.js");
+const { loadWithQuantizedHead, withQuantizedHead } = await dist("eval/head-tables.js");
 const { Rng } = await dist("core/rng.js");
 
 mark("modules loaded");
-// As the CLI does: nothing keeps the loaded model beside the one with its head tables.
-const { base, head } = withQuantizedHead(loadBase(dir), { 4: 4, 8: 8, 32: "float" }[flags["head-bits"]] ?? 4);
-mark(`head: ${head.split(" (")[0]}`);
+const headBits = { 4: 4, 8: 8, 32: "float" }[flags["head-bits"]] ?? 4;
+// As the CLI does: the tables built from the file (--streamed 1), or, as before session 28's loading
+// change, quantized from the loaded float tensors, which nothing keeps beside the model with its tables.
+const { base, head } = flags.streamed === 1 ? loadWithQuantizedHead(dir, headBits) : withQuantizedHead(loadBase(dir), headBits);
+mark(`loaded, head: ${head.split(" (")[0]}${flags.streamed === 1 ? " (streamed)" : ""}`);
 if (flags["gc-probe"] === 1) {
   // What is live rather than garbage not yet collected (a diagnostic; generate itself does not collect here).
   v8.setFlagsFromString("--expose-gc");
@@ -109,7 +112,7 @@ const r = await generator.generate(ids, { maxNewTokens: flags.new, temperature: 
 const cpuMsPerToken = (1000 * r.decodeCpuSeconds) / (r.ids.length - 1);
 mark(`generated ${r.ids.length} tokens (${r.decodeTokensPerS.toFixed(1)} tok/s, ${cpuMsPerToken.toFixed(1)} CPU ms/token)`);
 await generator.release();
-const options = { file: flags.file, release: flags.release, releaseConstants: flags["release-constants"], prepack: flags.prepack, arena: flags.arena, threads: flags.threads };
+const options = { streamed: flags.streamed, file: flags.file, release: flags.release, releaseConstants: flags["release-constants"], prepack: flags.prepack, arena: flags.arena, threads: flags.threads };
 console.log(JSON.stringify({ model: flags.model, bits: flags.bits, head, release: flags.release === 1, options, decode_tokens_per_s: r.decodeTokensPerS, decode_cpu_ms_per_token: cpuMsPerToken, ids: r.ids, stages }));
 
 /** Runs each variant as its own process, alternating over the rounds; medians per variant, ratios to the first. */

@@ -212,10 +212,11 @@ async function compileStep(model: ScoringModel, session: SessionOptions, build: 
     folded = snapshot(model.weightFeeds());
     params = params.folded(new Graph(), folded);
   }
+  // A model handed over frees each layer's codes as soon as its constants exist (the tables' at once).
+  const handOver = build.releaseCodes && !folded;
+  if (handOver && params instanceof QuantizedParams) params.releaseCodesAsBuilt();
   // ORT's fused kernels where the family allows (kv-graph.ts `fused`), unless the caller asked for the portable graph.
   const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused });
-  const handOver = build.releaseCodes && !folded;
-  if (handOver && params instanceof QuantizedParams) params.releaseCodes();
   // The weights travel to ONNX Runtime through a temporary external-data file (in Node), and a model
   // handed over lets go of its constants once they are written, before ORT loads its own copy.
   // Options the caller sets explicitly win (benchmarks compare the paths).

@@ -5,7 +5,7 @@
 // Q4_0 export writes token_embd as Q4_0). Round-to-nearest, symmetric, groups of 32, the grid
 // GatherBlockQuantized and MatMulNBits share (quant/tables.ts), as the ONNX export does.
 
-import type { LoadedBase } from "../models/load.js";
+import { type LoadedBase, loadBase } from "../models/load.js";
 import { embeddingName, quantizeTables } from "../quant/tables.js";
 
 /**
@@ -38,5 +38,20 @@ export function withQuantizedHead(base: LoadedBase, bits: HeadBits = 8): HeadCho
   const dense = new Map(qm.dense);
   if (tables.embedding) dense.delete(embeddingName(qm.config));
   if (tables.lmHead && !qm.config.tieWordEmbeddings) dense.delete("lm_head.weight");
-  return { base: { kind: "quantized", model: { ...qm, dense, tables } }, head: `${bits}-bit table (RTN, groups of 32, quantized at load)`, bits };
+  return { base: { kind: "quantized", model: { ...qm, dense, tables } }, head: tableHead(bits), bits };
 }
+
+/**
+ * loadBase(dir) then withQuantizedHead, without the float embedding/LM head ever in memory: a
+ * quantized folder's tables are built from its file a block of rows at a time
+ * (formats/quantized/streamed-tables.ts), bit for bit the tables withQuantizedHead makes. At the
+ * Qwen2.5-0.5B shape that float copy was 520 MiB of the 1,161 MiB loading peak (docs/benchmarks.md).
+ */
+export function loadWithQuantizedHead(dir: string, bits: HeadBits = 8): HeadChoice {
+  if (bits === "float") return withQuantizedHead(loadBase(dir), bits);
+  const base = loadBase(dir, { headTables: bits });
+  if (base.kind === "quantized" && base.model.tables) return { base, head: tableHead(bits), bits };
+  return withQuantizedHead(base, bits);
+}
+
+const tableHead = (bits: 4 | 8) => `${bits}-bit table (RTN, groups of 32, quantized at load)`;

@@ -103,5 +103,11 @@ export class FolderTensors {
     this.check(name, ["F32", "F16", "BF16", "F64"], shape, why);
     return this.fileFor(name).float32(name);
   }
+
+  /** Rows [row0, row0 + rows) of a float matrix as float32, after the dtype and shape check (SafetensorsFile.float32Rows). */
+  float32Rows(name: string, shape: readonly number[], row0: number, rows: number, why: string): Float32Array {
+    this.check(name, ["F32", "F16", "BF16", "F64"], shape, why);
+    return this.fileFor(name).float32Rows(name, row0, rows);
+  }
 }
 

@@ -166,10 +166,29 @@ export class SafetensorsFile {
   /** A fresh Float32Array with the tensor's values; F16, BF16 and F64 are converted. */
   float32(name: string): Float32Array {
     const entry = this.entry(name);
-    const count = elementCount(entry.shape);
     // raw() returns a fresh, aligned copy, whereas the file offset may not be a multiple of the element size.
-    const aligned = this.raw(name).buffer;
-    switch (entry.dtype) {
+    return this.toFloat32(name, entry.dtype, this.raw(name).buffer as ArrayBuffer, elementCount(entry.shape));
+  }
+
+  /**
+   * Rows [row0, row0 + rows) of a tensor of two or more dimensions (rows along the first) as a fresh
+   * Float32Array: only those rows' bytes are read, so a large tensor (a 128k-token embedding) can be
+   * consumed block by block without its whole float32 copy in memory at once.
+   */
+  float32Rows(name: string, row0: number, rows: number): Float32Array {
+    const entry = this.entry(name);
+    const [n = 0, ...rest] = entry.shape;
+    if (entry.shape.length < 2 || !Number.isInteger(row0) || !Number.isInteger(rows) || row0 < 0 || rows < 0 || row0 + rows > n) {
+      throw new SlimtuneError("E_ARG", `rows [${row0}, ${row0 + rows}) of tensor ${quote(name)} with shape ${fmt(entry.shape)}: pass a range inside its first dimension`, this.path);
+    }
+    const rowElements = elementCount(rest);
+    const rowBytes = rowElements * safetensorsDTypeSizes[entry.dtype];
+    const begin = entry.begin + row0 * rowBytes;
+    return this.toFloat32(name, entry.dtype, this.data.read(begin, begin + rows * rowBytes).buffer as ArrayBuffer, rows * rowElements);
+  }
+
+  private toFloat32(name: string, dtype: SafetensorsDType, aligned: ArrayBuffer, count: number): Float32Array {
+    switch (dtype) {
       case "F32":
         return new Float32Array(aligned, 0, count);
       case "F64":
@@ -181,7 +200,7 @@ export class SafetensorsFile {
       default:
         throw new SlimtuneError(
           "E_SAFETENSORS",
-          `tensor ${quote(name)} has dtype ${entry.dtype}; expected a floating-point dtype (F32, F16, BF16, F64) — a quantized checkpoint needs its own loader`,
+          `tensor ${quote(name)} has dtype ${dtype}; expected a floating-point dtype (F32, F16, BF16, F64) — a quantized checkpoint needs its own loader`,
           this.path,
         );
     }

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import { SlimtuneError } from "../core/errors.js";
 import { readLlamaGguf } from "../formats/gguf/llama.js";
 import type { GgufFile } from "../formats/gguf/reader.js";
-import { isQuantizedFolder, loadQuantizedFolder } from "../formats/quantized/index.js";
+import { type QuantizedLoadOptions, isQuantizedFolder, loadQuantizedFolder } from "../formats/quantized/index.js";
 import { isGgufFile } from "../formats/tokenizer.js";
 import type { QuantizedModel } from "../quant/types.js";
 import { assertFiniteBase } from "./finite.js";
@@ -17,14 +17,18 @@ import { LlamaModel } from "./llama/model.js";
  */
 export type LoadedBase = { kind: "float"; model: LlamaModel; ggufType?: string } | { kind: "quantized"; model: QuantizedModel };
 
-/** Opens a model folder or GGUF file; weights with Inf or NaN are refused (models/finite.ts). */
-export function loadBase(dir: string): LoadedBase {
-  const base = openBase(dir);
+/**
+ * Opens a model folder or GGUF file; weights with Inf or NaN are refused (models/finite.ts).
+ * `headTables` applies to a quantized folder only (loadQuantizedFolder): its embedding/LM head come
+ * as tables built from the file, never as float32.
+ */
+export function loadBase(dir: string, opts: QuantizedLoadOptions = {}): LoadedBase {
+  const base = openBase(dir, opts);
   assertFiniteBase(base, dir);
   return base;
 }
 
-function openBase(dir: string): LoadedBase {
+function openBase(dir: string, opts: QuantizedLoadOptions): LoadedBase {
   if (isGgufFile(dir)) {
     const { config, weights, gguf } = readLlamaGguf(dir);
     return { kind: "float", model: new LlamaModel(config, weights, dir), ggufType: ggufWeightType(gguf) };
@@ -32,7 +36,7 @@ function openBase(dir: string): LoadedBase {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new SlimtuneError("E_NOT_FOUND", "model folder not found; pass a Hugging Face model folder with config.json and model.safetensors, or a .gguf file", dir);
   }
-  return isQuantizedFolder(dir) ? { kind: "quantized", model: loadQuantizedFolder(dir) } : { kind: "float", model: LlamaModel.load(dir) };
+  return isQuantizedFolder(dir) ? { kind: "quantized", model: loadQuantizedFolder(dir, opts) } : { kind: "float", model: LlamaModel.load(dir) };
 }
 
 /** The type most of the blocks' weight matrices are stored in (norms and embeddings may differ). */

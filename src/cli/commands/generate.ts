@@ -5,7 +5,7 @@ import fs from "node:fs";
 import { defineCommand } from "citty";
 import { SlimtuneError, quote } from "../../core/errors.js";
 import { Generator } from "../../eval/generate.js";
-import { type HeadBits, withQuantizedHead } from "../../eval/head-tables.js";
+import { type HeadBits, loadWithQuantizedHead } from "../../eval/head-tables.js";
 import { generationScoring } from "../../export/deploy.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { loadBase } from "../../models/load.js";
@@ -70,7 +70,8 @@ export default defineCommand({
       const stop = stopStrings(rawArgs);
 
       // With an adapter the head stays as the adapter's scoring expects it (LoRA reads the float tensors).
-      const { base, head } = args.adapter ? { base: loadBase(args.model), head: "as the adapter's model has it" } : withQuantizedHead(loadBase(args.model), headBitsArg(args["head-bits"]));
+      // Without one, a quantized folder's tables are built from the file, so its float embedding never exists.
+      const { base, head } = args.adapter ? { base: loadBase(args.model), head: "as the adapter's model has it" } : loadWithQuantizedHead(args.model, headBitsArg(args["head-bits"]));
       const model = generationScoring(base, args.adapter);
       const tokenizer = await loadTokenizer(args.model);
       if (args.chat) prompt = conversationPrompt(readConversationFile(args.chat), chatRendererFor(args.model, args["chat-template"]).renderer, tokenizer);

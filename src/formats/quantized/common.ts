@@ -107,12 +107,21 @@ export function sortForWriting(tensors: SafetensorsTensor[]): SafetensorsTensor[
   return [...tensors].sort((a, b) => (width[b.dtype] ?? 1) - (width[a.dtype] ?? 1) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** Every parameter of `config` not in a quantized module (embeddings, norms, lm_head, float linears) as float32. */
-export function loadDense(tensors: FolderTensors, config: LlamaConfig, quantized: ReadonlySet<string>): Map<string, HostParam> {
+/** What a quantized folder's loader leaves out of the model. */
+export interface DenseLoadOptions {
+  /**
+   * Dense tensors not to read as float32: the embedding and LM head when the caller builds their
+   * tables straight from the file (streamed-tables.ts), so their float copy never exists.
+   */
+  skipDense?: ReadonlySet<string>;
+}
+
+/** Every parameter of `config` not in a quantized module (embeddings, norms, lm_head, float linears) as float32, but those `skip` names. */
+export function loadDense(tensors: FolderTensors, config: LlamaConfig, quantized: ReadonlySet<string>, skip: ReadonlySet<string> = new Set()): Map<string, HostParam> {
   const dense = new Map<string, HostParam>();
   for (const [name, shape] of llamaParamShapes(config)) {
     const module = name.replace(/\.(weight|bias)$/, "");
-    if (quantized.has(module)) continue;
+    if (quantized.has(module) || skip.has(name)) continue;
     dense.set(name, { data: tensors.float32(name, shape, "a float parameter of the model"), shape });
   }
   return dense;

@@ -39,7 +39,7 @@ import { type QuantBits, type QuantSpec, type QuantizedLinear, type QuantizedMod
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
-import { checkQuantizedLinears, denseTensors, linearShape, loadDense, quantizeConfigFile, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
+import { type DenseLoadOptions, checkQuantizedLinears, denseTensors, linearShape, loadDense, quantizeConfigFile, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
 import { type DynamicEntry, type DynamicRule, buildDynamic, matchDynamic, parseDynamic } from "./gptq-dynamic.js";
 
 export const gptqQuantMethod = "gptq";
@@ -300,7 +300,7 @@ function checkGroupIndex(gIdx: Int32Array, gs: number, descAct: boolean, module:
 }
 
 /** Reads a GPTQ folder (v1 or v2 zero points, desc_act false or act-order g_idx, any `dynamic` overrides) into a QuantizedModel; scales come back as float16 values. */
-export function loadGptqFolder(dir: string): QuantizedModel {
+export function loadGptqFolder(dir: string, opts: DenseLoadOptions = {}): QuantizedModel {
   const { config, quant, quantFile } = readQuantFolderConfig(dir);
   const settings = gptqSettings(quant, quantFile);
   const tensors = FolderTensors.open(dir);
@@ -316,7 +316,7 @@ export function loadGptqFolder(dir: string): QuantizedModel {
       );
     }
   }
-  const dense = loadDense(tensors, config, new Set(linears.keys()));
+  const dense = loadDense(tensors, config, new Set(linears.keys()), opts.skipDense);
   const method = recordedMethod(quant);
   return { config, spec: settings.spec, linears, dense, sourceDir: dir, ...(method ? { method: { name: method } } : {}) };
 }

@@ -42,7 +42,7 @@ import { type Nf4Linear, type QuantSpec, type QuantizedLinear, type QuantizedMod
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
-import { checkQuantizedLinears, denseTensors, linearShape, loadDense, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
+import { type DenseLoadOptions, checkQuantizedLinears, denseTensors, linearShape, loadDense, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
 
 export const nf4QuantMethod = "slimtune-nf4";
 const formatVersion = 1;
@@ -154,14 +154,14 @@ function loadNf4Linear(tensors: FolderTensors, config: LlamaConfig, module: stri
 }
 
 /** Reads a slimtune-nf4 folder into a QuantizedModel (exactly what was saved). */
-export function loadNf4Folder(dir: string): QuantizedModel {
+export function loadNf4Folder(dir: string, opts: DenseLoadOptions = {}): QuantizedModel {
   const { config, quant, quantFile } = readQuantFolderConfig(dir);
   const blockSize = nf4BlockSize(quant, quantFile);
   const tensors = FolderTensors.open(dir);
   const modules = linearLayers(config).map((l) => l.path);
   const linears = new Map<string, QuantizedLinear>();
   for (const module of modules) linears.set(module, loadNf4Linear(tensors, config, module, blockSize, quantFile));
-  const dense = loadDense(tensors, config, new Set(modules));
+  const dense = loadDense(tensors, config, new Set(modules), opts.skipDense);
   const spec: QuantSpec = { scheme: "nf4", bits: 4, groupSize: blockSize === -1 ? "channel" : blockSize, symmetric: true };
   return { config, spec, linears, dense, sourceDir: dir };
 }

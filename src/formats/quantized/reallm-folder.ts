@@ -49,7 +49,7 @@ import { mostCommonSpec } from "../../quant/types.js";
 import { FolderTensors, weightsFile } from "../folder-tensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../safetensors.js";
 import { copyTokenizerFiles } from "../tokenizer.js";
-import { checkQuantizedLinears, checkReallmArrays, denseTensors, linearShape, loadDense, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
+import { type DenseLoadOptions, checkQuantizedLinears, checkReallmArrays, denseTensors, linearShape, loadDense, quantizedConfigJson, readQuantFolderConfig, sortForWriting } from "./common.js";
 
 export const reallmQuantMethod = "slimtune-reallm";
 const formatVersion = 1;
@@ -210,7 +210,7 @@ function loadReallmLinear(tensors: FolderTensors, config: LlamaConfig, module: s
 }
 
 /** Reads a slimtune-reallm folder into a QuantizedModel. */
-export function loadReallmFolder(dir: string): QuantizedModel {
+export function loadReallmFolder(dir: string, opts: DenseLoadOptions = {}): QuantizedModel {
   const { config, quant, quantFile } = readQuantFolderConfig(dir);
   const top = parseFields(quant, topShape, topExpected, { file: quantFile, prefix: "quantization_config: ", fix: "re-export the folder with slimtune quantize --method reallm" });
   const known = new Set(linearLayers(config).map((l) => l.path));
@@ -229,7 +229,7 @@ export function loadReallmFolder(dir: string): QuantizedModel {
       throw new SlimtuneError("E_CONFIG", `${module} is neither in quantization_config "modules" nor a float "${module}.weight" in ${weightsFile} — the folder is incomplete; re-quantize`, quantFile);
     }
   }
-  const dense = loadDense(tensors, config, new Set(linears.keys()));
+  const dense = loadDense(tensors, config, new Set(linears.keys()), opts.skipDense);
   const spec = mostCommonSpec([...linears.values()].map((q) => q.spec as ReallmSpec));
   if (!spec) throw new SlimtuneError("E_CONFIG", 'quantization_config: "modules" is empty; a slimtune-reallm folder quantizes at least one layer', quantFile);
   return { config, spec, linears, dense, sourceDir: dir, method: { name: "reallm", config: top.budget_bits_per_weight !== undefined ? { budget_bits_per_weight: top.budget_bits_per_weight } : {} } };

@@ -103,18 +103,33 @@ export class QuantizedParams implements ParamSource {
    */
   releaseCodes(): number {
     let bytes = 0;
-    const empty = new Uint8Array(0);
-    for (const path of this.layers.keys()) {
-      const q = this.qm.linears.get(path);
-      if (!q || q.kind === "reallm" || q.codes.length === 0) continue;
-      bytes += q.codes.byteLength;
-      q.codes = empty;
-    }
+    for (const path of this.layers.keys()) bytes += this.releaseLayerCodes(path);
     for (const table of [this.opts.tables?.embedding, this.opts.tables?.lmHead]) {
       if (!table || table.codes.length === 0 || (!this.embed && !this.head)) continue;
       bytes += table.codes.byteLength;
-      table.codes = empty;
+      table.codes = new Uint8Array(0);
     }
+    return bytes;
+  }
+
+  /**
+   * releaseCodes now, and from now on each layer's codes as soon as the layer is built: the graph
+   * building that follows never holds one layer's codes at one byte each beside every other layer's
+   * packed blocks. At the Llama-3.2-1B shape, releasing them all only after the build let (by size) 1,178 MiB
+   * of codes and 589 MiB of packed blocks coexist (docs/benchmarks.md, "session 28: loading").
+   */
+  releaseCodesAsBuilt(): number {
+    this.releaseOnBuild = true;
+    return this.releaseCodes();
+  }
+
+  private releaseOnBuild = false;
+
+  private releaseLayerCodes(path: string): number {
+    const q = this.qm.linears.get(path);
+    if (!q || q.kind === "reallm" || q.codes.length === 0) return 0;
+    const bytes = q.codes.byteLength;
+    q.codes = new Uint8Array(0);
     return bytes;
   }
 
@@ -131,6 +146,7 @@ export class QuantizedParams implements ParamSource {
     if (!layer) {
       layer = this.build(path, q);
       this.layers.set(path, layer);
+      if (this.releaseOnBuild) this.releaseLayerCodes(path);
     }
     return layer(x);
   }
