@@ -31,6 +31,8 @@ const dist = path.join(root, "dist");
 const MODELS = {
   "ref-llama-5m": { dir: path.join(shared, "models/ref-llama-5m"), random: false, steps: 10, warmup: 3 },
   "smollm2-135m-shape": { dir: path.join(shared, "models/smollm2-135m-shape"), random: true, steps: 3, warmup: 2 },
+  // 494 M parameters: run it at --batch 1 --seq 512 (weights, gradients and two moments are 8 GB alone).
+  "qwen2.5-0.5b-shape": { dir: path.join(shared, "models/qwen2.5-0.5b-shape"), random: true, steps: 2, warmup: 1 },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -158,19 +160,29 @@ function buildTrain(L, model, B, T) {
   return { method, wrt, ...built };
 }
 
+/** Resident memory now and the process's peak so far, MB. */
+function memNow() {
+  const m = process.memoryUsage();
+  return { rss_mb: r1(m.rss / 2 ** 20), peak_rss_mb: r1(process.resourceUsage().maxRSS / 1024), js_array_buffers_mb: r1(m.arrayBuffers / 2 ** 20) };
+}
+
 async function childTrain(a) {
   const L = await lib();
+  const clip = await import(path.join(dist, "train/clip.js"));
   const spec = MODELS[a.model];
   const B = a.batch, T = a.seq;
+  const memory = { start: memNow() };
   let t0 = performance.now();
   const model = loadModel(L, a.model);
   const loadMs = performance.now() - t0;
+  memory.weights_loaded = memNow();
   t0 = performance.now();
   const { method, wrt, graph, outputs } = buildTrain(L, model, B, T);
   const buildMs = performance.now() - t0;
   t0 = performance.now();
   const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads });
   const compileMs = performance.now() - t0;
+  memory.compiled = memNow();
   const paramArrays = new Map([...method.trainable].map(([n, p]) => [n, p.data]));
   const opt = new L.AdamW(paramArrays, { weightDecay: 0.01, decay: () => true }); // torch.optim.AdamW defaults, as the peer
   const rng = new L.Rng(1);
@@ -187,28 +199,37 @@ async function childTrain(a) {
     const out = await compiled.run(feeds);
     const s1 = performance.now();
     const u1 = process.resourceUsage();
+    const afterRun = memNow();
     const grads = new Map(wrt.map((n) => [n, out[L.gradName(n)].data]));
-    opt.step(grads, 1e-4);
+    // As train() does: the global norm (logged, and clipping's factor), then AdamW applying the clip.
+    const norm = clip.globalNorm(grads.values());
     const s2 = performance.now();
-    const u2 = process.resourceUsage();
-    const foreign = foreignLoad(c0, cpuStat(), (u2.userCPUTime + u2.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000);
+    opt.step(grads, 1e-4, clip.clipScale(norm, 1));
+    const s3 = performance.now();
+    const u3 = process.resourceUsage();
+    const afterAdam = memNow();
+    const foreign = foreignLoad(c0, cpuStat(), (u3.userCPUTime + u3.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000);
     const row = {
-      runMs: s1 - s0, adamMs: s2 - s1, stepMs: s2 - s0, loss: out.loss.data[0],
+      runMs: s1 - s0, normMs: s2 - s1, adamMs: s3 - s2, stepMs: s3 - s0, loss: out.loss.data[0],
       // during session.run: CPU time in user and kernel mode, and minor page faults (first touches of fresh memory)
       runUserMs: (u1.userCPUTime - u0.userCPUTime) / 1000, runSysMs: (u1.systemCPUTime - u0.systemCPUTime) / 1000, runFaults: u1.minorPageFault - u0.minorPageFault,
-      foreign,
+      stepCpuMs: (u3.userCPUTime + u3.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000,
+      afterRun, afterAdam, foreign,
     };
-    log(`  slimtune ${a.model} train ${s < warmup ? "warm-up" : "step"} ${s + 1}/${warmup + steps}: ${r1(row.stepMs)} ms (run ${r1(row.runMs)} [cpu user ${Math.round(row.runUserMs)} sys ${Math.round(row.runSysMs)} ms, ${row.runFaults} page faults], adamw ${r1(row.adamMs)}), loss ${row.loss.toFixed(4)}; other processes ${Math.round(100 * foreign)}% of the CPU`);
+    log(`  slimtune ${a.model} train ${s < warmup ? "warm-up" : "step"} ${s + 1}/${warmup + steps}: ${r1(row.stepMs)} ms (run ${r1(row.runMs)} [cpu user ${Math.round(row.runUserMs)} sys ${Math.round(row.runSysMs)} ms, ${row.runFaults} page faults], norm ${r1(row.normMs)}, adamw ${r1(row.adamMs)}; step CPU ${Math.round(row.stepCpuMs)} ms), loss ${row.loss.toFixed(4)}; RSS after run ${afterRun.rss_mb} MB (JS buffers ${afterRun.js_array_buffers_mb}), after AdamW ${afterAdam.rss_mb}, peak ${afterAdam.peak_rss_mb}; other processes ${Math.round(100 * foreign)}% of the CPU`);
     if (s >= warmup) rows.push(row);
   }
   const stepMs = median(rows.map((r) => r.stepMs));
+  memory.first_timed_step = { after_run: rows[0].afterRun, after_adamw: rows[0].afterAdam };
   console.log(JSON.stringify({
     impl: "slimtune", mode: "train-step", model: a.model, batch: B, seq: T, threads: a.threads, steps, warmup,
     trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
-    step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
+    step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))),
+    norm_ms_median: r2(median(rows.map((r) => r.normMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
+    step_cpu_ms_median: Math.round(median(rows.map((r) => r.stepCpuMs))),
     tokens_per_s: r1((B * T) / (stepMs / 1000)),
     load_ms: Math.round(loadMs), build_ms: Math.round(buildMs), compile_ms: Math.round(compileMs),
-    peak_rss_mb: r1(process.resourceUsage().maxRSS / 1024), loss_first: r2(rows[0].loss), loss_last: r2(rows.at(-1).loss),
+    peak_rss_mb: r1(process.resourceUsage().maxRSS / 1024), memory, loss_first: r2(rows[0].loss), loss_last: r2(rows.at(-1).loss),
     step_ms_all: rows.map((r) => r2(r.stepMs)),
     run_cpu_user_ms_median: Math.round(median(rows.map((r) => r.runUserMs))), run_cpu_sys_ms_median: Math.round(median(rows.map((r) => r.runSysMs))),
     run_page_faults_median: median(rows.map((r) => r.runFaults)),
@@ -557,10 +578,10 @@ async function parent(a) {
   console.log(H.mdTable(["model", "mode", "slimtune tok/s", "peer tok/s", "peer by threads", "ratio", "slimtune RSS MB", "peer RSS MB", "slimtune GFLOPS", "peer GFLOPS", "ORT GEMM GFLOPS", "other load s/p"], rows));
   console.log(`\nGFLOPS: ${report.flop_formula}. ORT GEMM = plain Gemm [B·T, C]×[F, C]ᵀ, ${a.threads} threads, same run.`);
   console.log("other load s/p: CPU share used by other processes on this shared VM (slimtune: median over timed steps; peer: whole process).");
-  console.log("\nslimtune train step split (median ms): graph run / AdamW; plain Gemm GFLOPS (fwd x·Wᵀ, dX dy·W, dW dyᵀ·x):");
+  console.log("\nslimtune train step split (median ms): graph run (with the output copy) / global norm / AdamW; plain Gemm GFLOPS (fwd x·Wᵀ, dX dy·W, dW dyᵀ·x):");
   for (const r of results) {
     const g = r.gemm.results.map((x) => `${x.op.split(" ")[0]}@t${x.threads} ${x.gflops}`).join(", ");
-    console.log(`  ${r.model}: run ${r.train.slimtune.run_ms_median} / adamw ${r.train.slimtune.adamw_ms_median}; at GEMM speed the step would take ${r.train.gemm_bound_ms} ms; ${g}`);
+    console.log(`  ${r.model}: run ${r.train.slimtune.run_ms_median} / norm ${r.train.slimtune.norm_ms_median} / adamw ${r.train.slimtune.adamw_ms_median}; at GEMM speed the step would take ${r.train.gemm_bound_ms} ms; ${g}`);
   }
   if (profile) {
     console.log(`\nORT profile, ${profileModel} train step (3rd run): wall ${profile.run_wall_ms} ms, model_run ${profile.model_run_ms} ms, kernels ${profile.kernel_total_ms} ms; other processes ${profile.foreign_cpu_load_pct}% of the CPU`);
