@@ -145,6 +145,8 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     return cache.get(spec.key, spec.build);
   };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
+  // ORT writes each step's gradients into these, the same buffers every step.
+  const gradBuffers = new Map(names.map((n) => [n, { data: new Float32Array(trainable.get(n)!.data.length), shape: trainable.get(n)!.shape }]));
   let done = startStep;
   const best = new BestWeights();
   const diverged = (what: string) => {
@@ -197,7 +199,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       const t0 = performance.now();
       // A run shorter than the warm-up simply warms up for all of it.
       const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
-      const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
+      const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), gradBuffers, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
       const gradNorm = globalNorm(grads.values());
       const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
       // Clipping is applied by AdamW as it reads each gradient (one pass over them, not two).
@@ -289,32 +291,40 @@ function prefixed(metrics: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`held_out_${k}`, v]));
 }
 
-/** Runs `accumulate` micro-batches and returns the mean loss and mean gradients. */
-async function forwardBackward(
+/**
+ * Runs `accumulate` micro-batches and returns the mean loss and mean gradients, in `gradBuffers`:
+ * ORT writes the first micro-batch's gradients there (so its arena never holds a second set of
+ * them), and the later micro-batches' gradients, fresh arrays, are added into them. Exported for
+ * its test (test/train/step-grad-buffers.test.ts).
+ */
+export async function forwardBackward(
   stepFor: (shape: string) => Promise<CompiledGraph>,
   sampler: BatchSampler,
   weights: Record<string, HostTensor>,
-  names: readonly string[],
+  gradBuffers: ReadonlyMap<string, HostTensor>,
   accumulate: number,
   stepFeeds: () => Record<string, HostTensor>,
 ): Promise<{ loss: number; grads: Map<string, Float32Array>; tokens: number }> {
   let loss = 0;
   let tokens = 0;
-  let grads: Map<string, Float32Array> | null = null;
+  const grads = new Map([...gradBuffers].map(([n, t]) => [n, t.data as Float32Array]));
+  const into = Object.fromEntries([...gradBuffers].map(([n, t]) => [gradName(n), t]));
   for (let micro = 0; micro < accumulate; micro++) {
     const batch = sampler.next();
     tokens += batch.tokens;
     const step = await stepFor(batch.shape);
-    const out = await step.run({ ...weights, ...batch.feeds, ...stepFeeds() });
-    loss += (out.loss!.data[0] as number) / accumulate;
-    if (!grads) {
-      grads = new Map(names.map((n) => [n, out[gradName(n)]!.data as Float32Array]));
+    const feeds = { ...weights, ...batch.feeds, ...stepFeeds() };
+    if (micro === 0) {
+      const out = await step.run(feeds, step.outputNames, into);
+      loss += (out.loss!.data[0] as number) / accumulate;
       if (accumulate > 1) for (const g of grads.values()) scale(g, 1 / accumulate);
     } else {
-      for (const n of names) addScaled(grads.get(n)!, out[gradName(n)]!.data as Float32Array, 1 / accumulate);
+      const out = await step.run(feeds);
+      loss += (out.loss!.data[0] as number) / accumulate;
+      for (const [n, g] of grads) addScaled(g, out[gradName(n)]!.data as Float32Array, 1 / accumulate);
     }
   }
-  return { loss, grads: grads!, tokens };
+  return { loss, grads, tokens };
 }
 
 function scale(x: Float32Array, a: number): void {
