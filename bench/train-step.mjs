@@ -9,6 +9,10 @@
 // Flags: --batch 8 --seq 256 --threads 2 (slimtune's ORT threads; the peer runs at 1 and 2)
 //   --models ref-llama-5m,smollm2-135m-shape --steps N --warmup N (default per model: 10/3 for
 //   ref-llama-5m, 3/2 for the SmolLM shape, whose first two runs fault in ~15 GB of fresh memory)
+//   --fresh-grads (take ORT's fresh gradient arrays, as before session 28, instead of having ORT
+//   write them into buffers kept across steps, as train() now does)
+//   --no-arena (the train session without ORT's CPU memory arena)
+//   --no-forward (only the train step) --peer-threads 1,2 (the peer's thread counts; best kept)
 //   --no-peer --no-profile --profile-only --profile-model NAME --profile-options JSON (extra ORT session options
 //   for the profiled run, e.g. '{"enableMemPattern":false}') --out FILE (the peer's python: SLIMTUNE_PYTHON, default /usr/bin/python3)
 //   --quiet PCT --max-wait S (this VM's cores are shared with other sessions: before each
@@ -39,7 +43,7 @@ const MODELS = {
 // flags
 
 function parseArgs(argv) {
-  const a = { quiet: 25, maxWait: 240, batch: 8, seq: 256, threads: 2, models: Object.keys(MODELS), steps: null, warmup: null, peer: true, profile: true, profileModel: null, out: path.join(here, "results/train-step.json"), child: null, model: null };
+  const a = { forward: true, peerThreads: [1, 2], quiet: 25, maxWait: 240, batch: 8, seq: 256, threads: 2, models: Object.keys(MODELS), steps: null, warmup: null, peer: true, profile: true, profileModel: null, out: path.join(here, "results/train-step.json"), child: null, model: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -61,6 +65,10 @@ function parseArgs(argv) {
       case "--models": a.models = v().split(",").filter(Boolean); break;
       case "--no-peer": a.peer = false; break;
       case "--no-profile": a.profile = false; break;
+      case "--fresh-grads": a.freshGrads = true; break;
+      case "--no-forward": a.forward = false; break;
+      case "--no-arena": a.noArena = true; break;
+      case "--peer-threads": a.peerThreads = v().split(",").map(Number); break;
       case "--profile-only": a.profileOnly = true; break;
       case "--help": case "-h":
         {
@@ -180,7 +188,7 @@ async function childTrain(a) {
   const { method, wrt, graph, outputs } = buildTrain(L, model, B, T);
   const buildMs = performance.now() - t0;
   t0 = performance.now();
-  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads });
+  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads, ...(a.noArena ? { memoryArena: false } : {}) });
   const compileMs = performance.now() - t0;
   memory.compiled = memNow();
   const paramArrays = new Map([...method.trainable].map(([n, p]) => [n, p.data]));
@@ -188,6 +196,11 @@ async function childTrain(a) {
   const rng = new L.Rng(1);
   const V = model.config.vocabSize;
   const steps = a.steps ?? spec.steps, warmup = a.warmup ?? spec.warmup;
+  // As train() does: ORT writes the gradients into these, every step (unless --fresh-grads).
+  const into = a.freshGrads ? {} : Object.fromEntries(wrt.map((n) => {
+    const p = method.trainable.get(n);
+    return [L.gradName(n), { data: new Float32Array(p.data.length), shape: p.shape }];
+  }));
   const rows = [];
   for (let s = 0; s < warmup + steps; s++) {
     const { ids, targets } = batchFeeds(rng, B, T, V);
@@ -196,7 +209,7 @@ async function childTrain(a) {
     const c0 = cpuStat();
     const u0 = process.resourceUsage();
     const s0 = performance.now();
-    const out = await compiled.run(feeds);
+    const out = await compiled.run(feeds, compiled.outputNames, into);
     const s1 = performance.now();
     const u1 = process.resourceUsage();
     const afterRun = memNow();
@@ -223,7 +236,7 @@ async function childTrain(a) {
   memory.first_timed_step = { after_run: rows[0].afterRun, after_adamw: rows[0].afterAdam };
   console.log(JSON.stringify({
     impl: "slimtune", mode: "train-step", model: a.model, batch: B, seq: T, threads: a.threads, steps, warmup,
-    trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
+    gradients: a.freshGrads ? "fresh ORT outputs" : "written into kept buffers", ort_arena: !a.noArena, trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
     step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))),
     norm_ms_median: r2(median(rows.map((r) => r.normMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
     step_cpu_ms_median: Math.round(median(rows.map((r) => r.stepCpuMs))),
@@ -476,6 +489,8 @@ function child(a, kind, model, extra = []) {
   const args = [fileURLToPath(import.meta.url), "--child", kind, "--model", model, "--out", a.out, "--batch", `${a.batch}`, "--seq", `${a.seq}`, "--threads", `${a.threads}`];
   if (a.steps !== null) args.push("--steps", `${a.steps}`);
   if (a.warmup !== null) args.push("--warmup", `${a.warmup}`);
+  if (a.freshGrads) args.push("--fresh-grads");
+  if (a.noArena && kind === "train") args.push("--no-arena");
   const label = `slimtune ${kind} ${model}`;
   return waitQuiet(a, label).then(() => runJson(process.execPath, [...args, ...extra], label));
 }
@@ -490,7 +505,7 @@ async function peer(a, model, threads, forward) {
 
 async function peerBest(a, model, forward) {
   const runs = [];
-  for (const t of [1, 2]) runs.push(await peer(a, model, t, forward));
+  for (const t of a.peerThreads) runs.push(await peer(a, model, t, forward));
   const best = runs.reduce((p, q) => (q.tokens_per_s > p.tokens_per_s ? q : p));
   return { best, runs };
 }
@@ -510,9 +525,9 @@ async function parent(a) {
     const flops = flopModel(config, a.batch, a.seq);
     const gemmRes = await child(a, "gemm", model);
     const train = await child(a, "train", model);
-    const forward = await child(a, "forward", model);
+    const forward = a.forward ? await child(a, "forward", model) : null;
     const peerTrain = a.peer ? await peerBest(a, model, false) : null;
-    const peerFwd = a.peer ? await peerBest(a, model, true) : null;
+    const peerFwd = a.peer && a.forward ? await peerBest(a, model, true) : null;
     const fwdGemm = gemmRes.results.find((r) => r.threads === a.threads && r.op.startsWith("fwd"));
     const achieved = (f, ms) => r1(f / ms / 1e6);
     results.push({
@@ -527,7 +542,7 @@ async function parent(a) {
         gemm_gflops: fwdGemm.gflops,
         gemm_bound_ms: r1(flops.train / fwdGemm.gflops / 1e6),
       },
-      forward: {
+      forward: forward && {
         slimtune: { ...forward, achieved_gflops: achieved(flops.forward, forward.step_ms_median) },
         peer: peerFwd && { ...peerFwd.best, achieved_gflops: achieved(flops.forward, peerFwd.best.step_ms_median) },
         peer_runs: peerFwd?.runs,
@@ -549,7 +564,7 @@ async function parent(a) {
     command: `node bench/train-step.mjs ${process.argv.slice(2).join(" ")}`.trim(),
     machine: { nproc: machine.cores, cpu: machine.cpu, mem_gb: machine.memGiB },
     versions: { node: machine.node, "onnxruntime-node": machine.onnxruntimeNode, torch: machine.torch, python: H.python, commit: machine.commit },
-    settings: { batch: a.batch, seq: a.seq, slimtune_threads: a.threads, peer_threads: "best of 1 and 2", optimizer: "AdamW lr 1e-4, weight decay 0.01 on all params (torch defaults)" },
+    settings: { batch: a.batch, seq: a.seq, slimtune_threads: a.threads, peer_threads: `best of ${a.peerThreads.join(" and ")}`, optimizer: "AdamW lr 1e-4, weight decay 0.01 on all params (torch defaults)" },
     flop_formula: flopModel({ hiddenSize: 1, intermediateSize: 1, numHeads: 1, numKvHeads: 1, headDim: 1, vocabSize: 1, numLayers: 1 }, 1, 1).formula,
     results,
     profile,
@@ -564,6 +579,7 @@ async function parent(a) {
   for (const r of results) {
     for (const mode of ["train", "forward"]) {
       const x = r[mode];
+      if (!x) continue;
       const peers = x.peer_runs ? x.peer_runs.map((p) => `t${p.threads} ${p.tokens_per_s}`).join(", ") : "-";
       rows.push([
         r.model, mode === "train" ? "train step (full)" : "eval forward",
@@ -574,7 +590,7 @@ async function parent(a) {
       ]);
     }
   }
-  console.log(`\nbatch ${a.batch} × seq ${a.seq}; slimtune threads ${a.threads}; peer: best of threads 1 and 2; ${report.machine.cpu}, ${report.machine.nproc} cores`);
+  console.log(`\nbatch ${a.batch} × seq ${a.seq}; slimtune threads ${a.threads}; peer: best of threads ${a.peerThreads.join(" and ")}; ${report.machine.cpu}, ${report.machine.nproc} cores`);
   console.log(H.mdTable(["model", "mode", "slimtune tok/s", "peer tok/s", "peer by threads", "ratio", "slimtune RSS MB", "peer RSS MB", "slimtune GFLOPS", "peer GFLOPS", "ORT GEMM GFLOPS", "other load s/p"], rows));
   console.log(`\nGFLOPS: ${report.flop_formula}. ORT GEMM = plain Gemm [B·T, C]×[F, C]ᵀ, ${a.threads} threads, same run.`);
   console.log("other load s/p: CPU share used by other processes on this shared VM (slimtune: median over timed steps; peer: whole process).");
