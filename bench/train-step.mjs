@@ -11,7 +11,9 @@
 //   ref-llama-5m, 3/2 for the SmolLM shape, whose first two runs fault in ~15 GB of fresh memory)
 //   --fresh-grads (take ORT's fresh gradient arrays, as before session 28, instead of having ORT
 //   write them into buffers kept across steps, as train() now does)
-//   --no-arena (the train session without ORT's CPU memory arena)
+//   --arena (the train session with ORT's CPU memory arena, as before session 28; train() now runs
+//   its steps without it) --no-collect (skip the garbage collection train() runs before each step
+//   once the gradients pass 256 MB)
 //   --no-forward (only the train step) --peer-threads 1,2 (the peer's thread counts; best kept)
 //   --no-peer --no-profile --profile-only --profile-model NAME --profile-options JSON (extra ORT session options
 //   for the profiled run, e.g. '{"enableMemPattern":false}') --out FILE (the peer's python: SLIMTUNE_PYTHON, default /usr/bin/python3)
@@ -67,7 +69,8 @@ function parseArgs(argv) {
       case "--no-profile": a.profile = false; break;
       case "--fresh-grads": a.freshGrads = true; break;
       case "--no-forward": a.forward = false; break;
-      case "--no-arena": a.noArena = true; break;
+      case "--arena": a.arena = true; break;
+      case "--no-collect": a.noCollect = true; break;
       case "--peer-threads": a.peerThreads = v().split(",").map(Number); break;
       case "--profile-only": a.profileOnly = true; break;
       case "--help": case "-h":
@@ -177,6 +180,7 @@ function memNow() {
 async function childTrain(a) {
   const L = await lib();
   const clip = await import(path.join(dist, "train/clip.js"));
+  const { collectGarbage } = await import(path.join(dist, "train/collect-garbage.js"));
   const spec = MODELS[a.model];
   const B = a.batch, T = a.seq;
   const memory = { start: memNow() };
@@ -188,7 +192,7 @@ async function childTrain(a) {
   const { method, wrt, graph, outputs } = buildTrain(L, model, B, T);
   const buildMs = performance.now() - t0;
   t0 = performance.now();
-  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads, ...(a.noArena ? { memoryArena: false } : {}) });
+  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads, memoryArena: Boolean(a.arena) });
   const compileMs = performance.now() - t0;
   memory.compiled = memNow();
   const paramArrays = new Map([...method.trainable].map(([n, p]) => [n, p.data]));
@@ -201,8 +205,14 @@ async function childTrain(a) {
     const p = method.trainable.get(n);
     return [L.gradName(n), { data: new Float32Array(p.data.length), shape: p.shape }];
   }));
+  // As train() does: past 256 MB of gradients, a full collection before each step frees the copies
+  // of them onnxruntime-node returned last step.
+  const collect = !a.noCollect && model.parameterCount * 4 >= 256 * 2 ** 20;
   const rows = [];
   for (let s = 0; s < warmup + steps; s++) {
+    const g0 = performance.now();
+    if (collect) collectGarbage();
+    const gcMs = performance.now() - g0;
     const { ids, targets } = batchFeeds(rng, B, T, V);
     const feeds = { [L.IDS]: { data: ids, shape: [B, T] }, [L.TARGETS]: { data: targets, shape: [B * T] } };
     for (const [n, p] of method.trainable) feeds[n] = p;
@@ -223,22 +233,22 @@ async function childTrain(a) {
     const afterAdam = memNow();
     const foreign = foreignLoad(c0, cpuStat(), (u3.userCPUTime + u3.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000);
     const row = {
-      runMs: s1 - s0, normMs: s2 - s1, adamMs: s3 - s2, stepMs: s3 - s0, loss: out.loss.data[0],
+      runMs: s1 - s0, normMs: s2 - s1, adamMs: s3 - s2, gcMs, stepMs: s3 - s0 + gcMs, loss: out.loss.data[0],
       // during session.run: CPU time in user and kernel mode, and minor page faults (first touches of fresh memory)
       runUserMs: (u1.userCPUTime - u0.userCPUTime) / 1000, runSysMs: (u1.systemCPUTime - u0.systemCPUTime) / 1000, runFaults: u1.minorPageFault - u0.minorPageFault,
       stepCpuMs: (u3.userCPUTime + u3.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000,
       afterRun, afterAdam, foreign,
     };
-    log(`  slimtune ${a.model} train ${s < warmup ? "warm-up" : "step"} ${s + 1}/${warmup + steps}: ${r1(row.stepMs)} ms (run ${r1(row.runMs)} [cpu user ${Math.round(row.runUserMs)} sys ${Math.round(row.runSysMs)} ms, ${row.runFaults} page faults], norm ${r1(row.normMs)}, adamw ${r1(row.adamMs)}; step CPU ${Math.round(row.stepCpuMs)} ms), loss ${row.loss.toFixed(4)}; RSS after run ${afterRun.rss_mb} MB (JS buffers ${afterRun.js_array_buffers_mb}), after AdamW ${afterAdam.rss_mb}, peak ${afterAdam.peak_rss_mb}; other processes ${Math.round(100 * foreign)}% of the CPU`);
+    log(`  slimtune ${a.model} train ${s < warmup ? "warm-up" : "step"} ${s + 1}/${warmup + steps}: ${r1(row.stepMs)} ms (run ${r1(row.runMs)} [cpu user ${Math.round(row.runUserMs)} sys ${Math.round(row.runSysMs)} ms, ${row.runFaults} page faults], norm ${r1(row.normMs)}, adamw ${r1(row.adamMs)}, collection ${r1(row.gcMs)}; step CPU ${Math.round(row.stepCpuMs)} ms), loss ${row.loss.toFixed(4)}; RSS after run ${afterRun.rss_mb} MB (JS buffers ${afterRun.js_array_buffers_mb}), after AdamW ${afterAdam.rss_mb}, peak ${afterAdam.peak_rss_mb}; other processes ${Math.round(100 * foreign)}% of the CPU`);
     if (s >= warmup) rows.push(row);
   }
   const stepMs = median(rows.map((r) => r.stepMs));
   memory.first_timed_step = { after_run: rows[0].afterRun, after_adamw: rows[0].afterAdam };
   console.log(JSON.stringify({
     impl: "slimtune", mode: "train-step", model: a.model, batch: B, seq: T, threads: a.threads, steps, warmup,
-    gradients: a.freshGrads ? "fresh ORT outputs" : "written into kept buffers", ort_arena: !a.noArena, trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
+    gradients: a.freshGrads ? "fresh ORT outputs" : "written into kept buffers", ort_arena: Boolean(a.arena), collect_each_step: collect, trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
     step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))),
-    norm_ms_median: r2(median(rows.map((r) => r.normMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
+    norm_ms_median: r2(median(rows.map((r) => r.normMs))), gc_ms_median: r2(median(rows.map((r) => r.gcMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
     step_cpu_ms_median: Math.round(median(rows.map((r) => r.stepCpuMs))),
     tokens_per_s: r1((B * T) / (stepMs / 1000)),
     load_ms: Math.round(loadMs), build_ms: Math.round(buildMs), compile_ms: Math.round(compileMs),
@@ -490,7 +500,8 @@ function child(a, kind, model, extra = []) {
   if (a.steps !== null) args.push("--steps", `${a.steps}`);
   if (a.warmup !== null) args.push("--warmup", `${a.warmup}`);
   if (a.freshGrads) args.push("--fresh-grads");
-  if (a.noArena && kind === "train") args.push("--no-arena");
+  if (a.arena && kind === "train") args.push("--arena");
+  if (a.noCollect && kind === "train") args.push("--no-collect");
   const label = `slimtune ${kind} ${model}`;
   return waitQuiet(a, label).then(() => runJson(process.execPath, [...args, ...extra], label));
 }
