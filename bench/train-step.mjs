@@ -11,9 +11,9 @@
 //   ref-llama-5m, 3/2 for the SmolLM shape, whose first two runs fault in ~15 GB of fresh memory)
 //   --fresh-grads (take ORT's fresh gradient arrays, as before session 28, instead of having ORT
 //   write them into buffers kept across steps, as train() now does)
-//   --arena (the train session with ORT's CPU memory arena, as before session 28; train() now runs
-//   its steps without it) --no-collect (skip the garbage collection train() runs before each step
-//   once the gradients pass 256 MB)
+//   --arena --no-collect (train() runs a step past 1 GiB of weights lean: its session without ORT's
+//   CPU memory arena and a garbage collection before each step; these force the arena on and the
+//   collection off, as before session 28)
 //   --no-forward (only the train step) --peer-threads 1,2 (the peer's thread counts; best kept)
 //   --no-peer --no-profile --profile-only --profile-model NAME --profile-options JSON (extra ORT session options
 //   for the profiled run, e.g. '{"enableMemPattern":false}') --out FILE (the peer's python: SLIMTUNE_PYTHON, default /usr/bin/python3)
@@ -181,6 +181,7 @@ async function childTrain(a) {
   const L = await lib();
   const clip = await import(path.join(dist, "train/clip.js"));
   const { collectGarbage } = await import(path.join(dist, "train/collect-garbage.js"));
+  const { leanStep } = await import(path.join(dist, "train/loop.js"));
   const spec = MODELS[a.model];
   const B = a.batch, T = a.seq;
   const memory = { start: memNow() };
@@ -192,7 +193,10 @@ async function childTrain(a) {
   const { method, wrt, graph, outputs } = buildTrain(L, model, B, T);
   const buildMs = performance.now() - t0;
   t0 = performance.now();
-  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads, memoryArena: Boolean(a.arena) });
+  // As train() does: a lean step (no ORT arena, a collection before each step) past 1 GiB of weights.
+  const lean = leanStep(model.parameterCount * 4);
+  const arena = a.arena || !lean;
+  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads, memoryArena: arena });
   const compileMs = performance.now() - t0;
   memory.compiled = memNow();
   const paramArrays = new Map([...method.trainable].map(([n, p]) => [n, p.data]));
@@ -205,9 +209,7 @@ async function childTrain(a) {
     const p = method.trainable.get(n);
     return [L.gradName(n), { data: new Float32Array(p.data.length), shape: p.shape }];
   }));
-  // As train() does: past 256 MB of gradients, a full collection before each step frees the copies
-  // of them onnxruntime-node returned last step.
-  const collect = !a.noCollect && model.parameterCount * 4 >= 256 * 2 ** 20;
+  const collect = lean && !a.noCollect;
   const rows = [];
   for (let s = 0; s < warmup + steps; s++) {
     const g0 = performance.now();
@@ -246,7 +248,7 @@ async function childTrain(a) {
   memory.first_timed_step = { after_run: rows[0].afterRun, after_adamw: rows[0].afterAdam };
   console.log(JSON.stringify({
     impl: "slimtune", mode: "train-step", model: a.model, batch: B, seq: T, threads: a.threads, steps, warmup,
-    gradients: a.freshGrads ? "fresh ORT outputs" : "written into kept buffers", ort_arena: Boolean(a.arena), collect_each_step: collect, trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
+    gradients: a.freshGrads ? "fresh ORT outputs" : "written into kept buffers", ort_arena: arena, collect_each_step: collect, trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
     step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))),
     norm_ms_median: r2(median(rows.map((r) => r.normMs))), gc_ms_median: r2(median(rows.map((r) => r.gcMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
     step_cpu_ms_median: Math.round(median(rows.map((r) => r.stepCpuMs))),
@@ -511,7 +513,7 @@ async function peer(a, model, threads, forward) {
   const label = `peer ${forward ? "forward" : "train"} ${model} t${threads}`;
   await waitQuiet(a, label);
   const { json, run, command } = await H.peer({ model: spec.dir, random: spec.random, method: "full", batch: a.batch, seq: a.seq, steps: a.steps ?? spec.steps, warmup: a.warmup ?? spec.warmup, threads, forwardOnly: forward });
-  return { ...json, command, window: { wall_s: r2(run.wallS), foreign_cpu_load_pct: Math.round(100 * run.otherCpu) } };
+  return { ...json, command, window: { wall_s: r2(run.wallS), cpu_user_s: run.userS, cpu_sys_s: run.sysS, foreign_cpu_load_pct: Math.round(100 * run.otherCpu) } };
 }
 
 async function peerBest(a, model, forward) {

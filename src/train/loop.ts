@@ -137,13 +137,11 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const monitor = new DivergenceMonitor(task.kind === "lm" || task.kind === "sft" ? Math.log(method.config.vocabSize) : null);
 
   const parallel = opts.parallel ?? 1;
-  // The step sessions run without ORT's memory arena: the arena keeps its high-water mark (and
-  // rounds each growth up), so between runs it held GBs that AdamW's moments then sat on top of.
-  // Off, the Qwen2.5-0.5B step's peak fell 15.6 → 13.9 GB at the same CPU time (bench/results/train-s28-*).
-  const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel, memoryArena: false } : { threads: opts.threads, memoryArena: false });
+  const names = [...trainable.keys()];
+  const lean = leanStep([...trainable.values()].reduce((b, p) => b + p.data.byteLength, 0));
+  const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel, memoryArena: !lean } : { threads: opts.threads, memoryArena: !lean });
   // Held-out scoring runs one chain, on every core, with the arena (it allocates the same blocks every batch).
   const evalCache = new GraphCache({ threads: opts.threads });
-  const names = [...trainable.keys()];
   const stepFor = (shape: string) => {
     const spec = task.stepGraph(method, names, shape, { checkpoint: opts.checkpointActivations ?? false, replicas: parallel });
     return cache.get(spec.key, spec.build);
@@ -151,9 +149,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
   // ORT writes each step's gradients into these, the same buffers every step.
   const gradBuffers = new Map(names.map((n) => [n, { data: new Float32Array(trainable.get(n)!.data.length), shape: trainable.get(n)!.shape }]));
-  // Past this, the copies of the gradients onnxruntime-node returns (dropped at once) are collected
-  // before each step: a full collection costs tens of ms, against GBs still resident in the next run.
-  const collectEachStep = [...gradBuffers.values()].reduce((b, t) => b + t.data.byteLength, 0) >= 256 * 2 ** 20;
+
   let done = startStep;
   const best = new BestWeights();
   const diverged = (what: string) => {
@@ -206,7 +202,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       const t0 = performance.now();
       // A run shorter than the warm-up simply warms up for all of it.
       const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
-      if (collectEachStep) collectGarbage();
+      if (lean) collectGarbage();
       const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), gradBuffers, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
       const gradNorm = globalNorm(grads.values());
       const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
@@ -270,6 +266,20 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
     await cache.clear();
     await evalCache.clear();
   }
+}
+
+/**
+ * Whether a step with this many bytes of trainable weights (so as many of gradients) runs lean:
+ * its sessions without ORT's memory arena, and a full garbage collection before each step.
+ * The arena keeps its high-water mark (rounding each growth up), so between runs it held GBs that
+ * AdamW's moments then sat on top of; and the copies of the gradients onnxruntime-node returns (the
+ * loop drops them at once) stayed resident into the next run until V8 got round to them. At the
+ * Qwen2.5-0.5B shape (2 GB of gradients) lean took the peak from 15.6 to 12.0 GB at the same CPU
+ * time; at the SmolLM2-135M shape (0.5 GB) it saved 1.4 GB but cost ~5 % more CPU in page faults,
+ * and that shape's memory is already well under the peer's (bench/results/train-s28-*).
+ */
+export function leanStep(trainableBytes: number): boolean {
+  return trainableBytes >= 2 ** 30;
 }
 
 /** The trainable tensors at the best held-out evaluation so far (copies, so training goes on). */
