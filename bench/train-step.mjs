@@ -9,6 +9,12 @@
 // Flags: --batch 8 --seq 256 --threads 2 (slimtune's ORT threads; the peer runs at 1 and 2)
 //   --models ref-llama-5m,smollm2-135m-shape --steps N --warmup N (default per model: 10/3 for
 //   ref-llama-5m, 3/2 for the SmolLM shape, whose first two runs fault in ~15 GB of fresh memory)
+//   --fresh-grads (take ORT's fresh gradient arrays, as before session 28, instead of having ORT
+//   write them into buffers kept across steps, as train() now does)
+//   --arena --no-collect (train() runs a step past 1 GiB of weights lean: its session without ORT's
+//   CPU memory arena and a garbage collection before each step; these force the arena on and the
+//   collection off, as before session 28)
+//   --no-forward (only the train step) --peer-threads 1,2 (the peer's thread counts; best kept)
 //   --no-peer --no-profile --profile-only --profile-model NAME --profile-options JSON (extra ORT session options
 //   for the profiled run, e.g. '{"enableMemPattern":false}') --out FILE (the peer's python: SLIMTUNE_PYTHON, default /usr/bin/python3)
 //   --quiet PCT --max-wait S (this VM's cores are shared with other sessions: before each
@@ -31,13 +37,15 @@ const dist = path.join(root, "dist");
 const MODELS = {
   "ref-llama-5m": { dir: path.join(shared, "models/ref-llama-5m"), random: false, steps: 10, warmup: 3 },
   "smollm2-135m-shape": { dir: path.join(shared, "models/smollm2-135m-shape"), random: true, steps: 3, warmup: 2 },
+  // 494 M parameters: run it at --batch 1 --seq 512 (weights, gradients and two moments are 8 GB alone).
+  "qwen2.5-0.5b-shape": { dir: path.join(shared, "models/qwen2.5-0.5b-shape"), random: true, steps: 2, warmup: 1 },
 };
 
 // ---------------------------------------------------------------------------------------------
 // flags
 
 function parseArgs(argv) {
-  const a = { quiet: 25, maxWait: 240, batch: 8, seq: 256, threads: 2, models: Object.keys(MODELS), steps: null, warmup: null, peer: true, profile: true, profileModel: null, out: path.join(here, "results/train-step.json"), child: null, model: null };
+  const a = { forward: true, peerThreads: [1, 2], quiet: 25, maxWait: 240, batch: 8, seq: 256, threads: 2, models: Object.keys(MODELS), steps: null, warmup: null, peer: true, profile: true, profileModel: null, out: path.join(here, "results/train-step.json"), child: null, model: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -59,6 +67,11 @@ function parseArgs(argv) {
       case "--models": a.models = v().split(",").filter(Boolean); break;
       case "--no-peer": a.peer = false; break;
       case "--no-profile": a.profile = false; break;
+      case "--fresh-grads": a.freshGrads = true; break;
+      case "--no-forward": a.forward = false; break;
+      case "--arena": a.arena = true; break;
+      case "--no-collect": a.noCollect = true; break;
+      case "--peer-threads": a.peerThreads = v().split(",").map(Number); break;
       case "--profile-only": a.profileOnly = true; break;
       case "--help": case "-h":
         {
@@ -158,57 +171,90 @@ function buildTrain(L, model, B, T) {
   return { method, wrt, ...built };
 }
 
+/** Resident memory now and the process's peak so far, MB. */
+function memNow() {
+  const m = process.memoryUsage();
+  return { rss_mb: r1(m.rss / 2 ** 20), peak_rss_mb: r1(process.resourceUsage().maxRSS / 1024), js_array_buffers_mb: r1(m.arrayBuffers / 2 ** 20) };
+}
+
 async function childTrain(a) {
   const L = await lib();
+  const clip = await import(path.join(dist, "train/clip.js"));
+  const { collectGarbage } = await import(path.join(dist, "train/collect-garbage.js"));
+  const { leanStep } = await import(path.join(dist, "train/loop.js"));
   const spec = MODELS[a.model];
   const B = a.batch, T = a.seq;
+  const memory = { start: memNow() };
   let t0 = performance.now();
   const model = loadModel(L, a.model);
   const loadMs = performance.now() - t0;
+  memory.weights_loaded = memNow();
   t0 = performance.now();
   const { method, wrt, graph, outputs } = buildTrain(L, model, B, T);
   const buildMs = performance.now() - t0;
   t0 = performance.now();
-  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads });
+  // As train() does: a lean step (no ORT arena, a collection before each step) past 1 GiB of weights.
+  const lean = leanStep(model.parameterCount * 4);
+  const arena = a.arena || !lean;
+  const compiled = await L.CompiledGraph.compile(graph, outputs, { threads: a.threads, memoryArena: arena });
   const compileMs = performance.now() - t0;
+  memory.compiled = memNow();
   const paramArrays = new Map([...method.trainable].map(([n, p]) => [n, p.data]));
   const opt = new L.AdamW(paramArrays, { weightDecay: 0.01, decay: () => true }); // torch.optim.AdamW defaults, as the peer
   const rng = new L.Rng(1);
   const V = model.config.vocabSize;
   const steps = a.steps ?? spec.steps, warmup = a.warmup ?? spec.warmup;
+  // As train() does: ORT writes the gradients into these, every step (unless --fresh-grads).
+  const into = a.freshGrads ? {} : Object.fromEntries(wrt.map((n) => {
+    const p = method.trainable.get(n);
+    return [L.gradName(n), { data: new Float32Array(p.data.length), shape: p.shape }];
+  }));
+  const collect = lean && !a.noCollect;
   const rows = [];
   for (let s = 0; s < warmup + steps; s++) {
+    const g0 = performance.now();
+    if (collect) collectGarbage();
+    const gcMs = performance.now() - g0;
     const { ids, targets } = batchFeeds(rng, B, T, V);
     const feeds = { [L.IDS]: { data: ids, shape: [B, T] }, [L.TARGETS]: { data: targets, shape: [B * T] } };
     for (const [n, p] of method.trainable) feeds[n] = p;
     const c0 = cpuStat();
     const u0 = process.resourceUsage();
     const s0 = performance.now();
-    const out = await compiled.run(feeds);
+    const out = await compiled.run(feeds, compiled.outputNames, into);
     const s1 = performance.now();
     const u1 = process.resourceUsage();
+    const afterRun = memNow();
     const grads = new Map(wrt.map((n) => [n, out[L.gradName(n)].data]));
-    opt.step(grads, 1e-4);
+    // As train() does: the global norm (logged, and clipping's factor), then AdamW applying the clip.
+    const norm = clip.globalNorm(grads.values());
     const s2 = performance.now();
-    const u2 = process.resourceUsage();
-    const foreign = foreignLoad(c0, cpuStat(), (u2.userCPUTime + u2.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000);
+    opt.step(grads, 1e-4, clip.clipScale(norm, 1));
+    const s3 = performance.now();
+    const u3 = process.resourceUsage();
+    const afterAdam = memNow();
+    const foreign = foreignLoad(c0, cpuStat(), (u3.userCPUTime + u3.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000);
     const row = {
-      runMs: s1 - s0, adamMs: s2 - s1, stepMs: s2 - s0, loss: out.loss.data[0],
+      runMs: s1 - s0, normMs: s2 - s1, adamMs: s3 - s2, gcMs, stepMs: s3 - s0 + gcMs, loss: out.loss.data[0],
       // during session.run: CPU time in user and kernel mode, and minor page faults (first touches of fresh memory)
       runUserMs: (u1.userCPUTime - u0.userCPUTime) / 1000, runSysMs: (u1.systemCPUTime - u0.systemCPUTime) / 1000, runFaults: u1.minorPageFault - u0.minorPageFault,
-      foreign,
+      stepCpuMs: (u3.userCPUTime + u3.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1000,
+      afterRun, afterAdam, foreign,
     };
-    log(`  slimtune ${a.model} train ${s < warmup ? "warm-up" : "step"} ${s + 1}/${warmup + steps}: ${r1(row.stepMs)} ms (run ${r1(row.runMs)} [cpu user ${Math.round(row.runUserMs)} sys ${Math.round(row.runSysMs)} ms, ${row.runFaults} page faults], adamw ${r1(row.adamMs)}), loss ${row.loss.toFixed(4)}; other processes ${Math.round(100 * foreign)}% of the CPU`);
+    log(`  slimtune ${a.model} train ${s < warmup ? "warm-up" : "step"} ${s + 1}/${warmup + steps}: ${r1(row.stepMs)} ms (run ${r1(row.runMs)} [cpu user ${Math.round(row.runUserMs)} sys ${Math.round(row.runSysMs)} ms, ${row.runFaults} page faults], norm ${r1(row.normMs)}, adamw ${r1(row.adamMs)}, collection ${r1(row.gcMs)}; step CPU ${Math.round(row.stepCpuMs)} ms), loss ${row.loss.toFixed(4)}; RSS after run ${afterRun.rss_mb} MB (JS buffers ${afterRun.js_array_buffers_mb}), after AdamW ${afterAdam.rss_mb}, peak ${afterAdam.peak_rss_mb}; other processes ${Math.round(100 * foreign)}% of the CPU`);
     if (s >= warmup) rows.push(row);
   }
   const stepMs = median(rows.map((r) => r.stepMs));
+  memory.first_timed_step = { after_run: rows[0].afterRun, after_adamw: rows[0].afterAdam };
   console.log(JSON.stringify({
     impl: "slimtune", mode: "train-step", model: a.model, batch: B, seq: T, threads: a.threads, steps, warmup,
-    trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
-    step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
+    gradients: a.freshGrads ? "fresh ORT outputs" : "written into kept buffers", ort_arena: arena, collect_each_step: collect, trainable_params: model.parameterCount, graph_nodes: graph.nodes.length, onnx_bytes: compiled.onnxBytes,
+    step_ms_median: r2(stepMs), step_ms_min: r2(Math.min(...rows.map((r) => r.stepMs))), run_ms_median: r2(median(rows.map((r) => r.runMs))),
+    norm_ms_median: r2(median(rows.map((r) => r.normMs))), gc_ms_median: r2(median(rows.map((r) => r.gcMs))), adamw_ms_median: r2(median(rows.map((r) => r.adamMs))),
+    step_cpu_ms_median: Math.round(median(rows.map((r) => r.stepCpuMs))),
     tokens_per_s: r1((B * T) / (stepMs / 1000)),
     load_ms: Math.round(loadMs), build_ms: Math.round(buildMs), compile_ms: Math.round(compileMs),
-    peak_rss_mb: r1(process.resourceUsage().maxRSS / 1024), loss_first: r2(rows[0].loss), loss_last: r2(rows.at(-1).loss),
+    peak_rss_mb: r1(process.resourceUsage().maxRSS / 1024), memory, loss_first: r2(rows[0].loss), loss_last: r2(rows.at(-1).loss),
     step_ms_all: rows.map((r) => r2(r.stepMs)),
     run_cpu_user_ms_median: Math.round(median(rows.map((r) => r.runUserMs))), run_cpu_sys_ms_median: Math.round(median(rows.map((r) => r.runSysMs))),
     run_page_faults_median: median(rows.map((r) => r.runFaults)),
@@ -455,6 +501,9 @@ function child(a, kind, model, extra = []) {
   const args = [fileURLToPath(import.meta.url), "--child", kind, "--model", model, "--out", a.out, "--batch", `${a.batch}`, "--seq", `${a.seq}`, "--threads", `${a.threads}`];
   if (a.steps !== null) args.push("--steps", `${a.steps}`);
   if (a.warmup !== null) args.push("--warmup", `${a.warmup}`);
+  if (a.freshGrads) args.push("--fresh-grads");
+  if (a.arena && kind === "train") args.push("--arena");
+  if (a.noCollect && kind === "train") args.push("--no-collect");
   const label = `slimtune ${kind} ${model}`;
   return waitQuiet(a, label).then(() => runJson(process.execPath, [...args, ...extra], label));
 }
@@ -464,12 +513,12 @@ async function peer(a, model, threads, forward) {
   const label = `peer ${forward ? "forward" : "train"} ${model} t${threads}`;
   await waitQuiet(a, label);
   const { json, run, command } = await H.peer({ model: spec.dir, random: spec.random, method: "full", batch: a.batch, seq: a.seq, steps: a.steps ?? spec.steps, warmup: a.warmup ?? spec.warmup, threads, forwardOnly: forward });
-  return { ...json, command, window: { wall_s: r2(run.wallS), foreign_cpu_load_pct: Math.round(100 * run.otherCpu) } };
+  return { ...json, command, window: { wall_s: r2(run.wallS), cpu_user_s: run.userS, cpu_sys_s: run.sysS, foreign_cpu_load_pct: Math.round(100 * run.otherCpu) } };
 }
 
 async function peerBest(a, model, forward) {
   const runs = [];
-  for (const t of [1, 2]) runs.push(await peer(a, model, t, forward));
+  for (const t of a.peerThreads) runs.push(await peer(a, model, t, forward));
   const best = runs.reduce((p, q) => (q.tokens_per_s > p.tokens_per_s ? q : p));
   return { best, runs };
 }
@@ -489,9 +538,9 @@ async function parent(a) {
     const flops = flopModel(config, a.batch, a.seq);
     const gemmRes = await child(a, "gemm", model);
     const train = await child(a, "train", model);
-    const forward = await child(a, "forward", model);
+    const forward = a.forward ? await child(a, "forward", model) : null;
     const peerTrain = a.peer ? await peerBest(a, model, false) : null;
-    const peerFwd = a.peer ? await peerBest(a, model, true) : null;
+    const peerFwd = a.peer && a.forward ? await peerBest(a, model, true) : null;
     const fwdGemm = gemmRes.results.find((r) => r.threads === a.threads && r.op.startsWith("fwd"));
     const achieved = (f, ms) => r1(f / ms / 1e6);
     results.push({
@@ -506,7 +555,7 @@ async function parent(a) {
         gemm_gflops: fwdGemm.gflops,
         gemm_bound_ms: r1(flops.train / fwdGemm.gflops / 1e6),
       },
-      forward: {
+      forward: forward && {
         slimtune: { ...forward, achieved_gflops: achieved(flops.forward, forward.step_ms_median) },
         peer: peerFwd && { ...peerFwd.best, achieved_gflops: achieved(flops.forward, peerFwd.best.step_ms_median) },
         peer_runs: peerFwd?.runs,
@@ -528,7 +577,7 @@ async function parent(a) {
     command: `node bench/train-step.mjs ${process.argv.slice(2).join(" ")}`.trim(),
     machine: { nproc: machine.cores, cpu: machine.cpu, mem_gb: machine.memGiB },
     versions: { node: machine.node, "onnxruntime-node": machine.onnxruntimeNode, torch: machine.torch, python: H.python, commit: machine.commit },
-    settings: { batch: a.batch, seq: a.seq, slimtune_threads: a.threads, peer_threads: "best of 1 and 2", optimizer: "AdamW lr 1e-4, weight decay 0.01 on all params (torch defaults)" },
+    settings: { batch: a.batch, seq: a.seq, slimtune_threads: a.threads, peer_threads: `best of ${a.peerThreads.join(" and ")}`, optimizer: "AdamW lr 1e-4, weight decay 0.01 on all params (torch defaults)" },
     flop_formula: flopModel({ hiddenSize: 1, intermediateSize: 1, numHeads: 1, numKvHeads: 1, headDim: 1, vocabSize: 1, numLayers: 1 }, 1, 1).formula,
     results,
     profile,
@@ -543,6 +592,7 @@ async function parent(a) {
   for (const r of results) {
     for (const mode of ["train", "forward"]) {
       const x = r[mode];
+      if (!x) continue;
       const peers = x.peer_runs ? x.peer_runs.map((p) => `t${p.threads} ${p.tokens_per_s}`).join(", ") : "-";
       rows.push([
         r.model, mode === "train" ? "train step (full)" : "eval forward",
@@ -553,14 +603,14 @@ async function parent(a) {
       ]);
     }
   }
-  console.log(`\nbatch ${a.batch} × seq ${a.seq}; slimtune threads ${a.threads}; peer: best of threads 1 and 2; ${report.machine.cpu}, ${report.machine.nproc} cores`);
+  console.log(`\nbatch ${a.batch} × seq ${a.seq}; slimtune threads ${a.threads}; peer: best of threads ${a.peerThreads.join(" and ")}; ${report.machine.cpu}, ${report.machine.nproc} cores`);
   console.log(H.mdTable(["model", "mode", "slimtune tok/s", "peer tok/s", "peer by threads", "ratio", "slimtune RSS MB", "peer RSS MB", "slimtune GFLOPS", "peer GFLOPS", "ORT GEMM GFLOPS", "other load s/p"], rows));
   console.log(`\nGFLOPS: ${report.flop_formula}. ORT GEMM = plain Gemm [B·T, C]×[F, C]ᵀ, ${a.threads} threads, same run.`);
   console.log("other load s/p: CPU share used by other processes on this shared VM (slimtune: median over timed steps; peer: whole process).");
-  console.log("\nslimtune train step split (median ms): graph run / AdamW; plain Gemm GFLOPS (fwd x·Wᵀ, dX dy·W, dW dyᵀ·x):");
+  console.log("\nslimtune train step split (median ms): graph run (with the output copy) / global norm / AdamW; plain Gemm GFLOPS (fwd x·Wᵀ, dX dy·W, dW dyᵀ·x):");
   for (const r of results) {
     const g = r.gemm.results.map((x) => `${x.op.split(" ")[0]}@t${x.threads} ${x.gflops}`).join(", ");
-    console.log(`  ${r.model}: run ${r.train.slimtune.run_ms_median} / adamw ${r.train.slimtune.adamw_ms_median}; at GEMM speed the step would take ${r.train.gemm_bound_ms} ms; ${g}`);
+    console.log(`  ${r.model}: run ${r.train.slimtune.run_ms_median} / norm ${r.train.slimtune.norm_ms_median} / adamw ${r.train.slimtune.adamw_ms_median}; at GEMM speed the step would take ${r.train.gemm_bound_ms} ms; ${g}`);
   }
   if (profile) {
     console.log(`\nORT profile, ${profileModel} train step (3rd run): wall ${profile.run_wall_ms} ms, model_run ${profile.model_run_ms} ms, kernels ${profile.kernel_total_ms} ms; other processes ${profile.foreign_cpu_load_pct}% of the CPU`);

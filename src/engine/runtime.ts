@@ -146,8 +146,17 @@ export class CompiledGraph {
   /**
    * Runs the graph; every declared input must be fed with its exact shape. Inputs with symbolic
    * dims take any size there, as long as every symbol has one value across all feeds.
+   *
+   * `into` names outputs ONNX Runtime writes into the caller's buffers (exact shape and type), which
+   * are then returned as that output: a training step reuses its gradient buffers every step
+   * instead of leaving ORT to hold every gradient too. onnxruntime-node 1.30 still hands back a fresh
+   * copy of each such output (measured: arrayBuffers grows by its size); it is dropped here at once.
    */
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[] = this.outputNames): Promise<Record<string, HostTensor>> {
+  async run(
+    feeds: Record<string, HostTensor>,
+    outputs: readonly string[] = this.outputNames,
+    into: Readonly<Record<string, HostTensor>> = {},
+  ): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = { ...this.liftedFeeds };
     const bound = new Map<string, number>();
     const compound: Array<() => void> = [];
@@ -161,11 +170,15 @@ export class CompiledGraph {
       ortFeeds[name] = new this.binding.Tensor(ortType[sig.dtype], t.data as never, dims as number[]);
     }
     for (const check of compound) check();
-    const result = await this.session.run(ortFeeds, outputs as string[]);
+    const preallocated = outputs.some((name) => into[name]);
+    const fetches = preallocated
+      ? Object.fromEntries(outputs.map((name) => [name, into[name] ? new this.binding.Tensor(into[name].data as never, into[name].shape as number[]) : null]))
+      : (outputs as string[]);
+    const result = await this.session.run(ortFeeds, fetches);
     const out: Record<string, HostTensor> = {};
     for (const name of outputs) {
       const t = result[name]!;
-      out[name] = { data: t.data as HostArray, shape: t.dims };
+      out[name] = into[name] ?? { data: t.data as HostArray, shape: t.dims };
     }
     return out;
   }

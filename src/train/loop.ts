@@ -10,6 +10,7 @@ import { Rng } from "../core/rng.js";
 import { AdamW } from "./adamw.js";
 import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "../formats/checkpoint.js";
 import { clipScale, globalNorm } from "./clip.js";
+import { collectGarbage } from "./collect-garbage.js";
 import { DivergenceMonitor } from "./divergence.js";
 import { MetricsLog } from "./metrics-log.js";
 import { removeStaleTemps } from "../core/output.js";
@@ -136,15 +137,19 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   const monitor = new DivergenceMonitor(task.kind === "lm" || task.kind === "sft" ? Math.log(method.config.vocabSize) : null);
 
   const parallel = opts.parallel ?? 1;
-  const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel } : { threads: opts.threads });
-  // Held-out scoring runs one chain: it gets every core again.
-  const evalCache = parallel > 1 ? new GraphCache({ threads: opts.threads }) : cache;
   const names = [...trainable.keys()];
+  const lean = leanStep([...trainable.values()].reduce((b, p) => b + p.data.byteLength, 0));
+  const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel, memoryArena: !lean } : { threads: opts.threads, memoryArena: !lean });
+  // Held-out scoring runs one chain, on every core, with the arena (it allocates the same blocks every batch).
+  const evalCache = new GraphCache({ threads: opts.threads });
   const stepFor = (shape: string) => {
     const spec = task.stepGraph(method, names, shape, { checkpoint: opts.checkpointActivations ?? false, replicas: parallel });
     return cache.get(spec.key, spec.build);
   };
   const weightFeeds = (): Record<string, HostTensor> => Object.fromEntries(trainable);
+  // ORT writes each step's gradients into these, the same buffers every step.
+  const gradBuffers = new Map(names.map((n) => [n, { data: new Float32Array(trainable.get(n)!.data.length), shape: trainable.get(n)!.shape }]));
+
   let done = startStep;
   const best = new BestWeights();
   const diverged = (what: string) => {
@@ -197,7 +202,8 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
       const t0 = performance.now();
       // A run shorter than the warm-up simply warms up for all of it.
       const lr = learningRateAt(s, { peak: opts.lr, warmupSteps: Math.min(opts.warmupSteps, opts.steps), totalSteps: opts.steps, minRatio: opts.minLrRatio });
-      const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), names, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
+      if (lean) collectGarbage();
+      const { loss, grads, tokens } = await forwardBackward(stepFor, sampler, weightFeeds(), gradBuffers, opts.accumulate, () => method.stepFeeds?.(rng) ?? {});
       const gradNorm = globalNorm(grads.values());
       const finite = Number.isFinite(gradNorm) && Number.isFinite(loss);
       // Clipping is applied by AdamW as it reads each gradient (one pass over them, not two).
@@ -258,8 +264,22 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
   } finally {
     log.close();
     await cache.clear();
-    if (evalCache !== cache) await evalCache.clear();
+    await evalCache.clear();
   }
+}
+
+/**
+ * Whether a step with this many bytes of trainable weights (so as many of gradients) runs lean:
+ * its sessions without ORT's memory arena, and a full garbage collection before each step.
+ * The arena keeps its high-water mark (rounding each growth up), so between runs it held GBs that
+ * AdamW's moments then sat on top of; and the copies of the gradients onnxruntime-node returns (the
+ * loop drops them at once) stayed resident into the next run until V8 got round to them. At the
+ * Qwen2.5-0.5B shape (2 GB of gradients) lean took the peak from 15.6 to 12.0 GB at the same CPU
+ * time; at the SmolLM2-135M shape (0.5 GB) it saved 1.4 GB but cost ~5 % more CPU in page faults,
+ * and that shape's memory is already well under the peer's (bench/results/train-s28-*).
+ */
+export function leanStep(trainableBytes: number): boolean {
+  return trainableBytes >= 2 ** 30;
 }
 
 /** The trainable tensors at the best held-out evaluation so far (copies, so training goes on). */
@@ -289,32 +309,40 @@ function prefixed(metrics: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`held_out_${k}`, v]));
 }
 
-/** Runs `accumulate` micro-batches and returns the mean loss and mean gradients. */
-async function forwardBackward(
+/**
+ * Runs `accumulate` micro-batches and returns the mean loss and mean gradients, in `gradBuffers`:
+ * ORT writes the first micro-batch's gradients there (so its arena never holds a second set of
+ * them), and the later micro-batches' gradients, fresh arrays, are added into them. Exported for
+ * its test (test/train/step-grad-buffers.test.ts).
+ */
+export async function forwardBackward(
   stepFor: (shape: string) => Promise<CompiledGraph>,
   sampler: BatchSampler,
   weights: Record<string, HostTensor>,
-  names: readonly string[],
+  gradBuffers: ReadonlyMap<string, HostTensor>,
   accumulate: number,
   stepFeeds: () => Record<string, HostTensor>,
 ): Promise<{ loss: number; grads: Map<string, Float32Array>; tokens: number }> {
   let loss = 0;
   let tokens = 0;
-  let grads: Map<string, Float32Array> | null = null;
+  const grads = new Map([...gradBuffers].map(([n, t]) => [n, t.data as Float32Array]));
+  const into = Object.fromEntries([...gradBuffers].map(([n, t]) => [gradName(n), t]));
   for (let micro = 0; micro < accumulate; micro++) {
     const batch = sampler.next();
     tokens += batch.tokens;
     const step = await stepFor(batch.shape);
-    const out = await step.run({ ...weights, ...batch.feeds, ...stepFeeds() });
-    loss += (out.loss!.data[0] as number) / accumulate;
-    if (!grads) {
-      grads = new Map(names.map((n) => [n, out[gradName(n)]!.data as Float32Array]));
+    const feeds = { ...weights, ...batch.feeds, ...stepFeeds() };
+    if (micro === 0) {
+      const out = await step.run(feeds, step.outputNames, into);
+      loss += (out.loss!.data[0] as number) / accumulate;
       if (accumulate > 1) for (const g of grads.values()) scale(g, 1 / accumulate);
     } else {
-      for (const n of names) addScaled(grads.get(n)!, out[gradName(n)]!.data as Float32Array, 1 / accumulate);
+      const out = await step.run(feeds);
+      loss += (out.loss!.data[0] as number) / accumulate;
+      for (const [n, g] of grads) addScaled(g, out[gradName(n)]!.data as Float32Array, 1 / accumulate);
     }
   }
-  return { loss, grads: grads!, tokens };
+  return { loss, grads, tokens };
 }
 
 function scale(x: Float32Array, a: number): void {
