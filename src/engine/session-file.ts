@@ -7,9 +7,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { withIo } from "../core/io.js";
+export { collectGarbage } from "./collect-garbage.js";
 import type { ExternalData } from "./onnx-writer.js";
 
 /** Session folders are named slimtune-session-<pid>-<random>, so a later run can tell whose they were. */
@@ -111,20 +110,4 @@ function writeAll(fd: number, file: string, bytes: Uint8Array, position: number)
   while (done < bytes.byteLength) {
     done += withIo(file, "write the session's external data file", () => fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done));
   }
-}
-
-let gc: (() => void) | null = null;
-
-/**
- * One full garbage collection now. Buffers the host just let go of (weights handed to ONNX Runtime)
- * are otherwise freed only at V8's next collection, which session creation — native allocation
- * V8 does not see — never triggers: the host's copy and ORT's then coexisted at the peak. V8 gives
- * its gc() function only to a context created after the flag is set.
- */
-export function collectGarbage(): void {
-  if (!gc) {
-    v8.setFlagsFromString("--expose-gc");
-    gc = vm.runInNewContext("gc") as () => void;
-  }
-  gc();
 }

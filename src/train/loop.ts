@@ -10,7 +10,7 @@ import { Rng } from "../core/rng.js";
 import { AdamW } from "./adamw.js";
 import { type CheckpointState, hasCheckpoint, loadCheckpoint, saveCheckpoint } from "../formats/checkpoint.js";
 import { clipScale, globalNorm } from "./clip.js";
-import { collectGarbage } from "./collect-garbage.js";
+import { collectGarbage } from "../engine/collect-garbage.js";
 import { DivergenceMonitor } from "./divergence.js";
 import { MetricsLog } from "./metrics-log.js";
 import { removeStaleTemps } from "../core/output.js";

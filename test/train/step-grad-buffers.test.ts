@@ -8,7 +8,7 @@ import { CompiledGraph, Graph, type HostTensor, add, mul } from "../../src/engin
 import { fullFineTuning } from "../../src/methods/full/index.js";
 import { IDS, TARGETS, buildLmTrainGraph, gradName } from "../../src/models/llama/lm-graphs.js";
 import { LlamaModel } from "../../src/models/llama/model.js";
-import { collectGarbage } from "../../src/train/collect-garbage.js";
+import { collectGarbage } from "../../src/engine/collect-garbage.js";
 import { forwardBackward } from "../../src/train/loop.js";
 import type { Batch } from "../../src/train/task.js";
 import { REF_MODEL } from "../helpers/paths.js";

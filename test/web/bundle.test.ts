@@ -14,6 +14,7 @@ const STILL_IMPORTING_NODE = [
   "src/core/io.ts",
   "src/core/json.ts",
   "src/core/output.ts",
+  "src/engine/collect-garbage.ts", // node:v8 and node:vm, reached only through session-file.ts (never run in the page)
   "src/engine/ort-binding.ts", // onnxruntime-node, imported only when no binding was chosen (never in the page)
   "src/engine/session-file.ts", // the external-data session file, imported only under onnxruntime-node (never in the page)
   "src/formats/folder-tensors.ts",

@@ -1,4 +1,5 @@
-// A full V8 garbage collection on demand, for the training loop's big transients.
+// A full V8 garbage collection on demand (Node only), for big transients V8 does not see coming:
+// the weights a session creation has just copied into ONNX Runtime (session-file.ts), and the training loop's outputs.
 //
 // onnxruntime-node 1.30 hands back a fresh copy of every output, even one ORT already wrote into a
 // buffer the loop keeps; at Qwen2.5-0.5B that is 2 GB of garbage per step. V8 frees such buffers only
