@@ -180,7 +180,7 @@ function memNow() {
 async function childTrain(a) {
   const L = await lib();
   const clip = await import(path.join(dist, "train/clip.js"));
-  const { collectGarbage } = await import(path.join(dist, "train/collect-garbage.js"));
+  const { collectGarbage } = await import(path.join(dist, "engine/collect-garbage.js"));
   const { leanStep } = await import(path.join(dist, "train/loop.js"));
   const spec = MODELS[a.model];
   const B = a.batch, T = a.seq;
