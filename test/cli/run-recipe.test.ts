@@ -150,7 +150,9 @@ async function inChromium(pages: string[]): Promise<Array<{ figures: string[]; s
       await page.goto(`file://${file}`, { waitUntil: "load" });
       const figures = await page.locator("figure[data-chart]").evaluateAll((els) => els.map((e) => e.getAttribute("data-chart") ?? ""));
       const svgsInFigures = await page.locator("figure[data-chart] > svg").count();
-      const shot = path.join(os.tmpdir(), `slimtune-report-${i}-${path.basename(path.dirname(file))}.png`);
+      // A fixed name per page (the scratch folder's random suffix dropped), so each run replaces the last screenshot.
+      const label = path.basename(path.dirname(file)).replace(/^slimtune-(.+)-[A-Za-z0-9]{6}$/, "$1");
+      const shot = path.join(os.tmpdir(), `slimtune-report-${i}-${label}.png`);
       await page.screenshot({ path: shot, fullPage: true });
       await page.close();
       results.push({ figures, svgsInFigures, errors, shot });
