@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { SlimtuneError, quote } from "./errors.js";
 import { withIo } from "./io.js";
+import { processAlive } from "./process-alive.js";
 
 /** Marks a folder as slimtune's output; its presence is what allows a later run to reuse the folder. */
 export const OUTPUT_MARKER = ".slimtune-output";
@@ -92,16 +93,6 @@ export function claimOutputFile(file: string, opts: ClaimOptions): void {
 // Temp siblings written by core/atomic.ts, core/publish.ts and the recipes all read
 // `.<name>.<tag>-<pid>-<random>`; one whose process is gone is left over from an interrupted run.
 const TEMP_TAGS = ["tmp", "old", "publish", "qpruner", "pa", "staging"];
-
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Removes temp siblings of `target` left by runs that no longer exist; returns their names. */
 export function removeStaleTemps(target: string): string[] {

@@ -8,6 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { withIo } from "../core/io.js";
+import { processAlive } from "../core/process-alive.js";
 export { collectGarbage } from "./collect-garbage.js";
 import type { ExternalData } from "./onnx-writer.js";
 
@@ -73,16 +74,6 @@ function removeFoldersOfDeadRuns(tmp: string): void {
     } catch {
       // Another user's folder, or one going away meanwhile: not ours to insist on.
     }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
