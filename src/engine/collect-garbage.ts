@@ -1,7 +1,7 @@
 // A full V8 garbage collection on demand (Node only), for big transients V8 does not see coming:
 // the weights a session creation has just copied into ONNX Runtime (session-file.ts), and the training loop's outputs.
 //
-// onnxruntime-node 1.30 hands back a fresh copy of every output, even one ORT already wrote into a
+// onnxruntime-node (1.30 and 1.31) hands back a fresh copy of every output, even one ORT already wrote into a
 // buffer the loop keeps; at Qwen2.5-0.5B that is 2 GB of garbage per step. V8 frees such buffers only
 // when its own heuristics run a collection, and neither the ORT run (native memory) nor AdamW (no
 // JS allocation) prompts one, so the last step's copies were still resident during the next run.

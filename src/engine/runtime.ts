@@ -149,7 +149,7 @@ export class CompiledGraph {
    *
    * `into` names outputs ONNX Runtime writes into the caller's buffers (exact shape and type), which
    * are then returned as that output: a training step reuses its gradient buffers every step
-   * instead of leaving ORT to hold every gradient too. onnxruntime-node 1.30 still hands back a fresh
+   * instead of leaving ORT to hold every gradient too. onnxruntime-node (1.30 and 1.31) still hands back a fresh
    * copy of each such output (measured: arrayBuffers grows by its size); it is dropped here at once.
    */
   async run(
