@@ -16,9 +16,12 @@ export const embeddingName = (config: LlamaConfig): string => (isGpt2(config) ? 
 
 export const tableSpec = (bits: 4 | 8): QuantSpec => ({ scheme: "rtn", bits, groupSize: TABLE_GROUP, symmetric: true });
 
+/** True when `config`'s hidden size splits into whole groups of 32, the tables' only layout. */
+export const hasTableLayout = (config: LlamaConfig): boolean => config.hiddenSize % TABLE_GROUP === 0;
+
 /** Tables at `bits` from the float tensors; null when the hidden size has no whole groups of 32. */
 export function quantizeTables(config: LlamaConfig, weights: ReadonlyMap<string, HostParam>, bits: 4 | 8): QuantizedTables | null {
-  if (config.hiddenSize % TABLE_GROUP !== 0) return null;
+  if (!hasTableLayout(config)) return null;
   const table = (name: string) => {
     const w = weights.get(name);
     return w ? quantizeRtn(w.data, w.shape[0]!, w.shape[1]!, tableSpec(bits)) : undefined;

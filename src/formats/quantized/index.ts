@@ -4,13 +4,14 @@
 
 import { SlimtuneError } from "../../core/errors.js";
 import { shownJson } from "../../core/json.js";
+import { hasTableLayout } from "../../quant/tables.js";
 import type { QuantScheme, QuantizedModel } from "../../quant/types.js";
 import { FolderTensors } from "../folder-tensors.js";
 import { type DenseLoadOptions, readQuantFolderConfig } from "./common.js";
 import { gptqQuantMethod, loadGptqFolder, saveGptqFolder } from "./gptq-folder.js";
 import { loadNf4Folder, nf4QuantMethod, saveNf4Folder } from "./nf4-folder.js";
 import { loadReallmFolder, reallmQuantMethod, saveReallmFolder } from "./reallm-folder.js";
-import { hasTableLayout, streamedTables, tableTensorNames } from "./streamed-tables.js";
+import { streamedTables, tableTensorNames } from "./streamed-tables.js";
 
 export { isQuantizedFolder } from "./common.js";
 export { loadGptqFolder, saveGptqFolder } from "./gptq-folder.js";

@@ -8,7 +8,7 @@
 import type { LlamaConfig } from "../../arch/llama/config.js";
 import { llamaParamShapes } from "../../arch/llama/shapes.js";
 import { SlimtuneError } from "../../core/errors.js";
-import { TABLE_GROUP, embeddingName, quantizeTableRows } from "../../quant/tables.js";
+import { embeddingName, quantizeTableRows } from "../../quant/tables.js";
 import type { QuantizedTables } from "../../quant/types.js";
 import type { FolderTensors } from "../folder-tensors.js";
 
@@ -16,9 +16,6 @@ import type { FolderTensors } from "../folder-tensors.js";
 export function tableTensorNames(config: LlamaConfig): Set<string> {
   return new Set(config.tieWordEmbeddings ? [embeddingName(config)] : [embeddingName(config), "lm_head.weight"]);
 }
-
-/** True when `config`'s hidden size splits into whole groups of 32, the tables' only layout. */
-export const hasTableLayout = (config: LlamaConfig): boolean => config.hiddenSize % TABLE_GROUP === 0;
 
 /**
  * The tables at `bits` read from `tensors` block by block (`blockRows` rows each, default 16 MiB of
