@@ -12,6 +12,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseFlags, root as here } from "./lib/harness.mjs";
+import { relativeError } from "./lib/hessian-error.mjs";
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -38,21 +39,6 @@ const readF32 = (file) => {
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
 };
 
-/** ‖(W − Q)X‖ / ‖WX‖ through H ∝ XᵀX (float64), as bench/quantize.mjs. */
-async function throughHessian(w, q, h, n, k) {
-  const d = Float64Array.from(w, (v, i) => v - q[i]);
-  const w64 = Float64Array.from(w);
-  const dh = await gemm.mul(d, h, { m: n, k, n: k });
-  const wh = await gemm.mul(w64, h, { m: n, k, n: k });
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < d.length; i++) {
-    num += d[i] * dh[i];
-    den += w64[i] * wh[i];
-  }
-  return Math.sqrt(num / den);
-}
-
 console.log(`dist from ${flags.root}; ${flags.model}; seeds ${flags.seeds.join(", ")}; each cell: ‖W − Ŵ‖/‖W‖ / ‖ΔWX‖/‖WX‖`);
 let index = 0;
 for (const hs of manifest.hessians) {
@@ -66,7 +52,7 @@ for (const hs of manifest.hessians) {
     for (const seed of flags.seeds.map(Number)) {
       const opts = { budget: 3, vqDims: [2, 4], blockSize: 64, permute: false, lowRankDtype: "float16", seed, gemm, nearest };
       const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, opts, l.name, layerIndex);
-      const e = await throughHessian(w, dequantize(layer), h, l.n, hs.k);
+      const e = await relativeError(gemm, w, dequantize(layer), h, l.n, hs.k);
       ofH.push(e);
       cells.push(`${report.relativeError.toFixed(5)} / ${e.toFixed(5)}`);
     }

@@ -26,6 +26,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { fmt, log, machineInfo, mdTable, parseFlags, python, root, runTimed, setLogFile, shared, writeJson } from "./lib/harness.mjs";
+import { relativeError } from "./lib/hessian-error.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = (p) => import(path.join(root, "dist", p));
@@ -95,22 +96,6 @@ async function makeData(dir, cfg, opts) {
 function readF32(file) {
   const b = fs.readFileSync(file);
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-}
-
-/** ‖(W − Q)X‖ / ‖WX‖ through H ∝ XᵀX (float64). */
-async function relativeError(gemm, w, q, h, n, k) {
-  const d = new Float64Array(n * k);
-  const w64 = Float64Array.from(w);
-  for (let i = 0; i < d.length; i++) d[i] = w[i] - q[i];
-  const dh = await gemm.mul(d, h, { m: n, k, n: k });
-  const wh = await gemm.mul(w64, h, { m: n, k, n: k });
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < d.length; i++) {
-    num += d[i] * dh[i];
-    den += w64[i] * wh[i];
-  }
-  return Math.sqrt(num / den);
 }
 
 // ---------------------------------------------------------------------------------------------
