@@ -116,7 +116,7 @@ export class QuantizedParams implements ParamSource {
    * releaseCodes now, and from now on each layer's codes as soon as the layer is built: the graph
    * building that follows never holds one layer's codes at one byte each beside every other layer's
    * packed blocks. At the Llama-3.2-1B shape, releasing them all only after the build let (by size) 1,178 MiB
-   * of codes and 589 MiB of packed blocks coexist (docs/benchmarks.md, "session 28: loading").
+   * of codes and 589 MiB of packed blocks coexist (docs/benchmarks-history.md, "session 28: loading").
    */
   releaseCodesAsBuilt(): number {
     this.releaseOnBuild = true;
