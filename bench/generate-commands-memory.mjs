@@ -1,5 +1,5 @@
-// Peak RSS of the two other commands that generate, `eval --task generate` and `chat`, on a
-// quantized folder: each run its own process under /usr/bin/time, the variants taking turns round
+// Peak RSS of the two other commands that generate, `eval --task generate` and `chat` (and of
+// `generate` itself beside them with --commands eval,chat,generate), on a quantized folder: each run its own process under /usr/bin/time, the variants taking turns round
 // by round, with the share of the CPU other processes took meanwhile. Variants: this build with
 // --head-bits 8 (the default), 4 and float, and optionally an earlier build (--before-dist, a copy of
 // its dist/ folder kept inside this checkout so node_modules resolves) run as it was, without the flag.
@@ -19,7 +19,7 @@ const flags = parseFlags(
   {
     model: { type: "string", default: "smollm2-135m-shape", help: "a folder name under shared/models (random weights, RTN 4-bit g32 symmetric)" },
     "before-dist": { type: "string", default: "", help: "an earlier build's dist/ folder to compare with (run without --head-bits)" },
-    commands: { type: "list", default: ["eval", "chat"], help: "eval (eval --task generate) and/or chat" },
+    commands: { type: "list", default: ["eval", "chat"], help: "eval (eval --task generate), chat, and generate (unchanged here: the reference the other two now follow)" },
     rounds: { type: "int", default: 3, help: "rounds; each runs every variant of every command once" },
     new: { type: "int", default: 8, help: "new tokens per answer or reply" },
     examples: { type: "int", default: 4, help: "eval: records answered" },
@@ -51,13 +51,15 @@ function commandArgs(command, v) {
   const common = ["--model", dir, "--threads", String(flags.threads), "--max-new-tokens", String(flags.new), ...(v.headBits ? ["--head-bits", v.headBits] : [])];
   const cli = path.join(v.dist, "cli/main.js");
   if (command === "eval") return { args: [cli, "eval", "--task", "generate", "--data", data, "--max-examples", String(flags.examples), "--json", ...common] };
+  if (command === "generate") return { args: [cli, "generate", "--prompt", sentence, "--ignore-eos", "--json", ...common] };
   return { args: [cli, "chat", ...common], input: chatInput };
 }
 
 /** What the command said, to compare across variants: eval's answers, chat's replies. */
 function output(command, stdout) {
   if (command === "chat") return stdout;
-  return JSON.stringify(JSON.parse(stdout.trim().split("\n").at(-1)).answers.map((a) => a.answer));
+  const json = JSON.parse(stdout.trim().split("\n").at(-1));
+  return JSON.stringify(command === "generate" ? json.ids : json.answers.map((a) => a.answer));
 }
 
 const load = await sampleLoad(2000);
@@ -95,7 +97,7 @@ log(mdTable(
   ["command", "variant", "peak RSS MiB", "vs first", "CPU s", "same output as first", "other CPU"],
   summary.map((s) => {
     const first = summary.find((x) => x.command === s.command);
-    return [s.command === "eval" ? "eval --task generate" : "chat", s.variant, fmt.f(s.peak_rss_mib, 0), fmt.x(s.peak_rss_mib / first.peak_rss_mib), fmt.f(s.cpu_s, 1), s.same_output_as_first ? "yes" : "no", fmt.pct(s.other_cpu, 0)];
+    return [s.command === "eval" ? "eval --task generate" : s.command, s.variant, fmt.f(s.peak_rss_mib, 0), fmt.x(s.peak_rss_mib / first.peak_rss_mib), fmt.f(s.cpu_s, 1), s.same_output_as_first ? "yes" : "no", fmt.pct(s.other_cpu, 0)];
   }),
 ));
 if (flags.out) writeJson(`${flags.out}.json`, { machine: machineInfo(), flags, load, summary, runs });
