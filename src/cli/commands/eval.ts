@@ -51,7 +51,7 @@ export default defineCommand({
     "max-examples": { type: "string", description: "generate: answer only the first N records" },
     "per-template": { type: "boolean", description: "generate: print exact match per `template` field (always in --json)" },
     show: { type: "string", description: "generate: example answers printed", default: "3" },
-    "head-bits": { ...headBitsFlag, description: `generate: ${headBitsFlag.description}` },
+    "head-bits": { ...headBitsFlag, description: "generate: a quantized model's embedding and LM head, as generate --head-bits: 4, 8 or float (default 8)" },
     ctx: { type: "string", description: "lm: window length in tokens (a .jsonl --data: the --seq of its packed rows)", default: "256" },
     "max-tokens": { type: "string", description: "lm: score only the first N tokens" },
     batch: { type: "string", description: "Windows or examples per forward pass", default: "8" },
