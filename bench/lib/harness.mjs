@@ -140,11 +140,36 @@ export async function sampleLoad(ms = 3000) {
   return { busy: total > 0 ? (s1.busy - s0.busy) / total : 0, top: top.slice(0, 3) };
 }
 
-/** Other benchmark drivers alive on the machine (their children start timed runs at any moment). */
-function otherDrivers() {
+/** The parent process id from /proc/PID/stat, or null once the process is gone. */
+function parentPid(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which may hold spaces and parentheses: state, ppid, …
+    return Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * This process and every process it descends from. A bench started as `sh -c "node bench/x.mjs …"`
+ * (nohup, npm scripts, another bench) has a parent whose command line names a benchmark driver; that
+ * parent is waiting on us, not about to start a timed run of its own.
+ */
+export function ancestorPids(pid = process.pid) {
+  const out = new Set();
+  for (let p = pid; p > 0 && !out.has(p); p = parentPid(p) ?? 0) out.add(p);
+  return out;
+}
+
+/**
+ * Other benchmark drivers alive on the machine (their children start timed runs at any moment):
+ * processes whose command line runs one, other than `excluded` (by default this process and its ancestors).
+ */
+export function otherDrivers(excluded = ancestorPids()) {
   const out = [];
   for (const pid of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    if (!/^\d+$/.test(pid) || excluded.has(Number(pid))) continue;
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
       if (/bench\/train-step\.mjs(?! --child)/.test(cmd)) out.push({ pid: Number(pid), cmd: cmd.trim().slice(0, 60) });
@@ -169,8 +194,9 @@ export async function waitQuiet({ threshold = 0.1, pollS = 30, maxWaitS = 1200, 
     let quiet = true;
     for (let i = 0; i < samples && quiet; i++) {
       ({ busy, top } = await sampleLoad(3000));
-      const heavy = top.filter((p) => /^(node|python3?|MainThread)$/.test(p.name) && p.cpuPct > 5);
-      const drivers = otherDrivers();
+      const mine = ancestorPids();
+      const heavy = top.filter((p) => /^(node|python3?|MainThread)$/.test(p.name) && p.cpuPct > 5 && !mine.has(p.pid));
+      const drivers = otherDrivers(mine);
       quiet = busy < threshold && heavy.length === 0 && drivers.length === 0;
       if (drivers.length) top = [...drivers.map((d) => ({ pid: d.pid, name: d.cmd, cpuPct: 0 })), ...top];
     }
@@ -194,13 +220,15 @@ export async function waitQuiet({ threshold = 0.1, pollS = 30, maxWaitS = 1200, 
 /**
  * Runs a command under /usr/bin/time; returns stdout, stderr, wall/user/sys seconds, max RSS (MiB)
  * and the share of the machine's CPU that other processes used meanwhile (0…1). Child stderr lines
- * are echoed to our stderr with `echoPrefix` (null: quiet).
+ * are echoed to our stderr with `echoPrefix` (null: quiet). `input`: text written to the child's
+ * stdin, which is then closed (without it the child reads end of input at once).
  */
-export function runTimed(cmd, args, { env, echoPrefix = "    | ", cwd = root } = {}) {
+export function runTimed(cmd, args, { env, echoPrefix = "    | ", cwd = root, input } = {}) {
   return new Promise((resolve, reject) => {
     const s0 = cpuStat();
     const started = performance.now();
-    const child = spawn("/usr/bin/time", ["-f", "__TIME__ %e %U %S %M", cmd, ...args], { cwd, env: env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("/usr/bin/time", ["-f", "__TIME__ %e %U %S %M", cmd, ...args], { cwd, env: env ?? process.env, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    if (input !== undefined) child.stdin.end(input);
     let stdout = "";
     let stderr = "";
     let pending = "";

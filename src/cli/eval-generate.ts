@@ -6,9 +6,7 @@ import { SlimtuneError } from "../core/errors.js";
 import { readInstructFile } from "../data/instruct-records.js";
 import { answerPrompt, exactMatch } from "../eval/answers.js";
 import { Generator } from "../eval/generate.js";
-import { generationScoring } from "../export/deploy.js";
 import { loadTokenizer } from "../formats/tokenizer.js";
-import { loadBase } from "../models/load.js";
 import { chatRendererFor } from "../data/chat-template.js";
 import { tokenizeRecords } from "../data/sft-examples.js";
 import { type GraphCache, Graph } from "../engine/index.js";
@@ -19,6 +17,7 @@ import { answerLoss } from "../train/sft-task.js";
 import { intArg, peakRssMb, printJson } from "./args.js";
 import { type Progress, createProgress } from "./progress.js";
 import { dataFormatArg } from "./sft-args.js";
+import { headBitsArg, loadGenerationModel } from "./generation-model.js";
 
 export interface EvalGenerateFlags {
   adapter?: string;
@@ -28,6 +27,7 @@ export interface EvalGenerateFlags {
   "max-examples"?: string;
   "per-template"?: boolean;
   show?: string;
+  "head-bits"?: string;
   json?: boolean;
 }
 
@@ -36,6 +36,7 @@ export async function evalGenerate(args: EvalGenerateFlags, modelDir: string, da
   const maxNewTokens = args["max-new-tokens"] ? intArg("max-new-tokens", args["max-new-tokens"], 1) : undefined;
   const limit = args["max-examples"] ? intArg("max-examples", args["max-examples"], 1) : undefined;
   const show = intArg("show", args.show, 3, 0);
+  const headBits = headBitsArg(args["head-bits"]);
   const { records, format: found } = readInstructFile(dataFile, format ? { format } : {});
   if (found === "text") throw new SlimtuneError("E_DATA", `has "text" records, which hold no prompt to answer; --task generate needs prompt/completion, Alpaca or messages records`, dataFile);
   const { renderer, source } = chatRendererFor(modelDir, args["chat-template"]);
@@ -48,8 +49,8 @@ export async function evalGenerate(args: EvalGenerateFlags, modelDir: string, da
       throw err;
     }
   });
-  const model = generationScoring(loadBase(modelDir), args.adapter);
-  const generator = await Generator.create(model, tokenizer, threads ? { threads } : {});
+  const { model, head } = loadGenerationModel(modelDir, args.adapter, headBits);
+  const generator = await Generator.create(model, tokenizer, threads ? { threads } : {}, { releaseHostCodes: true }); // the model serves this generator only
   let progress: Progress | null = null;
   const report = await exactMatch(generator, prompts, {
     ...(maxNewTokens ? { maxNewTokens } : {}),
@@ -63,11 +64,11 @@ export async function evalGenerate(args: EvalGenerateFlags, modelDir: string, da
   (progress as Progress | null)?.stop();
   await generator.release();
   if (args.json) {
-    printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, format: found, chat_template: source, exact_match: report.exactMatch, examples: report.examples, per_template: report.perTemplate, answers: report.answers, seconds: report.seconds, peak_rss_mb: peakRssMb() });
+    printJson({ model: modelDir, adapter: args.adapter ?? null, data: dataFile, format: found, chat_template: source, head, exact_match: report.exactMatch, examples: report.examples, per_template: report.perTemplate, answers: report.answers, seconds: report.seconds, peak_rss_mb: peakRssMb() });
     return;
   }
   const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
-  const lines = [`${model.description}: exact match ${pct(report.exactMatch)} on ${report.examples} ${found} records (greedy; chat template: ${source}); ${report.seconds.toFixed(1)} s`];
+  const lines = [`${model.description}, embedding/LM head ${head}: exact match ${pct(report.exactMatch)} on ${report.examples} ${found} records (greedy; chat template: ${source}); ${report.seconds.toFixed(1)} s`];
   const templates = Object.entries(report.perTemplate).sort(([a], [b]) => a.localeCompare(b));
   if (templates.length > 0 && args["per-template"]) {
     const width = Math.max(...templates.map(([t]) => t.length));

@@ -49,6 +49,11 @@ export interface TrainOptions {
    * parallel executor) instead of one batch on every core; same loss and gradients. Default 1.
    */
   parallel?: number;
+  /**
+   * Bytes of trainable weights from which steps run lean (see leanStep); default LEAN_STEP_BYTES.
+   * No command sets it: it lets a test drive a small model through the lean path.
+   */
+  leanStepBytes?: number;
 }
 
 export const defaultTrainOptions: Omit<TrainOptions, "outDir" | "steps"> = {
@@ -138,7 +143,7 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
 
   const parallel = opts.parallel ?? 1;
   const names = [...trainable.keys()];
-  const lean = leanStep([...trainable.values()].reduce((b, p) => b + p.data.byteLength, 0));
+  const lean = leanStep([...trainable.values()].reduce((b, p) => b + p.data.byteLength, 0), opts.leanStepBytes);
   const cache = new GraphCache(parallel > 1 ? { threads: 1, interOpThreads: parallel, memoryArena: !lean } : { threads: opts.threads, memoryArena: !lean });
   // Held-out scoring runs one chain, on every core, with the arena (it allocates the same blocks every batch).
   const evalCache = new GraphCache({ threads: opts.threads });
@@ -278,9 +283,12 @@ export async function train(method: TuningMethod, task: TrainTask, opts: TrainOp
  * time; at the SmolLM2-135M shape (0.5 GB) it saved 1.4 GB but cost ~5 % more CPU in page faults,
  * and that shape's memory is already well under the peer's (bench/results/train-s28-*).
  */
-export function leanStep(trainableBytes: number): boolean {
-  return trainableBytes >= 2 ** 30;
+export function leanStep(trainableBytes: number, threshold = LEAN_STEP_BYTES): boolean {
+  return trainableBytes >= threshold;
 }
+
+/** 1 GiB of trainable weights: above the SmolLM2-135M shape, below Qwen2.5-0.5B's (see leanStep). */
+export const LEAN_STEP_BYTES = 2 ** 30;
 
 /** The trainable tensors at the best held-out evaluation so far (copies, so training goes on). */
 class BestWeights {

@@ -7,11 +7,10 @@ import { defineCommand } from "citty";
 import { SlimtuneError } from "../../core/errors.js";
 import { ChatSession } from "../../eval/chat-session.js";
 import { Generator } from "../../eval/generate.js";
-import { generationScoring } from "../../export/deploy.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
-import { loadBase } from "../../models/load.js";
 import { chatRendererFor } from "../../data/chat-template.js";
 import { floatArg, intArg, runAction } from "../args.js";
+import { headBitsArg, headBitsFlag, loadGenerationModel } from "../generation-model.js";
 
 export default defineCommand({
   meta: { name: "chat", description: "Chat with a model in the terminal, using its chat template (/reset, /exit)" },
@@ -26,6 +25,7 @@ export default defineCommand({
     "top-p": { type: "string", description: "Sample from the smallest set reaching probability p", default: "1" },
     seed: { type: "string", description: "Sampling seed", default: "0" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
+    "head-bits": headBitsFlag,
   },
   run: ({ args }) =>
     runAction(async () => {
@@ -35,13 +35,14 @@ export default defineCommand({
       if (sampling.topP <= 0 || sampling.topP > 1) throw new SlimtuneError("E_ARG", `--top-p "${args["top-p"]}" must lie in (0, 1]`);
       const seed = intArg("seed", args.seed, 0, 0);
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
+      const headBits = headBitsArg(args["head-bits"]);
       const { renderer, source } = chatRendererFor(args.model, args["chat-template"]);
       const tokenizer = await loadTokenizer(args.model);
-      const model = generationScoring(loadBase(args.model), args.adapter);
+      const { model, head } = loadGenerationModel(args.model, args.adapter, headBits);
       const generator = await Generator.create(model, tokenizer, threads ? { threads } : {}, { releaseHostCodes: true }); // the model serves this generator only
       const session = new ChatSession(generator, renderer, tokenizer, args.system);
       const interactive = Boolean(process.stdin.isTTY);
-      process.stderr.write(`${model.description}; chat template: ${source}. /reset starts over, /exit quits.\n`);
+      process.stderr.write(`${model.description}, embedding/LM head ${head}; chat template: ${source}. /reset starts over, /exit quits.\n`);
       const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: interactive });
       const ask = () => interactive && process.stderr.write("you> ");
       ask();

@@ -11,7 +11,7 @@ import { GraphCache } from "../../engine/index.js";
 import { accuracy } from "../../eval/classify.js";
 import { klToReference } from "../../eval/kl.js";
 import { perplexity } from "../../eval/perplexity.js";
-import { SlimtuneError } from "../../core/errors.js";
+import { SlimtuneError, quote } from "../../core/errors.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
 import { HEAD } from "../../models/llama/cls-graphs.js";
 import { type LoadedBase, loadBase } from "../../models/load.js";
@@ -20,6 +20,7 @@ import { intArg, peakRssMb, printJson, requiredArg, runAction } from "../args.js
 import { type Progress, createProgress } from "../progress.js";
 import { scoringFor } from "../../methods/registry.js";
 import { evalAnswerLoss, evalGenerate } from "../eval-generate.js";
+import { headBitsFlag } from "../generation-model.js";
 
 /** The --reference folder, checked to predict over the same tokens as the model. */
 function loadReference(dir: string, modelDir: string): LoadedBase {
@@ -50,6 +51,7 @@ export default defineCommand({
     "max-examples": { type: "string", description: "generate: answer only the first N records" },
     "per-template": { type: "boolean", description: "generate: print exact match per `template` field (always in --json)" },
     show: { type: "string", description: "generate: example answers printed", default: "3" },
+    "head-bits": { ...headBitsFlag, description: "generate: a quantized model's embedding and LM head, as generate --head-bits: 4, 8 or float (default 8)" },
     ctx: { type: "string", description: "lm: window length in tokens (a .jsonl --data: the --seq of its packed rows)", default: "256" },
     "max-tokens": { type: "string", description: "lm: score only the first N tokens" },
     batch: { type: "string", description: "Windows or examples per forward pass", default: "8" },
@@ -67,6 +69,8 @@ export default defineCommand({
         await evalGenerate(args, modelDir, dataFile, threads);
         return;
       }
+      // Scoring runs the model's own head; a table chosen here would silently not be the one measured.
+      if (args["head-bits"] !== undefined) throw new SlimtuneError("E_ARG", `--head-bits applies to --task generate only; --task ${quote(args.task)} scores with the model's own embedding and LM head`);
       const base = loadBase(modelDir);
       const scoring = scoringFor(base, args.adapter);
       const tokenizer = await loadTokenizer(modelDir);

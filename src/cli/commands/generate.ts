@@ -3,16 +3,14 @@
 
 import fs from "node:fs";
 import { defineCommand } from "citty";
-import { SlimtuneError, quote } from "../../core/errors.js";
+import { SlimtuneError } from "../../core/errors.js";
 import { Generator } from "../../eval/generate.js";
-import { type HeadBits, loadWithQuantizedHead } from "../../eval/head-tables.js";
-import { generationScoring } from "../../export/deploy.js";
 import { loadTokenizer } from "../../formats/tokenizer.js";
-import { loadBase } from "../../models/load.js";
 import { floatArg, intArg, printJson, runAction } from "../args.js";
 import { readConversationFile } from "../../data/instruct-records.js";
 import { conversationPrompt } from "../../eval/answers.js";
 import { chatRendererFor } from "../../data/chat-template.js";
+import { headBitsArg, headBitsFlag, loadGenerationModel } from "../generation-model.js";
 
 function readPrompt(prompt: string | undefined, file: string | undefined, ids: string | undefined, chat: string | undefined): string | number[] {
   if ([prompt, file, ids, chat].filter((x) => x !== undefined).length !== 1) {
@@ -48,7 +46,7 @@ export default defineCommand({
     "ignore-eos": { type: "boolean", description: "Keep generating past end-of-sequence tokens (benchmarks)" },
     stop: { type: "string", description: "Stop before this string (repeat the flag for several)" },
     threads: { type: "string", description: "ONNX Runtime threads (default: all cores)" },
-    "head-bits": { type: "string", description: "A quantized model's embedding and LM head: 4, 8 or float (default 8; quantized at load, RTN in groups of 32)" },
+    "head-bits": headBitsFlag,
     json: { type: "boolean", description: "Print one JSON object (prompt_ids, ids, text, prefill/decode tokens per second)" },
   },
   run: ({ args, rawArgs }) =>
@@ -67,12 +65,10 @@ export default defineCommand({
       if (repetitionPenalty <= 0) throw new SlimtuneError("E_ARG", `--repetition-penalty "${args["repetition-penalty"]}" must be > 0`);
       const seed = intArg("seed", args.seed, 0, 0);
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
+      const headBits = headBitsArg(args["head-bits"]);
       const stop = stopStrings(rawArgs);
 
-      // With an adapter the head stays as the adapter's scoring expects it (LoRA reads the float tensors).
-      // Without one, a quantized folder's tables are built from the file, so its float embedding never exists.
-      const { base, head } = args.adapter ? { base: loadBase(args.model), head: "as the adapter's model has it" } : loadWithQuantizedHead(args.model, headBitsArg(args["head-bits"]));
-      const model = generationScoring(base, args.adapter);
+      const { model, head } = loadGenerationModel(args.model, args.adapter, headBits);
       const tokenizer = await loadTokenizer(args.model);
       if (args.chat) prompt = conversationPrompt(readConversationFile(args.chat), chatRendererFor(args.model, args["chat-template"]).renderer, tokenizer);
       const generator = await Generator.create(model, tokenizer, threads ? { threads } : {}, { releaseHostCodes: true }); // the model serves this generator only
@@ -111,13 +107,6 @@ export default defineCommand({
       );
     }),
 });
-
-function headBitsArg(value: string | undefined): HeadBits {
-  if (value === undefined) return 8;
-  if (value === "4" || value === "8") return Number(value) as 4 | 8;
-  if (value === "float") return "float";
-  throw new SlimtuneError("E_ARG", `--head-bits ${quote(value)} must be 4, 8 or float`);
-}
 
 /** Every --stop value (citty keeps only the last of a repeated flag). */
 function stopStrings(rawArgs: string[]): string[] {
