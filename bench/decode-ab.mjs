@@ -8,9 +8,12 @@
 // training) with its scales folded at build time, against the same graph with the scales fed every
 // run. --compare lift: weights as initializers (ORT copies and prepacks them) against weights fed
 // as inputs from the JS buffers every run (maxInitializerBytes 0: no copy inside ORT, no prepacking).
+// --compare cache: the fused graph with the key/value cache in fixed-capacity buffers the generator
+// keeps (a step returns only its new rows) against the grown cache (every step returns the whole
+// present cache, which onnxruntime-node copies out).
 //
 //   npm run build && node bench/decode-ab.mjs [--model smollm2-135m-shape] [--bits 0|4] [--threads 1]
-//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift] [--out bench/results/decode-ab.json]
+//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift|cache] [--out bench/results/decode-ab.json]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -27,7 +30,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 32, help: "new tokens per round" },
     rounds: { type: "int", default: 5, help: "turns per generator (median)" },
-    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs" },
+    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs; cache: fixed-capacity vs grown K/V cache" },
     out: { type: "string", default: path.join(root, "bench/results/decode-ab.json"), help: "results JSON" },
   },
   "node bench/decode-ab.mjs — fused vs portable generation graph (or folded vs input PEQA scales), interleaved in one process",
@@ -78,7 +81,12 @@ if (flags.compare === "peqa") {
   const base = flags.bits === 4 ? withQuantizedHead(loadBase(await cachedDecodeFolder(flags.model, work, 4)), 4).base : loadBase(dir);
   const model = generationScoring(base);
   pair =
-    flags.compare === "lift"
+    flags.compare === "cache"
+      ? [
+          ["fixed K/V cache", await Generator.create(model, tokenizer, session)],
+          ["grown K/V cache", await Generator.create(model, tokenizer, session, { fixedCache: false })],
+        ]
+      : flags.compare === "lift"
       ? [
           ["weights as initializers", await Generator.create(model, tokenizer, session)],
           ["weights fed as inputs", await Generator.create(model, tokenizer, { ...session, maxInitializerBytes: 0 })],

@@ -8,7 +8,7 @@ import { SlimtuneError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { CompiledGraph, Graph, type HostTensor, type SessionOptions } from "../engine/index.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
-import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../models/llama/kv-graph.js";
+import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, newRowsName, pastName, presentName } from "../models/llama/kv-graph.js";
 import type { ScoringModel } from "../models/scoring.js";
 import { QuantizedParams } from "../models/parts/quantized-params.js";
 import { type SamplingOptions, nextToken } from "./sampling.js";
@@ -62,6 +62,12 @@ export interface GeneratorOptions {
    * keeps the portable graph the ONNX export writes (benchmarks compare the two).
    */
   fusedKernels?: boolean;
+  /**
+   * With the fused kernels: the key/value cache lives in buffers of this generator sized for the
+   * whole generation, fed as the past on every step, and a step returns only its new rows (default
+   * true; kv-graph.ts `fixedCache`). false returns the whole present cache every step (benchmarks).
+   */
+  fixedCache?: boolean;
 }
 
 export class Generator {
@@ -73,7 +79,9 @@ export class Generator {
     /** Weight feeds folded into the graph as constants (PEQA's scales), as they were when it was built. */
     private folded: Record<string, HostTensor> | null,
     private readonly session: SessionOptions,
-    private readonly fused: boolean,
+    private readonly build: StepBuild,
+    /** Whether the compiled step takes fixed-capacity caches (the graph's, not only the option's, say). */
+    private fixedCache: boolean,
   ) {}
 
   /**
@@ -82,9 +90,9 @@ export class Generator {
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
   static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}, opts: GeneratorOptions = {}): Promise<Generator> {
-    const build = { releaseCodes: opts.releaseHostCodes === true, fused: opts.fusedKernels ?? true };
-    const { step, kvHeads, folded } = await compileStep(model, session, build);
-    return new Generator(model, tokenizer, step, kvHeads, folded, session, build.fused);
+    const build = { releaseCodes: opts.releaseHostCodes === true, fused: opts.fusedKernels ?? true, fixedCache: opts.fixedCache ?? true };
+    const { step, kvHeads, folded, fixedCache } = await compileStep(model, session, build);
+    return new Generator(model, tokenizer, step, kvHeads, folded, session, build, fixedCache);
   }
 
   /**
@@ -97,9 +105,10 @@ export class Generator {
     if (!this.folded) return feeds;
     if (sameFeeds(this.folded, feeds)) return {};
     await this.step.release();
-    const rebuilt = await compileStep(this.model, this.session, { releaseCodes: false, fused: this.fused });
+    const rebuilt = await compileStep(this.model, this.session, { ...this.build, releaseCodes: false });
     this.step = rebuilt.step;
     this.folded = rebuilt.folded;
+    this.fixedCache = rebuilt.fixedCache;
     return {};
   }
 
@@ -128,15 +137,10 @@ export class Generator {
     let started = performance.now();
     let cpuStarted = cpuSeconds();
     const P0 = promptIds.length;
-    const emptyPast = new Float32Array(0);
-    const past: Record<string, HostTensor> = {};
-    this.kvHeads.forEach((KV, i) => {
-      past[pastName(i, "key")] = { data: emptyPast, shape: [1, KV, 0, this.model.config.headDim] };
-      past[pastName(i, "value")] = { data: emptyPast, shape: [1, KV, 0, this.model.config.headDim] };
-    });
+    const cache = new KvCache(this.kvHeads, this.model.config.headDim, this.fixedCache ? maxTotal : 0);
     let out = await this.step.run({
       ...weights,
-      ...past,
+      ...cache.past(),
       [INPUT_IDS]: { data: BigInt64Array.from(promptIds, BigInt), shape: [1, P0] },
       [ATTENTION_MASK]: { data: ones.subarray(0, P0), shape: [1, P0] },
       [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
@@ -148,6 +152,7 @@ export class Generator {
     const all = [...promptIds];
     const ids: number[] = [];
     let stopReason: GenerateResult["stopReason"] = "length";
+    cache.took(out, 0, P0);
     for (;;) {
       const id = nextToken(out[LOGITS]!.data as Float32Array, all, opts, rng);
       ids.push(id);
@@ -172,11 +177,8 @@ export class Generator {
         [ATTENTION_MASK]: { data: ones.subarray(0, P + 1), shape: [1, P + 1] },
         [POSITION_IDS]: { data: BigInt64Array.of(BigInt(P)), shape: [1, 1] },
       };
-      for (let i = 0; i < this.kvHeads.length; i++) {
-        feeds[pastName(i, "key")] = out[presentName(i, "key")]!;
-        feeds[pastName(i, "value")] = out[presentName(i, "value")]!;
-      }
-      out = await this.step.run(feeds);
+      out = await this.step.run({ ...feeds, ...cache.past() });
+      cache.took(out, P, 1);
     }
     const decodeSeconds = (performance.now() - started) / 1000;
     const decodeCpuSeconds = cpuSince(cpuStarted);
@@ -205,7 +207,13 @@ export class Generator {
  * (PEQA's scoring) gets them folded into MatMulNBits constants at the values fed now: as inputs,
  * every layer was dequantized in the graph on every token (1.1 tok/s at the SmolLM2 shape).
  */
-async function compileStep(model: ScoringModel, session: SessionOptions, build: { releaseCodes: boolean; fused: boolean }): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
+interface StepBuild {
+  releaseCodes: boolean;
+  fused: boolean;
+  fixedCache: boolean;
+}
+
+async function compileStep(model: ScoringModel, session: SessionOptions, build: StepBuild): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null; fixedCache: boolean }> {
   let params = model.params(new Graph());
   let folded: Record<string, HostTensor> | null = null;
   if (params instanceof QuantizedParams && params.takesScaleInputs) {
@@ -216,12 +224,12 @@ async function compileStep(model: ScoringModel, session: SessionOptions, build: 
   const handOver = build.releaseCodes && !folded;
   if (handOver && params instanceof QuantizedParams) params.releaseCodesAsBuilt();
   // ORT's fused kernels where the family allows (kv-graph.ts `fused`), unless the caller asked for the portable graph.
-  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused });
+  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused, fixedCache: build.fixedCache });
   // The weights travel to ONNX Runtime through a temporary external-data file (in Node), and a model
   // handed over lets go of its constants once they are written, before ORT loads its own copy.
   // Options the caller sets explicitly win (benchmarks compare the paths).
   const step = await CompiledGraph.compile(kv.graph, kv.outputs, { weightsFile: true, ...(handOver ? { releaseConstants: true } : {}), ...session });
-  return { step, kvHeads: kv.kvHeads, folded };
+  return { step, kvHeads: kv.kvHeads, folded, fixedCache: kv.fixedCache };
 }
 
 /** A copy of the feeds' values (training updates them in place). */
@@ -307,3 +315,55 @@ class TextStream {
     this.emitted = upTo;
   }
 }
+
+/**
+ * One generation's key/value cache between steps. Grown (capacity 0): each step feeds back the
+ * present caches the last one returned. Fixed: one buffer per layer and half, [1, KV, capacity, D],
+ * fed as the past every step; a step's new rows (kv-graph.ts newRowsName) are written into it after
+ * the rows before them, head by head, so nothing already cached crosses the binding again.
+ */
+class KvCache {
+  private readonly buffers: Float32Array[] = [];
+  private present: Record<string, HostTensor> = {};
+
+  constructor(
+    private readonly kvHeads: readonly number[],
+    private readonly headDim: number,
+    private readonly capacity: number,
+  ) {
+    for (const KV of kvHeads) for (let h = 0; h < 2; h++) this.buffers.push(new Float32Array(KV * capacity * headDim));
+    if (capacity > 0) return;
+    const empty = new Float32Array(0);
+    kvHeads.forEach((KV, i) => {
+      for (const half of HALVES) this.present[pastName(i, half)] = { data: empty, shape: [1, KV, 0, headDim] };
+    });
+  }
+
+  /** The past feeds of the next run. */
+  past(): Record<string, HostTensor> {
+    if (this.capacity === 0) return this.present;
+    const feeds: Record<string, HostTensor> = {};
+    this.kvHeads.forEach((KV, i) => {
+      HALVES.forEach((half, h) => (feeds[pastName(i, half)] = { data: this.buffers[2 * i + h]!, shape: [1, KV, this.capacity, this.headDim] }));
+    });
+    return feeds;
+  }
+
+  /** Keeps what a run returned: rows [start, start + count) of every layer's cache. */
+  took(out: Record<string, HostTensor>, start: number, count: number): void {
+    const D = this.headDim;
+    this.kvHeads.forEach((KV, i) => {
+      HALVES.forEach((half, h) => {
+        if (this.capacity === 0) {
+          this.present[pastName(i, half)] = out[presentName(i, half)]!;
+          return;
+        }
+        const rows = out[newRowsName(i, half)]!.data as Float32Array;
+        const buffer = this.buffers[2 * i + h]!;
+        for (let head = 0; head < KV; head++) buffer.set(rows.subarray(head * count * D, (head + 1) * count * D), (head * this.capacity + start) * D);
+      });
+    });
+  }
+}
+
+const HALVES = ["key", "value"] as const;
