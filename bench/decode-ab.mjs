@@ -11,11 +11,9 @@
 // --compare cache: the fused graph with the key/value cache in fixed-capacity buffers the generator
 // keeps (a step returns only its new rows) against the grown cache (every step returns the whole
 // present cache, which onnxruntime-node copies out).
-// --compare qkv: q, k and v as one stacked MatMulNBits and a Split (QuantizedParams.stackedLinear)
-// against three MatMulNBits (the second generator is built with stackedLinear answering null).
 //
 //   npm run build && node bench/decode-ab.mjs [--model smollm2-135m-shape] [--bits 0|4] [--threads 1]
-//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift|cache|qkv] [--out bench/results/decode-ab.json]
+//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift|cache] [--out bench/results/decode-ab.json]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -32,7 +30,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 32, help: "new tokens per round" },
     rounds: { type: "int", default: 5, help: "turns per generator (median)" },
-    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs; cache: fixed-capacity vs grown K/V cache; qkv: stacked vs separate q/k/v MatMulNBits" },
+    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs; cache: fixed-capacity vs grown K/V cache" },
     out: { type: "string", default: path.join(root, "bench/results/decode-ab.json"), help: "results JSON" },
   },
   "node bench/decode-ab.mjs — fused vs portable generation graph (or folded vs input PEQA scales), interleaved in one process",
@@ -82,23 +80,8 @@ if (flags.compare === "peqa") {
 } else {
   const base = flags.bits === 4 ? withQuantizedHead(loadBase(await cachedDecodeFolder(flags.model, work, 4)), 4).base : loadBase(dir);
   const model = generationScoring(base);
-  const unstacked = async () => {
-    const { QuantizedParams } = await dist("models/parts/quantized-params.js");
-    const stacked = QuantizedParams.prototype.stackedLinear;
-    QuantizedParams.prototype.stackedLinear = () => null;
-    try {
-      return await Generator.create(model, tokenizer, session);
-    } finally {
-      QuantizedParams.prototype.stackedLinear = stacked;
-    }
-  };
   pair =
-    flags.compare === "qkv"
-      ? [
-          ["stacked q/k/v", await Generator.create(model, tokenizer, session)],
-          ["separate q/k/v", await unstacked()],
-        ]
-      : flags.compare === "cache"
+    flags.compare === "cache"
       ? [
           ["fixed K/V cache", await Generator.create(model, tokenizer, session)],
           ["grown K/V cache", await Generator.create(model, tokenizer, session, { fixedCache: false })],

@@ -4,9 +4,6 @@
 // kv-graph-fused test's 2e-4) and greedy decoding picks the same tokens, float, 4-bit, Qwen2's biases
 // and a pruned model; the graph returns no whole cache; and the Generator, which keeps the buffers,
 // generates what the grown-cache generator does, across calls with prompts of different lengths.
-// Quantized layers' q, k and v run as one stacked MatMulNBits and a Split where they can (2, 4 and
-// 8 bits, biases), and as three where they cannot (3 bits, mixed bits, a layer left in float),
-// decoding as the portable graph either way.
 
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -23,7 +20,6 @@ import { DenseParams } from "../../src/models/llama/params.js";
 import { frozenScoring } from "../../src/models/llama/scoring.js";
 import { QuantizedParams } from "../../src/models/parts/quantized-params.js";
 import { quantizeModel } from "../../src/quant/quantize-model.js";
-import type { QuantBits, QuantSpec } from "../../src/quant/types.js";
 import { emptyPast, kvStepFeeds, pastFromPresent } from "../helpers/kv-step.js";
 import { REF_MODEL, SHARED } from "../helpers/paths.js";
 import { prunedRefModel } from "../helpers/pruned.js";
@@ -159,39 +155,5 @@ describe("the fused graph with a fixed-capacity K/V cache decodes as the portabl
     }
     await fixed.release();
     await grown.release();
-  });
-});
-
-describe("q, k and v as one stacked MatMulNBits", () => {
-  let ref: LlamaModel;
-  beforeAll(() => {
-    ref = LlamaModel.load(REF_MODEL);
-  });
-
-  const rtn = (bits: QuantBits): QuantSpec => ({ scheme: "rtn", bits, groupSize: 32, symmetric: false });
-  /** The fused graph's MatMulNBits nodes per layer under `plan`, after checking it decodes as the portable graph. */
-  async function nodesPerLayer(model: LlamaModel, plan: (path: string) => QuantSpec | null): Promise<number> {
-    const qm = quantizeModel(model, plan);
-    const params = () => new QuantizedParams(new Graph(), qm, { fused: true });
-    await expectSameDecoding(model.config, params);
-    const kv = buildKvGraph(model.config, params(), { batch: 1, seq: "dynamic", past: true, logits: "last", fused: true, fixedCache: true });
-    return kv.graph.nodes.filter((n) => n.op.type === "MatMulNBits").length / model.config.numLayers;
-  }
-
-  for (const bits of [2, 4, 8] as const) {
-    it(`${bits}-bit layers stack: five MatMulNBits a layer`, async () => {
-      expect(await nodesPerLayer(ref, () => rtn(bits))).toBe(5);
-    });
-  }
-
-  it("Qwen2's q/k/v biases stack with their weights", async () => {
-    const model = LlamaModel.load(path.join(SHARED, "models", "tiny-qwen2-variant"));
-    expect(await nodesPerLayer(model, () => ({ ...rtn(4), groupSize: "channel" }))).toBe(5);
-  });
-
-  it("3-bit layers, mixed bits and a projection left in float keep three projections", async () => {
-    expect(await nodesPerLayer(ref, () => rtn(3))).toBe(7);
-    expect(await nodesPerLayer(ref, (path) => rtn(path.endsWith("q_proj") ? 8 : 4))).toBe(7);
-    expect(await nodesPerLayer(ref, (path) => (path.endsWith("v_proj") ? null : rtn(4)))).toBe(6);
   });
 });

@@ -10,7 +10,7 @@ import { type Value, gather, reshape, rmsNormFused, siluGate } from "../../engin
 import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
 import { windowBinds } from "../../arch/llama/window.js";
 import type { ParamSource } from "../../arch/params.js";
-import { skipRmsNorm, splitLast } from "./fused-ops.js";
+import { skipRmsNorm } from "./fused-ops.js";
 import { QuantizedParams } from "./quantized-params.js";
 
 /**
@@ -75,9 +75,13 @@ export function fusedLlamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value
     // A pruned layer may have lost every head or every MLP channel: its sub-block adds nothing.
     if (widths.numHeads > 0) {
       const h = normed(`${pre}.input_layernorm.weight`);
-      const [qRaw, kRaw, v] = projectQkv(config, p, pre, h, widths);
-      const q = config.qkNorm ? perHeadNorm(qRaw, p.tensor(`${pre}.self_attn.q_norm.weight`), widths.numHeads, config) : qRaw;
-      const k = config.qkNorm ? perHeadNorm(kRaw, p.tensor(`${pre}.self_attn.k_norm.weight`), widths.numKvHeads, config) : kRaw;
+      let q = p.linear(`${pre}.self_attn.q_proj`, h);
+      let k = p.linear(`${pre}.self_attn.k_proj`, h);
+      if (config.qkNorm) {
+        q = perHeadNorm(q, p.tensor(`${pre}.self_attn.q_norm.weight`), widths.numHeads, config);
+        k = perHeadNorm(k, p.tensor(`${pre}.self_attn.k_norm.weight`), widths.numKvHeads, config);
+      }
+      const v = p.linear(`${pre}.self_attn.v_proj`, h);
       pending = p.linear(`${pre}.self_attn.o_proj`, attend(i, q, k, v, widths));
     }
     if (widths.intermediateSize > 0) {
@@ -87,18 +91,6 @@ export function fusedLlamaBlocks(config: LlamaConfig, p: ParamSource, ids: Value
   }
   const hidden = normed("model.norm.weight", true);
   return anyRank ? reshape(hidden, [g.dims.mul(B, T), C]) : hidden;
-}
-
-/**
- * Layer `pre`'s q, k and v of the normed stream h: one MatMulNBits over the three weights stacked
- * and a Split where the quantized layers allow (QuantizedParams.stackedLinear), else three linears.
- */
-function projectQkv(config: LlamaConfig, p: ParamSource, pre: string, h: Value, w: LayerShape): [Value, Value, Value] {
-  const paths = ["q_proj", "k_proj", "v_proj"].map((m) => `${pre}.self_attn.${m}`);
-  const stacked = p instanceof QuantizedParams ? p.stackedLinear(`${pre}.self_attn.qkv_proj`, paths) : null;
-  if (!stacked) return paths.map((path) => p.linear(path, h)) as [Value, Value, Value];
-  const D = config.headDim;
-  return splitLast(stacked(h), [w.numHeads * D, w.numKvHeads * D, w.numKvHeads * D]) as [Value, Value, Value];
 }
 
 /** Qwen3's q/k norm: x [..., heads·D] RMS-normalised head by head over its D values. */

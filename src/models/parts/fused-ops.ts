@@ -90,13 +90,3 @@ export function newCacheRows(present: Value, start: Value, end: Value, seq: numb
   const [B, KV, , D] = present.shape as [number, number, number, number];
   return g.add(SliceOp, [present, start, end, g.int64s([2])], [B, KV, seq, D], present.dtype);
 }
-
-const SplitOp: OpDef = { type: "Split" };
-
-/** x [..., Σ widths] cut along its last axis into [..., widths[j]] (one Split node). */
-export function splitLast(x: Value, widths: readonly number[]): Value[] {
-  const g = x.graph;
-  const rows = x.shape.slice(0, -1);
-  const parts = g.addMulti(SplitOp, [x, g.int64s(widths)], widths.map((w) => ({ shape: [...rows, w], dtype: x.dtype })), { axis: x.rank - 1 });
-  return parts.map((v) => v!);
-}

@@ -61,40 +61,6 @@ export function matMulNBits(g: Graph, q: RtnLinear, name: string, accuracyLevel:
 }
 
 /**
- * Layers that read the same input stacked into one, their output rows one after the other (q, k and
- * v as one [Nq + 2·Nkv, K] layer): one MatMulNBits instead of three. At one token a small-N call runs
- * at about half the weight rate of a wide one, and each node has a fixed cost. null unless every layer
- * is a MatMulNBits layer of the same K, bits and group size, and all or none have a bias; 3-bit
- * layers are refused too (their widening to 4 bits is per layer, for exports).
- */
-export function stackedRtn(layers: readonly RtnLinear[]): RtnLinear | null {
-  const [first] = layers;
-  if (!first) return null;
-  const alike = (q: RtnLinear) =>
-    canUseMatMulNBits(q) && !q.groupIndex && q.spec.bits !== 3 && q.spec.bits === first.spec.bits && q.inFeatures === first.inFeatures && q.groupSize === first.groupSize && (q.bias === null) === (first.bias === null);
-  if (!layers.every(alike)) return null;
-  const join = <T extends Uint8Array | Float32Array>(parts: T[], make: (n: number) => T): T => {
-    const out = make(parts.reduce((n, a) => n + a.length, 0));
-    let at = 0;
-    for (const a of parts) {
-      out.set(a, at);
-      at += a.length;
-    }
-    return out;
-  };
-  const bytes = (n: number) => new Uint8Array(n);
-  const floats = (n: number) => new Float32Array(n);
-  return {
-    ...first,
-    outFeatures: layers.reduce((n, q) => n + q.outFeatures, 0),
-    codes: join(layers.map((q) => q.codes), bytes),
-    scales: join(layers.map((q) => q.scales), floats),
-    zeros: join(layers.map((q) => q.zeros), bytes),
-    bias: first.bias ? join(layers.map((q) => q.bias!), floats) : null,
-  };
-}
-
-/**
  * MatMulNBits' 4-bit weight computed in the graph from the codes stored at 3 bits (a file then holds
  * 3 bits per weight; ONNX Runtime folds this into a constant when it loads the graph). The 4-bit
  * layout is the codes in row-major order, two to a byte, low nibble first.

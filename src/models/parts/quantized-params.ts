@@ -8,7 +8,7 @@ import { dequantize } from "../../quant/kinds/index.js";
 import { scaleName, scaleShape } from "../../quant/scales.js";
 import type { QuantizedLinear, QuantizedModel, RtnLinear } from "../../quant/types.js";
 import { DenseParams } from "../llama/params.js";
-import { canUseMatMulNBits, stackedRtn } from "./matmul-nbits.js";
+import { canUseMatMulNBits } from "./matmul-nbits.js";
 import { quantizedTable } from "./quantized-embedding.js";
 import { quantizedLinear } from "./quantized-linear.js";
 
@@ -44,8 +44,6 @@ export class QuantizedParams implements ParamSource {
   private readonly dense: DenseParams;
   /** Each layer built once, applied as often as the graph calls it (a checkpointed block twice). */
   private readonly layers = new Map<string, (x: Value) => Value>();
-  /** Stacked layers (stackedLinear) by their name, with the paths of the layers in them. */
-  private readonly stacks = new Map<string, { paths: readonly string[]; layer: (x: Value) => Value }>();
   readonly embed?: (ids: Value) => Value;
   readonly head?: (x: Value) => Value;
 
@@ -106,7 +104,6 @@ export class QuantizedParams implements ParamSource {
   releaseCodes(): number {
     let bytes = 0;
     for (const path of this.layers.keys()) bytes += this.releaseLayerCodes(path);
-    for (const { paths } of this.stacks.values()) for (const path of paths) bytes += this.releaseLayerCodes(path);
     for (const table of [this.opts.tables?.embedding, this.opts.tables?.lmHead]) {
       if (!table || table.codes.length === 0 || (!this.embed && !this.head)) continue;
       bytes += table.codes.byteLength;
@@ -152,24 +149,6 @@ export class QuantizedParams implements ParamSource {
       if (this.releaseOnBuild) this.releaseLayerCodes(path);
     }
     return layer(x);
-  }
-
-  /**
-   * The layers at `paths`, which read the same input, as one MatMulNBits layer named `name` whose
-   * output is theirs side by side (matmul-nbits.ts stackedRtn): the fused decoder's q/k/v. null
-   * where they cannot stack (a layer left in float, scale inputs, act-order, mixed bits or groups),
-   * and the caller applies them one by one. Built once; codes are released as linear()'s are.
-   */
-  stackedLinear(name: string, paths: readonly string[]): ((x: Value) => Value) | null {
-    const built = this.stacks.get(name);
-    if (built) return built.layer;
-    if (!paths.every((path) => this.takesRowsOfAnyRank(path))) return null;
-    const stacked = stackedRtn(paths.map((path) => this.qm.linears.get(path) as RtnLinear));
-    if (!stacked) return null;
-    const layer = quantizedLinear(this.graph, stacked, name, { fused: true, ...(this.opts.accuracyLevel ? { accuracyLevel: this.opts.accuracyLevel } : {}) });
-    this.stacks.set(name, { paths, layer });
-    if (this.releaseOnBuild) for (const path of paths) this.releaseLayerCodes(path);
-    return layer;
   }
 
   private build(path: string, q: QuantizedLinear): (x: Value) => Value {
