@@ -1,6 +1,7 @@
 // Text generation with a key/value cache: one session of the KV graph runs the prefill over the
-// prompt (with an empty past), then one new token per run, feeding back the cache the previous run
-// returned. Any ScoringModel generates (float, quantized, with an adapter), since the graph gets
+// prompt, then one new token per run. With ORT's fused kernels the cache lives in buffers sized for
+// the whole generation, and a run returns only the rows it adds (KvCache below); the portable graph
+// returns the whole cache, which the next run takes back as its past. Any ScoringModel generates (float, quantized, with an adapter), since the graph gets
 // its weights through its ParamSource. It lives in eval/ beside perplexity: both run a model over tokens; the
 // CLI above picks the model and adapter.
 
