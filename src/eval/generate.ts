@@ -1,9 +1,10 @@
 // Text generation with a key/value cache: one session of the KV graph runs the prefill over the
 // prompt, then one new token per run. With ORT's fused kernels the cache lives in buffers sized for
 // the whole generation, and a run returns only the rows it adds (KvCache below); the portable graph
-// returns the whole cache, which the next run takes back as its past. Any ScoringModel generates (float, quantized, with an adapter), since the graph gets
-// its weights through its ParamSource. It lives in eval/ beside perplexity: both run a model over tokens; the
-// CLI above picks the model and adapter.
+// returns the whole cache, which the next run takes back as its past. Any ScoringModel generates
+// (float, quantized, with an adapter), since the graph gets its weights through its ParamSource. It
+// lives in eval/ beside perplexity: both run a model over tokens; the CLI above picks the model and
+// adapter.
 
 import { SlimtuneError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";

@@ -2,7 +2,8 @@
 // serves every prompt length and every past length through symbolic dims. Inputs and outputs carry
 // the names transformers.js and optimum use (formats.md §4.2), so the exported ONNX file is this
 // graph: input_ids, attention_mask [B, P + T], position_ids, past_key_values.{i}.key/value →
-// logits, present.{i}.key/value.
+// logits, present.{i}.key/value. Generation's fused graph may instead keep the cache in the
+// caller's fixed-capacity buffers and return only each run's new rows (KvGraphOptions.fixedCache).
 
 import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, dimValue, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, sub, take } from "../../engine/index.js";
 import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
