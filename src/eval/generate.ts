@@ -139,10 +139,10 @@ export class Generator {
     let started = performance.now();
     let cpuStarted = cpuSeconds();
     const P0 = promptIds.length;
-    const cache = new KvCache(this.kvHeads, this.model.config.headDim, this.fixedCache ? maxTotal : 0);
+    const cache = new KvCache(this.kvHeads, this.model.config.headDim, this.fixedCache ? maxTotal : 0, P0);
     let out = await this.step.run({
       ...weights,
-      ...cache.past(),
+      ...cache.past(P0),
       [INPUT_IDS]: { data: BigInt64Array.from(promptIds, BigInt), shape: [1, P0] },
       [ATTENTION_MASK]: { data: ones.subarray(0, P0), shape: [1, P0] },
       [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
@@ -179,7 +179,7 @@ export class Generator {
         [ATTENTION_MASK]: { data: ones.subarray(0, P + 1), shape: [1, P + 1] },
         [POSITION_IDS]: { data: BigInt64Array.of(BigInt(P)), shape: [1, 1] },
       };
-      out = await this.step.run({ ...feeds, ...cache.past() });
+      out = await this.step.run({ ...feeds, ...cache.past(P + 1) });
       cache.took(out, P, 1);
     }
     const decodeSeconds = (performance.now() - started) / 1000;
@@ -319,31 +319,39 @@ class TextStream {
 }
 
 /**
- * One generation's key/value cache between steps. Grown (capacity 0): each step feeds back the
- * present caches the last one returned. Fixed: one buffer per layer and half, [1, KV, capacity, D],
- * fed as the past every step; a step's new rows (kv-graph.ts newRowsName) are written into it after
- * the rows before them, head by head, so nothing already cached crosses the binding again.
+ * One generation's key/value cache between steps. Grown (limit 0): each step feeds back the present
+ * caches the last one returned. Fixed: one buffer per layer and half, [1, KV, capacity, D], fed as
+ * the past every step; a step's new rows (kv-graph.ts newRowsName) are written into it after the
+ * rows before them, head by head, so nothing already cached crosses the binding again. The capacity
+ * starts at the prompt plus CACHE_HEADROOM rows and doubles when full, up to `limit` (prompt + max
+ * new tokens, at most the context): a generation asked for thousands of tokens that stops at an EOS
+ * early does not hold a context-sized cache (4 GiB at the Llama-3.2-1B shape's 128 K).
  */
 class KvCache {
-  private readonly buffers: Float32Array[] = [];
+  private buffers: Float32Array[] = [];
+  private capacity = 0;
   private present: Record<string, HostTensor> = {};
 
   constructor(
     private readonly kvHeads: readonly number[],
     private readonly headDim: number,
-    private readonly capacity: number,
+    private readonly limit: number,
+    prompt: number,
   ) {
-    for (const KV of kvHeads) for (let h = 0; h < 2; h++) this.buffers.push(new Float32Array(KV * capacity * headDim));
-    if (capacity > 0) return;
+    if (limit > 0) {
+      this.resize(Math.min(limit, prompt + CACHE_HEADROOM));
+      return;
+    }
     const empty = new Float32Array(0);
     kvHeads.forEach((KV, i) => {
       for (const half of HALVES) this.present[pastName(i, half)] = { data: empty, shape: [1, KV, 0, headDim] };
     });
   }
 
-  /** The past feeds of the next run. */
-  past(): Record<string, HostTensor> {
-    if (this.capacity === 0) return this.present;
+  /** The past feeds of a run that writes rows up to `rows` (exclusive). */
+  past(rows: number): Record<string, HostTensor> {
+    if (this.limit === 0) return this.present;
+    if (rows > this.capacity) this.resize(Math.min(this.limit, Math.max(rows, 2 * this.capacity)));
     const feeds: Record<string, HostTensor> = {};
     this.kvHeads.forEach((KV, i) => {
       HALVES.forEach((half, h) => (feeds[pastName(i, half)] = { data: this.buffers[2 * i + h]!, shape: [1, KV, this.capacity, this.headDim] }));
@@ -356,7 +364,7 @@ class KvCache {
     const D = this.headDim;
     this.kvHeads.forEach((KV, i) => {
       HALVES.forEach((half, h) => {
-        if (this.capacity === 0) {
+        if (this.limit === 0) {
           this.present[pastName(i, half)] = out[presentName(i, half)]!;
           return;
         }
@@ -366,6 +374,23 @@ class KvCache {
       });
     });
   }
+
+  /** New buffers of `capacity` rows holding every head's rows so far. */
+  private resize(capacity: number): void {
+    const D = this.headDim;
+    const old = this.capacity;
+    this.buffers = this.kvHeads.flatMap((KV, i) =>
+      HALVES.map((_, h) => {
+        const next = new Float32Array(KV * capacity * D);
+        const prev = this.buffers[2 * i + h];
+        if (prev) for (let head = 0; head < KV; head++) next.set(prev.subarray(head * old * D, (head + 1) * old * D), head * capacity * D);
+        return next;
+      }),
+    );
+    this.capacity = capacity;
+  }
 }
 
+/** Rows a fixed cache holds beyond the prompt before it first grows. */
+const CACHE_HEADROOM = 256;
 const HALVES = ["key", "value"] as const;

@@ -3,7 +3,8 @@
 // the rows it adds. Its prefill and every decode step's logits agree with the portable graph's (the
 // kv-graph-fused test's 2e-4) and greedy decoding picks the same tokens, float, 4-bit, Qwen2's biases
 // and a pruned model; the graph returns no whole cache; and the Generator, which keeps the buffers,
-// generates what the grown-cache generator does, across calls with prompts of different lengths.
+// generates what the grown-cache generator does, across calls with prompts of different lengths
+// and past the point where its buffers grow.
 
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -153,6 +154,18 @@ describe("the fused graph with a fixed-capacity K/V cache decodes as the portabl
       expect(got.ids).toHaveLength(10);
       expect(got.ids).toEqual(want.ids);
     }
+    await fixed.release();
+    await grown.release();
+  });
+
+  it("a fixed cache that fills up grows and keeps its rows: 300 new tokens after 8 (it starts at 8 + 256 rows)", async () => {
+    const opts = { maxNewTokens: 300, temperature: 0, eosTokenIds: [] };
+    const model = frozenScoring(ref);
+    const fixed = await Generator.create(model, tokenizer, { threads: 1 });
+    const grown = await Generator.create(model, tokenizer, { threads: 1 }, { fixedCache: false });
+    const [want, got] = [await grown.generate(PROMPT, opts), await fixed.generate(PROMPT, opts)];
+    expect(got.ids).toHaveLength(300);
+    expect(got.ids).toEqual(want.ids);
     await fixed.release();
     await grown.release();
   });
