@@ -8,9 +8,14 @@
 // training) with its scales folded at build time, against the same graph with the scales fed every
 // run. --compare lift: weights as initializers (ORT copies and prepacks them) against weights fed
 // as inputs from the JS buffers every run (maxInitializerBytes 0: no copy inside ORT, no prepacking).
+// --compare cache: the fused graph with the key/value cache in fixed-capacity buffers the generator
+// keeps (a step returns only its new rows) against the grown cache (every step returns the whole
+// present cache, which onnxruntime-node copies out).
+// --compare build --other-dist DIR: this worktree's dist/ against another build of slimtune (e.g. a
+// copy of dist/ from an earlier commit), each generator built from its own modules.
 //
 //   npm run build && node bench/decode-ab.mjs [--model smollm2-135m-shape] [--bits 0|4] [--threads 1]
-//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift] [--out bench/results/decode-ab.json]
+//     [--prompt 128] [--new 32] [--rounds 5] [--compare fused|peqa|lift|cache|build] [--other-dist DIR] [--out bench/results/decode-ab.json]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -27,7 +32,8 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 32, help: "new tokens per round" },
     rounds: { type: "int", default: 5, help: "turns per generator (median)" },
-    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs" },
+    compare: { type: "string", default: "fused", help: "fused: fused kernels vs portable graph; peqa: PEQA scales folded vs fed as inputs (4-bit, per channel); lift: weights as initializers vs fed as inputs; cache: fixed-capacity vs grown K/V cache; build: dist/ vs --other-dist" },
+    "other-dist": { type: "string", default: "", help: "with --compare build: the other build's dist folder" },
     out: { type: "string", default: path.join(root, "bench/results/decode-ab.json"), help: "results JSON" },
   },
   "node bench/decode-ab.mjs — fused vs portable generation graph (or folded vs input PEQA scales), interleaved in one process",
@@ -77,8 +83,27 @@ if (flags.compare === "peqa") {
 } else {
   const base = flags.bits === 4 ? withQuantizedHead(loadBase(await cachedDecodeFolder(flags.model, work, 4)), 4).base : loadBase(dir);
   const model = generationScoring(base);
+  // The same model through another build's modules (its classes, so its instanceof checks hold).
+  const otherBuild = async () => {
+    const other = (m) => import(path.resolve(flags["other-dist"], m));
+    const base2 = flags.bits === 4
+      ? (await other("eval/head-tables.js")).withQuantizedHead((await other("models/load.js")).loadBase(await cachedDecodeFolder(flags.model, work, 4)), 4).base
+      : (await other("models/load.js")).loadBase(dir);
+    const { Generator: Other } = await other("eval/generate.js");
+    return Other.create((await other("export/deploy.js")).generationScoring(base2), tokenizer, session);
+  };
   pair =
-    flags.compare === "lift"
+    flags.compare === "build"
+      ? [
+          ["this build", await Generator.create(model, tokenizer, session)],
+          [`build ${path.basename(flags["other-dist"])}`, await otherBuild()],
+        ]
+      : flags.compare === "cache"
+      ? [
+          ["fixed K/V cache", await Generator.create(model, tokenizer, session)],
+          ["grown K/V cache", await Generator.create(model, tokenizer, session, { fixedCache: false })],
+        ]
+      : flags.compare === "lift"
       ? [
           ["weights as initializers", await Generator.create(model, tokenizer, session)],
           ["weights fed as inputs", await Generator.create(model, tokenizer, { ...session, maxInitializerBytes: 0 })],

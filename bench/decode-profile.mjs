@@ -3,7 +3,7 @@
 // ORT's own per-node trace of the decode session summed by op type (and the largest nodes).
 //
 //   npm run build && node bench/decode-profile.mjs [--model smollm2-135m-shape] [--bits 0|4]
-//     [--threads 1] [--prompt 128] [--new 32] [--ort-profile]
+//     [--threads 1] [--prompt 128] [--new 32] [--ort-profile] [--grown-cache]
 //
 // --bits 4 quantizes the random-weight model with RTN (symmetric, groups of 32) as bench/decode.mjs does.
 
@@ -22,6 +22,7 @@ const flags = parseFlags(
     prompt: { type: "int", default: 128, help: "prompt tokens" },
     new: { type: "int", default: 32, help: "new tokens" },
     "ort-profile": { type: "bool", default: false, help: "ORT per-node profile of the decode session" },
+    "grown-cache": { type: "bool", default: false, help: "every step returns the whole present K/V cache (the generator's fixedCache off)" },
     "head-bits": { type: "int", default: 0, help: "a quantized model's embedding/LM head: 4, 8, 32 = float, 0 = generate's default" },
   },
   "node bench/decode-profile.mjs — one decode step: session.run against JS, and ORT's per-node profile",
@@ -71,7 +72,7 @@ const model = generationScoring(base);
 const tokenizer = await loadTokenizer(dir);
 const session = { threads: flags.threads, ...(flags["ort-profile"] ? { profilePrefix: prefix } : {}) };
 let t = performance.now();
-const generator = await Generator.create(model, tokenizer, session);
+const generator = await Generator.create(model, tokenizer, session, { fixedCache: !flags["grown-cache"] });
 const buildS = (performance.now() - t) / 1000;
 const rng = new Rng(7);
 const ids = Array.from({ length: flags.prompt }, () => 256 + rng.int(40_000));
@@ -87,7 +88,7 @@ const ortMs = sum(stepRuns.map((r) => r.ort)) / stepRuns.length;
 const runMs = sum(stepRuns.map((r) => r.total)) / stepRuns.length;
 console.log(`${flags.model} ${flags.bits ? "4-bit" : "float32"}, ${flags.threads} thread(s): build ${buildS.toFixed(1)} s, generate ${(genMs / 1000).toFixed(2)} s`);
 console.log(`prefill ${result.prefillTokensPerS.toFixed(0)} tok/s; decode ${result.decodeTokensPerS.toFixed(1)} tok/s`);
-console.log(`per decode token: ${perTokenWall.toFixed(2)} ms wall, ${runMs.toFixed(2)} ms in CompiledGraph.run, ${ortMs.toFixed(2)} ms in session.run (${((100 * ortMs) / perTokenWall).toFixed(0)} %)`);
+console.log(`per decode token: ${perTokenWall.toFixed(2)} ms wall, ${runMs.toFixed(2)} ms in CompiledGraph.run, ${ortMs.toFixed(2)} ms in session.run (${((100 * ortMs) / perTokenWall).toFixed(0)} %), ${((1000 * result.decodeCpuSeconds) / stepRuns.length).toFixed(2)} CPU ms`);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 console.log(`greedy ids: ${result.ids.join(",")}`);
 

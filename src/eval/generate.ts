@@ -1,14 +1,16 @@
 // Text generation with a key/value cache: one session of the KV graph runs the prefill over the
-// prompt (with an empty past), then one new token per run, feeding back the cache the previous run
-// returned. Any ScoringModel generates (float, quantized, with an adapter), since the graph gets
-// its weights through its ParamSource. It lives in eval/ beside perplexity: both run a model over tokens; the
-// CLI above picks the model and adapter.
+// prompt, then one new token per run. With ORT's fused kernels the cache lives in buffers sized for
+// the whole generation, and a run returns only the rows it adds (KvCache below); the portable graph
+// returns the whole cache, which the next run takes back as its past. Any ScoringModel generates
+// (float, quantized, with an adapter), since the graph gets its weights through its ParamSource. It
+// lives in eval/ beside perplexity: both run a model over tokens; the CLI above picks the model and
+// adapter.
 
 import { SlimtuneError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { CompiledGraph, Graph, type HostTensor, type SessionOptions } from "../engine/index.js";
 import type { TextTokenizer } from "../formats/tokenizer.js";
-import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, pastName, presentName } from "../models/llama/kv-graph.js";
+import { ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, buildKvGraph, newRowsName, pastName, presentName } from "../models/llama/kv-graph.js";
 import type { ScoringModel } from "../models/scoring.js";
 import { QuantizedParams } from "../models/parts/quantized-params.js";
 import { type SamplingOptions, nextToken } from "./sampling.js";
@@ -62,6 +64,12 @@ export interface GeneratorOptions {
    * keeps the portable graph the ONNX export writes (benchmarks compare the two).
    */
   fusedKernels?: boolean;
+  /**
+   * With the fused kernels: the key/value cache lives in buffers of this generator sized for the
+   * whole generation, fed as the past on every step, and a step returns only its new rows (default
+   * true; kv-graph.ts `fixedCache`). false returns the whole present cache every step (benchmarks).
+   */
+  fixedCache?: boolean;
 }
 
 export class Generator {
@@ -73,7 +81,9 @@ export class Generator {
     /** Weight feeds folded into the graph as constants (PEQA's scales), as they were when it was built. */
     private folded: Record<string, HostTensor> | null,
     private readonly session: SessionOptions,
-    private readonly fused: boolean,
+    private readonly build: StepBuild,
+    /** Whether the compiled step takes fixed-capacity caches (the graph's, not only the option's, say). */
+    private fixedCache: boolean,
   ) {}
 
   /**
@@ -82,9 +92,9 @@ export class Generator {
    * weight twice in ONNX Runtime, and the ONNX bytes of each once more while it was created.
    */
   static async create(model: ScoringModel, tokenizer: TextTokenizer, session: SessionOptions = {}, opts: GeneratorOptions = {}): Promise<Generator> {
-    const build = { releaseCodes: opts.releaseHostCodes === true, fused: opts.fusedKernels ?? true };
-    const { step, kvHeads, folded } = await compileStep(model, session, build);
-    return new Generator(model, tokenizer, step, kvHeads, folded, session, build.fused);
+    const build = { releaseCodes: opts.releaseHostCodes === true, fused: opts.fusedKernels ?? true, fixedCache: opts.fixedCache ?? true };
+    const { step, kvHeads, folded, fixedCache } = await compileStep(model, session, build);
+    return new Generator(model, tokenizer, step, kvHeads, folded, session, build, fixedCache);
   }
 
   /**
@@ -97,9 +107,10 @@ export class Generator {
     if (!this.folded) return feeds;
     if (sameFeeds(this.folded, feeds)) return {};
     await this.step.release();
-    const rebuilt = await compileStep(this.model, this.session, { releaseCodes: false, fused: this.fused });
+    const rebuilt = await compileStep(this.model, this.session, { ...this.build, releaseCodes: false });
     this.step = rebuilt.step;
     this.folded = rebuilt.folded;
+    this.fixedCache = rebuilt.fixedCache;
     return {};
   }
 
@@ -128,15 +139,10 @@ export class Generator {
     let started = performance.now();
     let cpuStarted = cpuSeconds();
     const P0 = promptIds.length;
-    const emptyPast = new Float32Array(0);
-    const past: Record<string, HostTensor> = {};
-    this.kvHeads.forEach((KV, i) => {
-      past[pastName(i, "key")] = { data: emptyPast, shape: [1, KV, 0, this.model.config.headDim] };
-      past[pastName(i, "value")] = { data: emptyPast, shape: [1, KV, 0, this.model.config.headDim] };
-    });
+    const cache = new KvCache(this.kvHeads, this.model.config.headDim, this.fixedCache ? maxTotal : 0, P0);
     let out = await this.step.run({
       ...weights,
-      ...past,
+      ...cache.past(P0),
       [INPUT_IDS]: { data: BigInt64Array.from(promptIds, BigInt), shape: [1, P0] },
       [ATTENTION_MASK]: { data: ones.subarray(0, P0), shape: [1, P0] },
       [POSITION_IDS]: { data: BigInt64Array.from(promptIds, (_, i) => BigInt(i)), shape: [1, P0] },
@@ -148,6 +154,7 @@ export class Generator {
     const all = [...promptIds];
     const ids: number[] = [];
     let stopReason: GenerateResult["stopReason"] = "length";
+    cache.took(out, 0, P0);
     for (;;) {
       const id = nextToken(out[LOGITS]!.data as Float32Array, all, opts, rng);
       ids.push(id);
@@ -172,11 +179,8 @@ export class Generator {
         [ATTENTION_MASK]: { data: ones.subarray(0, P + 1), shape: [1, P + 1] },
         [POSITION_IDS]: { data: BigInt64Array.of(BigInt(P)), shape: [1, 1] },
       };
-      for (let i = 0; i < this.kvHeads.length; i++) {
-        feeds[pastName(i, "key")] = out[presentName(i, "key")]!;
-        feeds[pastName(i, "value")] = out[presentName(i, "value")]!;
-      }
-      out = await this.step.run(feeds);
+      out = await this.step.run({ ...feeds, ...cache.past(P + 1) });
+      cache.took(out, P, 1);
     }
     const decodeSeconds = (performance.now() - started) / 1000;
     const decodeCpuSeconds = cpuSince(cpuStarted);
@@ -205,7 +209,13 @@ export class Generator {
  * (PEQA's scoring) gets them folded into MatMulNBits constants at the values fed now: as inputs,
  * every layer was dequantized in the graph on every token (1.1 tok/s at the SmolLM2 shape).
  */
-async function compileStep(model: ScoringModel, session: SessionOptions, build: { releaseCodes: boolean; fused: boolean }): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null }> {
+interface StepBuild {
+  releaseCodes: boolean;
+  fused: boolean;
+  fixedCache: boolean;
+}
+
+async function compileStep(model: ScoringModel, session: SessionOptions, build: StepBuild): Promise<{ step: CompiledGraph; kvHeads: number[]; folded: Record<string, HostTensor> | null; fixedCache: boolean }> {
   let params = model.params(new Graph());
   let folded: Record<string, HostTensor> | null = null;
   if (params instanceof QuantizedParams && params.takesScaleInputs) {
@@ -216,12 +226,12 @@ async function compileStep(model: ScoringModel, session: SessionOptions, build: 
   const handOver = build.releaseCodes && !folded;
   if (handOver && params instanceof QuantizedParams) params.releaseCodesAsBuilt();
   // ORT's fused kernels where the family allows (kv-graph.ts `fused`), unless the caller asked for the portable graph.
-  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused });
+  const kv = buildKvGraph(model.config, params, { batch: 1, seq: "dynamic", past: true, logits: "last", fused: build.fused, fixedCache: build.fixedCache });
   // The weights travel to ONNX Runtime through a temporary external-data file (in Node), and a model
   // handed over lets go of its constants once they are written, before ORT loads its own copy.
   // Options the caller sets explicitly win (benchmarks compare the paths).
   const step = await CompiledGraph.compile(kv.graph, kv.outputs, { weightsFile: true, ...(handOver ? { releaseConstants: true } : {}), ...session });
-  return { step, kvHeads: kv.kvHeads, folded };
+  return { step, kvHeads: kv.kvHeads, folded, fixedCache: kv.fixedCache };
 }
 
 /** A copy of the feeds' values (training updates them in place). */
@@ -307,3 +317,80 @@ class TextStream {
     this.emitted = upTo;
   }
 }
+
+/**
+ * One generation's key/value cache between steps. Grown (limit 0): each step feeds back the present
+ * caches the last one returned. Fixed: one buffer per layer and half, [1, KV, capacity, D], fed as
+ * the past every step; a step's new rows (kv-graph.ts newRowsName) are written into it after the
+ * rows before them, head by head, so nothing already cached crosses the binding again. The capacity
+ * starts at the prompt plus CACHE_HEADROOM rows and doubles when full, up to `limit` (prompt + max
+ * new tokens, at most the context): a generation asked for thousands of tokens that stops at an EOS
+ * early does not hold a context-sized cache (4 GiB at the Llama-3.2-1B shape's 128 K).
+ */
+class KvCache {
+  private buffers: Float32Array[] = [];
+  private capacity = 0;
+  private present: Record<string, HostTensor> = {};
+
+  constructor(
+    private readonly kvHeads: readonly number[],
+    private readonly headDim: number,
+    private readonly limit: number,
+    prompt: number,
+  ) {
+    if (limit > 0) {
+      this.resize(Math.min(limit, prompt + CACHE_HEADROOM));
+      return;
+    }
+    const empty = new Float32Array(0);
+    kvHeads.forEach((KV, i) => {
+      for (const half of HALVES) this.present[pastName(i, half)] = { data: empty, shape: [1, KV, 0, headDim] };
+    });
+  }
+
+  /** The past feeds of a run that writes rows up to `rows` (exclusive). */
+  past(rows: number): Record<string, HostTensor> {
+    if (this.limit === 0) return this.present;
+    if (rows > this.capacity) this.resize(Math.min(this.limit, Math.max(rows, 2 * this.capacity)));
+    const feeds: Record<string, HostTensor> = {};
+    this.kvHeads.forEach((KV, i) => {
+      HALVES.forEach((half, h) => (feeds[pastName(i, half)] = { data: this.buffers[2 * i + h]!, shape: [1, KV, this.capacity, this.headDim] }));
+    });
+    return feeds;
+  }
+
+  /** Keeps what a run returned: rows [start, start + count) of every layer's cache. */
+  took(out: Record<string, HostTensor>, start: number, count: number): void {
+    const D = this.headDim;
+    this.kvHeads.forEach((KV, i) => {
+      HALVES.forEach((half, h) => {
+        if (this.limit === 0) {
+          this.present[pastName(i, half)] = out[presentName(i, half)]!;
+          return;
+        }
+        const rows = out[newRowsName(i, half)]!.data as Float32Array;
+        const buffer = this.buffers[2 * i + h]!;
+        for (let head = 0; head < KV; head++) buffer.set(rows.subarray(head * count * D, (head + 1) * count * D), (head * this.capacity + start) * D);
+      });
+    });
+  }
+
+  /** New buffers of `capacity` rows holding every head's rows so far. */
+  private resize(capacity: number): void {
+    const D = this.headDim;
+    const old = this.capacity;
+    this.buffers = this.kvHeads.flatMap((KV, i) =>
+      HALVES.map((_, h) => {
+        const next = new Float32Array(KV * capacity * D);
+        const prev = this.buffers[2 * i + h];
+        if (prev) for (let head = 0; head < KV; head++) next.set(prev.subarray(head * old * D, (head + 1) * old * D), head * capacity * D);
+        return next;
+      }),
+    );
+    this.capacity = capacity;
+  }
+}
+
+/** Rows a fixed cache holds beyond the prompt before it first grows. */
+const CACHE_HEADROOM = 256;
+const HALVES = ["key", "value"] as const;

@@ -2,9 +2,10 @@
 // serves every prompt length and every past length through symbolic dims. Inputs and outputs carry
 // the names transformers.js and optimum use (formats.md §4.2), so the exported ONNX file is this
 // graph: input_ids, attention_mask [B, P + T], position_ids, past_key_values.{i}.key/value →
-// logits, present.{i}.key/value.
+// logits, present.{i}.key/value. Generation's fused graph may instead keep the cache in the
+// caller's fixed-capacity buffers and return only each run's new rows (KvGraphOptions.fixedCache).
 
-import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, take } from "../../engine/index.js";
+import { type Graph, type GraphOutputs, type Value, cacheMask, cachedAttention, dimValue, expand, gemm, reshape, rmsNormFused, ropeFused, ropeHalfTables, sub, take } from "../../engine/index.js";
 import { type LayerShape, type LlamaConfig, isGpt2, layerShape } from "../../arch/llama/config.js";
 import { GPT2_WTE } from "../../arch/gpt2/names.js";
 import type { ParamSource } from "../../arch/params.js";
@@ -15,7 +16,7 @@ import { gpt2Blocks } from "../gpt2/graph.js";
 import { layerNormFused } from "../gpt2/layers.js";
 import { cachedWindowMasks } from "./window-mask.js";
 import { fusedDecoderFits, fusedLlamaBlocks } from "../parts/fused-decoder.js";
-import { gqaContext, groupQueryAttention } from "../parts/fused-ops.js";
+import { gqaContext, groupQueryAttention, newCacheRows } from "../parts/fused-ops.js";
 
 export const INPUT_IDS = "input_ids";
 export const ATTENTION_MASK = "attention_mask";
@@ -23,6 +24,8 @@ export const POSITION_IDS = "position_ids";
 export const LOGITS = "logits";
 export const pastName = (layer: number, half: "key" | "value") => `past_key_values.${layer}.${half}`;
 export const presentName = (layer: number, half: "key" | "value") => `present.${layer}.${half}`;
+/** A fixed-capacity cache graph's output: the rows this run added to layer i's cache (KvGraphOptions.fixedCache). */
+export const newRowsName = (layer: number, half: "key" | "value") => `new_rows.${layer}.${half}`;
 
 export interface KvGraphOptions {
   /** A fixed batch (generation: 1), or "dynamic" for a symbolic batch_size (exports). */
@@ -46,6 +49,15 @@ export interface KvGraphOptions {
    * Off for exports: transformers.js feeds left-padded batches.
    */
   fused?: boolean;
+  /**
+   * With `fused` (and only when the graph is fused): the caller keeps each layer's cache in a buffer
+   * of fixed capacity [1, KV, capacity, D] that it feeds as the past on every run, the first
+   * (attention mask length − T) rows valid; the graph returns only the T rows the run adds
+   * (newRowsName, [1, KV, T, D]), which the caller writes after them. onnxruntime-node has no IO
+   * binding and copies every output it returns, so returning the whole present cache cost each
+   * decode step a copy of every layer's cache. The attention mask's length is then its own dim.
+   */
+  fixedCache?: boolean;
 }
 
 export interface KvGraph {
@@ -55,6 +67,8 @@ export interface KvGraph {
   kvHeads: number[];
   /** Whether the graph runs ORT's fused kernels (opts.fused and a family they fit). */
   fused: boolean;
+  /** Whether the graph takes fixed-capacity caches and returns only new rows (opts.fixedCache on a fused graph). */
+  fixedCache: boolean;
 }
 
 export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphOptions): KvGraph {
@@ -63,7 +77,10 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   const T = opts.seq === "dynamic" ? g.sym("sequence_length") : opts.seq;
   const P = opts.past ? g.sym("past_sequence_length") : 0;
   const D = config.headDim;
-  const total = g.dims.add(P, T);
+  const fused = opts.fused === true && opts.batch === 1 && opts.past && fusedDecoderFits(config);
+  const fixedCache = fused && opts.fixedCache === true;
+  // A fixed-capacity cache's length P says nothing of how many tokens came before: the mask does.
+  const total = fixedCache ? g.sym("total_sequence_length") : g.dims.add(P, T);
   const ids = g.input(INPUT_IDS, [B, T], "int64");
   const keep = g.input(ATTENTION_MASK, [B, total], "int64");
   const positions = g.input(POSITION_IDS, [B, T], "int64");
@@ -85,14 +102,19 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     outputs[presentName(i, "key")] = key;
     outputs[presentName(i, "value")] = value;
   };
-  const fused = opts.fused === true && opts.batch === 1 && opts.past && fusedDecoderFits(config);
   let hidden: Value;
   if (fused) {
     const ctx = gqaContext(keep, total, ropeHalfConstants(config, g));
+    // The rows this run adds to a fixed-capacity cache: [mask length − T, mask length).
+    const rows = fixedCache ? { start: sub(dimValue(g, total), dimValue(g, T)), end: dimValue(g, total) } : null;
     hidden = fusedLlamaBlocks(config, p, ids, (i, q, k, v, widths) => {
-      const shape = { batch: B, seq: T, past: P, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
+      const shape = { batch: B, seq: T, past: P, capacity: fixedCache, heads: widths.numHeads, kvHeads: widths.numKvHeads, headDim: D };
       const { out, key, value } = groupQueryAttention(q, k, v, past[i]!, shape, ctx);
-      onPresent(i, key, value);
+      if (!rows) onPresent(i, key, value);
+      else {
+        outputs[newRowsName(i, "key")] = newCacheRows(key, rows.start, rows.end, T);
+        outputs[newRowsName(i, "value")] = newCacheRows(value, rows.start, rows.end, T);
+      }
       return out;
     });
   } else {
@@ -117,8 +139,9 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
   // so every layer's cache has the same length (transformers.js reads it from any of them).
   kvHeads.forEach((KV, i) => {
     if (KV > 0) return;
-    outputs[presentName(i, "key")] = emptyCache(g, B, total, D);
-    outputs[presentName(i, "value")] = emptyCache(g, B, total, D);
+    const name = fixedCache ? newRowsName : presentName;
+    outputs[name(i, "key")] = emptyCache(g, B, fixedCache ? T : total, D);
+    outputs[name(i, "value")] = emptyCache(g, B, fixedCache ? T : total, D);
   });
 
   // A quantized table (ParamSource.head) or the float head tensor.
@@ -130,7 +153,7 @@ export function buildKvGraph(config: LlamaConfig, p: ParamSource, opts: KvGraphO
     opts.logits === "last"
       ? project(take(reshape(hidden, [B, T, C]), 1, -1)) // (B, V)
       : reshape(project(hidden), [B, T, V]); // (B, T, V)
-  return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads, fused };
+  return { graph: g, outputs: { [LOGITS]: logits, ...outputs }, kvHeads, fused, fixedCache };
 }
 
 /** RoPE at `positions` through ONNX Runtime's fused kernel, with HF's float32 tables up to the model's context. */

@@ -43,8 +43,14 @@ export function gqaContext(keep: Value, total: number, rope: { cos: Value; sin: 
 export interface GqaShape {
   batch: number;
   seq: number;
-  /** The past length P (a dim), so the present caches are [B, KV, P + T, D]. */
+  /**
+   * The past caches' length P (a dim). Grown caches hold exactly the past, and the present ones are
+   * [B, KV, P + T, D]. A cache of fixed capacity P holds the past in its first rows (how many: the
+   * context's seqlens_k), and the present one is again [B, KV, P, D], zero past the new rows.
+   */
   past: number;
+  /** Whether the past caches are fixed-capacity buffers (see `past`). */
+  capacity?: boolean;
   heads: number;
   kvHeads: number;
   headDim: number;
@@ -60,7 +66,7 @@ export function groupQueryAttention(q: Value, k: Value, v: Value, past: { key: V
   const g = q.graph;
   const { batch: B, seq: T, heads: H, kvHeads: KV, headDim: D } = s;
   const rows = (x: Value, width: number) => (x.rank === 3 ? x : reshape(x, [B, T, width]));
-  const cache = { shape: [B, KV, g.dims.add(s.past, T), D], dtype: q.dtype };
+  const cache = { shape: [B, KV, s.capacity ? s.past : g.dims.add(s.past, T), D], dtype: q.dtype };
   const [out, key, value] = g.addMulti(
     GroupQueryAttention,
     [rows(q, H * D), rows(k, KV * D), rows(v, KV * D), past.key, past.value, ctx.seqlensK, ctx.totalLength, ctx.cos, ctx.sin],
@@ -68,4 +74,19 @@ export function groupQueryAttention(q: Value, k: Value, v: Value, past: { key: V
     { num_heads: H, kv_num_heads: KV, do_rotary: 1, rotary_interleaved: 0 },
   );
   return { out: q.rank === 3 ? out! : reshape(out!, [g.dims.mul(B, T), H * D]), key: key!, value: value! };
+}
+
+const SliceOp: OpDef = { type: "Slice" };
+
+/**
+ * The rows of a present cache [B, KV, rows, D] that this run wrote: [start, end) along its length,
+ * int64 [1] bounds computed in the graph (for a fixed-capacity cache, the attention mask's length − T
+ * and that length). A caller that keeps the cache in its own buffers fetches only these, so a decode
+ * step hands back KV·D values per layer instead of the whole cache (onnxruntime-node copies every
+ * output it returns, pre-allocated or not).
+ */
+export function newCacheRows(present: Value, start: Value, end: Value, seq: number): Value {
+  const g = present.graph;
+  const [B, KV, , D] = present.shape as [number, number, number, number];
+  return g.add(SliceOp, [present, start, end, g.int64s([2])], [B, KV, seq, D], present.dtype);
 }
