@@ -6,7 +6,9 @@
 // the budget, each with the largest rank the remaining bits pay for (or a fixed --rank). Every
 // candidate is scored by one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)) on a
 // random subset of rows (screenCandidates); the lowest Frobenius error wins and is fitted on the
-// whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
+// whole matrix. A whole model screens once (chooseReallmShape: the layers of its middle block, the
+// lowest mean error) and every layer takes that (d, codebook) with its own rank; the winner is then
+// fitted on the whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
 // each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is
 // fitted with and without the in-block column permutation and the better kept.
 
@@ -46,6 +48,13 @@ export interface ReallmOptions {
    * the codebook's training sample, so they are cheap; 10 left the benchmark's layers 0.5–1 % worse.
    */
   kmeansIterations?: number;
+  /**
+   * Where candidate shapes are scored, for a whole model (quantizeReallmModel): "model" (default)
+   * scores them on the layers of one block and gives every layer the winner; "layer" scores them on
+   * each matrix. The shapes rank the same on every layer by a wide margin (the benchmark's: 0.24
+   * against ≥ 0.29), so per-layer scoring mostly repeated the same answer.
+   */
+  shapeScreening?: "model" | "layer";
   seed: number;
   gemm: HostGemm;
   nearest: NearestCentroid;
@@ -194,6 +203,77 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
   return { scores, svdSeconds };
 }
 
+/** The k-means and SVD seeds of the layer at `layerSeed` (its index in the model). */
+function layerSeedOf(opts: ReallmOptions, layerSeed: number): number {
+  return opts.seed * 1000 + layerSeed * 7;
+}
+
+/** Every candidate with its screened error (screenCandidates), in the layer report's form. */
+async function scoredCandidates(w: Float32Array, n: number, k: number, candidates: ReallmCandidate[], opts: ReallmOptions, seed: number, layer: string): Promise<{ tried: ReallmLayerReport["candidates"]; svdSeconds: number }> {
+  const { scores, svdSeconds } = await screenCandidates(w, n, k, candidates, opts, seed, opts.permute === true, layer);
+  const tried = candidates.map((c, i) => ({ rank: c.spec.rank, vqDim: c.spec.vqDim, codeBits: c.spec.codeBits, bitsPerWeight: c.bitsPerWeight, error: scores[i]! }));
+  return { tried, svdSeconds };
+}
+
+export interface ReallmShapeChoice {
+  vqDim: number;
+  codeBits: number;
+  /** Each (d, codebook) scored on every screened layer: the mean of its relative errors. */
+  scores: Array<{ vqDim: number; codeBits: number; meanError: number }>;
+  /** The layers scored. */
+  layers: string[];
+  seconds: number;
+}
+
+/** A layer to screen shapes on: its weights [n, k], its path and its index among the model's layers (seeds). */
+export interface ScreenedLayer {
+  w: Float32Array;
+  n: number;
+  k: number;
+  path: string;
+  index: number;
+}
+
+/**
+ * One VQ shape (d, codebook size) for a whole model: every candidate shape is scored on each of
+ * `layers` as quantizeReallmLayer would score it there (its own rank within the budget), and the
+ * lowest mean relative error wins; only shapes every layer can take compete. Null when the options
+ * leave a layer one candidate (the shape is fixed: nothing to choose).
+ */
+export async function chooseReallmShape(layers: ScreenedLayer[], opts: ReallmOptions): Promise<ReallmShapeChoice | null> {
+  const started = performance.now();
+  const sums = new Map<string, { vqDim: number; codeBits: number; total: number; seen: number }>();
+  for (const l of layers) {
+    const candidates = reallmCandidates(l.n, l.k, opts, l.path);
+    if (candidates.length < 2) return null;
+    const { tried } = await scoredCandidates(l.w, l.n, l.k, candidates, opts, layerSeedOf(opts, l.index), l.path);
+    for (const c of tried) {
+      const key = `${c.vqDim}:${c.codeBits}`;
+      const entry = sums.get(key) ?? { vqDim: c.vqDim, codeBits: c.codeBits, total: 0, seen: 0 };
+      entry.total += c.error;
+      entry.seen++;
+      sums.set(key, entry);
+    }
+  }
+  const scores = [...sums.values()].filter((e) => e.seen === layers.length).map((e) => ({ vqDim: e.vqDim, codeBits: e.codeBits, meanError: e.total / e.seen }));
+  if (scores.length === 0) return null;
+  const best = scores.reduce((a, b) => (b.meanError < a.meanError ? b : a));
+  return { vqDim: best.vqDim, codeBits: best.codeBits, scores, layers: layers.map((l) => l.path), seconds: (performance.now() - started) / 1000 };
+}
+
+/** `opts` with the VQ shape fixed to `shape` where the layer [n, k] can take it within the budget, else unchanged (the layer screens for itself). */
+export function withShape(opts: ReallmOptions, shape: Pick<ReallmShapeChoice, "vqDim" | "codeBits"> | null, n: number, k: number): ReallmOptions {
+  if (!shape) return opts;
+  const fixed = { ...opts, vqDims: [shape.vqDim], codeBits: shape.codeBits };
+  try {
+    reallmCandidates(n, k, fixed);
+    return fixed;
+  } catch (e) {
+    if (e instanceof SlimtuneError) return opts; // the shape does not fit this layer's budget
+    throw e;
+  }
+}
+
 /** out[i] −= (U Σ Vᵀ)[rows[i]] truncated to rank r, for the sampled rows. */
 function subtractLowRank(out: Float32Array, rows: Int32Array, svd: TruncatedSvd, r: number, k: number): void {
   const acc = new Float64Array(k);
@@ -229,23 +309,17 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
     svdSeconds += res.svdSeconds;
     return res;
   };
-  const seed = opts.seed * 1000 + layerSeed * 7;
+  const seed = layerSeedOf(opts, layerSeed);
   const permuteFirst = opts.permute === true;
-  const tried: ReallmLayerReport["candidates"] = [];
+  let tried: ReallmLayerReport["candidates"] = [];
   let winner: ReallmCandidate = candidates[0]!;
   if (candidates.length > 1) {
     const t0 = performance.now();
-    const { scores: scored, svdSeconds: screenSvd } = await screenCandidates(w, n, k, candidates, opts, seed, permuteFirst, layer);
-    svdSeconds += screenSvd;
-    kmeansSeconds += (performance.now() - t0) / 1000 - screenSvd;
-    let winnerError = Infinity;
-    for (const [i, cand] of candidates.entries()) {
-      tried.push({ rank: cand.spec.rank, vqDim: cand.spec.vqDim, codeBits: cand.spec.codeBits, bitsPerWeight: cand.bitsPerWeight, error: scored[i]! });
-      if (scored[i]! < winnerError) {
-        winnerError = scored[i]!;
-        winner = cand;
-      }
-    }
+    const screened = await scoredCandidates(w, n, k, candidates, opts, seed, layer);
+    svdSeconds += screened.svdSeconds;
+    kmeansSeconds += (performance.now() - t0) / 1000 - screened.svdSeconds;
+    tried = screened.tried;
+    winner = candidates[screened.tried.reduce((at, c, i, all) => (c.error < all[at]!.error ? i : at), 0)]!;
   }
   let best = await fit(winner.spec, permuteFirst, opts.maxIterations ?? 6, seed);
   if (opts.permute === "auto") {
@@ -272,8 +346,23 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
 
 export interface ReallmModelReport {
   budget: number;
+  /** The model-wide shape choice (shapeScreening "model"); absent when each layer chose, or the shape was fixed. */
+  screening?: ReallmShapeChoice;
   layers: ReallmLayerReport[];
   seconds: number;
+}
+
+/** The layers of the block holding the model's middle linear layer, with their weights. */
+function middleBlock(model: FloatWeights, layers: ReturnType<typeof linearLayers>): ScreenedLayer[] {
+  if (layers.length === 0) return [];
+  const block = layers[Math.floor(layers.length / 2)]!.layer;
+  const out: ScreenedLayer[] = [];
+  for (const [index, l] of layers.entries()) {
+    if (l.layer !== block) continue;
+    const w = model.weights.get(`${l.path}.weight`);
+    if (w) out.push({ w: w.data, n: l.outFeatures, k: l.inFeatures, path: l.path, index });
+  }
+  return out;
 }
 
 /** ReALLM-quantizes every linear layer of `model`'s blocks. */
@@ -282,13 +371,14 @@ export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptio
   const layers = linearLayers(model.config);
   // Every layer's budget is checked before any work.
   for (const l of layers) reallmCandidates(l.outFeatures, l.inFeatures, opts, l.path);
+  const screening = (opts.shapeScreening ?? "model") === "model" ? await chooseReallmShape(middleBlock(model, layers), opts) : null;
   const linears = new Map<string, QuantizedLinear>();
   const reports: ReallmLayerReport[] = [];
   const owned = new Set<string>();
   for (const [i, l] of layers.entries()) {
     const w = model.weights.get(`${l.path}.weight`);
     if (!w) throw new SlimtuneError("E_ARG", `model has no weight "${l.path}.weight"; ReALLM needs a LLaMA-family model loaded with LlamaModel.load`);
-    const { layer, report } = await quantizeReallmLayer(w.data, l.outFeatures, l.inFeatures, opts, l.path, i);
+    const { layer, report } = await quantizeReallmLayer(w.data, l.outFeatures, l.inFeatures, withShape(opts, screening, l.outFeatures, l.inFeatures), l.path, i);
     const bias = model.weights.get(`${l.path}.bias`);
     if (bias) layer.bias = bias.data;
     linears.set(l.path, layer);
@@ -301,6 +391,6 @@ export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptio
   const spec = mostCommonSpec([...linears.values()].map((q) => q.spec as ReallmSpec))!;
   return {
     qm: { config: model.config, spec, linears, dense, sourceDir: model.sourceDir, method: { name: "reallm", config: { budget_bits_per_weight: opts.budget } } },
-    report: { budget: opts.budget, layers: reports, seconds: (performance.now() - started) / 1000 },
+    report: { budget: opts.budget, ...(screening ? { screening } : {}), layers: reports, seconds: (performance.now() - started) / 1000 },
   };
 }
