@@ -47,8 +47,13 @@ export interface AlternatingOptions {
   float32?: boolean;
 }
 
-/** quant(R) → Q̂ (same shape as R) and whatever the caller needs to keep. */
-export type ResidualQuantizer<S> = (residual: Float32Array) => Promise<{ deq: Float32Array; state: S }> | { deq: Float32Array; state: S };
+/**
+ * quant(R) → Q̂ (same shape as R) and whatever the caller needs to keep; `error`, ‖R − Q̂‖²_F, when
+ * the quantizer summed it already. Q̂ is read before the next call, so it may live in a buffer the
+ * quantizer reuses.
+ */
+export type QuantizedResidual<S> = { deq: Float32Array; state: S; error?: number };
+export type ResidualQuantizer<S> = (residual: Float32Array) => Promise<QuantizedResidual<S>> | QuantizedResidual<S>;
 
 /** L₁L₂ [n, k], in float32 or float64. */
 async function product(f: LowRankFactors, n: number, k: number, gemm: HostGemm, float32: boolean): Promise<Float32Array | Float64Array> {
@@ -94,21 +99,27 @@ export async function alternatingInit<S>(w: Float32Array, n: number, k: number, 
     return { factors: empty, state: q.state, errors: [Math.sqrt(err)], svdSeconds, quantizeSeconds };
   }
   const maxIterations = opts.maxIterations ?? 8;
-  let qDeq: Float32Array = new Float32Array(n * k); // Q̂ = 0 first: L = SVD_r(W)
+  let qDeq: Float32Array | null = null; // Q̂ = 0 first: L = SVD_r(W)
   let best: { factors: LowRankFactors; state: S; error: number } | null = null;
   const errors: number[] = [];
+  // W − Q̂, rewritten each round (the SVD keeps nothing of it).
+  const target = opts.float32 ? new Float32Array(n * k) : new Float64Array(n * k);
   for (let it = 0; it < maxIterations; it++) {
     const t0 = performance.now();
-    const target = opts.float32 ? new Float32Array(n * k) : new Float64Array(n * k);
-    for (let i = 0; i < target.length; i++) target[i] = w[i]! - qDeq[i]!;
+    if (qDeq) for (let i = 0; i < target.length; i++) target[i] = w[i]! - qDeq[i]!;
+    else target.set(w);
     const factors = await lowRankFactors(target, n, k, rank, opts, opts.warmStart && best ? best.factors : undefined);
     const l = await product(factors, n, k, opts.gemm, opts.float32 ?? false);
     svdSeconds += (performance.now() - t0) / 1000;
-    const residual = new Float32Array(n * k);
+    // W − L₁L₂, in place over the product when it is float32 (a fresh array nothing else holds).
+    const residual = l instanceof Float32Array ? l : new Float32Array(n * k);
     for (let i = 0; i < residual.length; i++) residual[i] = w[i]! - l[i]!;
     const q = await quantizeTimed(residual);
-    let err = 0;
-    for (let i = 0; i < residual.length; i++) err += (residual[i]! - q.deq[i]!) ** 2;
+    let err = q.error;
+    if (err === undefined) {
+      err = 0;
+      for (let i = 0; i < residual.length; i++) err += (residual[i]! - q.deq[i]!) ** 2;
+    }
     err = Math.sqrt(err);
     errors.push(err);
     if (best && err >= best.error) break;

@@ -21,7 +21,7 @@ import type { HostGemm } from "./linalg/host-gemm.js";
 import type { NearestCentroid } from "./linalg/kmeans.js";
 import { alternatingInit } from "./lowrank.js";
 import { type TruncatedSvd, truncatedSvd } from "./linalg/svd.js";
-import { type VqResult, vqQuantize } from "./vq.js";
+import { type VqResult, VqRefitter, vqQuantize } from "./vq.js";
 import type { QuantizedLinear, QuantizedModel, ReallmLinear, ReallmSpec } from "./types.js";
 import { mostCommonSpec } from "./types.js";
 
@@ -143,7 +143,7 @@ export function reallmCandidates(n: number, k: number, opts: Omit<ReallmOptions,
   return out;
 }
 
-function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: Float32Array, vq: VqResult): ReallmLinear {
+function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: Float32Array, vq: Omit<VqResult, "deq" | "error">): ReallmLinear {
   return { kind: "reallm", spec: { ...spec, permuted: vq.perm !== null }, outFeatures: n, inFeatures: k, l1, l2, vqCodes: vq.vqCodes, codebook: vq.codebook, scaleCodes: vq.scaleCodes, rowScales: vq.rowScales, perm: vq.perm, bias: null };
 }
 
@@ -298,12 +298,12 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
   let svdSeconds = 0;
   const fit = async (spec: ReallmSpec, permuted: boolean, maxIterations: number, seed: number, kmeansIterations = opts.kmeansIterations ?? DEFAULT_KMEANS_ITERATIONS) => {
     const vqShape = { vqDim: spec.vqDim, codeBits: spec.codeBits, blockSize: spec.blockSize, scaleBits: spec.scaleBits, permuted };
-    // Each alternation's k-means starts from the previous codebook: the residual moves only a little.
-    let warm: Float32Array | undefined;
+    // Each alternation's k-means continues from the previous one (same training sample, its
+    // clusters and bounds kept): the residual moves only a little.
+    const vq = new VqRefitter(n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, pointsPerCentroid: FIT_POINTS_PER_CENTROID, layer });
     const res = await alternatingInit(w, n, k, spec.rank, async (residual) => {
-      const vq = await vqQuantize(residual, n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, pointsPerCentroid: FIT_POINTS_PER_CENTROID, layer, ...(warm ? { init: warm } : {}) });
-      warm = vq.codebook;
-      return { deq: vq.deq, state: vq };
+      const { deq, error, ...kept } = await vq.quantize(residual);
+      return { deq, error, state: kept };
     }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16", warmStart: true, float32: true });
     kmeansSeconds += res.quantizeSeconds;
     svdSeconds += res.svdSeconds;

@@ -9,7 +9,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
-import { type NearestCentroid, trainCodebook } from "./linalg/kmeans.js";
+import { CodebookRefitter, type NearestCentroid } from "./linalg/kmeans.js";
 import type { ReallmSpec } from "./types.js";
 
 export type VqShape = Pick<ReallmSpec, "vqDim" | "codeBits" | "blockSize" | "scaleBits" | "permuted">;
@@ -114,78 +114,127 @@ export interface VqOptions {
   iterations?: number;
   /** The codebook is fitted on at most this many sub-vectors per centroid (kmeans.ts trainCodebook). */
   pointsPerCentroid?: number;
-  /** Warm start: a codebook [2^codeBits, d] fitted to a nearby residual (the previous alternation). */
+  /** Warm start of the first codebook: one [2^codeBits, d] fitted to nearby points (VqRefitter's later residuals continue from their own last). */
   init?: Float32Array;
   layer?: string;
 }
 
 /** Vector-quantizes R [n, k] with `shape`. */
 export async function vqQuantize(r: Float32Array, n: number, k: number, shape: VqShape, opts: VqOptions): Promise<VqResult> {
-  const layer = opts.layer ?? "the layer";
-  checkVqShape(shape, n, k, layer);
-  const { vqDim: d, codeBits: c, blockSize: bs, scaleBits } = shape;
-  const blocks = k / bs;
-  const maxCode = (1 << scaleBits) - 1;
-  const perm = shape.permuted ? correlatedPermutation(r, n, k, bs, d) : null;
+  return new VqRefitter(n, k, shape, opts).quantize(r);
+}
 
-  const scaleCodes = new Uint8Array(n * blocks);
-  const rowScales = new Float32Array(n);
-  const scale = new Float64Array(n * blocks);
-  for (let i = 0; i < n; i++) {
-    const absmax = new Float64Array(blocks);
-    let rowMax = 0;
-    for (let b = 0; b < blocks; b++) {
-      let m = 0;
-      for (let j = b * bs; j < (b + 1) * bs; j++) {
-        const v = Math.abs(r[i * k + j]!);
-        if (!Number.isFinite(v)) throw new SlimtuneError("E_ARG", `value [${i}, ${j}] of ${layer} is not finite; the weights are corrupt`);
-        if (v > m) m = v;
+/**
+ * The vector quantizer of successive residuals of one [n, k] matrix (ReALLM's alternation, where the
+ * residual moves a little each round): its buffers, the codebook's training sample and k-means state
+ * (kmeans.ts CodebookRefitter) carry from one residual to the next. The first residual is coded as
+ * vqQuantize codes it; each later one refits the codebook from the last one's (a warm start).
+ */
+export class VqRefitter {
+  private readonly blocks: number;
+  private readonly count: number;
+  private readonly book: CodebookRefitter;
+  private readonly scale: Float64Array;
+  private readonly absmax: Float64Array;
+  private readonly points: Float32Array;
+  private readonly codes: Uint8Array;
+  private readonly deq: Float32Array;
+  private readonly layer: string;
+
+  constructor(
+    private readonly n: number,
+    private readonly k: number,
+    private readonly shape: VqShape,
+    private readonly opts: VqOptions,
+  ) {
+    this.layer = opts.layer ?? "the layer";
+    checkVqShape(shape, n, k, this.layer);
+    this.blocks = k / shape.blockSize;
+    this.count = (n * k) / shape.vqDim;
+    this.book = new CodebookRefitter(this.count, shape.vqDim, 1 << shape.codeBits, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.pointsPerCentroid ? { pointsPerCentroid: opts.pointsPerCentroid } : {}) });
+    this.scale = new Float64Array(n * this.blocks);
+    this.absmax = new Float64Array(this.blocks);
+    this.points = new Float32Array(n * k);
+    this.codes = new Uint8Array(this.count);
+    this.deq = new Float32Array(n * k);
+  }
+
+  /** Codes R [n, k]. The result's `deq` is this quantizer's buffer, overwritten by the next call; the rest is the caller's. */
+  async quantize(r: Float32Array): Promise<VqResult> {
+    const { n, k, blocks, count, scale, points } = this;
+    const { vqDim: d, codeBits: c, blockSize: bs } = this.shape;
+    const perm = this.shape.permuted ? correlatedPermutation(r, n, k, bs, d) : null;
+    const { scaleCodes, rowScales } = this.blockScales(r);
+    for (let i = 0; i < n; i++) {
+      for (let b = 0; b < blocks; b++) {
+        const s = scale[i * blocks + b]!;
+        const row = i * k;
+        if (s === 0) {
+          points.fill(0, row + b * bs, row + (b + 1) * bs); // an all-zero block: its points are 0
+          continue;
+        }
+        for (let p = b * bs; p < (b + 1) * bs; p++) points[row + p] = r[row + (perm ? perm[p]! : p)]! / s;
       }
-      absmax[b] = m;
-      if (m > rowMax) rowMax = m;
     }
-    const rs = f16Ceil(rowMax);
-    rowScales[i] = rs;
-    for (let b = 0; b < blocks; b++) {
-      const code = rs === 0 ? 0 : Math.min(maxCode, Math.ceil((absmax[b]! / rs) * maxCode));
-      scaleCodes[i * blocks + b] = code;
-      scale[i * blocks + b] = (code / maxCode) * rs;
-    }
-  }
+    // The codebook is fitted on a sample of the sub-vectors; every one is coded once, against the
+    // float16 centroids a loader will see.
+    const book = this.book.fit(points, this.opts.init);
+    const codebook = Float32Array.from(book.centroids, roundToF16);
+    const vqCodes = this.codes;
+    await this.opts.nearest.assign(points, count, d, codebook, 1 << c, vqCodes);
 
-  const count = (n * k) / d;
-  const points = new Float32Array(n * k);
-  for (let i = 0; i < n; i++) {
-    for (let b = 0; b < blocks; b++) {
-      const s = scale[i * blocks + b]!;
-      if (s === 0) continue; // an all-zero block: its points stay 0
+    const deq = this.deq;
+    let error = 0;
+    for (let i = 0; i < n; i++) {
       const row = i * k;
-      for (let p = b * bs; p < (b + 1) * bs; p++) points[row + p] = r[row + (perm ? perm[p]! : p)]! / s;
-    }
-  }
-  // The codebook is fitted on a sample of the sub-vectors; every one is coded once, against the
-  // float16 centroids a loader will see.
-  const book = trainCodebook(points, count, d, 1 << c, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.pointsPerCentroid ? { pointsPerCentroid: opts.pointsPerCentroid } : {}), ...(opts.init ? { init: opts.init } : {}) });
-  const codebook = Float32Array.from(book.centroids, roundToF16);
-  const vqCodes = new Uint8Array(count);
-  await opts.nearest.assign(points, count, d, codebook, 1 << c, vqCodes);
-
-  const deq = new Float32Array(n * k);
-  let error = 0;
-  for (let i = 0; i < n; i++) {
-    const row = i * k;
-    for (let b = 0; b < blocks; b++) {
-      const s = scale[i * blocks + b]!;
-      for (let p = b * bs; p < (b + 1) * bs; p += d) {
-        const cc = vqCodes[(row + p) / d]! * d;
-        for (let t = 0; t < d; t++) {
-          const j = row + (perm ? perm[p + t]! : p + t);
-          const v = s * codebook[cc + t]!;
-          deq[j] = v;
-          error += (r[j]! - v) ** 2;
+      for (let b = 0; b < blocks; b++) {
+        const s = scale[i * blocks + b]!;
+        for (let p = b * bs; p < (b + 1) * bs; p += d) {
+          const cc = vqCodes[(row + p) / d]! * d;
+          for (let t = 0; t < d; t++) {
+            const j = row + (perm ? perm[p + t]! : p + t);
+            const v = s * codebook[cc + t]!;
+            deq[j] = v;
+            error += (r[j]! - v) ** 2;
+          }
         }
       }
     }
+    return { vqCodes: Uint8Array.from(vqCodes), codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: book.iterations };
   }
-  return { vqCodes, codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: book.iterations };
+
+  /**
+   * Each row's blocks scaled by their absmax: the scales coded in `scaleBits` bits against a float16
+   * per-row maximum (rounded up, so no value exceeds ±1), into `this.scale` as the values they code.
+   */
+  private blockScales(r: Float32Array): { scaleCodes: Uint8Array; rowScales: Float32Array } {
+    const { n, k, blocks, scale, absmax, layer } = this;
+    const bs = this.shape.blockSize;
+    const maxCode = (1 << this.shape.scaleBits) - 1;
+    const scaleCodes = new Uint8Array(n * blocks);
+    const rowScales = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let rowMax = 0;
+      for (let b = 0; b < blocks; b++) {
+        let m = 0;
+        for (let j = i * k + b * bs, end = j + bs; j < end; j++) {
+          const v = Math.abs(r[j]!);
+          if (!(v <= m)) {
+            if (!Number.isFinite(v)) throw new SlimtuneError("E_ARG", `value [${i}, ${j - i * k}] of ${layer} is not finite; the weights are corrupt`);
+            m = v;
+          }
+        }
+        absmax[b] = m;
+        if (m > rowMax) rowMax = m;
+      }
+      const rs = f16Ceil(rowMax);
+      rowScales[i] = rs;
+      for (let b = 0; b < blocks; b++) {
+        const code = rs === 0 ? 0 : Math.min(maxCode, Math.ceil((absmax[b]! / rs) * maxCode));
+        scaleCodes[i * blocks + b] = code;
+        scale[i * blocks + b] = (code / maxCode) * rs;
+      }
+    }
+    return { scaleCodes, rowScales };
+  }
 }
