@@ -186,6 +186,8 @@ async function childReallm(dir, threads, only, screening) {
     totalCpu += cpu;
     console.log(JSON.stringify({ screening: true, seconds: sec, cpu_s: cpu, shape }));
   }
+  // As in quantizeReallmModel, each layer's k-means starts from the previous layer's codebook.
+  const carried = { ...reallmOptions, codebooks: new Map() };
   let i = 0;
   for (const hs of m.hessians) {
     const h = Float64Array.from(readF32(path.join(dir, hs.file)));
@@ -194,7 +196,7 @@ async function childReallm(dir, threads, only, screening) {
       const w = readF32(path.join(dir, l.file));
       const t0 = performance.now();
       const c0 = process.cpuUsage();
-      const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, withShape(reallmOptions, shape, l.n, hs.k), l.name, i++);
+      const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, withShape(carried, shape, l.n, hs.k), l.name, i++);
       const sec = (performance.now() - t0) / 1000;
       const cpu = cpuSeconds(c0);
       total += sec;
