@@ -9,7 +9,8 @@
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
-import { CodebookRefitter, type NearestCentroid } from "./linalg/kmeans.js";
+import { type CentroidGrid, gridOverBox, gridSuits, insideGrid, nearestInGrid, nearestInGrid2 } from "./linalg/centroid-grid.js";
+import { type Codebook, CodebookRefitter, type NearestCentroid } from "./linalg/kmeans.js";
 import type { ReallmSpec } from "./types.js";
 
 export type VqShape = Pick<ReallmSpec, "vqDim" | "codeBits" | "blockSize" | "scaleBits" | "permuted">;
@@ -136,7 +137,9 @@ export class VqRefitter {
   private readonly book: CodebookRefitter;
   private readonly scale: Float64Array;
   private readonly absmax: Float64Array;
-  private readonly points: Float32Array;
+  /** Every sub-vector normalised, for the shapes without a grid; the grid path needs only the sample's. */
+  private points: Float32Array | null = null;
+  private train: Float32Array | null = null;
   private readonly codes: Uint8Array;
   private readonly deq: Float32Array;
   private readonly layer: string;
@@ -154,43 +157,96 @@ export class VqRefitter {
     this.book = new CodebookRefitter(this.count, shape.vqDim, 1 << shape.codeBits, { rng: opts.rng, iterations: opts.iterations ?? 30, ...(opts.pointsPerCentroid ? { pointsPerCentroid: opts.pointsPerCentroid } : {}) });
     this.scale = new Float64Array(n * this.blocks);
     this.absmax = new Float64Array(this.blocks);
-    this.points = new Float32Array(n * k);
     this.codes = new Uint8Array(this.count);
     this.deq = new Float32Array(n * k);
   }
 
   /** Codes R [n, k]. The result's `deq` is this quantizer's buffer, overwritten by the next call; the rest is the caller's. */
   async quantize(r: Float32Array): Promise<VqResult> {
-    const { n, k, blocks, count, scale, points } = this;
+    const { count } = this;
     const { vqDim: d, codeBits: c, blockSize: bs } = this.shape;
-    const perm = this.shape.permuted ? correlatedPermutation(r, n, k, bs, d) : null;
+    const k = 1 << c;
+    const perm = this.shape.permuted ? correlatedPermutation(r, this.n, this.k, bs, d) : null;
     const { scaleCodes, rowScales } = this.blockScales(r);
-    for (let i = 0; i < n; i++) {
-      for (let b = 0; b < blocks; b++) {
-        const s = scale[i * blocks + b]!;
-        const row = i * k;
-        if (s === 0) {
-          points.fill(0, row + b * bs, row + (b + 1) * bs); // an all-zero block: its points are 0
-          continue;
-        }
-        for (let p = b * bs; p < (b + 1) * bs; p++) points[row + p] = r[row + (perm ? perm[p]! : p)]! / s;
-      }
-    }
     // The codebook is fitted on a sample of the sub-vectors; every one is coded once, against the
     // float16 centroids a loader will see.
-    const book = this.book.fit(points, this.opts.init);
-    const codebook = Float32Array.from(book.centroids, roundToF16);
-    const vqCodes = this.codes;
-    await this.opts.nearest.assign(points, count, d, codebook, 1 << c, vqCodes);
+    let book: Codebook;
+    let codebook: Float32Array;
+    let error: number;
+    if (gridSuits(count, d, k)) {
+      // One pass codes and dequantizes every sub-vector, normalised on the fly and looked up in a
+      // grid over [−1, 1]^d, where block normalisation puts every one (a value rounded just outside
+      // is scanned): no buffer of normalised points, no pass to find their box.
+      const train = this.gatherSample(r, perm);
+      book = this.book.fitSample(train, this.opts.init);
+      codebook = Float32Array.from(book.centroids, roundToF16);
+      const grid = gridOverBox(train, this.book.trainedOn, d, codebook, k, -1, 1);
+      error =
+        d === 2 && !perm
+          ? this.codeAndDequantize2(r, codebook, grid)
+          : this.codeAndDequantize(r, perm, codebook, (x) => (insideGrid(grid, x, 0) ? nearestInGrid(grid, codebook, x, 0) : nearestByScan(codebook, k, d, x)));
+    } else {
+      const points = this.normalised(r, perm);
+      book = this.book.fit(points, this.opts.init);
+      codebook = Float32Array.from(book.centroids, roundToF16);
+      await this.opts.nearest.assign(points, count, d, codebook, k, this.codes);
+      error = this.codeAndDequantize(r, perm, codebook, null);
+    }
+    return { vqCodes: Uint8Array.from(this.codes), codebook, scaleCodes, rowScales, perm, deq: this.deq, error, kmeansIterations: book.iterations };
+  }
 
-    const deq = this.deq;
+  /** Value `p` of row `row`, block-normalised by `s` (float32, as a buffer of points holds it; 0 in an all-zero block). */
+  private valueOf(r: Float32Array, perm: Int32Array | null, row: number, p: number, s: number): number {
+    return s === 0 ? 0 : Math.fround(r[row * this.k + (perm ? perm[p]! : p)]! / s);
+  }
+
+  /** Every sub-vector block-normalised [count, d] (for the shapes without a grid). */
+  private normalised(r: Float32Array, perm: Int32Array | null): Float32Array {
+    const { n, k, blocks, scale } = this;
+    const bs = this.shape.blockSize;
+    const points = (this.points ??= new Float32Array(n * k));
+    for (let i = 0; i < n; i++) for (let p = 0; p < k; p++) points[i * k + p] = this.valueOf(r, perm, i, p, scale[i * blocks + Math.floor(p / bs)]!);
+    return points;
+  }
+
+  /** The codebook's training sample (CodebookRefitter.sample's sub-vectors), block-normalised [trainedOn, d]. */
+  private gatherSample(r: Float32Array, perm: Int32Array | null): Float32Array {
+    const { k, blocks, scale } = this;
+    const { vqDim: d, blockSize: bs } = this.shape;
+    const indices = this.book.sample();
+    const size = this.book.trainedOn;
+    const out = (this.train ??= new Float32Array(size * d));
+    for (let i = 0; i < size; i++) {
+      const at = (indices ? indices[i]! : i) * d;
+      const row = Math.floor(at / k);
+      const p = at - row * k;
+      const s = scale[row * blocks + Math.floor(p / bs)]!;
+      for (let t = 0; t < d; t++) out[i * d + t] = this.valueOf(r, perm, row, p + t, s);
+    }
+    return out;
+  }
+
+  /**
+   * One pass over the sub-vectors: each one's code from `nearest` (given the sub-vector
+   * block-normalised; null: `codes` already hold them), then Q̂ = its scale × its centroid into
+   * `deq`. Returns ‖R − Q̂‖²_F.
+   */
+  private codeAndDequantize(r: Float32Array, perm: Int32Array | null, codebook: Float32Array, nearest: ((x: Float32Array) => number) | null): number {
+    const { n, k, blocks, scale, codes, deq } = this;
+    const { vqDim: d, blockSize: bs } = this.shape;
+    const x = new Float32Array(d);
     let error = 0;
     for (let i = 0; i < n; i++) {
       const row = i * k;
       for (let b = 0; b < blocks; b++) {
         const s = scale[i * blocks + b]!;
         for (let p = b * bs; p < (b + 1) * bs; p += d) {
-          const cc = vqCodes[(row + p) / d]! * d;
+          const q = (row + p) / d;
+          if (nearest) {
+            for (let t = 0; t < d; t++) x[t] = this.valueOf(r, perm, i, p + t, s);
+            codes[q] = nearest(x);
+          }
+          const cc = codes[q]! * d;
           for (let t = 0; t < d; t++) {
             const j = row + (perm ? perm[p + t]! : p + t);
             const v = s * codebook[cc + t]!;
@@ -200,7 +256,33 @@ export class VqRefitter {
         }
       }
     }
-    return { vqCodes: Uint8Array.from(vqCodes), codebook, scaleCodes, rowScales, perm, deq, error, kmeansIterations: book.iterations };
+    return error;
+  }
+  /** codeAndDequantize for d = 2 without a permutation (ReALLM's default), through `grid`: the same codes and values, written out for speed. */
+  private codeAndDequantize2(r: Float32Array, codebook: Float32Array, grid: CentroidGrid): number {
+    const { n, k, blocks, scale, codes, deq } = this;
+    const bs = this.shape.blockSize;
+    const centroids = codebook.length / 2;
+    let error = 0;
+    for (let i = 0; i < n; i++) {
+      const row = i * k;
+      for (let b = 0; b < blocks; b++) {
+        const s = scale[i * blocks + b]!;
+        for (let j = row + b * bs, end = j + bs; j < end; j += 2) {
+          const x0 = s === 0 ? 0 : Math.fround(r[j]! / s);
+          const x1 = s === 0 ? 0 : Math.fround(r[j + 1]! / s);
+          const code = x0 >= -1 && x0 <= 1 && x1 >= -1 && x1 <= 1 ? nearestInGrid2(grid, codebook, x0, x1) : nearestByScan(codebook, centroids, 2, Float32Array.of(x0, x1));
+          codes[j / 2] = code;
+          const v0 = s * codebook[2 * code]!;
+          const v1 = s * codebook[2 * code + 1]!;
+          deq[j] = v0;
+          deq[j + 1] = v1;
+          error += (r[j]! - v0) ** 2;
+          error += (r[j + 1]! - v1) ** 2;
+        }
+      }
+    }
+    return error;
   }
 
   /**
@@ -237,4 +319,19 @@ export class VqRefitter {
     }
     return { scaleCodes, rowScales };
   }
+}
+
+/** The nearest of the k centroids [k, d] to x by comparing it with each (lowest index on ties). */
+function nearestByScan(centroids: Float32Array, k: number, d: number, x: Float32Array): number {
+  let best = 0;
+  let bestDist = Infinity;
+  for (let c = 0; c < k; c++) {
+    let dist = 0;
+    for (let t = 0; t < d; t++) dist += (x[t]! - centroids[c * d + t]!) ** 2;
+    if (dist < bestDist) {
+      bestDist = dist;
+      best = c;
+    }
+  }
+  return best;
 }

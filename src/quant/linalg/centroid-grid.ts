@@ -17,11 +17,12 @@ const STEPS = 1024;
 /** Points read per coordinate to place the quantile edges (a strided subset: deterministic). */
 const EDGE_SAMPLE = 8192;
 
-interface CentroidGrid {
+export interface CentroidGrid {
   d: number;
   bins: number;
-  /** Per coordinate: its lowest value and 1 / step width of the lookup table. */
+  /** Per coordinate: its lowest and highest value (the box) and 1 / step width of the lookup table. */
   lo: Float64Array;
+  hi: Float64Array;
   invStep: Float64Array;
   /** Per coordinate, [d, STEPS]: the cell index contribution (bin · bins^j) of each table step. */
   table: Int32Array;
@@ -40,18 +41,21 @@ export function gridSuits(count: number, d: number, k: number): boolean {
 }
 
 /**
- * Per coordinate: a uniform table of STEPS steps over [min, max] of the points, and the bins, each a
- * run of steps holding about as many points (edges at quantiles, snapped to step boundaries). A
- * value's bin is then one multiply and one table read, and its cell's box is known exactly.
+ * Per coordinate: a uniform table of STEPS steps over [min, max] of the points (or over `box`), and
+ * the bins, each a run of steps holding about as many points (edges at quantiles, snapped to step
+ * boundaries). A value's bin is then one multiply and one table read, and its cell's box is known
+ * exactly.
  */
-function coordinateBins(points: Float32Array, count: number, d: number, bins: number) {
-  const lo = new Float64Array(d).fill(Infinity);
-  const hi = new Float64Array(d).fill(-Infinity);
-  for (let p = 0; p < count; p++) {
-    for (let j = 0; j < d; j++) {
-      const v = points[p * d + j]!;
-      if (v < lo[j]!) lo[j] = v;
-      if (v > hi[j]!) hi[j] = v;
+function coordinateBins(points: Float32Array, count: number, d: number, bins: number, box?: { lo: number; hi: number }) {
+  const lo = new Float64Array(d).fill(box ? box.lo : Infinity);
+  const hi = new Float64Array(d).fill(box ? box.hi : -Infinity);
+  if (!box) {
+    for (let p = 0; p < count; p++) {
+      for (let j = 0; j < d; j++) {
+        const v = points[p * d + j]!;
+        if (v < lo[j]!) lo[j] = v;
+        if (v > hi[j]!) hi[j] = v;
+      }
     }
   }
   const taken = Math.min(count, EDGE_SAMPLE);
@@ -84,10 +88,13 @@ function coordinateBins(points: Float32Array, count: number, d: number, bins: nu
   return { lo, hi, invStep, table, firstStep, endStep };
 }
 
-/** The grid of `centroids` [k, d] over the box of `points`. */
-function buildCentroidGrid(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number): CentroidGrid {
+/**
+ * The grid of `centroids` [k, d] over the box of `points`, or over `box` in every coordinate with its
+ * edges at quantiles of `points` (then a sample of the points to look up, which must lie in the box).
+ */
+function buildCentroidGrid(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, box?: { lo: number; hi: number }): CentroidGrid {
   const bins = BINS[d]!;
-  const { lo, hi, invStep, table, firstStep, endStep } = coordinateBins(points, count, d, bins);
+  const { lo, hi, invStep, table, firstStep, endStep } = coordinateBins(points, count, d, bins, box);
   const cells = bins ** d;
   const start = new Int32Array(cells + 1);
   const chunks: Uint16Array[] = [];
@@ -139,7 +146,72 @@ function buildCentroidGrid(points: Float32Array, count: number, d: number, centr
     list.set(chunk, at);
     at += chunk.length;
   }
-  return { d, bins, lo, invStep, table, start, list };
+  return { d, bins, lo, hi, invStep, table, start, list };
+}
+
+/**
+ * A grid of `centroids` [k, d] for points known to lie in [lo, hi] in every coordinate (ReALLM's
+ * block-normalised sub-vectors lie in [−1, 1]), with cell edges at quantiles of `sample` [count, d]:
+ * no pass over the points themselves. Look points up with nearestInGrid, after insideGrid.
+ */
+export function gridOverBox(sample: Float32Array, count: number, d: number, centroids: Float32Array, k: number, lo: number, hi: number): CentroidGrid {
+  if (BINS[d] === undefined) throw new RangeError(`no centroid grid for dimension ${d}`);
+  return buildCentroidGrid(sample, count, d, centroids, k, { lo, hi });
+}
+
+/** Whether the point at `x[at … at + d)` lies in the grid's box (else its cell's list does not hold). */
+export function insideGrid(grid: CentroidGrid, x: ArrayLike<number>, at: number): boolean {
+  for (let j = 0; j < grid.d; j++) {
+    const v = x[at + j]!;
+    if (!(v >= grid.lo[j]! && v <= grid.hi[j]!)) return false;
+  }
+  return true;
+}
+
+/** The nearest centroid of the point at `x[at … at + d)` inside the grid's box (lowest index on ties, as a full scan). */
+export function nearestInGrid(grid: CentroidGrid, centroids: Float32Array, x: ArrayLike<number>, at: number): number {
+  const { d, start, list } = grid;
+  let cell = 0;
+  for (let j = 0; j < d; j++) cell += binPart(grid, j, x[at + j]!);
+  let best = 0;
+  let d1 = Infinity;
+  const end = start[cell + 1]!;
+  for (let i = start[cell]!; i < end; i++) {
+    const c = list[i]!;
+    let dist = 0;
+    for (let j = 0; j < d; j++) {
+      const diff = x[at + j]! - centroids[c * d + j]!;
+      dist += diff * diff;
+    }
+    if (dist < d1) {
+      d1 = dist;
+      best = c;
+    }
+  }
+  return best;
+}
+
+/** nearestInGrid for d = 2, the point given as (x0, x1). */
+export function nearestInGrid2(grid: CentroidGrid, centroids: Float32Array, x0: number, x1: number): number {
+  const { start, list } = grid;
+  const cell = binPart(grid, 0, x0) + binPart(grid, 1, x1);
+  const end = start[cell + 1]!;
+  let at = start[cell]!;
+  let best = list[at]!;
+  let a = x0 - centroids[2 * best]!;
+  let b = x1 - centroids[2 * best + 1]!;
+  let d1 = a * a + b * b;
+  for (at++; at < end; at++) {
+    const c = list[at]!;
+    a = x0 - centroids[2 * c]!;
+    b = x1 - centroids[2 * c + 1]!;
+    const dist = a * a + b * b;
+    if (dist < d1) {
+      d1 = dist;
+      best = c;
+    }
+  }
+  return best;
 }
 
 /** Cell-index contribution of coordinate j's value v: its table step, clamped (the maximum lands on the last step). */

@@ -203,9 +203,9 @@ export interface Codebook {
   trainedOn: number;
 }
 
-function checkKmeansArgs(points: Float32Array, count: number, d: number, k: number): void {
+function checkKmeansArgs(points: Float32Array | null, count: number, d: number, k: number): void {
   if (!Number.isInteger(k) || k < 1 || k > 65536) throw new SlimtuneError("E_ARG", `k-means needs 1 ≤ k ≤ 65536 centroids, got ${k}`);
-  if (points.length !== count * d) throw new SlimtuneError("E_SHAPE", `k-means got ${points.length} values for ${count} points of dimension ${d}`);
+  if (points && points.length !== count * d) throw new SlimtuneError("E_SHAPE", `k-means got ${points.length} values for ${count} points of dimension ${d}`);
   if (k > count) {
     throw new SlimtuneError("E_ARG", `a codebook of ${k} centroids is larger than the ${count} sub-vectors to cluster; use at most ${Math.max(0, Math.floor(Math.log2(count)))} code bits (2^bits ≤ ${count})`);
   }
@@ -258,8 +258,9 @@ export function trainCodebook(points: Float32Array, count: number, d: number, k:
 export class CodebookRefitter {
   private readonly cap: number;
   private indices: Int32Array | null = null;
+  private drawn = false;
   private state: LloydState | null = null;
-  /** The sample's next positions, gathered here before the state takes them. */
+  /** The sample's next positions, gathered here by fit(). */
   private next: Float32Array | null = null;
 
   constructor(
@@ -268,29 +269,48 @@ export class CodebookRefitter {
     private readonly k: number,
     private readonly opts: Omit<KmeansOptions, "init">,
   ) {
+    checkKmeansArgs(null, count, d, k);
     this.cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
+  }
+
+  /** The points the codebook trains on: their indices, ascending (drawn once, at the first call), or null for all of them. */
+  sample(): Int32Array | null {
+    if (!this.drawn) {
+      this.drawn = true;
+      if (this.count > this.cap) this.indices = sampleIndices(this.count, this.cap, this.opts.rng);
+    }
+    return this.indices;
+  }
+
+  /** Points trained on: the sample's size, or all of them. */
+  get trainedOn(): number {
+    return Math.min(this.count, this.cap);
   }
 
   /** Fits the codebook to `points` [count, d] (from `init` on the first fit, when given); the centroids returned are a copy. */
   fit(points: Float32Array, init?: Float32Array): Codebook {
-    const { count, d, k, opts } = this;
-    checkKmeansArgs(points, count, d, k);
-    const sampled = count > this.cap;
-    const trainedOn = sampled ? this.cap : count;
-    if (sampled && !this.indices) this.indices = sampleIndices(count, this.cap, opts.rng);
+    checkKmeansArgs(points, this.count, this.d, this.k);
+    const indices = this.sample();
+    const train = indices ? gatherPoints(points, indices, this.d, (this.next ??= new Float32Array(this.trainedOn * this.d))) : points;
+    return this.fitSample(train, init);
+  }
+
+  /**
+   * Fits the codebook to the sample's points [trainedOn, d], gathered by the caller in sample()'s
+   * order (all points when it is null); read, not kept.
+   */
+  fitSample(train: Float32Array, init?: Float32Array): Codebook {
+    const { d, k, opts, trainedOn } = this;
+    if (train.length !== trainedOn * d) throw new SlimtuneError("E_SHAPE", `k-means got ${train.length} values for a sample of ${trainedOn} points of dimension ${d}`);
+    this.sample(); // (the rng draws the sample before the seeds, whatever the caller did first)
     const maxIter = opts.iterations ?? 30;
     const tolerance = opts.tolerance ?? 1e-3;
-    let iterations: number;
     if (!this.state) {
-      const train = this.indices ? gatherPoints(points, this.indices, d, new Float32Array(trainedOn * d)) : Float32Array.from(points);
-      const centroids = init ? Float32Array.from(init) : kmeansPlusPlus(train, trainedOn, d, k, opts.rng);
-      this.state = lloydStart(train, trainedOn, d, k, centroids);
-      iterations = lloydIterate(this.state, maxIter, tolerance);
-    } else {
-      const moved = this.indices ? gatherPoints(points, this.indices, d, (this.next ??= new Float32Array(trainedOn * d))) : points;
-      lloydMovePoints(this.state, moved);
-      iterations = lloydIterate(this.state, maxIter, tolerance);
-    }
+      const own = Float32Array.from(train);
+      const centroids = init ? Float32Array.from(init) : kmeansPlusPlus(own, trainedOn, d, k, opts.rng);
+      this.state = lloydStart(own, trainedOn, d, k, centroids);
+    } else lloydMovePoints(this.state, train);
+    const iterations = lloydIterate(this.state, maxIter, tolerance);
     return { centroids: Float32Array.from(this.state.centroids), iterations, trainedOn };
   }
 }
