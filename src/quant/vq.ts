@@ -9,7 +9,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
-import { type CentroidGrid, gridOverBox, gridSuits, insideGrid, nearestInGrid, nearestInGrid2 } from "./linalg/centroid-grid.js";
+import { type CentroidGrid, gridOverBox, gridSuits, insideGrid, nearestInGrid, nearestRun2 } from "./linalg/centroid-grid.js";
 import { type Codebook, CodebookRefitter, type NearestCentroid } from "./linalg/kmeans.js";
 import type { ReallmSpec } from "./types.js";
 
@@ -258,21 +258,19 @@ export class VqRefitter {
     }
     return error;
   }
-  /** codeAndDequantize for d = 2 without a permutation (ReALLM's default), through `grid`: the same codes and values, written out for speed. */
+  /** codeAndDequantize for d = 2 without a permutation (ReALLM's default), through `grid`: the same codes and values, block by block. */
   private codeAndDequantize2(r: Float32Array, codebook: Float32Array, grid: CentroidGrid): number {
     const { n, k, blocks, scale, codes, deq } = this;
     const bs = this.shape.blockSize;
-    const centroids = codebook.length / 2;
     let error = 0;
     for (let i = 0; i < n; i++) {
       const row = i * k;
       for (let b = 0; b < blocks; b++) {
         const s = scale[i * blocks + b]!;
-        for (let j = row + b * bs, end = j + bs; j < end; j += 2) {
-          const x0 = s === 0 ? 0 : Math.fround(r[j]! / s);
-          const x1 = s === 0 ? 0 : Math.fround(r[j + 1]! / s);
-          const code = x0 >= -1 && x0 <= 1 && x1 >= -1 && x1 <= 1 ? nearestInGrid2(grid, codebook, x0, x1) : nearestByScan(codebook, centroids, 2, Float32Array.of(x0, x1));
-          codes[j / 2] = code;
+        const from = row + b * bs;
+        nearestRun2(grid, codebook, r, from, from + bs, s, codes, from / 2);
+        for (let j = from, end = from + bs; j < end; j += 2) {
+          const code = codes[j / 2]!;
           const v0 = s * codebook[2 * code]!;
           const v1 = s * codebook[2 * code + 1]!;
           deq[j] = v0;

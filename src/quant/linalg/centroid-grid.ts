@@ -191,27 +191,50 @@ export function nearestInGrid(grid: CentroidGrid, centroids: Float32Array, x: Ar
   return best;
 }
 
-/** nearestInGrid for d = 2, the point given as (x0, x1). */
-export function nearestInGrid2(grid: CentroidGrid, centroids: Float32Array, x0: number, x1: number): number {
-  const { start, list } = grid;
-  const cell = binPart(grid, 0, x0) + binPart(grid, 1, x1);
-  const end = start[cell + 1]!;
-  let at = start[cell]!;
-  let best = list[at]!;
-  let a = x0 - centroids[2 * best]!;
-  let b = x1 - centroids[2 * best + 1]!;
-  let d1 = a * a + b * b;
-  for (at++; at < end; at++) {
-    const c = list[at]!;
-    a = x0 - centroids[2 * c]!;
-    b = x1 - centroids[2 * c + 1]!;
-    const dist = a * a + b * b;
-    if (dist < d1) {
-      d1 = dist;
-      best = c;
+/**
+ * For d = 2: the nearest centroid (as nearestInGrid) of each sub-vector of values[from … to) divided
+ * by `s` and rounded to float32 (all 0 when s is 0: a block-normalised run), into codes[at …]. A
+ * sub-vector outside the grid's box (by rounding) is compared with every centroid. The grid's fields
+ * are read once per run, not once per point: this is ReALLM's hottest loop.
+ */
+export function nearestRun2(grid: CentroidGrid, centroids: Float32Array, values: Float32Array, from: number, to: number, s: number, codes: Uint8Array, at: number): void {
+  const { start, list, table } = grid;
+  const lo0 = grid.lo[0]!;
+  const lo1 = grid.lo[1]!;
+  const hi0 = grid.hi[0]!;
+  const hi1 = grid.hi[1]!;
+  const inv0 = grid.invStep[0]!;
+  const inv1 = grid.invStep[1]!;
+  const k = centroids.length / 2;
+  for (let j = from; j < to; j += 2, at++) {
+    const x0 = s === 0 ? 0 : Math.fround(values[j]! / s);
+    const x1 = s === 0 ? 0 : Math.fround(values[j + 1]! / s);
+    let lookFrom = 0;
+    let lookTo = k;
+    let listed = false;
+    if (x0 >= lo0 && x0 <= hi0 && x1 >= lo1 && x1 <= hi1) {
+      // Inside the box the steps are ≥ 0, so truncation is floor; the maximum lands on the last step.
+      const s0 = Math.min(STEPS - 1, ((x0 - lo0) * inv0) | 0);
+      const s1 = Math.min(STEPS - 1, ((x1 - lo1) * inv1) | 0);
+      const cell = table[s0]! + table[STEPS + s1]!;
+      lookFrom = start[cell]!;
+      lookTo = start[cell + 1]!;
+      listed = true;
     }
+    let best = 0;
+    let d1 = Infinity;
+    for (let i = lookFrom; i < lookTo; i++) {
+      const c = listed ? list[i]! : i;
+      const a = x0 - centroids[2 * c]!;
+      const b = x1 - centroids[2 * c + 1]!;
+      const dist = a * a + b * b;
+      if (dist < d1) {
+        d1 = dist;
+        best = c;
+      }
+    }
+    codes[at] = best;
   }
-  return best;
 }
 
 /** Cell-index contribution of coordinate j's value v: its table step, clamped (the maximum lands on the last step). */
