@@ -50,6 +50,11 @@ export class NearestCentroid {
   async assign(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): Promise<{ inertia: number; changed: number }> {
     // Small codebooks, and any codebook the grid serves: the host loop beats a Gemm whose inner dimension is d.
     if (k * d <= 64 || gridSuits(count, d, k)) return assignNearest(points, count, d, centroids, k, assign);
+    return this.assignThroughOrt(points, count, d, centroids, k, assign);
+  }
+
+  /** assign() through ORT's Gemm + ArgMin whatever the shape (assign() picks the host loop where it is faster; bench/kmeans-assign.mjs compares the two). */
+  async assignThroughOrt(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): Promise<{ inertia: number; changed: number }> {
     const norms = new Float32Array(k);
     for (let c = 0; c < k; c++) {
       let s = 0;
