@@ -42,16 +42,16 @@ const readF32 = (file) => {
 };
 
 // The block's layers in model order, as bench/quantize.mjs's ReALLM child runs them: where the
-// checkout has them (session 29 on), the VQ shape is screened once on the block (chooseReallmShape)
+// checkout has them (session 29 on), the VQ shape is screened once per matrix size (chooseReallmShapes)
 // and each layer's k-means starts from the previous layer's codebook; older checkouts screen per layer.
 const block = manifest.hessians.flatMap((hs) => hs.layers.map((l) => ({ ...l, k: hs.k, hessian: hs.file })));
-const modelWide = typeof reallm.chooseReallmShape === "function";
-console.log(`dist from ${flags.root} (${modelWide ? "shape screened once per block, codebooks carried" : "shapes screened per layer"}); ${flags.model}; seeds ${flags.seeds.join(", ")}; each cell: ‖W − Ŵ‖/‖W‖ / ‖ΔWX‖/‖WX‖`);
+const modelWide = typeof reallm.chooseReallmShapes === "function";
+console.log(`dist from ${flags.root} (${modelWide ? "shapes screened once per matrix size, codebooks carried" : "shapes screened per layer"}); ${flags.model}; seeds ${flags.seeds.join(", ")}; each cell: ‖W − Ŵ‖/‖W‖ / ‖ΔWX‖/‖WX‖`);
 const cells = new Map(block.map((l) => [l.name, []]));
 const ofH = new Map(block.map((l) => [l.name, []]));
 for (const seed of flags.seeds.map(Number)) {
   const opts = { budget: 3, vqDims: [2, 4], blockSize: 64, permute: false, lowRankDtype: "float16", seed, gemm, nearest, codebooks: new Map() };
-  const shape = modelWide ? await reallm.chooseReallmShape(block.map((l, index) => ({ w: readF32(l.file), n: l.n, k: l.k, path: l.name, index })), opts) : null;
+  const shape = modelWide ? await reallm.chooseReallmShapes(block.map((l, index) => ({ w: readF32(l.file), n: l.n, k: l.k, path: l.name, index })), opts) : [];
   for (const [index, l] of block.entries()) {
     if (!flags.layers.includes(l.name)) continue;
     const w = readF32(l.file);

@@ -155,8 +155,17 @@ async function childGptq(dir, threads, outValues) {
   console.log(JSON.stringify({ summary: true, threads, hessian_s: hessianS, gptq_s: gptqS, seconds: hessianS + gptqS, cpu_s: cpuS, peak_rss_mb: process.resourceUsage().maxRSS / 1024 }));
 }
 
+/** chooseReallmShapes on the block's layers, timed; the weights it read are dropped on return (peak RSS). */
+async function screenBlock(dir, m, reallmOptions, chooseReallmShapes) {
+  const block = m.hessians.flatMap((hs) => hs.layers.map((l) => ({ w: readF32(path.join(dir, l.file)), n: l.n, k: hs.k, path: l.name })));
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const choice = await chooseReallmShapes(block.map((l, index) => ({ ...l, index })), reallmOptions);
+  return { seconds: (performance.now() - t0) / 1000, cpu_s: cpuSeconds(c0), choice };
+}
+
 async function childReallm(dir, threads, only, screening) {
-  const { quantizeReallmLayer, chooseReallmShape, withShape } = await dist("quant/reallm.js");
+  const { quantizeReallmLayer, chooseReallmShapes, withShape } = await dist("quant/reallm.js");
   const { dequantize } = await dist("quant/kinds/index.js");
   const { HostGemm } = await dist("quant/linalg/host-gemm.js");
   const { NearestCentroid } = await dist("quant/linalg/kmeans.js");
@@ -170,21 +179,17 @@ async function childReallm(dir, threads, only, screening) {
   await quantizeReallmLayer(warmW, 256, 512, reallmOptions, "warm-up");
   let total = 0;
   let totalCpu = 0;
-  // As quantizeReallmModel does for a model: the VQ shape is screened once, here on this block's
-  // layers (a model screens its middle block's), and every layer takes it. Timed apart, since a
-  // model pays it once for all its blocks. --screening layer scores the shapes on each layer instead.
-  let shape = null;
+  // As quantizeReallmModel does for a model: the VQ shape is screened once per matrix size, here on
+  // this block's layers (a model screens its middle block's), and every layer of that size takes it.
+  // Timed apart, since a model pays it once for all its blocks. --screening layer scores the shapes
+  // on each layer instead.
+  let shape = [];
   if (screening === "model") {
-    const block = m.hessians.flatMap((hs) => hs.layers.map((l) => ({ w: readF32(path.join(dir, l.file)), n: l.n, k: hs.k, path: l.name })));
-    const indexed = block.map((l, index) => ({ ...l, index }));
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    shape = await chooseReallmShape(indexed, reallmOptions);
-    const sec = (performance.now() - t0) / 1000;
-    const cpu = cpuSeconds(c0);
-    total += sec;
-    totalCpu += cpu;
-    console.log(JSON.stringify({ screening: true, seconds: sec, cpu_s: cpu, shape }));
+    const { seconds, cpu_s, choice } = await screenBlock(dir, m, reallmOptions, chooseReallmShapes);
+    shape = choice;
+    total += seconds;
+    totalCpu += cpu_s;
+    console.log(JSON.stringify({ screening: true, seconds, cpu_s, shape }));
   }
   // As in quantizeReallmModel, each layer's k-means starts from the previous layer's codebook.
   const carried = { ...reallmOptions, codebooks: new Map() };
@@ -457,7 +462,8 @@ function table(rec) {
   if (screen) {
     sums.reallm.wall += screen.seconds;
     sums.reallm.cpu += screen.cpu_s;
-    const shape = screen.shape ? `d ${screen.shape.vqDim} × ${1 << screen.shape.codeBits}` : "fixed";
+    const shapes = [...new Set(screen.shape.map((c) => `d ${c.vqDim} × ${1 << c.codeBits}`))];
+    const shape = shapes.length ? `${screen.shape.length} sizes: ${shapes.join(", ")}` : "fixed";
     rows.push([`ReALLM shape screening (${shape})`, "", "", "", "", "", both({ wall: screen.seconds, cpu: screen.cpu_s }), "", ""]);
   }
   const L = rec.layersInModel;

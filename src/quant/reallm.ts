@@ -6,9 +6,9 @@
 // the budget, each with the largest rank the remaining bits pay for (or a fixed --rank). Every
 // candidate is scored by one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)) on a
 // random subset of rows (screenCandidates); the lowest Frobenius error wins and is fitted on the
-// whole matrix. A whole model screens once (chooseReallmShape: the layers of its middle block, the
-// lowest mean error) and every layer takes that (d, codebook) with its own rank; the winner is then
-// fitted on the whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
+// whole matrix. A whole model screens once per matrix size (chooseReallmShapes: the first layer of
+// each size in its middle block) and every layer of that size takes the winner; it is then fitted
+// on the whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
 // each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is
 // fitted with and without the in-block column permutation and the better kept.
 
@@ -58,9 +58,10 @@ export interface ReallmOptions {
   codebooks?: Map<string, Float32Array>;
   /**
    * Where candidate shapes are scored, for a whole model (quantizeReallmModel): "model" (default)
-   * scores them on the layers of one block and gives every layer the winner; "layer" scores them on
-   * each matrix. The shapes rank the same on every layer by a wide margin (the benchmark's: 0.24
-   * against ≥ 0.29), so per-layer scoring mostly repeated the same answer.
+   * scores them once per matrix size, on the middle block's layer of that size, and gives every
+   * layer of that size the winner; "layer" scores them on each matrix. The shapes rank the same on
+   * every layer of a size by a wide margin (the benchmark's: 0.24 against ≥ 0.29), so per-layer
+   * scoring mostly repeated the same answer.
    */
   shapeScreening?: "model" | "layer";
   seed: number;
@@ -228,13 +229,16 @@ async function scoredCandidates(w: Float32Array, n: number, k: number, candidate
   return { tried, svdSeconds };
 }
 
+/** The VQ shape chosen for every matrix of one size [n, k]. */
 export interface ReallmShapeChoice {
+  n: number;
+  k: number;
   vqDim: number;
   codeBits: number;
-  /** Each (d, codebook) scored on every screened layer: the mean of its relative errors. */
-  scores: Array<{ vqDim: number; codeBits: number; meanError: number }>;
-  /** The layers scored. */
-  layers: string[];
+  /** Each candidate shape's relative error on the screened layer (one round, on a sample of its rows). */
+  scores: Array<{ vqDim: number; codeBits: number; rank: number; error: number }>;
+  /** The layer scored. */
+  layer: string;
   seconds: number;
 }
 
@@ -248,43 +252,32 @@ export interface ScreenedLayer {
 }
 
 /**
- * One VQ shape (d, codebook size) for a whole model: every candidate shape is scored on each of
- * `layers` as quantizeReallmLayer would score it there (its own rank within the budget), and the
- * lowest mean relative error wins; only shapes every layer can take compete. Null when the options
- * leave a layer one candidate (the shape is fixed: nothing to choose).
+ * One VQ shape (d, codebook size) per matrix size for a whole model: the first of `layers` of each
+ * size [n, k] scores every candidate as quantizeReallmLayer would score it there, and its winner
+ * serves every matrix of that size (their candidates, ranks included, are the same: they depend on
+ * the size and the budget only). Per size, not one shape for all: at 2 bits per weight on
+ * ref-llama-5m the narrow layers' best shape does not fit the others' budget, and one shared shape
+ * cost 3 % of error. A size whose shape is fixed by the options (one candidate) is left out.
  */
-export async function chooseReallmShape(layers: ScreenedLayer[], opts: ReallmOptions): Promise<ReallmShapeChoice | null> {
-  const started = performance.now();
-  const sums = new Map<string, { vqDim: number; codeBits: number; total: number; seen: number }>();
+export async function chooseReallmShapes(layers: ScreenedLayer[], opts: ReallmOptions): Promise<ReallmShapeChoice[]> {
+  const out: ReallmShapeChoice[] = [];
   for (const l of layers) {
+    if (out.some((c) => c.n === l.n && c.k === l.k)) continue;
+    const started = performance.now();
     const candidates = reallmCandidates(l.n, l.k, opts, l.path);
-    if (candidates.length < 2) return null;
+    if (candidates.length < 2) continue;
     const { tried } = await scoredCandidates(l.w, l.n, l.k, candidates, opts, layerSeedOf(opts, l.index), l.path);
-    for (const c of tried) {
-      const key = `${c.vqDim}:${c.codeBits}`;
-      const entry = sums.get(key) ?? { vqDim: c.vqDim, codeBits: c.codeBits, total: 0, seen: 0 };
-      entry.total += c.error;
-      entry.seen++;
-      sums.set(key, entry);
-    }
+    const best = tried.reduce((a, b) => (b.error < a.error ? b : a));
+    const scores = tried.map((c) => ({ vqDim: c.vqDim, codeBits: c.codeBits, rank: c.rank, error: c.error }));
+    out.push({ n: l.n, k: l.k, vqDim: best.vqDim, codeBits: best.codeBits, scores, layer: l.path, seconds: (performance.now() - started) / 1000 });
   }
-  const scores = [...sums.values()].filter((e) => e.seen === layers.length).map((e) => ({ vqDim: e.vqDim, codeBits: e.codeBits, meanError: e.total / e.seen }));
-  if (scores.length === 0) return null;
-  const best = scores.reduce((a, b) => (b.meanError < a.meanError ? b : a));
-  return { vqDim: best.vqDim, codeBits: best.codeBits, scores, layers: layers.map((l) => l.path), seconds: (performance.now() - started) / 1000 };
+  return out;
 }
 
-/** `opts` with the VQ shape fixed to `shape` where the layer [n, k] can take it within the budget, else unchanged (the layer screens for itself). */
-export function withShape(opts: ReallmOptions, shape: Pick<ReallmShapeChoice, "vqDim" | "codeBits"> | null, n: number, k: number): ReallmOptions {
-  if (!shape) return opts;
-  const fixed = { ...opts, vqDims: [shape.vqDim], codeBits: shape.codeBits };
-  try {
-    reallmCandidates(n, k, fixed);
-    return fixed;
-  } catch (e) {
-    if (e instanceof SlimtuneError) return opts; // the shape does not fit this layer's budget
-    throw e;
-  }
+/** `opts` with the VQ shape fixed to the choice for matrices of size [n, k], if there is one; else unchanged (the layer screens for itself). */
+export function withShape(opts: ReallmOptions, choices: ReallmShapeChoice[], n: number, k: number): ReallmOptions {
+  const choice = choices.find((c) => c.n === n && c.k === k);
+  return choice ? { ...opts, vqDims: [choice.vqDim], codeBits: choice.codeBits } : opts;
 }
 
 /** out[i] −= (U Σ Vᵀ)[rows[i]] truncated to rank r, for the sampled rows. */
@@ -361,8 +354,8 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
 
 export interface ReallmModelReport {
   budget: number;
-  /** The model-wide shape choice (shapeScreening "model"); absent when each layer chose, or the shape was fixed. */
-  screening?: ReallmShapeChoice;
+  /** The model-wide shape choices, one per matrix size (shapeScreening "model"); empty when each layer chose, or the shape was fixed. */
+  screening: ReallmShapeChoice[];
   layers: ReallmLayerReport[];
   seconds: number;
 }
@@ -386,7 +379,7 @@ export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptio
   const layers = linearLayers(model.config);
   // Every layer's budget is checked before any work.
   for (const l of layers) reallmCandidates(l.outFeatures, l.inFeatures, opts, l.path);
-  const screening = (opts.shapeScreening ?? "model") === "model" ? await chooseReallmShape(middleBlock(model, layers), opts) : null;
+  const screening = (opts.shapeScreening ?? "model") === "model" ? await chooseReallmShapes(middleBlock(model, layers), opts) : [];
   // Each layer's k-means starts from the last layer's codebook of its shape.
   const carried: ReallmOptions = { ...opts, codebooks: opts.codebooks ?? new Map() };
   const linears = new Map<string, QuantizedLinear>();
@@ -408,6 +401,6 @@ export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptio
   const spec = mostCommonSpec([...linears.values()].map((q) => q.spec as ReallmSpec))!;
   return {
     qm: { config: model.config, spec, linears, dense, sourceDir: model.sourceDir, method: { name: "reallm", config: { budget_bits_per_weight: opts.budget } } },
-    report: { budget: opts.budget, ...(screening ? { screening } : {}), layers: reports, seconds: (performance.now() - started) / 1000 },
+    report: { budget: opts.budget, screening, layers: reports, seconds: (performance.now() - started) / 1000 },
   };
 }

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Rng } from "../../src/core/rng.js";
 import { HostGemm } from "../../src/quant/linalg/host-gemm.js";
 import { CodebookRefitter, NearestCentroid, trainCodebook } from "../../src/quant/linalg/kmeans.js";
-import { chooseReallmShape, quantizeReallmLayer, quantizeReallmModel, reallmCandidates, withShape } from "../../src/quant/reallm.js";
+import { chooseReallmShapes, quantizeReallmLayer, quantizeReallmModel, reallmCandidates, withShape } from "../../src/quant/reallm.js";
 import type { ReallmLinear } from "../../src/quant/types.js";
 import { VqRefitter, vqQuantize } from "../../src/quant/vq.js";
 import { gaussian, tinyModel } from "./helpers.js";
@@ -122,36 +122,52 @@ describe("model-wide shape screening and carried codebooks", () => {
   const model = tinyModel("llama", 11);
   const opts = { budget: 3, seed: 4, gemm, nearest, blockSize: 32, maxIterations: 2 };
 
-  it("screens once on one block, and every layer takes the shape that wins there on average", async () => {
+  it("screens once per matrix size on one block, and every layer of that size takes the shape that won there", async () => {
     const { qm, report } = await quantizeReallmModel(model, opts);
-    const screening = report.screening!;
-    expect(screening.layers.length).toBeGreaterThan(1);
-    expect(screening.layers.every((p) => p.startsWith(`model.layers.${screening.layers[0]!.split(".")[2]}.`))).toBe(true);
-    const best = screening.scores.reduce((a, b) => (b.meanError < a.meanError ? b : a));
-    expect([screening.vqDim, screening.codeBits]).toEqual([best.vqDim, best.codeBits]);
+    const choices = report.screening;
+    const sizes = new Set(report.layers.map((l) => `${qm.linears.get(l.path)!.outFeatures}x${qm.linears.get(l.path)!.inFeatures}`));
+    expect(choices.length).toBe(sizes.size);
+    const block = choices[0]!.layer.split(".")[2];
+    for (const c of choices) {
+      expect(c.layer.split(".")[2]).toBe(block); // all from one block
+      const best = c.scores.reduce((a, b) => (b.error < a.error ? b : a));
+      expect([c.vqDim, c.codeBits]).toEqual([best.vqDim, best.codeBits]);
+    }
     for (const l of report.layers) {
+      const q = qm.linears.get(l.path)!;
+      const choice = choices.find((c) => c.n === q.outFeatures && c.k === q.inFeatures)!;
       expect(l.candidates).toEqual([]); // nothing scored per layer
-      expect([l.spec.vqDim, l.spec.codeBits]).toEqual([screening.vqDim, screening.codeBits]);
+      expect([l.spec.vqDim, l.spec.codeBits]).toEqual([choice.vqDim, choice.codeBits]);
     }
     // Deterministic for a seed, codebooks carried included.
     const again = await quantizeReallmModel(model, opts);
     for (const [p, q] of qm.linears) expect(Array.from((again.qm.linears.get(p) as ReallmLinear).vqCodes)).toEqual(Array.from((q as ReallmLinear).vqCodes));
   });
 
+  it("a size's winner is the shape per-layer scoring picks on that layer, even where sizes disagree (2 bits per weight)", async () => {
+    // At 2 bits the sizes' best shapes differ; each size keeps its own.
+    const two = { ...opts, budget: 2 };
+    const { report } = await quantizeReallmModel(model, two);
+    const perLayer = await quantizeReallmModel(model, { ...two, shapeScreening: "layer" });
+    for (const c of report.screening) {
+      const same = perLayer.report.layers.find((l) => l.path === c.layer)!;
+      expect([same.spec.vqDim, same.spec.codeBits]).toEqual([c.vqDim, c.codeBits]);
+    }
+  });
+
   it("'layer' scores every matrix as before, and a fixed --vq-dim/--code-bits leaves nothing to screen", async () => {
     const { report } = await quantizeReallmModel(model, { ...opts, shapeScreening: "layer" });
-    expect(report.screening).toBeUndefined();
+    expect(report.screening).toEqual([]);
     expect(report.layers.every((l) => l.candidates.length > 1)).toBe(true);
     const w = model.weights.get("model.layers.0.mlp.up_proj.weight")!;
     const [n, k] = w.shape as [number, number];
-    expect(await chooseReallmShape([{ w: w.data, n, k, path: "up", index: 0 }], { ...opts, vqDims: [2], codeBits: 4 })).toBeNull();
+    expect(await chooseReallmShapes([{ w: w.data, n, k, path: "up", index: 0 }], { ...opts, vqDims: [2], codeBits: 4 })).toEqual([]);
   });
 
-  it("falls back to the layer's own screening where the chosen shape does not fit its budget", () => {
-    // 2^8 centroids at d = 2 on a 4 × 64 matrix: the codebook alone is 8 bits per weight.
-    const fitting = withShape({ ...opts, budget: 3 }, { vqDim: 2, codeBits: 8 }, 4, 64);
-    expect(fitting.codeBits).toBeUndefined();
-    const fixed = withShape({ ...opts, budget: 3 }, { vqDim: 2, codeBits: 4 }, 64, 256);
+  it("a layer of a size not screened chooses for itself", () => {
+    const choice = { n: 64, k: 256, vqDim: 2, codeBits: 4, scores: [], layer: "l", seconds: 0 };
+    expect(withShape(opts, [choice], 32, 256)).toBe(opts);
+    const fixed = withShape(opts, [choice], 64, 256);
     expect([fixed.vqDims, fixed.codeBits]).toEqual([[2], 4]);
     expect(reallmCandidates(64, 256, fixed)).toHaveLength(1);
   });
