@@ -209,32 +209,36 @@ export function nearestRun2(grid: CentroidGrid, centroids: Float32Array, values:
   for (let j = from; j < to; j += 2, at++) {
     const x0 = s === 0 ? 0 : Math.fround(values[j]! / s);
     const x1 = s === 0 ? 0 : Math.fround(values[j + 1]! / s);
-    let lookFrom = 0;
-    let lookTo = k;
-    let listed = false;
-    if (x0 >= lo0 && x0 <= hi0 && x1 >= lo1 && x1 <= hi1) {
-      // Inside the box the steps are ≥ 0, so truncation is floor; the maximum lands on the last step.
-      const s0 = Math.min(STEPS - 1, ((x0 - lo0) * inv0) | 0);
-      const s1 = Math.min(STEPS - 1, ((x1 - lo1) * inv1) | 0);
-      const cell = table[s0]! + table[STEPS + s1]!;
-      lookFrom = start[cell]!;
-      lookTo = start[cell + 1]!;
-      listed = true;
+    if (!(x0 >= lo0 && x0 <= hi0 && x1 >= lo1 && x1 <= hi1)) {
+      codes[at] = nearestOf(centroids, x0, x1, null, 0, k);
+      continue;
     }
-    let best = 0;
-    let d1 = Infinity;
-    for (let i = lookFrom; i < lookTo; i++) {
-      const c = listed ? list[i]! : i;
-      const a = x0 - centroids[2 * c]!;
-      const b = x1 - centroids[2 * c + 1]!;
-      const dist = a * a + b * b;
-      if (dist < d1) {
-        d1 = dist;
-        best = c;
-      }
-    }
-    codes[at] = best;
+    // Inside the box the steps are ≥ 0, so truncation is floor; the maximum lands on the last step.
+    const s0 = Math.min(STEPS - 1, ((x0 - lo0) * inv0) | 0);
+    const s1 = Math.min(STEPS - 1, ((x1 - lo1) * inv1) | 0);
+    const cell = table[s0]! + table[STEPS + s1]!;
+    const first = start[cell]!;
+    const end = start[cell + 1]!;
+    // Most cells list one centroid: no distance to compare.
+    codes[at] = end - first === 1 ? list[first]! : nearestOf(centroids, x0, x1, list, first, end);
   }
+}
+
+/** The nearest (lowest index on ties) of the d = 2 centroids list[from … to) (of every centroid when `list` is null) to (x0, x1). */
+function nearestOf(centroids: Float32Array, x0: number, x1: number, list: Uint16Array | null, from: number, to: number): number {
+  let best = 0;
+  let d1 = Infinity;
+  for (let i = from; i < to; i++) {
+    const c = list ? list[i]! : i;
+    const a = x0 - centroids[2 * c]!;
+    const b = x1 - centroids[2 * c + 1]!;
+    const dist = a * a + b * b;
+    if (dist < d1) {
+      d1 = dist;
+      best = c;
+    }
+  }
+  return best;
 }
 
 /** Cell-index contribution of coordinate j's value v: its table step, clamped (the maximum lands on the last step). */
