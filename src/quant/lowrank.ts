@@ -68,6 +68,19 @@ async function product(f: LowRankFactors, n: number, k: number, gemm: HostGemm, 
   return gemm.mul(Float64Array.from(f.l1), Float64Array.from(f.l2), { m: n, k: f.rank, n: k });
 }
 
+/**
+ * W − L₁L₂ [n, k] as float32. In float32 one ORT Gemm with W as its C input (its copy of W is a
+ * memcpy; a JavaScript pass over W and the product cost 1–2 ns a value); else the float64 product,
+ * then the difference.
+ */
+async function residualOf(w: Float32Array, f: LowRankFactors, n: number, k: number, gemm: HostGemm, float32: boolean): Promise<Float32Array> {
+  if (float32 && f.rank > 0) return gemm.mulAdd(w, f.l1, f.l2, { m: n, k: f.rank, n: k, alpha: -1 });
+  const l = await product(f, n, k, gemm, float32);
+  const residual = new Float32Array(n * k);
+  for (let i = 0; i < residual.length; i++) residual[i] = w[i]! - l[i]!;
+  return residual;
+}
+
 /** The rank-r factors of A [n, k] with √Σ on both sides. */
 export async function lowRankFactors(a: Float32Array | Float64Array, n: number, k: number, rank: number, opts: AlternatingOptions, start?: LowRankFactors): Promise<LowRankFactors> {
   const warm = start && start.rank > 0 ? { start: Float64Array.from(start.l2), powerIterations: opts.warmPowerIterations ?? 1 } : {};
@@ -115,11 +128,8 @@ export async function alternatingInit<S>(w: Float32Array, n: number, k: number, 
     if (qDeq) for (let i = 0; i < target.length; i++) target[i] = w[i]! - qDeq[i]!;
     else target.set(w);
     const factors = await lowRankFactors(target, n, k, rank, opts, opts.warmStart && best ? best.factors : undefined);
-    const l = await product(factors, n, k, opts.gemm, opts.float32 ?? false);
+    const residual = await residualOf(w, factors, n, k, opts.gemm, opts.float32 ?? false);
     svdSeconds += (performance.now() - t0) / 1000;
-    // W − L₁L₂, in place over the product when it is float32 (a fresh array nothing else holds).
-    const residual = l instanceof Float32Array ? l : new Float32Array(n * k);
-    for (let i = 0; i < residual.length; i++) residual[i] = w[i]! - l[i]!;
     const q = await quantizeTimed(residual);
     let err = q.error;
     if (err === undefined) {
