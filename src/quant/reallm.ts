@@ -5,10 +5,10 @@
 // The choice: for each sub-vector length d (default 2 and 4) the two largest codebooks that fit
 // the budget, each with the largest rank the remaining bits pay for (or a fixed --rank). Every
 // candidate is scored by one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)) on a
-// random subset of rows (screenCandidates); the lowest Frobenius error wins and is fitted on the
-// whole matrix. A whole model screens once per matrix size (chooseReallmShapes: the first layer of
-// each size in its middle block) and every layer of that size takes the winner; it is then fitted
-// on the whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
+// random subset of rows (screenCandidates); the lowest Frobenius error wins. A whole model screens
+// once per matrix size (chooseReallmShapes: the first layer of each size in its middle block) and
+// every layer of that size takes that winner. The winner is fitted on the whole matrix,
+// alternating until its error rises or the iterations run out (quant/lowrank.ts;
 // each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is
 // fitted with and without the in-block column permutation and the better kept.
 
