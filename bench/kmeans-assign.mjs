@@ -41,10 +41,10 @@ for (const [d, k] of [[2, 32], [2, 16], [4, 256], [4, 128], [8, 256]]) {
   const { centroids } = trainCodebook(values, count, d, k, { rng: new Rng(2), iterations: 10 });
   const a = new Uint8Array(count);
   const b = new Uint8Array(count);
-  await nearest.assign(values, count, d, centroids, k, b); // sessions compiled outside the timing
+  await nearest.assignThroughOrt(values, count, d, centroids, k, b); // sessions compiled outside the timing
   const scan = await median3(() => scanAll(values, count, d, centroids, k, a));
   const grid = await median3(() => assignNearest(values, count, d, centroids, k, a));
-  const viaOrt = nearest["graph"] ? await median3(() => ortAssign(values, count, d, centroids, k, b)) : NaN;
+  const viaOrt = await median3(() => nearest.assignThroughOrt(values, count, d, centroids, k, b));
   let same = 0;
   scanAll(values, count, d, centroids, k, b);
   assignNearest(values, count, d, centroids, k, a);
@@ -53,19 +53,6 @@ for (const [d, k] of [[2, 32], [2, 16], [4, 256], [4, 128], [8, 256]]) {
     `d = ${d}, k = ${k}, ${count} points: full scan ${scan.toFixed(4)} s, grid ${grid.toFixed(4)} s (${(scan / grid).toFixed(2)}× the scan's speed; same assignment for ${same} of ${count}), ` +
       `ORT Gemm+ArgMin ${viaOrt.toFixed(4)} s (${(scan / viaOrt).toFixed(2)}×)`,
   );
-}
-
-/** NearestCentroid's ORT pass itself (its assign() now hands codebooks the grid serves to the host). */
-async function ortAssign(points, count, d, centroids, k, assign) {
-  const norms = new Float32Array(k);
-  for (let c = 0; c < k; c++) for (let j = 0; j < d; j++) norms[c] += centroids[c * d + j] ** 2;
-  for (let start = 0; start < count; start += 65536) {
-    const p = Math.min(65536, count - start);
-    const compiled = await nearest["graph"](p, k, d);
-    const out = await compiled.run({ x: { data: points.slice(start * d, (start + p) * d), shape: [p, d] }, c: { data: centroids, shape: [k, d] }, cn: { data: norms, shape: [k] } });
-    const idx = out.idx.data;
-    for (let i = 0; i < p; i++) assign[start + i] = idx[i];
-  }
 }
 
 // Training on a sample: inertia over every point, against Lloyd on all of them (same seeds, 10 iterations).

@@ -155,8 +155,17 @@ async function childGptq(dir, threads, outValues) {
   console.log(JSON.stringify({ summary: true, threads, hessian_s: hessianS, gptq_s: gptqS, seconds: hessianS + gptqS, cpu_s: cpuS, peak_rss_mb: process.resourceUsage().maxRSS / 1024 }));
 }
 
-async function childReallm(dir, threads, only) {
-  const { quantizeReallmLayer } = await dist("quant/reallm.js");
+/** chooseReallmShapes on the block's layers, timed; the weights it read are dropped on return (peak RSS). */
+async function screenBlock(dir, m, reallmOptions, chooseReallmShapes) {
+  const block = m.hessians.flatMap((hs) => hs.layers.map((l) => ({ w: readF32(path.join(dir, l.file)), n: l.n, k: hs.k, path: l.name })));
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const choice = await chooseReallmShapes(block.map((l, index) => ({ ...l, index })), reallmOptions);
+  return { seconds: (performance.now() - t0) / 1000, cpu_s: cpuSeconds(c0), choice };
+}
+
+async function childReallm(dir, threads, only, screening) {
+  const { quantizeReallmLayer, chooseReallmShapes, withShape } = await dist("quant/reallm.js");
   const { dequantize } = await dist("quant/kinds/index.js");
   const { HostGemm } = await dist("quant/linalg/host-gemm.js");
   const { NearestCentroid } = await dist("quant/linalg/kmeans.js");
@@ -170,6 +179,20 @@ async function childReallm(dir, threads, only) {
   await quantizeReallmLayer(warmW, 256, 512, reallmOptions, "warm-up");
   let total = 0;
   let totalCpu = 0;
+  // As quantizeReallmModel does for a model: the VQ shape is screened once per matrix size, here on
+  // this block's layers (a model screens its middle block's), and every layer of that size takes it.
+  // Timed apart, since a model pays it once for all its blocks. --screening layer scores the shapes
+  // on each layer instead.
+  let shape = [];
+  if (screening === "model") {
+    const { seconds, cpu_s, choice } = await screenBlock(dir, m, reallmOptions, chooseReallmShapes);
+    shape = choice;
+    total += seconds;
+    totalCpu += cpu_s;
+    console.log(JSON.stringify({ screening: true, seconds, cpu_s, shape }));
+  }
+  // As in quantizeReallmModel, each layer's k-means starts from the previous layer's codebook.
+  const carried = { ...reallmOptions, codebooks: new Map() };
   let i = 0;
   for (const hs of m.hessians) {
     const h = Float64Array.from(readF32(path.join(dir, hs.file)));
@@ -178,7 +201,7 @@ async function childReallm(dir, threads, only) {
       const w = readF32(path.join(dir, l.file));
       const t0 = performance.now();
       const c0 = process.cpuUsage();
-      const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, reallmOptions, l.name, i++);
+      const { layer, report } = await quantizeReallmLayer(w, l.n, hs.k, withShape(carried, shape, l.n, hs.k), l.name, i++);
       const sec = (performance.now() - t0) / 1000;
       const cpu = cpuSeconds(c0);
       total += sec;
@@ -226,7 +249,7 @@ async function runChild(label, cmd, args, env) {
   const lines = jsonLines(run.stdout);
   const summary = lines.find((l) => l.summary);
   log(`  ${label}: ${summary.seconds.toFixed(1)} s of timed work (${summary.cpu_s.toFixed(1)} CPU s), wall ${run.wallS.toFixed(1)} s, peak RSS ${run.maxRssMb.toFixed(0)} MiB, other processes ${(100 * run.otherCpu).toFixed(0)} % of the CPU`);
-  return { layers: lines.filter((l) => !l.summary), summary, wallS: run.wallS, maxRssMb: run.maxRssMb, otherCpu: run.otherCpu, command: [cmd, ...args].join(" ") };
+  return { layers: lines.filter((l) => !l.summary && !l.screening), screening: lines.find((l) => l.screening), summary, wallS: run.wallS, maxRssMb: run.maxRssMb, otherCpu: run.otherCpu, command: [cmd, ...args].join(" ") };
 }
 
 function qDistance(dir, layers) {
@@ -262,6 +285,7 @@ async function main() {
       "calib-len": { type: "int", default: 256, help: "tokens per calibration sequence" },
       seed: { type: "int", default: 0, help: "weights and calibration inputs" },
       "reallm-layers": { type: "list", default: [], help: "ReALLM on these layers of the block only (e.g. k_proj,o_proj,down_proj); default all" },
+      screening: { type: "string", default: "model", help: "ReALLM's shape screening: model (once, on the block's layers, timed apart) or layer (each layer scores the shapes)" },
       out: { type: "string", default: path.join(root, "bench/results/quantize"), help: "writes OUT.json and OUT.log" },
       work: { type: "string", default: path.join(os.tmpdir(), "slimtune-quantize-bench"), help: "where the weights and Hessians go" },
       merge: { type: "list", default: [], help: "instead of running: join the sides of earlier runs' JSON files (same data: seed and calibration) into --out" },
@@ -272,7 +296,7 @@ async function main() {
     "node bench/quantize.mjs [flags]",
   );
   if (flags.child === "gptq") return childGptq(flags.dir, flags.threads, flags["out-values"]);
-  if (flags.child === "reallm") return childReallm(flags.dir, flags.threads, flags["reallm-layers"]);
+  if (flags.child === "reallm") return childReallm(flags.dir, flags.threads, flags["reallm-layers"], flags.screening);
 
   if (flags.merge.length) return merge(flags.merge, flags.out);
   setLogFile(`${flags.out}.log`);
@@ -336,7 +360,7 @@ async function main() {
 }
 
 function reallmArgs(dir, flags) {
-  return [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads), ...(flags["reallm-layers"].length ? ["--reallm-layers", flags["reallm-layers"].join(",")] : [])];
+  return [fileURLToPath(import.meta.url), "--child", "reallm", "--dir", dir, "--threads", String(flags.threads), "--screening", flags.screening, ...(flags["reallm-layers"].length ? ["--reallm-layers", flags["reallm-layers"].join(",")] : [])];
 }
 
 /** Peer GPTQ time ÷ ReALLM time over the layers ReALLM ran (each shared Hessian preparation counted once, as in a model). */
@@ -433,6 +457,15 @@ function table(rec) {
       ]);
     });
   }
+  // ReALLM's shape screening (on the block's layers) is part of the block's time; a model pays it once.
+  const screen = rec.reallm?.screening;
+  if (screen) {
+    sums.reallm.wall += screen.seconds;
+    sums.reallm.cpu += screen.cpu_s;
+    const shapes = [...new Set(screen.shape.map((c) => `d ${c.vqDim} × ${1 << c.codeBits}`))];
+    const shape = shapes.length ? `${screen.shape.length} sizes: ${shapes.join(", ")}` : "fixed";
+    rows.push([`ReALLM shape screening (${shape})`, "", "", "", "", "", both({ wall: screen.seconds, cpu: screen.cpu_s }), "", ""]);
+  }
   const L = rec.layersInModel;
   // A side that did not run shows "–", not a zero.
   const ran = { peer: Boolean(rec.peer), gptq: Boolean(rec.gptq), reallm: Boolean(rec.reallm) };
@@ -441,6 +474,10 @@ function table(rec) {
   const reallmRatio = ran.peer && ran.reallm ? `${fmt.x(peerBesideReallm.wall / sums.reallm.wall)} (${fmt.x(peerBesideReallm.cpu / sums.reallm.cpu)})` : "–";
   rows.push(["one block", both(total("peer")), both(total("gptq")), ratio, "", "", both(total("reallm")), reallmRatio, ""]);
   rows.push([`× ${L} blocks (extrapolated)`, both(total("peer", L)), both(total("gptq", L)), ratio, "", "", both(total("reallm", L)), reallmRatio, ""]);
+  if (screen && ran.peer) {
+    const model = { wall: (sums.reallm.wall - screen.seconds) * L + screen.seconds, cpu: (sums.reallm.cpu - screen.cpu_s) * L + screen.cpu_s };
+    rows.push([`× ${L} blocks, ReALLM screening once (${fmt.f(screen.seconds)} (${fmt.f(screen.cpu_s)}) s)`, both(total("peer", L)), "", "", "", "", both(model), `${fmt.x((peerBesideReallm.wall * L) / model.wall)} (${fmt.x((peerBesideReallm.cpu * L) / model.cpu)})`, ""]);
+  }
   rows.push(["peak RSS of the process, MiB", fmt.int(rec.peer?.maxRssMb), fmt.int(rec.gptq?.maxRssMb), "", "", "", fmt.int(rec.reallm?.maxRssMb), "", ""]);
   rows.push(["other processes' share of the CPU", fmt.pct(rec.peer?.otherCpu, 0), fmt.pct(rec.gptq?.otherCpu, 0), "", "", "", fmt.pct(rec.reallm?.otherCpu, 0), "", ""]);
   const note = estimated.length ? `\nReALLM layers not run, counted as the measured layer of the same size: ${estimated.join(", ")}` : "";

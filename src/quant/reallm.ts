@@ -5,8 +5,10 @@
 // The choice: for each sub-vector length d (default 2 and 4) the two largest codebooks that fit
 // the budget, each with the largest rank the remaining bits pay for (or a fixed --rank). Every
 // candidate is scored by one round of the alternating init (L = SVD_r(W), Q̂ = VQ(W − L)) on a
-// random subset of rows (screenCandidates); the lowest Frobenius error wins and is fitted on the
-// whole matrix, alternating until its error rises or the iterations run out (quant/lowrank.ts;
+// random subset of rows (screenCandidates); the lowest Frobenius error wins. A whole model screens
+// once per matrix size (chooseReallmShapes: the first layer of each size in its middle block) and
+// every layer of that size takes that winner. The winner is fitted on the whole matrix,
+// alternating until its error rises or the iterations run out (quant/lowrank.ts;
 // each round's SVD warm-started from the last, in float32). With permutation "auto", the winner is
 // fitted with and without the in-block column permutation and the better kept.
 
@@ -19,7 +21,7 @@ import type { HostGemm } from "./linalg/host-gemm.js";
 import type { NearestCentroid } from "./linalg/kmeans.js";
 import { alternatingInit } from "./lowrank.js";
 import { type TruncatedSvd, truncatedSvd } from "./linalg/svd.js";
-import { type VqResult, vqQuantize } from "./vq.js";
+import { type VqResult, VqRefitter, vqQuantize } from "./vq.js";
 import type { QuantizedLinear, QuantizedModel, ReallmLinear, ReallmSpec } from "./types.js";
 import { mostCommonSpec } from "./types.js";
 
@@ -46,6 +48,22 @@ export interface ReallmOptions {
    * the codebook's training sample, so they are cheap; 10 left the benchmark's layers 0.5–1 % worse.
    */
   kmeansIterations?: number;
+  /**
+   * Codebooks of layers already quantized, by VQ shape ("d:codeBits"): a layer's first k-means starts
+   * from the one of its shape instead of k-means++, and its own kept codebook is stored back
+   * (quantizeReallmModel passes one map through the model, in layer order). The block-normalised
+   * sub-vectors of every layer spread alike, so the start is close and Lloyd converges in a few
+   * iterations instead of running out of them from a cold start.
+   */
+  codebooks?: Map<string, Float32Array>;
+  /**
+   * Where candidate shapes are scored, for a whole model (quantizeReallmModel): "model" (default)
+   * scores them once per matrix size, on the middle block's layer of that size, and gives every
+   * layer of that size the winner; "layer" scores them on each matrix. The shapes rank the same on
+   * every layer of a size by a wide margin (the benchmark's: 0.24 against ≥ 0.29), so per-layer
+   * scoring mostly repeated the same answer.
+   */
+  shapeScreening?: "model" | "layer";
   seed: number;
   gemm: HostGemm;
   nearest: NearestCentroid;
@@ -134,7 +152,7 @@ export function reallmCandidates(n: number, k: number, opts: Omit<ReallmOptions,
   return out;
 }
 
-function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: Float32Array, vq: VqResult): ReallmLinear {
+function toLayer(spec: ReallmSpec, n: number, k: number, l1: Float32Array, l2: Float32Array, vq: Omit<VqResult, "deq" | "error">): ReallmLinear {
   return { kind: "reallm", spec: { ...spec, permuted: vq.perm !== null }, outFeatures: n, inFeatures: k, l1, l2, vqCodes: vq.vqCodes, codebook: vq.codebook, scaleCodes: vq.scaleCodes, rowScales: vq.rowScales, perm: vq.perm, bias: null };
 }
 
@@ -179,7 +197,7 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
   for (let i = 0; i < rows; i++) {
     const row = w.subarray(picked[i]! * k, (picked[i]! + 1) * k);
     sub.set(row, i * k);
-    for (const v of row) norm += v * v;
+    for (let j = 0; j < k; j++) norm += row[j]! * row[j]!;
   }
   const scores: number[] = [];
   for (const cand of candidates) {
@@ -192,6 +210,74 @@ async function screenCandidates(w: Float32Array, n: number, k: number, candidate
     scores.push(Math.sqrt(vq.error / norm));
   }
   return { scores, svdSeconds };
+}
+
+/** The key of a VQ shape in ReallmOptions.codebooks. */
+function shapeKey(spec: Pick<ReallmSpec, "vqDim" | "codeBits">): string {
+  return `${spec.vqDim}:${spec.codeBits}`;
+}
+
+/** The k-means and SVD seeds of the layer at `layerSeed` (its index in the model). */
+function layerSeedOf(opts: ReallmOptions, layerSeed: number): number {
+  return opts.seed * 1000 + layerSeed * 7;
+}
+
+/** Every candidate with its screened error (screenCandidates), in the layer report's form. */
+async function scoredCandidates(w: Float32Array, n: number, k: number, candidates: ReallmCandidate[], opts: ReallmOptions, seed: number, layer: string): Promise<{ tried: ReallmLayerReport["candidates"]; svdSeconds: number }> {
+  const { scores, svdSeconds } = await screenCandidates(w, n, k, candidates, opts, seed, opts.permute === true, layer);
+  const tried = candidates.map((c, i) => ({ rank: c.spec.rank, vqDim: c.spec.vqDim, codeBits: c.spec.codeBits, bitsPerWeight: c.bitsPerWeight, error: scores[i]! }));
+  return { tried, svdSeconds };
+}
+
+/** The VQ shape chosen for every matrix of one size [n, k]. */
+export interface ReallmShapeChoice {
+  n: number;
+  k: number;
+  vqDim: number;
+  codeBits: number;
+  /** Each candidate shape's relative error on the screened layer (one round, on a sample of its rows). */
+  scores: Array<{ vqDim: number; codeBits: number; rank: number; error: number }>;
+  /** The layer scored. */
+  layer: string;
+  seconds: number;
+}
+
+/** A layer to screen shapes on: its weights [n, k], its path and its index among the model's layers (seeds). */
+export interface ScreenedLayer {
+  w: Float32Array;
+  n: number;
+  k: number;
+  path: string;
+  index: number;
+}
+
+/**
+ * One VQ shape (d, codebook size) per matrix size for a whole model: the first of `layers` of each
+ * size [n, k] scores every candidate as quantizeReallmLayer would score it there, and its winner
+ * serves every matrix of that size (their candidates, ranks included, are the same: they depend on
+ * the size and the budget only). Per size, not one shape for all: at 2 bits per weight on
+ * ref-llama-5m the narrow layers' best shape does not fit the others' budget, and one shared shape
+ * cost 3 % of error. A size whose shape is fixed by the options (one candidate) is left out.
+ */
+export async function chooseReallmShapes(layers: ScreenedLayer[], opts: ReallmOptions): Promise<ReallmShapeChoice[]> {
+  const out: ReallmShapeChoice[] = [];
+  for (const l of layers) {
+    if (out.some((c) => c.n === l.n && c.k === l.k)) continue;
+    const started = performance.now();
+    const candidates = reallmCandidates(l.n, l.k, opts, l.path);
+    if (candidates.length < 2) continue;
+    const { tried } = await scoredCandidates(l.w, l.n, l.k, candidates, opts, layerSeedOf(opts, l.index), l.path);
+    const best = tried.reduce((a, b) => (b.error < a.error ? b : a));
+    const scores = tried.map((c) => ({ vqDim: c.vqDim, codeBits: c.codeBits, rank: c.rank, error: c.error }));
+    out.push({ n: l.n, k: l.k, vqDim: best.vqDim, codeBits: best.codeBits, scores, layer: l.path, seconds: (performance.now() - started) / 1000 });
+  }
+  return out;
+}
+
+/** `opts` with the VQ shape fixed to the choice for matrices of size [n, k], if there is one; else unchanged (the layer screens for itself). */
+export function withShape(opts: ReallmOptions, choices: ReallmShapeChoice[], n: number, k: number): ReallmOptions {
+  const choice = choices.find((c) => c.n === n && c.k === k);
+  return choice ? { ...opts, vqDims: [choice.vqDim], codeBits: choice.codeBits } : opts;
 }
 
 /** out[i] −= (U Σ Vᵀ)[rows[i]] truncated to rank r, for the sampled rows. */
@@ -212,46 +298,42 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
   const started = performance.now();
   const candidates = reallmCandidates(n, k, opts, layer);
   let norm = 0;
-  for (const v of w) norm += v * v;
+  for (let i = 0; i < w.length; i++) norm += w[i]! * w[i]!; // (for-of over a typed array is several times slower)
   norm = Math.sqrt(norm);
   let kmeansSeconds = 0;
   let svdSeconds = 0;
   const fit = async (spec: ReallmSpec, permuted: boolean, maxIterations: number, seed: number, kmeansIterations = opts.kmeansIterations ?? DEFAULT_KMEANS_ITERATIONS) => {
     const vqShape = { vqDim: spec.vqDim, codeBits: spec.codeBits, blockSize: spec.blockSize, scaleBits: spec.scaleBits, permuted };
-    // Each alternation's k-means starts from the previous codebook: the residual moves only a little.
-    let warm: Float32Array | undefined;
+    // Each alternation's k-means continues from the previous one (same training sample, its
+    // clusters and bounds kept): the residual moves only a little.
+    const start = opts.codebooks?.get(shapeKey(spec));
+    const vq = new VqRefitter(n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, pointsPerCentroid: FIT_POINTS_PER_CENTROID, layer, ...(start ? { init: start } : {}) });
     const res = await alternatingInit(w, n, k, spec.rank, async (residual) => {
-      const vq = await vqQuantize(residual, n, k, vqShape, { rng: new Rng(seed), nearest: opts.nearest, iterations: kmeansIterations, pointsPerCentroid: FIT_POINTS_PER_CENTROID, layer, ...(warm ? { init: warm } : {}) });
-      warm = vq.codebook;
-      return { deq: vq.deq, state: vq };
-    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16", warmStart: true, float32: true });
+      const { deq, error, ...kept } = await vq.quantize(residual);
+      return { deq, error, state: kept };
+    }, { gemm: opts.gemm, rng: new Rng(seed + 1), maxIterations, float16Factors: spec.lowRankDtype === "float16", warmStart: true, warmPowerIterations: 0, float32: true });
     kmeansSeconds += res.quantizeSeconds;
     svdSeconds += res.svdSeconds;
     return res;
   };
-  const seed = opts.seed * 1000 + layerSeed * 7;
+  const seed = layerSeedOf(opts, layerSeed);
   const permuteFirst = opts.permute === true;
-  const tried: ReallmLayerReport["candidates"] = [];
+  let tried: ReallmLayerReport["candidates"] = [];
   let winner: ReallmCandidate = candidates[0]!;
   if (candidates.length > 1) {
     const t0 = performance.now();
-    const { scores: scored, svdSeconds: screenSvd } = await screenCandidates(w, n, k, candidates, opts, seed, permuteFirst, layer);
-    svdSeconds += screenSvd;
-    kmeansSeconds += (performance.now() - t0) / 1000 - screenSvd;
-    let winnerError = Infinity;
-    for (const [i, cand] of candidates.entries()) {
-      tried.push({ rank: cand.spec.rank, vqDim: cand.spec.vqDim, codeBits: cand.spec.codeBits, bitsPerWeight: cand.bitsPerWeight, error: scored[i]! });
-      if (scored[i]! < winnerError) {
-        winnerError = scored[i]!;
-        winner = cand;
-      }
-    }
+    const screened = await scoredCandidates(w, n, k, candidates, opts, seed, layer);
+    svdSeconds += screened.svdSeconds;
+    kmeansSeconds += (performance.now() - t0) / 1000 - screened.svdSeconds;
+    tried = screened.tried;
+    winner = candidates[screened.tried.reduce((at, c, i, all) => (c.error < all[at]!.error ? i : at), 0)]!;
   }
   let best = await fit(winner.spec, permuteFirst, opts.maxIterations ?? 6, seed);
   if (opts.permute === "auto") {
     const withPerm = await fit(winner.spec, true, opts.maxIterations ?? 6, seed);
     if (Math.min(...withPerm.errors) < Math.min(...best.errors)) best = withPerm;
   }
+  opts.codebooks?.set(shapeKey(winner.spec), best.state.codebook);
   const spec: ReallmSpec = { ...winner.spec, permuted: best.state.perm !== null };
   const q = toLayer(spec, n, k, best.factors.l1, best.factors.l2, best.state);
   return {
@@ -272,8 +354,23 @@ export async function quantizeReallmLayer(w: Float32Array, n: number, k: number,
 
 export interface ReallmModelReport {
   budget: number;
+  /** The model-wide shape choices, one per matrix size (shapeScreening "model"); empty when each layer chose, or the shape was fixed. */
+  screening: ReallmShapeChoice[];
   layers: ReallmLayerReport[];
   seconds: number;
+}
+
+/** The layers of the block holding the model's middle linear layer, with their weights. */
+function middleBlock(model: FloatWeights, layers: ReturnType<typeof linearLayers>): ScreenedLayer[] {
+  if (layers.length === 0) return [];
+  const block = layers[Math.floor(layers.length / 2)]!.layer;
+  const out: ScreenedLayer[] = [];
+  for (const [index, l] of layers.entries()) {
+    if (l.layer !== block) continue;
+    const w = model.weights.get(`${l.path}.weight`);
+    if (w) out.push({ w: w.data, n: l.outFeatures, k: l.inFeatures, path: l.path, index });
+  }
+  return out;
 }
 
 /** ReALLM-quantizes every linear layer of `model`'s blocks. */
@@ -282,13 +379,16 @@ export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptio
   const layers = linearLayers(model.config);
   // Every layer's budget is checked before any work.
   for (const l of layers) reallmCandidates(l.outFeatures, l.inFeatures, opts, l.path);
+  const screening = (opts.shapeScreening ?? "model") === "model" ? await chooseReallmShapes(middleBlock(model, layers), opts) : [];
+  // Each layer's k-means starts from the last layer's codebook of its shape.
+  const carried: ReallmOptions = { ...opts, codebooks: opts.codebooks ?? new Map() };
   const linears = new Map<string, QuantizedLinear>();
   const reports: ReallmLayerReport[] = [];
   const owned = new Set<string>();
   for (const [i, l] of layers.entries()) {
     const w = model.weights.get(`${l.path}.weight`);
     if (!w) throw new SlimtuneError("E_ARG", `model has no weight "${l.path}.weight"; ReALLM needs a LLaMA-family model loaded with LlamaModel.load`);
-    const { layer, report } = await quantizeReallmLayer(w.data, l.outFeatures, l.inFeatures, opts, l.path, i);
+    const { layer, report } = await quantizeReallmLayer(w.data, l.outFeatures, l.inFeatures, withShape(carried, screening, l.outFeatures, l.inFeatures), l.path, i);
     const bias = model.weights.get(`${l.path}.bias`);
     if (bias) layer.bias = bias.data;
     linears.set(l.path, layer);
@@ -301,6 +401,6 @@ export async function quantizeReallmModel(model: FloatWeights, opts: ReallmOptio
   const spec = mostCommonSpec([...linears.values()].map((q) => q.spec as ReallmSpec))!;
   return {
     qm: { config: model.config, spec, linears, dense, sourceDir: model.sourceDir, method: { name: "reallm", config: { budget_bits_per_weight: opts.budget } } },
-    report: { budget: opts.budget, layers: reports, seconds: (performance.now() - started) / 1000 },
+    report: { budget: opts.budget, screening, layers: reports, seconds: (performance.now() - started) / 1000 },
   };
 }

@@ -17,11 +17,12 @@ const STEPS = 1024;
 /** Points read per coordinate to place the quantile edges (a strided subset: deterministic). */
 const EDGE_SAMPLE = 8192;
 
-interface CentroidGrid {
+export interface CentroidGrid {
   d: number;
   bins: number;
-  /** Per coordinate: its lowest value and 1 / step width of the lookup table. */
+  /** Per coordinate: its lowest and highest value (the box) and 1 / step width of the lookup table. */
   lo: Float64Array;
+  hi: Float64Array;
   invStep: Float64Array;
   /** Per coordinate, [d, STEPS]: the cell index contribution (bin · bins^j) of each table step. */
   table: Int32Array;
@@ -40,18 +41,21 @@ export function gridSuits(count: number, d: number, k: number): boolean {
 }
 
 /**
- * Per coordinate: a uniform table of STEPS steps over [min, max] of the points, and the bins, each a
- * run of steps holding about as many points (edges at quantiles, snapped to step boundaries). A
- * value's bin is then one multiply and one table read, and its cell's box is known exactly.
+ * Per coordinate: a uniform table of STEPS steps over [min, max] of the points (or over `box`), and
+ * the bins, each a run of steps holding about as many points (edges at quantiles, snapped to step
+ * boundaries). A value's bin is then one multiply and one table read, and its cell's box is known
+ * exactly.
  */
-function coordinateBins(points: Float32Array, count: number, d: number, bins: number) {
-  const lo = new Float64Array(d).fill(Infinity);
-  const hi = new Float64Array(d).fill(-Infinity);
-  for (let p = 0; p < count; p++) {
-    for (let j = 0; j < d; j++) {
-      const v = points[p * d + j]!;
-      if (v < lo[j]!) lo[j] = v;
-      if (v > hi[j]!) hi[j] = v;
+function coordinateBins(points: Float32Array, count: number, d: number, bins: number, box?: { lo: number; hi: number }) {
+  const lo = new Float64Array(d).fill(box ? box.lo : Infinity);
+  const hi = new Float64Array(d).fill(box ? box.hi : -Infinity);
+  if (!box) {
+    for (let p = 0; p < count; p++) {
+      for (let j = 0; j < d; j++) {
+        const v = points[p * d + j]!;
+        if (v < lo[j]!) lo[j] = v;
+        if (v > hi[j]!) hi[j] = v;
+      }
     }
   }
   const taken = Math.min(count, EDGE_SAMPLE);
@@ -84,10 +88,13 @@ function coordinateBins(points: Float32Array, count: number, d: number, bins: nu
   return { lo, hi, invStep, table, firstStep, endStep };
 }
 
-/** The grid of `centroids` [k, d] over the box of `points`. */
-function buildCentroidGrid(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number): CentroidGrid {
+/**
+ * The grid of `centroids` [k, d] over the box of `points`, or over `box` in every coordinate with its
+ * edges at quantiles of `points` (then a sample of the points to look up, which must lie in the box).
+ */
+function buildCentroidGrid(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, box?: { lo: number; hi: number }): CentroidGrid {
   const bins = BINS[d]!;
-  const { lo, hi, invStep, table, firstStep, endStep } = coordinateBins(points, count, d, bins);
+  const { lo, hi, invStep, table, firstStep, endStep } = coordinateBins(points, count, d, bins, box);
   const cells = bins ** d;
   const start = new Int32Array(cells + 1);
   const chunks: Uint16Array[] = [];
@@ -139,7 +146,99 @@ function buildCentroidGrid(points: Float32Array, count: number, d: number, centr
     list.set(chunk, at);
     at += chunk.length;
   }
-  return { d, bins, lo, invStep, table, start, list };
+  return { d, bins, lo, hi, invStep, table, start, list };
+}
+
+/**
+ * A grid of `centroids` [k, d] for points known to lie in [lo, hi] in every coordinate (ReALLM's
+ * block-normalised sub-vectors lie in [−1, 1]), with cell edges at quantiles of `sample` [count, d]:
+ * no pass over the points themselves. Look points up with nearestInGrid, after insideGrid.
+ */
+export function gridOverBox(sample: Float32Array, count: number, d: number, centroids: Float32Array, k: number, lo: number, hi: number): CentroidGrid {
+  if (BINS[d] === undefined) throw new RangeError(`no centroid grid for dimension ${d}`);
+  return buildCentroidGrid(sample, count, d, centroids, k, { lo, hi });
+}
+
+/** Whether the point at `x[at … at + d)` lies in the grid's box (else its cell's list does not hold). */
+export function insideGrid(grid: CentroidGrid, x: ArrayLike<number>, at: number): boolean {
+  for (let j = 0; j < grid.d; j++) {
+    const v = x[at + j]!;
+    if (!(v >= grid.lo[j]! && v <= grid.hi[j]!)) return false;
+  }
+  return true;
+}
+
+/** The nearest centroid of the point at `x[at … at + d)` inside the grid's box (lowest index on ties, as a full scan). */
+export function nearestInGrid(grid: CentroidGrid, centroids: Float32Array, x: ArrayLike<number>, at: number): number {
+  const { d, start, list } = grid;
+  let cell = 0;
+  for (let j = 0; j < d; j++) cell += binPart(grid, j, x[at + j]!);
+  let best = 0;
+  let d1 = Infinity;
+  const end = start[cell + 1]!;
+  for (let i = start[cell]!; i < end; i++) {
+    const c = list[i]!;
+    let dist = 0;
+    for (let j = 0; j < d; j++) {
+      const diff = x[at + j]! - centroids[c * d + j]!;
+      dist += diff * diff;
+    }
+    if (dist < d1) {
+      d1 = dist;
+      best = c;
+    }
+  }
+  return best;
+}
+
+/**
+ * For d = 2: the nearest centroid (as nearestInGrid) of each sub-vector of values[from … to) divided
+ * by `s` and rounded to float32 (all 0 when s is 0: a block-normalised run), into codes[at …]. A
+ * sub-vector outside the grid's box (by rounding) is compared with every centroid. The grid's fields
+ * are read once per run, not once per point: this is ReALLM's hottest loop.
+ */
+export function nearestRun2(grid: CentroidGrid, centroids: Float32Array, values: Float32Array, from: number, to: number, s: number, codes: Uint8Array, at: number): void {
+  const { start, list, table } = grid;
+  const lo0 = grid.lo[0]!;
+  const lo1 = grid.lo[1]!;
+  const hi0 = grid.hi[0]!;
+  const hi1 = grid.hi[1]!;
+  const inv0 = grid.invStep[0]!;
+  const inv1 = grid.invStep[1]!;
+  const k = centroids.length / 2;
+  for (let j = from; j < to; j += 2, at++) {
+    const x0 = s === 0 ? 0 : Math.fround(values[j]! / s);
+    const x1 = s === 0 ? 0 : Math.fround(values[j + 1]! / s);
+    if (!(x0 >= lo0 && x0 <= hi0 && x1 >= lo1 && x1 <= hi1)) {
+      codes[at] = nearestOf(centroids, x0, x1, null, 0, k);
+      continue;
+    }
+    // Inside the box the steps are ≥ 0, so truncation is floor; the maximum lands on the last step.
+    const s0 = Math.min(STEPS - 1, ((x0 - lo0) * inv0) | 0);
+    const s1 = Math.min(STEPS - 1, ((x1 - lo1) * inv1) | 0);
+    const cell = table[s0]! + table[STEPS + s1]!;
+    const first = start[cell]!;
+    const end = start[cell + 1]!;
+    // Most cells list one centroid: no distance to compare.
+    codes[at] = end - first === 1 ? list[first]! : nearestOf(centroids, x0, x1, list, first, end);
+  }
+}
+
+/** The nearest (lowest index on ties) of the d = 2 centroids list[from … to) (of every centroid when `list` is null) to (x0, x1). */
+function nearestOf(centroids: Float32Array, x0: number, x1: number, list: Uint16Array | null, from: number, to: number): number {
+  let best = 0;
+  let d1 = Infinity;
+  for (let i = from; i < to; i++) {
+    const c = list ? list[i]! : i;
+    const a = x0 - centroids[2 * c]!;
+    const b = x1 - centroids[2 * c + 1]!;
+    const dist = a * a + b * b;
+    if (dist < d1) {
+      d1 = dist;
+      best = c;
+    }
+  }
+  return best;
 }
 
 /** Cell-index contribution of coordinate j's value v: its table step, clamped (the maximum lands on the last step). */

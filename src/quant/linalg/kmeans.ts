@@ -50,6 +50,11 @@ export class NearestCentroid {
   async assign(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): Promise<{ inertia: number; changed: number }> {
     // Small codebooks, and any codebook the grid serves: the host loop beats a Gemm whose inner dimension is d.
     if (k * d <= 64 || gridSuits(count, d, k)) return assignNearest(points, count, d, centroids, k, assign);
+    return this.assignThroughOrt(points, count, d, centroids, k, assign);
+  }
+
+  /** assign() through ORT's Gemm + ArgMin whatever the shape (assign() picks the host loop where it is faster; bench/kmeans-assign.mjs compares the two). */
+  async assignThroughOrt(points: Float32Array, count: number, d: number, centroids: Float32Array, k: number, assign: Uint8Array | Uint16Array): Promise<{ inertia: number; changed: number }> {
     const norms = new Float32Array(k);
     for (let c = 0; c < k; c++) {
       let s = 0;
@@ -203,27 +208,38 @@ export interface Codebook {
   trainedOn: number;
 }
 
-function checkKmeansArgs(points: Float32Array, count: number, d: number, k: number): void {
+function checkKmeansArgs(points: Float32Array | null, count: number, d: number, k: number): void {
   if (!Number.isInteger(k) || k < 1 || k > 65536) throw new SlimtuneError("E_ARG", `k-means needs 1 ≤ k ≤ 65536 centroids, got ${k}`);
-  if (points.length !== count * d) throw new SlimtuneError("E_SHAPE", `k-means got ${points.length} values for ${count} points of dimension ${d}`);
+  if (points && points.length !== count * d) throw new SlimtuneError("E_SHAPE", `k-means got ${points.length} values for ${count} points of dimension ${d}`);
   if (k > count) {
     throw new SlimtuneError("E_ARG", `a codebook of ${k} centroids is larger than the ${count} sub-vectors to cluster; use at most ${Math.max(0, Math.floor(Math.log2(count)))} code bits (2^bits ≤ ${count})`);
   }
 }
 
-/** `size` distinct points drawn at random (Floyd's algorithm), kept in their original order. */
-function samplePoints(points: Float32Array, count: number, d: number, size: number, rng: Rng): Float32Array {
+/** `size` distinct point indices drawn at random (Floyd's algorithm), ascending. */
+function sampleIndices(count: number, size: number, rng: Rng): Int32Array {
   const chosen = new Uint8Array(count);
   for (let j = count - size; j < count; j++) {
     const t = rng.int(j + 1);
     chosen[chosen[t] ? j : t] = 1;
   }
-  const out = new Float32Array(size * d);
+  const out = new Int32Array(size);
   let at = 0;
-  for (let p = 0; p < count; p++) {
-    if (!chosen[p]) continue;
-    for (let j = 0; j < d; j++) out[at++] = points[p * d + j]!;
+  for (let p = 0; p < count; p++) if (chosen[p]) out[at++] = p;
+  return out;
+}
+
+/** The points at `indices`, into `out` [indices.length, d]. */
+function gatherPoints(points: Float32Array, indices: Int32Array, d: number, out: Float32Array): Float32Array {
+  if (d === 2) {
+    for (let i = 0; i < indices.length; i++) {
+      const p = 2 * indices[i]!;
+      out[2 * i] = points[p]!;
+      out[2 * i + 1] = points[p + 1]!;
+    }
+    return out;
   }
+  for (let i = 0; i < indices.length; i++) for (let j = 0; j < d; j++) out[i * d + j] = points[indices[i]! * d + j]!;
   return out;
 }
 
@@ -233,14 +249,75 @@ function samplePoints(points: Float32Array, count: number, d: number, size: numb
  * iterations on the sample), else on all of them. With `init`, Lloyd starts from those centroids.
  */
 export function trainCodebook(points: Float32Array, count: number, d: number, k: number, opts: KmeansOptions): Codebook {
-  checkKmeansArgs(points, count, d, k);
-  const cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
-  const sampled = count > cap;
-  const train = sampled ? samplePoints(points, count, d, cap, opts.rng) : points;
-  const trainedOn = sampled ? cap : count;
-  const centroids = opts.init ? Float32Array.from(opts.init) : kmeansPlusPlus(train, trainedOn, d, k, opts.rng);
-  const { iterations } = lloyd(train, trainedOn, d, k, centroids, opts.iterations ?? 30, opts.tolerance ?? 1e-3);
-  return { centroids, iterations, trainedOn };
+  return new CodebookRefitter(count, d, k, opts).fit(points, opts.init);
+}
+
+/**
+ * A codebook fitted to successive versions of the same points, each a little moved from the last
+ * (ReALLM's alternation: the residual changes little between rounds). The training sample is the
+ * same points each time, and Lloyd's state carries over: each point's cluster and Hamerly's bounds,
+ * loosened by how far the point moved, so a refit looks again only at the points whose bounds no
+ * longer hold instead of scanning the whole sample against every centroid. The first fit is
+ * trainCodebook's (same sample, same seeds); a refit continues from the last fit's centroids.
+ */
+export class CodebookRefitter {
+  private readonly cap: number;
+  private indices: Int32Array | null = null;
+  private drawn = false;
+  private state: LloydState | null = null;
+  /** The sample's next positions, gathered here by fit(). */
+  private next: Float32Array | null = null;
+
+  constructor(
+    private readonly count: number,
+    private readonly d: number,
+    private readonly k: number,
+    private readonly opts: Omit<KmeansOptions, "init">,
+  ) {
+    checkKmeansArgs(null, count, d, k);
+    this.cap = (opts.pointsPerCentroid ?? TRAINING_POINTS_PER_CENTROID) * k;
+  }
+
+  /** The points the codebook trains on: their indices, ascending (drawn once, at the first call), or null for all of them. */
+  sample(): Int32Array | null {
+    if (!this.drawn) {
+      this.drawn = true;
+      if (this.count > this.cap) this.indices = sampleIndices(this.count, this.cap, this.opts.rng);
+    }
+    return this.indices;
+  }
+
+  /** Points trained on: the sample's size, or all of them. */
+  get trainedOn(): number {
+    return Math.min(this.count, this.cap);
+  }
+
+  /** Fits the codebook to `points` [count, d] (from `init` on the first fit, when given); the centroids returned are a copy. */
+  fit(points: Float32Array, init?: Float32Array): Codebook {
+    checkKmeansArgs(points, this.count, this.d, this.k);
+    const indices = this.sample();
+    const train = indices ? gatherPoints(points, indices, this.d, (this.next ??= new Float32Array(this.trainedOn * this.d))) : points;
+    return this.fitSample(train, init);
+  }
+
+  /**
+   * Fits the codebook to the sample's points [trainedOn, d], gathered by the caller in sample()'s
+   * order (all points when it is null); read, not kept.
+   */
+  fitSample(train: Float32Array, init?: Float32Array): Codebook {
+    const { d, k, opts, trainedOn } = this;
+    if (train.length !== trainedOn * d) throw new SlimtuneError("E_SHAPE", `k-means got ${train.length} values for a sample of ${trainedOn} points of dimension ${d}`);
+    this.sample(); // (the rng draws the sample before the seeds, whatever the caller did first)
+    const maxIter = opts.iterations ?? 30;
+    const tolerance = opts.tolerance ?? 1e-3;
+    if (!this.state) {
+      const own = Float32Array.from(train);
+      const centroids = init ? Float32Array.from(init) : kmeansPlusPlus(own, trainedOn, d, k, opts.rng);
+      this.state = lloydStart(own, trainedOn, d, k, centroids);
+    } else lloydMovePoints(this.state, train);
+    const iterations = lloydIterate(this.state, maxIter, tolerance);
+    return { centroids: Float32Array.from(this.state.centroids), iterations, trainedOn };
+  }
 }
 
 /**
@@ -257,7 +334,9 @@ export async function kmeans(points: Float32Array, count: number, d: number, k: 
     return { centroids: book.centroids, assign, inertia, iterations: book.iterations };
   }
   const centroids = opts.init ? Float32Array.from(opts.init) : kmeansPlusPlus(points, count, d, k, opts.rng);
-  const { assign, iterations } = lloyd(points, count, d, k, centroids, opts.iterations ?? 30, opts.tolerance ?? 1e-3);
+  const state = lloydStart(points, count, d, k, centroids);
+  const iterations = lloydIterate(state, opts.iterations ?? 30, opts.tolerance ?? 1e-3);
+  const assign = state.assign;
   let inertia = 0;
   for (let p = 0; p < count; p++) {
     const ct = assign[p]! * d;
@@ -267,32 +346,92 @@ export async function kmeans(points: Float32Array, count: number, d: number, k: 
 }
 
 /**
- * Lloyd's algorithm from `centroids` (updated in place) with Hamerly's bounds (Hamerly 2010, "Making
- * k-means even faster"). Each point keeps an upper bound on the distance to its centroid and a lower
- * bound on the distance to every other one; when centroids move the bounds loosen by the moves, and
- * a point is looked at again only when its bounds cross (or its centroid's nearest neighbour is
- * closer than twice the upper bound). After the first iterations almost every point is skipped, so
- * an iteration costs O(count) instead of O(count·k·d) — the same assignments as a full scan every
- * time, up to ties. Returns each point's cluster for the final centroids.
+ * Lloyd's algorithm with Hamerly's bounds (Hamerly 2010, "Making k-means even faster"), as state that
+ * outlives one run. Each point keeps an upper bound on the distance to its centroid and a lower bound
+ * on the distance to every other one; when centroids (or the points) move the bounds loosen by the
+ * moves, and a point is looked at again only when its bounds cross (or its centroid's nearest
+ * neighbour is closer than twice the upper bound). After the first iterations almost every point is
+ * skipped, so an iteration costs O(count) instead of O(count·k·d), with the same assignments as a
+ * full scan every time, up to ties.
  */
-function lloyd(points: Float32Array, count: number, d: number, k: number, centroids: Float32Array, maxIter: number, tolerance: number): { assign: Uint8Array | Uint16Array; iterations: number } {
-  const assign = k <= 256 ? new Uint8Array(count) : new Uint16Array(count);
-  const upper = new Float64Array(count);
-  const lower = new Float64Array(count);
+interface LloydState {
+  /** The points [count, d], owned by the state. */
+  points: Float32Array;
+  count: number;
+  d: number;
+  k: number;
+  /** Centroids [k, d], updated in place. */
+  centroids: Float32Array;
+  assign: Uint8Array | Uint16Array;
+  upper: Float64Array;
+  lower: Float64Array;
+  /** Σ of each cluster's points and their count, kept in step with `assign`. */
+  sums: Float64Array;
+  sizes: Float64Array;
+}
+
+/** The state with every point assigned by a full scan. */
+function lloydStart(points: Float32Array, count: number, d: number, k: number, centroids: Float32Array): LloydState {
+  const s: LloydState = {
+    points,
+    count,
+    d,
+    k,
+    centroids,
+    assign: k <= 256 ? new Uint8Array(count) : new Uint16Array(count),
+    upper: new Float64Array(count),
+    lower: new Float64Array(count),
+    sums: new Float64Array(k * d),
+    sizes: new Float64Array(k),
+  };
   const second = new Float64Array(2);
-  const sums = new Float64Array(k * d);
-  const sizes = new Float64Array(k);
   for (let p = 0; p < count; p++) {
     const d1 = scanPoint(points, p, d, centroids, k, second);
     const c = second[1]!;
-    assign[p] = c;
-    upper[p] = Math.sqrt(d1);
-    lower[p] = Math.sqrt(second[0]!);
+    s.assign[p] = c;
+    s.upper[p] = Math.sqrt(d1);
+    s.lower[p] = Math.sqrt(second[0]!);
+  }
+  recountClusters(s);
+  return s;
+}
+
+/** sums and sizes from the points and their assignment. */
+function recountClusters(s: LloydState): void {
+  const { points, count, d, assign, sums, sizes } = s;
+  sums.fill(0);
+  sizes.fill(0);
+  for (let p = 0; p < count; p++) {
+    const c = assign[p]!;
     sizes[c]!++;
     for (let j = 0; j < d; j++) sums[c * d + j]! += points[p * d + j]!;
   }
+}
+
+/**
+ * The points move to `next` [count, d] (the same points, a little moved): each one's bounds loosen by
+ * its own move, the cluster sums are recounted, and the points whose bounds no longer hold are
+ * reassigned against the unchanged centroids, so the state is as a full scan would leave it.
+ */
+function lloydMovePoints(s: LloydState, next: Float32Array): void {
+  const { count, d, upper, lower } = s;
+  const old = s.points;
+  for (let p = 0; p < count; p++) {
+    let m = 0;
+    for (let j = 0; j < d; j++) m += (next[p * d + j]! - old[p * d + j]!) ** 2;
+    m = Math.sqrt(m);
+    upper[p]! += m;
+    lower[p]! -= m;
+  }
+  old.set(next);
+  recountClusters(s);
+  reassign(s, null, 0, -1, 0);
+}
+
+/** Lloyd iterations from the state until at most `tolerance` of the points change cluster or `maxIter` run; returns the iterations run. */
+function lloydIterate(s: LloydState, maxIter: number, tolerance: number): number {
+  const { d, k, centroids, sums, sizes } = s;
   const shift = new Float64Array(k);
-  const half = new Float64Array(k);
   const previous = new Float32Array(k * d);
   let iterations = 0;
   for (let it = 0; it < maxIter; it++) {
@@ -314,48 +453,61 @@ function lloyd(points: Float32Array, count: number, d: number, k: number, centro
         farAt = c;
       } else if (m > farOther) farOther = m;
     }
-    for (let c = 0; c < k; c++) {
-      let nearest = Infinity;
-      for (let o = 0; o < k; o++) {
-        if (o === c) continue;
-        let m = 0;
-        for (let j = 0; j < d; j++) m += (centroids[c * d + j]! - centroids[o * d + j]!) ** 2;
-        if (m < nearest) nearest = m;
-      }
-      half[c] = Math.sqrt(nearest) / 2;
-    }
-    let changed = 0;
-    for (let p = 0; p < count; p++) {
-      const a = assign[p]!;
-      upper[p]! += shift[a]!;
-      lower[p]! -= a === farAt ? farOther : far;
-      const bound = Math.max(half[a]!, lower[p]!);
-      if (upper[p]! <= bound) continue;
-      let own = 0;
-      for (let j = 0; j < d; j++) own += (points[p * d + j]! - centroids[a * d + j]!) ** 2;
-      upper[p] = Math.sqrt(own);
-      if (upper[p]! <= bound) continue;
-      const d1 = scanPoint(points, p, d, centroids, k, second);
-      const c = second[1]!;
-      upper[p] = Math.sqrt(d1);
-      lower[p] = Math.sqrt(second[0]!);
-      if (c !== a) {
-        changed++;
-        assign[p] = c;
-        sizes[a]!--;
-        sizes[c]!++;
-        for (let j = 0; j < d; j++) {
-          const v = points[p * d + j]!;
-          sums[a * d + j]! -= v;
-          sums[c * d + j]! += v;
-        }
-      }
-    }
-    if (changed <= tolerance * count) break;
+    if (reassign(s, shift, far, farAt, farOther) <= tolerance * s.count) break;
   }
-  return { assign, iterations };
+  return iterations;
 }
 
+/**
+ * One pass of Hamerly's test over every point after the centroids moved by `shift` (null: they did
+ * not), rescanning the points whose bounds cross and moving them between clusters' sums; returns how
+ * many changed cluster.
+ */
+function reassign(s: LloydState, shift: Float64Array | null, far: number, farAt: number, farOther: number): number {
+  const { points, count, d, k, centroids, assign, upper, lower, sums, sizes } = s;
+  const half = new Float64Array(k);
+  for (let c = 0; c < k; c++) {
+    let nearest = Infinity;
+    for (let o = 0; o < k; o++) {
+      if (o === c) continue;
+      let m = 0;
+      for (let j = 0; j < d; j++) m += (centroids[c * d + j]! - centroids[o * d + j]!) ** 2;
+      if (m < nearest) nearest = m;
+    }
+    half[c] = Math.sqrt(nearest) / 2;
+  }
+  const second = new Float64Array(2);
+  let changed = 0;
+  for (let p = 0; p < count; p++) {
+    const a = assign[p]!;
+    if (shift) {
+      upper[p]! += shift[a]!;
+      lower[p]! -= a === farAt ? farOther : far;
+    }
+    const bound = Math.max(half[a]!, lower[p]!);
+    if (upper[p]! <= bound) continue;
+    let own = 0;
+    for (let j = 0; j < d; j++) own += (points[p * d + j]! - centroids[a * d + j]!) ** 2;
+    upper[p] = Math.sqrt(own);
+    if (upper[p]! <= bound) continue;
+    const d1 = scanPoint(points, p, d, centroids, k, second);
+    const c = second[1]!;
+    upper[p] = Math.sqrt(d1);
+    lower[p] = Math.sqrt(second[0]!);
+    if (c !== a) {
+      changed++;
+      assign[p] = c;
+      sizes[a]!--;
+      sizes[c]!++;
+      for (let j = 0; j < d; j++) {
+        const v = points[p * d + j]!;
+        sums[a * d + j]! -= v;
+        sums[c * d + j]! += v;
+      }
+    }
+  }
+  return changed;
+}
 
 /** Points k-means++ seeds from at most, per centroid: enough to place the seeds, at a quarter of the training sample's O(count·k·d) cost. */
 const SEEDING_POINTS_PER_CENTROID = 64;

@@ -84,8 +84,9 @@ export async function truncatedSvd(a: Float32Array | Float64Array, m: number, n:
   if (r <= 0) return { rank: 0, u: new Float64Array(0), s: new Float64Array(0), vt: new Float64Array(0) };
   const l = Math.min(r + (opts.oversample ?? 10), m, n);
   const omega = new Float64Array(n * l);
-  for (let i = 0; i < omega.length; i++) omega[i] = opts.rng.normal();
   const guessed = opts.start ? Math.min(l, opts.start.length / n) : 0;
+  // Gaussian where there is no guess (in index order: without one, every entry as before).
+  for (let c = 0; c < n; c++) for (let j = guessed; j < l; j++) omega[c * l + j] = opts.rng.normal();
   for (let j = 0; j < guessed; j++) for (let c = 0; c < n; c++) omega[c * l + j] = opts.start![j * n + c]!;
   // Y = A·Ω [m, l]; kept as rows Yᵀ [l, m] for contiguous Gram–Schmidt.
   const mulA = async (x: Float64Array, shape: GemmShape, aFirst: boolean): Promise<Float64Array> => wide(aFirst ? await opts.gemm.mul(a, like(a, x), shape) : await opts.gemm.mul(like(a, x), a, shape));
