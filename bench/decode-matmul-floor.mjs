@@ -84,7 +84,7 @@ const cpuMs = () => {
   return (u.user + u.system) / 1000;
 };
 for (let r = 0; r < 10; r++) await step.run(feeds);
-const load = sampleLoad(1000);
+const busyBefore = (await sampleLoad(1000)).busy; // the machine's CPU use while this process sleeps
 const c0 = cpuMs();
 const t0 = performance.now();
 for (let r = 0; r < flags.rounds; r++) await step.run(feeds);
@@ -94,4 +94,4 @@ await step.release();
 const byOp = {};
 for (const n of nodes) byOp[n.op.type] = (byOp[n.op.type] ?? 0) + 1;
 console.log(`${flags.model} ${flags.bits ? `${flags.bits}-bit` : "float32"} (head: ${head}), ${flags.threads} thread(s): ${nodes.length} weight-bearing nodes ${JSON.stringify(byOp)}, ${(weightBytes / 2 ** 20).toFixed(1)} MiB of constants`);
-console.log(`alone, one row each: ${cpu.toFixed(2)} CPU ms per run (${wall.toFixed(2)} ms wall), ${(weightBytes / 1e6 / cpu).toFixed(1)} GB of constants per CPU s; other processes ${(100 * (await load)).toFixed(0)} % of the CPU`);
+console.log(`alone, one row each: ${cpu.toFixed(2)} CPU ms per run (${wall.toFixed(2)} ms wall), ${(weightBytes / 1e6 / cpu).toFixed(1)} GB of constants per CPU s; the machine was ${(100 * busyBefore).toFixed(0)} % busy just before`);

@@ -29,6 +29,13 @@ import resource
 import sys
 import time
 
+# torch.set_num_threads does not reach OpenBLAS, which torch's LAPACK calls (cholesky) and numpy use:
+# unpinned, a "--threads 1" peer ran on ~1.9 cores of 2 (session 29). Its thread count is read from
+# the environment when the library loads, so it is set from --threads before the imports.
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else "1"
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, _threads)
+
 import numpy as np
 import torch
 
