@@ -45,7 +45,7 @@ export function withQuantizedHead(base: LoadedBase, bits: HeadBits = 8): HeadCho
  * loadBase(dir) then withQuantizedHead, without the float embedding/LM head ever in memory: a
  * quantized folder's tables are built from its file a block of rows at a time
  * (formats/quantized/streamed-tables.ts), bit for bit the tables withQuantizedHead makes. At the
- * Qwen2.5-0.5B shape that float copy was 520 MiB of the 1,161 MiB loading peak (docs/benchmarks.md).
+ * Qwen2.5-0.5B shape that float copy was 520 MiB of the 1,161 MiB loading peak (docs/benchmarks-history.md §2).
  */
 export function loadWithQuantizedHead(dir: string, bits: HeadBits = 8): HeadChoice {
   if (bits === "float") return withQuantizedHead(loadBase(dir), bits);
