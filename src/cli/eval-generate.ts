@@ -36,7 +36,7 @@ export async function evalGenerate(args: EvalGenerateFlags, modelDir: string, da
   const maxNewTokens = args["max-new-tokens"] ? intArg("max-new-tokens", args["max-new-tokens"], 1) : undefined;
   const limit = args["max-examples"] ? intArg("max-examples", args["max-examples"], 1) : undefined;
   const show = intArg("show", args.show, 3, 0);
-  const headBits = headBitsArg(args["head-bits"]);
+  const headBits = headBitsArg(args["head-bits"], args.adapter);
   const { records, format: found } = readInstructFile(dataFile, format ? { format } : {});
   if (found === "text") throw new SlimtuneError("E_DATA", `has "text" records, which hold no prompt to answer; --task generate needs prompt/completion, Alpaca or messages records`, dataFile);
   const { renderer, source } = chatRendererFor(modelDir, args["chat-template"]);

@@ -13,11 +13,18 @@ import type { ScoringModel } from "../models/scoring.js";
 /** The --head-bits flag as each generating command declares it. */
 export const headBitsFlag = {
   type: "string",
-  description: "A quantized model's embedding and LM head: 4, 8 or float (default 8; quantized at load, RTN in groups of 32)",
+  description: "A quantized model's embedding and LM head: 4, 8 or float (default 8; quantized at load, RTN in groups of 32; not with --adapter)",
 } as const;
 
-export function headBitsArg(value: string | undefined): HeadBits {
+/**
+ * The --head-bits value. With --adapter it is refused rather than ignored: the adapter's model keeps
+ * the float embedding and LM head it was trained against, so a width asked for would not be used.
+ */
+export function headBitsArg(value: string | undefined, adapter?: string): HeadBits {
   if (value === undefined) return 8;
+  if (adapter !== undefined) {
+    throw new SlimtuneError("E_ARG", `--head-bits applies only without --adapter: with an adapter the model keeps the float embedding and LM head the adapter was trained against; drop --head-bits ${quote(value)}`);
+  }
   if (value === "4" || value === "8") return Number(value) as 4 | 8;
   if (value === "float") return "float";
   throw new SlimtuneError("E_ARG", `--head-bits ${quote(value)} must be 4, 8 or float`);

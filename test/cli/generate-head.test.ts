@@ -46,4 +46,13 @@ describe("slimtune generate --head-bits", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/slimtune: error E_ARG: --head-bits "3" must be 4, 8 or float/);
   });
+
+  it("refuses --head-bits beside --adapter instead of ignoring it (the adapter keeps the float head)", () => {
+    const adapter = path.join(dir, "no-adapter-needed");
+    for (const command of ["generate", "chat"]) {
+      const r = slimtune([command, "--model", q4, ...(command === "generate" ? prompt : []), "--adapter", adapter, "--head-bits", "4"]);
+      expect(r.code, command).toBe(2);
+      expect(r.stderr).toMatch(/slimtune: error E_ARG: --head-bits applies only without --adapter/);
+    }
+  });
 });

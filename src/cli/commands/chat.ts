@@ -35,7 +35,7 @@ export default defineCommand({
       if (sampling.topP <= 0 || sampling.topP > 1) throw new SlimtuneError("E_ARG", `--top-p "${args["top-p"]}" must lie in (0, 1]`);
       const seed = intArg("seed", args.seed, 0, 0);
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
-      const headBits = headBitsArg(args["head-bits"]);
+      const headBits = headBitsArg(args["head-bits"], args.adapter);
       const { renderer, source } = chatRendererFor(args.model, args["chat-template"]);
       const tokenizer = await loadTokenizer(args.model);
       const { model, head } = loadGenerationModel(args.model, args.adapter, headBits);

@@ -65,7 +65,7 @@ export default defineCommand({
       if (repetitionPenalty <= 0) throw new SlimtuneError("E_ARG", `--repetition-penalty "${args["repetition-penalty"]}" must be > 0`);
       const seed = intArg("seed", args.seed, 0, 0);
       const threads = args.threads ? intArg("threads", args.threads, 0) : undefined;
-      const headBits = headBitsArg(args["head-bits"]);
+      const headBits = headBitsArg(args["head-bits"], args.adapter);
       const stop = stopStrings(rawArgs);
 
       const { model, head } = loadGenerationModel(args.model, args.adapter, headBits);
