@@ -43,13 +43,13 @@ let nodes = null;
 const compile = CompiledGraph.compile;
 CompiledGraph.compile = async function (graph, outputs, opts) {
   nodes ??= graph.nodes
-    .filter((n) => WEIGHTED.has(n.op.type) && n.inputs.slice(1).length > 0 && n.inputs.slice(1).every((v) => v.kind === "constant"))
+    .filter((n) => WEIGHTED.has(n.op.type) && n.inputs.length > 1 && n.inputs.slice(1).every((v) => v.kind === "constant"))
     .map((n) => ({
       op: n.op,
       attrs: { ...n.attrs },
       rank: n.inputs[0].shape.length,
       K: n.inputs[0].shape.at(-1),
-      N: n.outputs?.[0]?.shape.at(-1) ?? n.output?.shape.at(-1),
+      N: n.output.shape.at(-1),
       consts: n.inputs.slice(1).map((v) => ({ data: v.data.slice(), shape: [...v.shape], dtype: v.dtype, name: v.name })),
     }));
   return compile.call(this, graph, outputs, opts);

@@ -9,7 +9,7 @@
 import { SlimtuneError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
-import { type CentroidGrid, gridOverBox, gridSuits, insideGrid, nearestInGrid, nearestRun2 } from "./linalg/centroid-grid.js";
+import { type CentroidGrid, gridOverBox, gridSuits, nearestInGrid, nearestRun2 } from "./linalg/centroid-grid.js";
 import { type Codebook, CodebookRefitter, type NearestCentroid } from "./linalg/kmeans.js";
 import type { ReallmSpec } from "./types.js";
 
@@ -184,7 +184,7 @@ export class VqRefitter {
       error =
         d === 2 && !perm
           ? this.codeAndDequantize2(r, codebook, grid)
-          : this.codeAndDequantize(r, perm, codebook, (x) => (insideGrid(grid, x, 0) ? nearestInGrid(grid, codebook, x, 0) : nearestByScan(codebook, k, d, x)));
+          : this.codeAndDequantize(r, perm, codebook, (x) => nearestInGrid(grid, codebook, x, 0));
     } else {
       const points = this.normalised(r, perm);
       book = this.book.fit(points, this.opts.init);
@@ -317,19 +317,4 @@ export class VqRefitter {
     }
     return { scaleCodes, rowScales };
   }
-}
-
-/** The nearest of the k centroids [k, d] to x by comparing it with each (lowest index on ties). */
-function nearestByScan(centroids: Float32Array, k: number, d: number, x: Float32Array): number {
-  let best = 0;
-  let bestDist = Infinity;
-  for (let c = 0; c < k; c++) {
-    let dist = 0;
-    for (let t = 0; t < d; t++) dist += (x[t]! - centroids[c * d + t]!) ** 2;
-    if (dist < bestDist) {
-      bestDist = dist;
-      best = c;
-    }
-  }
-  return best;
 }

@@ -152,7 +152,7 @@ function buildCentroidGrid(points: Float32Array, count: number, d: number, centr
 /**
  * A grid of `centroids` [k, d] for points known to lie in [lo, hi] in every coordinate (ReALLM's
  * block-normalised sub-vectors lie in [−1, 1]), with cell edges at quantiles of `sample` [count, d]:
- * no pass over the points themselves. Look points up with nearestInGrid, after insideGrid.
+ * no pass over the points themselves. Look points up with nearestInGrid (or nearestRun2 at d = 2).
  */
 export function gridOverBox(sample: Float32Array, count: number, d: number, centroids: Float32Array, k: number, lo: number, hi: number): CentroidGrid {
   if (BINS[d] === undefined) throw new RangeError(`no centroid grid for dimension ${d}`);
@@ -160,7 +160,7 @@ export function gridOverBox(sample: Float32Array, count: number, d: number, cent
 }
 
 /** Whether the point at `x[at … at + d)` lies in the grid's box (else its cell's list does not hold). */
-export function insideGrid(grid: CentroidGrid, x: ArrayLike<number>, at: number): boolean {
+function insideGrid(grid: CentroidGrid, x: ArrayLike<number>, at: number): boolean {
   for (let j = 0; j < grid.d; j++) {
     const v = x[at + j]!;
     if (!(v >= grid.lo[j]! && v <= grid.hi[j]!)) return false;
@@ -168,16 +168,25 @@ export function insideGrid(grid: CentroidGrid, x: ArrayLike<number>, at: number)
   return true;
 }
 
-/** The nearest centroid of the point at `x[at … at + d)` inside the grid's box (lowest index on ties, as a full scan). */
+/**
+ * The nearest centroid of the point at `x[at … at + d)` (lowest index on ties, as a full scan):
+ * among its cell's list inside the grid's box, among every centroid outside it (a value rounded
+ * just past the box of a gridOverBox).
+ */
 export function nearestInGrid(grid: CentroidGrid, centroids: Float32Array, x: ArrayLike<number>, at: number): number {
   const { d, start, list } = grid;
+  if (!insideGrid(grid, x, at)) return nearestAmong(centroids, d, x, at, null, 0, centroids.length / d);
   let cell = 0;
   for (let j = 0; j < d; j++) cell += binPart(grid, j, x[at + j]!);
+  return nearestAmong(centroids, d, x, at, list, start[cell]!, start[cell + 1]!);
+}
+
+/** The nearest (lowest index on ties) of the centroids list[from … to) (of centroids from … to when `list` is null) to the point at x[at … at + d). */
+function nearestAmong(centroids: Float32Array, d: number, x: ArrayLike<number>, at: number, list: Uint16Array | null, from: number, to: number): number {
   let best = 0;
   let d1 = Infinity;
-  const end = start[cell + 1]!;
-  for (let i = start[cell]!; i < end; i++) {
-    const c = list[i]!;
+  for (let i = from; i < to; i++) {
+    const c = list ? list[i]! : i;
     let dist = 0;
     for (let j = 0; j < d; j++) {
       const diff = x[at + j]! - centroids[c * d + j]!;
